@@ -1,0 +1,63 @@
+import CSodium
+
+/// XChaCha20-Poly1305 (IETF) authenticated encryption with associated data.
+///
+/// ```swift
+/// let nonce = AEAD.randomNonce()
+/// let box = try AEAD.seal(plaintext, additionalData: header, nonce: nonce, key: key)
+/// let back = try AEAD.open(box, additionalData: header, nonce: nonce, key: key)
+/// ```
+public enum AEAD {
+    /// Key length in bytes (32).
+    public static let keyLength = Int(crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
+    /// Nonce length in bytes (24); random nonces are safe at this length.
+    public static let nonceLength = Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
+    /// Authentication tag length in bytes (16).
+    public static let tagLength = Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)
+
+    /// A fresh random nonce.
+    public static func randomNonce() -> [UInt8] { Sodium.randomBytes(nonceLength) }
+
+    /// Encrypts and authenticates `plaintext`, binding `additionalData`; returns ciphertext ‖ tag.
+    public static func seal(
+        _ plaintext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes
+    ) throws -> [UInt8] {
+        Sodium.ensureInitialized()
+        guard nonce.count == nonceLength, key.count == keyLength else {
+            throw CryptoError(.invalidInput, "An encryption key or nonce has the wrong length.")
+        }
+        var out = [UInt8](repeating: 0, count: plaintext.count + tagLength)
+        var outLength: UInt64 = 0
+        let rc = key.withUnsafePointer { k in
+            crypto_aead_xchacha20poly1305_ietf_encrypt(
+                &out, &outLength, plaintext, UInt64(plaintext.count), additionalData,
+                UInt64(additionalData.count), nil, nonce, k)
+        }
+        guard rc == 0 else { throw CryptoError(.invalidInput, "Encryption failed.") }
+        return out
+    }
+
+    /// Verifies and decrypts ciphertext ‖ tag; throws ``CryptoError/Code/authenticationFailed`` on any alteration.
+    public static func open(
+        _ ciphertext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes
+    ) throws -> [UInt8] {
+        Sodium.ensureInitialized()
+        guard nonce.count == nonceLength, key.count == keyLength else {
+            throw CryptoError(.invalidInput, "A decryption key or nonce has the wrong length.")
+        }
+        guard ciphertext.count >= tagLength else {
+            throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
+        }
+        var out = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
+        var outLength: UInt64 = 0
+        let rc = key.withUnsafePointer { k in
+            crypto_aead_xchacha20poly1305_ietf_decrypt(
+                &out, &outLength, nil, ciphertext, UInt64(ciphertext.count), additionalData,
+                UInt64(additionalData.count), nonce, k)
+        }
+        guard rc == 0 else {
+            throw CryptoError(.authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
+        }
+        return out
+    }
+}
