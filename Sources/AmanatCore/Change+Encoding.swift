@@ -1,0 +1,121 @@
+/// The binary encoding of changes (Protocol/change.md).
+extension Change {
+    /// The format version written in the first byte.
+    public static let formatVersion: UInt8 = 1
+
+    /// Plaintexts are padded with zeros to a multiple of this many bytes, so lengths say less (§5).
+    public static let paddingBlock = 64
+
+    /// Encodes the change canonically, padded with zero bytes to a multiple of ``paddingBlock``.
+    public func encoded(padded: Bool = true) -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        w.write(Self.formatVersion)
+        w.write(raw: record.bytes)
+        w.write(bigEndian: timestamp.wallMillis)
+        w.write(bigEndian: timestamp.counter)
+        w.write(varint: UInt64(operations.count))
+        for op in operations { op.encode(into: &w) }
+        var bytes = w.bytes
+        if padded {
+            let remainder = bytes.count % Self.paddingBlock
+            if remainder != 0 { bytes.append(contentsOf: repeatElement(0, count: Self.paddingBlock - remainder)) }
+        }
+        return bytes
+    }
+
+    /// Decodes a change; trailing bytes must all be zero padding.
+    public init(decoding bytes: [UInt8]) throws {
+        var r = ByteReader(bytes)
+        let version = try r.readByte()
+        guard version == Self.formatVersion else {
+            throw CoreError(.unsupportedVersion, "This change was written by a newer version of Amanat (format \(version)).")
+        }
+        record = try RecordID(r.read(count: 16))
+        timestamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+        let count = try r.readCount()
+        var ops: [Operation] = []
+        ops.reserveCapacity(count)
+        for _ in 0..<count { ops.append(try Operation(from: &r)) }
+        operations = ops
+        guard r.remaining.allSatisfy({ $0 == 0 }) else {
+            throw CoreError(.malformed, "A change has unexpected bytes after its operations.")
+        }
+    }
+}
+
+extension Operation {
+    enum Tag: UInt8 {
+        case create = 1, set = 2, addTag = 3, removeTag = 4, delete = 5, seal = 6
+    }
+
+    func encode(into w: inout ByteWriter) {
+        switch self {
+        case .create(let kind):
+            w.write(Tag.create.rawValue)
+            w.write(string: kind)
+        case .set(let field, let value, let pred):
+            w.write(Tag.set.rawValue)
+            w.write(string: field)
+            w.write(string: value)
+            Self.encode(pred, into: &w)
+        case .addTag(let tag):
+            w.write(Tag.addTag.rawValue)
+            w.write(string: tag)
+        case .removeTag(let tag, let observed):
+            w.write(Tag.removeTag.rawValue)
+            w.write(string: tag)
+            Self.encode(observed, into: &w)
+        case .delete(let observed):
+            w.write(Tag.delete.rawValue)
+            Self.encode(observed, into: &w)
+        case .seal(let hash):
+            w.write(Tag.seal.rawValue)
+            w.write(raw: hash)
+        }
+    }
+
+    init(from r: inout ByteReader) throws {
+        guard let tag = Tag(rawValue: try r.readByte()) else {
+            throw CoreError(.malformed, "A change holds an operation of an unknown type.")
+        }
+        switch tag {
+        case .create: self = .create(kind: try r.readString())
+        case .set: self = .set(field: try r.readString(), value: try r.readString(), pred: try Self.decodeIDs(&r))
+        case .addTag: self = .addTag(try r.readString())
+        case .removeTag: self = .removeTag(try r.readString(), observed: try Self.decodeIDs(&r))
+        case .delete: self = .delete(observed: try Self.decodeIDs(&r))
+        case .seal: self = .seal(contentHash: try r.read(count: 32))
+        }
+    }
+
+    /// Operation id lists are written sorted and without duplicates, so equal sets encode equally.
+    static func encode(_ ids: [OpID], into w: inout ByteWriter) {
+        let sorted = Array(Set(ids)).sorted()
+        w.write(varint: UInt64(sorted.count))
+        for id in sorted { id.encode(into: &w) }
+    }
+
+    static func decodeIDs(_ r: inout ByteReader) throws -> [OpID] {
+        let count = try r.readCount(minimumElementSize: 34)
+        var ids: [OpID] = []
+        ids.reserveCapacity(count)
+        for _ in 0..<count { ids.append(try OpID(from: &r)) }
+        return ids
+    }
+}
+
+extension OpID {
+    func encode(into w: inout ByteWriter) {
+        w.write(raw: device.bytes)
+        w.write(varint: seq)
+        w.write(varint: UInt64(index))
+    }
+
+    init(from r: inout ByteReader) throws {
+        device = try DeviceID(r.read(count: 32))
+        seq = try r.readVarint()
+        let i = try r.readVarint()
+        guard i <= UInt64(UInt32.max) else { throw CoreError(.malformed, "An operation index is too large.") }
+        index = UInt32(i)
+    }
+}

@@ -1,0 +1,70 @@
+import AmanatCrypto
+
+/// A device's identity: its Ed25519 public key (32 bytes).
+public struct DeviceID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The public key.
+    public let bytes: [UInt8]
+
+    /// Wraps a 32-byte public key.
+    public init(_ bytes: [UInt8]) throws {
+        guard bytes.count == 32 else { throw CoreError(.malformed, "A device id must be 32 bytes.") }
+        self.bytes = bytes
+    }
+
+    /// Hex form, as shown to people.
+    public var hex: String { Hex.encode(bytes) }
+
+    public var description: String { hex }
+
+    public static func < (a: DeviceID, b: DeviceID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+}
+
+/// A record's identity: 16 random bytes chosen by the device that created it.
+public struct RecordID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The raw id.
+    public let bytes: [UInt8]
+
+    /// Wraps 16 bytes.
+    public init(_ bytes: [UInt8]) throws {
+        guard bytes.count == 16 else { throw CoreError(.malformed, "A record id must be 16 bytes.") }
+        self.bytes = bytes
+    }
+
+    /// Parses the 32-character hex form.
+    public init?(hex: String) {
+        guard let raw = Hex.decode(hex), raw.count == 16 else { return nil }
+        bytes = raw
+    }
+
+    /// Hex form, as shown to people and used in JSON.
+    public var hex: String { Hex.encode(bytes) }
+
+    public var description: String { hex }
+
+    public static func < (a: RecordID, b: RecordID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+}
+
+/// The identity of one operation: the change that holds it (author and seq) and its index in that change.
+public struct OpID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The device that wrote the change.
+    public var device: DeviceID
+    /// The change's sequence number in its device's log.
+    public var seq: UInt64
+    /// The operation's position in the change.
+    public var index: UInt32
+
+    /// Creates an operation id.
+    public init(device: DeviceID, seq: UInt64, index: UInt32) {
+        self.device = device
+        self.seq = seq
+        self.index = index
+    }
+
+    public static func < (a: OpID, b: OpID) -> Bool {
+        if a.device != b.device { return a.device < b.device }
+        return (a.seq, a.index) < (b.seq, b.index)
+    }
+
+    /// A short human reference: the first 8 hex digits of the device, the seq and the index.
+    public var description: String { "\(device.hex.prefix(8))/\(seq).\(index)" }
+}

@@ -1,0 +1,52 @@
+/// One operation on one record (Protocol/change.md §3).
+public enum Operation: Hashable, Sendable {
+    /// Creates the record with a kind such as `statement` or `testimony`.
+    case create(kind: String)
+    /// Sets a field; `pred` lists the value operations this one overwrites (multi-value register).
+    case set(field: String, value: String, pred: [OpID])
+    /// Adds a tag (observed-remove set: this operation's id is the tag's token).
+    case addTag(String)
+    /// Removes a tag by naming the add operations that were observed.
+    case removeTag(String, observed: [OpID])
+    /// Deletes the record by naming the operations that were observed live; anything concurrent survives.
+    case delete(observed: [OpID])
+    /// Seals a testimony's original content: `contentHash` is BLAKE2b-256 of its sealed fields (§4).
+    case seal(contentHash: [UInt8])
+}
+
+/// The set of changes one command makes to one record, stamped by a hybrid logical clock.
+public struct Change: Hashable, Sendable {
+    /// The record every operation applies to.
+    public var record: RecordID
+    /// When the change was made, by the author's hybrid logical clock.
+    public var timestamp: HLCTimestamp
+    /// The operations, in order; each is identified by its index.
+    public var operations: [Operation]
+
+    /// Creates a change.
+    public init(record: RecordID, timestamp: HLCTimestamp, operations: [Operation]) {
+        self.record = record
+        self.timestamp = timestamp
+        self.operations = operations
+    }
+}
+
+/// A change together with the position in its author's log that names its operations.
+public struct AuthoredChange: Hashable, Sendable {
+    /// The device that signed the change.
+    public var author: DeviceID
+    /// The change's sequence number in the author's log.
+    public var seq: UInt64
+    /// The change itself.
+    public var change: Change
+
+    /// Creates an authored change.
+    public init(author: DeviceID, seq: UInt64, change: Change) {
+        self.author = author
+        self.seq = seq
+        self.change = change
+    }
+
+    /// The id of the operation at `index`.
+    public func opID(_ index: Int) -> OpID { OpID(device: author, seq: seq, index: UInt32(index)) }
+}

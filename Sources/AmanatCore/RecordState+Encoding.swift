@@ -1,0 +1,135 @@
+import AmanatCrypto
+
+/// The canonical binary encoding of a record state (Protocol/change.md §7), used for the encrypted
+/// projection table and for `state_digest`.
+extension RecordState {
+    /// The encoding's version byte.
+    public static let formatVersion: UInt8 = 1
+
+    /// Encodes the state canonically: every set is written sorted, so equal states encode to equal bytes.
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: 256)
+        w.write(Self.formatVersion)
+        w.write(raw: id.bytes)
+        if let op = creationOp {
+            w.write(1)
+            op.encode(into: &w)
+            w.write(string: creationKind)
+        } else {
+            w.write(0)
+        }
+        let names = values.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        w.write(varint: UInt64(names.count))
+        for name in names {
+            let list = values[name]!.sorted { $0.op < $1.op }
+            w.write(string: name)
+            w.write(varint: UInt64(list.count))
+            for v in list {
+                v.op.encode(into: &w)
+                w.write(string: v.value)
+                w.write(bigEndian: v.timestamp.wallMillis)
+                w.write(bigEndian: v.timestamp.counter)
+            }
+        }
+        Operation.encode(Array(overwritten), into: &w)
+        let adds = tagAdds.keys.sorted()
+        w.write(varint: UInt64(adds.count))
+        for op in adds {
+            op.encode(into: &w)
+            w.write(string: tagAdds[op]!)
+        }
+        Operation.encode(Array(removedTags), into: &w)
+        Operation.encode(Array(deleteObserved), into: &w)
+        if let seal {
+            w.write(1)
+            seal.op.encode(into: &w)
+            w.write(raw: seal.contentHash)
+            w.write(bigEndian: seal.timestamp.wallMillis)
+            w.write(bigEndian: seal.timestamp.counter)
+        } else {
+            w.write(0)
+        }
+        w.write(varint: UInt64(changes.count))
+        for c in changes {
+            w.write(raw: c.author.bytes)
+            w.write(varint: c.seq)
+            w.write(bigEndian: c.timestamp.wallMillis)
+            w.write(bigEndian: c.timestamp.counter)
+        }
+        return w.bytes
+    }
+
+    /// Decodes a state written by ``encoded()``.
+    public init(decoding bytes: [UInt8]) throws {
+        var r = ByteReader(bytes)
+        guard try r.readByte() == Self.formatVersion else {
+            throw CoreError(.unsupportedVersion, "A stored record was written by a newer version of Amanat.")
+        }
+        self.init(id: try RecordID(r.read(count: 16)))
+        if try r.readByte() == 1 {
+            creationOp = try OpID(from: &r)
+            creationKind = try r.readString()
+        }
+        for _ in 0..<(try r.readCount()) {
+            let name = try r.readString()
+            var list: [FieldValue] = []
+            for _ in 0..<(try r.readCount()) {
+                let op = try OpID(from: &r)
+                let value = try r.readString()
+                let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+                list.append(FieldValue(op: op, value: value, timestamp: stamp))
+            }
+            values[name] = list.sorted { $0.wins(over: $1) }
+        }
+        overwritten = Set(try Operation.decodeIDs(&r))
+        for _ in 0..<(try r.readCount()) {
+            let op = try OpID(from: &r)
+            tagAdds[op] = try r.readString()
+        }
+        removedTags = Set(try Operation.decodeIDs(&r))
+        deleteObserved = Set(try Operation.decodeIDs(&r))
+        if try r.readByte() == 1 {
+            let op = try OpID(from: &r)
+            let hash = try r.read(count: 32)
+            let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+            seal = SealInfo(op: op, contentHash: hash, timestamp: stamp)
+        }
+        for _ in 0..<(try r.readCount(minimumElementSize: 45)) {
+            let author = try DeviceID(r.read(count: 32))
+            let seq = try r.readVarint()
+            let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+            changes.append(ChangeRef(author: author, seq: seq, timestamp: stamp))
+        }
+        guard r.isAtEnd else { throw CoreError(.malformed, "A stored record has unexpected trailing bytes.") }
+    }
+
+    /// The content hash a `seal` operation commits to: BLAKE2b-256 over the kind and the sorted (field, value)
+    /// pairs of the sealing change (Protocol/change.md §4).
+    public static func sealHash(kind: String, fields: [(String, String)]) -> [UInt8] {
+        var w = ByteWriter()
+        w.write(raw: Array("amanat/seal/v1".utf8))
+        w.write(string: kind)
+        let sorted = fields.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+        w.write(varint: UInt64(sorted.count))
+        for (name, value) in sorted {
+            w.write(string: name)
+            w.write(string: value)
+        }
+        return BLAKE2b.hash(w.bytes)
+    }
+}
+
+/// The digest two replicas compare to prove they converged.
+public enum StateDigest {
+    /// BLAKE2b-256 over the canonical encodings of every record state, in record-id order (Protocol/change.md §8).
+    public static func compute<S: Sequence>(_ states: S) -> [UInt8] where S.Element == RecordState {
+        let hasher = BLAKE2b.Hasher()
+        hasher.update(Array("amanat/state/v1".utf8))
+        for state in states.sorted(by: { $0.id < $1.id }) {
+            var w = ByteWriter()
+            w.write(lengthPrefixed: state.encoded())
+            hasher.update(w.bytes)
+        }
+        return hasher.finalize()
+    }
+}

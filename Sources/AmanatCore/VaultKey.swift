@@ -1,0 +1,82 @@
+import AmanatCrypto
+
+/// The vault key of one epoch, and the keys derived from it (Protocol/envelope.md §5).
+public struct VaultKey: Sendable {
+    /// The epoch this key belongs to.
+    public let epoch: UInt32
+    /// The 32-byte vault key.
+    public let root: SecureBytes
+    /// The key from which every envelope key is derived.
+    private let contentKey: SecureBytes
+
+    /// Wraps a 32-byte vault key of `epoch`.
+    public init(epoch: UInt32, root: SecureBytes) {
+        precondition(root.count == 32)
+        self.epoch = epoch
+        self.root = root
+        contentKey = KeyDerivation.deriveSubkey(from: root, id: 1, context: "amnt-env")
+    }
+
+    /// A new random key.
+    public static func generate(epoch: UInt32 = 1) -> VaultKey {
+        VaultKey(epoch: epoch, root: .random(count: 32))
+    }
+
+    /// The key of the envelope at (`author`, `seq`): keyed BLAKE2b-256, so disclosing it reveals no other key.
+    public func envelopeKey(author: DeviceID, seq: UInt64) -> SecureBytes {
+        var w = ByteWriter(capacity: 64)
+        w.write(raw: Array("amanat/envelope-key/v1".utf8))
+        w.write(raw: author.bytes)
+        w.write(bigEndian: seq)
+        return BLAKE2b.deriveKey(from: contentKey, message: w.bytes)
+    }
+
+    /// A subkey for a local purpose, such as the projection table (`context` is exactly 8 characters).
+    public func subkey(id: UInt64, context: String) -> SecureBytes {
+        KeyDerivation.deriveSubkey(from: root, id: id, context: context)
+    }
+}
+
+extension Envelope {
+    /// Encrypts `change` as the author's envelope number `seq` and signs it.
+    public static func seal(
+        _ change: Change, vaultID: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64, previousHash: [UInt8]
+    ) throws -> Envelope {
+        let author = try DeviceID(signer.publicKey)
+        let plaintext = change.encoded()
+        let nonce = AEAD.randomNonce()
+        var header = EnvelopeHeader(
+            vaultID: vaultID, author: author, seq: seq, previousHash: previousHash, keyEpoch: key.epoch, nonce: nonce,
+            ciphertextLength: UInt32(plaintext.count + AEAD.tagLength))
+        header.ciphertextLength = UInt32(plaintext.count + AEAD.tagLength)
+        let headerBytes = header.encoded()
+        let ciphertext = try AEAD.seal(
+            plaintext, additionalData: headerBytes, nonce: nonce, key: key.envelopeKey(author: author, seq: seq))
+        let signature = signer.sign(headerBytes + BLAKE2b.hash(ciphertext))
+        return Envelope(header: header, ciphertext: ciphertext, signature: signature)
+    }
+
+    /// Decrypts the change with the vault key of the envelope's epoch.
+    public func open(with key: VaultKey) throws -> Change {
+        guard key.epoch == header.keyEpoch else {
+            throw CoreError(.unknownKeyEpoch, "An envelope uses key epoch \(header.keyEpoch), which this vault lacks.")
+        }
+        return try open(withEnvelopeKey: key.envelopeKey(author: header.author, seq: header.seq))
+    }
+
+    /// Decrypts the change with its own envelope key (as disclosed in an evidence bundle).
+    public func open(withEnvelopeKey envelopeKey: SecureBytes) throws -> Change {
+        let plaintext: [UInt8]
+        do {
+            plaintext = try AEAD.open(ciphertext, additionalData: headerBytes, nonce: header.nonce, key: envelopeKey)
+        } catch {
+            throw CoreError(.tampered, "Envelope \(header.seq) of device \(header.author.hex.prefix(12)) does not decrypt: it was altered or the key is wrong.")
+        }
+        return try Change(decoding: plaintext)
+    }
+
+    /// Decrypts and pairs the change with its author and seq.
+    public func openAuthored(with key: VaultKey) throws -> AuthoredChange {
+        AuthoredChange(author: header.author, seq: header.seq, change: try open(with: key))
+    }
+}
