@@ -33,9 +33,9 @@ extension Change {
         record = try RecordID(r.read(count: 16))
         timestamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
         let count = try r.readCount()
-        var ops: [Operation] = []
+        var ops: [RecordOperation] = []
         ops.reserveCapacity(count)
-        for _ in 0..<count { ops.append(try Operation(from: &r)) }
+        for _ in 0..<count { ops.append(try RecordOperation(from: &r)) }
         operations = ops
         guard r.remaining.allSatisfy({ $0 == 0 }) else {
             throw CoreError(.malformed, "A change has unexpected bytes after its operations.")
@@ -43,7 +43,7 @@ extension Change {
     }
 }
 
-extension Operation {
+extension RecordOperation {
     enum Tag: UInt8 {
         case create = 1, set = 2, addTag = 3, removeTag = 4, delete = 5, seal = 6
     }
@@ -88,7 +88,7 @@ extension Operation {
         }
     }
 
-    /// Operation id lists are written sorted and without duplicates, so equal sets encode equally.
+    /// RecordOperation id lists are written sorted and without duplicates, so equal sets encode equally.
     static func encode(_ ids: [OpID], into w: inout ByteWriter) {
         let sorted = Array(Set(ids)).sorted()
         w.write(varint: UInt64(sorted.count))

@@ -31,15 +31,15 @@ extension RecordState {
                 w.write(bigEndian: v.timestamp.counter)
             }
         }
-        Operation.encode(Array(overwritten), into: &w)
+        RecordOperation.encode(Array(overwritten), into: &w)
         let adds = tagAdds.keys.sorted()
         w.write(varint: UInt64(adds.count))
         for op in adds {
             op.encode(into: &w)
             w.write(string: tagAdds[op]!)
         }
-        Operation.encode(Array(removedTags), into: &w)
-        Operation.encode(Array(deleteObserved), into: &w)
+        RecordOperation.encode(Array(removedTags), into: &w)
+        RecordOperation.encode(Array(deleteObserved), into: &w)
         if let seal {
             w.write(1)
             seal.op.encode(into: &w)
@@ -81,13 +81,13 @@ extension RecordState {
             }
             values[name] = list.sorted { $0.wins(over: $1) }
         }
-        overwritten = Set(try Operation.decodeIDs(&r))
+        overwritten = Set(try RecordOperation.decodeIDs(&r))
         for _ in 0..<(try r.readCount()) {
             let op = try OpID(from: &r)
             tagAdds[op] = try r.readString()
         }
-        removedTags = Set(try Operation.decodeIDs(&r))
-        deleteObserved = Set(try Operation.decodeIDs(&r))
+        removedTags = Set(try RecordOperation.decodeIDs(&r))
+        deleteObserved = Set(try RecordOperation.decodeIDs(&r))
         if try r.readByte() == 1 {
             let op = try OpID(from: &r)
             let hash = try r.read(count: 32)

@@ -1,5 +1,5 @@
 /// One operation on one record (Protocol/change.md §3).
-public enum Operation: Hashable, Sendable {
+public enum RecordOperation: Hashable, Sendable {
     /// Creates the record with a kind such as `statement` or `testimony`.
     case create(kind: String)
     /// Sets a field; `pred` lists the value operations this one overwrites (multi-value register).
@@ -21,10 +21,10 @@ public struct Change: Hashable, Sendable {
     /// When the change was made, by the author's hybrid logical clock.
     public var timestamp: HLCTimestamp
     /// The operations, in order; each is identified by its index.
-    public var operations: [Operation]
+    public var operations: [RecordOperation]
 
     /// Creates a change.
-    public init(record: RecordID, timestamp: HLCTimestamp, operations: [Operation]) {
+    public init(record: RecordID, timestamp: HLCTimestamp, operations: [RecordOperation]) {
         self.record = record
         self.timestamp = timestamp
         self.operations = operations

@@ -1,0 +1,58 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Writing files so that a crash leaves either the old or the new content, never a mix.
+enum AtomicFile {
+    /// Writes `bytes` to a temporary file beside `url`, fsyncs it, renames it over `url`, then fsyncs the folder.
+    static func write(_ bytes: [UInt8], to url: URL) throws {
+        let dir = url.deletingLastPathComponent()
+        let temp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw ioError(errno, "could not create \(temp.path)") }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n < 0 {
+                let e = errno
+                close(fd)
+                unlink(temp.path)
+                throw ioError(e, "could not write \(url.path)")
+            }
+            written += n
+        }
+        if fsync(fd) != 0 {
+            let e = errno
+            close(fd)
+            unlink(temp.path)
+            throw ioError(e, "could not flush \(url.path)")
+        }
+        close(fd)
+        guard rename(temp.path, url.path) == 0 else {
+            let e = errno
+            unlink(temp.path)
+            throw ioError(e, "could not replace \(url.path)")
+        }
+        syncDirectory(dir)
+    }
+
+    /// Flushes a directory entry so a rename or unlink survives power loss.
+    static func syncDirectory(_ dir: URL) {
+        let fd = open(dir.path, O_RDONLY)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+
+    static func ioError(_ code: Int32, _ what: String) -> StoreError {
+        if code == ENOSPC || code == EDQUOT {
+            return StoreError(.diskFull, "The disk is full: \(what); free some space and try again.")
+        }
+        return StoreError(.io, "Input/output error: \(what) (\(String(cString: strerror(code)))).")
+    }
+}

@@ -1,0 +1,224 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+import GRDB
+
+extension Vault {
+    // MARK: Encrypted rows (Protocol/storage.md §3)
+
+    /// The row key standing in for a record id: keyed BLAKE2b-128, so the database does not show record ids.
+    func slot(for id: RecordID) -> Data {
+        Data(BLAKE2b.hash(id.bytes, outputLength: 16, key: slotKey))
+    }
+
+    func sealRow(_ plaintext: [UInt8], associatedData: [UInt8]) throws -> Data {
+        let nonce = AEAD.randomNonce()
+        return Data(nonce + (try AEAD.seal(plaintext, additionalData: associatedData, nonce: nonce, key: localKey)))
+    }
+
+    func openRow(_ body: Data, associatedData: [UInt8], what: String) throws -> [UInt8] {
+        let bytes = Array(body)
+        guard bytes.count >= AEAD.nonceLength + AEAD.tagLength else {
+            throw StoreError(.damaged, "The vault is damaged: \(what) is truncated.")
+        }
+        do {
+            return try AEAD.open(
+                Array(bytes[AEAD.nonceLength...]), additionalData: associatedData,
+                nonce: Array(bytes[..<AEAD.nonceLength]), key: localKey)
+        } catch {
+            throw StoreError(.damaged, "The vault is damaged: \(what) does not decrypt. Run `amanat verify`.")
+        }
+    }
+
+    func loadState(_ db: Database, id: RecordID) throws -> RecordState? {
+        let slot = slot(for: id)
+        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM record WHERE slot = ?", arguments: [slot]) else {
+            return nil
+        }
+        return try decodeState(body, slot: slot)
+    }
+
+    func decodeState(_ body: Data, slot: Data) throws -> RecordState {
+        let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
+        do {
+            return try RecordState(decoding: plain)
+        } catch {
+            throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
+        }
+    }
+
+    func saveState(_ db: Database, _ state: RecordState) throws {
+        let slot = slot(for: state.id)
+        try db.execute(
+            sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body",
+            arguments: [slot, try sealRow(state.encoded(), associatedData: Array(slot))])
+    }
+
+    func loadClock(_ db: Database) throws -> HybridLogicalClock {
+        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'clock'") else {
+            return HybridLogicalClock()
+        }
+        var r = ByteReader(try openRow(body, associatedData: Array("clock".utf8), what: "the clock"))
+        let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+        return HybridLogicalClock(last: stamp)
+    }
+
+    func saveClock(_ db: Database, _ clock: HybridLogicalClock) throws {
+        var w = ByteWriter()
+        w.write(bigEndian: clock.last.wallMillis)
+        w.write(bigEndian: clock.last.counter)
+        try db.execute(
+            sql: "INSERT INTO local(key, body) VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
+            arguments: [try sealRow(w.bytes, associatedData: Array("clock".utf8))])
+    }
+
+    func head(_ db: Database, author: DeviceID) throws -> ChainHead {
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
+                arguments: [Data(author.bytes)])
+        else { return .empty }
+        return ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+    }
+
+    func insertEnvelope(_ db: Database, _ envelope: Envelope) throws {
+        try db.execute(
+            sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
+            arguments: [
+                Data(envelope.header.author.bytes), Int64(envelope.header.seq), Data(envelope.hash),
+                Data(envelope.encoded()),
+            ])
+    }
+
+    // MARK: Writing
+
+    /// Makes one change to one record in one transaction: stamps it, seals and signs its envelope, appends it to
+    /// this device's log and updates the projection. `operations` sees the record's current state (nil if new).
+    @discardableResult
+    public func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws -> AuthoredChange {
+        try mapErrors {
+            try database.write { db in try commit(db, record: record, operations: operations) }
+        }
+    }
+
+    /// Makes many changes in one transaction (bulk import, benchmarks).
+    public func commitBatch(_ items: [(RecordID, [RecordOperation])]) throws {
+        try mapErrors {
+            try database.write { db in
+                for (id, ops) in items { _ = try commit(db, record: id, operations: { _ in ops }) }
+            }
+        }
+    }
+
+    func commit(_ db: Database, record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws
+        -> AuthoredChange
+    {
+        let me = deviceID
+        let current = try loadState(db, id: record)
+        let ops = try operations(current)
+        var clock = try loadClock(db)
+        let stamp = clock.tick(wallMillis: wallClock())
+        let change = Change(record: record, timestamp: stamp, operations: ops)
+        let head = try head(db, author: me)
+        let envelope = try Envelope.seal(
+            change, vaultID: vaultID, key: keyring.currentKey, signer: keyring.device, seq: head.seq + 1,
+            previousHash: head.hash)
+        try insertEnvelope(db, envelope)
+        let authored = AuthoredChange(author: me, seq: head.seq + 1, change: change)
+        var state = current ?? RecordState(id: record)
+        state.apply(authored)
+        try saveState(db, state)
+        try saveClock(db, clock)
+        return authored
+    }
+
+    /// A new random record id.
+    public static func newRecordID() -> RecordID {
+        // 16 random bytes always make a record id.
+        guard let id = try? RecordID(Sodium.randomBytes(16)) else { fatalError("unreachable") }
+        return id
+    }
+
+    /// Creates a record of `kind` with fields and tags in one change; a testimony is sealed in the same change.
+    public func createRecord(kind: String, fields: [(String, String)], tags: [String], seal: Bool) throws -> RecordID {
+        let id = Self.newRecordID()
+        try commit(record: id) { _ in
+            var ops: [RecordOperation] = [.create(kind: kind)]
+            ops += fields.map { RecordOperation.set(field: $0.0, value: $0.1, pred: []) }
+            ops += tags.map { RecordOperation.addTag($0) }
+            if seal { ops.append(.seal(contentHash: RecordState.sealHash(kind: kind, fields: fields))) }
+            return ops
+        }
+        return id
+    }
+
+    // MARK: Reading
+
+    /// Every record state, deleted ones included, decrypted in memory.
+    public func allStates() throws -> [RecordState] {
+        try mapErrors {
+            try database.read { db in
+                try Row.fetchAll(db, sql: "SELECT slot, body FROM record").map {
+                    try decodeState($0["body"], slot: $0["slot"])
+                }
+            }
+        }
+    }
+
+    /// The visible records, sorted by id.
+    public func visibleRecords() throws -> [RecordView] {
+        try allStates().compactMap(\.view).sorted { $0.id < $1.id }
+    }
+
+    /// The state of the visible record whose id is `text` or starts with it (at least 6 hex characters).
+    public func resolveRecord(_ text: String) throws -> RecordState {
+        let prefix = text.lowercased()
+        guard prefix.count >= 6 else {
+            throw StoreError(.unknownID, "The id \"\(text)\" is too short: give at least 6 characters of a record id.")
+        }
+        guard prefix.allSatisfy(\.isHexDigit) else {
+            throw StoreError(.unknownID, "\"\(text)\" is not a record id: ids are hexadecimal.")
+        }
+        let matches = try allStates().filter { $0.isVisible && $0.id.hex.hasPrefix(prefix) }
+        switch matches.count {
+        case 0: throw StoreError(.unknownID, "No record has the id \(text).")
+        case 1: return matches[0]
+        default:
+            throw StoreError(.ambiguousID, "The id \(text) matches \(matches.count) records; give more characters.")
+        }
+    }
+
+    /// The envelope of (`author`, `seq`), decoded.
+    public func envelope(author: DeviceID, seq: UInt64) throws -> Envelope? {
+        let body: Data? = try mapErrors {
+            try database.read { db in
+                try Data.fetchOne(
+                    db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?",
+                    arguments: [Data(author.bytes), Int64(seq)])
+            }
+        }
+        guard let body else { return nil }
+        do {
+            return try Envelope(decoding: Array(body))
+        } catch {
+            throw StoreError(.damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
+        }
+    }
+
+    /// The decrypted changes that made `state`, in (stamp, author, seq) order.
+    public func history(of state: RecordState) throws -> [(envelope: Envelope, change: AuthoredChange)] {
+        try state.changes.map { ref in
+            guard let envelope = try envelope(author: ref.author, seq: ref.seq) else {
+                throw StoreError(.damaged, "The vault is damaged: a change of this record is missing from the log.")
+            }
+            guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
+                throw StoreError(.damaged, "A change of this record uses a key epoch this device lacks.")
+            }
+            do {
+                return (envelope, try envelope.openAuthored(with: key))
+            } catch {
+                throw StoreError(.damaged, "The vault is damaged: a change of this record does not decrypt.")
+            }
+        }
+    }
+}

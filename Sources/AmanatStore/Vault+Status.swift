@@ -1,0 +1,221 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+import GRDB
+
+/// What `amanat status` reports.
+public struct VaultStatus: Sendable {
+    /// This device's id.
+    public var device: DeviceID
+    /// This device's name.
+    public var deviceName: String
+    /// Visible records.
+    public var records: Int
+    /// Envelopes in the log, all devices.
+    public var changes: Int
+    /// The version vector: for each device, its last seq and head hash.
+    public var vector: [DeviceID: ChainHead]
+    /// BLAKE2b-256 of the canonical projection (equal on replicas that saw the same changes).
+    public var stateDigest: [UInt8]
+    /// Devices caught writing two different envelopes at one seq.
+    public var forks: [ForkReport]
+}
+
+/// Evidence that a device wrote two different envelopes with the same seq.
+public struct ForkReport: Hashable, Sendable {
+    /// The equivocating device.
+    public var device: DeviceID
+    /// The seq at which its log forked.
+    public var seq: UInt64
+}
+
+/// What `amanat verify` found.
+public struct VerifyReport: Sendable {
+    /// Devices whose logs were checked.
+    public var devices: Int
+    /// Envelopes checked.
+    public var envelopes: Int
+    /// Records rebuilt and compared.
+    public var records: Int
+    /// Sealed testimonies whose seal was recomputed.
+    public var seals: Int
+    /// Problems found, one sentence each; empty when all is well.
+    public var problems: [String]
+}
+
+extension Vault {
+    /// The version vector: each device's last seq and head hash.
+    public func versionVector() throws -> [DeviceID: ChainHead] {
+        try mapErrors {
+            try database.read { db in
+                var vector: [DeviceID: ChainHead] = [:]
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT e.author, e.seq, e.hash FROM envelope e
+                        JOIN (SELECT author, MAX(seq) AS seq FROM envelope GROUP BY author) m
+                          ON e.author = m.author AND e.seq = m.seq
+                        """)
+                for row in rows {
+                    let author = try DeviceID(Array(row["author"] as Data))
+                    vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+                }
+                return vector
+            }
+        }
+    }
+
+    /// The forks recorded so far.
+    public func forks() throws -> [ForkReport] {
+        try mapErrors {
+            try database.read { db in
+                try Row.fetchAll(db, sql: "SELECT DISTINCT author, seq FROM fork ORDER BY author, seq").map {
+                    ForkReport(device: try DeviceID(Array($0["author"] as Data)), seq: UInt64($0["seq"] as Int64))
+                }
+            }
+        }
+    }
+
+    /// The number of envelopes in the log.
+    public func changeCount() throws -> Int {
+        try mapErrors { try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM envelope") ?? 0 } }
+    }
+
+    /// Device, counts, version vector and state digest.
+    public func status() throws -> VaultStatus {
+        let states = try allStates()
+        return VaultStatus(
+            device: deviceID, deviceName: keyring.deviceName, records: states.filter(\.isVisible).count,
+            changes: try changeCount(), vector: try versionVector(), stateDigest: StateDigest.compute(states),
+            forks: try forks())
+    }
+
+    /// Checks everything: SQLite integrity, every chain and signature, every envelope decrypts, the projection
+    /// equals a replay of the log, and every seal matches its original content.
+    public func verify() throws -> VerifyReport {
+        var problems: [String] = []
+        let integrity: [String] = try mapErrors {
+            try database.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+        }
+        if integrity != ["ok"] { problems.append("The database file fails SQLite's integrity check.") }
+
+        var replayed: [RecordID: RecordState] = [:]
+        var devices = 0
+        var envelopes = 0
+        let rows: [Row] = try mapErrors {
+            try database.read { db in try Row.fetchAll(db, sql: "SELECT author, seq, hash, body FROM envelope ORDER BY author, seq") }
+        }
+        var index = 0
+        while index < rows.count {
+            let author = Array(rows[index]["author"] as Data)
+            var run: [Envelope] = []
+            var broken = false
+            while index < rows.count, Array(rows[index]["author"] as Data) == author {
+                let row = rows[index]
+                index += 1
+                guard !broken else { continue }
+                guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)),
+                    envelope.header.author.bytes == author, envelope.header.seq == UInt64(row["seq"] as Int64),
+                    envelope.hash == Array(row["hash"] as Data)
+                else {
+                    problems.append(
+                        "Change \(row["seq"] as Int64) of device \(Hex.encode(author).prefix(12)) is damaged in the database.")
+                    broken = true
+                    continue
+                }
+                run.append(envelope)
+            }
+            devices += 1
+            envelopes += run.count
+            do {
+                _ = try ChainVerifier.verifyRun(run[...], vaultID: vaultID, after: .empty)
+            } catch let error as CoreError {
+                problems.append(error.message)
+                continue
+            }
+            for envelope in run {
+                guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
+                    problems.append("Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) uses an unknown key epoch.")
+                    continue
+                }
+                do {
+                    let authored = try envelope.openAuthored(with: key)
+                    replayed[authored.change.record, default: RecordState(id: authored.change.record)].apply(authored)
+                } catch {
+                    problems.append("Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) does not decrypt.")
+                }
+            }
+        }
+
+        var stored: [RecordID: RecordState] = [:]
+        do {
+            for state in try allStates() { stored[state.id] = state }
+        } catch let error as StoreError {
+            problems.append(error.message)
+        }
+        if problems.isEmpty {
+            for (id, state) in replayed where stored[id] != state {
+                problems.append("Record \(id.hex.prefix(12)) in the projection does not match its history.")
+            }
+            for id in stored.keys where replayed[id] == nil {
+                problems.append("Record \(id.hex.prefix(12)) in the projection has no history.")
+            }
+        }
+        var seals = 0
+        for state in replayed.values {
+            guard let seal = state.seal else { continue }
+            seals += 1
+            if let problem = try checkSeal(of: state, seal: seal) { problems.append(problem) }
+        }
+        for fork in try forks() {
+            problems.append("Device \(fork.device.hex.prefix(12)) forked its log at change \(fork.seq): it signed two different changes.")
+        }
+        return VerifyReport(
+            devices: devices, envelopes: envelopes, records: replayed.count, seals: seals, problems: problems)
+    }
+
+    /// Recomputes a seal from the change that made it; returns a problem sentence if it does not match.
+    func checkSeal(of state: RecordState, seal: SealInfo) throws -> String? {
+        guard let envelope = try? envelope(author: seal.op.device, seq: seal.op.seq),
+            let key = keyring.key(epoch: envelope.header.keyEpoch),
+            let change = try? envelope.open(with: key)
+        else { return "The sealing change of record \(state.id.hex.prefix(12)) is missing or damaged." }
+        var kind = ""
+        var fields: [(String, String)] = []
+        for op in change.operations {
+            switch op {
+            case .create(let k): kind = k
+            case .set(let f, let v, _): fields.append((f, v))
+            default: break
+            }
+        }
+        if RecordState.sealHash(kind: kind, fields: fields) != seal.contentHash {
+            return "The seal of testimony \(state.id.hex.prefix(12)) does not match its original content."
+        }
+        return nil
+    }
+
+    /// Destroys the vault: the keyring first (crypto-shredding, so the rest is unreadable at once), then the rest.
+    public static func wipe(at dir: URL) throws {
+        let keyring = keyringURL(dir)
+        guard exists(at: dir) else {
+            throw StoreError(.noVault, "There is no vault in \(dir.path) to wipe.")
+        }
+        if let handle = FileHandle(forUpdatingAtPath: keyring.path) {
+            let size = (try? handle.seekToEnd()) ?? 0
+            try? handle.seek(toOffset: 0)
+            handle.write(Data(Sodium.randomBytes(Int(max(size, 4096)))))
+            try? handle.synchronize()
+            try? handle.close()
+        }
+        try? FileManager.default.removeItem(at: keyring)
+        AtomicFile.syncDirectory(dir)
+        let fm = FileManager.default
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            try? fm.removeItem(atPath: databaseURL(dir).path + suffix)
+        }
+        if let rest = try? fm.contentsOfDirectory(atPath: dir.path), rest.isEmpty {
+            try? fm.removeItem(at: dir)
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+import GRDB
+
+/// One vault directory on one device: the keyring and the SQLite database of envelopes and encrypted
+/// projection (Protocol/storage.md).
+///
+/// ```swift
+/// let vault = try Vault.create(at: dir, passphrase: pass, deviceName: "field laptop", strength: .interactive)
+/// let id = try vault.createRecord(kind: "statement", fields: [("title", "…")], tags: ["afghanistan"])
+/// let views = try vault.visibleRecords()
+/// ```
+public final class Vault {
+    /// The keyring file's name inside the vault directory.
+    public static let keyringFileName = "keyring.amk"
+    /// The database file's name inside the vault directory.
+    public static let databaseFileName = "vault.sqlite"
+
+    /// The vault directory.
+    public let directory: URL
+    /// The unlocked secrets.
+    public let keyring: Keyring
+    let database: DatabaseQueue
+    /// Key of the encrypted projection and local-state rows.
+    let localKey: SecureBytes
+    /// Key of the keyed hashes that stand in for record ids as row keys.
+    let slotKey: SecureBytes
+    /// A source of wall-clock milliseconds; replaceable in tests.
+    public var wallClock: @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    /// This device's id.
+    public var deviceID: DeviceID {
+        // A 32-byte public key always makes a device id.
+        guard let id = try? DeviceID(keyring.device.publicKey) else { fatalError("unreachable") }
+        return id
+    }
+
+    /// The vault's id.
+    public var vaultID: [UInt8] { keyring.vaultID }
+
+    private init(directory: URL, keyring: Keyring, database: DatabaseQueue) {
+        self.directory = directory
+        self.keyring = keyring
+        self.database = database
+        localKey = keyring.currentKey.subkey(id: 2, context: "amnt-loc")
+        slotKey = keyring.currentKey.subkey(id: 3, context: "amnt-slt")
+    }
+
+    static func keyringURL(_ dir: URL) -> URL { dir.appendingPathComponent(keyringFileName) }
+    static func databaseURL(_ dir: URL) -> URL { dir.appendingPathComponent(databaseFileName) }
+
+    /// Whether `dir` holds a vault (its keyring file exists).
+    public static func exists(at dir: URL) -> Bool {
+        FileManager.default.fileExists(atPath: keyringURL(dir).path)
+    }
+
+    /// Creates a new vault with a new vault key and device key in `dir` (created if missing, must hold no vault).
+    public static func create(
+        at dir: URL, passphrase: SecureBytes, deviceName: String, strength: PasswordHash.Strength
+    ) throws -> Vault {
+        try create(at: dir, keyring: .generate(deviceName: deviceName), passphrase: passphrase, strength: strength)
+    }
+
+    /// Creates a vault directory around an existing keyring (used by `join`).
+    public static func create(
+        at dir: URL, keyring: Keyring, passphrase: SecureBytes, strength: PasswordHash.Strength
+    ) throws -> Vault {
+        let fm = FileManager.default
+        if exists(at: dir) {
+            throw StoreError(.vaultExists, "A vault already exists in \(dir.path); choose another directory.")
+        }
+        if fm.fileExists(atPath: databaseURL(dir).path) {
+            throw StoreError(
+                .vaultExists, "\(dir.path) holds a vault database without a keyring; choose an empty directory.")
+        }
+        do {
+            try fm.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StoreError(.io, "Could not create the vault directory \(dir.path).")
+        }
+        let database = try openDatabase(dir, create: true)
+        try mapErrors {
+            try database.write { db in
+                try db.execute(
+                    sql: "INSERT INTO meta(key, value) VALUES ('vault_id', ?)", arguments: [Data(keyring.vaultID)])
+            }
+        }
+        // The keyring is written last: its presence is what makes the directory a vault.
+        do {
+            try keyring.write(to: keyringURL(dir), passphrase: passphrase, strength: strength)
+        } catch {
+            try? database.close()
+            for suffix in ["", "-wal", "-shm"] { try? fm.removeItem(atPath: databaseURL(dir).path + suffix) }
+            throw error
+        }
+        return Vault(directory: dir, keyring: keyring, database: database)
+    }
+
+    /// Opens the vault in `dir` with its passphrase.
+    public static func open(at dir: URL, passphrase: SecureBytes) throws -> Vault {
+        guard exists(at: dir) else {
+            throw StoreError(.noVault, "There is no vault in \(dir.path); run `amanat init` or pass --vault DIR.")
+        }
+        let keyring = try Keyring.read(from: keyringURL(dir), passphrase: passphrase)
+        guard FileManager.default.fileExists(atPath: databaseURL(dir).path) else {
+            throw StoreError(.damaged, "The vault is damaged: its database file is missing.")
+        }
+        let database = try openDatabase(dir, create: false)
+        let stored: Data? = try mapErrors {
+            try database.read { db in try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'vault_id'") }
+        }
+        guard let stored, Array(stored) == keyring.vaultID else {
+            throw StoreError(.damaged, "The vault is damaged: its database does not belong to its keyring.")
+        }
+        return Vault(directory: dir, keyring: keyring, database: database)
+    }
+
+    static func openDatabase(_ dir: URL, create: Bool) throws -> DatabaseQueue {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+        }
+        return try mapErrors {
+            let queue = try DatabaseQueue(path: databaseURL(dir).path, configuration: config)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            try Schema.migrator.migrate(queue)
+            return queue
+        }
+    }
+
+    /// Runs `body`, turning SQLite failures into store errors that say what to do.
+    @discardableResult
+    static func mapErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatabaseError {
+            switch error.resultCode {
+            case .SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_FORMAT:
+                throw StoreError(.damaged, "The vault is damaged: its database file is corrupt. Restore it from a backup.")
+            case .SQLITE_FULL:
+                throw StoreError(.diskFull, "The disk is full; nothing was changed. Free some space and try again.")
+            case .SQLITE_BUSY, .SQLITE_LOCKED:
+                throw StoreError(.busy, "The vault is in use by another Amanat process; try again when it finishes.")
+            case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM:
+                throw StoreError(.io, "The vault database cannot be opened for writing (\(error.message ?? "permission denied")).")
+            default:
+                throw StoreError(.io, "The vault database failed: \(error.message ?? "\(error.resultCode)").")
+            }
+        }
+    }
+
+    func mapErrors<T>(_ body: () throws -> T) throws -> T { try Self.mapErrors(body) }
+}

@@ -1,0 +1,32 @@
+import ArgumentParser
+
+/// The `amanat` command: an encrypted, offline-first vault of testimonies and statements.
+@main
+struct Amanat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "amanat",
+        abstract: "An encrypted, offline-first vault of testimonies and statements that syncs without losing an edit.",
+        discussion: """
+            The vault is chosen with --vault DIR, else $AMANAT_VAULT, else ~/.amanat. The passphrase is read from
+            --passphrase-file, else $AMANAT_PASSPHRASE, else asked at the terminal without echo.
+
+            Exit status: 0 success; 1 internal error; 64 bad usage or value; 65 damaged or forged data;
+            66 missing vault or input file; 67 unknown or ambiguous record id; 73 vault already exists;
+            74 input/output error or full disk; 75 vault busy; 77 wrong passphrase.
+
+            Example:
+              export AMANAT_VAULT=~/vault
+              amanat init --device-name "field laptop"
+              amanat add statement --title "Coalition statement" --body-file statement.txt --tag afghanistan
+              amanat list
+            """,
+        version: "0.1.0",
+        subcommands: [
+            Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Resolve.self,
+            Search.self, Status.self, Verify.self, Identity.self, Wipe.self,
+        ]
+    )
+
+    /// Accepted before the subcommand too (`amanat --vault DIR list`), as the command-line contract says.
+    @OptionGroup var options: VaultOptions
+}

@@ -1,0 +1,75 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import ArgumentParser
+import Foundation
+
+/// An error of the command line itself, with its exit status.
+struct CLIError: Error {
+    /// Exit statuses (documented in `amanat --help` and Docs/user-guide.md).
+    enum Status: Int32 {
+        case internalError = 1
+        case usage = 64
+        case damaged = 65
+        case noInput = 66
+        case unknownID = 67
+        case exists = 73
+        case io = 74
+        case busy = 75
+        case wrongPassphrase = 77
+    }
+
+    var status: Status
+    var message: String
+
+    init(_ status: Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+}
+
+/// Runs a command body, printing any failure as one sentence on stderr and exiting with its documented status.
+func runReportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch {
+        let (status, message) = describe(error)
+        FileHandle.standardError.write(Data("amanat: \(message)\n".utf8))
+        throw ExitCode(status.rawValue)
+    }
+}
+
+/// The exit status and sentence for any error the modules throw.
+func describe(_ error: Error) -> (CLIError.Status, String) {
+    switch error {
+    case let e as CLIError:
+        return (e.status, e.message)
+    case let e as StoreError:
+        let status: CLIError.Status =
+            switch e.code {
+            case .noVault: .noInput
+            case .vaultExists: .exists
+            case .wrongPassphrase: .wrongPassphrase
+            case .damaged, .rejected: .damaged
+            case .unknownID, .ambiguousID: .unknownID
+            case .diskFull, .io: .io
+            case .busy: .busy
+            }
+        return (status, e.message)
+    case let e as CoreError:
+        return (.damaged, e.message)
+    case let e as CryptoError:
+        return (.damaged, e.message)
+    default:
+        return (.internalError, "Unexpected failure: \(error).")
+    }
+}
+
+/// Writes a line to stderr (progress and narration; stdout is kept for machine output).
+func note(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,55 @@
+import AmanatCore
+import AmanatCrypto
+import ArgumentParser
+import Foundation
+
+/// `amanat history`: every change to one record, oldest first.
+struct History: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show every change ever made to a record, with its device and time.",
+        discussion: """
+            A testimony's sealing change is marked as the original; changes after it are amendments.
+
+            Example:
+              amanat history 3f9a1c
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The record id or a unique prefix of it.") var id: String
+
+    func run() throws {
+        try runReportingErrors {
+            let vault = try options.open()
+            let state = try vault.resolveRecord(id)
+            for (envelope, authored) in try vault.history(of: state) {
+                let change = authored.change
+                let time = Date(timeIntervalSince1970: Double(change.timestamp.wallMillis) / 1000)
+                var label = ""
+                if let seal = state.seal {
+                    if seal.op.device == authored.author && seal.op.seq == authored.seq {
+                        label = "  (original, sealed)"
+                    } else if change.timestamp > seal.timestamp {
+                        label = "  (amendment)"
+                    }
+                }
+                print("\(time.ISO8601Format())  device \(authored.author.hex.prefix(12))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)")
+                for (index, op) in change.operations.enumerated() {
+                    print("    \(describe(op, id: authored.opID(index)))")
+                }
+            }
+        }
+    }
+
+    func describe(_ op: RecordOperation, id: OpID) -> String {
+        switch op {
+        case .create(let kind): return "created \(kind)"
+        case .set(let field, let value, let pred):
+            let verb = pred.count > 1 ? "resolved" : (pred.isEmpty ? "set" : "changed")
+            return "\(verb) \(field) = \(RecordText.oneLine(value, 60))   [op \(id)]"
+        case .addTag(let tag): return "tagged \(tag)"
+        case .removeTag(let tag, _): return "untagged \(tag)"
+        case .delete: return "deleted"
+        case .seal(let hash): return "sealed original content \(Hex.encode(hash).prefix(16))…"
+        }
+    }
+}

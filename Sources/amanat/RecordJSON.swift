@@ -1,0 +1,68 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+
+/// The JSON shape of a record in `list --json` and `show --json` (DESIGN.md, Command line).
+struct RecordJSON: Encodable {
+    var id: String
+    var kind: String
+    var fields: [String: String]
+    var tags: [String]
+    var conflicts: [String: [String]]
+
+    init(_ view: RecordView) {
+        id = view.id.hex
+        kind = view.kind
+        fields = view.fields
+        tags = view.tags
+        conflicts = view.conflicts
+    }
+
+    /// Encodes any value as deterministic JSON (sorted keys), one document per call.
+    static func render<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}
+
+/// Human-readable rendering shared by `list`, `show` and `search`.
+enum RecordText {
+    /// One line: short id, kind, the headline field, tags, and a conflict marker.
+    static func line(_ view: RecordView) -> String {
+        let headline = view.fields["title"] ?? view.fields["witness"].map { "witness \($0)" } ?? ""
+        let tags = view.tags.isEmpty ? "" : "  [\(view.tags.joined(separator: ", "))]"
+        let conflict = view.conflicts.isEmpty ? "" : "  (conflict: \(view.conflicts.keys.sorted().joined(separator: ", ")))"
+        return "\(view.id.hex.prefix(12))  \(view.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(oneLine(headline, 60))\(tags)\(conflict)"
+    }
+
+    /// Several lines: every field, conflicts with their alternatives, tags.
+    static func detail(_ view: RecordView, state: RecordState) -> String {
+        var out = ["id:    \(view.id.hex)", "kind:  \(view.kind)"]
+        if let seal = state.seal {
+            out.append("seal:  original content sealed \(Hex.encode(seal.contentHash).prefix(16))… (later edits are amendments)")
+        }
+        out.append("tags:  \(view.tags.joined(separator: ", "))")
+        for name in view.fields.keys.sorted() {
+            let value = view.fields[name] ?? ""
+            if value.contains("\n") || value.count > 80 {
+                out.append("\(name):")
+                out.append(contentsOf: value.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 })
+            } else {
+                out.append("\(name): \(value)")
+            }
+            if let others = view.conflicts[name] {
+                out.append("  ! conflict: \(others.count + 1) concurrent values; resolve with `amanat resolve \(view.id.hex.prefix(8)) \(name) --keep VALUE`")
+                for v in state.visibleValues(of: name) {
+                    out.append("    - \(oneLine(v.value, 70))   [op \(v.op)]")
+                }
+            }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func oneLine(_ text: String, _ width: Int) -> String {
+        let flat = text.replacingOccurrences(of: "\n", with: " ")
+        return flat.count > width ? String(flat.prefix(width - 1)) + "…" : flat
+    }
+}

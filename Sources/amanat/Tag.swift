@@ -1,0 +1,36 @@
+import AmanatCore
+import ArgumentParser
+
+/// `amanat tag`: adds and removes tags.
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add or remove tags of a record.",
+        discussion: """
+            Removing a tag removes only the additions this device has seen: a concurrent addition elsewhere survives.
+
+            Example:
+              amanat tag 3f9a1c --add verified --remove draft
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The record id or a unique prefix of it.") var id: String
+    @Option(help: "A tag to add; repeat for several.") var add: [String] = []
+    @Option(help: "A tag to remove; repeat for several.") var remove: [String] = []
+
+    func run() throws {
+        try runReportingErrors {
+            guard !add.isEmpty || !remove.isEmpty else { throw CLIError(.usage, "Give --add TAG or --remove TAG.") }
+            for tag in add { try Kinds.validateTag(tag) }
+            let vault = try options.open()
+            let state = try vault.resolveRecord(id)
+            for tag in remove where !state.tags.contains(tag) {
+                throw CLIError(.usage, "Record \(state.id.hex.prefix(12)) has no tag \"\(tag)\".")
+            }
+            try vault.commit(record: state.id) { current in
+                let base = current ?? state
+                return add.map(base.addTagOperation) + remove.compactMap(base.removeTagOperation)
+            }
+            note("Tagged \(state.id.hex.prefix(12)).")
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import AmanatCrypto
+import AmanatStore
+import ArgumentParser
+import Foundation
+
+/// The options every vault command shares: where the vault is and how to get its passphrase.
+struct VaultOptions: ParsableArguments {
+    @Option(name: .long, help: "The vault directory (default: $AMANAT_VAULT, else ~/.amanat).")
+    var vault: String?
+
+    @Option(name: .long, help: "Read the passphrase from the first line of this file instead of asking.")
+    var passphraseFile: String?
+
+    /// The vault directory chosen by flag, environment or default.
+    var directory: URL {
+        if let vault { return URL(fileURLWithPath: vault) }
+        if let env = ProcessInfo.processInfo.environment["AMANAT_VAULT"], !env.isEmpty {
+            return URL(fileURLWithPath: env)
+        }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".amanat")
+    }
+
+    /// The passphrase from the file, the environment, or a no-echo prompt.
+    func passphrase(confirm: Bool = false) throws -> SecureBytes {
+        try Passphrase.read(file: passphraseFile, prompt: "Passphrase for \(directory.path): ", confirm: confirm)
+    }
+
+    /// Opens the vault, failing with a clear sentence when it is missing or locked.
+    func open() throws -> Vault {
+        guard Vault.exists(at: directory) else {
+            throw StoreError(.noVault, "There is no vault in \(directory.path); run `amanat init` or pass --vault DIR.")
+        }
+        return try Vault.open(at: directory, passphrase: try passphrase())
+    }
+}
