@@ -35,7 +35,7 @@ let package = Package(
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], resources: [.copy("Vectors")]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
-        .testTarget(name: "amanatTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
+        .testTarget(name: "amanatTests", dependencies: ["amanat", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -80,6 +80,8 @@ public final class Vault {
             throw StoreError(.io, "Could not create the vault directory \(dir.path).")
         }
         let database = try openDatabase(dir, create: true)
+        // SQLite gives the WAL and SHM files the main file's mode, so this keeps all three private.
+        chmod(databaseURL(dir).path, 0o600)
         try mapErrors {
             try database.write { db in
                 try db.execute(

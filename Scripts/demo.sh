@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The demo of the README's quick start: a field team records, edits and verifies evidence in fresh
+# temporary vaults, narrating each step. Everything happens under a temporary folder that is removed at the end.
+set -euo pipefail
+AMANAT="$(cd "$(dirname "${1:-.build/debug/amanat}")" && pwd)/$(basename "${1:-.build/debug/amanat}")"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SEED="$ROOT/seeds/coalition-statement-on-russia-recognition.txt"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/amanat-demo.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+# A demo passphrase; real users are asked at the terminal, without echo.
+export AMANAT_PASSPHRASE="demo passphrase — never use this one"
+FIELD="$WORK/field-laptop"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ amanat %s\n' "$*" >&2; "$AMANAT" "$@"; }
+
+step "1. A field documenter creates an encrypted vault on her laptop"
+run --vault "$FIELD" init --device-name "field laptop" --kdf interactive
+
+step "2. She records the coalition's public statement (seeds/), with its real metadata"
+STATEMENT=$(run --vault "$FIELD" add statement \
+    --title "Coalition of Afghan women's protest movements condemns Russia's recognition of the Taliban" \
+    --body-file "$SEED" \
+    --issued-by "Independent Coalition of Women's Protest Movements of Afghanistan" \
+    --issued-on 2025-07 --tag afghanistan --tag women --tag taliban --tag russia --tag recognition)
+echo "new statement: $STATEMENT"
+
+step "3. She records two testimonies (FICTIONAL examples: no real person, place or event)"
+T1=$(run --vault "$FIELD" add testimony --witness W-DEMO-001 \
+    --narrative "FICTIONAL EXAMPLE. The witness describes being turned away from her school gate by armed guards." \
+    --incident-date 2024-03-08 --location "Example District A" --consent anonymised --tag education --tag fictional)
+echo "new testimony: $T1"
+T2=$(run --vault "$FIELD" add testimony --witness W-DEMO-002 \
+    --narrative "FICTIONAL EXAMPLE. The witness describes a relative detained at a checkpoint for travelling without a mahram." \
+    --incident-date 2024-11 --location "Example Checkpoint B" --consent restricted --tag detention --tag fictional)
+echo "new testimony: $T2"
+
+step "4. The vault on disk holds only ciphertext: no phrase of the statement is readable"
+if grep -rl "bloody hands" "$FIELD" >/dev/null 2>&1; then echo "PLAINTEXT FOUND — this is a bug"; exit 1; fi
+ls -l "$FIELD"
+echo "grep for 'bloody hands' in the vault directory: no match"
+
+step "5. List and show"
+run --vault "$FIELD" list
+run --vault "$FIELD" show "${STATEMENT:0:8}" | cut -c1-140 | head -12
+
+step "6. An amendment to a sealed testimony: the original stays in the history"
+run --vault "$FIELD" edit "${T1:0:8}" --set location="Example District C"
+run --vault "$FIELD" tag "${T1:0:8}" --add reviewed
+run --vault "$FIELD" history "${T1:0:8}"
+
+step "7. Search runs over records decrypted in memory"
+run --vault "$FIELD" search checkpoint
+
+step "8. Verify every signature, hash chain, seal and the projection"
+run --vault "$FIELD" verify
+run --vault "$FIELD" status
+
+step "Done. The temporary vaults are removed."

@@ -1,0 +1,103 @@
+import Foundation
+
+/// Runs the built `amanat` binary, as a user or a script would.
+struct CLIRunner {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// The vault directory passed with --vault.
+    var vault: URL
+    var passphrase = "correct horse battery staple"
+    var environment: [String: String] = [:]
+
+    static let binary: URL = {
+        var candidates: [URL] = []
+        if let env = ProcessInfo.processInfo.environment["AMANAT_BIN"] { candidates.append(URL(fileURLWithPath: env)) }
+        candidates.append(Bundle.main.bundleURL.appendingPathComponent("amanat"))
+        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("amanat"))
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        candidates.append(root.appendingPathComponent(".build/debug/amanat"))
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates.last!
+    }()
+
+    /// Runs `amanat --vault VAULT args…` with the passphrase in the environment.
+    @discardableResult
+    func run(_ args: [String], stdin: String? = nil, withVault: Bool = true) throws -> Result {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = (withVault ? ["--vault", vault.path] : []) + args
+        var env = ProcessInfo.processInfo.environment
+        env["AMANAT_PASSPHRASE"] = passphrase
+        env.removeValue(forKey: "AMANAT_VAULT")
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Runs a command that must succeed and returns its stdout without the final newline.
+    func ok(_ args: [String]) throws -> String {
+        let r = try run(args)
+        guard r.status == 0 else {
+            throw CLIFailure(description: "amanat \(args.joined(separator: " ")) exited \(r.status): \(r.stderr)")
+        }
+        return r.stdout.hasSuffix("\n") ? String(r.stdout.dropLast()) : r.stdout
+    }
+
+    /// Creates the vault with the fast KDF.
+    func initialize(name: String = "test device") throws {
+        _ = try ok(["init", "--kdf", "interactive", "--device-name", name])
+    }
+
+    /// The parsed `status --json`.
+    func status() throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(try ok(["status", "--json"]).utf8)) as? [String: Any] ?? [:]
+    }
+
+    /// The state digest from `status --json`.
+    func digest() throws -> String { try status()["state_digest"] as? String ?? "" }
+
+    /// The parsed `list --json`.
+    func list(_ extra: [String] = []) throws -> [[String: Any]] {
+        try JSONSerialization.jsonObject(with: Data(try ok(["list", "--json"] + extra).utf8)) as? [[String: Any]] ?? []
+    }
+}
+
+struct CLIFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// A fresh temporary directory, removed when released.
+final class Scratch {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func path(_ name: String) -> URL { url.appendingPathComponent(name) }
+
+    /// A runner on a vault named `name` inside this directory.
+    func runner(_ name: String = "vault") -> CLIRunner { CLIRunner(vault: path(name)) }
+}
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+let samplePath = repositoryRoot.appendingPathComponent("seeds/coalition-statement-on-russia-recognition.txt").path
