@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// The `amanat` command: an encrypted, offline-first vault of testimonies and statements.
 @main
-struct Amanat: ParsableCommand {
+struct Amanat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "amanat",
         abstract: "An encrypted, offline-first vault of testimonies and statements that syncs without losing an edit.",
@@ -23,7 +23,8 @@ struct Amanat: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Resolve.self,
-            Search.self, Status.self, Verify.self, Identity.self, Wipe.self,
+            Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
+            Wipe.self,
         ]
     )
 

@@ -43,6 +43,21 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
+/// The async form of ``runReportingErrors(_:)``.
+func runReportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch {
+        let (status, message) = describe(error)
+        FileHandle.standardError.write(Data("amanat: \(message)\n".utf8))
+        throw ExitCode(status.rawValue)
+    }
+}
+
 /// The exit status and sentence for any error the modules throw.
 func describe(_ error: Error) -> (CLIError.Status, String) {
     switch error {

@@ -3,7 +3,18 @@ import AmanatStore
 import ArgumentParser
 import Foundation
 
-extension PasswordHash.Strength: ExpressibleByArgument {}
+/// The `--kdf` values.
+enum PasswordHashStrengthOption: String, ExpressibleByArgument, CaseIterable {
+    case interactive, moderate, sensitive
+
+    var strength: PasswordHash.Strength {
+        switch self {
+        case .interactive: .interactive
+        case .moderate: .moderate
+        case .sensitive: .sensitive
+        }
+    }
+}
 
 /// `amanat init`: creates a new vault with a new vault key and this device's identity.
 struct Init: ParsableCommand {
@@ -24,7 +35,7 @@ struct Init: ParsableCommand {
     var deviceName: String = ProcessInfo.processInfo.hostName
 
     @Option(help: "Passphrase hashing cost: interactive (weak devices, tests), moderate (default) or sensitive.")
-    var kdf: PasswordHash.Strength = .moderate
+    var kdf: PasswordHashStrengthOption = .moderate
 
     func run() throws {
         try runReportingErrors {
@@ -33,7 +44,7 @@ struct Init: ParsableCommand {
                 throw StoreError(.vaultExists, "A vault already exists in \(dir.path); choose another directory.")
             }
             let vault = try Vault.create(
-                at: dir, passphrase: try options.passphrase(confirm: true), deviceName: deviceName, strength: kdf)
+                at: dir, passphrase: try options.passphrase(confirm: true), deviceName: deviceName, strength: kdf.strength)
             note("Created a vault in \(dir.path) for device \"\(deviceName)\".")
             print(vault.deviceID.hex)
         }

@@ -1,0 +1,153 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+
+/// A one-time invitation to join a vault: its keys, encrypted under a random code that is passed on separately
+/// (Protocol/invitation.md).
+///
+/// ```swift
+/// let code = try Invitation.write(from: vault, to: url, validFor: 7 * 86_400)
+/// let invitation = try Invitation.read(from: url, code: code)
+/// ```
+public struct Invitation {
+    static let magic: [UInt8] = Array("AMNV".utf8)
+    static let formatVersion: UInt8 = 1
+    /// Bytes of randomness in a code (120 bits).
+    static let codeLength = 15
+
+    /// The vault to join.
+    public let vaultID: [UInt8]
+    /// The vault keys of every epoch.
+    public let keys: [VaultKey]
+    /// The device that wrote the invitation.
+    public let inviter: DeviceID
+    /// Its name.
+    public let inviterName: String
+    /// Milliseconds since the epoch after which the invitation is refused.
+    public let expiresAt: UInt64
+
+    /// Writes an invitation for `vault` valid for `seconds`, returning the code to pass on by another channel.
+    public static func write(from vault: Vault, to url: URL, validFor seconds: UInt64, now: UInt64) throws -> String {
+        let code = Sodium.randomBytes(codeLength)
+        let salt = Sodium.randomBytes(16)
+        var plain = ByteWriter(capacity: 256)
+        plain.write(raw: vault.vaultID)
+        plain.write(bigEndian: now + seconds * 1000)
+        plain.write(raw: vault.deviceID.bytes)
+        plain.write(string: vault.keyring.deviceName)
+        plain.write(varint: UInt64(vault.keyring.keys.count))
+        for key in vault.keyring.keys {
+            plain.write(bigEndian: key.epoch)
+            plain.write(raw: key.root.copyBytes())
+        }
+        var secret = plain.bytes
+        defer { Sodium.wipe(&secret) }
+        let nonce = AEAD.randomNonce()
+        var header = ByteWriter()
+        header.write(raw: magic)
+        header.write(formatVersion)
+        header.write(raw: salt)
+        header.write(raw: nonce)
+        header.write(bigEndian: UInt32(secret.count + AEAD.tagLength))
+        let sealed = try AEAD.seal(secret, additionalData: header.bytes, nonce: nonce, key: wrappingKey(code: code, salt: salt))
+        try AtomicFile.write(header.bytes + sealed, to: url)
+        return Base32.groupedCode(code)
+    }
+
+    static func wrappingKey(code: [UInt8], salt: [UInt8]) -> SecureBytes {
+        BLAKE2b.deriveKey(from: SecureBytes(code), message: Array("amanat/invite/v1".utf8) + salt)
+    }
+
+    /// Reads and opens an invitation with its code; a wrong code, a damaged file and expiry are told apart.
+    public static func read(from url: URL, code text: String, now: UInt64) throws -> Invitation {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw StoreError(.noVault, "The invitation file \(url.path) cannot be read.")
+        }
+        guard let code = Base32.decodeCode(text), code.count == codeLength else {
+            throw StoreError(.wrongPassphrase, "That is not an invitation code: it has 24 letters and digits in groups of 4.")
+        }
+        let bytes = Array(data)
+        let damaged = StoreError(.damaged, "\(url.path) is not an Amanat invitation, or it is damaged.")
+        var r = ByteReader(bytes)
+        do {
+            guard try r.read(count: 4) == magic, try r.readByte() == formatVersion else { throw damaged }
+            let salt = try r.read(count: 16)
+            let nonce = try r.read(count: 24)
+            let length = Int(try r.read(bigEndian: UInt32.self))
+            guard length == bytes.count - 49 else { throw damaged }
+            var plain: [UInt8]
+            do {
+                plain = try AEAD.open(
+                    Array(bytes[49...]), additionalData: Array(bytes[..<49]), nonce: nonce,
+                    key: wrappingKey(code: code, salt: salt))
+            } catch {
+                throw StoreError(.wrongPassphrase, "The invitation code does not open this invitation (wrong code, or the file was altered).")
+            }
+            defer { Sodium.wipe(&plain) }
+            var p = ByteReader(plain)
+            let vaultID = try p.read(count: 16)
+            let expires = try p.read(bigEndian: UInt64.self)
+            let inviter = try DeviceID(p.read(count: 32))
+            let name = try p.readString()
+            var keys: [VaultKey] = []
+            for _ in 0..<(try p.readCount(minimumElementSize: 36)) {
+                let epoch = try p.read(bigEndian: UInt32.self)
+                var raw = try p.read(count: 32)
+                keys.append(VaultKey(epoch: epoch, root: SecureBytes(consuming: &raw)))
+            }
+            guard !keys.isEmpty, p.isAtEnd else { throw damaged }
+            guard now <= expires else {
+                let date = Date(timeIntervalSince1970: Double(expires) / 1000).ISO8601Format()
+                throw StoreError(.rejected, "This invitation expired at \(date); ask for a new one.")
+            }
+            return Invitation(vaultID: vaultID, keys: keys, inviter: inviter, inviterName: name, expiresAt: expires)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw damaged
+        }
+    }
+
+    /// The keyring of a new member device of the invited vault.
+    public func makeKeyring(deviceName: String) -> Keyring {
+        Keyring(vaultID: vaultID, device: .generate(), deviceName: deviceName, keys: keys)
+    }
+}
+
+/// RFC 4648 base32 for invitation codes, grouped by 4 for reading aloud.
+enum Base32 {
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+
+    static func groupedCode(_ bytes: [UInt8]) -> String {
+        var bits = 0
+        var value = 0
+        var out: [Character] = []
+        for b in bytes {
+            value = value << 8 | Int(b)
+            bits += 8
+            while bits >= 5 {
+                out.append(alphabet[(value >> (bits - 5)) & 31])
+                bits -= 5
+            }
+        }
+        if bits > 0 { out.append(alphabet[(value << (5 - bits)) & 31]) }
+        return stride(from: 0, to: out.count, by: 4).map { String(out[$0..<min($0 + 4, out.count)]) }
+            .joined(separator: "-")
+    }
+
+    static func decodeCode(_ text: String) -> [UInt8]? {
+        var bits = 0
+        var value = 0
+        var out: [UInt8] = []
+        for c in text.uppercased() where c != "-" && c != " " {
+            guard let index = alphabet.firstIndex(of: c) else { return nil }
+            value = (value << 5 | index) & 0xffff
+            bits += 5
+            if bits >= 8 {
+                out.append(UInt8((value >> (bits - 8)) & 0xff))
+                bits -= 8
+            }
+        }
+        return out
+    }
+}

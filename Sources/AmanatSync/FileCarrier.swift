@@ -1,0 +1,25 @@
+import AmanatCore
+import AmanatStore
+import Foundation
+
+/// A sync file (for example on a USB stick) as a carrier (Protocol/sync-file.md).
+public struct FileCarrier: Carrier {
+    /// The open sync file.
+    public let file: SyncFile
+
+    /// Opens (or, if `create` is true, creates) the sync file at `url` for the vault `vaultID`.
+    public init(url: URL, vaultID: [UInt8], create: Bool = true) throws {
+        file = try SyncFile.open(at: url, vaultID: vaultID, create: create)
+    }
+
+    public var name: String { file.url.path }
+    public var canWrite: Bool { !file.isReadOnly }
+
+    public func versionVector() async throws -> [DeviceID: ChainHead] { try file.versionVector() }
+
+    public func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) async throws -> [Envelope] {
+        try file.envelopes(of: author, after: seq, limit: limit)
+    }
+
+    public func push(_ envelopes: [Envelope]) async throws -> Int { try file.append(envelopes) }
+}

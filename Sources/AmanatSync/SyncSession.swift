@@ -1,0 +1,118 @@
+import AmanatCore
+import AmanatStore
+
+/// Progress of a sync, reported after each batch.
+public struct SyncProgress: Sendable {
+    /// Whether envelopes are coming in or going out.
+    public enum Phase: String, Sendable {
+        case pull, push
+    }
+
+    /// The current phase.
+    public var phase: Phase
+    /// Envelopes done in this phase so far.
+    public var done: Int
+    /// Envelopes to do in this phase, as the version vectors say.
+    public var total: Int
+}
+
+/// What a sync did.
+public struct SyncReport: Sendable, Equatable {
+    /// Envelopes verified and applied to the vault.
+    public var pulled = 0
+    /// Envelopes the vault already had.
+    public var duplicates = 0
+    /// Envelopes written to the carrier.
+    public var pushed = 0
+    /// Forks found: devices that signed two different envelopes with one seq.
+    public var forks: [ForkReport] = []
+    /// True if the carrier could only be read.
+    public var pullOnly = false
+
+    /// An empty report.
+    public init() {}
+}
+
+/// One sync between a vault and a carrier: read its vector, pull what the vault lacks, push what it lacks
+/// (Protocol/sync.md §2). Resumable and idempotent: every batch is applied in its own transaction, so an
+/// interrupted sync keeps what it verified and the next run continues from the version vectors.
+public struct SyncSession {
+    /// The vault being synced.
+    public let vault: Vault
+    /// The carrier on the other side.
+    public let carrier: any Carrier
+    /// Envelopes per batch.
+    public var batchSize = 1000
+
+    /// Creates a session.
+    public init(vault: Vault, carrier: any Carrier, batchSize: Int = 1000) {
+        self.vault = vault
+        self.carrier = carrier
+        self.batchSize = batchSize
+    }
+
+    /// Pulls, then (when `push` is true and the carrier is writable) pushes.
+    public func run(push: Bool = true, progress: (SyncProgress) -> Void = { _ in }) async throws -> SyncReport {
+        var report = SyncReport()
+        let theirs = try await carrier.versionVector()
+        let ours = try vault.versionVector()
+
+        let toPull = theirs.reduce(0) { $0 + Int($1.value.seq.subtractingClamped(ours[$1.key]?.seq ?? 0)) }
+        var pulled = 0
+        for (author, head) in theirs.sorted(by: { $0.key < $1.key }) {
+            var after = ours[author]?.seq ?? 0
+            if head.seq <= after {
+                // Same seq seen on both sides: if the hashes differ, the author forked; fetch theirs as evidence.
+                if let mine = try vault.envelope(author: author, seq: head.seq), mine.hash != head.hash {
+                    let theirsAtSeq = try await carrier.envelopes(of: author, after: head.seq - 1, limit: 1)
+                    let result = try vault.ingest(theirsAtSeq)
+                    report.forks += result.forks
+                }
+                continue
+            }
+            while after < head.seq {
+                let batch = try await carrier.envelopes(of: author, after: after, limit: batchSize)
+                guard let last = batch.last else { break }
+                let result = try vault.ingest(batch)
+                report.pulled += result.applied
+                report.duplicates += result.duplicates
+                report.forks += result.forks
+                pulled += batch.count
+                progress(SyncProgress(phase: .pull, done: pulled, total: toPull))
+                if !result.forks.isEmpty || last.header.seq <= after { break }
+                after = last.header.seq
+            }
+        }
+
+        guard push else { return report }
+        guard carrier.canWrite else {
+            report.pullOnly = true
+            return report
+        }
+        let mine = try vault.versionVector()
+        let toPush = mine.reduce(0) { $0 + Int($1.value.seq.subtractingClamped(theirs[$1.key]?.seq ?? 0)) }
+        var pushedTotal = 0
+        for (author, head) in mine.sorted(by: { $0.key < $1.key }) {
+            var after = theirs[author]?.seq ?? 0
+            if let theirHead = theirs[author], theirHead.seq <= head.seq,
+                let mineAtTheirSeq = try vault.envelope(author: author, seq: theirHead.seq),
+                mineAtTheirSeq.hash != theirHead.hash
+            {
+                continue  // the carrier holds a fork of this author: never extend it
+            }
+            while after < head.seq {
+                let batch = try vault.envelopes(of: author, after: after, limit: batchSize)
+                guard let last = batch.last else { break }
+                report.pushed += try await carrier.push(batch)
+                pushedTotal += batch.count
+                progress(SyncProgress(phase: .push, done: pushedTotal, total: toPush))
+                after = last.header.seq
+            }
+        }
+        return report
+    }
+}
+
+extension UInt64 {
+    fileprivate func subtractingClamped(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
+}

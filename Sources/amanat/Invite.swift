@@ -1,0 +1,79 @@
+import AmanatStore
+import ArgumentParser
+import Foundation
+
+/// `amanat invite`: writes a one-time invitation for a new member device.
+struct Invite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write an invitation for a new device to join this vault; prints the code that opens it.",
+        discussion: """
+            The file holds the vault key encrypted under a random 120-bit code, printed on stdout. Give the file and
+            the code to the new member by different channels (for example the file on a USB stick, the code spoken
+            in person): whoever has the file alone learns nothing. The invitation expires after --valid-days.
+
+            Example:
+              amanat invite --out /media/usb/invite.amanat
+              # on the new laptop:
+              amanat --vault ~/vault join /media/usb/invite.amanat --code ABCD-EFGH-…
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Option(help: "Where to write the invitation.") var out: String
+    @Option(help: "Days the invitation stays valid.") var validDays: UInt64 = 7
+
+    func run() throws {
+        try runReportingErrors {
+            guard (1...365).contains(validDays) else { throw CLIError(.usage, "--valid-days must be from 1 to 365.") }
+            let vault = try options.open()
+            let code = try Invitation.write(
+                from: vault, to: URL(fileURLWithPath: out), validFor: validDays * 86_400, now: vault.wallClock())
+            note("Wrote an invitation to \(out), valid for \(validDays) days. Pass the code below separately:")
+            print(code)
+        }
+    }
+}
+
+/// `amanat join`: becomes a new member device of a vault from an invitation.
+struct Join: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Join a vault from an invitation: creates this device's own identity in an empty vault directory.",
+        discussion: """
+            The code is read from --code, else $AMANAT_INVITE_CODE, else asked at the terminal. Then sync with a
+            member's sync file to receive the records. Prints the new device id.
+
+            Example:
+              amanat --vault ~/vault join invite.amanat --code ABCD-EFGH-IJKL-MNOP-QRST-UVWX --device-name coordinator
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The invitation file.") var file: String
+    @Option(help: "The invitation code.") var code: String?
+    @Option(help: "A name for this device.") var deviceName: String = ProcessInfo.processInfo.hostName
+    @Option(help: "Passphrase hashing cost: interactive, moderate (default) or sensitive.")
+    var kdf: PasswordHashStrengthOption = .moderate
+
+    func run() throws {
+        try runReportingErrors {
+            let dir = options.directory
+            if Vault.exists(at: dir) {
+                throw StoreError(.vaultExists, "A vault already exists in \(dir.path); join into an empty directory.")
+            }
+            let text = try code ?? ProcessInfo.processInfo.environment["AMANAT_INVITE_CODE"] ?? promptLine("Invitation code: ")
+            let invitation = try Invitation.read(
+                from: URL(fileURLWithPath: file), code: text, now: UInt64(Date().timeIntervalSince1970 * 1000))
+            let vault = try Vault.create(
+                at: dir, keyring: invitation.makeKeyring(deviceName: deviceName),
+                passphrase: try options.passphrase(confirm: true), strength: kdf.strength)
+            note("Joined the vault of \"\(invitation.inviterName)\" as device \"\(deviceName)\". Sync to receive its records.")
+            print(vault.deviceID.hex)
+        }
+    }
+
+    private func promptLine(_ prompt: String) throws -> String {
+        guard isatty(STDIN_FILENO) == 1 else {
+            throw CLIError(.usage, "No invitation code: pass --code or set AMANAT_INVITE_CODE.")
+        }
+        FileHandle.standardError.write(Data(prompt.utf8))
+        return readLine() ?? ""
+    }
+}
