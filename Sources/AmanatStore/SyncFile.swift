@@ -210,6 +210,11 @@ public final class SyncFile: @unchecked Sendable {
         try Vault.mapErrors { try database.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") == ["ok"] } }
     }
 
+    /// Runs raw SQL on the file, for tests that tamper with it.
+    func executeForTesting(_ sql: String, _ arguments: [Data] = []) throws {
+        try database.write { db in try db.execute(sql: sql, arguments: StatementArguments(arguments)) }
+    }
+
     /// The number of envelopes in the file.
     public func count() throws -> Int {
         try Vault.mapErrors { try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM envelope") ?? 0 } }

@@ -58,30 +58,43 @@ public struct SyncSession {
         let ours = try vault.versionVector()
 
         let toPull = theirs.reduce(0) { $0 + Int($1.value.seq.subtractingClamped(ours[$1.key]?.seq ?? 0)) }
-        var pulled = 0
+        // Cursors of the authors to pull, filled into batches that span authors, so a sync that fits in one
+        // batch is applied in one transaction: all of it, or (if anything is refused) none of it.
+        var cursors: [(author: DeviceID, after: UInt64, target: UInt64)] = []
         for (author, head) in theirs.sorted(by: { $0.key < $1.key }) {
-            var after = ours[author]?.seq ?? 0
-            if head.seq <= after {
-                // Same seq seen on both sides: if the hashes differ, the author forked; fetch theirs as evidence.
-                if let mine = try vault.envelope(author: author, seq: head.seq), mine.hash != head.hash {
-                    let theirsAtSeq = try await carrier.envelopes(of: author, after: head.seq - 1, limit: 1)
-                    let result = try vault.ingest(theirsAtSeq)
-                    report.forks += result.forks
+            let after = ours[author]?.seq ?? 0
+            if head.seq > after {
+                cursors.append((author, after, head.seq))
+            } else if let mine = try vault.envelope(author: author, seq: head.seq), mine.hash != head.hash {
+                // Same seq on both sides with different hashes: the author forked; fetch theirs as evidence.
+                let theirsAtSeq = try await carrier.envelopes(of: author, after: head.seq - 1, limit: 1)
+                report.forks += try vault.ingest(theirsAtSeq).forks
+            }
+        }
+        var pulled = 0
+        while !cursors.isEmpty {
+            var batch: [Envelope] = []
+            var index = 0
+            while index < cursors.count && batch.count < batchSize {
+                let cursor = cursors[index]
+                let got = try await carrier.envelopes(of: cursor.author, after: cursor.after, limit: batchSize - batch.count)
+                batch += got
+                if let last = got.last, last.header.seq > cursor.after, last.header.seq < cursor.target {
+                    cursors[index].after = last.header.seq
+                } else {
+                    cursors[index].after = cursor.target
                 }
-                continue
+                index += 1
             }
-            while after < head.seq {
-                let batch = try await carrier.envelopes(of: author, after: after, limit: batchSize)
-                guard let last = batch.last else { break }
-                let result = try vault.ingest(batch)
-                report.pulled += result.applied
-                report.duplicates += result.duplicates
-                report.forks += result.forks
-                pulled += batch.count
-                progress(SyncProgress(phase: .pull, done: pulled, total: toPull))
-                if !result.forks.isEmpty || last.header.seq <= after { break }
-                after = last.header.seq
-            }
+            if batch.isEmpty { break }
+            let result = try vault.ingest(batch)
+            report.pulled += result.applied
+            report.duplicates += result.duplicates
+            report.forks += result.forks
+            let forked = Set(result.forks.map(\.device))
+            cursors.removeAll { $0.after >= $0.target || forked.contains($0.author) }
+            pulled += batch.count
+            progress(SyncProgress(phase: .pull, done: pulled, total: toPull))
         }
 
         guard push else { return report }

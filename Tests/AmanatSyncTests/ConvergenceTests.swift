@@ -1,0 +1,123 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import AmanatSync
+import Foundation
+import Testing
+
+/// Replicas that pass sync files around in any order end identical, without losing an edit.
+@Suite struct ConvergenceTests {
+    /// Seeds that once failed stay here as regression cases.
+    static let regressionSeeds: [UInt64] = [1, 2, 3]
+
+    /// How many random seeds to run beyond the regression table (AMANAT_CONVERGENCE_SEEDS raises it).
+    static let randomSeeds: [UInt64] = {
+        let n = Int(ProcessInfo.processInfo.environment["AMANAT_CONVERGENCE_SEEDS"] ?? "") ?? 12
+        return (0..<n).map { UInt64(1000 + $0) }
+    }()
+
+    @Test(arguments: regressionSeeds + randomSeeds)
+    func threeReplicasConvergeThroughSyncFiles(seed: UInt64) async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        var rng = SeededGenerator(seed: seed)
+        let files = (0..<3).map { dir.path("stick\($0).sync") }
+        var knownIDs: [RecordID] = []
+
+        for _ in 0..<40 {
+            let vault = team[Int.random(in: 0..<3, using: &rng)]
+            let visible = try vault.allStates().filter(\.isVisible)
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0, 1:
+                let id = try vault.createRecord(
+                    kind: "testimony", fields: [("witness", "W-\(rng.next() % 100)"), ("location", "L0")],
+                    tags: ["t\(rng.next() % 3)"], seal: true)
+                knownIDs.append(id)
+            case 2, 3, 4:
+                guard let state = visible.randomElement(using: &rng) else { continue }
+                let field = ["location", "narrative", "consent"].randomElement(using: &rng)!
+                try vault.commit(record: state.id) { s in [s!.setOperation(field: field, value: "v\(rng.next() % 1000)")] }
+            case 5:
+                guard let state = visible.randomElement(using: &rng) else { continue }
+                try vault.commit(record: state.id) { s in [s!.addTagOperation("t\(rng.next() % 3)")] }
+            case 6:
+                guard let state = visible.randomElement(using: &rng), let tag = state.tags.randomElement(using: &rng)
+                else { continue }
+                try vault.commit(record: state.id) { s in [s!.removeTagOperation(tag)].compactMap { $0 } }
+            case 7:
+                guard let state = visible.randomElement(using: &rng) else { continue }
+                try vault.commit(record: state.id) { s in [s!.deleteOperation()] }
+            default:
+                try await sync(vault, files[Int.random(in: 0..<3, using: &rng)])
+            }
+        }
+        // Final full exchange: everyone through one stick, twice around.
+        let final = dir.path("final.sync")
+        for _ in 0..<2 { for vault in team { try await sync(vault, final) } }
+
+        let digests = try team.map { Hex.encode(try $0.status().stateDigest) }
+        #expect(Set(digests).count == 1, "seed \(seed): digests differ \(digests)")
+        let lists = try team.map { try $0.visibleRecords() }
+        #expect(lists[0] == lists[1] && lists[1] == lists[2], "seed \(seed): lists differ")
+        let changeCounts = try team.map { try $0.changeCount() }
+        #expect(Set(changeCounts).count == 1, "seed \(seed): change counts differ \(changeCounts)")
+        for vault in team { #expect(try vault.verify().problems == [], "seed \(seed)") }
+        // Nothing was lost: every record ever created is known to every replica (visible or deleted).
+        for vault in team {
+            let ids = Set(try vault.allStates().map(\.id))
+            #expect(ids.isSuperset(of: knownIDs), "seed \(seed): a replica lost a record")
+        }
+    }
+
+    @Test func concurrentEditsConflictEverywhereAndOneResolveClearsThemEverywhere() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        let stick = dir.path("stick.sync")
+        let id = try team[0].createRecord(kind: "testimony", fields: [("location", "Kabul")], tags: [], seal: true)
+        for vault in team + team { try await sync(vault, stick) }
+        // Offline, all three edit the same field.
+        for (i, vault) in team.enumerated() {
+            try vault.commit(record: id) { s in [s!.setOperation(field: "location", value: "place \(i)")] }
+        }
+        for vault in team + team { try await sync(vault, stick) }
+        for vault in team {
+            let view = try #require(try vault.visibleRecords().first)
+            #expect(Set([view.fields["location"]!] + view.conflicts["location", default: []]) == ["place 0", "place 1", "place 2"])
+        }
+        try team[1].commit(record: id) { s in [s!.setOperation(field: "location", value: "place 1")] }
+        for vault in team + team { try await sync(vault, stick) }
+        for vault in team {
+            let view = try #require(try vault.visibleRecords().first)
+            #expect(view.fields["location"] == "place 1")
+            #expect(view.conflicts.isEmpty)
+        }
+    }
+
+    @Test func anEditConcurrentWithADeleteKeepsTheRecordEverywhere() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let stick = dir.path("stick.sync")
+        let id = try team[0].createRecord(kind: "statement", fields: [("title", "t")], tags: [], seal: false)
+        for vault in team { try await sync(vault, stick) }
+        try team[0].commit(record: id) { s in [s!.deleteOperation()] }
+        try team[1].commit(record: id) { s in [s!.setOperation(field: "title", value: "kept")] }
+        for vault in team + team { try await sync(vault, stick) }
+        for vault in team { #expect(try vault.visibleRecords().map(\.fields) == [["title": "kept"]]) }
+    }
+
+    @Test func syncingAgainMovesNothingAndSmallBatchesGiveTheSameResult() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        for i in 0..<25 {
+            _ = try team[0].createRecord(kind: "statement", fields: [("title", "s\(i)")], tags: [], seal: false)
+        }
+        let stick = dir.path("stick.sync")
+        let first = try await sync(team[0], stick, batchSize: 7)
+        #expect(first.pushed == 25)
+        let pulled = try await sync(team[1], stick, batchSize: 7)
+        #expect(pulled.pulled == 25)
+        let again = try await sync(team[1], stick, batchSize: 7)
+        #expect(again.pulled == 0 && again.pushed == 0)
+        #expect(try team[0].status().stateDigest == team[1].status().stateDigest)
+    }
+}
