@@ -57,6 +57,7 @@ enum AgeTestSupport {
     /// The length of the binary header (through the MAC line's LF) of an age file.
     static func headerLength(_ file: [UInt8]) -> Int {
         let marker = Array("\n---".utf8)
+        guard file.count >= marker.count else { return file.count }
         for i in 0...(file.count - marker.count) where Array(file[i..<(i + marker.count)]) == marker {
             if let lf = file[(i + 1)...].firstIndex(of: 0x0a) { return lf + 1 }
         }
