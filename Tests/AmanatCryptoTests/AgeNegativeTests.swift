@@ -154,7 +154,9 @@ struct AgeNegativeTests {
     func reorderedChunks() throws {
         let fixture = try Fixture()
         let start = fixture.payloadStart
-        let sealed = (0..<3).map { Array(fixture.file[(start + $0 * Self.sealedChunk)..<(start + ($0 + 1) * Self.sealedChunk)]) }
+        let sealed = (0..<3).map { index in
+            Array(fixture.file[(start + index * Self.sealedChunk)..<(start + (index + 1) * Self.sealedChunk)])
+        }
         let final = Array(fixture.file[(start + 3 * Self.sealedChunk)...])
         let head = Array(fixture.file[..<start])
         let variants: [(bytes: [UInt8], releasedChunks: Int)] = [
@@ -223,7 +225,8 @@ struct AgeNegativeTests {
     func scryptAlone() throws {
         let scrypt = try AgeTestSupport.scryptRecipient("hunter2")
         let x25519 = AgeX25519Identity.generate()
-        #expect(AgeTestSupport.code { _ = try AgeEncryptor.encrypt([1], to: [scrypt, x25519.recipient]) } == .invalidUse)
+        let mixed: [any AgeRecipient] = [scrypt, x25519.recipient]
+        #expect(AgeTestSupport.code { _ = try AgeEncryptor.encrypt([1], to: mixed) } == .invalidUse)
         #expect(AgeTestSupport.code { _ = try AgeEncryptor.encrypt([1], to: [scrypt, scrypt]) } == .invalidUse)
         #expect(AgeTestSupport.code { _ = try AgeEncryptor.encrypt([1], to: []) } == .invalidUse)
 
