@@ -1,0 +1,117 @@
+import CSodium
+
+/// Streaming age v1 encryption: writes the header at once, then one 64 KiB payload chunk at a time.
+///
+/// ```swift
+/// let encryptor = try AgeEncryptor(recipients: [recipient]) { bytes in try file.write(contentsOf: bytes) }
+/// try encryptor.write(part1)
+/// try encryptor.write(part2)
+/// try encryptor.finish()
+/// ```
+/// Memory stays at about one chunk whatever the input size. After ``finish()`` or any error the encryptor refuses
+/// further use; the output written so far is then not a valid age file.
+public final class AgeEncryptor {
+    private enum State { case open, finished, failed }
+
+    private let payloadKey: SecureBytes
+    private var output: ([UInt8]) throws -> Void
+    private var armor: AgeArmorEncoder?
+    private var buffer: [UInt8]
+    private var counter: UInt64 = 0
+    private var state = State.open
+
+    /// Starts an age file for `recipients` and writes its header (armored if `armor`) to `output`.
+    ///
+    /// An ``AgeScryptRecipient`` must be the only recipient.
+    public init(
+        recipients: [any AgeRecipient], armor: Bool = false, output: @escaping ([UInt8]) throws -> Void
+    ) throws {
+        guard !recipients.isEmpty else { throw AgeError(.invalidUse, "An age file needs at least one recipient.") }
+        let fileKey = SecureBytes.random(count: AgeStream.fileKeySize)
+        var stanzas = [AgeStanza]()
+        for recipient in recipients { stanzas += try recipient.wrap(fileKey: fileKey) }
+        if stanzas.contains(where: { $0.type == AgeScryptIdentity.stanzaType }) && stanzas.count != 1 {
+            throw AgeError(.invalidUse, "A passphrase (scrypt) recipient must be the only recipient of an age file.")
+        }
+        let header = try AgeHeader.encode(stanzas: stanzas, fileKey: fileKey)
+        let nonce = Sodium.randomBytes(AgeStream.nonceSize)
+        payloadKey = try AgeStream.payloadKey(fileKey: fileKey, nonce: nonce)
+        buffer = []
+        buffer.reserveCapacity(AgeStream.chunkSize)
+        self.output = output
+        if armor {
+            self.armor = AgeArmorEncoder(output: output)
+        }
+        try emit(header + nonce)
+    }
+
+    deinit {
+        Sodium.wipe(&buffer)
+    }
+
+    private func emit(_ bytes: [UInt8]) throws {
+        if armor != nil {
+            try armor?.write(bytes)
+        } else {
+            try output(bytes)
+        }
+    }
+
+    /// Encrypts more plaintext; full chunks are written out as soon as more data follows them.
+    public func write(_ bytes: [UInt8]) throws {
+        guard state == .open else { throw AgeError(.invalidUse, "The age encryptor is finished or has failed.") }
+        do {
+            var index = 0
+            while index < bytes.count {
+                if buffer.count == AgeStream.chunkSize {
+                    // More data follows a full chunk, so that chunk is not the last one.
+                    try flush(last: false)
+                }
+                let take = min(AgeStream.chunkSize - buffer.count, bytes.count - index)
+                buffer += bytes[index..<(index + take)]
+                index += take
+            }
+        } catch {
+            state = .failed
+            throw error
+        }
+    }
+
+    /// Encrypts the final chunk and, if armored, writes the END line; the file is complete afterwards.
+    public func finish() throws {
+        guard state == .open else { throw AgeError(.invalidUse, "The age encryptor is finished or has failed.") }
+        do {
+            try flush(last: true)
+            try armor?.finish()
+            state = .finished
+        } catch {
+            state = .failed
+            throw error
+        }
+    }
+
+    private func flush(last: Bool) throws {
+        guard counter < UInt64.max else {
+            throw AgeError(.invalidUse, "The age payload is too long: the chunk counter would overflow.")
+        }
+        let nonce = AgeStream.chunkNonce(counter: counter, last: last)
+        let sealed = buffer.withUnsafeBytes { AgeStream.seal($0, key: payloadKey, nonce: nonce) }
+        Sodium.wipe(&buffer)
+        buffer.removeAll(keepingCapacity: true)
+        counter += 1
+        try emit(sealed)
+    }
+
+    /// Encrypts `plaintext` in memory to `recipients`, returning the whole age file (armored if `armor`).
+    public static func encrypt(_ plaintext: [UInt8], to recipients: [any AgeRecipient], armor: Bool = false) throws
+        -> [UInt8]
+    {
+        var out = [UInt8]()
+        try withoutActuallyEscaping({ (bytes: [UInt8]) in out += bytes }) { sink in
+            let encryptor = try AgeEncryptor(recipients: recipients, armor: armor, output: sink)
+            try encryptor.write(plaintext)
+            try encryptor.finish()
+        }
+        return out
+    }
+}
