@@ -33,7 +33,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], resources: [.copy("Vectors")]),
+        .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatSyncTests", dependencies: ["AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
