@@ -53,8 +53,44 @@ run --vault "$FIELD" history "${T1:0:8}"
 step "7. Search runs over records decrypted in memory"
 run --vault "$FIELD" search checkpoint
 
-step "8. Verify every signature, hash chain, seal and the projection"
-run --vault "$FIELD" verify
-run --vault "$FIELD" status
+step "8. A coordinator's laptop joins the vault with a one-time invitation"
+COORD="$WORK/coordinator"
+STICK="$WORK/usb-stick"          # a temporary folder standing in for a USB stick
+mkdir -p "$STICK"
+CODE=$(run --vault "$FIELD" invite --out "$STICK/invitation.amanat")
+echo "invitation code (passed on by voice, never on the stick): $CODE"
+run --vault "$COORD" join "$STICK/invitation.amanat" --code "$CODE" --device-name "coordinator" --kdf interactive
 
-step "Done. The temporary vaults are removed."
+step "9. The USB stick carries the field laptop's records to the coordinator (both offline)"
+run --vault "$FIELD" sync "$STICK/team.amanat-sync"
+run --vault "$COORD" sync "$STICK/team.amanat-sync"
+run --vault "$COORD" list
+if grep -rl "bloody hands" "$STICK" >/dev/null 2>&1; then echo "PLAINTEXT FOUND ON THE STICK — this is a bug"; exit 1; fi
+echo "grep for 'bloody hands' on the stick: no match (it carries only signed ciphertext)"
+
+step "10. Both edit the same field of the same testimony while apart"
+run --vault "$FIELD" edit "${T2:0:8}" --set location="Example Checkpoint B, north road"
+run --vault "$COORD" edit "${T2:0:8}" --set location="Example Checkpoint B (km 12)"
+
+step "11. They meet again through the stick: both edits are kept, shown as a conflict"
+run --vault "$COORD" sync "$STICK/team.amanat-sync"
+run --vault "$FIELD" sync "$STICK/team.amanat-sync"
+run --vault "$FIELD" show "${T2:0:8}" | grep -A3 "^location"
+
+step "12. The field documenter resolves it; the resolution travels back"
+run --vault "$FIELD" resolve "${T2:0:8}" location --keep "Example Checkpoint B (km 12)"
+run --vault "$FIELD" sync "$STICK/team.amanat-sync"
+run --vault "$COORD" sync "$STICK/team.amanat-sync"
+run --vault "$COORD" show "${T2:0:8}" | grep "^location"
+
+step "13. Both replicas verify, and show the same state digest"
+run --vault "$FIELD" verify
+run --vault "$COORD" verify
+D1=$("$AMANAT" --vault "$FIELD" status --json | sed -n 's/.*"state_digest" : "\(.*\)".*/\1/p')
+D2=$("$AMANAT" --vault "$COORD" status --json | sed -n 's/.*"state_digest" : "\(.*\)".*/\1/p')
+echo "field laptop: $D1"
+echo "coordinator:  $D2"
+[ -n "$D1" ] && [ "$D1" = "$D2" ] || { echo "the replicas differ — this is a bug"; exit 1; }
+echo "identical: the replicas converged."
+
+step "Done. The temporary vaults and the stand-in USB stick are removed."
