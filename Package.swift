@@ -12,6 +12,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -25,18 +30,58 @@ let package = Package(
             name: "AmanatStore",
             dependencies: ["AmanatCore", "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .target(name: "AmanatSync", dependencies: ["AmanatStore", "AmanatCore"]),
+        .target(name: "AmanatSync", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .target(
+            name: "AmanatRelay",
+            dependencies: [
+                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "AmanatHTTP",
+            dependencies: [
+                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "amanat",
             dependencies: [
-                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "AmanatRelay", "AmanatHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .executableTarget(
+            name: "amanat-load",
+            dependencies: [
+                "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Load"
         ),
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatSyncTests", dependencies: ["AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .testTarget(
+            name: "AmanatRelayTests",
+            dependencies: [
+                "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "AmanatHTTPTests",
+            dependencies: [
+                "AmanatHTTP", "AmanatRelay", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "amanatTests", dependencies: ["amanat", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
     ],
     swiftLanguageModes: [.v6]

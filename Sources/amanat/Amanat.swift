@@ -11,8 +11,9 @@ struct Amanat: AsyncParsableCommand {
             --passphrase-file, else $AMANAT_PASSPHRASE, else asked at the terminal without echo.
 
             Exit status: 0 success; 1 internal error; 64 bad usage or value; 65 damaged or forged data;
-            66 missing vault or input file; 67 unknown or ambiguous record id; 73 vault already exists;
-            74 input/output error or full disk; 75 vault busy; 77 wrong passphrase.
+            66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
+            73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, or
+            the relay refused this device's key.
 
             Example:
               export AMANAT_VAULT=~/vault
@@ -24,7 +25,7 @@ struct Amanat: AsyncParsableCommand {
         subcommands: [
             Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Resolve.self,
             Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
-            Wipe.self,
+            Wipe.self, Serve.self,
         ]
     )
 

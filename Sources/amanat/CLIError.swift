@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatCrypto
+import AmanatHTTP
 import AmanatStore
 import ArgumentParser
 import Foundation
@@ -13,6 +14,7 @@ struct CLIError: Error {
         case damaged = 65
         case noInput = 66
         case unknownID = 67
+        case unavailable = 69
         case exists = 73
         case io = 74
         case busy = 75
@@ -73,6 +75,15 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
             case .unknownID, .ambiguousID: .unknownID
             case .diskFull, .io: .io
             case .busy: .busy
+            }
+        return (status, e.message)
+    case let e as RelayClientError:
+        let status: CLIError.Status =
+            switch e.code {
+            case .unavailable, .badResponse: .unavailable
+            case .unauthorized, .forbidden: .wrongPassphrase
+            case .fork, .refused, .tooLarge: .damaged
+            case .badURL: .usage
             }
         return (status, e.message)
     case let e as CoreError:

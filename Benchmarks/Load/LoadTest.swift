@@ -1,0 +1,217 @@
+// amanat-load: starts a relay on loopback, runs N concurrent member devices that write records and sync through it
+// for a bounded time, and prints throughput, latency and errors (also written as JSON).
+//
+//   amanat-load [--clients 50] [--seconds 20] [--vaults 10] [--think-ms 100] [--out Benchmarks/load-results.json]
+//   (environment: AMANAT_LOAD_CLIENTS, AMANAT_LOAD_SECONDS, AMANAT_LOAD_VAULTS, AMANAT_LOAD_THINK_MS, AMANAT_LOAD_OUT)
+//
+// Only 127.0.0.1 is ever contacted, and every loop stops at the deadline.
+import AmanatCore
+import AmanatCrypto
+import AmanatHTTP
+import AmanatRelay
+import AmanatStore
+import AmanatSync
+import Foundation
+import Logging
+
+struct Settings {
+    var clients = 50
+    var seconds = 20.0
+    var vaults = 10
+    var thinkMillis = 100
+    var out = "Benchmarks/load-results.json"
+
+    init() {
+        let env = ProcessInfo.processInfo.environment
+        clients = env["AMANAT_LOAD_CLIENTS"].flatMap(Int.init) ?? clients
+        seconds = env["AMANAT_LOAD_SECONDS"].flatMap(Double.init) ?? seconds
+        vaults = env["AMANAT_LOAD_VAULTS"].flatMap(Int.init) ?? vaults
+        thinkMillis = env["AMANAT_LOAD_THINK_MS"].flatMap(Int.init) ?? thinkMillis
+        out = env["AMANAT_LOAD_OUT"] ?? out
+        var args = CommandLine.arguments.dropFirst().makeIterator()
+        while let flag = args.next() {
+            let value = args.next() ?? ""
+            switch flag {
+            case "--clients": clients = Int(value) ?? clients
+            case "--seconds": seconds = Double(value) ?? seconds
+            case "--vaults": vaults = Int(value) ?? vaults
+            case "--think-ms": thinkMillis = Int(value) ?? thinkMillis
+            case "--out": out = value
+            default:
+                FileHandle.standardError.write(Data("amanat-load: unknown option \(flag)\n".utf8))
+                exit(64)
+            }
+        }
+        clients = max(1, min(clients, 500))
+        vaults = max(1, min(vaults, clients))
+        seconds = max(1, min(seconds, 600))
+    }
+}
+
+/// Figures collected by all clients.
+final class Figures: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    var requestMillis: [Double] = []
+    var syncMillis: [Double] = []
+    var pushed = 0
+    var pulled = 0
+    var syncs = 0
+    var errors = 0
+    var errorSamples: [String] = []
+
+    func request(_ millis: Double) { lock.withLock { requestMillis.append(millis) } }
+
+    func sync(_ millis: Double, pushed: Int, pulled: Int) {
+        lock.withLock {
+            syncMillis.append(millis)
+            self.pushed += pushed
+            self.pulled += pulled
+            syncs += 1
+        }
+    }
+
+    func error(_ text: String) {
+        lock.withLock {
+            errors += 1
+            if errorSamples.count < 5 { errorSamples.append(text) }
+        }
+    }
+
+    func snapshot<T>(_ body: (Figures) -> T) -> T { lock.withLock { body(self) } }
+}
+
+/// Times every request of a carrier.
+struct TimedCarrier: ExchangeCarrier {
+    let inner: HTTPCarrier
+    let figures: Figures
+
+    var name: String { inner.name }
+    var canWrite: Bool { true }
+
+    func timed<T>(_ body: () async throws -> T) async throws -> T {
+        let start = ContinuousClock.now
+        let result = try await body()
+        figures.request(millis(ContinuousClock.now - start))
+        return result
+    }
+
+    func versionVector() async throws -> [DeviceID: ChainHead] { try await timed { try await inner.versionVector() } }
+
+    func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) async throws -> [Envelope] {
+        try await timed { try await inner.envelopes(of: author, after: seq, limit: limit) }
+    }
+
+    func push(_ envelopes: [Envelope]) async throws -> Int { try await timed { try await inner.push(envelopes) } }
+
+    func exchange(vector: [DeviceID: ChainHead], push: [Envelope], limit: Int) async throws -> ExchangeResult {
+        try await timed { try await inner.exchange(vector: vector, push: push, limit: limit) }
+    }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    let index = min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))
+    return sorted[index]
+}
+
+func millis(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
+
+@main
+struct LoadTest {
+    static func main() async throws {
+        let settings = Settings()
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-load-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let secret = SecureBytes(Array("load test passphrase".utf8))
+
+        var logger = Logger(label: "amanat.relay") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = .warning
+        let store = try RelayStore(directory: work.appendingPathComponent("relay"))
+        let relay = try await RunningRelay.start(RelayServer(store: store, logger: logger))
+        print("relay on \(relay.url); \(settings.clients) clients in \(settings.vaults) vaults for \(settings.seconds) s")
+
+        // Every vault's keyring; each client device gets its own device key in one of them.
+        let keyrings = (0..<settings.vaults).map { Keyring.generate(deviceName: "load vault \($0)") }
+        let figures = Figures()
+        let started = ContinuousClock.now
+        let deadline = started + .milliseconds(Int(settings.seconds * 1000))
+
+        await withTaskGroup(of: Void.self) { group in
+            for client in 0..<settings.clients {
+                let base = keyrings[client % settings.vaults]
+                let dir = work.appendingPathComponent("client\(client)")
+                group.addTask {
+                    do {
+                        let keyring = Keyring(vaultID: base.vaultID, device: .generate(), deviceName: "client \(client)", keys: base.keys)
+                        let vault = try Vault.create(at: dir, keyring: keyring, passphrase: secret, strength: .interactive)
+                        let carrier = TimedCarrier(
+                            inner: try HTTPCarrier(url: relay.url, vaultID: vault.vaultID, key: vault.relaySigningKey),
+                            figures: figures)
+                        var generator = SystemRandomNumberGenerator()
+                        var round = 0
+                        while ContinuousClock.now < deadline {
+                            round += 1
+                            for i in 0..<Int.random(in: 1...3, using: &generator) {
+                                _ = try vault.createRecord(
+                                    kind: "statement", fields: [("title", "client \(client) round \(round) #\(i)")], tags: [],
+                                    seal: false)
+                            }
+                            let start = ContinuousClock.now
+                            do {
+                                let report = try await ExchangeSession(vault: vault, carrier: carrier).run()
+                                figures.sync(millis(ContinuousClock.now - start), pushed: report.pushed, pulled: report.pulled)
+                            } catch {
+                                figures.error("\(error)")
+                            }
+                            let pause = Int.random(in: 0...(2 * settings.thinkMillis), using: &generator)
+                            try await Task.sleep(for: .milliseconds(pause))
+                        }
+                        await carrier.inner.shutdown()
+                    } catch {
+                        figures.error("client \(client): \(error)")
+                    }
+                }
+            }
+        }
+        let elapsed = millis(ContinuousClock.now - started) / 1000
+        await relay.stop()
+        store.close()
+
+        let result: [String: Any] = figures.snapshot { f in
+            let requests = f.requestMillis.sorted()
+            let syncs = f.syncMillis.sorted()
+            func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
+            return [
+                "clients": settings.clients,
+                "vaults": settings.vaults,
+                "seconds": round2(elapsed),
+                "think_ms": settings.thinkMillis,
+                "syncs": f.syncs,
+                "requests": requests.count,
+                "errors": f.errors,
+                "envelopes_ingested": f.pushed,
+                "envelopes_served": f.pulled,
+                "ingested_per_second": round2(Double(f.pushed) / elapsed),
+                "served_per_second": round2(Double(f.pulled) / elapsed),
+                "requests_per_second": round2(Double(requests.count) / elapsed),
+                "request_latency_ms": [
+                    "p50": round2(percentile(requests, 0.5)), "p99": round2(percentile(requests, 0.99)),
+                    "max": round2(requests.last ?? 0),
+                ],
+                "sync_latency_ms": [
+                    "p50": round2(percentile(syncs, 0.5)), "p99": round2(percentile(syncs, 0.99)), "max": round2(syncs.last ?? 0),
+                ],
+                "error_samples": f.errorSamples,
+            ]
+        }
+        let json = try JSONSerialization.data(withJSONObject: result, options: [.prettyPrinted, .sortedKeys])
+        try json.write(to: URL(fileURLWithPath: settings.out))
+        print(String(decoding: json, as: UTF8.self))
+        print("written to \(settings.out)")
+        let figuresOK = figures.snapshot { $0.errors == 0 }
+        try? FileManager.default.removeItem(at: work)
+        exit(figuresOK ? 0 : 1)
+    }
+}

@@ -1,0 +1,335 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatSync
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+
+/// A failure talking to a relay, with a stable code the command line maps to an exit status.
+public struct RelayClientError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The kind of failure.
+    public enum Code: String, Sendable {
+        /// The relay cannot be reached (connection refused, reset or timed out), even after retries.
+        case unavailable
+        /// The relay refused the request's authentication (signature, clock or replay): 401.
+        case unauthorized
+        /// The vault is registered on the relay with another key: 403.
+        case forbidden
+        /// The relay holds a different chain for a device whose changes were pushed: 409.
+        case fork
+        /// The relay refused pushed envelopes as invalid: 422.
+        case refused
+        /// A request was larger than the relay accepts: 413.
+        case tooLarge
+        /// The relay's answer is not a valid answer of this protocol, or the relay failed (5xx).
+        case badResponse
+        /// The relay's URL is not one this client can use.
+        case badURL
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// One sentence that says what to do.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// An HTTP relay (`amanat serve`) as a carrier, over AsyncHTTPClient (Protocol/http-api.md).
+///
+/// Requests are signed with the vault's relay key, so the relay serves only members. The first contact registers
+/// the vault (trust on first use). Connection failures, resets and 502/503/504 answers are retried with backoff;
+/// every attempt is signed anew. Call ``shutdown()`` when done, or use ``with(url:vaultID:key:options:_:)``.
+///
+/// ```swift
+/// let report = try await HTTPCarrier.with(url: "http://192.168.1.20:8080", vaultID: vault.vaultID,
+///                                         key: vault.relaySigningKey) { carrier in
+///     try await ExchangeSession(vault: vault, carrier: carrier).run()
+/// }
+/// ```
+public struct HTTPCarrier: ExchangeCarrier {
+    /// Timeouts and retries.
+    public struct Options: Sendable {
+        /// How long to wait for a TCP connection.
+        public var connectTimeout: Duration = .seconds(10)
+        /// How long one request may take, from sending to the end of the answer.
+        public var requestTimeout: Duration = .seconds(120)
+        /// Attempts per request on connection errors (1 = no retry).
+        public var attempts = 5
+        /// The first retry's delay; each later one doubles, up to `maxBackoff`.
+        public var initialBackoff: Duration = .milliseconds(250)
+        /// The longest delay between attempts.
+        public var maxBackoff: Duration = .seconds(4)
+        /// Unix time in seconds for request timestamps; replaceable in tests.
+        public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+
+        /// The defaults.
+        public init() {}
+    }
+
+    /// The relay's base URL, without a trailing slash.
+    public let baseURL: String
+    /// The vault synced.
+    public let vaultID: [UInt8]
+    /// The vault's relay key (``Vault/relaySigningKey``).
+    public let key: SigningKeyPair
+    /// Timeouts and retries.
+    public let options: Options
+    private let client: HTTPClient
+    private let ownsClient: Bool
+    private let pathPrefix: String
+
+    /// Creates a carrier for the relay at `url` (`http://host:port` or `https://…`).
+    public init(url: String, vaultID: [UInt8], key: SigningKeyPair, options: Options = Options(), client: HTTPClient? = nil)
+        throws
+    {
+        var base = url
+        while base.hasSuffix("/") { base.removeLast() }
+        guard let parsed = URL(string: base), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
+            let host = parsed.host, !host.isEmpty, parsed.query == nil, parsed.fragment == nil
+        else {
+            throw RelayClientError(.badURL, "\(url) is not a relay URL; give one like http://192.168.1.20:8080.")
+        }
+        baseURL = base
+        pathPrefix = parsed.path
+        self.vaultID = vaultID
+        self.key = key
+        self.options = options
+        if let client {
+            self.client = client
+            ownsClient = false
+        } else {
+            var configuration = HTTPClient.Configuration(
+                redirectConfiguration: .disallow,
+                timeout: .init(connect: .nanoseconds(Int64(options.connectTimeout.nanoseconds))))
+            configuration.connectionPool = .init(idleTimeout: .seconds(30))
+            self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            ownsClient = true
+        }
+    }
+
+    /// Runs `body` with a carrier and shuts its HTTP client down afterwards, whatever happens.
+    public static func with<T>(
+        url: String, vaultID: [UInt8], key: SigningKeyPair, options: Options = Options(),
+        _ body: (HTTPCarrier) async throws -> T
+    ) async throws -> T {
+        let carrier = try HTTPCarrier(url: url, vaultID: vaultID, key: key, options: options)
+        do {
+            let result = try await body(carrier)
+            await carrier.shutdown()
+            return result
+        } catch {
+            await carrier.shutdown()
+            throw error
+        }
+    }
+
+    /// Closes the HTTP client's connections (only if the carrier created it).
+    public func shutdown() async {
+        if ownsClient { try? await client.shutdown() }
+    }
+
+    public var name: String { baseURL }
+    public var canWrite: Bool { true }
+
+    private var vaultPath: String { "/v1/vaults/\(Hex.encode(vaultID))" }
+
+    // MARK: Carrier
+
+    public func versionVector() async throws -> [DeviceID: ChainHead] {
+        let body = try await registeringIfNeeded { try await send("GET", vaultPath + "/vector") }
+        return try decode { try RelayWire.decodeVector(body) }
+    }
+
+    public func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) async throws -> [Envelope] {
+        let query = "?author=\(author.hex)&after=\(seq)&limit=\(max(1, min(limit, RelayWire.maxEnvelopesPerMessage)))"
+        let body = try await registeringIfNeeded { try await send("GET", vaultPath + "/envelopes" + query) }
+        let list = try decode { try RelayWire.decodeEnvelopeList(body) }
+        guard list.allSatisfy({ $0.header.author == author && $0.header.seq > seq }) else {
+            throw RelayClientError(.badResponse, "The relay at \(baseURL) answered with envelopes that were not asked for.")
+        }
+        return list
+    }
+
+    public func push(_ envelopes: [Envelope]) async throws -> Int {
+        var stored = 0
+        var index = 0
+        while index < envelopes.count {
+            var chunk: [[UInt8]] = []
+            var bytes = 0
+            while index < envelopes.count, chunk.count < RelayWire.maxEnvelopesPerMessage {
+                let wire = envelopes[index].encoded()
+                if !chunk.isEmpty && bytes + wire.count > RelayWire.batchBytes { break }
+                chunk.append(wire)
+                bytes += wire.count
+                index += 1
+            }
+            let body = RelayWire.encodeEnvelopeList(chunk)
+            let answer = try await registeringIfNeeded { try await send("POST", vaultPath + "/envelopes", body: body) }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any],
+                let count = object["stored"] as? Int
+            else {
+                throw RelayClientError(.badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
+            }
+            stored += count
+        }
+        return stored
+    }
+
+    // MARK: ExchangeCarrier
+
+    public func exchange(vector: [DeviceID: ChainHead], push: [Envelope], limit: Int) async throws -> ExchangeResult {
+        let request = RelayWire.ExchangeRequest(
+            vector: vector, envelopes: push.map { $0.encoded() },
+            limit: UInt32(max(1, min(limit, RelayWire.maxEnvelopesPerMessage))))
+        let body = request.encoded()
+        let answer = try await registeringIfNeeded { try await send("POST", vaultPath + "/exchange", body: body) }
+        let (response, envelopes) = try decode { try RelayWire.ExchangeResponse.decode(answer) }
+        return ExchangeResult(
+            stored: Int(response.stored), remaining: response.remaining, diverged: response.diverged, envelopes: envelopes)
+    }
+
+    /// Registers the vault's relay key (trust on first use): true if the relay registered it now.
+    @discardableResult
+    public func register() async throws -> Bool {
+        let (status, _) = try await exchangeRaw("PUT", vaultPath, body: [])
+        return status == 201
+    }
+
+    // MARK: Transport
+
+    /// Runs `request`; if the relay does not know the vault (404), registers it and runs `request` once more.
+    private func registeringIfNeeded(_ request: () async throws -> [UInt8]) async throws -> [UInt8] {
+        do {
+            return try await request()
+        } catch is UnknownVault {
+            try await register()
+        }
+        do {
+            return try await request()
+        } catch is UnknownVault {
+            throw RelayClientError(.badResponse, "The relay at \(baseURL) registered the vault but then did not find it.")
+        }
+    }
+
+    private struct UnknownVault: Error {}
+
+    /// Sends a signed request; returns the body of a 2xx answer or throws the relay's refusal.
+    private func send(_ method: String, _ path: String, body: [UInt8] = []) async throws -> [UInt8] {
+        let (_, answer) = try await exchangeRaw(method, path, body: body)
+        return answer
+    }
+
+    /// Sends a signed request with retries; returns the status and body of a 2xx answer.
+    private func exchangeRaw(_ method: String, _ path: String, body: [UInt8]) async throws -> (Int, [UInt8]) {
+        var delay = options.initialBackoff
+        var attempt = 1
+        while true {
+            do {
+                return try await attemptOnce(method, path, body: body)
+            } catch let error as Transient {
+                guard attempt < max(1, options.attempts) else {
+                    throw RelayClientError(
+                        .unavailable,
+                        "The relay at \(baseURL) cannot be reached (\(error.reason)); check that `amanat serve` is running there and try again.")
+                }
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, options.maxBackoff)
+                attempt += 1
+            }
+        }
+    }
+
+    /// A failure worth retrying: no answer, or a relay that is restarting or overloaded.
+    private struct Transient: Error {
+        var reason: String
+    }
+
+    private func attemptOnce(_ method: String, _ path: String, body: [UInt8]) async throws -> (Int, [UInt8]) {
+        let signedPath = pathPrefix + path
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .init(rawValue: method)
+        for (name, value) in RelayWire.signatureHeaders(
+            key: key, method: method, pathAndQuery: signedPath, body: body, timestamp: options.now())
+        {
+            request.headers.add(name: name, value: value)
+        }
+        if !body.isEmpty || method == "POST" || method == "PUT" {
+            request.headers.add(name: "content-type", value: RelayWire.binaryType)
+            request.body = .bytes(body)
+        }
+        let status: Int
+        let answer: [UInt8]
+        do {
+            let response = try await client.execute(
+                request, timeout: .nanoseconds(Int64(options.requestTimeout.nanoseconds)))
+            status = Int(response.status.code)
+            var buffer = try await response.body.collect(upTo: RelayWire.maxResponseBytes)
+            answer = buffer.readBytes(length: buffer.readableBytes) ?? []
+        } catch is NIOTooManyBytesError {
+            throw RelayClientError(.badResponse, "The relay at \(baseURL) sent an answer larger than this client accepts.")
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            throw Transient(reason: Self.describe(error))
+        }
+        switch status {
+        case 200..<300:
+            return (status, answer)
+        case 404 where path.hasPrefix("/v1/vaults/"):
+            throw UnknownVault()
+        case 502, 503, 504:
+            throw Transient(reason: "it answered \(status)")
+        default:
+            let message = Self.errorMessage(answer) ?? "The relay at \(baseURL) answered \(status)."
+            let code: RelayClientError.Code =
+                switch status {
+                case 401: .unauthorized
+                case 403: .forbidden
+                case 409: .fork
+                case 413: .tooLarge
+                case 422: .refused
+                default: .badResponse
+                }
+            throw RelayClientError(code, "The relay refused: \(message)")
+        }
+    }
+
+    private static func errorMessage(_ body: [UInt8]) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+            let message = object["error"] as? String, !message.isEmpty
+        else { return nil }
+        return String(message.prefix(300))
+    }
+
+    private static func describe(_ error: Error) -> String {
+        let text = "\(error)".lowercased()
+        if text.contains("refused") { return "connection refused" }
+        if text.contains("timeout") || text.contains("deadline") || text.contains("timed out") { return "timed out" }
+        if text.contains("closed") || text.contains("reset") || text.contains("eof") { return "connection lost" }
+        if text.contains("resolve") || text.contains("lookup") || text.contains("getaddrinfo") { return "unknown host" }
+        return "network error"
+    }
+
+    private func decode<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as CoreError {
+            throw RelayClientError(.badResponse, "The relay at \(baseURL) sent a malformed answer: \(error.message)")
+        }
+    }
+}
+
+extension Duration {
+    fileprivate var nanoseconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1e9 + Double(attoseconds) / 1e9
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Every route the relay serves. The router is built from this list, and a test checks it against
+/// Protocol/openapi.yaml, so the two cannot drift apart.
+public enum RelayRoute: String, CaseIterable, Sendable {
+    /// `GET /v1/health`: unauthenticated liveness check.
+    case health
+    /// `PUT /v1/vaults/{vault}`: registers the vault's relay key (trust on first use).
+    case register
+    /// `GET /v1/vaults/{vault}/vector`: the relay's version vector of the vault.
+    case vector
+    /// `GET /v1/vaults/{vault}/envelopes`: one author's envelopes after a seq.
+    case fetchEnvelopes
+    /// `POST /v1/vaults/{vault}/envelopes`: pushes envelopes.
+    case pushEnvelopes
+    /// `POST /v1/vaults/{vault}/exchange`: pushes a batch and pulls a batch in one round trip.
+    case exchange
+
+    /// The HTTP method.
+    public var method: String {
+        switch self {
+        case .health, .vector, .fetchEnvelopes: "GET"
+        case .register: "PUT"
+        case .pushEnvelopes, .exchange: "POST"
+        }
+    }
+
+    /// The path template, in OpenAPI form (`{vault}` for a parameter).
+    public var path: String {
+        switch self {
+        case .health: "/v1/health"
+        case .register: "/v1/vaults/{vault}"
+        case .vector: "/v1/vaults/{vault}/vector"
+        case .fetchEnvelopes, .pushEnvelopes: "/v1/vaults/{vault}/envelopes"
+        case .exchange: "/v1/vaults/{vault}/exchange"
+        }
+    }
+
+    /// The path template in the router's syntax (`:vault`).
+    var routerPath: String {
+        path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: "")
+    }
+
+    /// Whether requests must be signed with the vault's relay key.
+    public var isAuthenticated: Bool { self != .health }
+}

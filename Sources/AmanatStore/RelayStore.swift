@@ -1,0 +1,465 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+import GRDB
+
+/// Why a relay refused a request about stored data.
+public struct RelayStoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The kind of refusal.
+    public enum Code: String, Sendable {
+        /// The relay does not hold this vault (it was never registered).
+        case unknownVault
+        /// A vault is registered with another key.
+        case keyMismatch
+        /// A pushed envelope conflicts with the one the relay holds at that seq (a fork).
+        case fork
+        /// A pushed envelope is refused: another vault, a gap, a broken chain or a forged signature.
+        case refused
+        /// The relay holds as many vaults as it is allowed to.
+        case full
+    }
+
+    /// The kind of refusal.
+    public var code: Code
+    /// One sentence.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// What storing a batch of pushed envelopes did.
+public struct RelayStoreResult: Sendable, Equatable {
+    /// Envelopes that were new and are now stored.
+    public var stored = 0
+    /// Envelopes the relay already had.
+    public var duplicates = 0
+
+    /// An empty result.
+    public init() {}
+}
+
+/// The envelopes a replica lacks, as a relay answers them.
+public struct RelayMissing: Sendable {
+    /// Wire forms, by author in seq order.
+    public var bodies: [[UInt8]] = []
+    /// Envelopes still missing after these.
+    public var remaining: UInt64 = 0
+    /// Authors whose relay chain does not contain the replica's head.
+    public var diverged: [DeviceID] = []
+}
+
+/// The relay's storage: one SQLite file per vault under a data directory, holding only what members pushed —
+/// signed ciphertext envelopes — plus the vault's relay public key and recently used request nonces. It never holds
+/// a vault key (Protocol/http-api.md §6).
+///
+/// Each vault is its own file (`<vault id hex>.relay`), so nothing sent for one vault can touch another's data.
+public final class RelayStore: @unchecked Sendable {
+    // @unchecked Sendable: the mutable state (open databases) is guarded by `lock`; GRDB pools serialise their own
+    // access.
+
+    /// The format version in each file's `meta` table.
+    public static let formatVersion = 1
+    /// The file name suffix of a vault file.
+    public static let fileSuffix = ".relay"
+
+    /// The data directory.
+    public let directory: URL
+    /// The most vaults this relay registers.
+    public let maxVaults: Int
+    private let lock = NSLock()
+    private var open: [String: VaultFile] = [:]
+
+    final class VaultFile: @unchecked Sendable {
+        // @unchecked Sendable: `lastPrune` is only read and written inside the pool's serialised writer.
+        let pool: DatabasePool
+        let key: [UInt8]
+        var lastPrune: Int64 = 0
+
+        init(pool: DatabasePool, key: [UInt8]) {
+            self.pool = pool
+            self.key = key
+        }
+    }
+
+    /// Opens (creating when missing) the data directory.
+    public init(directory: URL, maxVaults: Int = 1000) throws {
+        self.directory = directory
+        self.maxVaults = maxVaults
+        do {
+            try FileManager.default.createDirectory(
+                at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StoreError(.io, "Could not create the relay data directory \(directory.path).")
+        }
+        guard FileManager.default.isWritableFile(atPath: directory.path) else {
+            throw StoreError(.io, "The relay data directory \(directory.path) is not writable.")
+        }
+    }
+
+    private func fileURL(_ vaultID: [UInt8]) -> URL {
+        directory.appendingPathComponent(Hex.encode(vaultID) + Self.fileSuffix)
+    }
+
+    /// The ids of the vaults this relay holds.
+    public func vaultIDs() -> [[UInt8]] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.compactMap { name in
+            guard name.hasSuffix(Self.fileSuffix), let id = Hex.decode(String(name.dropLast(Self.fileSuffix.count))),
+                id.count == 16
+            else { return nil }
+            return id
+        }
+    }
+
+    /// The open vault file, or nil when the relay does not hold the vault.
+    private func vaultFile(_ vaultID: [UInt8]) throws -> VaultFile? {
+        let name = Hex.encode(vaultID)
+        return try lock.withLock {
+            if let file = open[name] { return file }
+            let url = fileURL(vaultID)
+            guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+            let file = try Self.openFile(url, vaultID: vaultID)
+            open[name] = file
+            return file
+        }
+    }
+
+    private static func configuration() -> Configuration {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return config
+    }
+
+    private static func openFile(_ url: URL, vaultID: [UInt8]) throws -> VaultFile {
+        let pool = try Vault.mapErrors { try DatabasePool(path: url.path, configuration: configuration()) }
+        let (format, stored, key): (Int?, Data?, Data?) = try Vault.mapErrors {
+            try pool.read { db in
+                (
+                    try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'"),
+                    try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'vault_id'"),
+                    try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'relay_key'")
+                )
+            }
+        }
+        guard format == formatVersion, stored.map(Array.init) == vaultID, let key, key.count == 32 else {
+            throw StoreError(.damaged, "The relay file \(url.lastPathComponent) is damaged or belongs to another vault.")
+        }
+        return VaultFile(pool: pool, key: Array(key))
+    }
+
+    // MARK: Registration
+
+    /// The relay public key registered for a vault, or nil when the relay does not hold it.
+    public func registeredKey(of vaultID: [UInt8]) throws -> [UInt8]? {
+        try vaultFile(vaultID)?.key
+    }
+
+    /// Registers `key` as the vault's relay key (trust on first use). Returns true if the vault was created now,
+    /// false if it was already registered with this key; throws `keyMismatch` if registered with another.
+    public func register(vaultID: [UInt8], key: [UInt8]) throws -> Bool {
+        precondition(vaultID.count == 16 && key.count == 32)
+        if let existing = try vaultFile(vaultID) {
+            guard existing.key == key else { throw Self.mismatch }
+            return false
+        }
+        return try lock.withLock {
+            let name = Hex.encode(vaultID)
+            if let existing = open[name] {
+                guard existing.key == key else { throw Self.mismatch }
+                return false
+            }
+            let url = fileURL(vaultID)
+            if FileManager.default.fileExists(atPath: url.path) {
+                let file = try Self.openFile(url, vaultID: vaultID)
+                open[name] = file
+                guard file.key == key else { throw Self.mismatch }
+                return false
+            }
+            guard vaultIDs().count < maxVaults else {
+                throw RelayStoreError(.full, "This relay holds as many vaults as it is allowed to (\(maxVaults)).")
+            }
+            try Self.createFile(at: url, vaultID: vaultID, key: key)
+            open[name] = try Self.openFile(url, vaultID: vaultID)
+            return true
+        }
+    }
+
+    private static let mismatch = RelayStoreError(
+        .keyMismatch, "This vault is registered on the relay with another key; this device is not a member of it.")
+
+    /// Builds the vault file complete under a temporary name, then renames it into place.
+    private static func createFile(at url: URL, vaultID: [UInt8], key: [UInt8]) throws {
+        let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())")
+        for suffix in ["", "-wal", "-shm", "-journal"] { try? FileManager.default.removeItem(atPath: temp.path + suffix) }
+        do {
+            try Vault.mapErrors {
+                let queue = try DatabaseQueue(path: temp.path)
+                try queue.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA journal_mode = WAL")
+                }
+                try queue.write { db in
+                    try db.execute(
+                        sql: """
+                            CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);
+                            CREATE TABLE envelope (
+                                author BLOB NOT NULL,
+                                seq INTEGER NOT NULL,
+                                hash BLOB NOT NULL,
+                                body BLOB NOT NULL,
+                                PRIMARY KEY (author, seq)
+                            ) WITHOUT ROWID;
+                            CREATE TABLE nonce (
+                                nonce BLOB PRIMARY KEY NOT NULL,
+                                expires INTEGER NOT NULL
+                            ) WITHOUT ROWID;
+                            CREATE INDEX nonce_expires ON nonce(expires);
+                            """)
+                    try db.execute(sql: "INSERT INTO meta VALUES ('format', ?)", arguments: [formatVersion])
+                    try db.execute(sql: "INSERT INTO meta VALUES ('vault_id', ?)", arguments: [Data(vaultID)])
+                    try db.execute(sql: "INSERT INTO meta VALUES ('relay_key', ?)", arguments: [Data(key)])
+                    try db.execute(
+                        sql: "INSERT INTO meta VALUES ('registered_at', ?)", arguments: [Int64(Date().timeIntervalSince1970)])
+                }
+                try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+                try queue.close()
+            }
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: temp.path + suffix) }
+            chmod(temp.path, 0o600)
+            guard rename(temp.path, url.path) == 0 else { throw AtomicFile.ioError(errno, "could not create \(url.path)") }
+            AtomicFile.syncDirectory(url.deletingLastPathComponent())
+        } catch {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: temp.path + suffix) }
+            throw error
+        }
+    }
+
+    // MARK: Nonces
+
+    /// Records a request nonce; false if it was already used (a replay). Nonces are kept until `expires` (unix
+    /// seconds) has passed, and pruned as time goes on.
+    public func useNonce(vaultID: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws -> Bool {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        return try await Vault.mapErrorsAsync {
+            try await file.pool.write { db in
+                if now - file.lastPrune >= 30 {
+                    try db.execute(sql: "DELETE FROM nonce WHERE expires < ?", arguments: [now])
+                    file.lastPrune = now
+                }
+                let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM nonce WHERE nonce = ?", arguments: [Data(nonce)]) ?? false
+                if exists { return false }
+                try db.execute(sql: "INSERT INTO nonce(nonce, expires) VALUES (?, ?)", arguments: [Data(nonce), expires])
+                return true
+            }
+        }
+    }
+
+    private static let unknown = RelayStoreError(.unknownVault, "This relay does not hold this vault.")
+
+    // MARK: Reading
+
+    /// Each author's last seq and head hash on the relay.
+    public func versionVector(vaultID: [UInt8]) async throws -> [DeviceID: ChainHead] {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        return try await Vault.mapErrorsAsync {
+            try await file.pool.read { db in try Self.vector(db) }
+        }
+    }
+
+    private static func vector(_ db: Database) throws -> [DeviceID: ChainHead] {
+        var vector: [DeviceID: ChainHead] = [:]
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT e.author, e.seq, e.hash FROM envelope e
+                JOIN (SELECT author, MAX(seq) AS seq FROM envelope GROUP BY author) m
+                  ON e.author = m.author AND e.seq = m.seq
+                """)
+        {
+            vector[try DeviceID(Array(row["author"] as Data))] = ChainHead(
+                seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+        }
+        return vector
+    }
+
+    /// Up to `limit` wire forms of `author`'s envelopes after `seq`, in seq order, within `byteBudget` (at least
+    /// one is returned when there is one).
+    public func envelopes(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int) async throws
+        -> [[UInt8]]
+    {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        return try await Vault.mapErrorsAsync {
+            try await file.pool.read { db in
+                var bytes = 0
+                return try Self.bodies(db, author: author, after: seq, limit: limit, bytes: &bytes, budget: byteBudget)
+            }
+        }
+    }
+
+    private static func bodies(
+        _ db: Database, author: DeviceID, after seq: UInt64, limit: Int, bytes: inout Int, budget: Int
+    ) throws -> [[UInt8]] {
+        guard limit > 0 else { return [] }
+        let cursor = try Data.fetchCursor(
+            db, sql: "SELECT body FROM envelope WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?",
+            arguments: [Data(author.bytes), Int64(clamping: seq), limit])
+        var out: [[UInt8]] = []
+        while let body = try cursor.next() {
+            if bytes > 0 && bytes + body.count > budget { break }
+            bytes += body.count
+            out.append(Array(body))
+        }
+        return out
+    }
+
+    /// What a replica whose vector is `vector` lacks: up to `limit` envelopes within `byteBudget`, authors in order.
+    /// An author whose relay chain does not hold the replica's head hash is reported as diverged, and nothing of it
+    /// is sent.
+    public func missing(vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int) async throws
+        -> RelayMissing
+    {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        return try await Vault.mapErrorsAsync {
+            try await file.pool.read { db in
+                var result = RelayMissing()
+                var bytes = 0
+                for (author, head) in try Self.vector(db).sorted(by: { $0.key < $1.key }) {
+                    let theirs = vector[author] ?? .empty
+                    if theirs.seq >= head.seq {
+                        if theirs.seq == head.seq && theirs.hash != head.hash { result.diverged.append(author) }
+                        continue
+                    }
+                    if theirs.seq > 0 {
+                        let held = try Data.fetchOne(
+                            db, sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?",
+                            arguments: [Data(author.bytes), Int64(clamping: theirs.seq)])
+                        if held.map(Array.init) != theirs.hash {
+                            result.diverged.append(author)
+                            continue
+                        }
+                    }
+                    let wanted = head.seq - theirs.seq
+                    let room = limit - result.bodies.count
+                    let full = room <= 0 || (bytes >= byteBudget && !result.bodies.isEmpty)
+                    let got = full
+                        ? [] : try Self.bodies(db, author: author, after: theirs.seq, limit: room, bytes: &bytes, budget: byteBudget)
+                    result.bodies += got
+                    result.remaining += wanted - UInt64(got.count)
+                }
+                return result
+            }
+        }
+    }
+
+    /// The number of envelopes the relay holds for a vault.
+    public func count(vaultID: [UInt8]) async throws -> Int {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        return try await Vault.mapErrorsAsync {
+            try await file.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM envelope") ?? 0 }
+        }
+    }
+
+    // MARK: Writing
+
+    /// Verifies and stores pushed envelopes in one transaction, all or nothing (Protocol/http-api.md §5).
+    ///
+    /// Per author, an envelope the relay holds is a duplicate when identical and a **fork** when different (throws
+    /// `fork`); the rest must continue the stored head as `ChainVerifier.verifyRun` requires: this vault's id, no
+    /// gap, linked hashes, a valid signature (else throws `refused`; a genuinely signed first envelope that does
+    /// not link to the head is a fork too). The relay cannot decrypt, so it checks no more than that.
+    public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        guard !envelopes.isEmpty else { return RelayStoreResult() }
+        var byAuthor: [DeviceID: [Envelope]] = [:]
+        for envelope in envelopes {
+            guard envelope.header.vaultID == vaultID else {
+                throw RelayStoreError(.refused, "An envelope belongs to another vault.")
+            }
+            byAuthor[envelope.header.author, default: []].append(envelope)
+        }
+        let runs = byAuthor.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq }) }
+        return try await Vault.mapErrorsAsync {
+            try await file.pool.write { db in
+                var result = RelayStoreResult()
+                for (author, run) in runs {
+                    let row = try Row.fetchOne(
+                        db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
+                        arguments: [Data(author.bytes)])
+                    let head = row.map { ChainHead(seq: UInt64($0["seq"] as Int64), hash: Array($0["hash"] as Data)) } ?? .empty
+                    var fresh: [Envelope] = []
+                    for envelope in run {
+                        if envelope.header.seq <= head.seq {
+                            let held = try Data.fetchOne(
+                                db, sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?",
+                                arguments: [Data(author.bytes), Int64(clamping: envelope.header.seq)])
+                            if held.map(Array.init) == envelope.hash {
+                                result.duplicates += 1
+                                continue
+                            }
+                            throw Self.forkError(envelope)
+                        }
+                        if let last = fresh.last, last.header.seq == envelope.header.seq {
+                            if last.hash == envelope.hash { continue }
+                            throw Self.forkError(envelope)
+                        }
+                        fresh.append(envelope)
+                    }
+                    if fresh.isEmpty { continue }
+                    do {
+                        _ = try ChainVerifier.verifyRun(fresh[...], vaultID: vaultID, after: head)
+                    } catch let error as CoreError {
+                        if error.code == .brokenChain, fresh[0].header.seq == head.seq + 1,
+                            fresh[0].header.previousHash != head.hash, fresh[0].hasValidSignature()
+                        {
+                            throw Self.forkError(fresh[0])
+                        }
+                        throw RelayStoreError(.refused, "Refused: \(error.message)")
+                    }
+                    for envelope in fresh {
+                        try db.execute(
+                            sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
+                            arguments: [
+                                Data(author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash),
+                                Data(envelope.encoded()),
+                            ])
+                        result.stored += 1
+                    }
+                }
+                return result
+            }
+        }
+    }
+
+    private static func forkError(_ envelope: Envelope) -> RelayStoreError {
+        RelayStoreError(
+            .fork,
+            "Refused: device \(envelope.header.author.hex.prefix(12)) signed two different changes numbered \(envelope.header.seq); the relay keeps the first.")
+    }
+
+    /// Closes every open vault file.
+    public func close() {
+        lock.withLock {
+            for file in open.values { try? file.pool.close() }
+            open.removeAll()
+        }
+    }
+}
+
+extension Vault {
+    /// The async form of ``mapErrors(_:)``.
+    static func mapErrorsAsync<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            return try mapErrors { throw error }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+import AmanatCore
+import AmanatCrypto
+
+/// The wire format of the HTTP relay, shared by the relay (AmanatRelay) and its client (AmanatHTTP)
+/// (Protocol/http-api.md). Every multi-byte integer is big-endian; every body is checked against its length.
+public enum RelayWire {
+    /// The protocol version in paths (`/v1/...`).
+    public static let version = 1
+    /// Largest request body the relay reads; larger ones get 413.
+    public static let maxRequestBytes = 8 * 1024 * 1024
+    /// Largest response body a client reads.
+    public static let maxResponseBytes = 24 * 1024 * 1024
+    /// Bytes of envelopes a client puts in one request, and a relay in one response (one envelope always fits).
+    public static let batchBytes = 4 * 1024 * 1024
+    /// Most envelopes in one request or response.
+    public static let maxEnvelopesPerMessage = 10_000
+    /// Largest time difference, in seconds, between a request's timestamp and the relay's clock.
+    public static let timestampWindow: Int64 = 300
+
+    /// Request header names (lower case; HTTP header names are case-insensitive).
+    public enum Header {
+        /// The hex Ed25519 relay public key of the vault (64 hex digits).
+        public static let key = "amanat-key"
+        /// Unix time in seconds, decimal.
+        public static let timestamp = "amanat-timestamp"
+        /// 16 random bytes, 32 hex digits, never reused.
+        public static let nonce = "amanat-nonce"
+        /// The hex Ed25519 signature (128 hex digits) of the canonical request.
+        public static let signature = "amanat-signature"
+    }
+
+    /// The MIME type of binary bodies.
+    public static let binaryType = "application/vnd.amanat.relay-v1"
+
+    // MARK: Signing
+
+    /// The bytes a request signature covers (http-api.md §3):
+    /// `"AMANAT-RELAY-1\n" METHOD "\n" PATH_AND_QUERY "\n" TIMESTAMP "\n" NONCE "\n" hex(BLAKE2b-256(body))`.
+    public static func canonicalRequest(
+        method: String, pathAndQuery: String, timestamp: Int64, nonce: String, body: [UInt8]
+    ) -> [UInt8] {
+        let text = "AMANAT-RELAY-1\n\(method)\n\(pathAndQuery)\n\(timestamp)\n\(nonce)\n\(Hex.encode(BLAKE2b.hash(body)))"
+        return Array(text.utf8)
+    }
+
+    /// The four authentication headers of a request signed with `key`.
+    public static func signatureHeaders(
+        key: SigningKeyPair, method: String, pathAndQuery: String, body: [UInt8], timestamp: Int64,
+        nonce: [UInt8] = Sodium.randomBytes(16)
+    ) -> [(String, String)] {
+        let nonceHex = Hex.encode(nonce)
+        let message = canonicalRequest(
+            method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonceHex, body: body)
+        return [
+            (Header.key, Hex.encode(key.publicKey)),
+            (Header.timestamp, String(timestamp)),
+            (Header.nonce, nonceHex),
+            (Header.signature, Hex.encode(key.sign(message))),
+        ]
+    }
+
+    // MARK: Bodies
+
+    static let vectorMagic = Array("AMVV".utf8)
+    static let listMagic = Array("AMEL".utf8)
+    static let exchangeRequestMagic = Array("AMXQ".utf8)
+    static let exchangeResponseMagic = Array("AMXR".utf8)
+    static let formatVersion: UInt8 = 1
+
+    /// A version vector: `"AMVV" 0x01 count:u32 (author:32 seq:u64 hash:32)*`.
+    public static func encodeVector(_ vector: [DeviceID: ChainHead]) -> [UInt8] {
+        var w = ByteWriter(capacity: 9 + vector.count * 72)
+        w.write(raw: vectorMagic)
+        w.write(formatVersion)
+        writeVector(vector, into: &w)
+        return w.bytes
+    }
+
+    /// Decodes a version vector body.
+    public static func decodeVector(_ bytes: [UInt8]) throws -> [DeviceID: ChainHead] {
+        var r = ByteReader(bytes)
+        try readMagic(vectorMagic, &r, what: "version vector")
+        let vector = try readVector(&r)
+        try expectEnd(r)
+        return vector
+    }
+
+    /// A list of envelopes: `"AMEL" 0x01 count:u32 (length:u32 envelope)*`.
+    public static func encodeEnvelopeList(_ envelopes: [[UInt8]]) -> [UInt8] {
+        var w = ByteWriter(capacity: 9 + envelopes.reduce(0) { $0 + 4 + $1.count })
+        w.write(raw: listMagic)
+        w.write(formatVersion)
+        writeList(envelopes, into: &w)
+        return w.bytes
+    }
+
+    /// Decodes a list of envelopes; every element must decode as an envelope.
+    public static func decodeEnvelopeList(_ bytes: [UInt8]) throws -> [Envelope] {
+        var r = ByteReader(bytes)
+        try readMagic(listMagic, &r, what: "envelope list")
+        let list = try readList(&r)
+        try expectEnd(r)
+        return list
+    }
+
+    /// One exchange: the client's vector, the envelopes it pushes, and how many it wants back at most.
+    public struct ExchangeRequest: Sendable {
+        /// The client's version vector (after its last ingest).
+        public var vector: [DeviceID: ChainHead]
+        /// Envelopes the client believes the relay lacks.
+        public var envelopes: [[UInt8]]
+        /// Most envelopes to return.
+        public var limit: UInt32
+
+        /// Creates a request.
+        public init(vector: [DeviceID: ChainHead], envelopes: [[UInt8]], limit: UInt32) {
+            self.vector = vector
+            self.envelopes = envelopes
+            self.limit = limit
+        }
+
+        /// `"AMXQ" 0x01 limit:u32 vector-entries envelope-list-entries` (see http-api.md §4.5).
+        public func encoded() -> [UInt8] {
+            var w = ByteWriter(capacity: 17 + vector.count * 72 + envelopes.reduce(0) { $0 + 4 + $1.count })
+            w.write(raw: exchangeRequestMagic)
+            w.write(formatVersion)
+            w.write(bigEndian: limit)
+            writeVector(vector, into: &w)
+            writeList(envelopes, into: &w)
+            return w.bytes
+        }
+
+        /// Decodes a request; the pushed envelopes are decoded too.
+        public static func decode(_ bytes: [UInt8]) throws -> (request: ExchangeRequest, pushed: [Envelope]) {
+            var r = ByteReader(bytes)
+            try readMagic(exchangeRequestMagic, &r, what: "exchange request")
+            let limit = try r.read(bigEndian: UInt32.self)
+            let vector = try readVector(&r)
+            let pushed = try readList(&r)
+            try expectEnd(r)
+            return (ExchangeRequest(vector: vector, envelopes: [], limit: limit), pushed)
+        }
+    }
+
+    /// The relay's answer to an exchange.
+    public struct ExchangeResponse: Sendable {
+        /// Pushed envelopes the relay stored now.
+        public var stored: UInt32
+        /// Envelopes the client still lacks after this answer (not counting diverged authors).
+        public var remaining: UInt64
+        /// Authors whose chain on the relay does not contain the client's head: a fork. Nothing of theirs is sent.
+        public var diverged: [DeviceID]
+        /// Envelopes the client lacks, grouped by author in seq order (wire forms).
+        public var envelopes: [[UInt8]]
+
+        /// Creates a response.
+        public init(stored: UInt32, remaining: UInt64, diverged: [DeviceID], envelopes: [[UInt8]]) {
+            self.stored = stored
+            self.remaining = remaining
+            self.diverged = diverged
+            self.envelopes = envelopes
+        }
+
+        /// Whether the client should ask again for more.
+        public var more: Bool { remaining > 0 }
+
+        /// `"AMXR" 0x01 stored:u32 remaining:u64 diverged-count:u32 author:32* envelope-list-entries`.
+        public func encoded() -> [UInt8] {
+            var w = ByteWriter(capacity: 25 + diverged.count * 32 + envelopes.reduce(0) { $0 + 4 + $1.count })
+            w.write(raw: exchangeResponseMagic)
+            w.write(formatVersion)
+            w.write(bigEndian: stored)
+            w.write(bigEndian: remaining)
+            w.write(bigEndian: UInt32(diverged.count))
+            for author in diverged { w.write(raw: author.bytes) }
+            writeList(envelopes, into: &w)
+            return w.bytes
+        }
+
+        /// Decodes a response; the envelopes are decoded (and so checked for shape) too.
+        public static func decode(_ bytes: [UInt8]) throws -> (response: ExchangeResponse, envelopes: [Envelope]) {
+            var r = ByteReader(bytes)
+            try readMagic(exchangeResponseMagic, &r, what: "exchange response")
+            let stored = try r.read(bigEndian: UInt32.self)
+            let remaining = try r.read(bigEndian: UInt64.self)
+            let count = try readCount(&r, elementSize: 32)
+            var diverged: [DeviceID] = []
+            for _ in 0..<count { diverged.append(try DeviceID(r.read(count: 32))) }
+            let envelopes = try readList(&r)
+            try expectEnd(r)
+            return (ExchangeResponse(stored: stored, remaining: remaining, diverged: diverged, envelopes: []), envelopes)
+        }
+    }
+
+    // MARK: Pieces
+
+    static func writeVector(_ vector: [DeviceID: ChainHead], into w: inout ByteWriter) {
+        w.write(bigEndian: UInt32(vector.count))
+        for (author, head) in vector.sorted(by: { $0.key < $1.key }) {
+            w.write(raw: author.bytes)
+            w.write(bigEndian: head.seq)
+            w.write(raw: head.hash)
+        }
+    }
+
+    static func readVector(_ r: inout ByteReader) throws -> [DeviceID: ChainHead] {
+        let count = try readCount(&r, elementSize: 72)
+        var vector: [DeviceID: ChainHead] = [:]
+        for _ in 0..<count {
+            let author = try DeviceID(r.read(count: 32))
+            let seq = try r.read(bigEndian: UInt64.self)
+            let hash = try r.read(count: 32)
+            guard seq <= UInt64(Int64.max), vector[author] == nil else {
+                throw CoreError(.malformed, "A version vector is malformed.")
+            }
+            vector[author] = ChainHead(seq: seq, hash: hash)
+        }
+        return vector
+    }
+
+    static func writeList(_ envelopes: [[UInt8]], into w: inout ByteWriter) {
+        w.write(bigEndian: UInt32(envelopes.count))
+        for body in envelopes {
+            w.write(bigEndian: UInt32(body.count))
+            w.write(raw: body)
+        }
+    }
+
+    static func readList(_ r: inout ByteReader) throws -> [Envelope] {
+        let count = try readCount(&r, elementSize: 4 + EnvelopeHeader.length + 64)
+        guard count <= maxEnvelopesPerMessage else {
+            throw CoreError(.malformed, "A message carries more than \(maxEnvelopesPerMessage) envelopes.")
+        }
+        var list: [Envelope] = []
+        list.reserveCapacity(count)
+        for _ in 0..<count {
+            let length = try r.read(bigEndian: UInt32.self)
+            list.append(try Envelope(decoding: r.read(count: Int(length))))
+        }
+        return list
+    }
+
+    static func readCount(_ r: inout ByteReader, elementSize: Int) throws -> Int {
+        let count = try r.read(bigEndian: UInt32.self)
+        guard Int(count) <= r.remaining.count / elementSize else {
+            throw CoreError(.malformed, "A count is larger than the data.")
+        }
+        return Int(count)
+    }
+
+    static func readMagic(_ magic: [UInt8], _ r: inout ByteReader, what: String) throws {
+        guard try r.read(count: 4) == magic, try r.readByte() == formatVersion else {
+            throw CoreError(.malformed, "The body is not a \(what) of relay format 1.")
+        }
+    }
+
+    static func expectEnd(_ r: ByteReader) throws {
+        guard r.isAtEnd else { throw CoreError(.malformed, "The body has bytes after its end.") }
+    }
+}

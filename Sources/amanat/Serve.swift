@@ -1,0 +1,82 @@
+import AmanatRelay
+import AmanatStore
+import ArgumentParser
+import Foundation
+import Logging
+
+/// `amanat serve`: run an HTTP relay that members of any vault sync through (Protocol/http-api.md).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a relay that team members sync through over the network (a laptop can be the hub).",
+        discussion: """
+            The relay stores only signed ciphertext, one SQLite file per vault under --data; it never holds a vault
+            key and cannot read anything. It verifies every chain and signature before storing, refuses forks, and
+            serves only devices holding the vault key (requests are signed with a key derived from it). The first
+            device that syncs a vault registers it (trust on first use).
+
+            By default it listens on 127.0.0.1 only; use --host 0.0.0.0 to let other devices on the network reach it.
+            It prints the URL it listens on (with --port 0, the port it chose) on stderr. Ctrl-C or SIGTERM stops it
+            gracefully.
+
+            Example:
+              amanat serve --host 0.0.0.0 --port 8080 --data ~/amanat-relay
+              amanat sync http://192.168.1.20:8080      (on each member's device)
+            """)
+
+    @Option(help: "The address to listen on.") var host = "127.0.0.1"
+    @Option(help: "The TCP port (0 picks a free one).") var port = 8080
+    @Option(help: "The relay's data directory (default: $AMANAT_RELAY_DATA, else ~/.amanat-relay).") var data: String?
+    @Option(help: "The most vaults the relay registers.") var maxVaults = 1000
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown log level \(logLevel).") }
+        guard maxVaults > 0 else { throw ValidationError("--max-vaults must be positive.") }
+    }
+
+    func run() async throws {
+        try await runReportingErrors {
+            let directory: URL
+            if let data {
+                directory = URL(fileURLWithPath: data)
+            } else if let env = ProcessInfo.processInfo.environment["AMANAT_RELAY_DATA"], !env.isEmpty {
+                directory = URL(fileURLWithPath: env)
+            } else {
+                directory = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".amanat-relay")
+            }
+            let level = Logger.Level(rawValue: logLevel) ?? .info
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            let store = try RelayStore(directory: directory, maxVaults: maxVaults)
+            let relay = RelayServer(store: store, logger: Logger(label: "amanat.relay"))
+            let shownHost = host.contains(":") ? "[\(host)]" : host
+            let started = Started()
+            do {
+                try await relay.serve(host: host, port: port) { bound in
+                    started.mark()
+                    note("Relay listening on http://\(shownHost):\(bound) (data in \(directory.path)); stop it with Ctrl-C.")
+                }
+            } catch {
+                if !started.value {
+                    throw CLIError(.io, "Could not listen on \(shownHost):\(port); is another program using that port?")
+                }
+                throw error
+            }
+            note("Relay stopped.")
+        }
+    }
+}
+
+/// Whether the relay reached the point of accepting connections.
+private final class Started: @unchecked Sendable {
+    // @unchecked Sendable: the flag is guarded by the lock.
+    private let lock = NSLock()
+    private var flag = false
+
+    func mark() { lock.withLock { flag = true } }
+    var value: Bool { lock.withLock { flag } }
+}
