@@ -110,6 +110,8 @@ public struct HTTPCarrier: ExchangeCarrier {
                 redirectConfiguration: .disallow,
                 timeout: .init(connect: .nanoseconds(Int64(options.connectTimeout.nanoseconds))))
             configuration.connectionPool = .init(idleTimeout: .seconds(30))
+            // Fail fast on a refused connection: the carrier retries with its own backoff and says so clearly.
+            configuration.connectionPool.retryConnectionEstablishment = false
             self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
             ownsClient = true
         }

@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `amanat serve` running as its own process, as a hub laptop would run it.
+final class ServeProcess: @unchecked Sendable {
+    // @unchecked Sendable: `output` is guarded by `lock`; the rest is set in init.
+    let process = Process()
+    let port: Int
+    private let handle: FileHandle
+    private let lock = NSLock()
+    private var output = Data()
+    private let drained = DispatchSemaphore(value: 0)
+
+    init(data: URL) throws {
+        process.executableURL = CLIRunner.binary
+        process.arguments = ["serve", "--port", "0", "--data", data.path]
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        handle = pipe.fileHandleForReading
+        try process.run()
+        var seen = Data()
+        var found: Int?
+        while found == nil {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }  // the process ended
+            seen.append(chunk)
+            let text = String(decoding: seen, as: UTF8.self)
+            if let range = text.range(of: #"listening on http://127\.0\.0\.1:[0-9]+"#, options: .regularExpression) {
+                found = Int(text[range].split(separator: ":").last ?? "")
+            }
+        }
+        guard let found else {
+            process.terminate()
+            throw CLIFailure(description: "amanat serve did not print its URL: \(String(decoding: seen, as: UTF8.self))")
+        }
+        port = found
+        output = seen
+        // Keep reading, so the relay never blocks on a full pipe.
+        let handle = handle
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { output.append(chunk) }
+            }
+            drained.signal()
+        }
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    /// Sends SIGTERM and waits: returns the exit status and everything the relay wrote on stderr.
+    func stop() -> (Int32, String) {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        drained.wait()
+        return (process.terminationStatus, lock.withLock { String(decoding: output, as: UTF8.self) })
+    }
+}
+
+@Suite struct RelayCommandTests {
+    func makePair(_ scratch: Scratch) throws -> (CLIRunner, CLIRunner) {
+        let a = scratch.runner("a")
+        try a.initialize(name: "hub laptop")
+        let invitation = scratch.path("invite.amanat").path
+        let code = try a.ok(["invite", "--out", invitation])
+        let b = scratch.runner("b")
+        _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "coordinator"])
+        return (a, b)
+    }
+
+    @Test func serveAndSyncOverHTTPEndToEnd() throws {
+        let scratch = try Scratch()
+        let (a, b) = try makePair(scratch)
+        let data = scratch.path("relay")
+        let relay = try ServeProcess(data: data)
+        let id = try a.ok(["add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul"])
+
+        let first = try a.run(["sync", relay.url])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stderr.contains("Synced with \(relay.url): 0 changes pulled, 1 pushed."))
+        #expect(first.stdout.isEmpty)
+        let second = try b.run(["sync", relay.url])
+        #expect(second.status == 0 && second.stderr.contains("1 change pulled"), "\(second.stderr)")
+        #expect(try b.list().map { $0["id"] as? String } == [id])
+        _ = try b.ok(["edit", id, "--set", "location=Herat"])
+        _ = try b.ok(["sync", relay.url])
+        _ = try a.ok(["sync", relay.url])
+        #expect(try a.digest() == b.digest())
+
+        let (status, log) = relay.stop()
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("Relay stopped."))
+        for phrase in ["shaking the bloody hands", "W-SECRET-4711", "Herat"] {
+            #expect(!log.contains(phrase), "the log holds \(phrase)")
+        }
+        let files = FileManager.default.enumerator(at: data, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
+        #expect(!files.isEmpty)
+        for file in files {
+            let bytes = try Data(contentsOf: file)
+            for phrase in ["shaking the bloody hands", "W-SECRET-4711", "Herat", "Kabul"] {
+                #expect(bytes.range(of: Data(phrase.utf8)) == nil, "\(phrase) in \(file.lastPathComponent)")
+            }
+        }
+    }
+
+    @Test func anUnreachableRelayExitsWithStatus69AndOneSentence() throws {
+        let scratch = try Scratch()
+        let a = scratch.runner("a")
+        try a.initialize()
+        let relay = try ServeProcess(data: scratch.path("relay"))
+        let url = relay.url
+        _ = relay.stop()
+        let r = try a.run(["sync", url])
+        #expect(r.status == 69)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(r.stderr)")
+        #expect(r.stderr.hasPrefix("amanat: The relay at \(url) cannot be reached"))
+        #expect(r.stdout.isEmpty)
+
+        let bad = try a.run(["sync", "http://"])
+        #expect(bad.status == 64, "\(bad.stderr)")
+    }
+
+    @Test func serveRefusesAPortInUse() throws {
+        let scratch = try Scratch()
+        let relay = try ServeProcess(data: scratch.path("relay"))
+        let other = scratch.runner("x")
+        let r = try other.run(["serve", "--port", "\(relay.port)", "--data", scratch.path("relay2").path], withVault: false)
+        #expect(r.status == 74, "\(r.stderr)")
+        #expect(r.stderr.contains("Could not listen"))
+        _ = relay.stop()
+    }
+}
