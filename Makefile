@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/amanat
 
-.PHONY: setup build demo test bench format-check clean
+.PHONY: setup build demo test bench load format-check clean
 
 setup:
 	@Scripts/setup.sh
@@ -20,6 +20,11 @@ test: setup
 bench: setup
 	$(SWIFT) build -c release --product amanat-bench
 	.build/release/amanat-bench
+
+# Load test of the relay on loopback: AMANAT_LOAD_CLIENTS (50), AMANAT_LOAD_SECONDS (20), AMANAT_LOAD_VAULTS (10).
+load: setup
+	$(SWIFT) build -c release --product amanat-load
+	.build/release/amanat-load --out Benchmarks/load-results.json
 
 clean:
 	rm -rf .build

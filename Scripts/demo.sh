@@ -93,4 +93,37 @@ echo "coordinator:  $D2"
 [ -n "$D1" ] && [ "$D1" = "$D2" ] || { echo "the replicas differ — this is a bug"; exit 1; }
 echo "identical: the replicas converged."
 
-step "Done. The temporary vaults and the stand-in USB stick are removed."
+step "14. Over the network: the coordinator's laptop is the hub, running a relay"
+RELAY_LOG="$WORK/relay.log"
+"$AMANAT" serve --port 0 --data "$WORK/relay" 2>"$RELAY_LOG" &
+RELAY_PID=$!
+trap 'kill -TERM "$RELAY_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=""
+for _ in $(seq 1 100); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$RELAY_LOG" | head -1)
+    [ -n "$PORT" ] && break
+    sleep 0.1
+done
+[ -n "$PORT" ] || { cat "$RELAY_LOG"; echo "the relay did not start — this is a bug"; exit 1; }
+RELAY="http://127.0.0.1:$PORT"
+echo "relay listening on $RELAY (it stores only signed ciphertext, and serves only members of the vault)"
+run --vault "$FIELD" add testimony --witness W-DEMO-003 \
+    --narrative "FICTIONAL EXAMPLE. The witness describes a night raid on a women's literacy class." \
+    --incident-date 2025-01 --location "Example Village D" --consent anonymised --tag education --tag fictional
+run --vault "$FIELD" sync "$RELAY"
+run --vault "$COORD" sync "$RELAY"
+run --vault "$COORD" search "literacy class"
+if grep -rl "literacy class" "$WORK/relay" >/dev/null 2>&1; then echo "PLAINTEXT FOUND ON THE RELAY — this is a bug"; exit 1; fi
+echo "grep for 'literacy class' in the relay's data: no match"
+D1=$("$AMANAT" --vault "$FIELD" status --json | sed -n 's/.*"state_digest" : "\(.*\)".*/\1/p')
+D2=$("$AMANAT" --vault "$COORD" status --json | sed -n 's/.*"state_digest" : "\(.*\)".*/\1/p')
+echo "field laptop: $D1"
+echo "coordinator:  $D2"
+[ -n "$D1" ] && [ "$D1" = "$D2" ] || { echo "the replicas differ — this is a bug"; exit 1; }
+echo "identical: the replicas converged through the relay."
+kill -TERM "$RELAY_PID"
+wait "$RELAY_PID"
+trap 'rm -rf "$WORK"' EXIT
+echo "relay stopped cleanly: $(tail -1 "$RELAY_LOG")"
+
+step "Done. The temporary vaults, the relay's data and the stand-in USB stick are removed."
