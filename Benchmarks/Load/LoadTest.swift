@@ -130,7 +130,8 @@ struct LoadTest {
         logger.logLevel = .warning
         let store = try RelayStore(directory: work.appendingPathComponent("relay"))
         let relay = try await RunningRelay.start(RelayServer(store: store, logger: logger))
-        print("relay on \(relay.url); \(settings.clients) clients in \(settings.vaults) vaults for \(settings.seconds) s")
+        print(
+            "relay on \(relay.url); \(settings.clients) clients in \(settings.vaults) vaults for \(settings.seconds) s")
 
         // Every vault's keyring; each client device gets its own device key in one of them.
         let keyrings = (0..<settings.vaults).map { Keyring.generate(deviceName: "load vault \($0)") }
@@ -144,8 +145,10 @@ struct LoadTest {
                 let dir = work.appendingPathComponent("client\(client)")
                 group.addTask {
                     do {
-                        let keyring = Keyring(vaultID: base.vaultID, device: .generate(), deviceName: "client \(client)", keys: base.keys)
-                        let vault = try Vault.create(at: dir, keyring: keyring, passphrase: secret, strength: .interactive)
+                        let keyring = Keyring(
+                            vaultID: base.vaultID, device: .generate(), deviceName: "client \(client)", keys: base.keys)
+                        let vault = try Vault.create(
+                            at: dir, keyring: keyring, passphrase: secret, strength: .interactive)
                         let carrier = TimedCarrier(
                             inner: try HTTPCarrier(url: relay.url, vaultID: vault.vaultID, key: vault.relaySigningKey),
                             figures: figures)
@@ -155,13 +158,15 @@ struct LoadTest {
                             round += 1
                             for i in 0..<Int.random(in: 1...3, using: &generator) {
                                 _ = try vault.createRecord(
-                                    kind: "statement", fields: [("title", "client \(client) round \(round) #\(i)")], tags: [],
+                                    kind: "statement", fields: [("title", "client \(client) round \(round) #\(i)")],
+                                    tags: [],
                                     seal: false)
                             }
                             let start = ContinuousClock.now
                             do {
                                 let report = try await ExchangeSession(vault: vault, carrier: carrier).run()
-                                figures.sync(millis(ContinuousClock.now - start), pushed: report.pushed, pulled: report.pulled)
+                                figures.sync(
+                                    millis(ContinuousClock.now - start), pushed: report.pushed, pulled: report.pulled)
                             } catch {
                                 figures.error("\(error)")
                             }
@@ -201,7 +206,8 @@ struct LoadTest {
                     "max": round2(requests.last ?? 0),
                 ],
                 "sync_latency_ms": [
-                    "p50": round2(percentile(syncs, 0.5)), "p99": round2(percentile(syncs, 0.99)), "max": round2(syncs.last ?? 0),
+                    "p50": round2(percentile(syncs, 0.5)), "p99": round2(percentile(syncs, 0.99)),
+                    "max": round2(syncs.last ?? 0),
                 ],
                 "error_samples": f.errorSamples,
             ]

@@ -87,12 +87,15 @@ public struct HTTPCarrier: ExchangeCarrier {
     private let pathPrefix: String
 
     /// Creates a carrier for the relay at `url` (`http://host:port` or `https://…`).
-    public init(url: String, vaultID: [UInt8], key: SigningKeyPair, options: Options = Options(), client: HTTPClient? = nil)
+    public init(
+        url: String, vaultID: [UInt8], key: SigningKeyPair, options: Options = Options(), client: HTTPClient? = nil
+    )
         throws
     {
         var base = url
         while base.hasSuffix("/") { base.removeLast() }
-        guard let parsed = URL(string: base), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
+        guard let parsed = URL(string: base), let scheme = parsed.scheme?.lowercased(),
+            ["http", "https"].contains(scheme),
             let host = parsed.host, !host.isEmpty, parsed.query == nil, parsed.fragment == nil
         else {
             throw RelayClientError(.badURL, "\(url) is not a relay URL; give one like http://192.168.1.20:8080.")
@@ -155,7 +158,8 @@ public struct HTTPCarrier: ExchangeCarrier {
         let body = try await registeringIfNeeded { try await send("GET", vaultPath + "/envelopes" + query) }
         let list = try decode { try RelayWire.decodeEnvelopeList(body) }
         guard list.allSatisfy({ $0.header.author == author && $0.header.seq > seq }) else {
-            throw RelayClientError(.badResponse, "The relay at \(baseURL) answered with envelopes that were not asked for.")
+            throw RelayClientError(
+                .badResponse, "The relay at \(baseURL) answered with envelopes that were not asked for.")
         }
         return list
     }
@@ -178,7 +182,8 @@ public struct HTTPCarrier: ExchangeCarrier {
             guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any],
                 let count = object["stored"] as? Int
             else {
-                throw RelayClientError(.badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
+                throw RelayClientError(
+                    .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
             }
             stored += count
         }
@@ -195,7 +200,8 @@ public struct HTTPCarrier: ExchangeCarrier {
         let answer = try await registeringIfNeeded { try await send("POST", vaultPath + "/exchange", body: body) }
         let (response, envelopes) = try decode { try RelayWire.ExchangeResponse.decode(answer) }
         return ExchangeResult(
-            stored: Int(response.stored), remaining: response.remaining, diverged: response.diverged, envelopes: envelopes)
+            stored: Int(response.stored), remaining: response.remaining, diverged: response.diverged,
+            envelopes: envelopes)
     }
 
     /// Registers the vault's relay key (trust on first use): true if the relay registered it now.
@@ -217,7 +223,8 @@ public struct HTTPCarrier: ExchangeCarrier {
         do {
             return try await request()
         } catch is UnknownVault {
-            throw RelayClientError(.badResponse, "The relay at \(baseURL) registered the vault but then did not find it.")
+            throw RelayClientError(
+                .badResponse, "The relay at \(baseURL) registered the vault but then did not find it.")
         }
     }
 
@@ -240,7 +247,8 @@ public struct HTTPCarrier: ExchangeCarrier {
                 guard attempt < max(1, options.attempts) else {
                     throw RelayClientError(
                         .unavailable,
-                        "The relay at \(baseURL) cannot be reached (\(error.reason)); check that `amanat serve` is running there and try again.")
+                        "The relay at \(baseURL) cannot be reached (\(error.reason)); check that `amanat serve` is running there and try again."
+                    )
                 }
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, options.maxBackoff)
@@ -276,7 +284,8 @@ public struct HTTPCarrier: ExchangeCarrier {
             var buffer = try await response.body.collect(upTo: RelayWire.maxResponseBytes)
             answer = buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch is NIOTooManyBytesError {
-            throw RelayClientError(.badResponse, "The relay at \(baseURL) sent an answer larger than this client accepts.")
+            throw RelayClientError(
+                .badResponse, "The relay at \(baseURL) sent an answer larger than this client accepts.")
         } catch let error as CancellationError {
             throw error
         } catch {

@@ -28,7 +28,8 @@ public final class RelayHTTPClient: Sendable {
     /// Creates a client for the relay at `baseURL` (no trailing slash).
     public init(baseURL: String) {
         self.baseURL = baseURL
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))
         configuration.connectionPool = .init(idleTimeout: .seconds(30))
         // Fail fast on a refused connection: the carrier retries with its own backoff and says so clearly.
         configuration.connectionPool.retryConnectionEstablishment = false
@@ -41,7 +42,8 @@ public final class RelayHTTPClient: Sendable {
     }
 
     /// Sends a request as given.
-    public func send(_ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil) async throws
+    public func send(_ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil)
+        async throws
         -> Answer
     {
         var request = HTTPClientRequest(url: baseURL + path)
@@ -63,7 +65,9 @@ public final class RelayHTTPClient: Sendable {
     }
 
     /// Sends a request signed with `key`.
-    public func sendSigned(_ method: String, _ path: String, key: SigningKeyPair, body: [UInt8] = []) async throws -> Answer {
+    public func sendSigned(_ method: String, _ path: String, key: SigningKeyPair, body: [UInt8] = []) async throws
+        -> Answer
+    {
         let headers = Self.signedHeaders(key: key, method: method, path: path, body: body)
         return try await send(method, path, headers: headers, body: method == "GET" ? nil : body)
     }

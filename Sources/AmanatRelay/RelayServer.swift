@@ -77,7 +77,8 @@ public struct RelayServer: Sendable {
         let now = now()
         guard abs(auth.timestamp - now) <= RelayWire.timestampWindow else {
             throw RelayHTTPError(
-                .unauthorized, "The request's timestamp is more than 5 minutes away from the relay's clock; check the clock.")
+                .unauthorized,
+                "The request's timestamp is more than 5 minutes away from the relay's clock; check the clock.")
         }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > RelayWire.maxRequestBytes {
             throw Self.tooLarge
@@ -94,7 +95,8 @@ public struct RelayServer: Sendable {
             nonce: auth.nonceHex, body: body)
         guard SigningKeyPair.verify(auth.signature, of: message, publicKey: auth.key) else {
             throw RelayHTTPError(
-                .unauthorized, "The request's signature does not verify for this method, path, timestamp, nonce and body.")
+                .unauthorized,
+                "The request's signature does not verify for this method, path, timestamp, nonce and body.")
         }
         if route == .register {
             let created: Bool
@@ -108,10 +110,12 @@ public struct RelayServer: Sendable {
             return Self.json(created ? .created : .ok, created ? #"{"registered":true}"# : #"{"registered":false}"#)
         }
         guard let registered = try store.registeredKey(of: vaultID) else {
-            throw RelayHTTPError(.notFound, "This relay does not hold this vault yet; a member's first sync registers it.")
+            throw RelayHTTPError(
+                .notFound, "This relay does not hold this vault yet; a member's first sync registers it.")
         }
         guard registered == auth.key else {
-            throw RelayHTTPError(.forbidden, "This key is not the vault's registered relay key; only members may use it.")
+            throw RelayHTTPError(
+                .forbidden, "This key is not the vault's registered relay key; only members may use it.")
         }
         try await checkNonce(auth, vaultID: vaultID, now: now)
 
@@ -151,7 +155,8 @@ public struct RelayServer: Sendable {
                 logger.info(
                     "exchange",
                     metadata: [
-                        "vault": "\(vaultHex.prefix(8))", "stored": "\(result.stored)", "sent": "\(missing.bodies.count)",
+                        "vault": "\(vaultHex.prefix(8))", "stored": "\(result.stored)",
+                        "sent": "\(missing.bodies.count)",
                         "remaining": "\(missing.remaining)",
                     ])
             }
@@ -166,14 +171,16 @@ public struct RelayServer: Sendable {
 
     private func checkNonce(_ auth: Authentication, vaultID: [UInt8], now: Int64) async throws {
         let fresh = try await store.useNonce(
-            vaultID: vaultID, nonce: auth.nonce, expires: max(auth.timestamp, now) + RelayWire.timestampWindow + 1, now: now)
+            vaultID: vaultID, nonce: auth.nonce, expires: max(auth.timestamp, now) + RelayWire.timestampWindow + 1,
+            now: now)
         guard fresh else {
             throw RelayHTTPError(.unauthorized, "This request was already received (a replayed nonce); it was ignored.")
         }
     }
 
     private static let tooLarge = RelayHTTPError(
-        .contentTooLarge, "The request body is larger than the relay's limit of \(RelayWire.maxRequestBytes / 1_048_576) MiB.")
+        .contentTooLarge,
+        "The request body is larger than the relay's limit of \(RelayWire.maxRequestBytes / 1_048_576) MiB.")
 
     private static func decode<T>(_ body: () throws -> T) throws -> T {
         do {
@@ -195,7 +202,8 @@ public struct RelayServer: Sendable {
 
     static func binary(_ bytes: [UInt8]) -> Response {
         Response(
-            status: .ok, headers: [.contentType: RelayWire.binaryType], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            status: .ok, headers: [.contentType: RelayWire.binaryType],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }
 
@@ -213,7 +221,8 @@ struct Authentication {
             let nonceHex = field(RelayWire.Header.nonce), let signatureHex = field(RelayWire.Header.signature)
         else {
             throw RelayHTTPError(
-                .unauthorized, "The request is not signed: it needs the Amanat-Key, -Timestamp, -Nonce and -Signature headers.")
+                .unauthorized,
+                "The request is not signed: it needs the Amanat-Key, -Timestamp, -Nonce and -Signature headers.")
         }
         guard keyHex.count == 64, let key = Hex.decode(keyHex), signatureHex.count == 128,
             let signature = Hex.decode(signatureHex), nonceHex.count == 32, let nonce = Hex.decode(nonceHex),

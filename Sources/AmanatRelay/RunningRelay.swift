@@ -21,7 +21,9 @@ public final class RunningRelay: Sendable {
     }
 
     /// Starts `relay` on `host:port` and returns once it accepts connections.
-    public static func start(_ relay: RelayServer, host: String = "127.0.0.1", port: Int = 0) async throws -> RunningRelay {
+    public static func start(_ relay: RelayServer, host: String = "127.0.0.1", port: Int = 0) async throws
+        -> RunningRelay
+    {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = relay.application(host: host, port: port) { bound in
             continuation.yield(bound)

@@ -151,7 +151,8 @@ public final class RelayStore: @unchecked Sendable {
             }
         }
         guard format == formatVersion, stored.map(Array.init) == vaultID, let key, key.count == 32 else {
-            throw StoreError(.damaged, "The relay file \(url.lastPathComponent) is damaged or belongs to another vault.")
+            throw StoreError(
+                .damaged, "The relay file \(url.lastPathComponent) is damaged or belongs to another vault.")
         }
         return VaultFile(pool: pool, key: Array(key))
     }
@@ -199,7 +200,9 @@ public final class RelayStore: @unchecked Sendable {
     /// Builds the vault file complete under a temporary name, then renames it into place.
     private static func createFile(at url: URL, vaultID: [UInt8], key: [UInt8]) throws {
         let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())")
-        for suffix in ["", "-wal", "-shm", "-journal"] { try? FileManager.default.removeItem(atPath: temp.path + suffix) }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            try? FileManager.default.removeItem(atPath: temp.path + suffix)
+        }
         do {
             try Vault.mapErrors {
                 let queue = try DatabaseQueue(path: temp.path)
@@ -227,14 +230,17 @@ public final class RelayStore: @unchecked Sendable {
                     try db.execute(sql: "INSERT INTO meta VALUES ('vault_id', ?)", arguments: [Data(vaultID)])
                     try db.execute(sql: "INSERT INTO meta VALUES ('relay_key', ?)", arguments: [Data(key)])
                     try db.execute(
-                        sql: "INSERT INTO meta VALUES ('registered_at', ?)", arguments: [Int64(Date().timeIntervalSince1970)])
+                        sql: "INSERT INTO meta VALUES ('registered_at', ?)",
+                        arguments: [Int64(Date().timeIntervalSince1970)])
                 }
                 try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
                 try queue.close()
             }
             for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: temp.path + suffix) }
             chmod(temp.path, 0o600)
-            guard rename(temp.path, url.path) == 0 else { throw AtomicFile.ioError(errno, "could not create \(url.path)") }
+            guard rename(temp.path, url.path) == 0 else {
+                throw AtomicFile.ioError(errno, "could not create \(url.path)")
+            }
             AtomicFile.syncDirectory(url.deletingLastPathComponent())
         } catch {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: temp.path + suffix) }
@@ -254,9 +260,11 @@ public final class RelayStore: @unchecked Sendable {
                     try db.execute(sql: "DELETE FROM nonce WHERE expires < ?", arguments: [now])
                     file.lastPrune = now
                 }
-                let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM nonce WHERE nonce = ?", arguments: [Data(nonce)]) ?? false
+                let exists =
+                    try Bool.fetchOne(db, sql: "SELECT 1 FROM nonce WHERE nonce = ?", arguments: [Data(nonce)]) ?? false
                 if exists { return false }
-                try db.execute(sql: "INSERT INTO nonce(nonce, expires) VALUES (?, ?)", arguments: [Data(nonce), expires])
+                try db.execute(
+                    sql: "INSERT INTO nonce(nonce, expires) VALUES (?, ?)", arguments: [Data(nonce), expires])
                 return true
             }
         }
@@ -292,7 +300,8 @@ public final class RelayStore: @unchecked Sendable {
 
     /// Up to `limit` wire forms of `author`'s envelopes after `seq`, in seq order, within `byteBudget` (at least
     /// one is returned when there is one).
-    public func envelopes(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int) async throws
+    public func envelopes(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int)
+        async throws
         -> [[UInt8]]
     {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
@@ -349,8 +358,11 @@ public final class RelayStore: @unchecked Sendable {
                     let wanted = head.seq - theirs.seq
                     let room = limit - result.bodies.count
                     let full = room <= 0 || (bytes >= byteBudget && !result.bodies.isEmpty)
-                    let got = full
-                        ? [] : try Self.bodies(db, author: author, after: theirs.seq, limit: room, bytes: &bytes, budget: byteBudget)
+                    let got =
+                        full
+                        ? []
+                        : try Self.bodies(
+                            db, author: author, after: theirs.seq, limit: room, bytes: &bytes, budget: byteBudget)
                     result.bodies += got
                     result.remaining += wanted - UInt64(got.count)
                 }
@@ -385,7 +397,9 @@ public final class RelayStore: @unchecked Sendable {
             }
             byAuthor[envelope.header.author, default: []].append(envelope)
         }
-        let runs = byAuthor.sorted { $0.key < $1.key }.map { ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq }) }
+        let runs = byAuthor.sorted { $0.key < $1.key }.map {
+            ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq })
+        }
         return try await Vault.mapErrorsAsync {
             try await file.pool.write { db in
                 var result = RelayStoreResult()
@@ -393,7 +407,9 @@ public final class RelayStore: @unchecked Sendable {
                     let row = try Row.fetchOne(
                         db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
                         arguments: [Data(author.bytes)])
-                    let head = row.map { ChainHead(seq: UInt64($0["seq"] as Int64), hash: Array($0["hash"] as Data)) } ?? .empty
+                    let head =
+                        row.map { ChainHead(seq: UInt64($0["seq"] as Int64), hash: Array($0["hash"] as Data)) }
+                        ?? .empty
                     var fresh: [Envelope] = []
                     for envelope in run {
                         if envelope.header.seq <= head.seq {
@@ -441,7 +457,8 @@ public final class RelayStore: @unchecked Sendable {
     private static func forkError(_ envelope: Envelope) -> RelayStoreError {
         RelayStoreError(
             .fork,
-            "Refused: device \(envelope.header.author.hex.prefix(12)) signed two different changes numbered \(envelope.header.seq); the relay keeps the first.")
+            "Refused: device \(envelope.header.author.hex.prefix(12)) signed two different changes numbered \(envelope.header.seq); the relay keeps the first."
+        )
     }
 
     /// Closes every open vault file.

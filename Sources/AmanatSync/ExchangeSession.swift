@@ -47,8 +47,9 @@ public struct ExchangeSession {
     public var batchBytes: Int
 
     /// Creates a session.
-    public init(vault: Vault, carrier: any ExchangeCarrier, batchSize: Int = 1000, batchBytes: Int = RelayWire.batchBytes)
-    {
+    public init(
+        vault: Vault, carrier: any ExchangeCarrier, batchSize: Int = 1000, batchBytes: Int = RelayWire.batchBytes
+    ) {
         self.vault = vault
         self.carrier = carrier
         self.batchSize = max(1, batchSize)
@@ -97,7 +98,8 @@ public struct ExchangeSession {
             while index < cursors.count, batch.count < batchSize, bytes < batchBytes {
                 let cursor = cursors[index]
                 let got = try vault.envelopes(
-                    of: cursor.author, after: cursor.after, limit: min(batchSize - batch.count, Int(cursor.target - cursor.after)))
+                    of: cursor.author, after: cursor.after,
+                    limit: min(batchSize - batch.count, Int(cursor.target - cursor.after)))
                 var taken = 0
                 for envelope in got {
                     let size = envelope.encoded().count

@@ -39,7 +39,8 @@ public enum RelayWire {
     public static func canonicalRequest(
         method: String, pathAndQuery: String, timestamp: Int64, nonce: String, body: [UInt8]
     ) -> [UInt8] {
-        let text = "AMANAT-RELAY-1\n\(method)\n\(pathAndQuery)\n\(timestamp)\n\(nonce)\n\(Hex.encode(BLAKE2b.hash(body)))"
+        let text =
+            "AMANAT-RELAY-1\n\(method)\n\(pathAndQuery)\n\(timestamp)\n\(nonce)\n\(Hex.encode(BLAKE2b.hash(body)))"
         return Array(text.utf8)
     }
 
@@ -188,7 +189,9 @@ public enum RelayWire {
             for _ in 0..<count { diverged.append(try DeviceID(r.read(count: 32))) }
             let envelopes = try readList(&r)
             try expectEnd(r)
-            return (ExchangeResponse(stored: stored, remaining: remaining, diverged: diverged, envelopes: []), envelopes)
+            return (
+                ExchangeResponse(stored: stored, remaining: remaining, diverged: diverged, envelopes: []), envelopes
+            )
         }
     }
 

@@ -58,7 +58,9 @@ struct Serve: AsyncParsableCommand {
             do {
                 try await relay.serve(host: host, port: port) { bound in
                     started.mark()
-                    note("Relay listening on http://\(shownHost):\(bound) (data in \(directory.path)); stop it with Ctrl-C.")
+                    note(
+                        "Relay listening on http://\(shownHost):\(bound) (data in \(directory.path)); stop it with Ctrl-C."
+                    )
                 }
             } catch {
                 if !started.value {

@@ -32,9 +32,11 @@ func makeTeam(_ count: Int, in dir: TemporaryDirectory, prefix: String = "r") th
         at: dir.path("\(prefix)0"), passphrase: passphrase, deviceName: "\(prefix)0", strength: .interactive)
     var team = [first]
     for i in 1..<max(count, 1) {
-        let keyring = Keyring(vaultID: first.vaultID, device: .generate(), deviceName: "\(prefix)\(i)", keys: first.keyring.keys)
+        let keyring = Keyring(
+            vaultID: first.vaultID, device: .generate(), deviceName: "\(prefix)\(i)", keys: first.keyring.keys)
         team.append(
-            try Vault.create(at: dir.path("\(prefix)\(i)"), keyring: keyring, passphrase: passphrase, strength: .interactive))
+            try Vault.create(
+                at: dir.path("\(prefix)\(i)"), keyring: keyring, passphrase: passphrase, strength: .interactive))
     }
     return Array(team.prefix(count))
 }

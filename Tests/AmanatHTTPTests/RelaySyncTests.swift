@@ -124,7 +124,8 @@ import Testing
         let team = try makeTeam(2, in: dir)
         var items: [(RecordID, [RecordOperation])] = []
         for i in 0..<5000 {
-            items.append((Vault.newRecordID(), [.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]))
+            items.append(
+                (Vault.newRecordID(), [.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]))
         }
         try team[0].commitBatch(items)
 

@@ -42,10 +42,13 @@ struct Setup {
 @Suite struct RelayServerTests {
     @Test func theDataDirectoryHoldsNoPlaintextAndNoKey() async throws {
         let s = try await Setup.make()
-        let narrative = try String(contentsOf: repositoryRoot.appendingPathComponent("seeds/coalition-statement-on-russia-recognition.txt"), encoding: .utf8)
+        let narrative = try String(
+            contentsOf: repositoryRoot.appendingPathComponent("seeds/coalition-statement-on-russia-recognition.txt"),
+            encoding: .utf8)
         #expect(narrative.contains("shaking the bloody hands"))
         _ = try s.team[0].createRecord(
-            kind: "testimony", fields: [("witness", "W-SECRET-4711"), ("narrative", narrative), ("location", "Kandahar")],
+            kind: "testimony",
+            fields: [("witness", "W-SECRET-4711"), ("narrative", narrative), ("location", "Kandahar")],
             tags: ["detention"], seal: true)
         try await relaySync(s.team[0], s.relay.url)
         try await relaySync(s.team[1], s.relay.url)
@@ -58,7 +61,8 @@ struct Setup {
             ("vault key", s.team[0].keyring.currentKey.root.copyBytes()),
             ("relay seed", s.team[0].relaySigningKey.seed.copyBytes()),
         ]
-        let files = FileManager.default.enumerator(at: s.dir.path("relay"), includingPropertiesForKeys: nil)?
+        let files =
+            FileManager.default.enumerator(at: s.dir.path("relay"), includingPropertiesForKeys: nil)?
             .compactMap { $0 as? URL } ?? []
         #expect(!files.isEmpty)
         for file in files {
@@ -85,7 +89,8 @@ struct Setup {
         for key in [SigningKeyPair.generate(), other.relaySigningKey, s.team[1].keyring.device] {
             answer = try await s.client.sendSigned("GET", vector, key: key)
             #expect(answer.status == 403, "read with a foreign key")
-            let push = RelayWire.encodeEnvelopeList(try s.team[0].envelopes(of: s.team[0].deviceID, after: 0, limit: 10).map { $0.encoded() })
+            let push = RelayWire.encodeEnvelopeList(
+                try s.team[0].envelopes(of: s.team[0].deviceID, after: 0, limit: 10).map { $0.encoded() })
             answer = try await s.client.sendSigned("POST", s.base + "/envelopes", key: key, body: push)
             #expect(answer.status == 403, "write with a foreign key")
             answer = try await s.client.sendSigned("PUT", s.base, key: key)
@@ -93,7 +98,8 @@ struct Setup {
         }
         // Another vault's member cannot push its own envelopes into this vault either.
         _ = try other.createRecord(kind: "statement", fields: [("title", "x")], tags: [], seal: false)
-        let foreign = RelayWire.encodeEnvelopeList(try other.envelopes(of: other.deviceID, after: 0, limit: 10).map { $0.encoded() })
+        let foreign = RelayWire.encodeEnvelopeList(
+            try other.envelopes(of: other.deviceID, after: 0, limit: 10).map { $0.encoded() })
         answer = try await s.client.sendSigned("POST", s.base + "/envelopes", key: member, body: foreign)
         #expect(answer.status == 422, "envelopes of another vault")
 
@@ -106,17 +112,20 @@ struct Setup {
         // A signature made for another path, or another body.
         let otherPath = s.base + "/envelopes?author=\(s.team[0].deviceID.hex)&after=0&limit=10"
         answer = try await s.client.send(
-            "GET", otherPath, headers: RelayHTTPClient.signedHeaders(key: member, method: "GET", path: vector, body: []))
+            "GET", otherPath, headers: RelayHTTPClient.signedHeaders(key: member, method: "GET", path: vector, body: [])
+        )
         #expect(answer.status == 401)
         let empty = RelayWire.encodeEnvelopeList([])
         answer = try await s.client.send(
             "POST", s.base + "/envelopes",
-            headers: RelayHTTPClient.signedHeaders(key: member, method: "POST", path: s.base + "/envelopes", body: empty),
+            headers: RelayHTTPClient.signedHeaders(
+                key: member, method: "POST", path: s.base + "/envelopes", body: empty),
             body: RelayWire.encodeEnvelopeList([Array(repeating: 1, count: 300)]))
         #expect(answer.status == 401)
         answer = try await s.client.send(
             "POST", s.base + "/envelopes",
-            headers: RelayHTTPClient.signedHeaders(key: member, method: "PUT", path: s.base + "/envelopes", body: empty),
+            headers: RelayHTTPClient.signedHeaders(
+                key: member, method: "PUT", path: s.base + "/envelopes", body: empty),
             body: empty)
         #expect(answer.status == 401, "signature for another method")
 
@@ -125,7 +134,8 @@ struct Setup {
             let stamp = Int64(Date().timeIntervalSince1970) + offset
             answer = try await s.client.send(
                 "GET", vector,
-                headers: RelayHTTPClient.signedHeaders(key: member, method: "GET", path: vector, body: [], timestamp: stamp))
+                headers: RelayHTTPClient.signedHeaders(
+                    key: member, method: "GET", path: vector, body: [], timestamp: stamp))
             #expect(answer.status == 401 && answer.errorMessage?.contains("clock") == true)
         }
         var broken = RelayHTTPClient.signedHeaders(key: member, method: "GET", path: vector, body: [])
@@ -133,14 +143,16 @@ struct Setup {
         #expect(try await s.client.send("GET", vector, headers: broken).status == 401)
 
         // A vault the relay does not hold.
-        answer = try await s.client.sendSigned("GET", "/v1/vaults/\(String(repeating: "ab", count: 16))/vector", key: member)
+        answer = try await s.client.sendSigned(
+            "GET", "/v1/vaults/\(String(repeating: "ab", count: 16))/vector", key: member)
         #expect(answer.status == 404)
 
         // Nothing was stored, and members still sync.
         #expect(try await s.count() == before)
         try await relaySync(s.team[1], s.relay.url)
         #expect(try s.team[1].changeCount() == before)
-        let carrier = try HTTPCarrier(url: s.relay.url, vaultID: s.team[0].vaultID, key: SigningKeyPair.generate(), options: testOptions())
+        let carrier = try HTTPCarrier(
+            url: s.relay.url, vaultID: s.team[0].vaultID, key: SigningKeyPair.generate(), options: testOptions())
         await #expect(throws: RelayClientError.self) { _ = try await carrier.versionVector() }
         await carrier.shutdown()
         await s.finish()
@@ -191,7 +203,8 @@ struct Setup {
             try await group.waitForAll()
         }
         // Refused envelopes: a forged signature, a gap.
-        let forged = Envelope(header: mine[1].header, ciphertext: mine[1].ciphertext, signature: [UInt8](repeating: 9, count: 64))
+        let forged = Envelope(
+            header: mine[1].header, ciphertext: mine[1].ciphertext, signature: [UInt8](repeating: 9, count: 64))
         for list in [[mine[0], forged], [mine[0], mine[2]]] {
             let answer = try await s.client.sendSigned(
                 "POST", s.base + "/envelopes", key: key, body: RelayWire.encodeEnvelopeList(list.map { $0.encoded() }))
@@ -217,7 +230,9 @@ struct Setup {
         let original = s.team[0]
         let clone = try Vault.create(
             at: s.dir.path("clone"),
-            keyring: Keyring(vaultID: original.vaultID, device: original.keyring.device, deviceName: "clone", keys: original.keyring.keys),
+            keyring: Keyring(
+                vaultID: original.vaultID, device: original.keyring.device, deviceName: "clone",
+                keys: original.keyring.keys),
             passphrase: passphrase, strength: .interactive)
         try await relaySync(clone, s.relay.url)  // pulls change 1
         _ = try original.createRecord(kind: "statement", fields: [("title", "original 2")], tags: [], seal: false)
@@ -235,7 +250,8 @@ struct Setup {
             "POST", s.base + "/exchange", key: clone.relaySigningKey,
             body: RelayWire.ExchangeRequest(vector: [:], envelopes: forked.map { $0.encoded() }, limit: 10).encoded())
         #expect(viaExchange.status == 409)
-        let carrier = try HTTPCarrier(url: s.relay.url, vaultID: clone.vaultID, key: clone.relaySigningKey, options: testOptions())
+        let carrier = try HTTPCarrier(
+            url: s.relay.url, vaultID: clone.vaultID, key: clone.relaySigningKey, options: testOptions())
         await #expect { _ = try await carrier.push(forked) } throws: { ($0 as? RelayClientError)?.code == .fork }
         await carrier.shutdown()
 
@@ -249,7 +265,8 @@ struct Setup {
     }
 
     @Test func everyRouteOfTheRouterIsInOpenAPIAndNoOther() async throws {
-        let yaml = try String(contentsOf: repositoryRoot.appendingPathComponent("Protocol/openapi.yaml"), encoding: .utf8)
+        let yaml = try String(
+            contentsOf: repositoryRoot.appendingPathComponent("Protocol/openapi.yaml"), encoding: .utf8)
         var documented: Set<String> = []
         var inPaths = false
         var currentPath: String?

@@ -37,7 +37,8 @@ final class ServeProcess: @unchecked Sendable {
         }
         guard let found else {
             process.terminate()
-            throw CLIFailure(description: "amanat serve did not print its URL: \(String(decoding: seen, as: UTF8.self))")
+            throw CLIFailure(
+                description: "amanat serve did not print its URL: \(String(decoding: seen, as: UTF8.self))")
         }
         port = found
         output = seen
@@ -80,7 +81,9 @@ final class ServeProcess: @unchecked Sendable {
         let (a, b) = try makePair(scratch)
         let data = scratch.path("relay")
         let relay = try ServeProcess(data: data)
-        let id = try a.ok(["add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul"])
+        let id = try a.ok([
+            "add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul",
+        ])
 
         let first = try a.run(["sync", relay.url])
         #expect(first.status == 0, "\(first.stderr)")
@@ -100,7 +103,8 @@ final class ServeProcess: @unchecked Sendable {
         for phrase in ["shaking the bloody hands", "W-SECRET-4711", "Herat"] {
             #expect(!log.contains(phrase), "the log holds \(phrase)")
         }
-        let files = FileManager.default.enumerator(at: data, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
+        let files =
+            FileManager.default.enumerator(at: data, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
         #expect(!files.isEmpty)
         for file in files {
             let bytes = try Data(contentsOf: file)
@@ -132,7 +136,8 @@ final class ServeProcess: @unchecked Sendable {
         let scratch = try Scratch()
         let relay = try ServeProcess(data: scratch.path("relay"))
         let other = scratch.runner("x")
-        let r = try other.run(["serve", "--port", "\(relay.port)", "--data", scratch.path("relay2").path], withVault: false)
+        let r = try other.run(
+            ["serve", "--port", "\(relay.port)", "--data", scratch.path("relay2").path], withVault: false)
         #expect(r.status == 74, "\(r.stderr)")
         #expect(r.stderr.contains("Could not listen"))
         _ = relay.stop()
