@@ -81,6 +81,45 @@ final class Figures: @unchecked Sendable {
     func snapshot<T>(_ body: (Figures) -> T) -> T { lock.withLock { body(self) } }
 }
 
+/// Runs one client's jobs on its own serial queue, as if the client were its own device: its blocking SQLite work then
+/// never occupies the shared cooperative threads the relay's requests complete on.
+final class DeviceExecutor: TaskExecutor, @unchecked Sendable {
+    // @unchecked Sendable: the queue is immutable and serialises the jobs itself.
+    private let queue: DispatchQueue
+
+    init(label: String) { queue = DispatchQueue(label: label) }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// Starts the timed phase once every client is ready.
+final class Gate: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private let expected: Int
+    private var arrived = 0
+    private var start: ContinuousClock.Instant?
+
+    init(expected: Int) { self.expected = expected }
+
+    var startInstant: ContinuousClock.Instant? { lock.withLock { start } }
+
+    /// Waits until every client has arrived; returns when the timed phase started.
+    func arriveAndWait() async -> ContinuousClock.Instant {
+        lock.withLock {
+            arrived += 1
+            if arrived == expected { start = .now }
+        }
+        while true {
+            if let start = startInstant { return start }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
 /// Times every request of a carrier.
 struct TimedCarrier: ExchangeCarrier {
     let inner: HTTPCarrier
@@ -136,51 +175,55 @@ struct LoadTest {
         // Every vault's keyring; each client device gets its own device key in one of them.
         let keyrings = (0..<settings.vaults).map { Keyring.generate(deviceName: "load vault \($0)") }
         let figures = Figures()
-        let started = ContinuousClock.now
-        let deadline = started + .milliseconds(Int(settings.seconds * 1000))
+        // Every client first creates its vault (Argon2 is slow on purpose); the timed phase starts when all are ready.
+        let gate = Gate(expected: settings.clients)
+        let duration = Duration.milliseconds(Int(settings.seconds * 1000))
 
+        let think = settings.thinkMillis
         await withTaskGroup(of: Void.self) { group in
             for client in 0..<settings.clients {
                 let base = keyrings[client % settings.vaults]
                 let dir = work.appendingPathComponent("client\(client)")
-                group.addTask {
+                group.addTask(executorPreference: DeviceExecutor(label: "amanat-load.client\(client)")) {
+                    let vault: Vault
+                    let carrier: TimedCarrier
                     do {
                         let keyring = Keyring(
                             vaultID: base.vaultID, device: .generate(), deviceName: "client \(client)", keys: base.keys)
-                        let vault = try Vault.create(
-                            at: dir, keyring: keyring, passphrase: secret, strength: .interactive)
-                        let carrier = TimedCarrier(
+                        vault = try Vault.create(at: dir, keyring: keyring, passphrase: secret, strength: .interactive)
+                        carrier = TimedCarrier(
                             inner: try HTTPCarrier(url: relay.url, vaultID: vault.vaultID, key: vault.relaySigningKey),
                             figures: figures)
-                        var generator = SystemRandomNumberGenerator()
-                        var round = 0
-                        while ContinuousClock.now < deadline {
-                            round += 1
+                    } catch {
+                        figures.error("client \(client) could not start: \(error)")
+                        _ = await gate.arriveAndWait()
+                        return
+                    }
+                    var generator = SystemRandomNumberGenerator()
+                    var round = 0
+                    let deadline = await gate.arriveAndWait() + duration
+                    while ContinuousClock.now < deadline {
+                        round += 1
+                        do {
                             for i in 0..<Int.random(in: 1...3, using: &generator) {
                                 _ = try vault.createRecord(
                                     kind: "statement", fields: [("title", "client \(client) round \(round) #\(i)")],
-                                    tags: [],
-                                    seal: false)
+                                    tags: [], seal: false)
                             }
                             let start = ContinuousClock.now
-                            do {
-                                let report = try await ExchangeSession(vault: vault, carrier: carrier).run()
-                                figures.sync(
-                                    millis(ContinuousClock.now - start), pushed: report.pushed, pulled: report.pulled)
-                            } catch {
-                                figures.error("\(error)")
-                            }
-                            let pause = Int.random(in: 0...(2 * settings.thinkMillis), using: &generator)
-                            try await Task.sleep(for: .milliseconds(pause))
+                            let report = try await ExchangeSession(vault: vault, carrier: carrier).run()
+                            figures.sync(millis(ContinuousClock.now - start), pushed: report.pushed, pulled: report.pulled)
+                        } catch {
+                            figures.error("client \(client): \(error)")
                         }
-                        await carrier.inner.shutdown()
-                    } catch {
-                        figures.error("client \(client): \(error)")
+                        let pause = Int.random(in: 0...(2 * think), using: &generator)
+                        try? await Task.sleep(for: .milliseconds(pause))
                     }
+                    await carrier.inner.shutdown()
                 }
             }
         }
-        let elapsed = millis(ContinuousClock.now - started) / 1000
+        let elapsed = millis(ContinuousClock.now - (gate.startInstant ?? ContinuousClock.now)) / 1000
         await relay.stop()
         store.close()
 

@@ -134,7 +134,10 @@ public final class RelayStore: @unchecked Sendable {
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+            // WAL with NORMAL: a commit is atomic and the file never corrupts, but the last commits before a power
+            // cut may be lost. The relay is not the source of truth: members still hold those envelopes and push them
+            // again at their next sync, because the relay's vector shows they are missing (http-api.md §6).
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         return config
     }
