@@ -25,17 +25,19 @@ let package = Package(
             name: "AmanatStore",
             dependencies: ["AmanatCore", "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift")]
         ),
+        .target(name: "AmanatBundle", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .target(name: "AmanatSync", dependencies: ["AmanatStore", "AmanatCore"]),
         .executableTarget(
             name: "amanat",
             dependencies: [
-                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .testTarget(name: "AmanatBundleTests", dependencies: ["AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatSyncTests", dependencies: ["AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "amanatTests", dependencies: ["amanat", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
     ],
