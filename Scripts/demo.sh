@@ -93,4 +93,12 @@ echo "coordinator:  $D2"
 [ -n "$D1" ] && [ "$D1" = "$D2" ] || { echo "the replicas differ — this is a bug"; exit 1; }
 echo "identical: the replicas converged."
 
+step "14. The coordinator hands the detention testimony to a lawyer as an evidence bundle"
+age-keygen -o "$WORK/lawyer-key.txt" 2>/dev/null
+LAWYER=$(age-keygen -y "$WORK/lawyer-key.txt")
+run --vault "$COORD" export --out "$WORK/evidence.age" --recipient "$LAWYER" --tag detention
+echo "\$ age -d -i lawyer-key.txt evidence.age | tar t      (the standard age tool, no Amanat needed)"
+age -d -i "$WORK/lawyer-key.txt" "$WORK/evidence.age" | tar t
+run bundle verify "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt"
+
 step "Done. The temporary vaults and the stand-in USB stick are removed."

@@ -2,7 +2,7 @@
 ///
 /// Only regular files with relative, normalised paths of at most 100 bytes are written or accepted, so an
 /// archive can never write outside the folder it is extracted to.
-public struct TarArchive: Sendable {
+public struct TarArchive: Sendable, Equatable {
     /// One file of the archive.
     public struct Entry: Sendable, Equatable {
         /// The relative path, such as `records/3f9a….json`.
