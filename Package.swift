@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "amanat", targets: ["amanat"]),
+        .executable(name: "amanat-bench", targets: ["amanat-bench"]),
         .library(name: "AmanatCore", targets: ["AmanatCore"]),
         .library(name: "AmanatStore", targets: ["AmanatStore"]),
     ],
@@ -33,6 +34,11 @@ let package = Package(
                 "AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .executableTarget(
+            name: "amanat-bench",
+            dependencies: ["AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"],
+            path: "Benchmarks/AmanatBench"
         ),
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),

@@ -97,39 +97,63 @@ extension Vault {
     @discardableResult
     public func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws -> AuthoredChange {
         try mapErrors {
-            try database.write { db in try commit(db, record: record, operations: operations) }
-        }
-    }
-
-    /// Makes many changes in one transaction (bulk import, benchmarks).
-    public func commitBatch(_ items: [(RecordID, [RecordOperation])]) throws {
-        try mapErrors {
             try database.write { db in
-                for (id, ops) in items { _ = try commit(db, record: id, operations: { _ in ops }) }
+                var writer = try LocalWriter(vault: self, db: db)
+                let authored = try writer.commit(record: record, operations: operations)
+                try writer.finish()
+                return authored
             }
         }
     }
 
-    func commit(_ db: Database, record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws
-        -> AuthoredChange
-    {
-        let me = deviceID
-        let current = try loadState(db, id: record)
-        let ops = try operations(current)
-        var clock = try loadClock(db)
-        let stamp = clock.tick(wallMillis: wallClock())
-        let change = Change(record: record, timestamp: stamp, operations: ops)
-        let head = try head(db, author: me)
-        let envelope = try Envelope.seal(
-            change, vaultID: vaultID, key: keyring.currentKey, signer: keyring.device, seq: head.seq + 1,
-            previousHash: head.hash)
-        try insertEnvelope(db, envelope)
-        let authored = AuthoredChange(author: me, seq: head.seq + 1, change: change)
-        var state = current ?? RecordState(id: record)
-        state.apply(authored)
-        try saveState(db, state)
-        try saveClock(db, clock)
-        return authored
+    /// Makes many changes in one transaction (bulk import, benchmarks); the clock and chain head are read once.
+    public func commitBatch(_ items: [(RecordID, [RecordOperation])]) throws {
+        try mapErrors {
+            try database.write { db in
+                var writer = try LocalWriter(vault: self, db: db)
+                for (id, ops) in items { _ = try writer.commit(record: id, operations: { _ in ops }) }
+                try writer.finish()
+            }
+        }
+    }
+
+    /// Appends this device's changes inside one open transaction, keeping the clock and chain head in memory.
+    struct LocalWriter {
+        let vault: Vault
+        let db: Database
+        let me: DeviceID
+        var clock: HybridLogicalClock
+        var head: ChainHead
+
+        init(vault: Vault, db: Database) throws {
+            self.vault = vault
+            self.db = db
+            me = vault.deviceID
+            clock = try vault.loadClock(db)
+            head = try vault.head(db, author: me)
+        }
+
+        mutating func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws
+            -> AuthoredChange
+        {
+            let current = try vault.loadState(db, id: record)
+            let ops = try operations(current)
+            let stamp = clock.tick(wallMillis: vault.wallClock())
+            let change = Change(record: record, timestamp: stamp, operations: ops)
+            let seq = head.seq + 1
+            let envelope = try Envelope.seal(
+                change, vaultID: vault.vaultID, key: vault.keyring.currentKey, signer: vault.keyring.device, seq: seq,
+                previousHash: head.hash)
+            try vault.insertEnvelope(db, envelope)
+            head = ChainHead(seq: seq, hash: envelope.hash)
+            let authored = AuthoredChange(author: me, seq: seq, change: change)
+            var state = current ?? RecordState(id: record)
+            state.apply(authored)
+            try vault.saveState(db, state)
+            return authored
+        }
+
+        func finish() throws { try vault.saveClock(db, clock) }
     }
 
     /// A new random record id.
