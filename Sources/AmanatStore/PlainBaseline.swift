@@ -2,14 +2,16 @@ import Foundation
 import GRDB
 
 /// Plain GRDB work with no encryption, signing or projection: the baselines the benchmarks measure against in
-/// the same run (Docs/performance.md). Same SQLite settings as a vault: WAL, synchronous=FULL.
+/// the same run (Docs/performance.md). Same SQLite settings as a vault: WAL, synchronous=FULL, a 32 MiB page cache.
 public final class PlainBaseline {
     private let database: DatabaseQueue
 
     /// Creates a database at `url` with one table `row(key BLOB PRIMARY KEY, body BLOB) WITHOUT ROWID`.
     public init(url: URL) throws {
         database = try Vault.mapErrors {
-            let queue = try DatabaseQueue(path: url.path)
+            var config = Configuration()
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -32768") }
+            let queue = try DatabaseQueue(path: url.path, configuration: config)
             try queue.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA journal_mode = WAL")
                 try db.execute(sql: "PRAGMA synchronous = FULL")

@@ -32,16 +32,30 @@ extension Vault {
 
     func loadState(_ db: Database, id: RecordID) throws -> RecordState? {
         let slot = slot(for: id)
-        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM record WHERE slot = ?", arguments: [slot]) else {
-            return nil
-        }
+        let statement = try db.cachedStatement(sql: "SELECT body FROM record WHERE slot = ?")
+        guard let body = try Data.fetchOne(statement, arguments: [slot]) else { return nil }
         return try decodeState(body, slot: slot)
     }
 
+    /// A projection row's plaintext is `u32 view length ‖ view ‖ state` (Protocol/storage.md §3).
     func decodeState(_ body: Data, slot: Data) throws -> RecordState {
         let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
         do {
-            return try RecordState(decoding: plain)
+            var r = ByteReader(plain)
+            let viewLength = Int(try r.read(bigEndian: UInt32.self))
+            guard viewLength <= plain.count - 4 else { throw CoreError(.malformed, "view") }
+            return try RecordState(decoding: Array(plain[(4 + viewLength)...]))
+        } catch {
+            throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
+        }
+    }
+
+    /// Decodes only the view section of a projection row.
+    func decodeView(_ body: Data, slot: Data) throws -> RecordView? {
+        let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
+        do {
+            var r = ByteReader(plain, offset: 4)
+            return try RecordView.decode(from: &r)
         } catch {
             throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
         }
@@ -49,9 +63,16 @@ extension Vault {
 
     func saveState(_ db: Database, _ state: RecordState) throws {
         let slot = slot(for: state.id)
-        try db.execute(
-            sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body",
-            arguments: [slot, try sealRow(state.encoded(), associatedData: Array(slot))])
+        let statement = try db.cachedStatement(
+            sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body")
+        var w = ByteWriter(capacity: 512)
+        w.write(bigEndian: UInt32(0))
+        RecordView.encode(state.view, id: state.id, into: &w)
+        var plain = w.bytes
+        let viewLength = UInt32(plain.count - 4).bigEndian
+        withUnsafeBytes(of: viewLength) { plain.replaceSubrange(0..<4, with: $0) }
+        plain += state.encoded()
+        try statement.execute(arguments: [slot, try sealRow(plain, associatedData: Array(slot))])
     }
 
     func loadClock(_ db: Database) throws -> HybridLogicalClock {
@@ -73,17 +94,14 @@ extension Vault {
     }
 
     func head(_ db: Database, author: DeviceID) throws -> ChainHead {
-        guard
-            let row = try Row.fetchOne(
-                db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
-                arguments: [Data(author.bytes)])
-        else { return .empty }
+        let statement = try db.cachedStatement(
+            sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1")
+        guard let row = try Row.fetchOne(statement, arguments: [Data(author.bytes)]) else { return .empty }
         return ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
     }
 
     func insertEnvelope(_ db: Database, _ envelope: Envelope) throws {
-        try db.execute(
-            sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
+        try db.cachedStatement(sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)").execute(
             arguments: [
                 Data(envelope.header.author.bytes), Int64(envelope.header.seq), Data(envelope.hash),
                 Data(envelope.encoded()),
@@ -189,9 +207,18 @@ extension Vault {
         }
     }
 
-    /// The visible records, sorted by id.
+    /// The visible records, sorted by id; decodes only each row's view section.
     public func visibleRecords() throws -> [RecordView] {
-        try allStates().compactMap(\.view).sorted { $0.id < $1.id }
+        try mapErrors {
+            try database.read { db in
+                var views: [RecordView] = []
+                let cursor = try Row.fetchCursor(db, sql: "SELECT slot, body FROM record")
+                while let row = try cursor.next() {
+                    if let view = try decodeView(row["body"], slot: row["slot"]) { views.append(view) }
+                }
+                return views.sorted { $0.id < $1.id }
+            }
+        }
     }
 
     /// The state of the visible record whose id is `text` or starts with it (at least 6 hex characters).
