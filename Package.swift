@@ -32,7 +32,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], resources: [.copy("Vectors")]),
+        .testTarget(
+            name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], resources: [.copy("Vectors")]
+        ),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "amanatTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
