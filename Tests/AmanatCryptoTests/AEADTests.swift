@@ -5,8 +5,8 @@ import Testing
 struct AEADTests {
     // draft-irtf-cfrg-xchacha-03, Appendix A.3.1.
     static let plaintext = Array(
-        "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it."
-            .utf8)
+        ("Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, "
+            + "sunscreen would be it.").utf8)
     static let additionalData = "50515253c0c1c2c3c4c5c6c7"
     static let ciphertext =
         "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb"
@@ -50,41 +50,51 @@ struct AEADTests {
         let aad = try unhex(Self.additionalData)
         let sealed = try unhex(Self.ciphertext + Self.tag)
 
-        #expect(cryptoErrorCode { try AEAD.open(sealed, additionalData: aad, nonce: Self.nonce, key: .random(count: 32)) }
-            == .authenticationFailed)
+        let randomKey = SecureBytes.random(count: 32)
+        #expect(
+            cryptoErrorCode { try AEAD.open(sealed, additionalData: aad, nonce: Self.nonce, key: randomKey) }
+                == .authenticationFailed)
         let wrongKey = SecureBytes(flipping(Self.key, byte: 31, bit: 7))
-        #expect(cryptoErrorCode { try AEAD.open(sealed, additionalData: aad, nonce: Self.nonce, key: wrongKey) }
-            == .authenticationFailed)
+        #expect(
+            cryptoErrorCode { try AEAD.open(sealed, additionalData: aad, nonce: Self.nonce, key: wrongKey) }
+                == .authenticationFailed)
         for index in Self.nonce.indices {
             let nonce = flipping(Self.nonce, byte: index, bit: index % 8)
-            #expect(cryptoErrorCode { try AEAD.open(sealed, additionalData: aad, nonce: nonce, key: key) }
-                == .authenticationFailed, "nonce byte \(index)")
+            #expect(
+                cryptoErrorCode { try AEAD.open(sealed, additionalData: aad, nonce: nonce, key: key) }
+                    == .authenticationFailed, "nonce byte \(index)")
         }
         for index in aad.indices {
             for bit in 0..<8 {
                 let other = flipping(aad, byte: index, bit: bit)
-                #expect(cryptoErrorCode { try AEAD.open(sealed, additionalData: other, nonce: Self.nonce, key: key) }
-                    == .authenticationFailed, "associated data \(index).\(bit)")
+                #expect(
+                    cryptoErrorCode { try AEAD.open(sealed, additionalData: other, nonce: Self.nonce, key: key) }
+                        == .authenticationFailed, "associated data \(index).\(bit)")
             }
         }
-        #expect(cryptoErrorCode { try AEAD.open(sealed, additionalData: [], nonce: Self.nonce, key: key) }
-            == .authenticationFailed)
-        #expect(cryptoErrorCode { try AEAD.open(sealed, additionalData: aad + [0], nonce: Self.nonce, key: key) }
-            == .authenticationFailed)
+        #expect(
+            cryptoErrorCode { try AEAD.open(sealed, additionalData: [], nonce: Self.nonce, key: key) }
+                == .authenticationFailed)
+        #expect(
+            cryptoErrorCode { try AEAD.open(sealed, additionalData: aad + [0], nonce: Self.nonce, key: key) }
+                == .authenticationFailed)
         for index in sealed.indices.suffix(AEAD.tagLength) {
             for bit in 0..<8 {
                 let forged = flipping(sealed, byte: index, bit: bit)
-                #expect(cryptoErrorCode { try AEAD.open(forged, additionalData: aad, nonce: Self.nonce, key: key) }
-                    == .authenticationFailed, "tag \(index).\(bit)")
+                #expect(
+                    cryptoErrorCode { try AEAD.open(forged, additionalData: aad, nonce: Self.nonce, key: key) }
+                        == .authenticationFailed, "tag \(index).\(bit)")
             }
         }
         for length in [0, 1, AEAD.tagLength - 1, AEAD.tagLength, sealed.count - 1] {
             let truncated = Array(sealed.prefix(length))
-            #expect(cryptoErrorCode { try AEAD.open(truncated, additionalData: aad, nonce: Self.nonce, key: key) }
-                == .authenticationFailed, "truncated to \(length)")
+            #expect(
+                cryptoErrorCode { try AEAD.open(truncated, additionalData: aad, nonce: Self.nonce, key: key) }
+                    == .authenticationFailed, "truncated to \(length)")
         }
-        #expect(cryptoErrorCode { try AEAD.open(sealed + [0], additionalData: aad, nonce: Self.nonce, key: key) }
-            == .authenticationFailed)
+        #expect(
+            cryptoErrorCode { try AEAD.open(sealed + [0], additionalData: aad, nonce: Self.nonce, key: key) }
+                == .authenticationFailed)
     }
 
     @Test("flipping any bit of a short sealed message fails with .authenticationFailed")
@@ -99,8 +109,9 @@ struct AEADTests {
         for index in sealed.indices {
             for bit in 0..<8 {
                 let forged = flipping(sealed, byte: index, bit: bit)
-                #expect(cryptoErrorCode { try AEAD.open(forged, additionalData: aad, nonce: nonce, key: key) }
-                    == .authenticationFailed, "byte \(index) bit \(bit)")
+                #expect(
+                    cryptoErrorCode { try AEAD.open(forged, additionalData: aad, nonce: nonce, key: key) }
+                        == .authenticationFailed, "byte \(index) bit \(bit)")
             }
         }
     }
@@ -112,8 +123,9 @@ struct AEADTests {
         let sealed = try AEAD.seal([], additionalData: [1, 2, 3], nonce: nonce, key: key)
         #expect(sealed.count == AEAD.tagLength)
         #expect(try AEAD.open(sealed, additionalData: [1, 2, 3], nonce: nonce, key: key) == [])
-        #expect(cryptoErrorCode { try AEAD.open(sealed, additionalData: [1, 2, 4], nonce: nonce, key: key) }
-            == .authenticationFailed)
+        #expect(
+            cryptoErrorCode { try AEAD.open(sealed, additionalData: [1, 2, 4], nonce: nonce, key: key) }
+                == .authenticationFailed)
     }
 
     @Test("the same plaintext under two nonces gives unrelated ciphertexts")
@@ -130,17 +142,20 @@ struct AEADTests {
     func wrongLengths() {
         let good = SecureBytes.random(count: 32)
         let nonce = AEAD.randomNonce()
+        let sealed = [UInt8](repeating: 0, count: 17)
         for length in [0, 16, 31, 33, 64] {
             let key = SecureBytes.random(count: length)
             #expect(cryptoErrorCode { try AEAD.seal([1], additionalData: [], nonce: nonce, key: key) } == .invalidInput)
-            #expect(cryptoErrorCode { try AEAD.open([UInt8](repeating: 0, count: 17), additionalData: [], nonce: nonce, key: key) }
-                == .invalidInput)
+            #expect(
+                cryptoErrorCode { try AEAD.open(sealed, additionalData: [], nonce: nonce, key: key) } == .invalidInput)
         }
         for length in [0, 12, 23, 25] {
             let badNonce = [UInt8](repeating: 7, count: length)
-            #expect(cryptoErrorCode { try AEAD.seal([1], additionalData: [], nonce: badNonce, key: good) } == .invalidInput)
-            #expect(cryptoErrorCode { try AEAD.open([UInt8](repeating: 0, count: 17), additionalData: [], nonce: badNonce, key: good) }
-                == .invalidInput)
+            #expect(
+                cryptoErrorCode { try AEAD.seal([1], additionalData: [], nonce: badNonce, key: good) } == .invalidInput)
+            #expect(
+                cryptoErrorCode { try AEAD.open(sealed, additionalData: [], nonce: badNonce, key: good) }
+                    == .invalidInput)
         }
     }
 }

@@ -154,10 +154,12 @@ struct SigningTests {
     @Test("invalid Ed25519 public keys cannot be converted to X25519")
     func invalidConversion() throws {
         // Wrong lengths.
-        #expect(cryptoErrorCode { try SigningKeyPair.x25519PublicKey(fromEd25519: [UInt8](repeating: 9, count: 31)) }
-            == .invalidInput)
-        #expect(cryptoErrorCode { try SigningKeyPair.x25519PublicKey(fromEd25519: [UInt8](repeating: 9, count: 33)) }
-            == .invalidInput)
+        #expect(
+            cryptoErrorCode { try SigningKeyPair.x25519PublicKey(fromEd25519: [UInt8](repeating: 9, count: 31)) }
+                == .invalidInput)
+        #expect(
+            cryptoErrorCode { try SigningKeyPair.x25519PublicKey(fromEd25519: [UInt8](repeating: 9, count: 33)) }
+                == .invalidInput)
         // The identity point (y = 1) has small order: converting it would give a useless recipient.
         let identity = [UInt8(1)] + [UInt8](repeating: 0, count: 31)
         #expect(cryptoErrorCode { try SigningKeyPair.x25519PublicKey(fromEd25519: identity) } == .invalidInput)
