@@ -337,6 +337,20 @@ struct RecordStateEncodingTests {
         #expect(coreErrorCode { try RecordState(decoding: newer) } == .unsupportedVersion)
     }
 
+    @Test("presence flags other than 0 and 1 are rejected, so every stored state has one encoding")
+    func presenceFlags() throws {
+        let empty = RecordState(id: try makeRecord(9)).encoded()
+        // version, 16-byte id, then the creation flag.
+        #expect(empty[17] == 0)
+        for flag: UInt8 in [2, 0x80, 0xff] {
+            var bytes = empty
+            bytes[17] = flag
+            withKnownIssue("RecordState(decoding:) reads any flag byte other than 1 as absent") {
+                #expect(throws: CoreError.self, "flag \(flag)") { try RecordState(decoding: bytes) }
+            }
+        }
+    }
+
     @Test("equal states encode to equal bytes, and different states to different bytes")
     func canonical() throws {
         let s = try Self.richState()
