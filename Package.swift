@@ -40,7 +40,7 @@ let package = Package(
             dependencies: ["AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"],
             path: "Benchmarks/AmanatBench"
         ),
-        .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], exclude: ["Vectors"]),
+        .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatBundleTests", dependencies: ["AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
