@@ -53,6 +53,9 @@ extension Envelope {
     public static func seal(
         _ change: Change, vaultID: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64, previousHash: [UInt8]
     ) throws -> Envelope {
+        guard vaultID.count == 16, previousHash.count == 32, seq >= 1 else {
+            throw CoreError(.malformed, "An envelope needs a 16-byte vault id, a 32-byte previous hash and a seq from 1.")
+        }
         let author = try DeviceID(signer.publicKey)
         let plaintext = change.encoded()
         let nonce = AEAD.randomNonce()

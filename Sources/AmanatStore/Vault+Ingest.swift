@@ -93,7 +93,7 @@ extension Vault {
                         let id = authored.change.record
                         if states[id] == nil { states[id] = try loadState(db, id: id) ?? RecordState(id: id) }
                         states[id]!.apply(authored)
-                        clock.observe(authored.change.timestamp)
+                        clock.observe(authored.change.timestamp, wallMillis: wallClock())
                         result.applied += 1
                     }
                 }

@@ -367,20 +367,18 @@ struct EnvelopeTests {
         let key = VaultKey.generate()
         let signer = SigningKeyPair.generate()
         let change = try Self.sampleChange()
-        withKnownIssue("Envelope.seal does not validate vaultID (16) and previousHash (32) lengths") {
-            let short: Envelope? = try? Envelope.seal(
-                change, vaultID: [1, 2, 3], key: key, signer: signer, seq: 1, previousHash: ChainHead.empty.hash)
-            let sealedShort: Bool = short != nil
-            #expect(!sealedShort, "sealed an envelope with a 3-byte vault id")
-            if let short {
-                let wire: [UInt8] = short.encoded()
-                #expect(throws: CoreError.self) { try Envelope(decoding: wire) }
-            }
-            let badPrevious: Envelope? = try? Envelope.seal(
-                change, vaultID: counting(from: 0, count: 16), key: key, signer: signer, seq: 1, previousHash: [0])
-            let sealedBadPrevious: Bool = badPrevious != nil
-            #expect(!sealedBadPrevious, "sealed an envelope with a 1-byte previous hash")
+        let short: Envelope? = try? Envelope.seal(
+            change, vaultID: [1, 2, 3], key: key, signer: signer, seq: 1, previousHash: ChainHead.empty.hash)
+        let sealedShort: Bool = short != nil
+        #expect(!sealedShort, "sealed an envelope with a 3-byte vault id")
+        if let short {
+            let wire: [UInt8] = short.encoded()
+            #expect(throws: CoreError.self) { try Envelope(decoding: wire) }
         }
+        let badPrevious: Envelope? = try? Envelope.seal(
+            change, vaultID: counting(from: 0, count: 16), key: key, signer: signer, seq: 1, previousHash: [0])
+        let sealedBadPrevious: Bool = badPrevious != nil
+        #expect(!sealedBadPrevious, "sealed an envelope with a 1-byte previous hash")
     }
 }
 

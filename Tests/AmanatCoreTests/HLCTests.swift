@@ -96,12 +96,23 @@ struct HLCTests {
 struct HLCHostileStampTests {
     @Test("a peer's stamp at the end of time does not crash the next local tick")
     func stampAtEndOfTime() async {
-        await withKnownIssue("HybridLogicalClock.tick traps on overflow of wallMillis + 1 (HLC.swift:45)") {
-            await #expect(processExitsWith: .success) {
-                var clock = HybridLogicalClock()
-                clock.observe(HLCTimestamp(wallMillis: .max, counter: .max))
-                _ = clock.tick(wallMillis: 1_700_000_000_000)
-            }
+        await #expect(processExitsWith: .success) {
+            var clock = HybridLogicalClock()
+            clock.observe(HLCTimestamp(wallMillis: .max, counter: .max))
+            _ = clock.tick(wallMillis: 1_700_000_000_000)
         }
+    }
+
+    @Test("a stamp more than a day ahead of the local clock is not observed; a nearer one is")
+    func driftIsBounded() {
+        var clock = HybridLogicalClock()
+        let now: UInt64 = 1_700_000_000_000
+        clock.observe(HLCTimestamp(wallMillis: now + HybridLogicalClock.maximumDriftMillis + 1, counter: 0), wallMillis: now)
+        #expect(clock.tick(wallMillis: now) == HLCTimestamp(wallMillis: now, counter: 0))
+        clock.observe(HLCTimestamp(wallMillis: now + 60_000, counter: 5), wallMillis: now)
+        #expect(clock.tick(wallMillis: now + 1) == HLCTimestamp(wallMillis: now + 60_000, counter: 6))
+        clock.observe(HLCTimestamp(wallMillis: .max, counter: .max), wallMillis: .max - 5)
+        #expect(clock.last == HLCTimestamp(wallMillis: .max, counter: .max))
+        #expect(clock.tick(wallMillis: 0) == HLCTimestamp(wallMillis: .max, counter: .max), "saturates, never traps")
     }
 }

@@ -345,9 +345,7 @@ struct RecordStateEncodingTests {
         for flag: UInt8 in [2, 0x80, 0xff] {
             var bytes = empty
             bytes[17] = flag
-            withKnownIssue("RecordState(decoding:) reads any flag byte other than 1 as absent") {
-                #expect(throws: CoreError.self, "flag \(flag)") { try RecordState(decoding: bytes) }
-            }
+            #expect(throws: CoreError.self, "flag \(flag)") { try RecordState(decoding: bytes) }
         }
     }
 
