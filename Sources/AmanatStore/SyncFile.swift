@@ -69,6 +69,8 @@ public final class SyncFile: @unchecked Sendable {
         do {
             var config = Configuration()
             config.prepareDatabase { db in
+                // Set before the first table exists; larger pages waste less space per envelope.
+                try db.execute(sql: "PRAGMA page_size = 16384")
                 try db.execute(sql: "PRAGMA journal_mode = DELETE")
                 try db.execute(sql: "PRAGMA synchronous = EXTRA")
             }
