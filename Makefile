@@ -20,6 +20,7 @@ test: setup
 bench: setup
 	$(SWIFT) build -c release --product amanat-bench
 	.build/release/amanat-bench
+	@python3 Scripts/perf-table.py >/dev/null && echo "Docs/performance.md updated from Benchmarks/results.json"
 
 # Load test of the relay on loopback: AMANAT_LOAD_CLIENTS (50), AMANAT_LOAD_SECONDS (20), AMANAT_LOAD_VAULTS (10).
 load: setup

@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "amanat", targets: ["amanat"]),
+        .executable(name: "amanat-bench", targets: ["amanat-bench"]),
         .library(name: "AmanatCore", targets: ["AmanatCore"]),
         .library(name: "AmanatStore", targets: ["AmanatStore"]),
     ],
@@ -30,6 +31,7 @@ let package = Package(
             name: "AmanatStore",
             dependencies: ["AmanatCore", "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift")]
         ),
+        .target(name: "AmanatBundle", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .target(name: "AmanatSync", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .target(
             name: "AmanatRelay",
@@ -52,9 +54,14 @@ let package = Package(
         .executableTarget(
             name: "amanat",
             dependencies: [
-                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "AmanatRelay", "AmanatHTTP",
+                "AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "AmanatRelay", "AmanatHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .executableTarget(
+            name: "amanat-bench",
+            dependencies: ["AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"],
+            path: "Benchmarks/AmanatBench"
         ),
         .executableTarget(
             name: "amanat-load",
@@ -64,9 +71,10 @@ let package = Package(
             ],
             path: "Benchmarks/Load"
         ),
-        .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto"], exclude: ["Vectors"]),
+        .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .testTarget(name: "AmanatBundleTests", dependencies: ["AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatSyncTests", dependencies: ["AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(
             name: "AmanatRelayTests",

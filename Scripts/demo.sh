@@ -93,7 +93,15 @@ echo "coordinator:  $D2"
 [ -n "$D1" ] && [ "$D1" = "$D2" ] || { echo "the replicas differ — this is a bug"; exit 1; }
 echo "identical: the replicas converged."
 
-step "14. Over the network: the coordinator's laptop is the hub, running a relay"
+step "14. The coordinator hands the detention testimony to a lawyer as an evidence bundle"
+age-keygen -o "$WORK/lawyer-key.txt" 2>/dev/null
+LAWYER=$(age-keygen -y "$WORK/lawyer-key.txt")
+run --vault "$COORD" export --out "$WORK/evidence.age" --recipient "$LAWYER" --tag detention
+echo "\$ age -d -i lawyer-key.txt evidence.age | tar t      (the standard age tool, no Amanat needed)"
+age -d -i "$WORK/lawyer-key.txt" "$WORK/evidence.age" | tar t
+run bundle verify "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt"
+
+step "15. Over the network: the coordinator's laptop is the hub, running a relay"
 RELAY_LOG="$WORK/relay.log"
 "$AMANAT" serve --port 0 --data "$WORK/relay" 2>"$RELAY_LOG" &
 RELAY_PID=$!

@@ -37,14 +37,17 @@ public struct HybridLogicalClock: Sendable {
     /// Creates a clock that will issue stamps after `last`.
     public init(last: HLCTimestamp = .zero) { self.last = last }
 
-    /// Issues a stamp greater than every stamp issued or observed before.
+    /// How far ahead of the local wall clock a received stamp may be and still be observed: one day.
+    public static let maximumDriftMillis: UInt64 = 86_400_000
+
+    /// Issues a stamp greater than every stamp issued or observed before (saturating at the end of time).
     public mutating func tick(wallMillis: UInt64) -> HLCTimestamp {
         if wallMillis > last.wallMillis {
             last = HLCTimestamp(wallMillis: wallMillis, counter: 0)
-        } else if last.counter == UInt32.max {
-            last = HLCTimestamp(wallMillis: last.wallMillis + 1, counter: 0)
-        } else {
+        } else if last.counter < UInt32.max {
             last.counter += 1
+        } else if last.wallMillis < UInt64.max {
+            last = HLCTimestamp(wallMillis: last.wallMillis + 1, counter: 0)
         }
         return last
     }
@@ -52,5 +55,12 @@ public struct HybridLogicalClock: Sendable {
     /// Takes note of a stamp seen in another device's change, so later local stamps sort after it.
     public mutating func observe(_ stamp: HLCTimestamp) {
         if stamp > last { last = stamp }
+    }
+
+    /// Observes a received stamp unless it is more than ``maximumDriftMillis`` ahead of `wallMillis`: a peer with
+    /// a wildly wrong (or hostile) clock must not drag this device's clock into the future.
+    public mutating func observe(_ stamp: HLCTimestamp, wallMillis: UInt64) {
+        let limit = wallMillis > UInt64.max - Self.maximumDriftMillis ? UInt64.max : wallMillis + Self.maximumDriftMillis
+        if stamp.wallMillis <= limit { observe(stamp) }
     }
 }

@@ -66,7 +66,7 @@ extension RecordState {
             throw CoreError(.unsupportedVersion, "A stored record was written by a newer version of Amanat.")
         }
         self.init(id: try RecordID(r.read(count: 16)))
-        if try r.readByte() == 1 {
+        if try Self.readFlag(&r) {
             creationOp = try OpID(from: &r)
             creationKind = try r.readString()
         }
@@ -88,7 +88,7 @@ extension RecordState {
         }
         removedTags = Set(try RecordOperation.decodeIDs(&r))
         deleteObserved = Set(try RecordOperation.decodeIDs(&r))
-        if try r.readByte() == 1 {
+        if try Self.readFlag(&r) {
             let op = try OpID(from: &r)
             let hash = try r.read(count: 32)
             let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
@@ -101,6 +101,15 @@ extension RecordState {
             changes.append(ChangeRef(author: author, seq: seq, timestamp: stamp))
         }
         guard r.isAtEnd else { throw CoreError(.malformed, "A stored record has unexpected trailing bytes.") }
+    }
+
+    /// Reads a presence flag: exactly 0 or 1, so every state has a single encoding.
+    static func readFlag(_ r: inout ByteReader) throws -> Bool {
+        switch try r.readByte() {
+        case 0: return false
+        case 1: return true
+        default: throw CoreError(.malformed, "A stored record has an invalid flag byte.")
+        }
     }
 
     /// The content hash a `seal` operation commits to: BLAKE2b-256 over the kind and the sorted (field, value)

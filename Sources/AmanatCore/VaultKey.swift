@@ -24,11 +24,22 @@ public struct VaultKey: Sendable {
 
     /// The key of the envelope at (`author`, `seq`): keyed BLAKE2b-256, so disclosing it reveals no other key.
     public func envelopeKey(author: DeviceID, seq: UInt64) -> SecureBytes {
+        BLAKE2b.deriveKey(from: contentKey, message: Self.envelopeKeyMessage(author: author, seq: seq))
+    }
+
+    /// Lends the envelope key to `body` in wiped stack memory (the fast path for sealing and opening).
+    public func withEnvelopeKey<R>(author: DeviceID, seq: UInt64, _ body: (UnsafePointer<UInt8>) throws -> R) rethrows
+        -> R
+    {
+        try BLAKE2b.withDerivedKey(from: contentKey, message: Self.envelopeKeyMessage(author: author, seq: seq), body)
+    }
+
+    static func envelopeKeyMessage(author: DeviceID, seq: UInt64) -> [UInt8] {
         var w = ByteWriter(capacity: 64)
         w.write(raw: Array("amanat/envelope-key/v1".utf8))
         w.write(raw: author.bytes)
         w.write(bigEndian: seq)
-        return BLAKE2b.deriveKey(from: contentKey, message: w.bytes)
+        return w.bytes
     }
 
     /// A subkey for a local purpose, such as the projection table (`context` is exactly 8 characters).
@@ -42,6 +53,9 @@ extension Envelope {
     public static func seal(
         _ change: Change, vaultID: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64, previousHash: [UInt8]
     ) throws -> Envelope {
+        guard vaultID.count == 16, previousHash.count == 32, seq >= 1 else {
+            throw CoreError(.malformed, "An envelope needs a 16-byte vault id, a 32-byte previous hash and a seq from 1.")
+        }
         let author = try DeviceID(signer.publicKey)
         let plaintext = change.encoded()
         let nonce = AEAD.randomNonce()
@@ -50,8 +64,9 @@ extension Envelope {
             ciphertextLength: UInt32(plaintext.count + AEAD.tagLength))
         header.ciphertextLength = UInt32(plaintext.count + AEAD.tagLength)
         let headerBytes = header.encoded()
-        let ciphertext = try AEAD.seal(
-            plaintext, additionalData: headerBytes, nonce: nonce, key: key.envelopeKey(author: author, seq: seq))
+        let ciphertext = try key.withEnvelopeKey(author: author, seq: seq) {
+            try AEAD.seal(plaintext, additionalData: headerBytes, nonce: nonce, keyBytes: $0)
+        }
         let signature = signer.sign(headerBytes + BLAKE2b.hash(ciphertext))
         return Envelope(header: header, ciphertext: ciphertext, signature: signature)
     }
@@ -61,14 +76,19 @@ extension Envelope {
         guard key.epoch == header.keyEpoch else {
             throw CoreError(.unknownKeyEpoch, "An envelope uses key epoch \(header.keyEpoch), which this vault lacks.")
         }
-        return try open(withEnvelopeKey: key.envelopeKey(author: header.author, seq: header.seq))
+        return try key.withEnvelopeKey(author: header.author, seq: header.seq) { try open(withKeyBytes: $0) }
     }
 
     /// Decrypts the change with its own envelope key (as disclosed in an evidence bundle).
     public func open(withEnvelopeKey envelopeKey: SecureBytes) throws -> Change {
+        guard envelopeKey.count == AEAD.keyLength else { throw CoreError(.tampered, "An envelope key must be 32 bytes.") }
+        return try envelopeKey.withUnsafePointer { try open(withKeyBytes: $0) }
+    }
+
+    private func open(withKeyBytes key: UnsafePointer<UInt8>) throws -> Change {
         let plaintext: [UInt8]
         do {
-            plaintext = try AEAD.open(ciphertext, additionalData: headerBytes, nonce: header.nonce, key: envelopeKey)
+            plaintext = try AEAD.open(ciphertext, additionalData: headerBytes, nonce: header.nonce, keyBytes: key)
         } catch {
             throw CoreError(.tampered, "Envelope \(header.seq) of device \(header.author.hex.prefix(12)) does not decrypt: it was altered or the key is wrong.")
         }

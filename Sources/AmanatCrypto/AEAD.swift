@@ -22,17 +22,23 @@ public enum AEAD {
     public static func seal(
         _ plaintext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes
     ) throws -> [UInt8] {
+        guard key.count == keyLength else { throw CryptoError(.invalidInput, "An encryption key has the wrong length.") }
+        return try key.withUnsafePointer { try seal(plaintext, additionalData: additionalData, nonce: nonce, keyBytes: $0) }
+    }
+
+    /// Encrypts with a 32-byte key the caller holds (for short-lived derived keys kept in wiped stack memory).
+    public static func seal(
+        _ plaintext: [UInt8], additionalData: [UInt8], nonce: [UInt8], keyBytes: UnsafePointer<UInt8>
+    ) throws -> [UInt8] {
         Sodium.ensureInitialized()
-        guard nonce.count == nonceLength, key.count == keyLength else {
-            throw CryptoError(.invalidInput, "An encryption key or nonce has the wrong length.")
+        guard nonce.count == nonceLength else {
+            throw CryptoError(.invalidInput, "An encryption nonce has the wrong length.")
         }
         var out = [UInt8](repeating: 0, count: plaintext.count + tagLength)
         var outLength: UInt64 = 0
-        let rc = key.withUnsafePointer { k in
-            crypto_aead_xchacha20poly1305_ietf_encrypt(
-                &out, &outLength, plaintext, UInt64(plaintext.count), additionalData,
-                UInt64(additionalData.count), nil, nonce, k)
-        }
+        let rc = crypto_aead_xchacha20poly1305_ietf_encrypt(
+            &out, &outLength, plaintext, UInt64(plaintext.count), additionalData, UInt64(additionalData.count), nil,
+            nonce, keyBytes)
         guard rc == 0 else { throw CryptoError(.invalidInput, "Encryption failed.") }
         return out
     }
@@ -41,20 +47,26 @@ public enum AEAD {
     public static func open(
         _ ciphertext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes
     ) throws -> [UInt8] {
+        guard key.count == keyLength else { throw CryptoError(.invalidInput, "A decryption key has the wrong length.") }
+        return try key.withUnsafePointer { try open(ciphertext, additionalData: additionalData, nonce: nonce, keyBytes: $0) }
+    }
+
+    /// Decrypts with a 32-byte key the caller holds (for short-lived derived keys kept in wiped stack memory).
+    public static func open(
+        _ ciphertext: [UInt8], additionalData: [UInt8], nonce: [UInt8], keyBytes: UnsafePointer<UInt8>
+    ) throws -> [UInt8] {
         Sodium.ensureInitialized()
-        guard nonce.count == nonceLength, key.count == keyLength else {
-            throw CryptoError(.invalidInput, "A decryption key or nonce has the wrong length.")
+        guard nonce.count == nonceLength else {
+            throw CryptoError(.invalidInput, "A decryption nonce has the wrong length.")
         }
         guard ciphertext.count >= tagLength else {
             throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
         }
         var out = [UInt8](repeating: 0, count: ciphertext.count - tagLength)
         var outLength: UInt64 = 0
-        let rc = key.withUnsafePointer { k in
-            crypto_aead_xchacha20poly1305_ietf_decrypt(
-                &out, &outLength, nil, ciphertext, UInt64(ciphertext.count), additionalData,
-                UInt64(additionalData.count), nonce, k)
-        }
+        let rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+            &out, &outLength, nil, ciphertext, UInt64(ciphertext.count), additionalData, UInt64(additionalData.count),
+            nonce, keyBytes)
         guard rc == 0 else {
             throw CryptoError(.authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
         }

@@ -32,6 +32,24 @@ public enum BLAKE2b {
         }
     }
 
+    /// Derives a short-lived 32-byte key into a stack buffer, lends it to `body`, and wipes it afterwards.
+    ///
+    /// For per-envelope keys, which are derived thousands of times a second: guarded `sodium_malloc` pages would
+    /// cost several system calls each.
+    public static func withDerivedKey<R>(
+        from key: SecureBytes, message: [UInt8], _ body: (UnsafePointer<UInt8>) throws -> R
+    ) rethrows -> R {
+        Sodium.ensureInitialized()
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
+            let out = buffer.baseAddress!
+            defer { sodium_memzero(out, 32) }
+            key.withUnsafePointer { k in
+                _ = crypto_generichash(out, 32, message, UInt64(message.count), k, key.count)
+            }
+            return try body(UnsafePointer(out))
+        }
+    }
+
     /// An incremental hasher for long inputs.
     public final class Hasher {
         // The libsodium state is an aligned opaque struct; it lives in its own allocation.

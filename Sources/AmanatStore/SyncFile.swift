@@ -69,6 +69,8 @@ public final class SyncFile: @unchecked Sendable {
         do {
             var config = Configuration()
             config.prepareDatabase { db in
+                // Set before the first table exists; larger pages waste less space per envelope.
+                try db.execute(sql: "PRAGMA page_size = 16384")
                 try db.execute(sql: "PRAGMA journal_mode = DELETE")
                 try db.execute(sql: "PRAGMA synchronous = EXTRA")
             }
@@ -78,13 +80,8 @@ public final class SyncFile: @unchecked Sendable {
                     try db.execute(
                         sql: """
                             CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);
-                            CREATE TABLE envelope (
-                                author BLOB NOT NULL,
-                                seq INTEGER NOT NULL,
-                                hash BLOB NOT NULL,
-                                body BLOB NOT NULL,
-                                PRIMARY KEY (author, seq)
-                            ) WITHOUT ROWID;
+                            CREATE TABLE device (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
+                            CREATE TABLE envelope (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
                             """)
                     try db.execute(sql: "INSERT INTO meta VALUES ('format', ?)", arguments: [formatVersion])
                     try db.execute(sql: "INSERT INTO meta VALUES ('vault_id', ?)", arguments: [Data(vaultID)])
@@ -109,7 +106,9 @@ public final class SyncFile: @unchecked Sendable {
         let (format, stored): (Int?, Data?)
         do {
             (format, stored) = try database.read { db in
-                guard try db.tableExists("meta"), try db.tableExists("envelope") else { return (nil, nil) }
+                guard try db.tableExists("meta"), try db.tableExists("envelope"), try db.tableExists("device") else {
+                    return (nil, nil)
+                }
                 return (
                     try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'"),
                     try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'vault_id'")
@@ -127,47 +126,56 @@ public final class SyncFile: @unchecked Sendable {
         }
     }
 
-    /// Each device's last seq and head hash in the file.
+    /// Envelope rows are keyed by `device.id << 40 | seq` (Protocol/sync-file.md §1).
+    static let seqBits: Int64 = 40
+    static let seqMask: Int64 = (1 << 40) - 1
+
+    /// Each device's last seq and head hash in the file (the hash is recomputed from the last envelope).
     public func versionVector() throws -> [DeviceID: ChainHead] {
         try Vault.mapErrors {
             try database.read { db in
                 var vector: [DeviceID: ChainHead] = [:]
-                for row in try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT e.author, e.seq, e.hash FROM envelope e
-                        JOIN (SELECT author, MAX(seq) AS seq FROM envelope GROUP BY author) m
-                          ON e.author = m.author AND e.seq = m.seq
-                        """)
-                {
-                    guard let author = try? DeviceID(Array(row["author"] as Data)) else {
-                        throw StoreError(.damaged, "The sync file \(url.path) is damaged.")
-                    }
-                    vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+                for device in try Row.fetchAll(db, sql: "SELECT id, key FROM device") {
+                    let base = (device["id"] as Int64) << Self.seqBits
+                    guard
+                        let row = try Row.fetchOne(
+                            db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
+                            arguments: [base, base | Self.seqMask])
+                    else { continue }
+                    let head = try Self.decode(row["body"], author: device["key"], seq: (row["id"] as Int64) & Self.seqMask, in: url)
+                    vector[head.header.author] = ChainHead(seq: head.header.seq, hash: head.hash)
                 }
                 return vector
             }
         }
     }
 
-    /// Up to `limit` envelopes of `author` after `seq`, in order; undecodable rows are reported as damage.
+    /// Decodes a row's envelope and checks that it is the one the row says; anything else is refused.
+    static func decode(_ body: Data, author: Data, seq: Int64, in url: URL) throws -> Envelope {
+        guard let envelope = try? Envelope(decoding: Array(body)), envelope.header.author.bytes == Array(author),
+            envelope.header.seq == UInt64(seq)
+        else {
+            throw StoreError(
+                .rejected, "Refused: the sync file holds a damaged change \(seq) of device \(Hex.encode(author).prefix(12)).")
+        }
+        return envelope
+    }
+
+    /// Up to `limit` envelopes of `author` after `seq`, in order; undecodable rows are refused as damage.
     public func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) throws -> [Envelope] {
+        let key = Data(author.bytes)
         let rows: [Row] = try Vault.mapErrors {
             try database.read { db in
-                try Row.fetchAll(
-                    db, sql: "SELECT seq, body FROM envelope WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    arguments: [Data(author.bytes), Int64(seq), limit])
+                guard let device = try Int64.fetchOne(db, sql: "SELECT id FROM device WHERE key = ?", arguments: [key]),
+                    seq < UInt64(Self.seqMask)
+                else { return [] }
+                let base = device << Self.seqBits
+                return try Row.fetchAll(
+                    db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                    arguments: [base | Int64(seq), base | Self.seqMask, limit])
             }
         }
-        return try rows.map { row in
-            guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)),
-                envelope.header.author == author, envelope.header.seq == UInt64(row["seq"] as Int64)
-            else {
-                throw StoreError(
-                    .rejected, "Refused: the sync file holds a damaged change \(row["seq"] as Int64) of device \(author.hex.prefix(12)).")
-            }
-            return envelope
-        }
+        return try rows.map { try Self.decode($0["body"], author: key, seq: ($0["id"] as Int64) & Self.seqMask, in: url) }
     }
 
     /// Appends envelopes the file lacks, in one transaction; an envelope already present is left as it is.
@@ -180,24 +188,37 @@ public final class SyncFile: @unchecked Sendable {
         return try Vault.mapErrors {
             try database.write { db in
                 var written = 0
-                var heads: [DeviceID: ChainHead] = [:]
+                var heads: [DeviceID: (device: Int64, head: ChainHead)] = [:]
                 let ordered = envelopes.sorted {
                     $0.header.author != $1.header.author ? $0.header.author < $1.header.author : $0.header.seq < $1.header.seq
                 }
                 for envelope in ordered {
                     let author = envelope.header.author
                     if heads[author] == nil {
-                        let row = try Row.fetchOne(
-                            db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
-                            arguments: [Data(author.bytes)])
-                        heads[author] = row.map { ChainHead(seq: UInt64($0["seq"] as Int64), hash: Array($0["hash"] as Data)) } ?? .empty
+                        let key = Data(author.bytes)
+                        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM device WHERE key = ?", arguments: [key]) {
+                            let base = id << Self.seqBits
+                            let last = try Row.fetchOne(
+                                db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
+                                arguments: [base, base | Self.seqMask])
+                            let head = try last.map { row -> ChainHead in
+                                let e = try Self.decode(row["body"], author: key, seq: (row["id"] as Int64) & Self.seqMask, in: url)
+                                return ChainHead(seq: e.header.seq, hash: e.hash)
+                            }
+                            heads[author] = (id, head ?? .empty)
+                        } else {
+                            try db.execute(sql: "INSERT INTO device(key) VALUES (?)", arguments: [key])
+                            heads[author] = (db.lastInsertedRowID, .empty)
+                        }
                     }
-                    let head = heads[author]!
-                    guard envelope.header.seq == head.seq + 1, envelope.header.previousHash == head.hash else { continue }
+                    let (device, head) = heads[author]!
+                    guard envelope.header.seq == head.seq + 1, envelope.header.previousHash == head.hash,
+                        envelope.header.seq <= UInt64(Self.seqMask)
+                    else { continue }
                     try db.execute(
-                        sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
-                        arguments: [Data(author.bytes), Int64(envelope.header.seq), Data(envelope.hash), Data(envelope.encoded())])
-                    heads[author] = ChainHead(seq: envelope.header.seq, hash: envelope.hash)
+                        sql: "INSERT INTO envelope(id, body) VALUES (?, ?)",
+                        arguments: [device << Self.seqBits | Int64(envelope.header.seq), Data(envelope.encoded())])
+                    heads[author] = (device, ChainHead(seq: envelope.header.seq, hash: envelope.hash))
                     written += 1
                 }
                 return written

@@ -47,7 +47,7 @@ extension Vault {
                     for envelope in run {
                         if envelope.header.seq <= head.seq {
                             let held = try Data.fetchOne(
-                                db, sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?",
+                                db.cachedStatement(sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?"),
                                 arguments: [Data(author.bytes), Int64(envelope.header.seq)])
                             if held.map(Array.init) == envelope.hash {
                                 result.duplicates += 1
@@ -93,7 +93,7 @@ extension Vault {
                         let id = authored.change.record
                         if states[id] == nil { states[id] = try loadState(db, id: id) ?? RecordState(id: id) }
                         states[id]!.apply(authored)
-                        clock.observe(authored.change.timestamp)
+                        clock.observe(authored.change.timestamp, wallMillis: wallClock())
                         result.applied += 1
                     }
                 }

@@ -32,16 +32,30 @@ extension Vault {
 
     func loadState(_ db: Database, id: RecordID) throws -> RecordState? {
         let slot = slot(for: id)
-        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM record WHERE slot = ?", arguments: [slot]) else {
-            return nil
-        }
+        let statement = try db.cachedStatement(sql: "SELECT body FROM record WHERE slot = ?")
+        guard let body = try Data.fetchOne(statement, arguments: [slot]) else { return nil }
         return try decodeState(body, slot: slot)
     }
 
+    /// A projection row's plaintext is `u32 view length ‖ view ‖ state` (Protocol/storage.md §3).
     func decodeState(_ body: Data, slot: Data) throws -> RecordState {
         let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
         do {
-            return try RecordState(decoding: plain)
+            var r = ByteReader(plain)
+            let viewLength = Int(try r.read(bigEndian: UInt32.self))
+            guard viewLength <= plain.count - 4 else { throw CoreError(.malformed, "view") }
+            return try RecordState(decoding: Array(plain[(4 + viewLength)...]))
+        } catch {
+            throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
+        }
+    }
+
+    /// Decodes only the view section of a projection row.
+    func decodeView(_ body: Data, slot: Data) throws -> RecordView? {
+        let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
+        do {
+            var r = ByteReader(plain, offset: 4)
+            return try RecordView.decode(from: &r)
         } catch {
             throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
         }
@@ -49,9 +63,16 @@ extension Vault {
 
     func saveState(_ db: Database, _ state: RecordState) throws {
         let slot = slot(for: state.id)
-        try db.execute(
-            sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body",
-            arguments: [slot, try sealRow(state.encoded(), associatedData: Array(slot))])
+        let statement = try db.cachedStatement(
+            sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body")
+        var w = ByteWriter(capacity: 512)
+        w.write(bigEndian: UInt32(0))
+        RecordView.encode(state.view, id: state.id, into: &w)
+        var plain = w.bytes
+        let viewLength = UInt32(plain.count - 4).bigEndian
+        withUnsafeBytes(of: viewLength) { plain.replaceSubrange(0..<4, with: $0) }
+        plain += state.encoded()
+        try statement.execute(arguments: [slot, try sealRow(plain, associatedData: Array(slot))])
     }
 
     func loadClock(_ db: Database) throws -> HybridLogicalClock {
@@ -73,17 +94,14 @@ extension Vault {
     }
 
     func head(_ db: Database, author: DeviceID) throws -> ChainHead {
-        guard
-            let row = try Row.fetchOne(
-                db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
-                arguments: [Data(author.bytes)])
-        else { return .empty }
+        let statement = try db.cachedStatement(
+            sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1")
+        guard let row = try Row.fetchOne(statement, arguments: [Data(author.bytes)]) else { return .empty }
         return ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
     }
 
     func insertEnvelope(_ db: Database, _ envelope: Envelope) throws {
-        try db.execute(
-            sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
+        try db.cachedStatement(sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)").execute(
             arguments: [
                 Data(envelope.header.author.bytes), Int64(envelope.header.seq), Data(envelope.hash),
                 Data(envelope.encoded()),
@@ -97,39 +115,63 @@ extension Vault {
     @discardableResult
     public func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws -> AuthoredChange {
         try mapErrors {
-            try database.write { db in try commit(db, record: record, operations: operations) }
-        }
-    }
-
-    /// Makes many changes in one transaction (bulk import, benchmarks).
-    public func commitBatch(_ items: [(RecordID, [RecordOperation])]) throws {
-        try mapErrors {
             try database.write { db in
-                for (id, ops) in items { _ = try commit(db, record: id, operations: { _ in ops }) }
+                var writer = try LocalWriter(vault: self, db: db)
+                let authored = try writer.commit(record: record, operations: operations)
+                try writer.finish()
+                return authored
             }
         }
     }
 
-    func commit(_ db: Database, record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws
-        -> AuthoredChange
-    {
-        let me = deviceID
-        let current = try loadState(db, id: record)
-        let ops = try operations(current)
-        var clock = try loadClock(db)
-        let stamp = clock.tick(wallMillis: wallClock())
-        let change = Change(record: record, timestamp: stamp, operations: ops)
-        let head = try head(db, author: me)
-        let envelope = try Envelope.seal(
-            change, vaultID: vaultID, key: keyring.currentKey, signer: keyring.device, seq: head.seq + 1,
-            previousHash: head.hash)
-        try insertEnvelope(db, envelope)
-        let authored = AuthoredChange(author: me, seq: head.seq + 1, change: change)
-        var state = current ?? RecordState(id: record)
-        state.apply(authored)
-        try saveState(db, state)
-        try saveClock(db, clock)
-        return authored
+    /// Makes many changes in one transaction (bulk import, benchmarks); the clock and chain head are read once.
+    public func commitBatch(_ items: [(RecordID, [RecordOperation])]) throws {
+        try mapErrors {
+            try database.write { db in
+                var writer = try LocalWriter(vault: self, db: db)
+                for (id, ops) in items { _ = try writer.commit(record: id, operations: { _ in ops }) }
+                try writer.finish()
+            }
+        }
+    }
+
+    /// Appends this device's changes inside one open transaction, keeping the clock and chain head in memory.
+    struct LocalWriter {
+        let vault: Vault
+        let db: Database
+        let me: DeviceID
+        var clock: HybridLogicalClock
+        var head: ChainHead
+
+        init(vault: Vault, db: Database) throws {
+            self.vault = vault
+            self.db = db
+            me = vault.deviceID
+            clock = try vault.loadClock(db)
+            head = try vault.head(db, author: me)
+        }
+
+        mutating func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws
+            -> AuthoredChange
+        {
+            let current = try vault.loadState(db, id: record)
+            let ops = try operations(current)
+            let stamp = clock.tick(wallMillis: vault.wallClock())
+            let change = Change(record: record, timestamp: stamp, operations: ops)
+            let seq = head.seq + 1
+            let envelope = try Envelope.seal(
+                change, vaultID: vault.vaultID, key: vault.keyring.currentKey, signer: vault.keyring.device, seq: seq,
+                previousHash: head.hash)
+            try vault.insertEnvelope(db, envelope)
+            head = ChainHead(seq: seq, hash: envelope.hash)
+            let authored = AuthoredChange(author: me, seq: seq, change: change)
+            var state = current ?? RecordState(id: record)
+            state.apply(authored)
+            try vault.saveState(db, state)
+            return authored
+        }
+
+        func finish() throws { try vault.saveClock(db, clock) }
     }
 
     /// A new random record id.
@@ -165,9 +207,18 @@ extension Vault {
         }
     }
 
-    /// The visible records, sorted by id.
+    /// The visible records, sorted by id; decodes only each row's view section.
     public func visibleRecords() throws -> [RecordView] {
-        try allStates().compactMap(\.view).sorted { $0.id < $1.id }
+        try mapErrors {
+            try database.read { db in
+                var views: [RecordView] = []
+                let cursor = try Row.fetchCursor(db, sql: "SELECT slot, body FROM record")
+                while let row = try cursor.next() {
+                    if let view = try decodeView(row["body"], slot: row["slot"]) { views.append(view) }
+                }
+                return views.sorted { $0.id < $1.id }
+            }
+        }
     }
 
     /// The state of the visible record whose id is `text` or starts with it (at least 6 hex characters).

@@ -124,6 +124,7 @@ public final class Vault {
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA secure_delete = ON")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
+            try db.execute(sql: "PRAGMA cache_size = -32768")
         }
         return try mapErrors {
             let queue = try DatabaseQueue(path: databaseURL(dir).path, configuration: config)

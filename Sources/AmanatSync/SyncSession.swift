@@ -52,7 +52,9 @@ public struct SyncSession {
     }
 
     /// Pulls, then (when `push` is true and the carrier is writable) pushes.
-    public func run(push: Bool = true, progress: (SyncProgress) -> Void = { _ in }) async throws -> SyncReport {
+    public nonisolated(nonsending) func run(push: Bool = true, progress: (SyncProgress) -> Void = { _ in }) async throws
+        -> SyncReport
+    {
         var report = SyncReport()
         let theirs = try await carrier.versionVector()
         let ours = try vault.versionVector()

@@ -25,6 +25,7 @@ struct Amanat: AsyncParsableCommand {
         subcommands: [
             Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Resolve.self,
             Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
+            Export.self, Bundle.self,
             Wipe.self, Serve.self,
         ]
     )

@@ -24,14 +24,8 @@ struct History: ParsableCommand {
             for (envelope, authored) in try vault.history(of: state) {
                 let change = authored.change
                 let time = Date(timeIntervalSince1970: Double(change.timestamp.wallMillis) / 1000)
-                var label = ""
-                if let seal = state.seal {
-                    if seal.op.device == authored.author && seal.op.seq == authored.seq {
-                        label = "  (original, sealed)"
-                    } else if change.timestamp > seal.timestamp {
-                        label = "  (amendment)"
-                    }
-                }
+                let label = state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
+                    .map { "  (\($0))" } ?? ""
                 print("\(time.ISO8601Format())  device \(authored.author.hex.prefix(12))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)")
                 for (index, op) in change.operations.enumerated() {
                     print("    \(describe(op, id: authored.opID(index)))")
@@ -42,14 +36,12 @@ struct History: ParsableCommand {
 
     func describe(_ op: RecordOperation, id: OpID) -> String {
         switch op {
-        case .create(let kind): return "created \(kind)"
-        case .set(let field, let value, let pred):
-            let verb = pred.count > 1 ? "resolved" : (pred.isEmpty ? "set" : "changed")
+        case .set(let field, let value, _):
+            let summary = op.summary
+            let verb = summary.prefix { $0 != " " }
             return "\(verb) \(field) = \(RecordText.oneLine(value, 60))   [op \(id)]"
-        case .addTag(let tag): return "tagged \(tag)"
-        case .removeTag(let tag, _): return "untagged \(tag)"
-        case .delete: return "deleted"
         case .seal(let hash): return "sealed original content \(Hex.encode(hash).prefix(16))…"
+        default: return op.summary
         }
     }
 }

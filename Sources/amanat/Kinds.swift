@@ -22,11 +22,12 @@ enum Kinds {
         "statement": [
             Field(name: "title", rule: .text), Field(name: "body", rule: .text),
             Field(name: "issued_by", rule: .text), Field(name: "issued_on", rule: .date),
+            Field(name: "provenance", rule: .text),
         ],
         "testimony": [
             Field(name: "witness", rule: .text), Field(name: "narrative", rule: .text),
             Field(name: "incident_date", rule: .date), Field(name: "location", rule: .text),
-            Field(name: "consent", rule: .oneOf(consentValues)),
+            Field(name: "consent", rule: .oneOf(consentValues)), Field(name: "provenance", rule: .text),
         ],
     ]
 

@@ -8,7 +8,9 @@ import Foundation
 /// Reading the passphrase without leaving copies of it around.
 enum Passphrase {
     /// Reads the passphrase from `file`, else `AMANAT_PASSPHRASE`, else the terminal with echo off.
-    static func read(file: String?, prompt: String, confirm: Bool) throws -> SecureBytes {
+    static func read(
+        file: String?, prompt: String, confirm: Bool, environmentVariable: String = "AMANAT_PASSPHRASE"
+    ) throws -> SecureBytes {
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw CLIError(.noInput, "The passphrase file \(file) cannot be read.")
@@ -18,13 +20,13 @@ enum Passphrase {
             if bytes.last == 13 { bytes.removeLast() }
             return try nonEmpty(SecureBytes(consuming: &bytes))
         }
-        if let env = ProcessInfo.processInfo.environment["AMANAT_PASSPHRASE"] {
+        if let env = ProcessInfo.processInfo.environment[environmentVariable] {
             var bytes = Array(env.utf8)
             return try nonEmpty(SecureBytes(consuming: &bytes))
         }
         guard isatty(STDIN_FILENO) == 1 else {
             throw CLIError(
-                .usage, "No passphrase: no terminal to ask at; set AMANAT_PASSPHRASE or pass --passphrase-file.")
+                .usage, "No passphrase: no terminal to ask at; set \(environmentVariable) or pass a passphrase file.")
         }
         let first = try prompted(prompt)
         if confirm {

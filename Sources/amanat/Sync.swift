@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatHTTP
 import AmanatStore
 import AmanatSync
@@ -43,29 +44,74 @@ struct Sync: AsyncParsableCommand {
     }
 }
 
-/// `amanat import`: pull one way from a sync file.
+/// `amanat import`: pull one way from a sync file, or bring in the records of an evidence bundle.
 struct Import: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pull the changes of a sync file into this vault, without writing to the file.",
+        abstract: "Pull a sync file's changes without writing to it, or import a verified evidence bundle.",
         discussion: """
+            A sync file of this vault is pulled one way. An evidence bundle (an age file made by `amanat export`,
+            possibly of another vault) is decrypted with --identity or --passphrase, verified in full, and its
+            records are added to this vault as new records whose `provenance` field names the source vault, record,
+            devices and times. Importing the same bundle twice adds nothing the second time.
+
             Example:
               amanat import /media/usb/team.amanat-sync
+              amanat import evidence.age --identity my-age-key.txt
             """)
 
     @OptionGroup var options: VaultOptions
-    @Argument(help: "A sync file path.") var file: String
+    @OptionGroup var key: BundleKeyOptions
+    @Argument(help: "A sync file or an evidence bundle.") var file: String
 
     func run() async throws {
         try await runReportingErrors {
-            let vault = try options.open()
             let url = URL(fileURLWithPath: file)
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw CLIError(.noInput, "There is no file at \(file).")
+            guard let handle = FileHandle(forReadingAtPath: url.path) else {
+                throw CLIError(.noInput, "There is no readable file at \(file).")
             }
+            let head = String(decoding: (try? handle.read(upToCount: 40)) ?? Data(), as: UTF8.self)
+            try? handle.close()
+            if head.hasPrefix("age-encryption.org/") || head.hasPrefix("-----BEGIN AGE ENCRYPTED FILE-----") {
+                try importBundle()
+                return
+            }
+            let vault = try options.open()
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: false, progress: showProgress)
             summarize(report, with: file)
         }
+    }
+
+    func importBundle() throws {
+        let archive = try key.decryptArchive(file)
+        let report = BundleVerifier.verify(archive)
+        guard report.problems.isEmpty, let manifest = report.manifest else {
+            for problem in report.problems { note("amanat: \(problem)") }
+            throw CLIError(.damaged, "The bundle does not verify; nothing was imported.")
+        }
+        let vault = try options.open()
+        let known = try vault.allStates().compactMap { $0.view?.fields["provenance"] }
+        var added = 0
+        for record in report.records where !record.document.deleted {
+            let d = record.document
+            let marker = "record \(d.id) of vault \(manifest.vault_id)"
+            if known.contains(where: { $0.contains(marker) }) { continue }
+            guard Kinds.fields[d.kind] != nil else { continue }
+            let devices = Set(d.history.map { String($0.device.prefix(12)) }).sorted().joined(separator: ", ")
+            var provenance = "Imported from an evidence bundle: \(marker), exported by device "
+            provenance += "\(manifest.exported_by.prefix(12)) at \(manifest.exported_at); recorded by device(s) \(devices) "
+            provenance += "from \(d.history.first?.time ?? "?") to \(d.history.last?.time ?? "?"); "
+            provenance += "\(d.history.count) signed changes verified."
+            if !d.conflicts.isEmpty {
+                provenance += " Unresolved conflicting values at export: "
+                provenance += d.conflicts.keys.sorted().map { "\($0) = \(d.conflicts[$0]!.joined(separator: " | "))" }.joined(separator: "; ")
+            }
+            var fields = d.fields.filter { $0.key != "provenance" }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            fields.append(("provenance", provenance))
+            _ = try vault.createRecord(kind: d.kind, fields: fields, tags: d.tags, seal: d.kind == "testimony")
+            added += 1
+        }
+        note("Verified the bundle and imported \(added) record\(added == 1 ? "" : "s") (\(report.records.count - added) already present or deleted).")
     }
 }
 

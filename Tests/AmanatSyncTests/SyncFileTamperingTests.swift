@@ -52,13 +52,13 @@ import Testing
         var body = try #require(envelopes.first).encoded()
         let position = offset >= 0 ? offset : body.count + offset
         body[position] ^= 0x04
-        try f.file.executeForTesting("UPDATE envelope SET body = ? WHERE seq = 2", [Data(body)])
+        try f.file.executeForTesting("UPDATE envelope SET body = ? WHERE (id & 1099511627775) = 2", [Data(body)])
         try await f.expectRefused(mentioning: "refused")
     }
 
     @Test func aRemovedEnvelopeIsRefused() async throws {
         let f = try await Fixture()
-        try f.file.executeForTesting("DELETE FROM envelope WHERE seq = 2")
+        try f.file.executeForTesting("DELETE FROM envelope WHERE (id & 1099511627775) = 2")
         try await f.expectRefused(mentioning: "skips")
     }
 
@@ -66,9 +66,10 @@ import Testing
         let f = try await Fixture()
         try f.file.executeForTesting(
             """
-            UPDATE envelope SET body = CASE seq WHEN 1 THEN (SELECT body FROM envelope WHERE seq = 2)
-                                                 WHEN 2 THEN (SELECT body FROM envelope WHERE seq = 1) END
-            WHERE seq IN (1, 2)
+            UPDATE envelope SET body = CASE (id & 1099511627775)
+                WHEN 1 THEN (SELECT body FROM envelope WHERE (id & 1099511627775) = 2)
+                WHEN 2 THEN (SELECT body FROM envelope WHERE (id & 1099511627775) = 1) END
+            WHERE (id & 1099511627775) IN (1, 2)
             """)
         try await f.expectRefused(mentioning: "damaged change")
     }
@@ -78,9 +79,10 @@ import Testing
         let other = try Vault.create(at: f.dir.path("other"), passphrase: passphrase, deviceName: "o", strength: .interactive)
         _ = try other.createRecord(kind: "statement", fields: [("title", "foreign")], tags: [], seal: false)
         let foreign = try #require(try other.envelopes(of: other.deviceID, after: 0, limit: 1).first)
+        try f.file.executeForTesting("INSERT INTO device(key) VALUES (?)", [Data(foreign.header.author.bytes)])
         try f.file.executeForTesting(
-            "INSERT INTO envelope(author, seq, hash, body) VALUES (?, 1, ?, ?)",
-            [Data(foreign.header.author.bytes), Data(foreign.hash), Data(foreign.encoded())])
+            "INSERT INTO envelope(id, body) VALUES (((SELECT id FROM device WHERE key = ?) << 40) | 1, ?)",
+            [Data(foreign.header.author.bytes), Data(foreign.encoded())])
         try await f.expectRefused(mentioning: "another vault")
     }
 

@@ -1,0 +1,328 @@
+// amanat-bench: every figure as a ratio against a baseline measured in the same run (Docs/performance.md).
+// Run with `make bench` (release build). AMANAT_BENCH_SCALE=0.1 shrinks every workload for a quick look.
+import AmanatBundle
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import AmanatSync
+import Foundation
+
+let scale = Double(ProcessInfo.processInfo.environment["AMANAT_BENCH_SCALE"] ?? "") ?? 1.0
+func scaled(_ n: Int) -> Int { max(1, Int(Double(n) * scale)) }
+/// AMANAT_BENCH_ONLY=B1,B9 runs only those rows.
+let only = Set((ProcessInfo.processInfo.environment["AMANAT_BENCH_ONLY"] ?? "").split(separator: ",").map(String.init))
+func runs(_ id: String) -> Bool { only.isEmpty || only.contains(id) }
+
+let root = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-bench-\(UUID().uuidString)")
+try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(at: root) }
+let passphrase = SecureBytes(Array("bench".utf8))
+
+struct Row: Encodable {
+    var id: String
+    var workload: String
+    var status: String
+    var figures: [String: Double]
+    var ratio: Double?
+    var goal: String
+    var met: Bool?
+    var peak_rss_mib: Double
+    var note: String?
+}
+var rows: [Row] = []
+
+// MARK: measurement helpers
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = ContinuousClock.now
+    try body()
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func secondsAsync(_ body: () async throws -> Void) async rethrows -> Double {
+    let start = ContinuousClock.now
+    try await body()
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+/// Resets the kernel's peak-RSS counter for this process (Linux: /proc/self/clear_refs, value 5).
+func resetPeakMemory() { try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8) }
+
+/// Peak resident memory since the last reset, in MiB (VmHWM).
+func peakMemoryMiB() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
+    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+}
+
+func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+
+func makeVault(_ name: String) throws -> Vault {
+    try Vault.create(at: root.appendingPathComponent(name), passphrase: passphrase, deviceName: name, strength: .interactive)
+}
+
+func member(of vault: Vault, _ name: String) throws -> Vault {
+    let keyring = Keyring(vaultID: vault.vaultID, device: .generate(), deviceName: name, keys: vault.keyring.keys)
+    return try Vault.create(at: root.appendingPathComponent(name), keyring: keyring, passphrase: passphrase, strength: .interactive)
+}
+
+func randomRows(_ count: Int, bodySize: Int) -> [(Data, Data)] {
+    (0..<count).map { _ in (Data(Sodium.randomBytes(16)), Data(Sodium.randomBytes(bodySize))) }
+}
+
+func text(_ size: Int) -> String { String(repeating: "abcdefghij", count: size / 10 + 1).prefix(size).description }
+
+func fill(_ vault: Vault, records: Int, bodySize: Int) throws -> [RecordID] {
+    var ids: [RecordID] = []
+    ids.reserveCapacity(records)
+    let body = text(bodySize)
+    var done = 0
+    while done < records {
+        let n = min(1000, records - done)
+        let batch = (0..<n).map { _ in
+            (Vault.newRecordID(), [RecordOperation.create(kind: "statement"), .set(field: "body", value: body, pred: [])])
+        }
+        try vault.commitBatch(batch)
+        ids += batch.map(\.0)
+        done += n
+    }
+    return ids
+}
+
+// MARK: B1 — insert
+
+for bodySize in [256, 2048] where runs("B1") {
+    resetPeakMemory()
+    let n = scaled(100_000)
+    log("B1: inserting \(n) records of \(bodySize) B…")
+    let vault = try makeVault("b1-\(bodySize)")
+    let amanat = try seconds { _ = try fill(vault, records: n, bodySize: bodySize) }
+    let plainRows = randomRows(n, bodySize: bodySize)
+    let plain = try PlainBaseline(url: root.appendingPathComponent("b1-plain-\(bodySize).sqlite"))
+    let baseline = try seconds { try plain.insert(plainRows, perTransaction: 1000) }
+    let ratio = baseline / amanat
+    rows.append(Row(
+        id: "B1", workload: "insert \(n) records, \(bodySize) B bodies, 1000 per transaction", status: "measured",
+        figures: ["amanat_records_per_s": Double(n) / amanat, "plain_grdb_rows_per_s": Double(n) / baseline],
+        ratio: ratio, goal: "≥ 0.5", met: ratio >= 0.5, peak_rss_mib: peakMemoryMiB(), note: nil))
+}
+
+// MARK: B2 / B4 — import from a sync file, re-import; the sync file itself
+
+if runs("B2") || runs("B4") {
+    resetPeakMemory()
+    let records = scaled(20_000)
+    let edits = scaled(80_000)
+    log("B2: building a vault of \(records) records and \(edits) edits…")
+    let source = try makeVault("b2-source")
+    let ids = try fill(source, records: records, bodySize: 256)
+    var done = 0
+    while done < edits {
+        let n = min(1000, edits - done)
+        try source.commitBatch((0..<n).map { i in
+            (ids[(done + i) % ids.count], [RecordOperation.set(field: "title", value: "edit \(done + i)", pred: [])])
+        })
+        done += n
+    }
+    let total = records + edits
+    let fileURL = root.appendingPathComponent("b2.sync")
+    let writeTime = try await secondsAsync {
+        _ = try await SyncSession(vault: source, carrier: try FileCarrier(url: fileURL, vaultID: source.vaultID)).run()
+    }
+    let carrier = try FileCarrier(url: fileURL, vaultID: source.vaultID, create: false)
+    var envelopeBytes = 0
+    var readAgain = 0
+    let readTime = try seconds {
+        var after: UInt64 = 0
+        while true {
+            let batch = try carrier.file.envelopes(of: source.deviceID, after: after, limit: 1000)
+            guard let last = batch.last else { break }
+            envelopeBytes += batch.reduce(0) { $0 + $1.encoded().count }
+            readAgain += batch.count
+            after = last.header.seq
+        }
+    }
+    let fileBytes = (try FileManager.default.attributesOfItem(atPath: fileURL.path)[.size] as? Int) ?? 0
+    let target = try member(of: source, "b2-target")
+    let importTime = try await secondsAsync {
+        _ = try await SyncSession(vault: target, carrier: carrier).run(push: false)
+    }
+    let reimportTime = try await secondsAsync {
+        _ = try await SyncSession(vault: target, carrier: carrier).run(push: false)
+    }
+    let plainRows = (0..<UInt64(total)).map { seq -> (Data, Data) in
+        var key = Data(source.deviceID.bytes)
+        withUnsafeBytes(of: seq.bigEndian) { key.append(contentsOf: $0) }
+        return (key, Data(count: envelopeBytes / max(total, 1)))
+    }
+    let plain = try PlainBaseline(url: root.appendingPathComponent("b2-plain.sqlite"))
+    let baseline = try seconds { try plain.upsert(plainRows, perTransaction: 1000) }
+    let converged = try target.status().stateDigest == source.status().stateDigest
+    let ratio = baseline / importTime
+    rows.append(Row(
+        id: "B2", workload: "import \(total) changes (\(records) records) from a sync file into an empty vault; re-import",
+        status: converged ? "measured" : "FAILED: replicas differ",
+        figures: [
+            "import_changes_per_s": Double(total) / importTime, "plain_upsert_rows_per_s": Double(total) / baseline,
+            "reimport_speedup": importTime / reimportTime, "reimport_s": reimportTime,
+        ],
+        ratio: ratio, goal: "≥ 0.5 of plain upsert; re-import ≥ 5x faster", met: ratio >= 0.5 && importTime / reimportTime >= 5,
+        peak_rss_mib: peakMemoryMiB(), note: nil))
+    let overhead = Double(fileBytes) / Double(max(envelopeBytes, 1))
+    rows.append(Row(
+        id: "B4", workload: "sync file written and read for \(total) changes", status: "measured",
+        figures: [
+            "file_bytes": Double(fileBytes), "envelope_bytes": Double(envelopeBytes),
+            "write_mb_per_s": Double(envelopeBytes) / 1e6 / writeTime, "read_mb_per_s": Double(envelopeBytes) / 1e6 / readTime,
+        ],
+        ratio: overhead, goal: "file bytes / envelope bytes ≤ 1.1", met: overhead <= 1.1, peak_rss_mib: peakMemoryMiB(),
+        note: nil))
+}
+
+// MARK: B5 — one change on a large vault
+
+if runs("B5") {
+    resetPeakMemory()
+    let n = scaled(500_000)
+    log("B5: building a vault of \(n) records…")
+    let vault = try makeVault("b5")
+    let ids = try fill(vault, records: n, bodySize: 256)
+    let plain = try PlainBaseline(url: root.appendingPathComponent("b5-plain.sqlite"))
+    let plainRows = randomRows(n, bodySize: 256)
+    try plain.insert(plainRows, perTransaction: 5000)
+    var amanat: [Double] = []
+    var baseline: [Double] = []
+    for i in 0..<200 {
+        let id = ids[(i * 7919) % ids.count]
+        amanat.append(try seconds {
+            try vault.commit(record: id) { s in [s!.setOperation(field: "body", value: "edited \(i)")] }
+        })
+        let row = plainRows[(i * 7919) % plainRows.count]
+        baseline.append(try seconds { try plain.upsert([(row.0, Data(Sodium.randomBytes(256)))], perTransaction: 1) })
+    }
+    let median = { (xs: [Double]) in xs.sorted()[xs.count / 2] }
+    let ratio = median(amanat) / median(baseline)
+    rows.append(Row(
+        id: "B5", workload: "one change applied to a vault of \(n) records (median of 200)", status: "measured",
+        figures: ["amanat_ms": median(amanat) * 1000, "plain_upsert_ms": median(baseline) * 1000],
+        ratio: ratio, goal: "≤ 3x", met: ratio <= 3, peak_rss_mib: peakMemoryMiB(), note: nil))
+}
+
+// MARK: B9 — list
+
+if runs("B9") {
+    resetPeakMemory()
+    let n = scaled(100_000)
+    log("B9: list on \(n) records…")
+    let vault = try makeVault("b9")
+    _ = try fill(vault, records: n, bodySize: 256)
+    var count = 0
+    let firstList = try seconds { count = try vault.visibleRecords().count }
+    let amanat = try (0..<3).map { _ in try seconds { count = try vault.visibleRecords().count } }.min()!
+    let plain = try PlainBaseline(url: root.appendingPathComponent("b9-plain.sqlite"))
+    // The same number of rows, each as large as the vault's encrypted record rows.
+    let encryptedRowSize = try vault.allStates().first.map { $0.encoded().count + 40 } ?? 300
+    try plain.insert(randomRows(n, bodySize: encryptedRowSize), perTransaction: 5000)
+    let baseline = try (0..<4).map { _ in try seconds { _ = try plain.readAll() } }.min()!
+    let ratio = amanat / baseline
+    rows.append(Row(
+        id: "B9", workload: "list on a vault of \(n) records (KDF excluded; best of 3, warm)", status: count == n ? "measured" : "FAILED",
+        figures: ["amanat_ms": amanat * 1000, "amanat_first_ms": firstList * 1000, "plain_read_ms": baseline * 1000],
+        ratio: ratio, goal: "≤ 3x", met: ratio <= 3, peak_rss_mib: peakMemoryMiB(), note: nil))
+}
+
+// MARK: B6 — export a 100 MiB bundle
+
+if runs("B6") {
+    resetPeakMemory()
+    let records = max(1, scaled(30))
+    log("B6: exporting a bundle of \(records) testimonies of 1 MiB…")
+    let vault = try makeVault("b6")
+    let narrative = text(1 << 20)
+    var states: [RecordState] = []
+    for i in 0..<records {
+        _ = try vault.createRecord(kind: "testimony", fields: [("witness", "W-\(i)"), ("narrative", narrative)], tags: [], seal: true)
+    }
+    states = try vault.allStates()
+    let identity = AgeX25519Identity.generate()
+    let out = root.appendingPathComponent("b6.age")
+    var archiveBytes = 0
+    var tar: [UInt8] = []
+    let amanat = try seconds {
+        let archive = try BundleExporter.archive(from: vault, records: states, now: Date())
+        tar = BundleExporter.padded(archive.encoded())
+        archiveBytes = tar.count
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: out)
+        let encryptor = try AgeEncryptor(recipients: [identity.recipient]) { try handle.write(contentsOf: $0) }
+        var offset = 0
+        while offset < tar.count {
+            let end = min(offset + (1 << 20), tar.count)
+            try encryptor.write(Array(tar[offset..<end]))
+            offset = end
+        }
+        try encryptor.finish()
+        try handle.close()
+    }
+    let tarURL = root.appendingPathComponent("b6.tar")
+    try Data(tar).write(to: tarURL)
+    var ageTime: Double?
+    if FileManager.default.isExecutableFile(atPath: "/usr/bin/age") {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/age")
+        process.arguments = ["-r", identity.recipient.stringValue, "-o", root.appendingPathComponent("b6-tool.age").path, tarURL.path]
+        ageTime = try seconds {
+            try process.run()
+            process.waitUntilExit()
+        }
+    }
+    let mb = Double(archiveBytes) / 1e6
+    let ratio = ageTime.map { (mb / amanat) / (mb / $0) }
+    rows.append(Row(
+        id: "B6", workload: "export a bundle of \(String(format: "%.0f", Double(archiveBytes) / 1_048_576)) MiB",
+        status: ageTime == nil ? "measured (age tool missing: no baseline)" : "measured",
+        figures: ["amanat_mb_per_s": mb / amanat, "age_tool_mb_per_s": ageTime.map { mb / $0 } ?? 0],
+        ratio: ratio, goal: "≥ 1.0 (full export vs the age tool encrypting the same tar)", met: ratio.map { $0 >= 1 },
+        peak_rss_mib: peakMemoryMiB(), note: "amanat's time includes reading, decrypting and re-encoding the records"))
+}
+
+// MARK: not built yet
+
+for (id, workload, goal) in [
+    ("B3", "two replicas differing by d changes sync by HTTP", "≤ 1.2x + 1 KiB; ≤ 2 round trips"),
+    ("B7", "relay with 50 concurrent clients for 20 s", "0 errors, p99 < 100 ms"),
+    ("B8", "attachments: 1 GiB attach and extract", "≥ 0.5 of raw secretstream; RSS growth < 64 MiB"),
+] {
+    rows.append(Row(id: id, workload: workload, status: "not built yet", figures: [:], ratio: nil, goal: goal, met: nil,
+                    peak_rss_mib: 0, note: nil))
+}
+
+// MARK: report
+
+rows.sort { $0.id < $1.id }
+print("| # | workload | ratio | goal | met | figures | peak RSS MiB |")
+print("|---|---|---:|---|---|---|---:|")
+for row in rows {
+    let figures = row.figures.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.3g", $0.value))" }.joined(separator: ", ")
+    let ratio = row.ratio.map { String(format: "%.2f", $0) } ?? "—"
+    let met = row.met.map { $0 ? "yes" : "NO" } ?? "—"
+    print("| \(row.id) | \(row.workload) | \(row.status == "not built yet" ? "not built yet" : ratio) | \(row.goal) | \(met) | \(figures) | \(String(format: "%.0f", row.peak_rss_mib)) |")
+}
+struct Report: Encodable {
+    var date: String
+    var scale: Double
+    var cores: Int
+    var memory_gib: Double
+    var rows: [Row]
+}
+let report = Report(
+    date: Date().formatted(.iso8601), scale: scale, cores: ProcessInfo.processInfo.activeProcessorCount,
+    memory_gib: Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824, rows: rows)
+let encoder = JSONEncoder()
+encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+let output = URL(fileURLWithPath: ProcessInfo.processInfo.environment["AMANAT_BENCH_OUT"] ?? "Benchmarks/results.json")
+try encoder.encode(report).write(to: output)
+log("wrote \(output.path)")

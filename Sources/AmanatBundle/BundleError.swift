@@ -1,0 +1,27 @@
+/// An error from reading or verifying an evidence bundle, naming what failed.
+public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The stable kind of failure.
+    public enum Code: String, Sendable {
+        /// The archive inside the bundle is malformed or unsafe.
+        case malformedArchive
+        /// A bundle file is missing or does not parse.
+        case malformedDocument
+        /// The custody chain or a record failed verification.
+        case verificationFailed
+        /// Nothing matched the export selection.
+        case emptySelection
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What went wrong, in one sentence.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}

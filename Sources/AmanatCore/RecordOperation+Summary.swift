@@ -1,0 +1,26 @@
+import AmanatCrypto
+
+extension RecordOperation {
+    /// One human line describing the operation, as `history` and evidence bundles show it.
+    public var summary: String {
+        switch self {
+        case .create(let kind): return "created \(kind)"
+        case .set(let field, let value, let pred):
+            let verb = pred.count > 1 ? "resolved" : (pred.isEmpty ? "set" : "changed")
+            return "\(verb) \(field) = \(value)"
+        case .addTag(let tag): return "tagged \(tag)"
+        case .removeTag(let tag, _): return "untagged \(tag)"
+        case .delete: return "deleted"
+        case .seal(let hash): return "sealed original content \(Hex.encode(hash))"
+        }
+    }
+}
+
+extension RecordState {
+    /// How `history` labels a change: the sealing change is the original; later ones are amendments.
+    public func label(forChangeBy author: DeviceID, seq: UInt64, at stamp: HLCTimestamp) -> String? {
+        guard let seal else { return nil }
+        if seal.op.device == author && seal.op.seq == seq { return "original, sealed" }
+        return stamp > seal.timestamp ? "amendment" : nil
+    }
+}

@@ -1,0 +1,101 @@
+import AmanatBundle
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import ArgumentParser
+import Foundation
+
+/// `amanat export`: writes an age-encrypted evidence bundle of selected records.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export selected records as an evidence bundle: an age file that standard tools open.",
+        discussion: """
+            The bundle is an age v1 file (https://age-encryption.org) encrypted to each --recipient (age1… keys,
+            from `age-keygen` or `amanat identity`) or, with --passphrase, to a passphrase (read from
+            $AMANAT_BUNDLE_PASSPHRASE or asked at the terminal). Inside is a tar archive: manifest.json,
+            records/<id>.json, custody/<id>.json (the records' signed envelopes and the keys of exactly those
+            envelopes), chains/ and README.txt. Nothing about other records is disclosed. Without --kind, --tag or
+            --id, every record is exported. The size is padded (Padmé).
+
+            Example:
+              amanat export --out evidence.age --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p --tag detention
+              age -d -i lawyer-key.txt evidence.age | tar t
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Option(help: "Where to write the bundle.") var out: String
+    @Option(help: "An age recipient (age1…); repeat for several.") var recipient: [String] = []
+    @Flag(help: "Encrypt to a passphrase instead of recipients.") var passphrase = false
+    @Flag(help: "Write ASCII armor (PEM-like text) instead of binary.") var armor = false
+    @Option(help: "Only records of this kind.") var kind: String?
+    @Option(help: "Only records with this tag.") var tag: String?
+    @Option(help: "This record (id or unique prefix); repeat for several.") var id: [String] = []
+
+    func run() throws {
+        try runReportingErrors {
+            guard !recipient.isEmpty || passphrase else {
+                throw CLIError(.usage, "Say who can open the bundle: --recipient age1… (repeatable) or --passphrase.")
+            }
+            guard recipient.isEmpty || !passphrase else {
+                throw CLIError(.usage, "age allows a passphrase bundle to have no other recipient: use one or the other.")
+            }
+            var recipients: [any AgeRecipient] = []
+            for text in recipient {
+                do {
+                    recipients.append(try AgeX25519Recipient(parsing: text))
+                } catch {
+                    throw CLIError(.usage, "\"\(text)\" is not an age recipient (age1…).")
+                }
+            }
+            if let kind, Kinds.fields[kind] == nil { throw CLIError(.usage, "\"\(kind)\" is not a kind: use statement or testimony.") }
+            let vault = try options.open()
+            var selected: [RecordState]
+            if id.isEmpty {
+                selected = try vault.allStates().filter(\.isVisible)
+            } else {
+                selected = try id.map(vault.resolveRecord)
+            }
+            selected = selected.filter { state in
+                (kind == nil || state.creationKind == kind) && (tag == nil || state.tags.contains(tag!))
+            }
+            var unique: [RecordID: RecordState] = [:]
+            for state in selected { unique[state.id] = state }
+            let archive = try BundleExporter.archive(from: vault, records: Array(unique.values), now: Date())
+            if passphrase {
+                let secret = try Passphrase.read(
+                    file: nil, prompt: "Passphrase for the bundle: ", confirm: true,
+                    environmentVariable: "AMANAT_BUNDLE_PASSPHRASE")
+                recipients = [try AgeScryptRecipient(passphrase: secret)]
+            }
+            let plaintext = BundleExporter.padded(archive.encoded())
+            let url = URL(fileURLWithPath: out)
+            guard FileManager.default.createFile(atPath: url.path + ".partial", contents: nil, attributes: [.posixPermissions: 0o600]),
+                let handle = FileHandle(forWritingAtPath: url.path + ".partial")
+            else { throw CLIError(.io, "Cannot write \(out).") }
+            do {
+                let encryptor = try AgeEncryptor(recipients: recipients, armor: armor) { bytes in
+                    try handle.write(contentsOf: bytes)
+                }
+                var offset = 0
+                while offset < plaintext.count {
+                    let end = min(offset + 1 << 20, plaintext.count)
+                    try encryptor.write(Array(plaintext[offset..<end]))
+                    offset = end
+                }
+                try encryptor.finish()
+                try handle.synchronize()
+                try handle.close()
+                try? FileManager.default.removeItem(at: url)
+                try FileManager.default.moveItem(atPath: url.path + ".partial", toPath: url.path)
+            } catch {
+                try? handle.close()
+                try? FileManager.default.removeItem(atPath: url.path + ".partial")
+                if let error = error as? CocoaError, error.code == .fileWriteOutOfSpace {
+                    throw CLIError(.io, "The disk is full; the bundle was not written.")
+                }
+                throw error
+            }
+            note("Exported \(unique.count) record\(unique.count == 1 ? "" : "s") to \(out).")
+        }
+    }
+}
