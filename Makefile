@@ -19,7 +19,9 @@ test: setup
 
 bench: setup
 	$(SWIFT) build -c release --product amanat-bench
+	$(SWIFT) build -c release --product amanat-load
 	.build/release/amanat-bench
+	.build/release/amanat-load --out Benchmarks/load-results.json
 	@python3 Scripts/perf-table.py >/dev/null && echo "Docs/performance.md updated from Benchmarks/results.json"
 
 # Load test of the relay on loopback: AMANAT_LOAD_CLIENTS (50), AMANAT_LOAD_SECONDS (20), AMANAT_LOAD_VAULTS (10).

@@ -60,7 +60,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "amanat-bench",
-            dependencies: ["AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"],
+            dependencies: [
+                "AmanatBundle", "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/AmanatBench"
         ),
         .executableTarget(

@@ -3,9 +3,12 @@
 import AmanatBundle
 import AmanatCore
 import AmanatCrypto
+import AmanatHTTP
+import AmanatRelay
 import AmanatStore
 import AmanatSync
 import Foundation
+import Logging
 
 let scale = Double(ProcessInfo.processInfo.environment["AMANAT_BENCH_SCALE"] ?? "") ?? 1.0
 func scaled(_ n: Int) -> Int { max(1, Int(Double(n) * scale)) }
@@ -16,19 +19,7 @@ func runs(_ id: String) -> Bool { only.isEmpty || only.contains(id) }
 let root = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-bench-\(UUID().uuidString)")
 try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(at: root) }
-let passphrase = SecureBytes(Array("bench".utf8))
 
-struct Row: Encodable {
-    var id: String
-    var workload: String
-    var status: String
-    var figures: [String: Double]
-    var ratio: Double?
-    var goal: String
-    var met: Bool?
-    var peak_rss_mib: Double
-    var note: String?
-}
 var rows: [Row] = []
 
 // MARK: measurement helpers
@@ -47,50 +38,14 @@ func secondsAsync(_ body: () async throws -> Void) async rethrows -> Double {
     return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
-/// Resets the kernel's peak-RSS counter for this process (Linux: /proc/self/clear_refs, value 5).
-func resetPeakMemory() { try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8) }
-
-/// Peak resident memory since the last reset, in MiB (VmHWM).
-func peakMemoryMiB() -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return 0 }
-    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-}
-
 func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
 
-func makeVault(_ name: String) throws -> Vault {
-    try Vault.create(at: root.appendingPathComponent(name), passphrase: passphrase, deviceName: name, strength: .interactive)
-}
-
-func member(of vault: Vault, _ name: String) throws -> Vault {
-    let keyring = Keyring(vaultID: vault.vaultID, device: .generate(), deviceName: name, keys: vault.keyring.keys)
-    return try Vault.create(at: root.appendingPathComponent(name), keyring: keyring, passphrase: passphrase, strength: .interactive)
-}
-
-func randomRows(_ count: Int, bodySize: Int) -> [(Data, Data)] {
-    (0..<count).map { _ in (Data(Sodium.randomBytes(16)), Data(Sodium.randomBytes(bodySize))) }
-}
-
-func text(_ size: Int) -> String { String(repeating: "abcdefghij", count: size / 10 + 1).prefix(size).description }
-
-func fill(_ vault: Vault, records: Int, bodySize: Int) throws -> [RecordID] {
-    var ids: [RecordID] = []
-    ids.reserveCapacity(records)
-    let body = text(bodySize)
-    var done = 0
-    while done < records {
-        let n = min(1000, records - done)
-        let batch = (0..<n).map { _ in
-            (Vault.newRecordID(), [RecordOperation.create(kind: "statement"), .set(field: "body", value: body, pred: [])])
-        }
-        try vault.commitBatch(batch)
-        ids += batch.map(\.0)
-        done += n
-    }
-    return ids
-}
+let bench = Bench(root: root)
+func makeVault(_ name: String) throws -> Vault { try bench.makeVault(name) }
+func member(of vault: Vault, _ name: String) throws -> Vault { try bench.member(of: vault, name) }
+func fill(_ vault: Vault, records: Int, bodySize: Int) throws -> [RecordID] { try bench.fill(vault, records: records, bodySize: bodySize) }
+func randomRows(_ count: Int, bodySize: Int) -> [(Data, Data)] { Bench.randomRows(count, bodySize: bodySize) }
+func text(_ size: Int) -> String { Bench.text(size) }
 
 // MARK: B1 — insert
 
@@ -289,11 +244,16 @@ if runs("B6") {
         peak_rss_mib: peakMemoryMiB(), note: "amanat's time includes reading, decrypting and re-encoding the records"))
 }
 
+// MARK: B3 — HTTP sync of replicas that differ by d changes
+
+if runs("B3") {
+    rows += try await measureHTTPSync(bench: bench, sizes: [scaled(10_000), scaled(100_000)], log: log)
+}
+
 // MARK: not built yet
 
 for (id, workload, goal) in [
-    ("B3", "two replicas differing by d changes sync by HTTP", "≤ 1.2x + 1 KiB; ≤ 2 round trips"),
-    ("B7", "relay with 50 concurrent clients for 20 s", "0 errors, p99 < 100 ms"),
+    ("B7", "relay with 50 concurrent clients for 20 s (measured by `make load`)", "0 errors, p99 < 100 ms"),
     ("B8", "attachments: 1 GiB attach and extract", "≥ 0.5 of raw secretstream; RSS growth < 64 MiB"),
 ] {
     rows.append(Row(id: id, workload: workload, status: "not built yet", figures: [:], ratio: nil, goal: goal, met: nil,

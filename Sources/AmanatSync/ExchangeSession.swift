@@ -86,6 +86,8 @@ public struct ExchangeSession {
         }
         let toPush = cursors.reduce(0) { $0 + Int($1.target - $1.after) }
         var toPull = theirs.reduce(0) { $0 + Int($1.value.seq.clampedMinus(ours[$1.key]?.seq ?? 0)) }
+        // Nothing to push and nothing to pull (forks were checked above): one round trip is the whole sync.
+        if cursors.isEmpty && toPull == 0 { return report }
         var pushedCount = 0
         var pulledCount = 0
         var reportedDivergence = blocked  // forks already handled above
