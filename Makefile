@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/amanat
 
-.PHONY: setup build demo test bench load format-check clean
+.PHONY: setup build demo test bench load format format-check clean
 
 setup:
 	@Scripts/setup.sh
@@ -28,6 +28,14 @@ bench: setup
 load: setup
 	$(SWIFT) build -c release --product amanat-load
 	.build/release/amanat-load --out Benchmarks/load-results.json
+
+# Formatting (.swift-format: 4 spaces, 120 columns). AlwaysUseLowerCamelCase is off because the JSON contracts
+# (status --json, bundle documents) use snake_case keys, mirrored by Codable property names.
+format:
+	swift-format format --in-place --recursive Sources Tests Benchmarks Package.swift
+
+format-check:
+	swift-format lint --strict --recursive Sources Tests Benchmarks Package.swift
 
 clean:
 	rm -rf .build

@@ -77,8 +77,10 @@ let package = Package(
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
-        .testTarget(name: "AmanatBundleTests", dependencies: ["AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
-        .testTarget(name: "AmanatSyncTests", dependencies: ["AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .testTarget(
+            name: "AmanatBundleTests", dependencies: ["AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .testTarget(
+            name: "AmanatSyncTests", dependencies: ["AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(
             name: "AmanatRelayTests",
             dependencies: [
@@ -93,7 +95,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "amanatTests", dependencies: ["amanat", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .testTarget(
+            name: "amanatTests", dependencies: ["amanat", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
     ],
     swiftLanguageModes: [.v6]
 )

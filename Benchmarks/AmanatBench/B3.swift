@@ -21,7 +21,8 @@ func measureHTTPSync(bench: Bench, sizes: [Int], log: (String) -> Void) async th
         let ids = try bench.fill(a, records: n, bodySize: 256)
         let relayDir = bench.root.appendingPathComponent("b3-relay-\(n)")
         try FileManager.default.createDirectory(at: relayDir, withIntermediateDirectories: true)
-        let relay = try await RunningRelay.start(RelayServer(store: try RelayStore(directory: relayDir), logger: logger))
+        let relay = try await RunningRelay.start(
+            RelayServer(store: try RelayStore(directory: relayDir), logger: logger))
         let direct = "http://127.0.0.1:\(relay.port)"
         _ = try await syncCountingRoundTrips(a, direct)
         _ = try await syncCountingRoundTrips(b, direct)
@@ -32,10 +33,15 @@ func measureHTTPSync(bench: Bench, sizes: [Int], log: (String) -> Void) async th
             if d > 0 {
                 try a.commitBatch(
                     (0..<d).map { i in
-                        (ids[(i * 7919) % ids.count], [RecordOperation.set(field: "title", value: "edit \(d)-\(i)", pred: [])])
+                        (
+                            ids[(i * 7919) % ids.count],
+                            [RecordOperation.set(field: "title", value: "edit \(d)-\(i)", pred: [])]
+                        )
                     })
             }
-            let missing = try a.envelopes(of: a.deviceID, after: before, limit: d + 1).reduce(0) { $0 + $1.encoded().count }
+            let missing = try a.envelopes(of: a.deviceID, after: before, limit: d + 1).reduce(0) {
+                $0 + $1.encoded().count
+            }
             proxy.reset()
             let pushTrips = try await syncCountingRoundTrips(a, viaProxy)
             let push = proxy.totals

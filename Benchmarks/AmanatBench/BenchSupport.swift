@@ -42,7 +42,10 @@ struct Bench: Sendable {
         while done < records {
             let n = min(1000, records - done)
             let batch = (0..<n).map { _ in
-                (Vault.newRecordID(), [RecordOperation.create(kind: "statement"), .set(field: "body", value: body, pred: [])])
+                (
+                    Vault.newRecordID(),
+                    [RecordOperation.create(kind: "statement"), .set(field: "body", value: body, pred: [])]
+                )
             }
             try vault.commitBatch(batch)
             ids += batch.map(\.0)
@@ -55,7 +58,9 @@ struct Bench: Sendable {
         (0..<count).map { _ in (Data(Sodium.randomBytes(16)), Data(Sodium.randomBytes(bodySize))) }
     }
 
-    static func text(_ size: Int) -> String { String(String(repeating: "abcdefghij", count: size / 10 + 1).prefix(size)) }
+    static func text(_ size: Int) -> String {
+        String(String(repeating: "abcdefghij", count: size / 10 + 1).prefix(size))
+    }
 }
 
 /// Resets the kernel's peak-RSS counter for this process (Linux: /proc/self/clear_refs, value 5).

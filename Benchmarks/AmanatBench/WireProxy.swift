@@ -43,9 +43,17 @@ final class WireProxy: @unchecked Sendable {
     /// Bytes client → relay and relay → client since the last reset.
     var totals: (up: Int, down: Int) { lock.withLock { (upstream, downstream) } }
 
-    func reset() { lock.withLock { upstream = 0; downstream = 0 } }
+    func reset() {
+        lock.withLock {
+            upstream = 0
+            downstream = 0
+        }
+    }
 
-    func close() { shutdown(listener, Int32(SHUT_RDWR)); Glibc.close(listener) }
+    func close() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        Glibc.close(listener)
+    }
 
     private func acceptLoop() {
         while true {

@@ -43,7 +43,9 @@ func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf
 let bench = Bench(root: root)
 func makeVault(_ name: String) throws -> Vault { try bench.makeVault(name) }
 func member(of vault: Vault, _ name: String) throws -> Vault { try bench.member(of: vault, name) }
-func fill(_ vault: Vault, records: Int, bodySize: Int) throws -> [RecordID] { try bench.fill(vault, records: records, bodySize: bodySize) }
+func fill(_ vault: Vault, records: Int, bodySize: Int) throws -> [RecordID] {
+    try bench.fill(vault, records: records, bodySize: bodySize)
+}
 func randomRows(_ count: Int, bodySize: Int) -> [(Data, Data)] { Bench.randomRows(count, bodySize: bodySize) }
 func text(_ size: Int) -> String { Bench.text(size) }
 
@@ -59,10 +61,11 @@ for bodySize in [256, 2048] where runs("B1") {
     let plain = try PlainBaseline(url: root.appendingPathComponent("b1-plain-\(bodySize).sqlite"))
     let baseline = try seconds { try plain.insert(plainRows, perTransaction: 1000) }
     let ratio = baseline / amanat
-    rows.append(Row(
-        id: "B1", workload: "insert \(n) records, \(bodySize) B bodies, 1000 per transaction", status: "measured",
-        figures: ["amanat_records_per_s": Double(n) / amanat, "plain_grdb_rows_per_s": Double(n) / baseline],
-        ratio: ratio, goal: "≥ 0.5", met: ratio >= 0.5, peak_rss_mib: peakMemoryMiB(), note: nil))
+    rows.append(
+        Row(
+            id: "B1", workload: "insert \(n) records, \(bodySize) B bodies, 1000 per transaction", status: "measured",
+            figures: ["amanat_records_per_s": Double(n) / amanat, "plain_grdb_rows_per_s": Double(n) / baseline],
+            ratio: ratio, goal: "≥ 0.5", met: ratio >= 0.5, peak_rss_mib: peakMemoryMiB(), note: nil))
 }
 
 // MARK: B2 / B4 — import from a sync file, re-import; the sync file itself
@@ -77,9 +80,13 @@ if runs("B2") || runs("B4") {
     var done = 0
     while done < edits {
         let n = min(1000, edits - done)
-        try source.commitBatch((0..<n).map { i in
-            (ids[(done + i) % ids.count], [RecordOperation.set(field: "title", value: "edit \(done + i)", pred: [])])
-        })
+        try source.commitBatch(
+            (0..<n).map { i in
+                (
+                    ids[(done + i) % ids.count],
+                    [RecordOperation.set(field: "title", value: "edit \(done + i)", pred: [])]
+                )
+            })
         done += n
     }
     let total = records + edits
@@ -117,24 +124,30 @@ if runs("B2") || runs("B4") {
     let baseline = try seconds { try plain.upsert(plainRows, perTransaction: 1000) }
     let converged = try target.status().stateDigest == source.status().stateDigest
     let ratio = baseline / importTime
-    rows.append(Row(
-        id: "B2", workload: "import \(total) changes (\(records) records) from a sync file into an empty vault; re-import",
-        status: converged ? "measured" : "FAILED: replicas differ",
-        figures: [
-            "import_changes_per_s": Double(total) / importTime, "plain_upsert_rows_per_s": Double(total) / baseline,
-            "reimport_speedup": importTime / reimportTime, "reimport_s": reimportTime,
-        ],
-        ratio: ratio, goal: "≥ 0.5 of plain upsert; re-import ≥ 5x faster", met: ratio >= 0.5 && importTime / reimportTime >= 5,
-        peak_rss_mib: peakMemoryMiB(), note: nil))
+    rows.append(
+        Row(
+            id: "B2",
+            workload: "import \(total) changes (\(records) records) from a sync file into an empty vault; re-import",
+            status: converged ? "measured" : "FAILED: replicas differ",
+            figures: [
+                "import_changes_per_s": Double(total) / importTime, "plain_upsert_rows_per_s": Double(total) / baseline,
+                "reimport_speedup": importTime / reimportTime, "reimport_s": reimportTime,
+            ],
+            ratio: ratio, goal: "≥ 0.5 of plain upsert; re-import ≥ 5x faster",
+            met: ratio >= 0.5 && importTime / reimportTime >= 5,
+            peak_rss_mib: peakMemoryMiB(), note: nil))
     let overhead = Double(fileBytes) / Double(max(envelopeBytes, 1))
-    rows.append(Row(
-        id: "B4", workload: "sync file written and read for \(total) changes", status: "measured",
-        figures: [
-            "file_bytes": Double(fileBytes), "envelope_bytes": Double(envelopeBytes),
-            "write_mb_per_s": Double(envelopeBytes) / 1e6 / writeTime, "read_mb_per_s": Double(envelopeBytes) / 1e6 / readTime,
-        ],
-        ratio: overhead, goal: "file bytes / envelope bytes ≤ 1.1", met: overhead <= 1.1, peak_rss_mib: peakMemoryMiB(),
-        note: nil))
+    rows.append(
+        Row(
+            id: "B4", workload: "sync file written and read for \(total) changes", status: "measured",
+            figures: [
+                "file_bytes": Double(fileBytes), "envelope_bytes": Double(envelopeBytes),
+                "write_mb_per_s": Double(envelopeBytes) / 1e6 / writeTime,
+                "read_mb_per_s": Double(envelopeBytes) / 1e6 / readTime,
+            ],
+            ratio: overhead, goal: "file bytes / envelope bytes ≤ 1.1", met: overhead <= 1.1,
+            peak_rss_mib: peakMemoryMiB(),
+            note: nil))
 }
 
 // MARK: B5 — one change on a large vault
@@ -152,18 +165,20 @@ if runs("B5") {
     var baseline: [Double] = []
     for i in 0..<200 {
         let id = ids[(i * 7919) % ids.count]
-        amanat.append(try seconds {
-            try vault.commit(record: id) { s in [s!.setOperation(field: "body", value: "edited \(i)")] }
-        })
+        amanat.append(
+            try seconds {
+                try vault.commit(record: id) { s in [s!.setOperation(field: "body", value: "edited \(i)")] }
+            })
         let row = plainRows[(i * 7919) % plainRows.count]
         baseline.append(try seconds { try plain.upsert([(row.0, Data(Sodium.randomBytes(256)))], perTransaction: 1) })
     }
     let median = { (xs: [Double]) in xs.sorted()[xs.count / 2] }
     let ratio = median(amanat) / median(baseline)
-    rows.append(Row(
-        id: "B5", workload: "one change applied to a vault of \(n) records (median of 200)", status: "measured",
-        figures: ["amanat_ms": median(amanat) * 1000, "plain_upsert_ms": median(baseline) * 1000],
-        ratio: ratio, goal: "≤ 3x", met: ratio <= 3, peak_rss_mib: peakMemoryMiB(), note: nil))
+    rows.append(
+        Row(
+            id: "B5", workload: "one change applied to a vault of \(n) records (median of 200)", status: "measured",
+            figures: ["amanat_ms": median(amanat) * 1000, "plain_upsert_ms": median(baseline) * 1000],
+            ratio: ratio, goal: "≤ 3x", met: ratio <= 3, peak_rss_mib: peakMemoryMiB(), note: nil))
 }
 
 // MARK: B9 — list
@@ -183,10 +198,14 @@ if runs("B9") {
     try plain.insert(randomRows(n, bodySize: encryptedRowSize), perTransaction: 5000)
     let baseline = try (0..<4).map { _ in try seconds { _ = try plain.readAll() } }.min()!
     let ratio = amanat / baseline
-    rows.append(Row(
-        id: "B9", workload: "list on a vault of \(n) records (KDF excluded; best of 3, warm)", status: count == n ? "measured" : "FAILED",
-        figures: ["amanat_ms": amanat * 1000, "amanat_first_ms": firstList * 1000, "plain_read_ms": baseline * 1000],
-        ratio: ratio, goal: "≤ 3x", met: ratio <= 3, peak_rss_mib: peakMemoryMiB(), note: nil))
+    rows.append(
+        Row(
+            id: "B9", workload: "list on a vault of \(n) records (KDF excluded; best of 3, warm)",
+            status: count == n ? "measured" : "FAILED",
+            figures: [
+                "amanat_ms": amanat * 1000, "amanat_first_ms": firstList * 1000, "plain_read_ms": baseline * 1000,
+            ],
+            ratio: ratio, goal: "≤ 3x", met: ratio <= 3, peak_rss_mib: peakMemoryMiB(), note: nil))
 }
 
 // MARK: B6 — export a 100 MiB bundle
@@ -199,7 +218,8 @@ if runs("B6") {
     let narrative = text(1 << 20)
     var states: [RecordState] = []
     for i in 0..<records {
-        _ = try vault.createRecord(kind: "testimony", fields: [("witness", "W-\(i)"), ("narrative", narrative)], tags: [], seal: true)
+        _ = try vault.createRecord(
+            kind: "testimony", fields: [("witness", "W-\(i)"), ("narrative", narrative)], tags: [], seal: true)
     }
     states = try vault.allStates()
     let identity = AgeX25519Identity.generate()
@@ -228,7 +248,9 @@ if runs("B6") {
     if FileManager.default.isExecutableFile(atPath: "/usr/bin/age") {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/age")
-        process.arguments = ["-r", identity.recipient.stringValue, "-o", root.appendingPathComponent("b6-tool.age").path, tarURL.path]
+        process.arguments = [
+            "-r", identity.recipient.stringValue, "-o", root.appendingPathComponent("b6-tool.age").path, tarURL.path,
+        ]
         ageTime = try seconds {
             try process.run()
             process.waitUntilExit()
@@ -236,12 +258,15 @@ if runs("B6") {
     }
     let mb = Double(archiveBytes) / 1e6
     let ratio = ageTime.map { (mb / amanat) / (mb / $0) }
-    rows.append(Row(
-        id: "B6", workload: "export a bundle of \(String(format: "%.0f", Double(archiveBytes) / 1_048_576)) MiB",
-        status: ageTime == nil ? "measured (age tool missing: no baseline)" : "measured",
-        figures: ["amanat_mb_per_s": mb / amanat, "age_tool_mb_per_s": ageTime.map { mb / $0 } ?? 0],
-        ratio: ratio, goal: "≥ 1.0 (full export vs the age tool encrypting the same tar)", met: ratio.map { $0 >= 1 },
-        peak_rss_mib: peakMemoryMiB(), note: "amanat's time includes reading, decrypting and re-encoding the records"))
+    rows.append(
+        Row(
+            id: "B6", workload: "export a bundle of \(String(format: "%.0f", Double(archiveBytes) / 1_048_576)) MiB",
+            status: ageTime == nil ? "measured (age tool missing: no baseline)" : "measured",
+            figures: ["amanat_mb_per_s": mb / amanat, "age_tool_mb_per_s": ageTime.map { mb / $0 } ?? 0],
+            ratio: ratio, goal: "≥ 1.0 (full export vs the age tool encrypting the same tar)",
+            met: ratio.map { $0 >= 1 },
+            peak_rss_mib: peakMemoryMiB(),
+            note: "amanat's time includes reading, decrypting and re-encoding the records"))
 }
 
 // MARK: B3 — HTTP sync of replicas that differ by d changes
@@ -256,8 +281,10 @@ for (id, workload, goal) in [
     ("B7", "relay with 50 concurrent clients for 20 s (measured by `make load`)", "0 errors, p99 < 100 ms"),
     ("B8", "attachments: 1 GiB attach and extract", "≥ 0.5 of raw secretstream; RSS growth < 64 MiB"),
 ] {
-    rows.append(Row(id: id, workload: workload, status: "not built yet", figures: [:], ratio: nil, goal: goal, met: nil,
-                    peak_rss_mib: 0, note: nil))
+    rows.append(
+        Row(
+            id: id, workload: workload, status: "not built yet", figures: [:], ratio: nil, goal: goal, met: nil,
+            peak_rss_mib: 0, note: nil))
 }
 
 // MARK: report
@@ -266,10 +293,13 @@ rows.sort { $0.id < $1.id }
 print("| # | workload | ratio | goal | met | figures | peak RSS MiB |")
 print("|---|---|---:|---|---|---|---:|")
 for row in rows {
-    let figures = row.figures.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.3g", $0.value))" }.joined(separator: ", ")
+    let figures = row.figures.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.3g", $0.value))" }.joined(
+        separator: ", ")
     let ratio = row.ratio.map { String(format: "%.2f", $0) } ?? "—"
     let met = row.met.map { $0 ? "yes" : "NO" } ?? "—"
-    print("| \(row.id) | \(row.workload) | \(row.status == "not built yet" ? "not built yet" : ratio) | \(row.goal) | \(met) | \(figures) | \(String(format: "%.0f", row.peak_rss_mib)) |")
+    print(
+        "| \(row.id) | \(row.workload) | \(row.status == "not built yet" ? "not built yet" : ratio) | \(row.goal) | \(met) | \(figures) | \(String(format: "%.0f", row.peak_rss_mib)) |"
+    )
 }
 struct Report: Encodable {
     var date: String

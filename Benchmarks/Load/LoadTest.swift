@@ -212,7 +212,8 @@ struct LoadTest {
                             }
                             let start = ContinuousClock.now
                             let report = try await ExchangeSession(vault: vault, carrier: carrier).run()
-                            figures.sync(millis(ContinuousClock.now - start), pushed: report.pushed, pulled: report.pulled)
+                            figures.sync(
+                                millis(ContinuousClock.now - start), pushed: report.pushed, pulled: report.pulled)
                         } catch {
                             figures.error("client \(client): \(error)")
                         }

@@ -88,7 +88,8 @@ public struct CustodyDocument: Codable, Sendable, Equatable {
 /// The millisecond UTC time of a stamp in ISO 8601.
 func isoTime(_ stamp: HLCTimestamp) -> String {
     let date = Date(timeIntervalSince1970: Double(stamp.wallMillis) / 1000)
-    return date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    return date.formatted(
+        .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
 }
 
 enum BundleJSON {

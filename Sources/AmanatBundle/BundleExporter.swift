@@ -12,7 +12,9 @@ import Foundation
 public enum BundleExporter {
     /// The archive of `records`: manifest, record documents, custody of exactly their envelopes, chain files.
     public static func archive(from vault: Vault, records: [RecordState], now: Date) throws -> TarArchive {
-        guard !records.isEmpty else { throw BundleError(.emptySelection, "No record matches the selection; nothing was exported.") }
+        guard !records.isEmpty else {
+            throw BundleError(.emptySelection, "No record matches the selection; nothing was exported.")
+        }
         var archive = TarArchive()
         archive.add("README.txt", Array(readme.utf8))
         var manifestRecords: [BundleManifest.Record] = []
@@ -23,7 +25,8 @@ public enum BundleExporter {
             var items: [CustodyDocument.Item] = []
             for (envelope, authored) in changes {
                 guard let key = vault.keyring.key(epoch: envelope.header.keyEpoch) else {
-                    throw StoreError(.damaged, "A change of record \(state.id.hex.prefix(12)) uses a key epoch this device lacks.")
+                    throw StoreError(
+                        .damaged, "A change of record \(state.id.hex.prefix(12)) uses a key epoch this device lacks.")
                 }
                 let envelopeKey = key.envelopeKey(author: authored.author, seq: authored.seq)
                 items.append(

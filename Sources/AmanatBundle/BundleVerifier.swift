@@ -75,7 +75,8 @@ public enum BundleVerifier {
                     link.header.previousHash == previous
                 else {
                     report.problems.append(
-                        "The chain of device \(device.device.prefix(12)) is broken at change \(index + 1): it was altered or reordered.")
+                        "The chain of device \(device.device.prefix(12)) is broken at change \(index + 1): it was altered or reordered."
+                    )
                     broken = true
                     break
                 }
@@ -122,13 +123,15 @@ public enum BundleVerifier {
                 guard let chain = linkHashes[envelope.header.author], item.seq >= 1, item.seq <= UInt64(chain.count),
                     chain[Int(item.seq) - 1] == envelope.hash
                 else {
-                    failure = "\(name): change \(item.seq) of device \(item.device.prefix(12)) is not the one its device signed."
+                    failure =
+                        "\(name): change \(item.seq) of device \(item.device.prefix(12)) is not the one its device signed."
                     break
                 }
                 guard let keyBytes = Hex.decode(item.envelope_key), keyBytes.count == 32,
                     let change = try? envelope.open(withEnvelopeKey: SecureBytes(keyBytes)), change.record == recordID
                 else {
-                    failure = "\(name): change \(item.seq) of device \(item.device.prefix(12)) does not decrypt with its key to this record."
+                    failure =
+                        "\(name): change \(item.seq) of device \(item.device.prefix(12)) does not decrypt with its key to this record."
                     break
                 }
                 let authored = AuthoredChange(author: envelope.header.author, seq: envelope.header.seq, change: change)
@@ -139,14 +142,18 @@ public enum BundleVerifier {
                 report.problems.append(failure)
                 continue
             }
-            changes.sort { ChangeRef(author: $0.change.author, seq: $0.change.seq, timestamp: $0.change.change.timestamp) < ChangeRef(author: $1.change.author, seq: $1.change.seq, timestamp: $1.change.change.timestamp) }
+            changes.sort {
+                ChangeRef(author: $0.change.author, seq: $0.change.seq, timestamp: $0.change.change.timestamp)
+                    < ChangeRef(author: $1.change.author, seq: $1.change.seq, timestamp: $1.change.change.timestamp)
+            }
             if let seal = state.seal {
                 let sealing = changes.first { $0.change.author == seal.op.device && $0.change.seq == seal.op.seq }
                 let fields = sealing?.change.change.operations.compactMap { op -> (String, String)? in
                     if case .set(let f, let v, _) = op { return (f, v) }
                     return nil
                 }
-                if fields == nil || RecordState.sealHash(kind: state.creationKind, fields: fields!) != seal.contentHash {
+                if fields == nil || RecordState.sealHash(kind: state.creationKind, fields: fields!) != seal.contentHash
+                {
                     report.problems.append("\(name): the testimony's seal does not match its original content.")
                     continue
                 }

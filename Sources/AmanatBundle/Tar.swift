@@ -50,7 +50,9 @@ public struct TarArchive: Sendable, Equatable {
                 for (i, b) in text.utf8.prefix(width).enumerated() { header[offset + i] = b }
             }
             func octal(_ value: Int, at offset: Int, width: Int) {
-                put(String(repeating: "0", count: max(0, width - 1 - String(value, radix: 8).count)) + String(value, radix: 8), at: offset, width: width - 1)
+                put(
+                    String(repeating: "0", count: max(0, width - 1 - String(value, radix: 8).count))
+                        + String(value, radix: 8), at: offset, width: width - 1)
             }
             put(entry.path, at: 0, width: 100)
             octal(0o644, at: 100, width: 8)
@@ -65,7 +67,9 @@ public struct TarArchive: Sendable, Equatable {
             put("amanat", at: 297, width: 32)
             for i in 148..<156 { header[i] = UInt8(ascii: " ") }
             let sum = header.reduce(0) { $0 + Int($1) }
-            put(String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8), at: 148, width: 6)
+            put(
+                String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8), at: 148,
+                width: 6)
             header[154] = 0
             header[155] = UInt8(ascii: " ")
             out += header
@@ -78,20 +82,28 @@ public struct TarArchive: Sendable, Equatable {
 
     /// Parses ustar bytes strictly; bytes after the end-of-archive marker must all be zero (Padmé padding).
     public init(decoding bytes: [UInt8]) throws {
-        func fail(_ why: String) -> BundleError { BundleError(.malformedArchive, "The bundle's archive is malformed: \(why).") }
+        func fail(_ why: String) -> BundleError {
+            BundleError(.malformedArchive, "The bundle's archive is malformed: \(why).")
+        }
         var offset = 0
         while true {
             guard offset + 512 <= bytes.count else { throw fail("it ends before its end-of-archive marker") }
             let header = Array(bytes[offset..<offset + 512])
             if header.allSatisfy({ $0 == 0 }) {
-                guard bytes[offset...].allSatisfy({ $0 == 0 }) else { throw fail("data follows the end-of-archive marker") }
+                guard bytes[offset...].allSatisfy({ $0 == 0 }) else {
+                    throw fail("data follows the end-of-archive marker")
+                }
                 return
             }
             var sum = 0
             for (i, b) in header.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
-            guard let stored = Self.octal(header[148..<156]), stored == sum else { throw fail("a header checksum is wrong") }
+            guard let stored = Self.octal(header[148..<156]), stored == sum else {
+                throw fail("a header checksum is wrong")
+            }
             guard Array(header[257..<262]) == Array("ustar".utf8) else { throw fail("it is not a ustar archive") }
-            guard header[156] == UInt8(ascii: "0") || header[156] == 0 else { throw fail("it holds something other than plain files") }
+            guard header[156] == UInt8(ascii: "0") || header[156] == 0 else {
+                throw fail("it holds something other than plain files")
+            }
             guard header[345..<500].allSatisfy({ $0 == 0 }) else { throw fail("it uses long path prefixes") }
             let nameBytes = header[0..<100].prefix { $0 != 0 }
             guard let path = String(validating: Array(nameBytes), as: UTF8.self), Self.isSafePath(path) else {
@@ -108,7 +120,9 @@ public struct TarArchive: Sendable, Equatable {
 
     private static func octal(_ field: ArraySlice<UInt8>) -> Int? {
         let digits = field.prefix { $0 != 0 && $0 != UInt8(ascii: " ") }.drop { $0 == UInt8(ascii: " ") }
-        guard !digits.isEmpty, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }) else { return nil }
+        guard !digits.isEmpty, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }) else {
+            return nil
+        }
         return Int(String(decoding: digits, as: UTF8.self), radix: 8)
     }
 }

@@ -40,18 +40,21 @@ public enum ChainVerifier {
             guard h.seq == expected.seq + 1 else {
                 throw CoreError(
                     .brokenChain,
-                    "Device \(author.hex.prefix(12)) skips from change \(expected.seq) to \(h.seq): the log is incomplete or reordered.")
+                    "Device \(author.hex.prefix(12)) skips from change \(expected.seq) to \(h.seq): the log is incomplete or reordered."
+                )
             }
             guard h.previousHash == expected.hash else {
                 throw CoreError(
                     .brokenChain,
-                    "Change \(h.seq) of device \(author.hex.prefix(12)) does not follow the change before it: the log was altered or forked.")
+                    "Change \(h.seq) of device \(author.hex.prefix(12)) does not follow the change before it: the log was altered or forked."
+                )
             }
             expected = ChainHead(seq: h.seq, hash: envelope.hash)
         }
         guard last.hasValidSignature() else {
             throw CoreError(
-                .badSignature, "The signature on change \(last.header.seq) of device \(author.hex.prefix(12)) is forged or damaged.")
+                .badSignature,
+                "The signature on change \(last.header.seq) of device \(author.hex.prefix(12)) is forged or damaged.")
         }
         return expected
     }

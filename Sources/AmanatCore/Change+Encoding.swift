@@ -28,10 +28,12 @@ extension Change {
         var r = ByteReader(bytes)
         let version = try r.readByte()
         guard version == Self.formatVersion else {
-            throw CoreError(.unsupportedVersion, "This change was written by a newer version of Amanat (format \(version)).")
+            throw CoreError(
+                .unsupportedVersion, "This change was written by a newer version of Amanat (format \(version)).")
         }
         record = try RecordID(r.read(count: 16))
-        timestamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+        timestamp = HLCTimestamp(
+            wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
         let count = try r.readCount()
         var ops: [RecordOperation] = []
         ops.reserveCapacity(count)
@@ -45,7 +47,12 @@ extension Change {
 
 extension RecordOperation {
     enum Tag: UInt8 {
-        case create = 1, set = 2, addTag = 3, removeTag = 4, delete = 5, seal = 6
+        case create = 1
+        case set = 2
+        case addTag = 3
+        case removeTag = 4
+        case delete = 5
+        case seal = 6
     }
 
     func encode(into w: inout ByteWriter) {

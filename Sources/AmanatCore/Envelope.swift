@@ -60,7 +60,8 @@ public struct EnvelopeHeader: Hashable, Sendable {
         }
         let version = try r.readByte()
         guard version == Self.formatVersion else {
-            throw CoreError(.unsupportedVersion, "This envelope was written by a newer version of Amanat (format \(version)).")
+            throw CoreError(
+                .unsupportedVersion, "This envelope was written by a newer version of Amanat (format \(version)).")
         }
         vaultID = try r.read(count: 16)
         author = try DeviceID(r.read(count: 32))

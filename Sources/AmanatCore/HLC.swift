@@ -60,7 +60,8 @@ public struct HybridLogicalClock: Sendable {
     /// Observes a received stamp unless it is more than ``maximumDriftMillis`` ahead of `wallMillis`: a peer with
     /// a wildly wrong (or hostile) clock must not drag this device's clock into the future.
     public mutating func observe(_ stamp: HLCTimestamp, wallMillis: UInt64) {
-        let limit = wallMillis > UInt64.max - Self.maximumDriftMillis ? UInt64.max : wallMillis + Self.maximumDriftMillis
+        let limit =
+            wallMillis > UInt64.max - Self.maximumDriftMillis ? UInt64.max : wallMillis + Self.maximumDriftMillis
         if stamp.wallMillis <= limit { observe(stamp) }
     }
 }

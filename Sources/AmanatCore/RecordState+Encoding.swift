@@ -76,7 +76,8 @@ extension RecordState {
             for _ in 0..<(try r.readCount()) {
                 let op = try OpID(from: &r)
                 let value = try r.readString()
-                let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+                let stamp = HLCTimestamp(
+                    wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
                 list.append(FieldValue(op: op, value: value, timestamp: stamp))
             }
             values[name] = list.sorted { $0.wins(over: $1) }
@@ -91,13 +92,15 @@ extension RecordState {
         if try Self.readFlag(&r) {
             let op = try OpID(from: &r)
             let hash = try r.read(count: 32)
-            let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+            let stamp = HLCTimestamp(
+                wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
             seal = SealInfo(op: op, contentHash: hash, timestamp: stamp)
         }
         for _ in 0..<(try r.readCount(minimumElementSize: 45)) {
             let author = try DeviceID(r.read(count: 32))
             let seq = try r.readVarint()
-            let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+            let stamp = HLCTimestamp(
+                wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
             changes.append(ChangeRef(author: author, seq: seq, timestamp: stamp))
         }
         guard r.isAtEnd else { throw CoreError(.malformed, "A stored record has unexpected trailing bytes.") }

@@ -38,6 +38,7 @@ extension RecordView {
             if n > 0 { conflicts[name] = try (0..<n).map { _ in try r.readString() } }
         }
         let tags = try (0..<(try r.readCount())).map { _ in try r.readString() }
-        return RecordView(id: id, kind: kind, fields: fields, conflicts: conflicts, tags: tags, isSealed: flags & 2 == 2)
+        return RecordView(
+            id: id, kind: kind, fields: fields, conflicts: conflicts, tags: tags, isSealed: flags & 2 == 2)
     }
 }

@@ -54,7 +54,8 @@ extension Envelope {
         _ change: Change, vaultID: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64, previousHash: [UInt8]
     ) throws -> Envelope {
         guard vaultID.count == 16, previousHash.count == 32, seq >= 1 else {
-            throw CoreError(.malformed, "An envelope needs a 16-byte vault id, a 32-byte previous hash and a seq from 1.")
+            throw CoreError(
+                .malformed, "An envelope needs a 16-byte vault id, a 32-byte previous hash and a seq from 1.")
         }
         let author = try DeviceID(signer.publicKey)
         let plaintext = change.encoded()
@@ -81,7 +82,9 @@ extension Envelope {
 
     /// Decrypts the change with its own envelope key (as disclosed in an evidence bundle).
     public func open(withEnvelopeKey envelopeKey: SecureBytes) throws -> Change {
-        guard envelopeKey.count == AEAD.keyLength else { throw CoreError(.tampered, "An envelope key must be 32 bytes.") }
+        guard envelopeKey.count == AEAD.keyLength else {
+            throw CoreError(.tampered, "An envelope key must be 32 bytes.")
+        }
         return try envelopeKey.withUnsafePointer { try open(withKeyBytes: $0) }
     }
 
@@ -90,7 +93,10 @@ extension Envelope {
         do {
             plaintext = try AEAD.open(ciphertext, additionalData: headerBytes, nonce: header.nonce, keyBytes: key)
         } catch {
-            throw CoreError(.tampered, "Envelope \(header.seq) of device \(header.author.hex.prefix(12)) does not decrypt: it was altered or the key is wrong.")
+            throw CoreError(
+                .tampered,
+                "Envelope \(header.seq) of device \(header.author.hex.prefix(12)) does not decrypt: it was altered or the key is wrong."
+            )
         }
         return try Change(decoding: plaintext)
     }

@@ -22,8 +22,12 @@ public enum AEAD {
     public static func seal(
         _ plaintext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes
     ) throws -> [UInt8] {
-        guard key.count == keyLength else { throw CryptoError(.invalidInput, "An encryption key has the wrong length.") }
-        return try key.withUnsafePointer { try seal(plaintext, additionalData: additionalData, nonce: nonce, keyBytes: $0) }
+        guard key.count == keyLength else {
+            throw CryptoError(.invalidInput, "An encryption key has the wrong length.")
+        }
+        return try key.withUnsafePointer {
+            try seal(plaintext, additionalData: additionalData, nonce: nonce, keyBytes: $0)
+        }
     }
 
     /// Encrypts with a 32-byte key the caller holds (for short-lived derived keys kept in wiped stack memory).
@@ -48,7 +52,9 @@ public enum AEAD {
         _ ciphertext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes
     ) throws -> [UInt8] {
         guard key.count == keyLength else { throw CryptoError(.invalidInput, "A decryption key has the wrong length.") }
-        return try key.withUnsafePointer { try open(ciphertext, additionalData: additionalData, nonce: nonce, keyBytes: $0) }
+        return try key.withUnsafePointer {
+            try open(ciphertext, additionalData: additionalData, nonce: nonce, keyBytes: $0)
+        }
     }
 
     /// Decrypts with a 32-byte key the caller holds (for short-lived derived keys kept in wiped stack memory).
@@ -68,7 +74,8 @@ public enum AEAD {
             &out, &outLength, nil, ciphertext, UInt64(ciphertext.count), additionalData, UInt64(additionalData.count),
             nonce, keyBytes)
         guard rc == 0 else {
-            throw CryptoError(.authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
+            throw CryptoError(
+                .authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
         }
         return out
     }

@@ -52,7 +52,9 @@ public enum PasswordHash {
                 }
             }
         }
-        guard rc == 0 else { throw CryptoError(.outOfMemory, "Not enough memory to derive the key from the passphrase.") }
+        guard rc == 0 else {
+            throw CryptoError(.outOfMemory, "Not enough memory to derive the key from the passphrase.")
+        }
         return key
     }
 }

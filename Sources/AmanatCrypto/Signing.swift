@@ -25,7 +25,9 @@ public struct SigningKeyPair: Sendable {
     /// Derives the key pair from a 32-byte seed.
     public init(seed: SecureBytes) throws {
         Sodium.ensureInitialized()
-        guard seed.count == Self.seedLength else { throw CryptoError(.invalidInput, "A signing seed must be 32 bytes.") }
+        guard seed.count == Self.seedLength else {
+            throw CryptoError(.invalidInput, "A signing seed must be 32 bytes.")
+        }
         var pk = [UInt8](repeating: 0, count: Self.publicKeyLength)
         let sk = SecureBytes(count: Int(crypto_sign_SECRETKEYBYTES)) { out in
             seed.withUnsafePointer { s in _ = crypto_sign_seed_keypair(&pk, out, s) }

@@ -49,7 +49,8 @@ public struct Invitation {
         header.write(raw: salt)
         header.write(raw: nonce)
         header.write(bigEndian: UInt32(secret.count + AEAD.tagLength))
-        let sealed = try AEAD.seal(secret, additionalData: header.bytes, nonce: nonce, key: wrappingKey(code: code, salt: salt))
+        let sealed = try AEAD.seal(
+            secret, additionalData: header.bytes, nonce: nonce, key: wrappingKey(code: code, salt: salt))
         try AtomicFile.write(header.bytes + sealed, to: url)
         return Base32.groupedCode(code)
     }
@@ -64,7 +65,8 @@ public struct Invitation {
             throw StoreError(.noVault, "The invitation file \(url.path) cannot be read.")
         }
         guard let code = Base32.decodeCode(text), code.count == codeLength else {
-            throw StoreError(.wrongPassphrase, "That is not an invitation code: it has 24 letters and digits in groups of 4.")
+            throw StoreError(
+                .wrongPassphrase, "That is not an invitation code: it has 24 letters and digits in groups of 4.")
         }
         let bytes = Array(data)
         let damaged = StoreError(.damaged, "\(url.path) is not an Amanat invitation, or it is damaged.")
@@ -81,7 +83,9 @@ public struct Invitation {
                     Array(bytes[49...]), additionalData: Array(bytes[..<49]), nonce: nonce,
                     key: wrappingKey(code: code, salt: salt))
             } catch {
-                throw StoreError(.wrongPassphrase, "The invitation code does not open this invitation (wrong code, or the file was altered).")
+                throw StoreError(
+                    .wrongPassphrase,
+                    "The invitation code does not open this invitation (wrong code, or the file was altered).")
             }
             defer { Sodium.wipe(&plain) }
             var p = ByteReader(plain)

@@ -54,7 +54,8 @@ public struct Keyring: Sendable {
         let salt = Sodium.randomBytes(PasswordHash.saltLength)
         let wrapKey: SecureBytes
         do {
-            wrapKey = try PasswordHash.deriveKey(passphrase: passphrase, salt: salt, opsLimit: opsLimit, memLimit: memLimit)
+            wrapKey = try PasswordHash.deriveKey(
+                passphrase: passphrase, salt: salt, opsLimit: opsLimit, memLimit: memLimit)
         } catch {
             throw StoreError(.io, "Not enough memory to protect the keyring; try `init --kdf interactive`.")
         }
@@ -96,9 +97,11 @@ public struct Keyring: Sendable {
         do {
             file = Array(try Data(contentsOf: url))
         } catch {
-            throw StoreError(.noVault, "There is no vault here (no keyring file at \(url.path)); run `amanat init` first.")
+            throw StoreError(
+                .noVault, "There is no vault here (no keyring file at \(url.path)); run `amanat init` first.")
         }
-        let damaged = StoreError(.damaged, "The vault is damaged: its keyring file is corrupt. Restore it from a backup.")
+        let damaged = StoreError(
+            .damaged, "The vault is damaged: its keyring file is corrupt. Restore it from a backup.")
         guard file.count > headerLength + AEAD.tagLength + 32 else { throw damaged }
         let body = Array(file[..<(file.count - 32)])
         guard Sodium.constantTimeEquals(BLAKE2b.hash(body), Array(file[(file.count - 32)...])) else { throw damaged }

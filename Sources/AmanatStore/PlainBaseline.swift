@@ -15,7 +15,8 @@ public final class PlainBaseline {
             try queue.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA journal_mode = WAL")
                 try db.execute(sql: "PRAGMA synchronous = FULL")
-                try db.execute(sql: "CREATE TABLE row (key BLOB PRIMARY KEY NOT NULL, body BLOB NOT NULL) WITHOUT ROWID")
+                try db.execute(
+                    sql: "CREATE TABLE row (key BLOB PRIMARY KEY NOT NULL, body BLOB NOT NULL) WITHOUT ROWID")
             }
             return queue
         }

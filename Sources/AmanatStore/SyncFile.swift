@@ -41,7 +41,8 @@ public final class SyncFile: @unchecked Sendable {
             guard create else { throw StoreError(.noVault, "There is no sync file at \(url.path).") }
             try createFile(at: url, vaultID: vaultID)
         }
-        let writable = fm.isWritableFile(atPath: url.path)
+        let writable =
+            fm.isWritableFile(atPath: url.path)
             && fm.isWritableFile(atPath: url.deletingLastPathComponent().path)
         var config = Configuration()
         config.readonly = !writable
@@ -93,7 +94,9 @@ public final class SyncFile: @unchecked Sendable {
                 fsync(fd)
                 close(fd)
             }
-            guard rename(temp.path, url.path) == 0 else { throw AtomicFile.ioError(errno, "could not create \(url.path)") }
+            guard rename(temp.path, url.path) == 0 else {
+                throw AtomicFile.ioError(errno, "could not create \(url.path)")
+            }
             AtomicFile.syncDirectory(url.deletingLastPathComponent())
         } catch {
             try? FileManager.default.removeItem(at: temp)
@@ -142,7 +145,8 @@ public final class SyncFile: @unchecked Sendable {
                             db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
                             arguments: [base, base | Self.seqMask])
                     else { continue }
-                    let head = try Self.decode(row["body"], author: device["key"], seq: (row["id"] as Int64) & Self.seqMask, in: url)
+                    let head = try Self.decode(
+                        row["body"], author: device["key"], seq: (row["id"] as Int64) & Self.seqMask, in: url)
                     vector[head.header.author] = ChainHead(seq: head.header.seq, hash: head.hash)
                 }
                 return vector
@@ -156,7 +160,8 @@ public final class SyncFile: @unchecked Sendable {
             envelope.header.seq == UInt64(seq)
         else {
             throw StoreError(
-                .rejected, "Refused: the sync file holds a damaged change \(seq) of device \(Hex.encode(author).prefix(12)).")
+                .rejected,
+                "Refused: the sync file holds a damaged change \(seq) of device \(Hex.encode(author).prefix(12)).")
         }
         return envelope
     }
@@ -175,7 +180,9 @@ public final class SyncFile: @unchecked Sendable {
                     arguments: [base | Int64(seq), base | Self.seqMask, limit])
             }
         }
-        return try rows.map { try Self.decode($0["body"], author: key, seq: ($0["id"] as Int64) & Self.seqMask, in: url) }
+        return try rows.map {
+            try Self.decode($0["body"], author: key, seq: ($0["id"] as Int64) & Self.seqMask, in: url)
+        }
     }
 
     /// Appends envelopes the file lacks, in one transaction; an envelope already present is left as it is.
@@ -190,19 +197,23 @@ public final class SyncFile: @unchecked Sendable {
                 var written = 0
                 var heads: [DeviceID: (device: Int64, head: ChainHead)] = [:]
                 let ordered = envelopes.sorted {
-                    $0.header.author != $1.header.author ? $0.header.author < $1.header.author : $0.header.seq < $1.header.seq
+                    $0.header.author != $1.header.author
+                        ? $0.header.author < $1.header.author : $0.header.seq < $1.header.seq
                 }
                 for envelope in ordered {
                     let author = envelope.header.author
                     if heads[author] == nil {
                         let key = Data(author.bytes)
-                        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM device WHERE key = ?", arguments: [key]) {
+                        if let id = try Int64.fetchOne(db, sql: "SELECT id FROM device WHERE key = ?", arguments: [key])
+                        {
                             let base = id << Self.seqBits
                             let last = try Row.fetchOne(
-                                db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
+                                db,
+                                sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
                                 arguments: [base, base | Self.seqMask])
                             let head = try last.map { row -> ChainHead in
-                                let e = try Self.decode(row["body"], author: key, seq: (row["id"] as Int64) & Self.seqMask, in: url)
+                                let e = try Self.decode(
+                                    row["body"], author: key, seq: (row["id"] as Int64) & Self.seqMask, in: url)
                                 return ChainHead(seq: e.header.seq, hash: e.hash)
                             }
                             heads[author] = (id, head ?? .empty)
@@ -228,7 +239,9 @@ public final class SyncFile: @unchecked Sendable {
 
     /// SQLite's integrity check of the file: true when it passes.
     public func passesIntegrityCheck() throws -> Bool {
-        try Vault.mapErrors { try database.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") == ["ok"] } }
+        try Vault.mapErrors {
+            try database.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") == ["ok"] }
+        }
     }
 
     /// Runs raw SQL on the file, for tests that tamper with it.
@@ -238,6 +251,8 @@ public final class SyncFile: @unchecked Sendable {
 
     /// The number of envelopes in the file.
     public func count() throws -> Int {
-        try Vault.mapErrors { try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM envelope") ?? 0 } }
+        try Vault.mapErrors {
+            try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM envelope") ?? 0 }
+        }
     }
 }

@@ -81,7 +81,9 @@ extension Vault {
                     for envelope in fresh {
                         guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
                             throw StoreError(
-                                .rejected, "Refused: a change uses key epoch \(envelope.header.keyEpoch), which this device does not have.")
+                                .rejected,
+                                "Refused: a change uses key epoch \(envelope.header.keyEpoch), which this device does not have."
+                            )
                         }
                         let authored: AuthoredChange
                         do {
@@ -109,7 +111,8 @@ extension Vault {
         guard envelope.header.vaultID == vaultID, envelope.hasValidSignature() else {
             throw StoreError(
                 .rejected,
-                "Refused: change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) differs from the one this vault holds and its signature is forged.")
+                "Refused: change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) differs from the one this vault holds and its signature is forged."
+            )
         }
         try db.execute(
             sql: "INSERT OR IGNORE INTO fork(author, seq, hash, body) VALUES (?, ?, ?, ?)",
@@ -133,7 +136,8 @@ extension Vault {
             do {
                 return try Envelope(decoding: Array(body))
             } catch {
-                throw StoreError(.damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
+                throw StoreError(
+                    .damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
             }
         }
     }

@@ -80,7 +80,8 @@ extension Vault {
             return HybridLogicalClock()
         }
         var r = ByteReader(try openRow(body, associatedData: Array("clock".utf8), what: "the clock"))
-        let stamp = HLCTimestamp(wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+        let stamp = HLCTimestamp(
+            wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
         return HybridLogicalClock(last: stamp)
     }
 
@@ -113,7 +114,9 @@ extension Vault {
     /// Makes one change to one record in one transaction: stamps it, seals and signs its envelope, appends it to
     /// this device's log and updates the projection. `operations` sees the record's current state (nil if new).
     @discardableResult
-    public func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws -> AuthoredChange {
+    public func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws
+        -> AuthoredChange
+    {
         try mapErrors {
             try database.write { db in
                 var writer = try LocalWriter(vault: self, db: db)

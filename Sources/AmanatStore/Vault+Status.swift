@@ -103,7 +103,9 @@ extension Vault {
         var devices = 0
         var envelopes = 0
         let rows: [Row] = try mapErrors {
-            try database.read { db in try Row.fetchAll(db, sql: "SELECT author, seq, hash, body FROM envelope ORDER BY author, seq") }
+            try database.read { db in
+                try Row.fetchAll(db, sql: "SELECT author, seq, hash, body FROM envelope ORDER BY author, seq")
+            }
         }
         var index = 0
         while index < rows.count {
@@ -119,7 +121,8 @@ extension Vault {
                     envelope.hash == Array(row["hash"] as Data)
                 else {
                     problems.append(
-                        "Change \(row["seq"] as Int64) of device \(Hex.encode(author).prefix(12)) is damaged in the database.")
+                        "Change \(row["seq"] as Int64) of device \(Hex.encode(author).prefix(12)) is damaged in the database."
+                    )
                     broken = true
                     continue
                 }
@@ -135,14 +138,18 @@ extension Vault {
             }
             for envelope in run {
                 guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
-                    problems.append("Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) uses an unknown key epoch.")
+                    problems.append(
+                        "Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) uses an unknown key epoch."
+                    )
                     continue
                 }
                 do {
                     let authored = try envelope.openAuthored(with: key)
                     replayed[authored.change.record, default: RecordState(id: authored.change.record)].apply(authored)
                 } catch {
-                    problems.append("Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) does not decrypt.")
+                    problems.append(
+                        "Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) does not decrypt."
+                    )
                 }
             }
         }
@@ -168,7 +175,9 @@ extension Vault {
             if let problem = try checkSeal(of: state, seal: seal) { problems.append(problem) }
         }
         for fork in try forks() {
-            problems.append("Device \(fork.device.hex.prefix(12)) forked its log at change \(fork.seq): it signed two different changes.")
+            problems.append(
+                "Device \(fork.device.hex.prefix(12)) forked its log at change \(fork.seq): it signed two different changes."
+            )
         }
         return VerifyReport(
             devices: devices, envelopes: envelopes, records: replayed.count, seals: seals, problems: problems)

@@ -145,13 +145,15 @@ public final class Vault {
         } catch let error as DatabaseError {
             switch error.resultCode {
             case .SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_FORMAT:
-                throw StoreError(.damaged, "The vault is damaged: its database file is corrupt. Restore it from a backup.")
+                throw StoreError(
+                    .damaged, "The vault is damaged: its database file is corrupt. Restore it from a backup.")
             case .SQLITE_FULL:
                 throw StoreError(.diskFull, "The disk is full; nothing was changed. Free some space and try again.")
             case .SQLITE_BUSY, .SQLITE_LOCKED:
                 throw StoreError(.busy, "The vault is in use by another Amanat process; try again when it finishes.")
             case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM:
-                throw StoreError(.io, "The vault database cannot be opened for writing (\(error.message ?? "permission denied")).")
+                throw StoreError(
+                    .io, "The vault database cannot be opened for writing (\(error.message ?? "permission denied")).")
             default:
                 throw StoreError(.io, "The vault database failed: \(error.message ?? "\(error.resultCode)").")
             }

@@ -79,7 +79,8 @@ public struct SyncSession {
             var index = 0
             while index < cursors.count && batch.count < batchSize {
                 let cursor = cursors[index]
-                let got = try await carrier.envelopes(of: cursor.author, after: cursor.after, limit: batchSize - batch.count)
+                let got = try await carrier.envelopes(
+                    of: cursor.author, after: cursor.after, limit: batchSize - batch.count)
                 batch += got
                 if let last = got.last, last.header.seq > cursor.after, last.header.seq < cursor.target {
                     cursors[index].after = last.header.seq

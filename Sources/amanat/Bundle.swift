@@ -23,7 +23,9 @@ struct BundleKeyOptions: ParsableArguments {
                 environmentVariable: "AMANAT_BUNDLE_PASSPHRASE")
             return [try AgeScryptIdentity(passphrase: secret)]
         }
-        guard let identity else { throw CLIError(.usage, "Give --identity KEYFILE or --passphrase to open the bundle.") }
+        guard let identity else {
+            throw CLIError(.usage, "Give --identity KEYFILE or --passphrase to open the bundle.")
+        }
         guard let data = FileManager.default.contents(atPath: identity) else {
             throw CLIError(.noInput, "The identity file \(identity) cannot be read.")
         }
@@ -109,7 +111,9 @@ struct BundleVerify: ParsableCommand {
                 throw ExitCode(CLIError.Status.damaged.rawValue)
             }
             printProvenance(report)
-            print("\nok: \(report.records.count) records, \(report.chainLinks) signed changes in the custody chains verified")
+            print(
+                "\nok: \(report.records.count) records, \(report.chainLinks) signed changes in the custody chains verified"
+            )
         }
     }
 }
@@ -146,7 +150,10 @@ struct BundleOpen: ParsableCommand {
             for entry in archive.entries {
                 let url = root.appendingPathComponent(entry.path)
                 try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                guard fm.createFile(atPath: url.path, contents: Data(entry.contents), attributes: [.posixPermissions: 0o600]) else {
+                guard
+                    fm.createFile(
+                        atPath: url.path, contents: Data(entry.contents), attributes: [.posixPermissions: 0o600])
+                else {
                     throw CLIError(.io, "Cannot write \(url.path).")
                 }
             }

@@ -45,8 +45,8 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
-/// The async form of ``runReportingErrors(_:)``.
-func runReportingErrors(_ body: () async throws -> Void) async throws {
+/// The async form of ``runReportingErrors(_:)``, for commands that sync over a carrier.
+func runReportingErrorsAsync(_ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as ExitCode {

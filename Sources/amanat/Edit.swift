@@ -19,7 +19,9 @@ struct Edit: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard !assignments.isEmpty else { throw CLIError(.usage, "Nothing to edit: give at least one --set FIELD=VALUE.") }
+            guard !assignments.isEmpty else {
+                throw CLIError(.usage, "Nothing to edit: give at least one --set FIELD=VALUE.")
+            }
             let pairs = try assignments.map { text -> (String, String) in
                 guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
                     throw CLIError(.usage, "\"\(text)\" is not FIELD=VALUE.")

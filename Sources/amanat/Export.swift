@@ -37,7 +37,8 @@ struct Export: ParsableCommand {
                 throw CLIError(.usage, "Say who can open the bundle: --recipient age1… (repeatable) or --passphrase.")
             }
             guard recipient.isEmpty || !passphrase else {
-                throw CLIError(.usage, "age allows a passphrase bundle to have no other recipient: use one or the other.")
+                throw CLIError(
+                    .usage, "age allows a passphrase bundle to have no other recipient: use one or the other.")
             }
             var recipients: [any AgeRecipient] = []
             for text in recipient {
@@ -47,7 +48,9 @@ struct Export: ParsableCommand {
                     throw CLIError(.usage, "\"\(text)\" is not an age recipient (age1…).")
                 }
             }
-            if let kind, Kinds.fields[kind] == nil { throw CLIError(.usage, "\"\(kind)\" is not a kind: use statement or testimony.") }
+            if let kind, Kinds.fields[kind] == nil {
+                throw CLIError(.usage, "\"\(kind)\" is not a kind: use statement or testimony.")
+            }
             let vault = try options.open()
             var selected: [RecordState]
             if id.isEmpty {
@@ -69,7 +72,9 @@ struct Export: ParsableCommand {
             }
             let plaintext = BundleExporter.padded(archive.encoded())
             let url = URL(fileURLWithPath: out)
-            guard FileManager.default.createFile(atPath: url.path + ".partial", contents: nil, attributes: [.posixPermissions: 0o600]),
+            guard
+                FileManager.default.createFile(
+                    atPath: url.path + ".partial", contents: nil, attributes: [.posixPermissions: 0o600]),
                 let handle = FileHandle(forWritingAtPath: url.path + ".partial")
             else { throw CLIError(.io, "Cannot write \(out).") }
             do {

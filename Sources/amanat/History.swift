@@ -24,9 +24,12 @@ struct History: ParsableCommand {
             for (envelope, authored) in try vault.history(of: state) {
                 let change = authored.change
                 let time = Date(timeIntervalSince1970: Double(change.timestamp.wallMillis) / 1000)
-                let label = state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
+                let label =
+                    state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
                     .map { "  (\($0))" } ?? ""
-                print("\(time.ISO8601Format())  device \(authored.author.hex.prefix(12))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)")
+                print(
+                    "\(time.ISO8601Format())  device \(authored.author.hex.prefix(12))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)"
+                )
                 for (index, op) in change.operations.enumerated() {
                     print("    \(describe(op, id: authored.opID(index)))")
                 }

@@ -44,7 +44,8 @@ struct Init: ParsableCommand {
                 throw StoreError(.vaultExists, "A vault already exists in \(dir.path); choose another directory.")
             }
             let vault = try Vault.create(
-                at: dir, passphrase: try options.passphrase(confirm: true), deviceName: deviceName, strength: kdf.strength)
+                at: dir, passphrase: try options.passphrase(confirm: true), deviceName: deviceName,
+                strength: kdf.strength)
             note("Created a vault in \(dir.path) for device \"\(deviceName)\".")
             print(vault.deviceID.hex)
         }

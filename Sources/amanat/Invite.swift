@@ -58,13 +58,16 @@ struct Join: ParsableCommand {
             if Vault.exists(at: dir) {
                 throw StoreError(.vaultExists, "A vault already exists in \(dir.path); join into an empty directory.")
             }
-            let text = try code ?? ProcessInfo.processInfo.environment["AMANAT_INVITE_CODE"] ?? promptLine("Invitation code: ")
+            let text =
+                try code ?? ProcessInfo.processInfo.environment["AMANAT_INVITE_CODE"] ?? promptLine("Invitation code: ")
             let invitation = try Invitation.read(
                 from: URL(fileURLWithPath: file), code: text, now: UInt64(Date().timeIntervalSince1970 * 1000))
             let vault = try Vault.create(
                 at: dir, keyring: invitation.makeKeyring(deviceName: deviceName),
                 passphrase: try options.passphrase(confirm: true), strength: kdf.strength)
-            note("Joined the vault of \"\(invitation.inviterName)\" as device \"\(deviceName)\". Sync to receive its records.")
+            note(
+                "Joined the vault of \"\(invitation.inviterName)\" as device \"\(deviceName)\". Sync to receive its records."
+            )
             print(vault.deviceID.hex)
         }
     }

@@ -68,7 +68,9 @@ enum Passphrase {
             if length == 1024 { throw CLIError(.usage, "The passphrase is too long.") }
         }
         return buffer.withUnsafeBytes { raw in
-            SecureBytes(count: length) { out in out.update(from: raw.bindMemory(to: UInt8.self).baseAddress!, count: length) }
+            SecureBytes(count: length) { out in
+                out.update(from: raw.bindMemory(to: UInt8.self).baseAddress!, count: length)
+            }
         }
     }
 }

@@ -32,27 +32,34 @@ enum RecordText {
     static func line(_ view: RecordView) -> String {
         let headline = view.fields["title"] ?? view.fields["witness"].map { "witness \($0)" } ?? ""
         let tags = view.tags.isEmpty ? "" : "  [\(view.tags.joined(separator: ", "))]"
-        let conflict = view.conflicts.isEmpty ? "" : "  (conflict: \(view.conflicts.keys.sorted().joined(separator: ", ")))"
-        return "\(view.id.hex.prefix(12))  \(view.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(oneLine(headline, 60))\(tags)\(conflict)"
+        let conflict =
+            view.conflicts.isEmpty ? "" : "  (conflict: \(view.conflicts.keys.sorted().joined(separator: ", ")))"
+        return
+            "\(view.id.hex.prefix(12))  \(view.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(oneLine(headline, 60))\(tags)\(conflict)"
     }
 
     /// Several lines: every field, conflicts with their alternatives, tags.
     static func detail(_ view: RecordView, state: RecordState) -> String {
         var out = ["id:    \(view.id.hex)", "kind:  \(view.kind)"]
         if let seal = state.seal {
-            out.append("seal:  original content sealed \(Hex.encode(seal.contentHash).prefix(16))… (later edits are amendments)")
+            out.append(
+                "seal:  original content sealed \(Hex.encode(seal.contentHash).prefix(16))… (later edits are amendments)"
+            )
         }
         out.append("tags:  \(view.tags.joined(separator: ", "))")
         for name in view.fields.keys.sorted() {
             let value = view.fields[name] ?? ""
             if value.contains("\n") || value.count > 80 {
                 out.append("\(name):")
-                out.append(contentsOf: value.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 })
+                out.append(
+                    contentsOf: value.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 })
             } else {
                 out.append("\(name): \(value)")
             }
             if let others = view.conflicts[name] {
-                out.append("  ! conflict: \(others.count + 1) concurrent values; resolve with `amanat resolve \(view.id.hex.prefix(8)) \(name) --keep VALUE`")
+                out.append(
+                    "  ! conflict: \(others.count + 1) concurrent values; resolve with `amanat resolve \(view.id.hex.prefix(8)) \(name) --keep VALUE`"
+                )
                 for v in state.visibleValues(of: name) {
                     out.append("    - \(oneLine(v.value, 70))   [op \(v.op)]")
                 }

@@ -25,7 +25,8 @@ struct Resolve: ParsableCommand {
             try Kinds.requireField(kind: state.creationKind, field: field)
             let values = state.visibleValues(of: field)
             guard values.count > 1 else {
-                throw CLIError(.usage, "Field \(field) of record \(state.id.hex.prefix(12)) has no conflict to resolve.")
+                throw CLIError(
+                    .usage, "Field \(field) of record \(state.id.hex.prefix(12)) has no conflict to resolve.")
             }
             guard let chosen = values.first(where: { $0.value == keep }) ?? values.first(where: { "\($0.op)" == keep })
             else {

@@ -36,7 +36,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await runReportingErrors {
+        try await runReportingErrorsAsync {
             let directory: URL
             if let data {
                 directory = URL(fileURLWithPath: data)

@@ -42,8 +42,12 @@ struct Status: ParsableCommand {
             let s = try options.open().status()
             let out = Output(
                 device: s.device.hex, device_name: s.deviceName, records: s.records, changes: s.changes,
-                vector: Dictionary(uniqueKeysWithValues: s.vector.map { ($0.key.hex, Head(seq: $0.value.seq, head: Hex.encode($0.value.hash))) }),
-                state_digest: Hex.encode(s.stateDigest), forks: s.forks.map { Fork(device: $0.device.hex, seq: $0.seq) })
+                vector: Dictionary(
+                    uniqueKeysWithValues: s.vector.map {
+                        ($0.key.hex, Head(seq: $0.value.seq, head: Hex.encode($0.value.hash)))
+                    }),
+                state_digest: Hex.encode(s.stateDigest), forks: s.forks.map { Fork(device: $0.device.hex, seq: $0.seq) }
+            )
             if json {
                 print(try RecordJSON.render(out))
                 return

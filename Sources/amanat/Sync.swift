@@ -8,7 +8,8 @@ import Foundation
 /// `amanat sync`: two-way sync with a sync file (for example on a USB stick).
 struct Sync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sync with a sync file (for example on a USB stick) or a relay: pull what this vault lacks, push what it lacks.",
+        abstract:
+            "Sync with a sync file (for example on a USB stick) or a relay: pull what this vault lacks, push what it lacks.",
         discussion: """
             The sync file is created when missing. It holds only signed ciphertext, so anyone can carry it. Every
             change pulled is verified (vault, chain, signature, decryption) before it is applied; a fork (a device
@@ -27,10 +28,11 @@ struct Sync: AsyncParsableCommand {
     @Argument(help: "A sync file path, or a relay URL (http://host:port).") var target: String
 
     func run() async throws {
-        try await runReportingErrors {
+        try await runReportingErrorsAsync {
             let vault = try options.open()
             if target.hasPrefix("http://") || target.hasPrefix("https://") {
-                let report = try await HTTPCarrier.with(url: target, vaultID: vault.vaultID, key: vault.relaySigningKey) {
+                let report = try await HTTPCarrier.with(url: target, vaultID: vault.vaultID, key: vault.relaySigningKey)
+                {
                     try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
                 }
                 summarize(report, with: target)
@@ -64,7 +66,7 @@ struct Import: AsyncParsableCommand {
     @Argument(help: "A sync file or an evidence bundle.") var file: String
 
     func run() async throws {
-        try await runReportingErrors {
+        try await runReportingErrorsAsync {
             let url = URL(fileURLWithPath: file)
             guard let handle = FileHandle(forReadingAtPath: url.path) else {
                 throw CLIError(.noInput, "There is no readable file at \(file).")
@@ -99,19 +101,25 @@ struct Import: AsyncParsableCommand {
             guard Kinds.fields[d.kind] != nil else { continue }
             let devices = Set(d.history.map { String($0.device.prefix(12)) }).sorted().joined(separator: ", ")
             var provenance = "Imported from an evidence bundle: \(marker), exported by device "
-            provenance += "\(manifest.exported_by.prefix(12)) at \(manifest.exported_at); recorded by device(s) \(devices) "
+            provenance +=
+                "\(manifest.exported_by.prefix(12)) at \(manifest.exported_at); recorded by device(s) \(devices) "
             provenance += "from \(d.history.first?.time ?? "?") to \(d.history.last?.time ?? "?"); "
             provenance += "\(d.history.count) signed changes verified."
             if !d.conflicts.isEmpty {
                 provenance += " Unresolved conflicting values at export: "
-                provenance += d.conflicts.keys.sorted().map { "\($0) = \(d.conflicts[$0]!.joined(separator: " | "))" }.joined(separator: "; ")
+                provenance += d.conflicts.keys.sorted().map { "\($0) = \(d.conflicts[$0]!.joined(separator: " | "))" }
+                    .joined(separator: "; ")
             }
-            var fields = d.fields.filter { $0.key != "provenance" }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            var fields = d.fields.filter { $0.key != "provenance" }.sorted { $0.key < $1.key }.map {
+                ($0.key, $0.value)
+            }
             fields.append(("provenance", provenance))
             _ = try vault.createRecord(kind: d.kind, fields: fields, tags: d.tags, seal: d.kind == "testimony")
             added += 1
         }
-        note("Verified the bundle and imported \(added) record\(added == 1 ? "" : "s") (\(report.records.count - added) already present or deleted).")
+        note(
+            "Verified the bundle and imported \(added) record\(added == 1 ? "" : "s") (\(report.records.count - added) already present or deleted)."
+        )
     }
 }
 
@@ -127,6 +135,8 @@ func summarize(_ report: SyncReport, with target: String) {
     line += report.pullOnly ? " (the file is read-only: nothing pushed)." : ", \(report.pushed) pushed."
     note(line)
     for fork in report.forks {
-        note("WARNING: device \(fork.device.hex.prefix(12)) signed two different changes numbered \(fork.seq); the second was refused. `amanat status` lists forks.")
+        note(
+            "WARNING: device \(fork.device.hex.prefix(12)) signed two different changes numbered \(fork.seq); the second was refused. `amanat status` lists forks."
+        )
     }
 }

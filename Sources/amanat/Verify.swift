@@ -17,7 +17,9 @@ struct Verify: ParsableCommand {
         try runReportingErrors {
             let report = try options.open().verify()
             if report.problems.isEmpty {
-                print("ok: \(report.envelopes) changes from \(report.devices) devices, \(report.records) records, \(report.seals) seals verified")
+                print(
+                    "ok: \(report.envelopes) changes from \(report.devices) devices, \(report.records) records, \(report.seals) seals verified"
+                )
                 return
             }
             for problem in report.problems { note("amanat: \(problem)") }

@@ -32,10 +32,13 @@ struct Fixture {
         var t: [RecordID] = []
         var s: [RecordID] = []
         for i in 0..<3 {
-            t.append(try vault.createRecord(
-                kind: "testimony", fields: [("witness", "W-\(i)"), ("narrative", "fictional \(i)")], tags: ["detention"],
-                seal: true))
-            s.append(try vault.createRecord(kind: "statement", fields: [("title", "statement \(i)")], tags: [], seal: false))
+            t.append(
+                try vault.createRecord(
+                    kind: "testimony", fields: [("witness", "W-\(i)"), ("narrative", "fictional \(i)")],
+                    tags: ["detention"],
+                    seal: true))
+            s.append(
+                try vault.createRecord(kind: "statement", fields: [("title", "statement \(i)")], tags: [], seal: false))
         }
         for id in t + s {
             try vault.commit(record: id) { st in [st!.addTagOperation("reviewed")] }
@@ -81,7 +84,9 @@ struct Fixture {
         for envelope in all {
             for key in keys {
                 if (try? envelope.open(withEnvelopeKey: SecureBytes(key))) != nil {
-                    #expect(exportedSeqs.contains(envelope.header.seq), "a bundle key opens envelope \(envelope.header.seq)")
+                    #expect(
+                        exportedSeqs.contains(envelope.header.seq), "a bundle key opens envelope \(envelope.header.seq)"
+                    )
                     opened += 1
                 }
             }
@@ -100,7 +105,8 @@ struct Fixture {
         let target = f.testimonies[2].hex
         let index = try #require(archive.entries.firstIndex { $0.path == "records/\(target).json" })
         let text = String(decoding: archive.entries[index].contents, as: UTF8.self)
-        archive.entries[index].contents = Array(text.replacingOccurrences(of: "fictional 2", with: "fictional two").utf8)
+        archive.entries[index].contents = Array(
+            text.replacingOccurrences(of: "fictional 2", with: "fictional two").utf8)
         let report = BundleVerifier.verify(archive)
         #expect(report.problems.count == 1)
         #expect(report.problems.first?.contains(String(target.prefix(12))) == true, "\(report.problems)")
@@ -165,7 +171,9 @@ struct Fixture {
         #expect(throws: BundleError.self) { try TarArchive(decoding: raw) }
     }
 
-    @Test(arguments: [(0, 0), (1, 1), (2, 2), (1000, 1024), (100_000, 100_352), (1 << 20, 1 << 20), (1_000_001, 1_015_808)])
+    @Test(arguments: [
+        (0, 0), (1, 1), (2, 2), (1000, 1024), (100_000, 100_352), (1 << 20, 1 << 20), (1_000_001, 1_015_808),
+    ])
     func padmeLengths(length: Int, padded: Int) {
         #expect(Padme.paddedLength(length) == padded)
     }

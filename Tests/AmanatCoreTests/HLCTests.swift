@@ -107,7 +107,8 @@ struct HLCHostileStampTests {
     func driftIsBounded() {
         var clock = HybridLogicalClock()
         let now: UInt64 = 1_700_000_000_000
-        clock.observe(HLCTimestamp(wallMillis: now + HybridLogicalClock.maximumDriftMillis + 1, counter: 0), wallMillis: now)
+        clock.observe(
+            HLCTimestamp(wallMillis: now + HybridLogicalClock.maximumDriftMillis + 1, counter: 0), wallMillis: now)
         #expect(clock.tick(wallMillis: now) == HLCTimestamp(wallMillis: now, counter: 0))
         clock.observe(HLCTimestamp(wallMillis: now + 60_000, counter: 5), wallMillis: now)
         #expect(clock.tick(wallMillis: now + 1) == HLCTimestamp(wallMillis: now + 60_000, counter: 6))

@@ -129,7 +129,8 @@ import Testing
             var state = try #require(try vault.loadState(db, id: id))
             let forged = AuthoredChange(
                 author: vault.deviceID, seq: 99,
-                change: Change(record: id, timestamp: HLCTimestamp(wallMillis: 1, counter: 0), operations: [.addTag("forged")]))
+                change: Change(
+                    record: id, timestamp: HLCTimestamp(wallMillis: 1, counter: 0), operations: [.addTag("forged")]))
             state.apply(forged)
             try vault.saveState(db, state)
         }

@@ -36,7 +36,9 @@ import Testing
             case 2, 3, 4:
                 guard let state = visible.randomElement(using: &rng) else { continue }
                 let field = ["location", "narrative", "consent"].randomElement(using: &rng)!
-                try vault.commit(record: state.id) { s in [s!.setOperation(field: field, value: "v\(rng.next() % 1000)")] }
+                try vault.commit(record: state.id) { s in
+                    [s!.setOperation(field: field, value: "v\(rng.next() % 1000)")]
+                }
             case 5:
                 guard let state = visible.randomElement(using: &rng) else { continue }
                 try vault.commit(record: state.id) { s in [s!.addTagOperation("t\(rng.next() % 3)")] }
@@ -82,7 +84,10 @@ import Testing
         for vault in team + team { try await sync(vault, stick) }
         for vault in team {
             let view = try #require(try vault.visibleRecords().first)
-            #expect(Set([view.fields["location"]!] + view.conflicts["location", default: []]) == ["place 0", "place 1", "place 2"])
+            #expect(
+                Set([view.fields["location"]!] + view.conflicts["location", default: []]) == [
+                    "place 0", "place 1", "place 2",
+                ])
         }
         try team[1].commit(record: id) { s in [s!.setOperation(field: "location", value: "place 1")] }
         for vault in team + team { try await sync(vault, stick) }

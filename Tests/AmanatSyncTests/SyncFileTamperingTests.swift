@@ -21,7 +21,9 @@ import Testing
             let team = try makeTeam(2, in: dir)
             writer = team[0]
             reader = team[1]
-            for i in 0..<3 { _ = try writer.createRecord(kind: "statement", fields: [("title", "s\(i)")], tags: [], seal: false) }
+            for i in 0..<3 {
+                _ = try writer.createRecord(kind: "statement", fields: [("title", "s\(i)")], tags: [], seal: false)
+            }
             _ = try reader.createRecord(kind: "statement", fields: [("title", "mine")], tags: [], seal: false)
             stick = dir.path("stick.sync")
             let carrier = try FileCarrier(url: stick, vaultID: writer.vaultID)
@@ -38,7 +40,9 @@ import Testing
                 _ = try await SyncSession(vault: reader, carrier: carrier).run()
                 Issue.record("tampered sync file was accepted", sourceLocation: sourceLocation)
             } catch let error as StoreError {
-                #expect(error.message.lowercased().contains(words.lowercased()), "\(error.message)", sourceLocation: sourceLocation)
+                #expect(
+                    error.message.lowercased().contains(words.lowercased()), "\(error.message)",
+                    sourceLocation: sourceLocation)
             }
             #expect(try reader.status().stateDigest == readerDigest, sourceLocation: sourceLocation)
             #expect(try reader.changeCount() == 1, sourceLocation: sourceLocation)
@@ -76,7 +80,8 @@ import Testing
 
     @Test func anEnvelopeReplayedFromAnotherVaultIsRefused() async throws {
         let f = try await Fixture()
-        let other = try Vault.create(at: f.dir.path("other"), passphrase: passphrase, deviceName: "o", strength: .interactive)
+        let other = try Vault.create(
+            at: f.dir.path("other"), passphrase: passphrase, deviceName: "o", strength: .interactive)
         _ = try other.createRecord(kind: "statement", fields: [("title", "foreign")], tags: [], seal: false)
         let foreign = try #require(try other.envelopes(of: other.deviceID, after: 0, limit: 1).first)
         try f.file.executeForTesting("INSERT INTO device(key) VALUES (?)", [Data(foreign.header.author.bytes)])
@@ -102,7 +107,8 @@ import Testing
 
     @Test func aSyncFileOfAnotherVaultIsRefused() async throws {
         let f = try await Fixture()
-        let other = try Vault.create(at: f.dir.path("other"), passphrase: passphrase, deviceName: "o", strength: .interactive)
+        let other = try Vault.create(
+            at: f.dir.path("other"), passphrase: passphrase, deviceName: "o", strength: .interactive)
         #expect(throws: StoreError.self) { try FileCarrier(url: f.stick, vaultID: other.vaultID, create: false) }
         do {
             _ = try FileCarrier(url: f.stick, vaultID: other.vaultID, create: false)
@@ -123,12 +129,14 @@ import Testing
         let team = try makeTeam(2, in: dir)
         let honest = team[1]
         // A cloned device: the same keyring in a second directory, so one device key writes two histories.
-        let clone = try Vault.create(at: dir.path("clone"), keyring: team[0].keyring, passphrase: passphrase, strength: .interactive)
+        let clone = try Vault.create(
+            at: dir.path("clone"), keyring: team[0].keyring, passphrase: passphrase, strength: .interactive)
         _ = try team[0].createRecord(kind: "statement", fields: [("title", "original")], tags: [], seal: false)
         _ = try clone.createRecord(kind: "statement", fields: [("title", "equivocation")], tags: [], seal: false)
         let third = try Vault.create(
             at: dir.path("third"),
-            keyring: Keyring(vaultID: team[0].vaultID, device: .generate(), deviceName: "third", keys: team[0].keyring.keys),
+            keyring: Keyring(
+                vaultID: team[0].vaultID, device: .generate(), deviceName: "third", keys: team[0].keyring.keys),
             passphrase: passphrase, strength: .interactive)
         _ = try third.createRecord(kind: "statement", fields: [("title", "unrelated")], tags: [], seal: false)
 

@@ -27,7 +27,8 @@ func makeTeam(_ count: Int, in dir: TemporaryDirectory) throws -> [Vault] {
     for i in 1..<count {
         let keyring = Keyring(
             vaultID: first.vaultID, device: .generate(), deviceName: "r\(i)", keys: first.keyring.keys)
-        team.append(try Vault.create(at: dir.path("r\(i)"), keyring: keyring, passphrase: passphrase, strength: .interactive))
+        team.append(
+            try Vault.create(at: dir.path("r\(i)"), keyring: keyring, passphrase: passphrase, strength: .interactive))
     }
     return team
 }

@@ -21,8 +21,10 @@ import Testing
         }
 
         /// Runs a bad command: checks its status, a one-line message on stderr, and an unchanged vault.
-        func expectRefused(_ args: [String], status: Int32, mentioning words: String, passphrase: String? = nil,
-                           sourceLocation: SourceLocation = #_sourceLocation) throws {
+        func expectRefused(
+            _ args: [String], status: Int32, mentioning words: String, passphrase: String? = nil,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) throws {
             var runner = cli
             if let passphrase { runner.passphrase = passphrase }
             let r = try runner.run(args)
@@ -38,8 +40,9 @@ import Testing
     @Test func wrongPassphrase() throws {
         let f = try Fixture()
         try f.expectRefused(["list"], status: 77, mentioning: "wrong passphrase", passphrase: "not it")
-        try f.expectRefused(["edit", f.testimony, "--set", "location=X"], status: 77, mentioning: "wrong passphrase",
-                            passphrase: "not it")
+        try f.expectRefused(
+            ["edit", f.testimony, "--set", "location=X"], status: 77, mentioning: "wrong passphrase",
+            passphrase: "not it")
     }
 
     @Test func missingVaultAndExistingVault() throws {
@@ -61,16 +64,23 @@ import Testing
     @Test func badFieldsDatesConsentAndFiles() throws {
         let f = try Fixture()
         try f.expectRefused(["edit", f.testimony, "--set", "colour=red"], status: 64, mentioning: "has no field")
-        try f.expectRefused(["edit", f.statement, "--set", "issued_on=2025-02-30"], status: 64, mentioning: "not a date")
-        try f.expectRefused(["edit", f.statement, "--set", "issued_on=13/07/2025"], status: 64, mentioning: "not a date")
-        try f.expectRefused(["edit", f.testimony, "--set", "consent=maybe"], status: 64, mentioning: "share, anonymised")
-        try f.expectRefused(["add", "testimony", "--witness", "W", "--consent", "yes"], status: 64, mentioning: "consent")
-        try f.expectRefused(["add", "testimony", "--witness", "W", "--incident-date", "2024-13-01"], status: 64,
-                            mentioning: "not a date")
-        try f.expectRefused(["add", "statement", "--title", "x", "--body-file", "/nonexistent/file.txt"], status: 66,
-                            mentioning: "cannot be read")
-        try f.expectRefused(["add", "testimony", "--witness", "W", "--narrative-file", f.scratch.url.path], status: 66,
-                            mentioning: "cannot be read")
+        try f.expectRefused(
+            ["edit", f.statement, "--set", "issued_on=2025-02-30"], status: 64, mentioning: "not a date")
+        try f.expectRefused(
+            ["edit", f.statement, "--set", "issued_on=13/07/2025"], status: 64, mentioning: "not a date")
+        try f.expectRefused(
+            ["edit", f.testimony, "--set", "consent=maybe"], status: 64, mentioning: "share, anonymised")
+        try f.expectRefused(
+            ["add", "testimony", "--witness", "W", "--consent", "yes"], status: 64, mentioning: "consent")
+        try f.expectRefused(
+            ["add", "testimony", "--witness", "W", "--incident-date", "2024-13-01"], status: 64,
+            mentioning: "not a date")
+        try f.expectRefused(
+            ["add", "statement", "--title", "x", "--body-file", "/nonexistent/file.txt"], status: 66,
+            mentioning: "cannot be read")
+        try f.expectRefused(
+            ["add", "testimony", "--witness", "W", "--narrative-file", f.scratch.url.path], status: 66,
+            mentioning: "cannot be read")
         try f.expectRefused(["list", "--kind", "poem"], status: 64, mentioning: "not a kind")
         try f.expectRefused(["wipe"], status: 64, mentioning: "--yes")
     }

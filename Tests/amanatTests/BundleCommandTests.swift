@@ -156,7 +156,8 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         // The wrong identity.
         let other = f.scratch.path("other.txt").path
         _ = try shell("age-keygen -o '\(other)'")
-        let wrong = try f.cli.run(["bundle", "open", bundle, "--identity", other, "--out", f.scratch.path("w").path], withVault: false)
+        let wrong = try f.cli.run(
+            ["bundle", "open", bundle, "--identity", other, "--out", f.scratch.path("w").path], withVault: false)
         #expect(wrong.status == 77)
         #expect(wrong.stderr.contains("not encrypted to that identity"))
     }

@@ -25,7 +25,9 @@ import Testing
         let scratch = try Scratch()
         let (a, b) = try makePair(scratch)
         let stick = scratch.path("stick.amanat-sync").path
-        let id = try a.ok(["add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul"])
+        let id = try a.ok([
+            "add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul",
+        ])
         _ = try a.ok(["sync", stick])
         _ = try b.ok(["sync", stick])
         #expect(try b.list().map { $0["id"] as? String } == [id])
@@ -45,7 +47,9 @@ import Testing
         #expect((statusB["vector"] as? [String: Any])?.count == 2)
         // The stick holds only ciphertext.
         let bytes = try Data(contentsOf: URL(fileURLWithPath: stick))
-        for phrase in ["shaking the bloody hands", "compulsory burqas", "Kremlin spokesman", "W-SECRET-4711", "Kandahar"] {
+        for phrase in [
+            "shaking the bloody hands", "compulsory burqas", "Kremlin spokesman", "W-SECRET-4711", "Kandahar",
+        ] {
             #expect(bytes.range(of: Data(phrase.utf8)) == nil, "\(phrase) in the sync file")
         }
         #expect(try a.ok(["verify"]).hasPrefix("ok:"))
@@ -99,9 +103,13 @@ import Testing
         let (a, b) = try makePair(scratch)
         do {
             let vault = try Vault.open(at: a.vault, passphrase: SecureBytes(Array(a.passphrase.utf8)))
-            try vault.commitBatch((0..<2500).map { i in
-                (Vault.newRecordID(), [RecordOperation.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])])
-            })
+            try vault.commitBatch(
+                (0..<2500).map { i in
+                    (
+                        Vault.newRecordID(),
+                        [RecordOperation.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]
+                    )
+                })
         }
         let stick = scratch.path("stick.sync").path
         let push = try a.run(["sync", stick])
@@ -120,9 +128,16 @@ import Testing
         do {
             let vault = try Vault.open(at: a.vault, passphrase: SecureBytes(Array(a.passphrase.utf8)))
             for chunk in 0..<3 {
-                try vault.commitBatch((0..<1000).map { i in
-                    (Vault.newRecordID(), [RecordOperation.create(kind: "statement"), .set(field: "title", value: "s\(chunk)-\(i)", pred: [])])
-                })
+                try vault.commitBatch(
+                    (0..<1000).map { i in
+                        (
+                            Vault.newRecordID(),
+                            [
+                                RecordOperation.create(kind: "statement"),
+                                .set(field: "title", value: "s\(chunk)-\(i)", pred: []),
+                            ]
+                        )
+                    })
             }
         }
         let stick = scratch.path("stick.sync")

@@ -107,7 +107,8 @@ public final class AgeEncryptor {
         -> [UInt8]
     {
         var out = [UInt8]()
-        try withoutActuallyEscaping({ (bytes: [UInt8]) in out += bytes }) { sink in
+        let append = { (bytes: [UInt8]) in out += bytes }
+        try withoutActuallyEscaping(append) { sink in
             let encryptor = try AgeEncryptor(recipients: recipients, armor: armor, output: sink)
             try encryptor.write(plaintext)
             try encryptor.finish()
