@@ -74,16 +74,28 @@ let package = Package(
             ],
             path: "Benchmarks/Load"
         ),
+        .target(
+            name: "AmanatTestSupport",
+            dependencies: [
+                "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/AmanatTestSupport"
+        ),
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
-        .testTarget(name: "AmanatStoreTests", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(
-            name: "AmanatBundleTests", dependencies: ["AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+            name: "AmanatStoreTests", dependencies: ["AmanatTestSupport", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(
-            name: "AmanatSyncTests", dependencies: ["AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+            name: "AmanatBundleTests",
+            dependencies: ["AmanatTestSupport", "AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        .testTarget(
+            name: "AmanatSyncTests",
+            dependencies: ["AmanatTestSupport", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(
             name: "AmanatRelayTests",
             dependencies: [
+                "AmanatTestSupport",
                 "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -91,6 +103,7 @@ let package = Package(
         .testTarget(
             name: "AmanatHTTPTests",
             dependencies: [
+                "AmanatTestSupport",
                 "AmanatHTTP", "AmanatRelay", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,21 +1,11 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatStore
+import AmanatTestSupport
 import Foundation
 import Testing
 
 @testable import AmanatBundle
-
-final class TemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-bundle-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-}
 
 /// A vault of 6 records over two devices, with amendments, tags and a deletion.
 struct Fixture {
@@ -25,7 +15,7 @@ struct Fixture {
     let statements: [RecordID]
 
     init() throws {
-        dir = try TemporaryDirectory()
+        dir = try TemporaryDirectory(prefix: "bundle")
         vault = try Vault.create(
             at: dir.url.appendingPathComponent("v"), passphrase: SecureBytes(Array("pw".utf8)), deviceName: "d",
             strength: .interactive)

@@ -4,6 +4,7 @@ import AmanatHTTP
 import AmanatRelay
 import AmanatStore
 import AmanatSync
+import AmanatTestSupport
 import Foundation
 import Testing
 

@@ -1,22 +1,9 @@
 import AmanatCore
 import AmanatCrypto
+import AmanatTestSupport
 import Foundation
 
 @testable import AmanatStore
-
-/// A fresh temporary directory, removed when the returned object is released.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func path(_ name: String) -> URL { url.appendingPathComponent(name) }
-}
 
 let testPassphrase = SecureBytes(Array("correct horse battery staple".utf8))
 

@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatCrypto
+import AmanatTestSupport
 import Foundation
 import Testing
 

@@ -2,6 +2,7 @@ import AmanatCore
 import AmanatCrypto
 import AmanatStore
 import AmanatSync
+import AmanatTestSupport
 import Foundation
 import Testing
 
@@ -50,12 +51,12 @@ import Testing
                 guard let state = visible.randomElement(using: &rng) else { continue }
                 try vault.commit(record: state.id) { s in [s!.deleteOperation()] }
             default:
-                try await sync(vault, files[Int.random(in: 0..<3, using: &rng)])
+                try await fileSync(vault, files[Int.random(in: 0..<3, using: &rng)])
             }
         }
         // Final full exchange: everyone through one stick, twice around.
         let final = dir.path("final.sync")
-        for _ in 0..<2 { for vault in team { try await sync(vault, final) } }
+        for _ in 0..<2 { for vault in team { try await fileSync(vault, final) } }
 
         let digests = try team.map { Hex.encode(try $0.status().stateDigest) }
         #expect(Set(digests).count == 1, "seed \(seed): digests differ \(digests)")
@@ -76,12 +77,12 @@ import Testing
         let team = try makeTeam(3, in: dir)
         let stick = dir.path("stick.sync")
         let id = try team[0].createRecord(kind: "testimony", fields: [("location", "Kabul")], tags: [], seal: true)
-        for vault in team + team { try await sync(vault, stick) }
+        for vault in team + team { try await fileSync(vault, stick) }
         // Offline, all three edit the same field.
         for (i, vault) in team.enumerated() {
             try vault.commit(record: id) { s in [s!.setOperation(field: "location", value: "place \(i)")] }
         }
-        for vault in team + team { try await sync(vault, stick) }
+        for vault in team + team { try await fileSync(vault, stick) }
         for vault in team {
             let view = try #require(try vault.visibleRecords().first)
             #expect(
@@ -90,7 +91,7 @@ import Testing
                 ])
         }
         try team[1].commit(record: id) { s in [s!.setOperation(field: "location", value: "place 1")] }
-        for vault in team + team { try await sync(vault, stick) }
+        for vault in team + team { try await fileSync(vault, stick) }
         for vault in team {
             let view = try #require(try vault.visibleRecords().first)
             #expect(view.fields["location"] == "place 1")
@@ -103,10 +104,10 @@ import Testing
         let team = try makeTeam(2, in: dir)
         let stick = dir.path("stick.sync")
         let id = try team[0].createRecord(kind: "statement", fields: [("title", "t")], tags: [], seal: false)
-        for vault in team { try await sync(vault, stick) }
+        for vault in team { try await fileSync(vault, stick) }
         try team[0].commit(record: id) { s in [s!.deleteOperation()] }
         try team[1].commit(record: id) { s in [s!.setOperation(field: "title", value: "kept")] }
-        for vault in team + team { try await sync(vault, stick) }
+        for vault in team + team { try await fileSync(vault, stick) }
         for vault in team { #expect(try vault.visibleRecords().map(\.fields) == [["title": "kept"]]) }
     }
 
@@ -117,11 +118,11 @@ import Testing
             _ = try team[0].createRecord(kind: "statement", fields: [("title", "s\(i)")], tags: [], seal: false)
         }
         let stick = dir.path("stick.sync")
-        let first = try await sync(team[0], stick, batchSize: 7)
+        let first = try await fileSync(team[0], stick, batchSize: 7)
         #expect(first.pushed == 25)
-        let pulled = try await sync(team[1], stick, batchSize: 7)
+        let pulled = try await fileSync(team[1], stick, batchSize: 7)
         #expect(pulled.pulled == 25)
-        let again = try await sync(team[1], stick, batchSize: 7)
+        let again = try await fileSync(team[1], stick, batchSize: 7)
         #expect(again.pulled == 0 && again.pushed == 0)
         #expect(try team[0].status().stateDigest == team[1].status().stateDigest)
     }

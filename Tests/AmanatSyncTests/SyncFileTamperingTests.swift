@@ -1,6 +1,7 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatSync
+import AmanatTestSupport
 import Foundation
 import Testing
 
@@ -140,11 +141,11 @@ import Testing
             passphrase: passphrase, strength: .interactive)
         _ = try third.createRecord(kind: "statement", fields: [("title", "unrelated")], tags: [], seal: false)
 
-        try await sync(team[0], dir.path("a.sync"))
-        try await sync(honest, dir.path("a.sync"))
-        try await sync(clone, dir.path("b.sync"))
-        try await sync(third, dir.path("b.sync"))
-        let report = try await sync(honest, dir.path("b.sync"))
+        try await fileSync(team[0], dir.path("a.sync"))
+        try await fileSync(honest, dir.path("a.sync"))
+        try await fileSync(clone, dir.path("b.sync"))
+        try await fileSync(third, dir.path("b.sync"))
+        let report = try await fileSync(honest, dir.path("b.sync"))
         #expect(report.forks.map(\.device) == [team[0].deviceID])
         #expect(report.forks.map(\.seq) == [1])
         let titles = try honest.visibleRecords().compactMap { $0.fields["title"] }.sorted()
