@@ -1,0 +1,65 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import Foundation
+import Testing
+
+/// A 1 MiB tmpfs, mounted for one test and unmounted when released; nil where mounting is not permitted.
+final class TinyDisk {
+    let url: URL
+
+    init?() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-fulldisk-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        guard (try? shell("mount -t tmpfs -o size=1m tmpfs '\(url.path)'").0) == 0 else {
+            try? FileManager.default.removeItem(at: url)
+            return nil
+        }
+    }
+
+    deinit {
+        _ = try? shell("umount '\(url.path)'")
+        try? FileManager.default.removeItem(at: url)
+    }
+
+    static let available: Bool = TinyDisk() != nil
+}
+
+@Suite struct FullDiskTests {
+    @Test(.enabled(if: TinyDisk.available, "mounting a tmpfs needs root"))
+    func aFullDiskGetsExit74AndChangesNothing() throws {
+        let disk = try #require(TinyDisk())
+        let cli = CLIRunner(vault: disk.url.appendingPathComponent("vault"))
+        try cli.initialize()
+        _ = try cli.ok(["add", "statement", "--title", "before the disk filled"])
+        // Fill the disk through the store until a write is refused.
+        let vault = try Vault.open(at: cli.vault, passphrase: SecureBytes(Array(cli.passphrase.utf8)))
+        let body = String(repeating: "x", count: 8192)
+        var refused: StoreError?
+        for _ in 0..<1000 {
+            do {
+                try vault.commitBatch(
+                    (0..<8).map { _ in
+                        (
+                            Vault.newRecordID(),
+                            [RecordOperation.create(kind: "statement"), .set(field: "body", value: body, pred: [])]
+                        )
+                    })
+            } catch let error as StoreError {
+                refused = error
+                break
+            }
+        }
+        #expect(refused?.code == .diskFull, "\(String(describing: refused))")
+        #expect(refused?.message.contains("disk is full") == true)
+        let digest = try cli.digest()
+        let records = try cli.list().count
+        // The command line says so in one sentence, exits 74, and the vault is as it was.
+        let r = try cli.run(["add", "statement", "--title", "after", "--body", String(repeating: "y", count: 20_000)])
+        #expect(r.status == 74, "\(r.status): \(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("full"), "\(r.stderr)")
+        #expect(try cli.digest() == digest)
+        #expect(try cli.list().count == records)
+        #expect(try cli.ok(["verify"]).hasPrefix("ok:"))
+    }
+}
