@@ -6,6 +6,11 @@ import Foundation
 struct Add: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Record a new statement or testimony; prints its id.",
+        discussion: """
+            Example:
+              amanat add statement --title "Coalition statement" --body-file statement.txt --tag women
+              amanat add testimony --witness W-017 --narrative-file w017.txt --consent restricted
+            """,
         subcommands: [AddStatement.self, AddTestimony.self])
 }
 

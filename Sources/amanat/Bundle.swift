@@ -8,6 +8,11 @@ import Foundation
 struct Bundle: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Verify or open an evidence bundle received from an Amanat user.",
+        discussion: """
+            Example:
+              amanat bundle verify evidence.age --identity lawyer-key.txt
+              amanat bundle open evidence.age --identity lawyer-key.txt --out ./evidence
+            """,
         subcommands: [BundleVerify.self, BundleOpen.self])
 }
 

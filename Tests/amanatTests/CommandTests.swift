@@ -114,8 +114,10 @@ import Testing
         let scratch = try Scratch()
         let cli = scratch.runner()
         let commands = [
-            ["init"], ["add", "statement"], ["add", "testimony"], ["list"], ["show"], ["history"], ["edit"], ["tag"],
-            ["delete"], ["resolve"], ["search"], ["status"], ["verify"], ["identity"], ["wipe"],
+            ["init"], ["add"], ["add", "statement"], ["add", "testimony"], ["list"], ["show"], ["history"], ["edit"],
+            ["tag"], ["delete"], ["resolve"], ["search"], ["status"], ["verify"], ["identity"], ["wipe"], ["sync"],
+            ["import"], ["invite"], ["join"], ["export"], ["bundle"], ["bundle", "verify"], ["bundle", "open"],
+            ["serve"],
         ]
         for command in commands {
             let r = try cli.run(command + ["--help"], withVault: false)
