@@ -233,10 +233,16 @@ extension Vault {
         guard prefix.allSatisfy(\.isHexDigit) else {
             throw StoreError(.unknownID, "\"\(text)\" is not a record id: ids are hexadecimal.")
         }
-        let matches = try allStates().filter { $0.isVisible && $0.id.hex.hasPrefix(prefix) }
+        // Match on the rows' view sections, then decode the one full state.
+        let matches = try visibleRecords().filter { $0.id.hex.hasPrefix(prefix) }
         switch matches.count {
         case 0: throw StoreError(.unknownID, "No record has the id \(text).")
-        case 1: return matches[0]
+        case 1:
+            let state = try mapErrors { try database.read { db in try loadState(db, id: matches[0].id) } }
+            guard let state, state.isVisible else {
+                throw StoreError(.damaged, "The vault is damaged: record \(text) is listed but cannot be read.")
+            }
+            return state
         default:
             throw StoreError(.ambiguousID, "The id \(text) matches \(matches.count) records; give more characters.")
         }
