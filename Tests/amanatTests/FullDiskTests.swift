@@ -23,6 +23,11 @@ final class TinyDisk {
     }
 
     static let available: Bool = TinyDisk() != nil
+
+    /// Remounts the disk read-only, as a write-protected USB stick is.
+    func remountReadOnly() throws -> Bool {
+        try shell("mount -o remount,ro '\(url.path)'").0 == 0
+    }
 }
 
 @Suite struct FullDiskTests {
@@ -61,5 +66,30 @@ final class TinyDisk {
         #expect(try cli.digest() == digest)
         #expect(try cli.list().count == records)
         #expect(try cli.ok(["verify"]).hasPrefix("ok:"))
+    }
+}
+
+@Suite struct ReadOnlyStickTests {
+    @Test(.enabled(if: TinyDisk.available, "mounting a tmpfs needs root"))
+    func aSyncFileOnAReadOnlyMountIsPulledFromOnly() throws {
+        let disk = try #require(TinyDisk())
+        let scratch = try Scratch()
+        let a = scratch.runner("a")
+        try a.initialize()
+        let invitation = scratch.path("invite.amanat").path
+        let code = try a.ok(["invite", "--out", invitation])
+        let b = scratch.runner("b")
+        _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive"])
+        let stick = disk.url.appendingPathComponent("team.amanat-sync").path
+        _ = try a.ok(["add", "statement", "--title", "carried on a write-protected stick"])
+        _ = try a.ok(["sync", stick])
+        _ = try b.ok(["add", "statement", "--title", "stays on b"])
+        #expect(try disk.remountReadOnly())
+        let before = try Data(contentsOf: URL(fileURLWithPath: stick))
+        let r = try b.run(["sync", stick])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("read-only"), "\(r.stderr)")
+        #expect(try b.list().count == 2, "pulled what the stick carried")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: stick)) == before, "nothing was written")
     }
 }
