@@ -65,16 +65,9 @@ public struct ExchangeSession {
         let pushing = push && carrier.canWrite
         if push && !carrier.canWrite { report.pullOnly = true }
 
-        // Authors whose chain on the carrier differs from ours at the carrier's head: forks. Fetch the carrier's
-        // envelope there as evidence, and never extend that author on the carrier.
-        var blocked: Set<DeviceID> = []
-        for (author, head) in theirs.sorted(by: { $0.key < $1.key }) where head.seq <= (ours[author]?.seq ?? 0) {
-            if let mine = try vault.envelope(author: author, seq: head.seq), mine.hash != head.hash {
-                let evidence = try await carrier.envelopes(of: author, after: head.seq - 1, limit: 1)
-                report.forks += try vault.ingest(evidence).forks
-                blocked.insert(author)
-            }
-        }
+        // Forks visible from the vectors: evidence is ingested, and those authors are never extended.
+        let blocked = try await VersionVectors.forkedAuthors(
+            theirs: theirs, ours: ours, vault: vault, carrier: carrier, report: &report)
 
         // What to push: per author, from the carrier's head on.
         var cursors: [(author: DeviceID, after: UInt64, target: UInt64)] = []
@@ -85,7 +78,7 @@ public struct ExchangeSession {
             }
         }
         let toPush = cursors.reduce(0) { $0 + Int($1.target - $1.after) }
-        var toPull = theirs.reduce(0) { $0 + Int($1.value.seq.clampedMinus(ours[$1.key]?.seq ?? 0)) }
+        var toPull = VersionVectors.count(theirs, beyond: ours)
         // Nothing to push and nothing to pull (forks were checked above): one round trip is the whole sync.
         if cursors.isEmpty && toPull == 0 { return report }
         var pushedCount = 0
@@ -152,8 +145,4 @@ public struct ExchangeSession {
         }
         return report
     }
-}
-
-extension UInt64 {
-    fileprivate func clampedMinus(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
 }

@@ -59,19 +59,15 @@ public struct SyncSession {
         let theirs = try await carrier.versionVector()
         let ours = try vault.versionVector()
 
-        let toPull = theirs.reduce(0) { $0 + Int($1.value.seq.subtractingClamped(ours[$1.key]?.seq ?? 0)) }
+        let toPull = VersionVectors.count(theirs, beyond: ours)
+        let forked = try await VersionVectors.forkedAuthors(
+            theirs: theirs, ours: ours, vault: vault, carrier: carrier, report: &report)
         // Cursors of the authors to pull, filled into batches that span authors, so a sync that fits in one
         // batch is applied in one transaction: all of it, or (if anything is refused) none of it.
         var cursors: [(author: DeviceID, after: UInt64, target: UInt64)] = []
         for (author, head) in theirs.sorted(by: { $0.key < $1.key }) {
             let after = ours[author]?.seq ?? 0
-            if head.seq > after {
-                cursors.append((author, after, head.seq))
-            } else if let mine = try vault.envelope(author: author, seq: head.seq), mine.hash != head.hash {
-                // Same seq on both sides with different hashes: the author forked; fetch theirs as evidence.
-                let theirsAtSeq = try await carrier.envelopes(of: author, after: head.seq - 1, limit: 1)
-                report.forks += try vault.ingest(theirsAtSeq).forks
-            }
+            if head.seq > after { cursors.append((author, after, head.seq)) }
         }
         var pulled = 0
         while !cursors.isEmpty {
@@ -106,16 +102,12 @@ public struct SyncSession {
             return report
         }
         let mine = try vault.versionVector()
-        let toPush = mine.reduce(0) { $0 + Int($1.value.seq.subtractingClamped(theirs[$1.key]?.seq ?? 0)) }
+        let toPush = VersionVectors.count(mine, beyond: theirs)
         var pushedTotal = 0
-        for (author, head) in mine.sorted(by: { $0.key < $1.key }) {
+        // An author forked on the carrier is never extended; an author whose pull stopped at a fork is still
+        // behind the carrier's head, so the loop below sends it nothing.
+        for (author, head) in mine.sorted(by: { $0.key < $1.key }) where !forked.contains(author) {
             var after = theirs[author]?.seq ?? 0
-            if let theirHead = theirs[author], theirHead.seq <= head.seq,
-                let mineAtTheirSeq = try vault.envelope(author: author, seq: theirHead.seq),
-                mineAtTheirSeq.hash != theirHead.hash
-            {
-                continue  // the carrier holds a fork of this author: never extend it
-            }
             while after < head.seq {
                 let batch = try vault.envelopes(of: author, after: after, limit: batchSize)
                 guard let last = batch.last else { break }
@@ -127,8 +119,4 @@ public struct SyncSession {
         }
         return report
     }
-}
-
-extension UInt64 {
-    fileprivate func subtractingClamped(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
 }
