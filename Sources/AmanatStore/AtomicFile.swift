@@ -41,8 +41,11 @@ enum AtomicFile {
     }
 
     /// Flushes a directory entry so a rename or unlink survives power loss.
-    static func syncDirectory(_ dir: URL) {
-        let fd = open(dir.path, O_RDONLY)
+    static func syncDirectory(_ dir: URL) { flush(dir) }
+
+    /// Flushes a file's or folder's contents to the disk (best effort: a path that cannot be opened is skipped).
+    static func flush(_ url: URL) {
+        let fd = open(url.path, O_RDONLY)
         if fd >= 0 {
             _ = fsync(fd)
             close(fd)

@@ -89,11 +89,7 @@ public final class SyncFile: @unchecked Sendable {
                 }
                 try queue.close()
             }
-            let fd = Glibc.open(temp.path, O_RDONLY)
-            if fd >= 0 {
-                fsync(fd)
-                close(fd)
-            }
+            AtomicFile.flush(temp)
             guard rename(temp.path, url.path) == 0 else {
                 throw AtomicFile.ioError(errno, "could not create \(url.path)")
             }
