@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "AmanatTestSupport",
             dependencies: [
-                "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCrypto",
+                "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/AmanatTestSupport"
@@ -85,7 +85,8 @@ let package = Package(
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(
-            name: "AmanatStoreTests", dependencies: ["AmanatTestSupport", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+            name: "AmanatStoreTests", dependencies: ["AmanatTestSupport", "AmanatStore", "AmanatCore", "AmanatCrypto"],
+            exclude: ["FirstReleaseVault"]),
         .testTarget(
             name: "AmanatBundleTests",
             dependencies: ["AmanatTestSupport", "AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),

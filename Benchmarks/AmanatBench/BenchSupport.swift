@@ -27,10 +27,11 @@ struct Bench: Sendable {
             at: root.appendingPathComponent(name), passphrase: passphrase, deviceName: name, strength: .interactive)
     }
 
+    /// A new member of `vault`'s team, invited and joined as `amanat invite` and `join` do.
     func member(of vault: Vault, _ name: String) throws -> Vault {
-        let keyring = Keyring(vaultID: vault.vaultID, device: .generate(), deviceName: name, keys: vault.keyring.keys)
-        return try Vault.create(
-            at: root.appendingPathComponent(name), keyring: keyring, passphrase: passphrase, strength: .interactive)
+        try Vault.join(
+            try vault.invite(role: .member, validFor: 86_400), at: root.appendingPathComponent(name),
+            passphrase: passphrase, deviceName: name, strength: .interactive)
     }
 
     /// Adds `records` statements with a body of `bodySize` bytes, 1000 per transaction; returns their ids.
@@ -43,12 +44,11 @@ struct Bench: Sendable {
             let n = min(1000, records - done)
             let batch = (0..<n).map { _ in
                 (
-                    Vault.newRecordID(),
+                    RecordID?.none,
                     [RecordOperation.create(kind: "statement"), .set(field: "body", value: body, pred: [])]
                 )
             }
-            try vault.commitBatch(batch)
-            ids += batch.map(\.0)
+            ids += try vault.commitBatch(batch)
             done += n
         }
         return ids

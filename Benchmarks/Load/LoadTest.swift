@@ -172,8 +172,27 @@ struct LoadTest {
         print(
             "relay on \(relay.url); \(settings.clients) clients in \(settings.vaults) vaults for \(settings.seconds) s")
 
-        // Every vault's keyring; each client device gets its own device key in one of them.
-        let keyrings = (0..<settings.vaults).map { Keyring.generate(deviceName: "load vault \($0)") }
+        // Every vault is founded by a coordinator that invites each of its clients before the run; each invitation
+        // carries all of the coordinator's membership entries, so every client knows every other from the start.
+        var grants: [InvitationGrant] = []
+        do {
+            var founders: [Vault] = []
+            for v in 0..<settings.vaults {
+                founders.append(
+                    try Vault.create(
+                        at: work.appendingPathComponent("founder\(v)"), passphrase: secret,
+                        deviceName: "load vault \(v)", strength: .interactive))
+            }
+            for client in 0..<settings.clients {
+                grants.append(try founders[client % settings.vaults].invite(role: .member, validFor: 86_400))
+            }
+            for client in 0..<settings.clients {
+                grants[client].authority = try founders[client % settings.vaults].authorityEnvelopes()
+            }
+        } catch {
+            print("could not prepare the vaults: \(error)")
+            return
+        }
         let figures = Figures()
         // Every client first creates its vault (Argon2 is slow on purpose); the timed phase starts when all are ready.
         let gate = Gate(expected: settings.clients)
@@ -182,15 +201,14 @@ struct LoadTest {
         let think = settings.thinkMillis
         await withTaskGroup(of: Void.self) { group in
             for client in 0..<settings.clients {
-                let base = keyrings[client % settings.vaults]
+                let grant = grants[client]
                 let dir = work.appendingPathComponent("client\(client)")
                 group.addTask(executorPreference: DeviceExecutor(label: "amanat-load.client\(client)")) {
                     let vault: Vault
                     let carrier: TimedCarrier
                     do {
-                        let keyring = Keyring(
-                            vaultID: base.vaultID, device: .generate(), deviceName: "client \(client)", keys: base.keys)
-                        vault = try Vault.create(at: dir, keyring: keyring, passphrase: secret, strength: .interactive)
+                        vault = try Vault.join(
+                            grant, at: dir, passphrase: secret, deviceName: "client \(client)", strength: .interactive)
                         carrier = TimedCarrier(
                             inner: try HTTPCarrier(url: relay.url, vaultID: vault.vaultID, key: vault.relaySigningKey),
                             figures: figures)

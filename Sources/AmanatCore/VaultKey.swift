@@ -53,17 +53,27 @@ extension Envelope {
     public static func seal(
         _ change: Change, vaultID: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64, previousHash: [UInt8]
     ) throws -> Envelope {
+        guard key.epoch != VaultKey.authorityEpoch else {
+            throw CoreError(.malformed, "A record change cannot be sealed with the authority key.")
+        }
+        return try sealPlaintext(
+            change.encoded(), vaultID: vaultID, key: key, signer: signer, seq: seq, previousHash: previousHash)
+    }
+
+    /// Encrypts an encoded plaintext as the author's envelope number `seq` and signs it.
+    static func sealPlaintext(
+        _ plaintext: [UInt8], vaultID: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64,
+        previousHash: [UInt8]
+    ) throws -> Envelope {
         guard vaultID.count == 16, previousHash.count == 32, seq >= 1 else {
             throw CoreError(
                 .malformed, "An envelope needs a 16-byte vault id, a 32-byte previous hash and a seq from 1.")
         }
         let author = try DeviceID(signer.publicKey)
-        let plaintext = change.encoded()
         let nonce = AEAD.randomNonce()
-        var header = EnvelopeHeader(
+        let header = EnvelopeHeader(
             vaultID: vaultID, author: author, seq: seq, previousHash: previousHash, keyEpoch: key.epoch, nonce: nonce,
             ciphertextLength: UInt32(plaintext.count + AEAD.tagLength))
-        header.ciphertextLength = UInt32(plaintext.count + AEAD.tagLength)
         let headerBytes = header.encoded()
         let ciphertext = try key.withEnvelopeKey(author: author, seq: seq) {
             try AEAD.seal(plaintext, additionalData: headerBytes, nonce: nonce, keyBytes: $0)
@@ -77,7 +87,9 @@ extension Envelope {
         guard key.epoch == header.keyEpoch else {
             throw CoreError(.unknownKeyEpoch, "An envelope uses key epoch \(header.keyEpoch), which this vault lacks.")
         }
-        return try key.withEnvelopeKey(author: header.author, seq: header.seq) { try open(withKeyBytes: $0) }
+        return try key.withEnvelopeKey(author: header.author, seq: header.seq) {
+            try Change(decoding: openPlaintext(withKeyBytes: $0))
+        }
     }
 
     /// Decrypts the change with its own envelope key (as disclosed in an evidence bundle).
@@ -85,10 +97,10 @@ extension Envelope {
         guard envelopeKey.count == AEAD.keyLength else {
             throw CoreError(.tampered, "An envelope key must be 32 bytes.")
         }
-        return try envelopeKey.withUnsafePointer { try open(withKeyBytes: $0) }
+        return try envelopeKey.withUnsafePointer { try Change(decoding: openPlaintext(withKeyBytes: $0)) }
     }
 
-    private func open(withKeyBytes key: UnsafePointer<UInt8>) throws -> Change {
+    func openPlaintext(withKeyBytes key: UnsafePointer<UInt8>) throws -> [UInt8] {
         let plaintext: [UInt8]
         do {
             plaintext = try AEAD.open(ciphertext, additionalData: headerBytes, nonce: header.nonce, keyBytes: key)
@@ -98,7 +110,7 @@ extension Envelope {
                 "Envelope \(header.seq) of device \(header.author.hex.prefix(12)) does not decrypt: it was altered or the key is wrong."
             )
         }
-        return try Change(decoding: plaintext)
+        return plaintext
     }
 
     /// Decrypts and pairs the change with its author and seq.

@@ -2,44 +2,42 @@ import AmanatCore
 import AmanatCrypto
 import Foundation
 
-/// A one-time invitation to join a vault: its keys, encrypted under a random code that is passed on separately
-/// (Protocol/invitation.md).
+/// A one-time invitation to join a vault: its keys, the invitation key that proves the join, and the inviter's
+/// membership entries, encrypted under a random code that is passed on separately (Protocol/invitation.md).
 ///
 /// ```swift
-/// let code = try Invitation.write(from: vault, to: url, validFor: 7 * 86_400)
-/// let invitation = try Invitation.read(from: url, code: code)
+/// let code = try Invitation.write(try vault.invite(role: .member, validFor: 7 * 86_400), to: url)
+/// let grant = try Invitation.read(from: url, code: code, now: now)
+/// let joined = try Vault.join(grant, at: dir, passphrase: pass, deviceName: "laptop", strength: .moderate)
 /// ```
-public struct Invitation {
+public enum Invitation {
     static let magic: [UInt8] = Array("AMNV".utf8)
-    static let formatVersion: UInt8 = 1
+    static let formatVersion: UInt8 = 2
     /// Bytes of randomness in a code (120 bits).
     static let codeLength = 15
+    /// The largest invitation file read (membership entries of a large team fit many times over).
+    static let maximumSize = 16 << 20
 
-    /// The vault to join.
-    public let vaultID: [UInt8]
-    /// The vault keys of every epoch.
-    public let keys: [VaultKey]
-    /// The device that wrote the invitation.
-    public let inviter: DeviceID
-    /// Its name.
-    public let inviterName: String
-    /// Milliseconds since the epoch after which the invitation is refused.
-    public let expiresAt: UInt64
-
-    /// Writes an invitation for `vault` valid for `seconds`, returning the code to pass on by another channel.
-    public static func write(from vault: Vault, to url: URL, validFor seconds: UInt64, now: UInt64) throws -> String {
+    /// Writes the invitation, returning the code to pass on by another channel.
+    public static func write(_ grant: InvitationGrant, to url: URL) throws -> String {
         let code = Sodium.randomBytes(codeLength)
         let salt = Sodium.randomBytes(16)
-        var plain = ByteWriter(capacity: 256)
-        plain.write(raw: vault.vaultID)
-        plain.write(bigEndian: now + seconds * 1000)
-        plain.write(raw: vault.deviceID.bytes)
-        plain.write(string: vault.keyring.deviceName)
-        plain.write(varint: UInt64(vault.keyring.keys.count))
-        for key in vault.keyring.keys {
+        var plain = ByteWriter(capacity: 1024)
+        plain.write(raw: grant.vaultID)
+        plain.write(bigEndian: grant.expiresAt)
+        plain.write(raw: grant.inviter.bytes)
+        plain.write(string: grant.inviterName)
+        plain.write(varint: UInt64(grant.keys.count))
+        for key in grant.keys {
             plain.write(bigEndian: key.epoch)
             plain.write(raw: key.root.copyBytes())
         }
+        plain.write(grant.role.rawValue)
+        plain.write(raw: grant.secret.seed.copyBytes())
+        plain.write(bigEndian: grant.stamp.wallMillis)
+        plain.write(bigEndian: grant.stamp.counter)
+        plain.write(varint: UInt64(grant.authority.count))
+        for envelope in grant.authority { plain.write(lengthPrefixed: envelope.encoded()) }
         var secret = plain.bytes
         defer { Sodium.wipe(&secret) }
         let nonce = AEAD.randomNonce()
@@ -60,7 +58,12 @@ public struct Invitation {
     }
 
     /// Reads and opens an invitation with its code; a wrong code, a damaged file and expiry are told apart.
-    public static func read(from url: URL, code text: String, now: UInt64) throws -> Invitation {
+    public static func read(from url: URL, code text: String, now: UInt64) throws -> InvitationGrant {
+        if let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int,
+            size > maximumSize
+        {
+            throw StoreError(.damaged, "\(url.path) is not an Amanat invitation: it is far too large.")
+        }
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw StoreError(.noVault, "The invitation file \(url.path) cannot be read.")
         }
@@ -72,7 +75,15 @@ public struct Invitation {
         let damaged = StoreError(.damaged, "\(url.path) is not an Amanat invitation, or it is damaged.")
         var r = ByteReader(bytes)
         do {
-            guard try r.read(count: 4) == magic, try r.readByte() == formatVersion else { throw damaged }
+            guard try r.read(count: 4) == magic else { throw damaged }
+            let version = try r.readByte()
+            guard version == formatVersion else {
+                throw StoreError(
+                    .damaged,
+                    version == 1
+                        ? "This invitation was written by an older version of Amanat; ask for a new one."
+                        : "This invitation was written by a newer version of Amanat; update Amanat.")
+            }
             let salt = try r.read(count: 16)
             let nonce = try r.read(count: 24)
             let length = Int(try r.read(bigEndian: UInt32.self))
@@ -99,22 +110,28 @@ public struct Invitation {
                 var raw = try p.read(count: 32)
                 keys.append(VaultKey(epoch: epoch, root: SecureBytes(consuming: &raw)))
             }
+            guard let role = Role(rawValue: try p.readByte()) else { throw damaged }
+            var seed = try p.read(count: 32)
+            let secret = try SigningKeyPair(seed: SecureBytes(consuming: &seed))
+            let stamp = HLCTimestamp(
+                wallMillis: try p.read(bigEndian: UInt64.self), counter: try p.read(bigEndian: UInt32.self))
+            var authority: [Envelope] = []
+            for _ in 0..<(try p.readCount(minimumElementSize: EnvelopeHeader.length + 64)) {
+                authority.append(try Envelope(decoding: try p.readLengthPrefixed()))
+            }
             guard !keys.isEmpty, p.isAtEnd else { throw damaged }
             guard now <= expires else {
                 let date = Date(timeIntervalSince1970: Double(expires) / 1000).ISO8601Format()
                 throw StoreError(.rejected, "This invitation expired at \(date); ask for a new one.")
             }
-            return Invitation(vaultID: vaultID, keys: keys, inviter: inviter, inviterName: name, expiresAt: expires)
+            return InvitationGrant(
+                vaultID: vaultID, keys: keys, inviter: inviter, inviterName: name, role: role, expiresAt: expires,
+                secret: secret, stamp: stamp, authority: authority)
         } catch let error as StoreError {
             throw error
         } catch {
             throw damaged
         }
-    }
-
-    /// The keyring of a new member device of the invited vault.
-    public func makeKeyring(deviceName: String) -> Keyring {
-        Keyring(vaultID: vaultID, device: .generate(), deviceName: deviceName, keys: keys)
     }
 }
 

@@ -12,7 +12,8 @@ import Foundation
 public struct Keyring: Sendable {
     /// The four magic bytes `AMNK`.
     static let magic: [UInt8] = Array("AMNK".utf8)
-    static let formatVersion: UInt8 = 1
+    /// Version 2 adds the agreement key; version 1 (the first release) is still read.
+    static let formatVersion: UInt8 = 2
     static let headerLength = 4 + 1 + 8 + 8 + 16 + 24 + 4
 
     /// The vault's id (16 bytes).
@@ -21,29 +22,63 @@ public struct Keyring: Sendable {
     public let device: SigningKeyPair
     /// The name this device was given at `init` or `join`.
     public let deviceName: String
-    /// Vault keys by epoch; the greatest epoch is the current one.
+    /// Vault keys this keyring was given (epoch 1, and any later epochs an invitation carried). Keys of later
+    /// rotations are not stored here: they are opened from the membership log each time the vault opens.
     public let keys: [VaultKey]
+    /// This device's X25519 key for sealed vault keys and bundles; nil only in a first-release keyring.
+    public let agreement: AgreementKeyPair?
+    /// The Argon2id costs the file was wrapped with (kept when the keyring is rewritten).
+    var costs: (ops: UInt64, mem: UInt64)?
 
     /// Creates a keyring from its parts.
-    public init(vaultID: [UInt8], device: SigningKeyPair, deviceName: String, keys: [VaultKey]) {
+    public init(
+        vaultID: [UInt8], device: SigningKeyPair, deviceName: String, keys: [VaultKey],
+        agreement: AgreementKeyPair? = .generate()
+    ) {
         precondition(!keys.isEmpty)
         self.vaultID = vaultID
         self.device = device
         self.deviceName = deviceName
         self.keys = keys.sorted { $0.epoch < $1.epoch }
+        self.agreement = agreement
     }
 
-    /// A new vault's keyring: random vault id, vault key and device key.
-    public static func generate(deviceName: String) -> Keyring {
-        Keyring(
-            vaultID: Sodium.randomBytes(16), device: .generate(), deviceName: deviceName, keys: [.generate(epoch: 1)])
+    /// A new vault's keyring: a new device key, a vault id derived from it and `salt` (Protocol/membership.md §3),
+    /// and a new vault key.
+    public static func generate(deviceName: String, salt: [UInt8]) -> Keyring {
+        let device = SigningKeyPair.generate()
+        // A 32-byte public key always makes a device id.
+        guard let founder = try? DeviceID(device.publicKey) else { fatalError("unreachable") }
+        return Keyring(
+            vaultID: MembershipProof.vaultID(founder: founder, salt: salt), device: device, deviceName: deviceName,
+            keys: [.generate(epoch: 1)])
     }
 
-    /// The current vault key.
+    /// The greatest epoch this keyring holds (its local, on-disk rows are keyed from it).
     public var currentKey: VaultKey { keys[keys.count - 1] }
 
     /// The vault key of `epoch`, if this keyring has it.
     public func key(epoch: UInt32) -> VaultKey? { keys.first { $0.epoch == epoch } }
+
+    /// The same keyring with an agreement key (the upgrade of a first-release keyring).
+    func withAgreement(_ pair: AgreementKeyPair) -> Keyring {
+        var copy = Keyring(vaultID: vaultID, device: device, deviceName: deviceName, keys: keys, agreement: pair)
+        copy.costs = costs
+        return copy
+    }
+
+    /// The same keyring for a new device identity (`amanat recover`).
+    func withNewDevice(_ signer: SigningKeyPair, agreement: AgreementKeyPair) -> Keyring {
+        var copy = Keyring(vaultID: vaultID, device: signer, deviceName: deviceName, keys: keys, agreement: agreement)
+        copy.costs = costs
+        return copy
+    }
+
+    /// Rewrites the file with the costs it was read with (after an upgrade or a new identity).
+    func rewrite(to url: URL, passphrase: SecureBytes) throws {
+        let costs = costs ?? (PasswordHash.Strength.moderate.opsLimit, PasswordHash.Strength.moderate.memLimit)
+        try write(to: url, passphrase: passphrase, opsLimit: costs.ops, memLimit: costs.mem)
+    }
 
     /// Wraps the secrets under the passphrase and writes them atomically (new file, fsync, rename).
     public func write(to url: URL, passphrase: SecureBytes, strength: PasswordHash.Strength) throws {
@@ -64,7 +99,7 @@ public struct Keyring: Sendable {
         let nonce = AEAD.randomNonce()
         var w = ByteWriter(capacity: 256)
         w.write(raw: Self.magic)
-        w.write(Self.formatVersion)
+        w.write(agreement == nil ? 1 : Self.formatVersion)
         w.write(bigEndian: opsLimit)
         w.write(bigEndian: memLimit)
         w.write(raw: salt)
@@ -77,7 +112,8 @@ public struct Keyring: Sendable {
         try AtomicFile.write(file, to: url)
     }
 
-    /// The secret plaintext: vault id, device seed, device name, and every epoch's key.
+    /// The secret plaintext: vault id, device seed, device name, every epoch's key, and (version 2) the agreement
+    /// secret key.
     private func secretBytes() -> [UInt8] {
         var w = ByteWriter(capacity: 256)
         w.write(raw: vaultID)
@@ -88,6 +124,7 @@ public struct Keyring: Sendable {
             w.write(bigEndian: key.epoch)
             w.write(raw: key.root.copyBytes())
         }
+        if let agreement { w.write(raw: agreement.secretKey.copyBytes()) }
         return w.bytes
     }
 
@@ -107,7 +144,12 @@ public struct Keyring: Sendable {
         guard Sodium.constantTimeEquals(BLAKE2b.hash(body), Array(file[(file.count - 32)...])) else { throw damaged }
         var r = ByteReader(body)
         do {
-            guard try r.read(count: 4) == magic, try r.readByte() == formatVersion else { throw damaged }
+            guard try r.read(count: 4) == magic else { throw damaged }
+            let version = try r.readByte()
+            guard version == 1 || version == formatVersion else {
+                throw StoreError(
+                    .damaged, "The keyring was written by a newer version of Amanat (format \(version)); update Amanat.")
+            }
             let ops = try r.read(bigEndian: UInt64.self)
             let mem = try r.read(bigEndian: UInt64.self)
             let salt = try r.read(count: 16)
@@ -131,7 +173,9 @@ public struct Keyring: Sendable {
                 throw StoreError(.wrongPassphrase, "Wrong passphrase: the keyring could not be unlocked.")
             }
             defer { Sodium.wipe(&plain) }
-            return try decodeSecrets(plain)
+            var keyring = try decodeSecrets(plain, version: version)
+            keyring.costs = (ops, mem)
+            return keyring
         } catch let error as StoreError {
             throw error
         } catch {
@@ -139,7 +183,7 @@ public struct Keyring: Sendable {
         }
     }
 
-    private static func decodeSecrets(_ plain: [UInt8]) throws -> Keyring {
+    private static func decodeSecrets(_ plain: [UInt8], version: UInt8) throws -> Keyring {
         var r = ByteReader(plain)
         let vaultID = try r.read(count: 16)
         var seed = try r.read(count: 32)
@@ -151,7 +195,12 @@ public struct Keyring: Sendable {
             var raw = try r.read(count: 32)
             keys.append(VaultKey(epoch: epoch, root: SecureBytes(consuming: &raw)))
         }
+        var agreement: AgreementKeyPair?
+        if version >= 2 {
+            var raw = try r.read(count: 32)
+            agreement = try AgreementKeyPair(secretKey: SecureBytes(consuming: &raw))
+        }
         guard r.isAtEnd, !keys.isEmpty else { throw CoreError(.malformed, "keyring") }
-        return Keyring(vaultID: vaultID, device: device, deviceName: name, keys: keys)
+        return Keyring(vaultID: vaultID, device: device, deviceName: name, keys: keys, agreement: agreement)
     }
 }

@@ -413,35 +413,20 @@ public final class RelayStore: @unchecked Sendable {
                     let head =
                         row.map { ChainHead(seq: UInt64($0["seq"] as Int64), hash: Array($0["hash"] as Data)) }
                         ?? .empty
-                    var fresh: [Envelope] = []
-                    for envelope in run {
-                        if envelope.header.seq <= head.seq {
-                            let held = try Data.fetchOne(
-                                db, sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?",
-                                arguments: [Data(author.bytes), Int64(clamping: envelope.header.seq)])
-                            if held.map(Array.init) == envelope.hash {
-                                result.duplicates += 1
-                                continue
-                            }
-                            throw Self.forkError(envelope)
-                        }
-                        if let last = fresh.last, last.header.seq == envelope.header.seq {
-                            if last.hash == envelope.hash { continue }
-                            throw Self.forkError(envelope)
-                        }
-                        fresh.append(envelope)
-                    }
-                    if fresh.isEmpty { continue }
+                    let outcome: RunClassifier.Outcome
                     do {
-                        _ = try ChainVerifier.verifyRun(fresh[...], vaultID: vaultID, after: head)
-                    } catch let error as CoreError {
-                        if error.code == .brokenChain, fresh[0].header.seq == head.seq + 1,
-                            fresh[0].header.previousHash != head.hash, fresh[0].hasValidSignature()
-                        {
-                            throw Self.forkError(fresh[0])
+                        outcome = try RunClassifier.classify(run, vaultID: vaultID, head: head) { seq in
+                            try Data.fetchOne(
+                                db, sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?",
+                                arguments: [Data(author.bytes), Int64(clamping: seq)]
+                            ).map(Array.init)
                         }
+                    } catch let error as CoreError {
                         throw RelayStoreError(.refused, "Refused: \(error.message)")
                     }
+                    if let fork = outcome.fork { throw Self.forkError(fork) }
+                    result.duplicates += outcome.duplicates
+                    let fresh = outcome.fresh
                     for envelope in fresh {
                         try db.execute(
                             sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",

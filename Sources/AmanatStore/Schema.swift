@@ -26,6 +26,29 @@ enum Schema {
                     ) WITHOUT ROWID;
                     """)
         }
+        // Membership (Protocol/storage.md §2, Protocol/membership.md): which envelopes carry membership entries;
+        // envelopes of devices that are not members, kept apart as evidence; membership entries an invitation
+        // brought whose chains have not arrived yet.
+        migrator.registerMigration("v2-membership") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE authority (author BLOB NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (author, seq))
+                        WITHOUT ROWID;
+                    CREATE TABLE held (
+                        author BLOB NOT NULL,
+                        seq INTEGER NOT NULL,
+                        hash BLOB NOT NULL,
+                        body BLOB NOT NULL,
+                        PRIMARY KEY (author, seq)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE pending_authority (
+                        author BLOB NOT NULL,
+                        seq INTEGER NOT NULL,
+                        body BLOB NOT NULL,
+                        PRIMARY KEY (author, seq)
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
     }
 }

@@ -22,6 +22,10 @@ public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case io
         /// The vault is busy in another process.
         case busy
+        /// This device's role does not allow the action (a reader writing, a member revoking, a revoked device).
+        case notAllowed
+        /// The request is well formed but not valid here (an unknown device, the last coordinator).
+        case invalid
     }
 
     /// The kind of failure.

@@ -5,25 +5,38 @@ import GRDB
 
 /// What one ingested batch did.
 public struct IngestResult: Sendable, Equatable {
-    /// Envelopes that were new and are now in the vault.
+    /// Envelopes that were new and are now in the vault (applied, held back or kept apart).
     public var applied: Int = 0
     /// Envelopes the vault already had (idempotence).
     public var duplicates: Int = 0
-    /// Forks found in this batch: a device signed two different envelopes with one seq.
+    /// Forks found in this batch: a member device signed two different envelopes with one seq.
     public var forks: [ForkReport] = []
+    /// New envelopes of devices that are not members, kept apart as evidence and not applied.
+    public var keptApart: Int = 0
+    /// Envelopes of non-members dropped because the kept-apart store is full, or forks of non-members.
+    public var dropped: Int = 0
 
     /// An empty result.
     public init() {}
 }
 
 extension Vault {
-    /// Verifies and applies envelopes from another replica in one transaction (Protocol/sync.md §3).
+    /// Kept-apart envelopes of one device that are stored at most.
+    static let keptApartPerDevice = 1_000
+    /// Kept-apart envelopes stored at most in all.
+    static let keptApartTotal = 10_000
+    /// Fork evidence envelopes stored at most per device, and in all.
+    static let forkEvidencePerDevice = 16
+    static let forkEvidenceTotal = 1_000
+
+    /// Verifies and takes in envelopes from another replica in one transaction (Protocol/sync.md §3,
+    /// Protocol/membership.md §5).
     ///
-    /// Per author, envelopes already held are skipped when identical; a different envelope at a held seq is a
-    /// fork: it is recorded (if its signature is genuine) and that author's remaining envelopes in the batch are
-    /// refused, while other authors still sync. Otherwise each author's run must continue its chain, carry this
-    /// vault's id and a known key epoch, pass the run's signature check and decrypt. Any such failure throws and
-    /// the whole batch is rolled back, leaving the vault as it was.
+    /// Per author, `RunClassifier` sorts the run into duplicates, new envelopes that continue the chain, or a fork.
+    /// A member's new envelopes join the log; a device the membership log does not know has its envelopes kept
+    /// apart (capped) until it is admitted. Membership entries in the batch are evaluated before any record
+    /// change is applied, and a record change is applied only if its author's role allowed it at that point of
+    /// its log. A forged, foreign, gapped or undecryptable run throws and the whole batch is rolled back.
     @discardableResult
     public func ingest(_ envelopes: [Envelope]) throws -> IngestResult {
         guard !envelopes.isEmpty else { return IngestResult() }
@@ -34,92 +47,154 @@ extension Vault {
             }
             byAuthor[envelope.header.author, default: []].append(envelope)
         }
-        return try mapErrors {
-            try database.write { db in
-                var result = IngestResult()
-                var states: [RecordID: RecordState] = [:]
-                var clock = try loadClock(db)
-                for author in byAuthor.keys.sorted() {
-                    let run = byAuthor[author]!.sorted { $0.header.seq < $1.header.seq }
-                    let head = try head(db, author: author)
-                    var fresh: [Envelope] = []
-                    var forked = false
-                    for envelope in run {
-                        if envelope.header.seq <= head.seq {
-                            let held = try Data.fetchOne(
-                                db.cachedStatement(sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?"),
-                                arguments: [Data(author.bytes), Int64(envelope.header.seq)])
-                            if held.map(Array.init) == envelope.hash {
-                                result.duplicates += 1
-                                continue
-                            }
-                            try recordFork(db, envelope, into: &result)
-                            forked = true
-                            break
-                        }
-                        if let last = fresh.last, last.header.seq == envelope.header.seq {
-                            if last.hash == envelope.hash { continue }
-                            try recordFork(db, envelope, into: &result)
-                            forked = true
-                            break
-                        }
-                        fresh.append(envelope)
-                    }
-                    if forked || fresh.isEmpty { continue }
-                    do {
-                        _ = try ChainVerifier.verifyRun(fresh[...], vaultID: vaultID, after: head)
-                    } catch let error as CoreError {
-                        if error.code == .brokenChain, fresh.first?.header.seq == head.seq + 1,
-                            fresh.first?.header.previousHash != head.hash, fresh.first?.hasValidSignature() == true
-                        {
-                            // A genuine envelope that does not follow our head: the author forked before it.
-                            try recordFork(db, fresh[0], into: &result)
-                            continue
-                        }
-                        throw StoreError(.rejected, "Refused: \(error.message)")
-                    }
-                    for envelope in fresh {
-                        guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
-                            throw StoreError(
-                                .rejected,
-                                "Refused: a change uses key epoch \(envelope.header.keyEpoch), which this device does not have."
-                            )
-                        }
-                        let authored: AuthoredChange
-                        do {
-                            authored = try envelope.openAuthored(with: key)
-                        } catch let error as CoreError {
-                            throw StoreError(.rejected, "Refused: \(error.message)")
-                        }
-                        try insertEnvelope(db, envelope)
-                        let id = authored.change.record
-                        if states[id] == nil { states[id] = try loadState(db, id: id) ?? RecordState(id: id) }
-                        states[id]!.apply(authored)
-                        clock.observe(authored.change.timestamp, wallMillis: wallClock())
-                        result.applied += 1
-                    }
-                }
-                for state in states.values { try saveState(db, state) }
-                if result.applied > 0 { try saveClock(db, clock) }
-                return result
+        let before = membership
+        let keysBefore = rotatedKeys
+        do {
+            return try mapErrors {
+                try database.write { db in try ingest(db, byAuthor) }
             }
+        } catch {
+            membership = before
+            rotatedKeys = keysBefore
+            throw error
         }
     }
 
-    /// Records a fork if the conflicting envelope is genuinely signed by its author; a forged one is refused.
-    private func recordFork(_ db: Database, _ envelope: Envelope, into result: inout IngestResult) throws {
-        guard envelope.header.vaultID == vaultID, envelope.hasValidSignature() else {
-            throw StoreError(
-                .rejected,
-                "Refused: change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) differs from the one this vault holds and its signature is forged."
-            )
+    private func ingest(_ db: Database, _ byAuthor: [DeviceID: [Envelope]]) throws -> IngestResult {
+        var result = IngestResult()
+        var newInLog: [Envelope] = []
+        var unchecked: [Envelope] = []
+        var membershipMayChange = false
+        var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
+        for author in byAuthor.keys.sorted() {
+            let run = byAuthor[author]!
+            let inLog = try head(db, author: author)
+            let apart = try heldHead(db, author: author)
+            // A device's envelopes go where its chain already is; a device nobody knows yet starts apart.
+            let toLog = inLog.seq > 0 || (apart.seq == 0 && membership.isKnown(author))
+            let table = toLog ? "envelope" : "held"
+            let outcome: RunClassifier.Outcome
+            do {
+                outcome = try RunClassifier.classify(run, vaultID: vaultID, head: toLog ? inLog : apart) { seq in
+                    try Data.fetchOne(
+                        db.cachedStatement(sql: "SELECT hash FROM \(table) WHERE author = ? AND seq = ?"),
+                        arguments: [Data(author.bytes), Int64(clamping: seq)]
+                    ).map(Array.init)
+                }
+            } catch let error as CoreError {
+                throw StoreError(.rejected, "Refused: \(error.message)")
+            }
+            result.duplicates += outcome.duplicates
+            if let fork = outcome.fork {
+                if toLog && membership.isKnown(author) {
+                    try recordFork(db, fork, into: &result)
+                } else {
+                    result.dropped += 1
+                }
+                continue
+            }
+            var keptApartHere = 0
+            for envelope in outcome.fresh {
+                if envelope.isAuthority { membershipMayChange = true }
+                if !(try checkDecrypts(envelope)) { unchecked.append(envelope) }
+                if toLog {
+                    try insertEnvelope(db, envelope)
+                    newInLog.append(envelope)
+                    result.applied += 1
+                } else if apart.seq + UInt64(keptApartHere) < UInt64(Self.keptApartPerDevice),
+                    keptApartTotal < Self.keptApartTotal
+                {
+                    membershipMayChange = true
+                    try db.cachedStatement(sql: "INSERT INTO held(author, seq, hash, body) VALUES (?, ?, ?, ?)")
+                        .execute(arguments: [
+                            Data(author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash),
+                            Data(envelope.encoded()),
+                        ])
+                    keptApartTotal += 1
+                    keptApartHere += 1
+                    result.keptApart += 1
+                } else {
+                    // The chain must stay contiguous: once one is dropped, the rest of the run is too.
+                    result.dropped += 1
+                }
+            }
         }
-        try db.execute(
-            sql: "INSERT OR IGNORE INTO fork(author, seq, hash, body) VALUES (?, ?, ?, ?)",
-            arguments: [
-                Data(envelope.header.author.bytes), Int64(envelope.header.seq), Data(envelope.hash),
-                Data(envelope.encoded()),
-            ])
+        // Membership first: entries of this batch decide what its record changes may do.
+        if membershipMayChange {
+            try reloadMembership(db)
+            if try promoteHeld(db) { try reloadMembership(db) }
+            // Keys granted by this batch open envelopes that could not be checked on arrival.
+            for envelope in unchecked { _ = try checkDecrypts(envelope) }
+        }
+        if try storedAuthorization(db) != projectionDigest {
+            try rebuildProjection(db)
+            try saveAuthorization(db)
+        } else {
+            try apply(db, newInLog)
+        }
+        return result
+    }
+
+    /// Applies new record changes of the log to the projection, each only if the membership allows it.
+    private func apply(_ db: Database, _ envelopes: [Envelope]) throws {
+        var states: [RecordID: RecordState] = [:]
+        var clock = try loadClock(db)
+        var observed = false
+        for envelope in envelopes where !envelope.isAuthority {
+            guard let key = key(epoch: envelope.header.keyEpoch) else { continue }
+            let authored: AuthoredChange
+            do {
+                authored = try envelope.openAuthored(with: key)
+            } catch let error as CoreError {
+                throw StoreError(.rejected, "Refused: \(error.message)")
+            }
+            clock.observe(authored.change.timestamp, wallMillis: wallClock())
+            observed = true
+            guard heldReason(authored) == nil else { continue }
+            let id = authored.change.record
+            if states[id] == nil { states[id] = try loadState(db, id: id) ?? RecordState(id: id) }
+            states[id]!.apply(authored)
+        }
+        for state in states.values { try saveState(db, state) }
+        if observed { try saveClock(db, clock) }
+    }
+
+    /// Refuses an envelope that does not decrypt with a key this device holds; returns false if this device
+    /// holds no key of its epoch (such an envelope is kept, unread, until a key arrives).
+    private func checkDecrypts(_ envelope: Envelope) throws -> Bool {
+        do {
+            if envelope.isAuthority {
+                _ = try envelope.openEntry()
+            } else if let key = key(epoch: envelope.header.keyEpoch) {
+                _ = try envelope.open(with: key)
+            } else {
+                return false
+            }
+            return true
+        } catch let error as CoreError {
+            throw StoreError(.rejected, "Refused: \(error.message)")
+        }
+    }
+
+    func heldHead(_ db: Database, author: DeviceID) throws -> ChainHead {
+        let statement = try db.cachedStatement(
+            sql: "SELECT seq, hash FROM held WHERE author = ? ORDER BY seq DESC LIMIT 1")
+        guard let row = try Row.fetchOne(statement, arguments: [Data(author.bytes)]) else { return .empty }
+        return ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+    }
+
+    /// Records a fork of a member device (its signature was checked by the classifier), up to the evidence caps.
+    private func recordFork(_ db: Database, _ envelope: Envelope, into result: inout IngestResult) throws {
+        let author = Data(envelope.header.author.bytes)
+        let mine = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM fork WHERE author = ?", arguments: [author]) ?? 0
+        let all = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM fork") ?? 0
+        if mine < Self.forkEvidencePerDevice && all < Self.forkEvidenceTotal {
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO fork(author, seq, hash, body) VALUES (?, ?, ?, ?)",
+                arguments: [
+                    author, Int64(clamping: envelope.header.seq), Data(envelope.hash), Data(envelope.encoded()),
+                ])
+        }
         result.forks.append(ForkReport(device: envelope.header.author, seq: envelope.header.seq))
     }
 
@@ -129,7 +204,7 @@ extension Vault {
             try database.read { db in
                 try Data.fetchAll(
                     db, sql: "SELECT body FROM envelope WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    arguments: [Data(author.bytes), Int64(seq), limit])
+                    arguments: [Data(author.bytes), Int64(clamping: seq), limit])
             }
         }
         return try bodies.map { body in

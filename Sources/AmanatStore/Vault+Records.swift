@@ -107,6 +107,10 @@ extension Vault {
                 Data(envelope.header.author.bytes), Int64(envelope.header.seq), Data(envelope.hash),
                 Data(envelope.encoded()),
             ])
+        if envelope.isAuthority {
+            try db.cachedStatement(sql: "INSERT INTO authority(author, seq) VALUES (?, ?)").execute(
+                arguments: [Data(envelope.header.author.bytes), Int64(envelope.header.seq)])
+        }
     }
 
     // MARK: Writing
@@ -128,12 +132,22 @@ extension Vault {
     }
 
     /// Makes many changes in one transaction (bulk import, benchmarks); the clock and chain head are read once.
-    public func commitBatch(_ items: [(RecordID, [RecordOperation])]) throws {
+    /// A nil record id makes a new record, with the id its change derives (Protocol/membership.md §6). Returns
+    /// the record id of each item.
+    @discardableResult
+    public func commitBatch(_ items: [(RecordID?, [RecordOperation])]) throws -> [RecordID] {
         try mapErrors {
             try database.write { db in
                 var writer = try LocalWriter(vault: self, db: db)
-                for (id, ops) in items { _ = try writer.commit(record: id, operations: { _ in ops }) }
+                var ids: [RecordID] = []
+                ids.reserveCapacity(items.count)
+                for (id, ops) in items {
+                    let record = id ?? writer.nextRecordID
+                    _ = try writer.commit(record: record, operations: { _ in ops })
+                    ids.append(record)
+                }
                 try writer.finish()
+                return ids
             }
         }
     }
@@ -154,6 +168,9 @@ extension Vault {
             head = try vault.head(db, author: me)
         }
 
+        /// The id of a record created by the next change: derived from this device and seq.
+        var nextRecordID: RecordID { RecordID.derived(author: me, seq: head.seq + 1) }
+
         mutating func commit(record: RecordID, operations: (RecordState?) throws -> [RecordOperation]) throws
             -> AuthoredChange
         {
@@ -162,8 +179,19 @@ extension Vault {
             let stamp = clock.tick(wallMillis: vault.wallClock())
             let change = Change(record: record, timestamp: stamp, operations: ops)
             let seq = head.seq + 1
+            let authoredChange = AuthoredChange(author: me, seq: seq, change: change)
+            if let reason = vault.heldReason(authoredChange) {
+                switch reason {
+                case .notCreator:
+                    throw StoreError(.invalid, "A record can only be created by the change whose id it derives.")
+                default:
+                    throw StoreError(
+                        .notAllowed,
+                        "This device cannot change records: it is \(vault.describeSelf()). A coordinator decides roles.")
+                }
+            }
             let envelope = try Envelope.seal(
-                change, vaultID: vault.vaultID, key: vault.keyring.currentKey, signer: vault.keyring.device, seq: seq,
+                change, vaultID: vault.vaultID, key: vault.writeKey, signer: vault.keyring.device, seq: seq,
                 previousHash: head.hash)
             try vault.insertEnvelope(db, envelope)
             head = ChainHead(seq: seq, hash: envelope.hash)
@@ -174,27 +202,39 @@ extension Vault {
             return authored
         }
 
+        /// Appends a membership entry as this device's next envelope.
+        @discardableResult
+        mutating func append(_ operation: MembershipOperation) throws -> MembershipEntry {
+            let entry = MembershipEntry(timestamp: clock.tick(wallMillis: vault.wallClock()), operation: operation)
+            let seq = head.seq + 1
+            let envelope = try Envelope.seal(
+                entry, vaultID: vault.vaultID, signer: vault.keyring.device, seq: seq, previousHash: head.hash)
+            try vault.insertEnvelope(db, envelope)
+            head = ChainHead(seq: seq, hash: envelope.hash)
+            return entry
+        }
+
         func finish() throws { try vault.saveClock(db, clock) }
     }
 
-    /// A new random record id.
-    public static func newRecordID() -> RecordID {
-        // 16 random bytes always make a record id.
-        guard let id = try? RecordID(Sodium.randomBytes(16)) else { fatalError("unreachable") }
-        return id
-    }
-
     /// Creates a record of `kind` with fields and tags in one change; a testimony is sealed in the same change.
+    /// The record's id is derived from this device and the change's seq, so no other change can create it.
     public func createRecord(kind: String, fields: [(String, String)], tags: [String], seal: Bool) throws -> RecordID {
-        let id = Self.newRecordID()
-        try commit(record: id) { _ in
-            var ops: [RecordOperation] = [.create(kind: kind)]
-            ops += fields.map { RecordOperation.set(field: $0.0, value: $0.1, pred: []) }
-            ops += tags.map { RecordOperation.addTag($0) }
-            if seal { ops.append(.seal(contentHash: RecordState.sealHash(kind: kind, fields: fields))) }
-            return ops
+        try mapErrors {
+            try database.write { db in
+                var writer = try LocalWriter(vault: self, db: db)
+                let id = writer.nextRecordID
+                _ = try writer.commit(record: id) { _ in
+                    var ops: [RecordOperation] = [.create(kind: kind)]
+                    ops += fields.map { RecordOperation.set(field: $0.0, value: $0.1, pred: []) }
+                    ops += tags.map { RecordOperation.addTag($0) }
+                    if seal { ops.append(.seal(contentHash: RecordState.sealHash(kind: kind, fields: fields))) }
+                    return ops
+                }
+                try writer.finish()
+                return id
+            }
         }
-        return id
     }
 
     // MARK: Reading
@@ -271,7 +311,7 @@ extension Vault {
             guard let envelope = try envelope(author: ref.author, seq: ref.seq) else {
                 throw StoreError(.damaged, "The vault is damaged: a change of this record is missing from the log.")
             }
-            guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
+            guard let key = key(epoch: envelope.header.keyEpoch) else {
                 throw StoreError(.damaged, "A change of this record uses a key epoch this device lacks.")
             }
             do {

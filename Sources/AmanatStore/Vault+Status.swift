@@ -27,6 +27,25 @@ public struct ForkReport: Hashable, Sendable {
     public var device: DeviceID
     /// The seq at which its log forked.
     public var seq: UInt64
+    /// Whether a coordinator reviewed and dismissed it (the evidence stays).
+    public var dismissed: Bool = false
+
+    /// Creates a report.
+    public init(device: DeviceID, seq: UInt64, dismissed: Bool = false) {
+        self.device = device
+        self.seq = seq
+        self.dismissed = dismissed
+    }
+}
+
+/// Changes of one device that are kept but not applied, and why.
+public struct HeldBack: Hashable, Sendable {
+    /// The device.
+    public var device: DeviceID
+    /// Why they are not applied.
+    public var reason: HeldReason
+    /// How many.
+    public var changes: Int
 }
 
 /// What `amanat verify` found.
@@ -41,6 +60,10 @@ public struct VerifyReport: Sendable {
     public var seals: Int
     /// Problems found, one sentence each; empty when all is well.
     public var problems: [String]
+    /// Changes kept but not applied (not members, revoked, readers, records they may not create).
+    public var heldBack: [HeldBack] = []
+    /// Record changes of key epochs this device was not given (after a revocation of this device).
+    public var unreadable: Int = 0
 }
 
 extension Vault {
@@ -65,15 +88,26 @@ extension Vault {
         }
     }
 
-    /// The forks recorded so far.
+    /// The forks recorded so far; a fork is dismissed once a coordinator dismissed every conflicting envelope.
     public func forks() throws -> [ForkReport] {
-        try mapErrors {
+        let rows: [(DeviceID, UInt64, [UInt8])] = try mapErrors {
             try database.read { db in
-                try Row.fetchAll(db, sql: "SELECT DISTINCT author, seq FROM fork ORDER BY author, seq").map {
-                    ForkReport(device: try DeviceID(Array($0["author"] as Data)), seq: UInt64($0["seq"] as Int64))
+                try Row.fetchAll(db, sql: "SELECT author, seq, hash FROM fork ORDER BY author, seq").compactMap {
+                    guard let device = try? DeviceID(Array($0["author"] as Data)) else { return nil }
+                    return (device, UInt64($0["seq"] as Int64), Array($0["hash"] as Data))
                 }
             }
         }
+        var reports: [ForkReport] = []
+        for (device, seq, hash) in rows {
+            let dismissed = membership.dismissedForks.contains(.init(device: device, seq: seq, hash: hash))
+            if let last = reports.last, last.device == device, last.seq == seq {
+                reports[reports.count - 1].dismissed = last.dismissed && dismissed
+            } else {
+                reports.append(ForkReport(device: device, seq: seq, dismissed: dismissed))
+            }
+        }
+        return reports
     }
 
     /// The number of envelopes in the log.
@@ -90,8 +124,9 @@ extension Vault {
             forks: try forks())
     }
 
-    /// Checks everything: SQLite integrity, every chain and signature, every envelope decrypts, the projection
-    /// equals a replay of the log, and every seal matches its original content.
+    /// Checks everything: SQLite integrity, every chain and every signature, every envelope decrypts, the
+    /// membership log, the projection equals a replay of the log under the membership rules, and every seal
+    /// matches its original content.
     public func verify() throws -> VerifyReport {
         var problems: [String] = []
         let integrity: [String] = try mapErrors {
@@ -100,6 +135,8 @@ extension Vault {
         if integrity != ["ok"] { problems.append("The database file fails SQLite's integrity check.") }
 
         var replayed: [RecordID: RecordState] = [:]
+        var held: [HeldKey: Int] = [:]
+        var unreadable = 0
         var devices = 0
         var envelopes = 0
         let rows: [Row] = try mapErrors {
@@ -136,19 +173,35 @@ extension Vault {
                 problems.append(error.message)
                 continue
             }
+            // The chain check needs one signature; verify promises every one, so each envelope stands alone.
+            for envelope in run.dropLast() where !envelope.hasValidSignature() {
+                problems.append(
+                    "The signature on change \(envelope.header.seq) of device \(deviceLabel(envelope.header.author)) is forged or damaged."
+                )
+            }
             for envelope in run {
-                guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
-                    problems.append(
-                        "Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) uses an unknown key epoch."
-                    )
+                if envelope.isAuthority {
+                    if (try? envelope.openEntry()) == nil {
+                        problems.append(
+                            "Membership entry \(envelope.header.seq) of device \(deviceLabel(envelope.header.author)) does not decode."
+                        )
+                    }
+                    continue
+                }
+                guard let key = key(epoch: envelope.header.keyEpoch) else {
+                    unreadable += 1
                     continue
                 }
                 do {
                     let authored = try envelope.openAuthored(with: key)
+                    if let reason = heldReason(authored) {
+                        held[HeldKey(device: authored.author, reason: reason), default: 0] += 1
+                        continue
+                    }
                     replayed[authored.change.record, default: RecordState(id: authored.change.record)].apply(authored)
                 } catch {
                     problems.append(
-                        "Change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) does not decrypt."
+                        "Change \(envelope.header.seq) of device \(deviceLabel(envelope.header.author)) does not decrypt."
                     )
                 }
             }
@@ -174,19 +227,44 @@ extension Vault {
             seals += 1
             if let problem = try checkSeal(of: state, seal: seal) { problems.append(problem) }
         }
-        for fork in try forks() {
+        for fork in try forks() where !fork.dismissed {
             problems.append(
-                "Device \(fork.device.hex.prefix(12)) forked its log at change \(fork.seq): it signed two different changes."
+                "Device \(deviceLabel(fork.device)) forked its log at change \(fork.seq): it signed two different changes."
             )
         }
+        for (key, count) in try keptApartCounts() {
+            held[HeldKey(device: key, reason: .notMember), default: 0] += count
+        }
+        let heldBack = held.map { HeldBack(device: $0.key.device, reason: $0.key.reason, changes: $0.value) }
+            .sorted { ($0.device, $0.reason.rawValue) < ($1.device, $1.reason.rawValue) }
         return VerifyReport(
-            devices: devices, envelopes: envelopes, records: replayed.count, seals: seals, problems: problems)
+            devices: devices, envelopes: envelopes, records: replayed.count, seals: seals, problems: problems,
+            heldBack: heldBack, unreadable: unreadable)
+    }
+
+    private struct HeldKey: Hashable {
+        var device: DeviceID
+        var reason: HeldReason
+    }
+
+    /// Kept-apart envelopes (of devices that are not members), per device.
+    public func keptApartCounts() throws -> [DeviceID: Int] {
+        try mapErrors {
+            try database.read { db in
+                var counts: [DeviceID: Int] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT author, COUNT(*) AS n FROM held GROUP BY author") {
+                    guard let device = try? DeviceID(Array(row["author"] as Data)) else { continue }
+                    counts[device] = row["n"]
+                }
+                return counts
+            }
+        }
     }
 
     /// Recomputes a seal from the change that made it; returns a problem sentence if it does not match.
     func checkSeal(of state: RecordState, seal: SealInfo) throws -> String? {
         guard let envelope = try? envelope(author: seal.op.device, seq: seal.op.seq),
-            let key = keyring.key(epoch: envelope.header.keyEpoch),
+            let key = key(epoch: envelope.header.keyEpoch),
             let change = try? envelope.open(with: key)
         else { return "The sealing change of record \(state.id.hex.prefix(12)) is missing or damaged." }
         var kind = ""

@@ -20,8 +20,12 @@ public final class Vault {
     /// The vault directory.
     public let directory: URL
     /// The unlocked secrets.
-    public let keyring: Keyring
+    public internal(set) var keyring: Keyring
     let database: DatabaseQueue
+    /// Who belongs to the vault, as the membership log says (Protocol/membership.md).
+    public internal(set) var membership: MembershipState
+    /// Vault keys of rotations, opened from the membership log with this device's agreement key.
+    var rotatedKeys: [UInt32: VaultKey] = [:]
     /// Key of the encrypted projection and local-state rows.
     let localKey: SecureBytes
     /// Key of the keyed hashes that stand in for record ids as row keys.
@@ -43,6 +47,7 @@ public final class Vault {
         self.directory = directory
         self.keyring = keyring
         self.database = database
+        membership = MembershipState(vaultID: keyring.vaultID)
         localKey = keyring.currentKey.subkey(id: 2, context: "amnt-loc")
         slotKey = keyring.currentKey.subkey(id: 3, context: "amnt-slt")
     }
@@ -56,15 +61,34 @@ public final class Vault {
     }
 
     /// Creates a new vault with a new vault key and device key in `dir` (created if missing, must hold no vault).
+    /// Its first change is the membership entry that names this device its founding coordinator.
     public static func create(
         at dir: URL, passphrase: SecureBytes, deviceName: String, strength: PasswordHash.Strength
     ) throws -> Vault {
-        try create(at: dir, keyring: .generate(deviceName: deviceName), passphrase: passphrase, strength: strength)
+        let salt = Sodium.randomBytes(16)
+        let keyring = Keyring.generate(deviceName: deviceName, salt: salt)
+        let name = try sealName(deviceName, keyring: keyring)
+        let vault = try create(at: dir, keyring: keyring, passphrase: passphrase, strength: strength) { db, vault in
+            guard let agreement = keyring.agreement else { fatalError("unreachable: a new keyring has an agreement key") }
+            try vault.appendEntry(db, .found(salt: salt, agreementKey: agreement.publicKey, name: name))
+        }
+        return vault
     }
 
-    /// Creates a vault directory around an existing keyring (used by `join`).
-    public static func create(
-        at dir: URL, keyring: Keyring, passphrase: SecureBytes, strength: PasswordHash.Strength
+    static func sealName(_ name: String, keyring: Keyring) throws -> SealedName {
+        guard let device = try? DeviceID(keyring.device.publicKey) else { fatalError("unreachable") }
+        do {
+            return try SealedName.seal(name, key: keyring.currentKey, vaultID: keyring.vaultID, device: device)
+        } catch let error as CoreError {
+            throw StoreError(.invalid, error.message)
+        }
+    }
+
+    /// Creates a vault directory around an existing keyring (used by `join`); `first` writes its first entries
+    /// in the same transaction.
+    static func create(
+        at dir: URL, keyring: Keyring, passphrase: SecureBytes, strength: PasswordHash.Strength,
+        first: (Database, Vault) throws -> Void
     ) throws -> Vault {
         let fm = FileManager.default
         if exists(at: dir) {
@@ -82,21 +106,25 @@ public final class Vault {
         let database = try openDatabase(dir, create: true)
         // SQLite gives the WAL and SHM files the main file's mode, so this keeps all three private.
         chmod(databaseURL(dir).path, 0o600)
-        try mapErrors {
-            try database.write { db in
-                try db.execute(
-                    sql: "INSERT INTO meta(key, value) VALUES ('vault_id', ?)", arguments: [Data(keyring.vaultID)])
-            }
-        }
+        let vault = Vault(directory: dir, keyring: keyring, database: database)
         // The keyring is written last: its presence is what makes the directory a vault.
         do {
+            try mapErrors {
+                try database.write { db in
+                    try db.execute(
+                        sql: "INSERT INTO meta(key, value) VALUES ('vault_id', ?)", arguments: [Data(keyring.vaultID)])
+                    try first(db, vault)
+                    try vault.reloadMembership(db)
+                    try vault.saveAuthorization(db)
+                }
+            }
             try keyring.write(to: keyringURL(dir), passphrase: passphrase, strength: strength)
         } catch {
             try? database.close()
             for suffix in ["", "-wal", "-shm"] { try? fm.removeItem(atPath: databaseURL(dir).path + suffix) }
             throw error
         }
-        return Vault(directory: dir, keyring: keyring, database: database)
+        return vault
     }
 
     /// Opens the vault in `dir` with its passphrase.
@@ -115,7 +143,9 @@ public final class Vault {
         guard let stored, Array(stored) == keyring.vaultID else {
             throw StoreError(.damaged, "The vault is damaged: its database does not belong to its keyring.")
         }
-        return Vault(directory: dir, keyring: keyring, database: database)
+        let vault = Vault(directory: dir, keyring: keyring, database: database)
+        try vault.prepare(passphrase: passphrase)
+        return vault
     }
 
     static func openDatabase(_ dir: URL, create: Bool) throws -> DatabaseQueue {

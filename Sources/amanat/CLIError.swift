@@ -75,6 +75,8 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
             case .unknownID, .ambiguousID: .unknownID
             case .diskFull, .io: .io
             case .busy: .busy
+            case .notAllowed: .wrongPassphrase
+            case .invalid: .usage
             }
         return (status, e.message)
     case let e as RelayClientError:

@@ -1,3 +1,4 @@
+import AmanatCore
 import AmanatStore
 import ArgumentParser
 import Foundation
@@ -20,14 +21,20 @@ struct Invite: ParsableCommand {
     @OptionGroup var options: VaultOptions
     @Option(help: "Where to write the invitation.") var out: String
     @Option(help: "Days the invitation stays valid.") var validDays: UInt64 = 7
+    @Option(help: "The new device's role: coordinator, member (default) or reader.") var role: String = "member"
 
     func run() throws {
         try runReportingErrors {
             guard (1...365).contains(validDays) else { throw CLIError(.usage, "--valid-days must be from 1 to 365.") }
+            guard let role = Role(name: role) else {
+                throw CLIError(.usage, "Unknown role \"\(role)\": use coordinator, member or reader.")
+            }
             let vault = try options.open()
-            let code = try Invitation.write(
-                from: vault, to: URL(fileURLWithPath: out), validFor: validDays * 86_400, now: vault.wallClock())
-            note("Wrote an invitation to \(out), valid for \(validDays) days. Pass the code below separately:")
+            let grant = try vault.invite(role: role, validFor: validDays * 86_400)
+            let code = try Invitation.write(grant, to: URL(fileURLWithPath: out))
+            note(
+                "Wrote a one-time invitation for a \(role) to \(out), valid for \(validDays) days. Pass the code below separately:"
+            )
             print(code)
         }
     }
@@ -60,13 +67,13 @@ struct Join: ParsableCommand {
             }
             let text =
                 try code ?? ProcessInfo.processInfo.environment["AMANAT_INVITE_CODE"] ?? promptLine("Invitation code: ")
-            let invitation = try Invitation.read(
+            let grant = try Invitation.read(
                 from: URL(fileURLWithPath: file), code: text, now: UInt64(Date().timeIntervalSince1970 * 1000))
-            let vault = try Vault.create(
-                at: dir, keyring: invitation.makeKeyring(deviceName: deviceName),
-                passphrase: try options.passphrase(confirm: true), strength: kdf.strength)
+            let vault = try Vault.join(
+                grant, at: dir, passphrase: try options.passphrase(confirm: true), deviceName: deviceName,
+                strength: kdf.strength)
             note(
-                "Joined the vault of \"\(invitation.inviterName)\" as device \"\(deviceName)\". Sync to receive its records."
+                "Joined the vault of \"\(grant.inviterName)\" as \(grant.role) \"\(deviceName)\". Sync to receive its records."
             )
             print(vault.deviceID.hex)
         }

@@ -1,3 +1,4 @@
+import AmanatCore
 import AmanatCrypto
 import AmanatStore
 import AmanatSync
@@ -7,18 +8,47 @@ import Foundation
 public let passphrase = SecureBytes(Array("test passphrase".utf8))
 
 /// A team of `count` member devices of one vault, each in its own vault directory (`prefix0`, `prefix1`, …).
-public func makeTeam(_ count: Int, in dir: TemporaryDirectory, prefix: String = "r") throws -> [Vault] {
+///
+/// `prefix0` founds the vault and invites the others as it would with `amanat invite`; every invitation is
+/// issued before anyone joins, so each member knows every other's invitation from the start.
+public func makeTeam(
+    _ count: Int, in dir: TemporaryDirectory, prefix: String = "r", roles: [Role] = []
+) throws -> [Vault] {
     let first = try Vault.create(
         at: dir.path("\(prefix)0"), passphrase: passphrase, deviceName: "\(prefix)0", strength: .interactive)
-    var team = [first]
+    var grants: [InvitationGrant] = []
     for i in 1..<max(count, 1) {
-        let keyring = Keyring(
-            vaultID: first.vaultID, device: .generate(), deviceName: "\(prefix)\(i)", keys: first.keyring.keys)
+        grants.append(try first.invite(role: i - 1 < roles.count ? roles[i - 1] : .member, validFor: 86_400))
+    }
+    let authority = try first.authorityEnvelopes()
+    var team = [first]
+    for (i, var grant) in zip(1..., grants) {
+        grant.authority = authority
         team.append(
-            try Vault.create(
-                at: dir.path("\(prefix)\(i)"), keyring: keyring, passphrase: passphrase, strength: .interactive))
+            try Vault.join(
+                grant, at: dir.path("\(prefix)\(i)"), passphrase: passphrase, deviceName: "\(prefix)\(i)",
+                strength: .interactive))
     }
     return Array(team.prefix(count))
+}
+
+/// A new member of `coordinator`'s vault in `url`, invited and joined as `amanat invite` and `join` do.
+public func addMember(
+    to coordinator: Vault, at url: URL, name: String, role: Role = .member
+) throws -> Vault {
+    try Vault.join(
+        try coordinator.invite(role: role, validFor: 86_400), at: url, passphrase: passphrase, deviceName: name,
+        strength: .interactive)
+}
+
+/// A copy of `vault`'s directory in `url`, opened: a laptop restored from a backup, or cloned.
+public func cloneVault(_ vault: Vault, to url: URL) throws -> Vault {
+    let fm = FileManager.default
+    try fm.createDirectory(at: url, withIntermediateDirectories: true)
+    for name in try fm.contentsOfDirectory(atPath: vault.directory.path) {
+        try fm.copyItem(at: vault.directory.appendingPathComponent(name), to: url.appendingPathComponent(name))
+    }
+    return try Vault.open(at: url, passphrase: passphrase)
 }
 
 /// Syncs `vault` with the sync file at `url`, both ways.

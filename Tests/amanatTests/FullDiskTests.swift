@@ -46,7 +46,7 @@ final class TinyDisk {
                 try vault.commitBatch(
                     (0..<8).map { _ in
                         (
-                            Vault.newRecordID(),
+                            RecordID?.none,
                             [RecordOperation.create(kind: "statement"), .set(field: "body", value: body, pred: [])]
                         )
                     })

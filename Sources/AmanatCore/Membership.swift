@@ -1,0 +1,436 @@
+import AmanatCrypto
+
+/// What a device may do in a vault (Protocol/membership.md §2).
+public enum Role: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Invites, revokes, changes roles, dismisses reviewed forks, and everything a member does.
+    case coordinator = 1
+    /// Records, edits, tags, deletes, syncs and exports.
+    case member = 2
+    /// Syncs and reads; writes no record change.
+    case reader = 3
+
+    /// The role's name as typed and shown.
+    public var description: String {
+        switch self {
+        case .coordinator: "coordinator"
+        case .member: "member"
+        case .reader: "reader"
+        }
+    }
+
+    /// Parses `coordinator`, `member` or `reader`.
+    public init?(name: String) {
+        guard let role = Role.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
+        self = role
+    }
+
+    /// Whether changes to records by a device with this role are applied.
+    public var canWrite: Bool { self != .reader }
+}
+
+/// A device name sealed under a vault key, so relays and couriers, who can read membership entries, never read
+/// names (Protocol/membership.md §4).
+public struct SealedName: Hashable, Sendable {
+    /// The epoch of the vault key it is sealed under.
+    public var epoch: UInt32
+    /// The 24-byte nonce.
+    public var nonce: [UInt8]
+    /// XChaCha20-Poly1305 ciphertext of the name, zero-padded to a multiple of 32 bytes.
+    public var ciphertext: [UInt8]
+
+    /// Names longer than this many UTF-8 bytes are refused.
+    public static let maximumLength = 96
+
+    /// Creates a sealed name from its parts.
+    public init(epoch: UInt32, nonce: [UInt8], ciphertext: [UInt8]) {
+        self.epoch = epoch
+        self.nonce = nonce
+        self.ciphertext = ciphertext
+    }
+
+    static func associatedData(vaultID: [UInt8], device: DeviceID, epoch: UInt32) -> [UInt8] {
+        var w = ByteWriter(capacity: 80)
+        w.write(raw: Array("amanat/name/v1".utf8))
+        w.write(raw: vaultID)
+        w.write(raw: device.bytes)
+        w.write(bigEndian: epoch)
+        return w.bytes
+    }
+
+    /// Seals `name` for `device` under `key`.
+    public static func seal(_ name: String, key: VaultKey, vaultID: [UInt8], device: DeviceID) throws -> SealedName {
+        var plain = Array(name.utf8)
+        guard plain.count <= maximumLength else {
+            throw CoreError(.malformed, "A device name must be at most \(maximumLength) bytes.")
+        }
+        plain.append(contentsOf: repeatElement(0, count: 32 - plain.count % 32))
+        let nonce = AEAD.randomNonce()
+        let ciphertext = try AEAD.seal(
+            plain, additionalData: associatedData(vaultID: vaultID, device: device, epoch: key.epoch), nonce: nonce,
+            key: key.subkey(id: 5, context: "amnt-nam"))
+        return SealedName(epoch: key.epoch, nonce: nonce, ciphertext: ciphertext)
+    }
+
+    /// The name, if `key` (of this name's epoch) opens it.
+    public func open(key: VaultKey, vaultID: [UInt8], device: DeviceID) -> String? {
+        guard key.epoch == epoch,
+            var plain = try? AEAD.open(
+                ciphertext, additionalData: Self.associatedData(vaultID: vaultID, device: device, epoch: epoch),
+                nonce: nonce, key: key.subkey(id: 5, context: "amnt-nam"))
+        else { return nil }
+        // The name is followed by 1–32 zero bytes of padding.
+        while plain.last == 0 { plain.removeLast() }
+        return String(decoding: plain, as: UTF8.self)
+    }
+}
+
+/// A new vault key for the members that remain after a revocation, each copy sealed to one member's agreement key.
+public struct KeyRotation: Hashable, Sendable {
+    /// The new epoch: a random number of at least 2, so concurrent rotations never share one.
+    public var epoch: UInt32
+    /// The relay public key derived from the new vault key, so a relay can accept it without reading it.
+    public var relayKey: [UInt8]
+    /// For each remaining member, the new 32-byte vault key sealed to its agreement key.
+    public var grants: [DeviceID: [UInt8]]
+
+    /// Creates a rotation.
+    public init(epoch: UInt32, relayKey: [UInt8], grants: [DeviceID: [UInt8]]) {
+        self.epoch = epoch
+        self.relayKey = relayKey
+        self.grants = grants
+    }
+}
+
+/// One device of a first-release vault, listed by an upgrade (`adopt`) entry with its last seq at that time.
+public struct LegacyMember: Hashable, Sendable {
+    /// The device.
+    public var device: DeviceID
+    /// Its last seq the adopting device had seen: its record creations up to here keep their random ids.
+    public var head: UInt64
+
+    /// Creates a listing.
+    public init(device: DeviceID, head: UInt64) {
+        self.device = device
+        self.head = head
+    }
+}
+
+/// One entry of the membership log (Protocol/membership.md §3).
+public enum MembershipOperation: Hashable, Sendable {
+    /// The vault's first entry, by its creator, who becomes coordinator. The vault id is derived from the
+    /// creator's key and `salt`, so no other device can write it.
+    case found(salt: [UInt8], agreementKey: [UInt8], name: SealedName)
+    /// Upgrade of a vault made before membership existed: names its coordinator and the devices found in its log.
+    case adopt(coordinator: DeviceID, members: [LegacyMember], agreementKey: [UInt8], name: SealedName)
+    /// A coordinator issues an invitation: `key` is the invitation's public key, whose secret is in the file.
+    case invite(key: [UInt8], role: Role, expiresAt: UInt64)
+    /// A new device joins with an invitation: `proof` is the invitation key's signature of the join.
+    case join(invitation: [UInt8], proof: [UInt8], agreementKey: [UInt8], name: SealedName)
+    /// A coordinator gives `device` a role for its changes with seq greater than `after`.
+    case setRole(device: DeviceID, role: Role, after: UInt64)
+    /// A coordinator revokes `device`: its changes with seq greater than `after` are held back; a new vault key.
+    case revoke(device: DeviceID, after: UInt64, rotation: KeyRotation)
+    /// A device renames itself.
+    case rename(SealedName)
+    /// A coordinator marks reviewed fork evidence of `device` at `seq` as dismissed (the evidence stays).
+    case dismissFork(device: DeviceID, seq: UInt64, hash: [UInt8])
+    /// A restored or cloned laptop becomes a new identity, admitted by its previous identity's signature.
+    case recover(previous: DeviceID, proof: [UInt8], agreementKey: [UInt8], name: SealedName)
+}
+
+/// A membership operation with its author's hybrid-logical-clock stamp: the plaintext of an authority envelope.
+public struct MembershipEntry: Hashable, Sendable {
+    /// When the entry was written.
+    public var timestamp: HLCTimestamp
+    /// What it does.
+    public var operation: MembershipOperation
+
+    /// Creates an entry.
+    public init(timestamp: HLCTimestamp, operation: MembershipOperation) {
+        self.timestamp = timestamp
+        self.operation = operation
+    }
+}
+
+/// An entry together with the position in its author's log.
+public struct AuthoredEntry: Hashable, Sendable {
+    /// The device that signed it.
+    public var author: DeviceID
+    /// Its seq in the author's log.
+    public var seq: UInt64
+    /// The entry.
+    public var entry: MembershipEntry
+
+    /// Creates an authored entry.
+    public init(author: DeviceID, seq: UInt64, entry: MembershipEntry) {
+        self.author = author
+        self.seq = seq
+        self.entry = entry
+    }
+}
+
+// MARK: - Derivations
+
+extension VaultKey {
+    /// The epoch of authority envelopes, whose key anyone who knows the vault id can derive (Protocol/membership.md §1).
+    public static let authorityEpoch: UInt32 = 0
+
+    /// The key of authority envelopes: derived from the vault id alone, so relays can read (not forge) membership.
+    public static func authority(vaultID: [UInt8]) -> VaultKey {
+        let root = BLAKE2b.hash(Array("amanat/authority/v1".utf8) + vaultID)
+        return VaultKey(epoch: authorityEpoch, root: SecureBytes(root))
+    }
+
+    /// The relay key pair of this epoch (Protocol/http-api.md §3).
+    public func relaySigningKey() -> SigningKeyPair {
+        // A 32-byte derived seed always makes a key pair.
+        guard let pair = try? SigningKeyPair(seed: subkey(id: 4, context: "amnt-rly")) else {
+            fatalError("unreachable: 32-byte relay seed rejected")
+        }
+        return pair
+    }
+}
+
+extension RecordID {
+    /// The id of the record created by the change (`author`, `seq`): only that change can create it
+    /// (Protocol/membership.md §6).
+    public static func derived(author: DeviceID, seq: UInt64) -> RecordID {
+        var w = ByteWriter(capacity: 64)
+        w.write(raw: Array("amanat/record-id/v1".utf8))
+        w.write(raw: author.bytes)
+        w.write(bigEndian: seq)
+        // 16 bytes always make a record id.
+        guard let id = try? RecordID(BLAKE2b.hash(w.bytes, outputLength: 16)) else { fatalError("unreachable") }
+        return id
+    }
+}
+
+/// The derivations that make membership entries self-certifying.
+public enum MembershipProof {
+    /// The id of a vault founded by `founder` with `salt`: BLAKE2b-128 of both, so only the founder can found it.
+    public static func vaultID(founder: DeviceID, salt: [UInt8]) -> [UInt8] {
+        BLAKE2b.hash(Array("amanat/vault-id/v1".utf8) + founder.bytes + salt, outputLength: 16)
+    }
+
+    /// What an invitation key signs to admit `device`.
+    public static func joinMessage(vaultID: [UInt8], device: DeviceID, agreementKey: [UInt8]) -> [UInt8] {
+        Array("amanat/join/v1".utf8) + vaultID + device.bytes + agreementKey
+    }
+
+    /// What a previous identity signs to hand over to `device` (`amanat recover`).
+    public static func recoverMessage(vaultID: [UInt8], device: DeviceID, agreementKey: [UInt8]) -> [UInt8] {
+        Array("amanat/recover/v1".utf8) + vaultID + device.bytes + agreementKey
+    }
+}
+
+// MARK: - Encoding (Protocol/membership.md §3)
+
+extension MembershipEntry {
+    /// The format version in the first byte.
+    public static let formatVersion: UInt8 = 1
+
+    enum Tag: UInt8 {
+        case found = 1
+        case adopt = 2
+        case invite = 3
+        case join = 4
+        case setRole = 5
+        case revoke = 6
+        case rename = 7
+        case dismissFork = 8
+        case recover = 9
+    }
+
+    /// The canonical encoding, zero-padded to a multiple of 64 bytes like a change.
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: 256)
+        w.write(Self.formatVersion)
+        w.write(bigEndian: timestamp.wallMillis)
+        w.write(bigEndian: timestamp.counter)
+        switch operation {
+        case .found(let salt, let agreementKey, let name):
+            w.write(Tag.found.rawValue)
+            w.write(raw: salt)
+            w.write(raw: agreementKey)
+            name.encode(into: &w)
+        case .adopt(let coordinator, let members, let agreementKey, let name):
+            w.write(Tag.adopt.rawValue)
+            w.write(raw: coordinator.bytes)
+            let sorted = members.sorted { $0.device < $1.device }
+            w.write(varint: UInt64(sorted.count))
+            for m in sorted {
+                w.write(raw: m.device.bytes)
+                w.write(varint: m.head)
+            }
+            w.write(raw: agreementKey)
+            name.encode(into: &w)
+        case .invite(let key, let role, let expiresAt):
+            w.write(Tag.invite.rawValue)
+            w.write(raw: key)
+            w.write(role.rawValue)
+            w.write(bigEndian: expiresAt)
+        case .join(let invitation, let proof, let agreementKey, let name):
+            w.write(Tag.join.rawValue)
+            w.write(raw: invitation)
+            w.write(raw: proof)
+            w.write(raw: agreementKey)
+            name.encode(into: &w)
+        case .setRole(let device, let role, let after):
+            w.write(Tag.setRole.rawValue)
+            w.write(raw: device.bytes)
+            w.write(role.rawValue)
+            w.write(varint: after)
+        case .revoke(let device, let after, let rotation):
+            w.write(Tag.revoke.rawValue)
+            w.write(raw: device.bytes)
+            w.write(varint: after)
+            w.write(bigEndian: rotation.epoch)
+            w.write(raw: rotation.relayKey)
+            let grants = rotation.grants.sorted { $0.key < $1.key }
+            w.write(varint: UInt64(grants.count))
+            for (device, box) in grants {
+                w.write(raw: device.bytes)
+                w.write(raw: box)
+            }
+        case .rename(let name):
+            w.write(Tag.rename.rawValue)
+            name.encode(into: &w)
+        case .dismissFork(let device, let seq, let hash):
+            w.write(Tag.dismissFork.rawValue)
+            w.write(raw: device.bytes)
+            w.write(varint: seq)
+            w.write(raw: hash)
+        case .recover(let previous, let proof, let agreementKey, let name):
+            w.write(Tag.recover.rawValue)
+            w.write(raw: previous.bytes)
+            w.write(raw: proof)
+            w.write(raw: agreementKey)
+            name.encode(into: &w)
+        }
+        var bytes = w.bytes
+        let remainder = bytes.count % Change.paddingBlock
+        if remainder != 0 { bytes.append(contentsOf: repeatElement(0, count: Change.paddingBlock - remainder)) }
+        return bytes
+    }
+
+    /// Decodes an entry; trailing bytes must all be zero padding.
+    public init(decoding bytes: [UInt8]) throws {
+        var r = ByteReader(bytes)
+        let version = try r.readByte()
+        guard version == Self.formatVersion else {
+            throw CoreError(
+                .unsupportedVersion,
+                "A membership entry was written by a newer version of Amanat (format \(version)).")
+        }
+        timestamp = HLCTimestamp(
+            wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+        guard let tag = Tag(rawValue: try r.readByte()) else {
+            throw CoreError(.malformed, "A membership entry has an unknown type.")
+        }
+        switch tag {
+        case .found:
+            operation = .found(salt: try r.read(count: 16), agreementKey: try r.read(count: 32), name: try .init(&r))
+        case .adopt:
+            let coordinator = try DeviceID(r.read(count: 32))
+            var members: [LegacyMember] = []
+            for _ in 0..<(try r.readCount(minimumElementSize: 33)) {
+                let device = try DeviceID(r.read(count: 32))
+                members.append(LegacyMember(device: device, head: try r.readVarint()))
+            }
+            guard zip(members, members.dropFirst()).allSatisfy({ $0.device < $1.device }) else {
+                throw CoreError(.malformed, "An adopt entry lists its devices out of order or twice.")
+            }
+            operation = .adopt(
+                coordinator: coordinator, members: members, agreementKey: try r.read(count: 32), name: try .init(&r))
+        case .invite:
+            let key = try r.read(count: 32)
+            operation = .invite(key: key, role: try Self.readRole(&r), expiresAt: try r.read(bigEndian: UInt64.self))
+        case .join:
+            operation = .join(
+                invitation: try r.read(count: 32), proof: try r.read(count: 64), agreementKey: try r.read(count: 32),
+                name: try .init(&r))
+        case .setRole:
+            let device = try DeviceID(r.read(count: 32))
+            operation = .setRole(device: device, role: try Self.readRole(&r), after: try r.readVarint())
+        case .revoke:
+            let device = try DeviceID(r.read(count: 32))
+            let after = try r.readVarint()
+            let epoch = try r.read(bigEndian: UInt32.self)
+            let relayKey = try r.read(count: 32)
+            var grants: [DeviceID: [UInt8]] = [:]
+            var previous: DeviceID?
+            for _ in 0..<(try r.readCount(minimumElementSize: 32 + 32 + SealedBox.overhead)) {
+                let member = try DeviceID(r.read(count: 32))
+                guard previous.map({ $0 < member }) ?? true else {
+                    throw CoreError(.malformed, "A revoke entry lists its key grants out of order or twice.")
+                }
+                previous = member
+                grants[member] = try r.read(count: 32 + SealedBox.overhead)
+            }
+            guard epoch >= 2 else { throw CoreError(.malformed, "A key rotation names epoch \(epoch).") }
+            operation = .revoke(
+                device: device, after: after,
+                rotation: KeyRotation(epoch: epoch, relayKey: relayKey, grants: grants))
+        case .rename:
+            operation = .rename(try .init(&r))
+        case .dismissFork:
+            let device = try DeviceID(r.read(count: 32))
+            operation = .dismissFork(device: device, seq: try r.readVarint(), hash: try r.read(count: 32))
+        case .recover:
+            operation = .recover(
+                previous: try DeviceID(r.read(count: 32)), proof: try r.read(count: 64),
+                agreementKey: try r.read(count: 32), name: try .init(&r))
+        }
+        guard r.remaining.allSatisfy({ $0 == 0 }) else {
+            throw CoreError(.malformed, "A membership entry has unexpected bytes after its operation.")
+        }
+    }
+
+    static func readRole(_ r: inout ByteReader) throws -> Role {
+        guard let role = Role(rawValue: try r.readByte()) else {
+            throw CoreError(.malformed, "A membership entry names an unknown role.")
+        }
+        return role
+    }
+}
+
+extension SealedName {
+    func encode(into w: inout ByteWriter) {
+        w.write(bigEndian: epoch)
+        w.write(raw: nonce)
+        w.write(lengthPrefixed: ciphertext)
+    }
+
+    init(_ r: inout ByteReader) throws {
+        epoch = try r.read(bigEndian: UInt32.self)
+        nonce = try r.read(count: 24)
+        ciphertext = try r.readLengthPrefixed()
+        guard ciphertext.count <= 256, ciphertext.count >= AEAD.tagLength else {
+            throw CoreError(.malformed, "A sealed device name has an impossible length.")
+        }
+    }
+}
+
+// MARK: - Authority envelopes
+
+extension Envelope {
+    /// Whether this envelope carries a membership entry (key epoch 0) rather than a record change.
+    public var isAuthority: Bool { header.keyEpoch == VaultKey.authorityEpoch }
+
+    /// Seals a membership entry as the author's envelope number `seq`.
+    public static func seal(
+        _ entry: MembershipEntry, vaultID: [UInt8], signer: SigningKeyPair, seq: UInt64, previousHash: [UInt8]
+    ) throws -> Envelope {
+        try sealPlaintext(
+            entry.encoded(), vaultID: vaultID, key: .authority(vaultID: vaultID), signer: signer, seq: seq,
+            previousHash: previousHash)
+    }
+
+    /// Decrypts the membership entry of an authority envelope (needs only the vault id).
+    public func openEntry() throws -> AuthoredEntry {
+        guard isAuthority else { throw CoreError(.malformed, "This envelope holds a record change.") }
+        let key = VaultKey.authority(vaultID: header.vaultID)
+        let plain = try key.withEnvelopeKey(author: header.author, seq: header.seq) { try openPlaintext(withKeyBytes: $0) }
+        return AuthoredEntry(author: header.author, seq: header.seq, entry: try MembershipEntry(decoding: plain))
+    }
+}

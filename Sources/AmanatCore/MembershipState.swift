@@ -1,0 +1,330 @@
+import AmanatCrypto
+
+/// One device as the membership log says it is.
+public struct Member: Hashable, Sendable {
+    /// The device (its Ed25519 signing key).
+    public var device: DeviceID
+    /// Its X25519 key for sealed vault keys and evidence bundles; nil for a first-release device not yet upgraded.
+    public var agreementKey: [UInt8]?
+    /// Its latest sealed name.
+    public var name: SealedName?
+    /// Who admitted it: nil for the founder and for devices adopted from a first-release vault.
+    public var admittedBy: DeviceID?
+    /// The stamp of the entry that admitted it.
+    public var admittedAt: HLCTimestamp
+    /// The invitation key it joined with.
+    public var invitation: [UInt8]?
+    /// Its changes with seq greater than this are its own as a member (the seq of its found/join/recover entry;
+    /// 0 for a device adopted from a first-release vault).
+    public var since: UInt64
+    /// Role windows: the role in force for its changes with seq greater than `after` (the greatest such `after`).
+    public var roles: [RoleWindow]
+    /// Its changes with seq greater than this are held back; nil while it is not revoked.
+    public var revokedAfter: UInt64?
+    /// Who revoked it and when.
+    public var revokedBy: DeviceID?
+    /// The stamp of the revocation.
+    public var revokedAt: HLCTimestamp?
+    /// Its record creations with seq up to this keep their first-release random ids (0: none).
+    public var legacyHead: UInt64
+
+    /// A role in force from a seq on.
+    public struct RoleWindow: Hashable, Sendable {
+        /// The role applies to changes with seq greater than this.
+        public var after: UInt64
+        /// The role.
+        public var role: Role
+    }
+
+    /// The role in force for this device's change `seq`.
+    public func role(at seq: UInt64) -> Role {
+        var best = roles[0]
+        for window in roles.dropFirst() where window.after < seq && window.after >= best.after { best = window }
+        return best.role
+    }
+
+    /// The role it has now (for its next change).
+    public var currentRole: Role { role(at: UInt64.max) }
+
+    /// Whether it is revoked.
+    public var isRevoked: Bool { revokedAfter != nil }
+
+    /// Whether this device's change `seq` is its own as a member, not revoked at that point.
+    public func isActive(at seq: UInt64) -> Bool {
+        seq > since && revokedAfter.map { seq <= $0 } ?? true
+    }
+}
+
+/// Why a change is not applied (it is kept as evidence).
+public enum HeldReason: String, Hashable, Sendable, CaseIterable {
+    /// Its author is not a member of the vault.
+    case notMember = "not a member"
+    /// Its author was revoked before writing it.
+    case revoked = "revoked"
+    /// Its author was a reader when writing it.
+    case reader = "reader"
+    /// It creates or seals a record that only another change may create (Protocol/membership.md §6).
+    case notCreator = "creates a record it may not create"
+}
+
+/// An invitation used by more than one device: the first (in entry order) was admitted, the others were not.
+public struct ReusedInvitation: Hashable, Sendable {
+    /// The invitation's public key.
+    public var invitation: [UInt8]
+    /// The device admitted with it.
+    public var admitted: DeviceID
+    /// A device that tried to join with it again and was not admitted.
+    public var refused: DeviceID
+}
+
+/// An effective key rotation: who made it, and its grants.
+public struct EpochGrant: Hashable, Sendable {
+    /// The coordinator that rotated.
+    public var author: DeviceID
+    /// The stamp of the rotation.
+    public var timestamp: HLCTimestamp
+    /// The new key.
+    public var rotation: KeyRotation
+}
+
+/// The membership of a vault: a deterministic function of the *set* of membership entries (Protocol/membership.md §5).
+///
+/// Entries are evaluated one by one in (stamp, author, seq) order; each takes effect only if its author had the
+/// authority for it at that point of its own log. Convergence follows: replicas with the same entries compute the
+/// same state, whatever order they arrived in.
+public struct MembershipState: Hashable, Sendable {
+    /// The vault.
+    public let vaultID: [UInt8]
+    /// Every admitted device, revoked ones included.
+    public private(set) var members: [DeviceID: Member] = [:]
+    /// Invitations issued by coordinators: key → (issuer, role, expiry, used by).
+    public private(set) var invitations: [[UInt8]: Invitation] = [:]
+    /// Devices refused because their invitation had already admitted another.
+    public private(set) var reusedInvitations: [ReusedInvitation] = []
+    /// Key rotations in effect, in evaluation order; the last one is the key to write with.
+    public private(set) var epochs: [EpochGrant] = []
+    /// Fork evidence dismissed by a coordinator: (device, seq, hash).
+    public private(set) var dismissedForks: Set<ForkMark> = []
+    /// Entries that had no effect, with the reason, for `verify`.
+    public private(set) var void: [VoidEntry] = []
+
+    /// An issued invitation.
+    public struct Invitation: Hashable, Sendable {
+        /// The coordinator that issued it.
+        public var issuer: DeviceID
+        /// The role it grants.
+        public var role: Role
+        /// Milliseconds since the epoch after which it admits nobody.
+        public var expiresAt: UInt64
+        /// The device it admitted, once used.
+        public var usedBy: DeviceID?
+    }
+
+    /// A dismissed fork.
+    public struct ForkMark: Hashable, Sendable {
+        /// The forked device.
+        public var device: DeviceID
+        /// The seq at which it forked.
+        public var seq: UInt64
+        /// The hash of the conflicting envelope.
+        public var hash: [UInt8]
+
+        /// Creates a mark.
+        public init(device: DeviceID, seq: UInt64, hash: [UInt8]) {
+            self.device = device
+            self.seq = seq
+            self.hash = hash
+        }
+    }
+
+    /// An entry without effect.
+    public struct VoidEntry: Hashable, Sendable {
+        /// Its author.
+        public var author: DeviceID
+        /// Its seq.
+        public var seq: UInt64
+        /// Why it had no effect.
+        public var reason: String
+    }
+
+    /// The membership of a vault with no entries.
+    public init(vaultID: [UInt8]) { self.vaultID = vaultID }
+
+    /// Evaluates a set of entries. `legacyAuthors` maps each device to the smallest seq of its record changes
+    /// (envelopes of key epoch 1 or more) that decrypted with the vault key; an `adopt` entry takes effect only
+    /// after such a change of its own author, so only a device that wrote in a first-release vault can adopt it.
+    public static func evaluate(
+        vaultID: [UInt8], entries: [AuthoredEntry], legacyAuthors: [DeviceID: UInt64] = [:]
+    ) -> MembershipState {
+        var state = MembershipState(vaultID: vaultID)
+        let ordered = entries.sorted {
+            if $0.entry.timestamp != $1.entry.timestamp { return $0.entry.timestamp < $1.entry.timestamp }
+            if $0.author != $1.author { return $0.author < $1.author }
+            return $0.seq < $1.seq
+        }
+        var seen = Set<[UInt8]>()
+        for entry in ordered {
+            // A forked author may have two entries at one seq in a batch; only one is ever stored, but be exact.
+            let key = entry.author.bytes + withUnsafeBytes(of: entry.seq.bigEndian, Array.init)
+            guard seen.insert(key).inserted else { continue }
+            if let reason = state.apply(entry, legacyAuthors: legacyAuthors) {
+                state.void.append(VoidEntry(author: entry.author, seq: entry.seq, reason: reason))
+            }
+        }
+        return state
+    }
+
+    /// Whether `device` was an active coordinator for its change `seq`.
+    public func isCoordinator(_ device: DeviceID, at seq: UInt64) -> Bool {
+        guard let m = members[device] else { return false }
+        return m.isActive(at: seq) && m.role(at: seq) == .coordinator
+    }
+
+    /// Applies one entry; returns why it had no effect, or nil.
+    mutating func apply(_ authored: AuthoredEntry, legacyAuthors: [DeviceID: UInt64]) -> String? {
+        let author = authored.author
+        let seq = authored.seq
+        let stamp = authored.entry.timestamp
+        switch authored.entry.operation {
+        case .found(let salt, let agreementKey, let name):
+            guard seq == 1, MembershipProof.vaultID(founder: author, salt: salt) == vaultID else {
+                return "a found entry by a device that did not create the vault"
+            }
+            guard members[author] == nil else { return "the founder is already a member" }
+            members[author] = Member(
+                device: author, agreementKey: agreementKey, name: name, admittedBy: nil, admittedAt: stamp,
+                invitation: nil, since: 0, roles: [.init(after: 0, role: .coordinator)], legacyHead: 0)
+        case .adopt(let coordinator, let listed, let agreementKey, let name):
+            guard let first = legacyAuthors[author], first < seq else {
+                return "an adopt entry by a device that never wrote in the first-release vault"
+            }
+            var all = listed
+            if !all.contains(where: { $0.device == author }) { all.append(LegacyMember(device: author, head: seq - 1)) }
+            for legacy in all {
+                let role: Role = legacy.device == coordinator ? .coordinator : .member
+                if var m = members[legacy.device] {
+                    guard m.since == 0 else { continue }  // admitted otherwise: an adopt does not change it
+                    m.legacyHead = max(m.legacyHead, legacy.head)
+                    if role == .coordinator && m.roles.count == 1 { m.roles[0].role = .coordinator }
+                    members[legacy.device] = m
+                } else {
+                    members[legacy.device] = Member(
+                        device: legacy.device, agreementKey: nil, name: nil, admittedBy: nil, admittedAt: stamp,
+                        invitation: nil, since: 0, roles: [.init(after: 0, role: role)], legacyHead: legacy.head)
+                }
+            }
+            if members[author]!.since == 0 {
+                members[author]!.agreementKey = agreementKey
+                members[author]!.name = name
+                members[author]!.legacyHead = max(members[author]!.legacyHead, seq - 1)
+            }
+        case .invite(let key, let role, let expiresAt):
+            guard isCoordinator(author, at: seq) else { return "an invitation by a device that is not a coordinator" }
+            guard invitations[key] == nil else { return "an invitation key issued twice" }
+            invitations[key] = Invitation(issuer: author, role: role, expiresAt: expiresAt, usedBy: nil)
+        case .join(let invitation, let proof, let agreementKey, let name):
+            guard seq == 1, members[author] == nil else { return "a join that is not its device's first entry" }
+            guard var issued = invitations[invitation] else { return "a join with an invitation nobody issued" }
+            let message = MembershipProof.joinMessage(vaultID: vaultID, device: author, agreementKey: agreementKey)
+            guard SigningKeyPair.verify(proof, of: message, publicKey: invitation) else {
+                return "a join whose invitation proof does not verify"
+            }
+            guard stamp.wallMillis <= issued.expiresAt else { return "a join with an expired invitation" }
+            if let used = issued.usedBy {
+                reusedInvitations.append(ReusedInvitation(invitation: invitation, admitted: used, refused: author))
+                return "a join with an invitation that had already admitted another device"
+            }
+            issued.usedBy = author
+            invitations[invitation] = issued
+            members[author] = Member(
+                device: author, agreementKey: agreementKey, name: name, admittedBy: issued.issuer, admittedAt: stamp,
+                invitation: invitation, since: seq, roles: [.init(after: 0, role: issued.role)], legacyHead: 0)
+        case .setRole(let device, let role, let after):
+            guard isCoordinator(author, at: seq) else { return "a role change by a device that is not a coordinator" }
+            guard var m = members[device] else { return "a role change for a device that is not a member" }
+            guard !m.isRevoked else { return "a role change for a revoked device" }
+            m.roles.append(.init(after: max(after, m.since), role: role))
+            members[device] = m
+        case .revoke(let device, let after, let rotation):
+            guard isCoordinator(author, at: seq) else { return "a revocation by a device that is not a coordinator" }
+            guard var m = members[device] else { return "a revocation of a device that is not a member" }
+            if !m.isRevoked {
+                m.revokedAfter = max(after, m.since)
+                m.revokedBy = author
+                m.revokedAt = stamp
+                members[device] = m
+            }
+            guard !epochs.contains(where: { $0.rotation.epoch == rotation.epoch }) else {
+                return "a key rotation to an epoch already in use"
+            }
+            epochs.append(EpochGrant(author: author, timestamp: stamp, rotation: rotation))
+        case .rename(let name):
+            guard let m = members[author], m.isActive(at: seq) else { return "a rename by a device that is not a member" }
+            members[author]!.name = name
+            _ = m
+        case .dismissFork(let device, let forkSeq, let hash):
+            guard isCoordinator(author, at: seq) else { return "a fork dismissal by a device that is not a coordinator" }
+            dismissedForks.insert(ForkMark(device: device, seq: forkSeq, hash: hash))
+        case .recover(let previous, let proof, let agreementKey, let name):
+            guard seq == 1, members[author] == nil else { return "a recovery that is not its device's first entry" }
+            guard let old = members[previous], !old.isRevoked else {
+                return "a recovery from a device that is not an active member"
+            }
+            let message = MembershipProof.recoverMessage(vaultID: vaultID, device: author, agreementKey: agreementKey)
+            guard SigningKeyPair.verify(proof, of: message, publicKey: previous.bytes) else {
+                return "a recovery whose proof does not verify"
+            }
+            members[author] = Member(
+                device: author, agreementKey: agreementKey, name: name, admittedBy: previous, admittedAt: stamp,
+                invitation: nil, since: seq, roles: [.init(after: 0, role: old.currentRole)], legacyHead: 0)
+        }
+        return nil
+    }
+
+    // MARK: Questions the store asks
+
+    /// Whether the record change (`author`, `seq`) is applied, or why it is held back. `creates` says whether the
+    /// change creates (or seals) `record`.
+    public func verdict(author: DeviceID, seq: UInt64, record: RecordID, creates: Bool) -> HeldReason? {
+        guard let m = members[author] else { return .notMember }
+        if seq <= m.since { return .notMember }
+        if let cut = m.revokedAfter, seq > cut { return .revoked }
+        if !m.role(at: seq).canWrite { return .reader }
+        if creates && record != RecordID.derived(author: author, seq: seq) && seq > m.legacyHead {
+            return .notCreator
+        }
+        return nil
+    }
+
+    /// Whether `device` is known to the membership log at all (admitted, revoked or not).
+    public func isKnown(_ device: DeviceID) -> Bool { members[device] != nil }
+
+    /// Whether the vault has any membership yet (false for a first-release vault before its upgrade).
+    public var isEstablished: Bool { !members.isEmpty }
+
+    /// The key rotation to write with: the last effective one, or nil for the original epoch.
+    public var currentRotation: KeyRotation? { epochs.last?.rotation }
+
+    /// The active members that can receive a new key, sorted.
+    public var activeMembers: [Member] {
+        members.values.filter { !$0.isRevoked }.sorted { $0.device < $1.device }
+    }
+
+    /// A digest of everything that decides which changes are applied: admission, role windows, revocations,
+    /// legacy heads. When it changes, the projection is rebuilt.
+    public var authorizationDigest: [UInt8] {
+        var w = ByteWriter(capacity: 128 * max(members.count, 1))
+        for m in members.values.sorted(by: { $0.device < $1.device }) {
+            w.write(raw: m.device.bytes)
+            w.write(varint: m.since)
+            w.write(varint: m.legacyHead)
+            w.write(varint: m.revokedAfter.map { $0 &+ 1 } ?? 0)
+            w.write(varint: UInt64(m.roles.count))
+            for r in m.roles {
+                w.write(varint: r.after)
+                w.write(r.role.rawValue)
+            }
+        }
+        return BLAKE2b.hash(w.bytes)
+    }
+}

@@ -1,0 +1,550 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+import GRDB
+
+/// One device as `amanat members` shows it.
+public struct MemberInfo: Sendable, Equatable {
+    /// The device.
+    public var device: DeviceID
+    /// Its name, if this device can read it.
+    public var name: String?
+    /// Its current role.
+    public var role: Role
+    /// Whether it is revoked.
+    public var revoked: Bool
+    /// Who admitted it (nil: founder, or adopted from a first-release vault).
+    public var admittedBy: DeviceID?
+    /// When, by the admitting entry's stamp.
+    public var admittedAt: HLCTimestamp
+    /// When it was revoked.
+    public var revokedAt: HLCTimestamp?
+    /// Its X25519 agreement key (its bundle recipient), once it has one.
+    public var agreementKey: [UInt8]?
+}
+
+/// What an invitation hands to the new device, before it is written to a file (Protocol/invitation.md).
+public struct InvitationGrant: Sendable {
+    /// The vault.
+    public var vaultID: [UInt8]
+    /// Every vault key the inviter holds.
+    public var keys: [VaultKey]
+    /// The inviting coordinator.
+    public var inviter: DeviceID
+    /// Its name.
+    public var inviterName: String
+    /// The role the invitation grants.
+    public var role: Role
+    /// Milliseconds since the epoch after which the invitation admits nobody.
+    public var expiresAt: UInt64
+    /// The invitation's signing key: its public half is in the inviter's `invite` entry.
+    public var secret: SigningKeyPair
+    /// The stamp of the `invite` entry, so the new device's clock starts after it.
+    public var stamp: HLCTimestamp
+    /// The inviter's membership entries (authority envelopes), so the new device knows it is a member before
+    /// its first sync.
+    public var authority: [Envelope]
+}
+
+extension Vault {
+    // MARK: Keys
+
+    /// The vault key of `epoch`: from the keyring, or from a rotation granted to this device.
+    public func key(epoch: UInt32) -> VaultKey? {
+        keyring.key(epoch: epoch) ?? rotatedKeys[epoch]
+    }
+
+    /// Every vault key this device holds, by epoch.
+    public var allKeys: [VaultKey] {
+        (keyring.keys + rotatedKeys.values).sorted { $0.epoch < $1.epoch }
+    }
+
+    /// The key new changes are sealed with: the latest rotation's, or the keyring's newest.
+    var writeKey: VaultKey {
+        if let rotation = membership.currentRotation, let key = rotatedKeys[rotation.epoch] { return key }
+        return keyring.currentKey
+    }
+
+    // MARK: Loading the membership log
+
+    /// Every membership entry this vault knows: from stored chains, from kept-apart envelopes, and from an
+    /// invitation (until their chains arrive).
+    func loadEntries(_ db: Database) throws -> [AuthoredEntry] {
+        var bodies: [Data] = []
+        bodies += try Data.fetchAll(
+            db,
+            sql: "SELECT e.body FROM authority a JOIN envelope e ON e.author = a.author AND e.seq = a.seq")
+        bodies += try Data.fetchAll(db, sql: "SELECT body FROM held")
+        bodies += try Data.fetchAll(
+            db,
+            sql: """
+                SELECT p.body FROM pending_authority p
+                WHERE NOT EXISTS (SELECT 1 FROM envelope e WHERE e.author = p.author AND e.seq = p.seq)
+                """)
+        var entries: [AuthoredEntry] = []
+        for body in bodies {
+            guard let envelope = try? Envelope(decoding: Array(body)) else {
+                throw StoreError(.damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
+            }
+            guard envelope.isAuthority else { continue }
+            guard let entry = try? envelope.openEntry() else {
+                throw StoreError(.damaged, "The vault is damaged: a stored membership entry does not decode.")
+            }
+            entries.append(entry)
+        }
+        return entries
+    }
+
+    /// For each device, the smallest seq of its record changes (stored or kept apart): who wrote in a
+    /// first-release vault, for `adopt` entries.
+    func legacyAuthors(_ db: Database) throws -> [DeviceID: UInt64] {
+        var result: [DeviceID: UInt64] = [:]
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT t.author, MIN(t.seq) AS seq FROM envelope t
+                WHERE NOT EXISTS (SELECT 1 FROM authority a WHERE a.author = t.author AND a.seq = t.seq)
+                GROUP BY t.author
+                """)
+        for row in rows {
+            guard let data = row["author"] as Data?, let seq = row["seq"] as Int64?, seq > 0,
+                let author = try? DeviceID(Array(data))
+            else { continue }
+            result[author] = UInt64(seq)
+        }
+        // Kept-apart envelopes are not indexed in `authority`: find their first record change by decoding.
+        for data in try Data.fetchAll(db, sql: "SELECT DISTINCT author FROM held") {
+            guard let author = try? DeviceID(Array(data)), let first = try firstHeldRecordChange(db, author: author)
+            else { continue }
+            result[author] = min(result[author] ?? first, first)
+        }
+        return result
+    }
+
+    private func firstHeldRecordChange(_ db: Database, author: DeviceID) throws -> UInt64? {
+        let rows = try Data.fetchAll(
+            db, sql: "SELECT body FROM held WHERE author = ? ORDER BY seq", arguments: [Data(author.bytes)])
+        for body in rows {
+            if let envelope = try? Envelope(decoding: Array(body)), !envelope.isAuthority {
+                return envelope.header.seq
+            }
+        }
+        return nil
+    }
+
+    /// Recomputes the membership from the database and opens any vault keys granted to this device.
+    func reloadMembership(_ db: Database) throws {
+        let entries = try loadEntries(db)
+        let adopts = entries.contains {
+            if case .adopt = $0.entry.operation { return true }
+            return false
+        }
+        membership = MembershipState.evaluate(
+            vaultID: vaultID, entries: entries, legacyAuthors: adopts ? try legacyAuthors(db) : [:])
+        openGrantedKeys()
+    }
+
+    /// What the projection depends on besides the log: the membership's authorization and the epochs whose keys
+    /// this device holds. When it changes, the projection is rebuilt.
+    var projectionDigest: [UInt8] {
+        var bytes = membership.authorizationDigest
+        for key in allKeys { bytes += withUnsafeBytes(of: key.epoch.bigEndian, Array.init) }
+        return BLAKE2b.hash(bytes)
+    }
+
+    /// Opens the rotated vault keys sealed to this device's agreement key.
+    func openGrantedKeys() {
+        guard let agreement = keyring.agreement else { return }
+        for grant in membership.epochs where rotatedKeys[grant.rotation.epoch] == nil {
+            guard let box = grant.rotation.grants[deviceID],
+                let root = try? SealedBox.open(box, with: agreement), root.count == 32
+            else { continue }
+            rotatedKeys[grant.rotation.epoch] = VaultKey(epoch: grant.rotation.epoch, root: root)
+        }
+    }
+
+    /// The authorization digest the projection was last built with.
+    func storedAuthorization(_ db: Database) throws -> [UInt8]? {
+        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'authorization'") else {
+            return nil
+        }
+        return try openRow(body, associatedData: Array("authorization".utf8), what: "the membership digest")
+    }
+
+    func saveAuthorization(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO local(key, body) VALUES ('authorization', ?)
+                ON CONFLICT(key) DO UPDATE SET body = excluded.body
+                """,
+            arguments: [try sealRow(projectionDigest, associatedData: Array("authorization".utf8))])
+    }
+
+    /// At open: upgrades a first-release keyring and vault, loads the membership, and rebuilds the projection if
+    /// the membership changed what is applied since it was last built.
+    func prepare(passphrase: SecureBytes) throws {
+        if keyring.agreement == nil {
+            // First-release keyring: give this device its agreement key (a key of its own, not derived).
+            let upgraded = keyring.withAgreement(.generate())
+            try upgraded.rewrite(to: Self.keyringURL(directory), passphrase: passphrase)
+            keyring = upgraded
+        }
+        try mapErrors {
+            try database.write { db in
+                try reloadMembership(db)
+                try adoptIfFirstRelease(db)
+                try promoteHeld(db)
+                if try storedAuthorization(db) != projectionDigest {
+                    try rebuildProjection(db)
+                    try saveAuthorization(db)
+                }
+            }
+        }
+    }
+
+    /// A vault made before membership existed gets an `adopt` entry from each of its devices that wrote in it:
+    /// the earliest writer is named coordinator, every device found in the log a member (Protocol/membership.md §7).
+    func adoptIfFirstRelease(_ db: Database) throws {
+        let me = deviceID
+        let mine = try head(db, author: me)
+        guard mine.seq > 0 else { return }
+        let legacy = try legacyAuthors(db)
+        guard let myFirst = legacy[me] else { return }
+        if let member = membership.members[me], member.agreementKey != nil { return }
+        let entries = try loadEntries(db)
+        if entries.contains(where: { $0.author == me }) { return }
+        // Devices in the log and their heads; the coordinator is the device whose first change is earliest.
+        var listed: [LegacyMember] = []
+        var earliest: (HLCTimestamp, DeviceID)?
+        for (author, head) in try storedVector(db) {
+            listed.append(LegacyMember(device: author, head: head.seq))
+            guard let first = legacy[author], let stamp = try firstStamp(db, author: author, seq: first) else {
+                continue
+            }
+            if earliest.map({ (stamp, author) < ($0.0, $0.1) }) ?? true { earliest = (stamp, author) }
+        }
+        _ = myFirst
+        guard let agreement = keyring.agreement else { return }
+        try appendEntry(
+            db,
+            .adopt(
+                coordinator: earliest?.1 ?? me, members: listed, agreementKey: agreement.publicKey,
+                name: try Self.sealName(keyring.deviceName, keyring: keyring)))
+        try reloadMembership(db)
+    }
+
+    private func firstStamp(_ db: Database, author: DeviceID, seq: UInt64) throws -> HLCTimestamp? {
+        guard let body = try Data.fetchOne(
+            db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?",
+            arguments: [Data(author.bytes), Int64(seq)]),
+            let envelope = try? Envelope(decoding: Array(body)),
+            let key = key(epoch: envelope.header.keyEpoch),
+            let change = try? envelope.open(with: key)
+        else { return nil }
+        return change.timestamp
+    }
+
+    /// The version vector, inside a transaction.
+    func storedVector(_ db: Database) throws -> [DeviceID: ChainHead] {
+        var vector: [DeviceID: ChainHead] = [:]
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT e.author, e.seq, e.hash FROM envelope e
+                JOIN (SELECT author, MAX(seq) AS seq FROM envelope GROUP BY author) m
+                  ON e.author = m.author AND e.seq = m.seq
+                """)
+        for row in rows {
+            guard let author = try? DeviceID(Array(row["author"] as Data)) else { continue }
+            vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+        }
+        return vector
+    }
+
+    // MARK: Applying the log under the membership rules
+
+    /// Moves kept-apart envelopes of devices that are now members into the log (their chains were checked when
+    /// they arrived). Returns whether anything moved.
+    @discardableResult
+    func promoteHeld(_ db: Database) throws -> Bool {
+        let authors = try Data.fetchAll(db, sql: "SELECT DISTINCT author FROM held")
+        var moved = false
+        for data in authors {
+            guard let author = try? DeviceID(Array(data)), membership.isKnown(author) else { continue }
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT seq, hash, body FROM held WHERE author = ? ORDER BY seq", arguments: [data])
+            var head = try head(db, author: author)
+            for row in rows {
+                let seq = UInt64(row["seq"] as Int64)
+                guard seq == head.seq + 1, let envelope = try? Envelope(decoding: Array(row["body"] as Data)),
+                    envelope.header.previousHash == head.hash
+                else { break }
+                try insertEnvelope(db, envelope)
+                head = ChainHead(seq: seq, hash: envelope.hash)
+                moved = true
+            }
+            try db.execute(sql: "DELETE FROM held WHERE author = ?", arguments: [data])
+        }
+        return moved
+    }
+
+    /// Replays every stored record change under the current membership: the projection is rebuilt from scratch.
+    func rebuildProjection(_ db: Database) throws {
+        try db.execute(sql: "DELETE FROM record")
+        var states: [RecordID: RecordState] = [:]
+        let cursor = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT e.body FROM envelope e
+                WHERE NOT EXISTS (SELECT 1 FROM authority a WHERE a.author = e.author AND a.seq = e.seq)
+                """)
+        while let row = try cursor.next() {
+            guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)) else {
+                throw StoreError(.damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
+            }
+            guard let key = key(epoch: envelope.header.keyEpoch) else { continue }
+            guard let authored = try? envelope.openAuthored(with: key) else {
+                throw StoreError(.damaged, "The vault is damaged: a stored change does not decrypt. Run `amanat verify`.")
+            }
+            guard heldReason(authored) == nil else { continue }
+            let id = authored.change.record
+            states[id, default: RecordState(id: id)].apply(authored)
+        }
+        for state in states.values { try saveState(db, state) }
+    }
+
+    /// Why a record change is held back under the current membership, or nil if it is applied.
+    func heldReason(_ authored: AuthoredChange) -> HeldReason? {
+        let creates = authored.change.operations.contains {
+            switch $0 {
+            case .create, .seal: true
+            default: false
+            }
+        }
+        return membership.verdict(
+            author: authored.author, seq: authored.seq, record: authored.change.record, creates: creates)
+    }
+
+    // MARK: Writing membership entries
+
+    /// Appends a membership entry to this device's log inside an open transaction.
+    func appendEntry(_ db: Database, _ operation: MembershipOperation) throws {
+        var writer = try LocalWriter(vault: self, db: db)
+        try writer.append(operation)
+        try writer.finish()
+    }
+
+    /// Appends an entry in its own transaction and reloads the membership (rebuilding the projection if needed).
+    func writeEntry(_ operation: @escaping (Database) throws -> MembershipOperation) throws {
+        try mapErrors {
+            try database.write { db in
+                try appendEntry(db, try operation(db))
+                try reloadMembership(db)
+                try promoteHeld(db)
+                if try storedAuthorization(db) != projectionDigest {
+                    try rebuildProjection(db)
+                    try saveAuthorization(db)
+                }
+            }
+        }
+    }
+
+    func requireCoordinator(_ action: String) throws {
+        guard let me = membership.members[deviceID], !me.isRevoked, me.currentRole == .coordinator else {
+            throw StoreError(.notAllowed, "Only a coordinator can \(action); this device is \(describeSelf()).")
+        }
+    }
+
+    func describeSelf() -> String {
+        guard let me = membership.members[deviceID] else { return "not a member of this vault" }
+        if me.isRevoked { return "revoked" }
+        return "a \(me.currentRole)"
+    }
+
+    /// The member whose id is `text` or starts with it (at least 6 hex digits), or whose name is `text`.
+    public func resolveMember(_ text: String) throws -> Member {
+        let lower = text.lowercased()
+        let byName = membership.members.values.filter { memberName($0.device) == text }
+        if byName.count == 1 { return byName[0] }
+        guard lower.count >= 6, lower.allSatisfy(\.isHexDigit) else {
+            throw StoreError(
+                .unknownID,
+                byName.count > 1
+                    ? "Several devices are named \"\(text)\"; give the device id instead."
+                    : "No device of this vault is named \"\(text)\"; give a name or at least 6 hex digits of an id.")
+        }
+        let matches = membership.members.values.filter { $0.device.hex.hasPrefix(lower) }
+        switch matches.count {
+        case 0: throw StoreError(.unknownID, "No device of this vault has the id \(text).")
+        case 1: return matches[0]
+        default: throw StoreError(.ambiguousID, "The id \(text) matches \(matches.count) devices; give more digits.")
+        }
+    }
+
+    /// The name of `device`, if this device can read it.
+    public func memberName(_ device: DeviceID) -> String? {
+        guard let sealed = membership.members[device]?.name, let key = key(epoch: sealed.epoch) else { return nil }
+        return sealed.open(key: key, vaultID: vaultID, device: device)
+    }
+
+    /// "name (abcdef123456)" or the short id alone.
+    public func deviceLabel(_ device: DeviceID) -> String {
+        let short = String(device.hex.prefix(12))
+        guard let name = memberName(device), !name.isEmpty else { return short }
+        return "\(name) (\(short))"
+    }
+
+    /// Every device of the vault, by name then id.
+    public func members() -> [MemberInfo] {
+        membership.members.values.map { m in
+            MemberInfo(
+                device: m.device, name: memberName(m.device), role: m.currentRole, revoked: m.isRevoked,
+                admittedBy: m.admittedBy, admittedAt: m.admittedAt, revokedAt: m.revokedAt,
+                agreementKey: m.agreementKey)
+        }.sorted { ($0.admittedAt, $0.device) < ($1.admittedAt, $1.device) }
+    }
+
+    /// Issues an invitation: writes the `invite` entry and returns what the invitation file carries.
+    public func invite(role: Role, validFor seconds: UInt64) throws -> InvitationGrant {
+        try requireCoordinator("invite")
+        let secret = SigningKeyPair.generate()
+        let now = wallClock()
+        let expires = now > UInt64.max - seconds * 1000 ? UInt64.max : now + seconds * 1000
+        var stamp = HLCTimestamp.zero
+        var authority: [Envelope] = []
+        try mapErrors {
+            try database.write { db in
+                var writer = try LocalWriter(vault: self, db: db)
+                stamp = try writer.append(.invite(key: secret.publicKey, role: role, expiresAt: expires)).timestamp
+                try writer.finish()
+                try reloadMembership(db)
+                let bodies = try Data.fetchAll(
+                    db,
+                    sql: "SELECT e.body FROM authority a JOIN envelope e ON e.author = a.author AND e.seq = a.seq")
+                authority = bodies.compactMap { try? Envelope(decoding: Array($0)) }
+            }
+        }
+        return InvitationGrant(
+            vaultID: vaultID, keys: allKeys, inviter: deviceID, inviterName: memberName(deviceID) ?? keyring.deviceName,
+            role: role, expiresAt: expires, secret: secret, stamp: stamp, authority: authority)
+    }
+
+    /// Creates a new member device's vault in `dir` from an invitation: its first entry is its `join`.
+    public static func join(
+        _ grant: InvitationGrant, at dir: URL, passphrase: SecureBytes, deviceName: String,
+        strength: PasswordHash.Strength
+    ) throws -> Vault {
+        let keyring = Keyring(vaultID: grant.vaultID, device: .generate(), deviceName: deviceName, keys: grant.keys)
+        guard let device = try? DeviceID(keyring.device.publicKey), let agreement = keyring.agreement else {
+            fatalError("unreachable: a new keyring has a device and an agreement key")
+        }
+        let name = try sealName(deviceName, keyring: keyring)
+        let proof = grant.secret.sign(
+            MembershipProof.joinMessage(vaultID: grant.vaultID, device: device, agreementKey: agreement.publicKey))
+        return try create(at: dir, keyring: keyring, passphrase: passphrase, strength: strength) { db, vault in
+            for envelope in grant.authority
+            where envelope.isAuthority && envelope.header.vaultID == grant.vaultID && envelope.hasValidSignature() {
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO pending_authority(author, seq, body) VALUES (?, ?, ?)",
+                    arguments: [
+                        Data(envelope.header.author.bytes), Int64(envelope.header.seq), Data(envelope.encoded()),
+                    ])
+            }
+            var clock = HybridLogicalClock()
+            clock.observe(grant.stamp)
+            try vault.saveClock(db, clock)
+            try vault.appendEntry(
+                db,
+                .join(invitation: grant.secret.publicKey, proof: proof, agreementKey: agreement.publicKey, name: name))
+        }
+    }
+
+    /// Renames this device.
+    public func rename(_ name: String) throws {
+        guard membership.members[deviceID] != nil else {
+            throw StoreError(.notAllowed, "This device is not a member of this vault yet; sync first.")
+        }
+        let sealed = try Self.sealName(name, keyring: keyring)
+        let key = writeKey
+        let resealed = key.epoch == sealed.epoch ? sealed : try SealedName.seal(name, key: key, vaultID: vaultID, device: deviceID)
+        try writeEntry { _ in .rename(resealed) }
+    }
+
+    /// Gives `device` a role for its changes after the last one this device has seen.
+    public func setRole(_ device: DeviceID, _ role: Role) throws {
+        try requireCoordinator("change roles")
+        guard let member = membership.members[device] else {
+            throw StoreError(.unknownID, "No device of this vault has the id \(device.hex.prefix(12)).")
+        }
+        guard !member.isRevoked else { throw StoreError(.invalid, "That device is revoked; its role cannot change.") }
+        if member.currentRole == .coordinator && role != .coordinator {
+            try requireAnotherCoordinator(besides: device, action: "change the role of")
+        }
+        try writeEntry { db in .setRole(device: device, role: role, after: try self.head(db, author: device).seq) }
+    }
+
+    func requireAnotherCoordinator(besides device: DeviceID, action: String) throws {
+        let others = membership.activeMembers.filter { $0.device != device && $0.currentRole == .coordinator }
+        guard !others.isEmpty else {
+            throw StoreError(
+                .invalid, "Refused to \(action) the last coordinator: make another device coordinator first.")
+        }
+    }
+
+    /// Revokes `device` and rotates the vault key: a new key sealed to every remaining member.
+    public func revoke(_ device: DeviceID) throws {
+        try requireCoordinator("revoke a device")
+        guard let member = membership.members[device] else {
+            throw StoreError(.unknownID, "No device of this vault has the id \(device.hex.prefix(12)).")
+        }
+        guard !member.isRevoked else { throw StoreError(.invalid, "That device is already revoked.") }
+        if member.currentRole == .coordinator { try requireAnotherCoordinator(besides: device, action: "revoke") }
+        var epoch: UInt32 = 0
+        while epoch < 2 || key(epoch: epoch) != nil || membership.epochs.contains(where: { $0.rotation.epoch == epoch }) {
+            epoch = UInt32.random(in: 2...UInt32.max)
+        }
+        let newKey = VaultKey.generate(epoch: epoch)
+        let rawKey = newKey.root.copyBytes()
+        var grants: [DeviceID: [UInt8]] = [:]
+        for m in membership.activeMembers where m.device != device {
+            guard let agreement = m.agreementKey else { continue }
+            grants[m.device] = try SealedBox.seal(rawKey, to: agreement)
+        }
+        let rotation = KeyRotation(epoch: epoch, relayKey: newKey.relaySigningKey().publicKey, grants: grants)
+        try writeEntry { db in .revoke(device: device, after: try self.head(db, author: device).seq, rotation: rotation) }
+    }
+
+    /// Marks reviewed fork evidence of `device` as dismissed: `verify` passes again, the evidence stays.
+    public func dismissForks(of device: DeviceID) throws {
+        try requireCoordinator("dismiss fork evidence")
+        let marks: [(UInt64, [UInt8])] = try mapErrors {
+            try database.read { db in
+                try Row.fetchAll(
+                    db, sql: "SELECT seq, hash FROM fork WHERE author = ? ORDER BY seq",
+                    arguments: [Data(device.bytes)]
+                ).map { (UInt64($0["seq"] as Int64), Array($0["hash"] as Data)) }
+            }
+        }
+        let open = marks.filter {
+            !membership.dismissedForks.contains(.init(device: device, seq: $0.0, hash: $0.1))
+        }
+        guard !open.isEmpty else {
+            throw StoreError(.invalid, "This vault holds no undismissed fork evidence of that device.")
+        }
+        for (seq, hash) in open { try writeEntry { _ in .dismissFork(device: device, seq: seq, hash: hash) } }
+    }
+}
+
+extension Vault {
+    /// This vault's membership entries (authority envelopes) in its log, for an invitation to carry.
+    public func authorityEnvelopes() throws -> [Envelope] {
+        try mapErrors {
+            try database.read { db in
+                try Data.fetchAll(
+                    db,
+                    sql: "SELECT e.body FROM authority a JOIN envelope e ON e.author = a.author AND e.seq = a.seq"
+                ).compactMap { try? Envelope(decoding: Array($0)) }
+            }
+        }
+    }
+}
