@@ -17,10 +17,11 @@ extension RecordOperation {
 }
 
 extension RecordState {
-    /// How `history` labels a change: the sealing change is the original; later ones are amendments.
+    /// How `history` labels a change of a sealed testimony: the change that created it (the only one that may
+    /// seal it, Protocol/membership.md §6) is the original; every other change is an amendment, whatever its stamp.
     public func label(forChangeBy author: DeviceID, seq: UInt64, at stamp: HLCTimestamp) -> String? {
-        guard let seal else { return nil }
-        if seal.op.device == author && seal.op.seq == seq { return "original, sealed" }
-        return stamp > seal.timestamp ? "amendment" : nil
+        guard seal != nil, let creation = creationOp else { return nil }
+        if creation.device == author && creation.seq == seq { return "original, sealed" }
+        return "amendment"
     }
 }

@@ -62,6 +62,7 @@ extension Vault {
 
     private func ingest(_ db: Database, _ byAuthor: [DeviceID: [Envelope]]) throws -> IngestResult {
         var result = IngestResult()
+        var keptApartAuthors: [DeviceID: Int] = [:]
         var newInLog: [Envelope] = []
         var unchecked: [Envelope] = []
         var membershipMayChange = false
@@ -112,7 +113,7 @@ extension Vault {
                         ])
                     keptApartTotal += 1
                     keptApartHere += 1
-                    result.keptApart += 1
+                    keptApartAuthors[author, default: 0] += 1
                 } else {
                     // The chain must stay contiguous: once one is dropped, the rest of the run is too.
                     result.dropped += 1
@@ -125,6 +126,10 @@ extension Vault {
             if try promoteHeld(db) { try reloadMembership(db) }
             // Keys granted by this batch open envelopes that could not be checked on arrival.
             for envelope in unchecked { _ = try checkDecrypts(envelope) }
+        }
+        // Envelopes kept apart that the batch's own membership entries admitted were promoted into the log.
+        for (author, count) in keptApartAuthors {
+            if membership.isKnown(author) { result.applied += count } else { result.keptApart += count }
         }
         if try storedAuthorization(db) != projectionDigest {
             try rebuildProjection(db)

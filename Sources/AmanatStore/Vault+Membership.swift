@@ -548,3 +548,158 @@ extension Vault {
         }
     }
 }
+
+/// What `amanat recover` did.
+public struct RecoverResult: Sendable {
+    /// This laptop's new device id.
+    public var device: DeviceID
+    /// Changes that had not left this laptop, signed again under the new identity.
+    public var resigned: Int
+}
+
+extension Vault {
+    /// Gives this laptop a new identity after it was restored from a backup or cloned (Protocol/membership.md §8).
+    ///
+    /// The new identity's first entry is `recover`, signed by the old identity's key. This laptop's changes from
+    /// the seq where its log forked (or none, if no fork was seen) are decrypted and signed again under the new
+    /// identity, with the ids of their records and operations renamed; the old branch is dropped here, so the
+    /// others' copy of the old identity's log can be pulled. The keyring is rewritten last.
+    public func recover(passphrase: SecureBytes) throws -> RecoverResult {
+        let old = deviceID
+        guard let me = membership.members[old], !me.isRevoked else {
+            throw StoreError(.notAllowed, "This device is \(describeSelf()): it cannot hand over to a new identity.")
+        }
+        let signer = SigningKeyPair.generate()
+        let agreement = AgreementKeyPair.generate()
+        guard let newDevice = try? DeviceID(signer.publicKey) else { fatalError("unreachable") }
+        let proof = keyring.device.sign(
+            MembershipProof.recoverMessage(vaultID: vaultID, device: newDevice, agreementKey: agreement.publicKey))
+        let oldKeyring = keyring
+        let newKeyring = keyring.withNewDevice(signer, agreement: agreement)
+        var resigned = 0
+        do {
+            try mapErrors {
+                try database.write { db in
+                    let forkSeq = try Int64.fetchOne(
+                        db, sql: "SELECT MIN(seq) FROM fork WHERE author = ?", arguments: [Data(old.bytes)])
+                    let next = try head(db, author: old).seq + 1
+                    let start = forkSeq.map { UInt64($0) } ?? next
+                    var changes: [AuthoredChange] = []
+                    for body in try Data.fetchAll(
+                        db, sql: "SELECT body FROM envelope WHERE author = ? AND seq >= ? ORDER BY seq",
+                        arguments: [Data(old.bytes), Int64(clamping: start)])
+                    {
+                        guard let envelope = try? Envelope(decoding: Array(body)) else {
+                            throw StoreError(.damaged, "The vault is damaged: a stored envelope does not decode.")
+                        }
+                        guard !envelope.isAuthority, let key = key(epoch: envelope.header.keyEpoch),
+                            let authored = try? envelope.openAuthored(with: key)
+                        else { continue }
+                        changes.append(authored)
+                    }
+                    for table in ["envelope", "authority"] {
+                        try db.execute(
+                            sql: "DELETE FROM \(table) WHERE author = ? AND seq >= ?",
+                            arguments: [Data(old.bytes), Int64(clamping: start)])
+                    }
+                    try db.execute(sql: "DELETE FROM fork WHERE author = ?", arguments: [Data(old.bytes)])
+
+                    keyring = newKeyring
+                    var writer = try LocalWriter(vault: self, db: db)
+                    try writer.append(
+                        .recover(
+                            previous: old, proof: proof, agreementKey: agreement.publicKey,
+                            name: try Self.sealName(keyring.deviceName, keyring: newKeyring)))
+                    try writer.finish()
+                    try reloadMembership(db)
+                    writer = try LocalWriter(vault: self, db: db)
+                    var records: [RecordID: RecordID] = [:]
+                    var ops: [OpID: OpID] = [:]
+                    for authored in changes {
+                        let seq = writer.head.seq + 1
+                        let creates = authored.change.operations.contains {
+                            if case .create = $0 { return true }
+                            return false
+                        }
+                        let record =
+                            creates
+                            ? RecordID.derived(author: newDevice, seq: seq)
+                            : records[authored.change.record] ?? authored.change.record
+                        if creates { records[authored.change.record] = record }
+                        for index in authored.change.operations.indices {
+                            ops[authored.opID(index)] = OpID(device: newDevice, seq: seq, index: UInt32(index))
+                        }
+                        let renamed = authored.change.operations.map { $0.renaming(ops) }
+                        _ = try writer.commit(record: record) { _ in renamed }
+                        resigned += 1
+                    }
+                    try writer.finish()
+                    try rebuildProjection(db)
+                    try saveAuthorization(db)
+                }
+            }
+        } catch {
+            keyring = oldKeyring
+            throw error
+        }
+        try newKeyring.rewrite(to: Self.keyringURL(directory), passphrase: passphrase)
+        return RecoverResult(device: newDevice, resigned: resigned)
+    }
+}
+
+extension RecordOperation {
+    /// The same operation with the operation ids it names renamed by `map`.
+    func renaming(_ map: [OpID: OpID]) -> RecordOperation {
+        func rename(_ ids: [OpID]) -> [OpID] { ids.map { map[$0] ?? $0 } }
+        switch self {
+        case .set(let field, let value, let pred): return .set(field: field, value: value, pred: rename(pred))
+        case .removeTag(let tag, let observed): return .removeTag(tag, observed: rename(observed))
+        case .delete(let observed): return .delete(observed: rename(observed))
+        default: return self
+        }
+    }
+}
+
+extension Vault {
+    /// Changes held back by the membership rules, per device, counted from the log without decrypting: devices
+    /// that are not members (kept apart), revoked devices' later changes, readers' changes. (`verify` also finds
+    /// changes that create records they may not create, which needs decryption.)
+    public func heldBackSummary() throws -> [HeldBack] {
+        var result: [HeldBack] = []
+        for (device, count) in try keptApartCounts() {
+            result.append(HeldBack(device: device, reason: .notMember, changes: count))
+        }
+        let rows: [(DeviceID, UInt64)] = try mapErrors {
+            try database.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT e.author, e.seq FROM envelope e
+                        WHERE NOT EXISTS (SELECT 1 FROM authority a WHERE a.author = e.author AND a.seq = e.seq)
+                        """
+                ).compactMap { row in
+                    guard let device = try? DeviceID(Array(row["author"] as Data)) else { return nil }
+                    return (device, UInt64(row["seq"] as Int64))
+                }
+            }
+        }
+        var counts: [DeviceID: [HeldReason: Int]] = [:]
+        for (device, seq) in rows {
+            guard let m = membership.members[device] else {
+                counts[device, default: [:]][.notMember, default: 0] += 1
+                continue
+            }
+            if seq <= m.since {
+                counts[device, default: [:]][.notMember, default: 0] += 1
+            } else if let cut = m.revokedAfter, seq > cut {
+                counts[device, default: [:]][.revoked, default: 0] += 1
+            } else if !m.role(at: seq).canWrite {
+                counts[device, default: [:]][.reader, default: 0] += 1
+            }
+        }
+        for (device, reasons) in counts {
+            for (reason, n) in reasons { result.append(HeldBack(device: device, reason: reason, changes: n)) }
+        }
+        return result.sorted { ($0.device, $0.reason.rawValue) < ($1.device, $1.reason.rawValue) }
+    }
+}

@@ -88,6 +88,30 @@ extension Vault {
         }
     }
 
+    /// The version vector a sync asks with: the log's heads, and for devices that are not members the heads of
+    /// their kept-apart envelopes, so a carrier does not send those again.
+    public func syncVector() throws -> [DeviceID: ChainHead] {
+        var vector = try versionVector()
+        try mapErrors {
+            try database.read { db in
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT h.author, h.seq, h.hash FROM held h
+                        JOIN (SELECT author, MAX(seq) AS seq FROM held GROUP BY author) m
+                          ON h.author = m.author AND h.seq = m.seq
+                        """)
+                for row in rows {
+                    guard let author = try? DeviceID(Array(row["author"] as Data)), vector[author] == nil else {
+                        continue
+                    }
+                    vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+                }
+            }
+        }
+        return vector
+    }
+
     /// The forks recorded so far; a fork is dismissed once a coordinator dismissed every conflicting envelope.
     public func forks() throws -> [ForkReport] {
         let rows: [(DeviceID, UInt64, [UInt8])] = try mapErrors {

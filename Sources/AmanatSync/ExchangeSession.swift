@@ -61,7 +61,7 @@ public struct ExchangeSession {
     public func run(push: Bool = true, progress: (SyncProgress) -> Void = { _ in }) async throws -> SyncReport {
         var report = SyncReport()
         let theirs = try await carrier.versionVector()
-        var ours = try vault.versionVector()
+        var ours = try vault.syncVector()
         let pushing = push && carrier.canWrite
         if push && !carrier.canWrite { report.pullOnly = true }
 
@@ -119,9 +119,10 @@ public struct ExchangeSession {
             if !result.envelopes.isEmpty {
                 let ingested = try vault.ingest(result.envelopes)
                 report.pulled += ingested.applied
+                report.keptApart += ingested.keptApart
                 report.duplicates += ingested.duplicates
                 report.forks += ingested.forks
-                advanced = ingested.applied > 0
+                advanced = ingested.applied > 0 || ingested.keptApart > 0
                 pulledCount += result.envelopes.count
                 toPull = max(toPull, pulledCount + Int(clamping: result.remaining))
                 progress(SyncProgress(phase: .pull, done: pulledCount, total: toPull))
@@ -136,7 +137,7 @@ public struct ExchangeSession {
                     report.forks += try vault.ingest(evidence).forks
                 }
             }
-            if advanced { ours = try vault.versionVector() }
+            if advanced { ours = try vault.syncVector() }
 
             if cursors.isEmpty && result.remaining == 0 { break }
             // Nothing moved in either direction although the carrier announces more: stop instead of looping (the

@@ -28,6 +28,8 @@ public struct SyncReport: Sendable, Equatable {
     public var forks: [ForkReport] = []
     /// True if the carrier could only be read.
     public var pullOnly = false
+    /// Envelopes of devices that are not members, kept apart as evidence and not applied.
+    public var keptApart = 0
 
     /// An empty report.
     public init() {}
@@ -57,7 +59,7 @@ public struct SyncSession {
     {
         var report = SyncReport()
         let theirs = try await carrier.versionVector()
-        let ours = try vault.versionVector()
+        let ours = try vault.syncVector()
 
         let toPull = VersionVectors.count(theirs, beyond: ours)
         let forked = try await VersionVectors.forkedAuthors(
@@ -88,6 +90,7 @@ public struct SyncSession {
             if batch.isEmpty { break }
             let result = try vault.ingest(batch)
             report.pulled += result.applied
+            report.keptApart += result.keptApart
             report.duplicates += result.duplicates
             report.forks += result.forks
             let forked = Set(result.forks.map(\.device))

@@ -12,8 +12,8 @@ struct Amanat: AsyncParsableCommand {
 
             Exit status: 0 success; 1 internal error; 64 bad usage or value; 65 damaged or forged data;
             66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
-            73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, or
-            the relay refused this device's key.
+            73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, the
+            relay refused this device's key, or this device's role does not allow the action.
 
             Example:
               export AMANAT_VAULT=~/vault
@@ -25,6 +25,7 @@ struct Amanat: AsyncParsableCommand {
         subcommands: [
             Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Resolve.self,
             Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
+            Members.self, Revoke.self, RoleCommand.self, Rename.self, DismissFork.self, Recover.self,
             Export.self, Bundle.self,
             Wipe.self, Serve.self,
         ]

@@ -8,7 +8,9 @@ struct Status: ParsableCommand {
         abstract: "Show this device, the record and change counts, the version vector and the state digest.",
         discussion: """
             Two replicas that have seen the same changes show the same state_digest. --json prints
-            {"device","device_name","records","changes","vector":{device:{"seq","head"}},"state_digest","forks"}.
+            {"device","device_name","role","records","changes","vector":{device:{"seq","head"}},"state_digest","forks",
+            "held_back":[{"device","reason","changes"}]}. Changes held back are kept as evidence but not applied:
+            written by a device that is not a member, by a revoked device after its revocation, or by a reader.
 
             Example:
               amanat status --json
@@ -27,40 +29,62 @@ struct Status: ParsableCommand {
         var seq: UInt64
     }
 
+    struct Held: Encodable {
+        var device: String
+        var reason: String
+        var changes: Int
+    }
+
     struct Output: Encodable {
         var device: String
         var device_name: String
+        var role: String
         var records: Int
         var changes: Int
         var vector: [String: Head]
         var state_digest: String
         var forks: [Fork]
+        var held_back: [Held]
     }
 
     func run() throws {
         try runReportingErrors {
-            let s = try options.open().status()
+            let vault = try options.open()
+            let s = try vault.status()
+            let me = vault.membership.members[vault.deviceID]
             let out = Output(
-                device: s.device.hex, device_name: s.deviceName, records: s.records, changes: s.changes,
+                device: s.device.hex, device_name: vault.memberName(vault.deviceID) ?? s.deviceName,
+                role: me.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member",
+                records: s.records, changes: s.changes,
                 vector: Dictionary(
                     uniqueKeysWithValues: s.vector.map {
                         ($0.key.hex, Head(seq: $0.value.seq, head: Hex.encode($0.value.hash)))
                     }),
-                state_digest: Hex.encode(s.stateDigest), forks: s.forks.map { Fork(device: $0.device.hex, seq: $0.seq) }
-            )
+                state_digest: Hex.encode(s.stateDigest),
+                forks: s.forks.filter { !$0.dismissed }.map { Fork(device: $0.device.hex, seq: $0.seq) },
+                held_back: try vault.heldBackSummary().map {
+                    Held(device: $0.device.hex, reason: $0.reason.rawValue, changes: $0.changes)
+                })
             if json {
                 print(try RecordJSON.render(out))
                 return
             }
-            print("device:       \(out.device) (\(out.device_name))")
+            print("device:       \(out.device) (\(TerminalSafe.text(out.device_name)), \(out.role))")
             print("records:      \(out.records)")
             print("changes:      \(out.changes) from \(out.vector.count) device\(out.vector.count == 1 ? "" : "s")")
             for (device, head) in out.vector.sorted(by: { $0.key < $1.key }) {
                 print("  \(device.prefix(12))  up to change \(head.seq)")
             }
             print("state digest: \(out.state_digest)")
-            for fork in out.forks {
-                print("FORK: device \(fork.device.prefix(12)) signed two different changes at \(fork.seq)")
+            for fork in s.forks where !fork.dismissed {
+                print(
+                    "FORK: device \(TerminalSafe.text(vault.deviceLabel(fork.device))) signed two different changes at \(fork.seq)"
+                )
+            }
+            for held in try vault.heldBackSummary() {
+                print(
+                    "HELD BACK: \(held.changes) change\(held.changes == 1 ? "" : "s") of \(TerminalSafe.text(vault.deviceLabel(held.device))) (\(held.reason.rawValue))"
+                )
             }
         }
     }

@@ -35,13 +35,13 @@ struct Sync: AsyncParsableCommand {
                 {
                     try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
                 }
-                summarize(report, with: target)
+                summarize(report, with: target, vault: vault)
                 return
             }
             let url = URL(fileURLWithPath: target)
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: true)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: true, progress: showProgress)
-            summarize(report, with: target)
+            summarize(report, with: target, vault: vault)
         }
     }
 }
@@ -80,7 +80,7 @@ struct Import: AsyncParsableCommand {
             let vault = try options.open()
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: false, progress: showProgress)
-            summarize(report, with: file)
+            summarize(report, with: file, vault: vault)
         }
     }
 
@@ -129,14 +129,36 @@ func showProgress(_ p: SyncProgress) {
     note("\(p.phase == .pull ? "pulled" : "pushed") \(p.done)/\(p.total) changes")
 }
 
-/// One line on stderr saying what a sync did, and a warning line per fork; stdout stays empty.
-func summarize(_ report: SyncReport, with target: String) {
+/// One line on stderr saying what a sync did, and a warning line per fork or membership matter; stdout stays empty.
+func summarize(_ report: SyncReport, with target: String, vault: Vault) {
     var line = "Synced with \(target): \(report.pulled) change\(report.pulled == 1 ? "" : "s") pulled"
     line += report.pullOnly ? " (the file is read-only: nothing pushed)." : ", \(report.pushed) pushed."
     note(line)
     for fork in report.forks {
+        if fork.device == vault.deviceID {
+            note(
+                "WARNING: this laptop's own device identity has forked: another copy of this vault (a backup that was restored, or a cloned disk) wrote a different change \(fork.seq) as this device, so this laptop's new work cannot be passed on. Nothing here is lost: run `amanat recover` to continue as a new device identity, then sync again."
+            )
+        } else {
+            note(
+                "WARNING: device \(TerminalSafe.text(vault.deviceLabel(fork.device))) signed two different changes numbered \(fork.seq); the second was refused. `amanat status` lists forks."
+            )
+        }
+    }
+    if report.keptApart > 0 {
         note(
-            "WARNING: device \(fork.device.hex.prefix(12)) signed two different changes numbered \(fork.seq); the second was refused. `amanat status` lists forks."
+            "WARNING: \(report.keptApart) change\(report.keptApart == 1 ? " was" : "s were") written by devices that are not members of this vault; kept apart as evidence, not applied. `amanat status` says from whom."
+        )
+    }
+    if let reuse = vault.membership.reusedInvitations.first(where: { $0.refused == vault.deviceID }) {
+        note(
+            "WARNING: this device was not admitted: its invitation had already admitted \(TerminalSafe.text(vault.deviceLabel(reuse.admitted))). Ask a coordinator for a new invitation; what you wrote is kept."
+        )
+    }
+    let coordinator = vault.membership.members[vault.deviceID]?.currentRole == .coordinator
+    for reuse in vault.membership.reusedInvitations where coordinator && report.pulled + report.keptApart > 0 {
+        note(
+            "WARNING: device \(reuse.refused.hex.prefix(12)) tried to join with an invitation already used by \(TerminalSafe.text(vault.deviceLabel(reuse.admitted))); it was not admitted."
         )
     }
 }

@@ -1,3 +1,4 @@
+import AmanatStore
 import ArgumentParser
 
 /// `amanat verify`: checks every signature, chain, ciphertext, seal and the projection.
@@ -15,14 +16,25 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let report = try options.open().verify()
+            let vault = try options.open()
+            let report = try vault.verify()
+            for held in report.heldBack {
+                note(
+                    "held back: \(held.changes) change\(held.changes == 1 ? "" : "s") of \(TerminalSafe.text(vault.deviceLabel(held.device))) (\(held.reason.rawValue)), kept as evidence and not applied"
+                )
+            }
+            if report.unreadable > 0 {
+                note(
+                    "\(report.unreadable) change\(report.unreadable == 1 ? " is" : "s are") sealed with a vault key this device was not given (this device was revoked)."
+                )
+            }
             if report.problems.isEmpty {
                 print(
                     "ok: \(report.envelopes) changes from \(report.devices) devices, \(report.records) records, \(report.seals) seals verified"
                 )
                 return
             }
-            for problem in report.problems { note("amanat: \(problem)") }
+            for problem in report.problems { note("amanat: \(TerminalSafe.text(problem))") }
             throw ExitCode(CLIError.Status.damaged.rawValue)
         }
     }

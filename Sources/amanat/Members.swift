@@ -1,0 +1,216 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import ArgumentParser
+import Foundation
+
+/// `amanat members`: who belongs to the vault, as its signed membership log says.
+struct Members: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the devices of this vault: name, role, and whether they are active or revoked.",
+        discussion: """
+            Membership is a signed log every replica checks: coordinators invite, change roles and revoke;
+            members write records; readers only read. --json prints an array of {"device","name","role","status",
+            "admitted_by","admitted_at","revoked_at"} (times in ISO 8601, null when not applicable).
+
+            Example:
+              amanat members
+              amanat members --json
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Output: Encodable {
+        var device: String
+        var name: String?
+        var role: String
+        var status: String
+        var admitted_by: String?
+        var admitted_at: String?
+        var revoked_at: String?
+        var this_device: Bool
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let vault = try options.open()
+            let members = vault.members()
+            let out = members.map { m in
+                Output(
+                    device: m.device.hex, name: m.name, role: m.role.description,
+                    status: m.revoked ? "revoked" : "active", admitted_by: m.admittedBy?.hex,
+                    admitted_at: m.admittedAt.wallMillis == 0 ? nil : isoTime(m.admittedAt),
+                    revoked_at: m.revokedAt.map(isoTime), this_device: m.device == vault.deviceID)
+            }
+            if json {
+                print(try RecordJSON.render(out))
+                return
+            }
+            for m in members {
+                let name = TerminalSafe.text(m.name ?? "(name unknown)")
+                let me = m.device == vault.deviceID ? "  ← this device" : ""
+                let status = m.revoked ? "REVOKED \(m.revokedAt.map(isoTime) ?? "")" : "active"
+                let admitted = m.admittedBy.map { "admitted by \(TerminalSafe.text(vault.deviceLabel($0)))" } ?? "founder"
+                print("\(m.device.hex.prefix(12))  \(name)  \(m.role)  \(status)  \(admitted)\(me)")
+            }
+            for reuse in vault.membership.reusedInvitations {
+                note(
+                    "WARNING: device \(reuse.refused.hex.prefix(12)) tried to join with an invitation already used by \(TerminalSafe.text(vault.deviceLabel(reuse.admitted))); it was not admitted."
+                )
+            }
+        }
+    }
+}
+
+/// An HLC stamp's wall time in ISO 8601.
+func isoTime(_ stamp: HLCTimestamp) -> String {
+    Date(timeIntervalSince1970: Double(stamp.wallMillis) / 1000).ISO8601Format()
+}
+
+/// `amanat revoke`: removes a lost or seized device and rotates the vault key.
+struct Revoke: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Revoke a device (coordinators): its later changes are held back everywhere and a new vault key starts.",
+        discussion: """
+            The device's changes up to the last one this vault has seen stay; any it wrote after are kept as
+            evidence but never applied, on every replica. A new vault key is sealed to each remaining member's own
+            key through the membership log, so members who are offline receive it by USB sync file or relay.
+            Nothing written after the revocation can be read with what the revoked device holds. Sync soon, so the
+            revocation reaches the others before the revoked device writes more.
+
+            Example:
+              amanat revoke 3f9a1c2b77e0
+              amanat revoke "stolen laptop"
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
+
+    func run() throws {
+        try runReportingErrors {
+            let vault = try options.open()
+            let member = try vault.resolveMember(device)
+            if member.device == vault.deviceID {
+                throw CLIError(.usage, "A device cannot revoke itself; ask another coordinator.")
+            }
+            try vault.revoke(member.device)
+            note(
+                "Revoked \(TerminalSafe.text(vault.deviceLabel(member.device))); a new vault key was sealed to the \(vault.membership.activeMembers.count) remaining devices. Sync to pass it on."
+            )
+        }
+    }
+}
+
+/// `amanat role`: changes a device's role.
+struct RoleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "role",
+        abstract: "Give a device a role (coordinators): coordinator, member or reader.",
+        discussion: """
+            The role applies to the device's changes after the last one this vault has seen of it. The last
+            coordinator cannot be demoted.
+
+            Example:
+              amanat role 3f9a1c2b77e0 reader
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
+    @Argument(help: "coordinator, member or reader.") var role: String
+
+    func run() throws {
+        try runReportingErrors {
+            guard let role = Role(name: role) else {
+                throw CLIError(.usage, "Unknown role \"\(TerminalSafe.text(role))\": use coordinator, member or reader.")
+            }
+            let vault = try options.open()
+            let member = try vault.resolveMember(device)
+            try vault.setRole(member.device, role)
+            note("\(TerminalSafe.text(vault.deviceLabel(member.device))) is now a \(role).")
+        }
+    }
+}
+
+/// `amanat rename`: this device's own name, as other members see it.
+struct Rename: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rename this device; other members see the new name after their next sync.",
+        discussion: """
+            Names are sealed with the vault key: relays and couriers never see them.
+
+            Example:
+              amanat rename "Herat office laptop"
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The new name (at most 96 bytes).") var name: String
+
+    func run() throws {
+        try runReportingErrors {
+            guard !name.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw CLIError(.usage, "A device name cannot be empty.")
+            }
+            let vault = try options.open()
+            try vault.rename(name)
+            note("This device is now \"\(TerminalSafe.text(name))\".")
+        }
+    }
+}
+
+/// `amanat dismiss-fork`: a coordinator marks reviewed fork evidence of a device as dismissed.
+struct DismissFork: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dismiss-fork",
+        abstract: "Mark a device's reviewed fork evidence as dismissed (coordinators); the evidence stays.",
+        discussion: """
+            After a coordinator has looked into a fork (for example a laptop restored from a backup that then ran
+            `amanat recover`), dismissing it lets `verify` pass again. The conflicting envelopes are kept.
+
+            Example:
+              amanat dismiss-fork 3f9a1c2b77e0
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The forked device: its name, or at least 6 hex digits of its id.") var device: String
+
+    func run() throws {
+        try runReportingErrors {
+            let vault = try options.open()
+            let member = try vault.resolveMember(device)
+            try vault.dismissForks(of: member.device)
+            note("Dismissed the fork evidence of \(TerminalSafe.text(vault.deviceLabel(member.device))); it is kept.")
+        }
+    }
+}
+
+/// `amanat recover`: a restored or cloned laptop continues as a new device identity.
+struct Recover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Continue as a new device identity after this laptop was restored from a backup or cloned.",
+        discussion: """
+            When a sync reports that this device's own log has forked, another copy of this vault wrote different
+            changes under the same device key. `recover` gives this laptop a new identity, admitted by the old
+            one's signature; its changes that never reached the others are signed again under the new identity,
+            and the others' copy of the old identity's log is taken as it is. Nothing is lost. Then sync.
+
+            Example:
+              amanat recover
+              amanat sync /media/usb/team.amanat-sync
+            """)
+
+    @OptionGroup var options: VaultOptions
+
+    func run() throws {
+        try runReportingErrors {
+            let passphrase = try options.passphrase()
+            let vault = try Vault.open(at: options.directory, passphrase: passphrase)
+            let old = vault.deviceID
+            let result = try vault.recover(passphrase: passphrase)
+            note(
+                "This laptop is now device \(result.device.hex.prefix(12)) (was \(old.hex.prefix(12))); \(result.resigned) change\(result.resigned == 1 ? "" : "s") that had not left it were signed again. Sync now."
+            )
+            print(result.device.hex)
+        }
+    }
+}
