@@ -75,7 +75,9 @@ func measureHTTPSync(bench: Bench, sizes: [Int], log: (String) -> Void) async th
 
 /// Syncs `vault` with the relay at `url` as `amanat sync` does; returns the number of requests made.
 func syncCountingRoundTrips(_ vault: Vault, _ url: String) async throws -> Int {
-    try await HTTPCarrier.with(url: url, vaultID: vault.vaultID, key: vault.relaySigningKey) { carrier in
+    try await HTTPCarrier.with(
+        url: url, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device
+    ) { carrier in
         let counted = RoundTripCounter(inner: carrier)
         _ = try await ExchangeSession(vault: vault, carrier: counted).run()
         return counted.count.value

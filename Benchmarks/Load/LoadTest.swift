@@ -210,7 +210,9 @@ struct LoadTest {
                         vault = try Vault.join(
                             grant, at: dir, passphrase: secret, deviceName: "client \(client)", strength: .interactive)
                         carrier = TimedCarrier(
-                            inner: try HTTPCarrier(url: relay.url, vaultID: vault.vaultID, key: vault.relaySigningKey),
+                            inner: try HTTPCarrier(
+                                url: relay.url, vaultID: vault.vaultID, key: vault.relaySigningKey,
+                                device: vault.keyring.device),
                             figures: figures)
                     } catch {
                         figures.error("client \(client) could not start: \(error)")

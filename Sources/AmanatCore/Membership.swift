@@ -430,7 +430,9 @@ extension Envelope {
     public func openEntry() throws -> AuthoredEntry {
         guard isAuthority else { throw CoreError(.malformed, "This envelope holds a record change.") }
         let key = VaultKey.authority(vaultID: header.vaultID)
-        let plain = try key.withEnvelopeKey(author: header.author, seq: header.seq) { try openPlaintext(withKeyBytes: $0) }
+        let plain = try key.withEnvelopeKey(author: header.author, seq: header.seq) {
+            try openPlaintext(withKeyBytes: $0)
+        }
         return AuthoredEntry(author: header.author, seq: header.seq, entry: try MembershipEntry(decoding: plain))
     }
 }

@@ -259,11 +259,15 @@ public struct MembershipState: Hashable, Sendable {
             }
             epochs.append(EpochGrant(author: author, timestamp: stamp, rotation: rotation))
         case .rename(let name):
-            guard let m = members[author], m.isActive(at: seq) else { return "a rename by a device that is not a member" }
+            guard let m = members[author], m.isActive(at: seq) else {
+                return "a rename by a device that is not a member"
+            }
             members[author]!.name = name
             _ = m
         case .dismissFork(let device, let forkSeq, let hash):
-            guard isCoordinator(author, at: seq) else { return "a fork dismissal by a device that is not a coordinator" }
+            guard isCoordinator(author, at: seq) else {
+                return "a fork dismissal by a device that is not a coordinator"
+            }
             dismissedForks.insert(ForkMark(device: device, seq: forkSeq, hash: hash))
         case .recover(let previous, let proof, let agreementKey, let name):
             guard seq == 1, members[author] == nil else { return "a recovery that is not its device's first entry" }

@@ -80,6 +80,8 @@ public struct HTTPCarrier: ExchangeCarrier {
     public let vaultID: [UInt8]
     /// The vault's relay key (``Vault/relaySigningKey``).
     public let key: SigningKeyPair
+    /// This device's signing key: requests name the device, so a relay can refuse a revoked one.
+    public let device: SigningKeyPair?
     /// Timeouts and retries.
     public let options: Options
     private let client: HTTPClient
@@ -88,7 +90,8 @@ public struct HTTPCarrier: ExchangeCarrier {
 
     /// Creates a carrier for the relay at `url` (`http://host:port` or `https://…`).
     public init(
-        url: String, vaultID: [UInt8], key: SigningKeyPair, options: Options = Options(), client: HTTPClient? = nil
+        url: String, vaultID: [UInt8], key: SigningKeyPair, device: SigningKeyPair? = nil, options: Options = Options(),
+        client: HTTPClient? = nil
     )
         throws
     {
@@ -104,6 +107,7 @@ public struct HTTPCarrier: ExchangeCarrier {
         pathPrefix = parsed.path
         self.vaultID = vaultID
         self.key = key
+        self.device = device
         self.options = options
         if let client {
             self.client = client
@@ -122,10 +126,10 @@ public struct HTTPCarrier: ExchangeCarrier {
 
     /// Runs `body` with a carrier and shuts its HTTP client down afterwards, whatever happens.
     public static func with<T>(
-        url: String, vaultID: [UInt8], key: SigningKeyPair, options: Options = Options(),
-        _ body: (HTTPCarrier) async throws -> T
+        url: String, vaultID: [UInt8], key: SigningKeyPair, device: SigningKeyPair? = nil,
+        options: Options = Options(), _ body: (HTTPCarrier) async throws -> T
     ) async throws -> T {
-        let carrier = try HTTPCarrier(url: url, vaultID: vaultID, key: key, options: options)
+        let carrier = try HTTPCarrier(url: url, vaultID: vaultID, key: key, device: device, options: options)
         do {
             let result = try await body(carrier)
             await carrier.shutdown()
@@ -267,7 +271,7 @@ public struct HTTPCarrier: ExchangeCarrier {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
         for (name, value) in RelayWire.signatureHeaders(
-            key: key, method: method, pathAndQuery: signedPath, body: body, timestamp: options.now())
+            key: key, method: method, pathAndQuery: signedPath, body: body, timestamp: options.now(), device: device)
         {
             request.headers.add(name: name, value: value)
         }

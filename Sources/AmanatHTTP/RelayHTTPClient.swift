@@ -57,18 +57,19 @@ public final class RelayHTTPClient: Sendable {
 
     /// The authentication headers for a request signed with `key` (`timestamp` defaults to now).
     public static func signedHeaders(
-        key: SigningKeyPair, method: String, path: String, body: [UInt8], timestamp: Int64? = nil
+        key: SigningKeyPair, method: String, path: String, body: [UInt8], timestamp: Int64? = nil,
+        device: SigningKeyPair? = nil
     ) -> [(String, String)] {
         RelayWire.signatureHeaders(
             key: key, method: method, pathAndQuery: path, body: body,
-            timestamp: timestamp ?? Int64(Date().timeIntervalSince1970))
+            timestamp: timestamp ?? Int64(Date().timeIntervalSince1970), device: device)
     }
 
-    /// Sends a request signed with `key`.
-    public func sendSigned(_ method: String, _ path: String, key: SigningKeyPair, body: [UInt8] = []) async throws
-        -> Answer
-    {
-        let headers = Self.signedHeaders(key: key, method: method, path: path, body: body)
+    /// Sends a request signed with `key` (and `device`, when given).
+    public func sendSigned(
+        _ method: String, _ path: String, key: SigningKeyPair, body: [UInt8] = [], device: SigningKeyPair? = nil
+    ) async throws -> Answer {
+        let headers = Self.signedHeaders(key: key, method: method, path: path, body: body, device: device)
         return try await send(method, path, headers: headers, body: method == "GET" ? nil : body)
     }
 }

@@ -98,6 +98,11 @@ public struct RelayServer: Sendable {
                 .unauthorized,
                 "The request's signature does not verify for this method, path, timestamp, nonce and body.")
         }
+        if let device = auth.device, let deviceSignature = auth.deviceSignature,
+            !SigningKeyPair.verify(deviceSignature, of: message, publicKey: device.bytes)
+        {
+            throw RelayHTTPError(.unauthorized, "The request's device signature does not verify.")
+        }
         if route == .register {
             let created: Bool
             do {
@@ -118,6 +123,7 @@ public struct RelayServer: Sendable {
                 .forbidden, "This key is not the vault's registered relay key; only members may use it.")
         }
         try await checkNonce(auth, vaultID: vaultID, now: now)
+        try await checkDevice(auth, vaultID: vaultID)
 
         switch route {
         case .vector:
@@ -169,6 +175,24 @@ public struct RelayServer: Sendable {
         }
     }
 
+    /// Once the relay has seen a revocation in the vault's membership log, every request must name its device,
+    /// and a revoked device is refused whatever it asks (Protocol/http-api.md §3).
+    private func checkDevice(_ auth: Authentication, vaultID: [UInt8]) async throws {
+        let membership = try await store.membership(vaultID: vaultID)
+        let revocations = membership.members.values.contains(where: \.isRevoked)
+        guard let device = auth.device else {
+            if revocations {
+                throw RelayHTTPError(
+                    .unauthorized,
+                    "A device of this vault was revoked: requests must name their device (Amanat-Device headers).")
+            }
+            return
+        }
+        if membership.members[device]?.isRevoked == true {
+            throw RelayHTTPError(.forbidden, "This device was revoked from this vault; the relay no longer serves it.")
+        }
+    }
+
     private func checkNonce(_ auth: Authentication, vaultID: [UInt8], now: Int64) async throws {
         let fresh = try await store.useNonce(
             vaultID: vaultID, nonce: auth.nonce, expires: max(auth.timestamp, now) + RelayWire.timestampWindow + 1,
@@ -214,6 +238,9 @@ struct Authentication {
     var nonce: [UInt8]
     var nonceHex: String
     var signature: [UInt8]
+    /// The device named by the optional device headers, and its signature of the request.
+    var device: DeviceID?
+    var deviceSignature: [UInt8]?
 
     init(headers: HTTPFields) throws {
         func field(_ name: String) -> String? { headers.first { $0.name.canonicalName == name }?.value }
@@ -235,6 +262,21 @@ struct Authentication {
         self.nonce = nonce
         self.nonceHex = nonceHex
         self.signature = signature
+        switch (field(RelayWire.Header.device), field(RelayWire.Header.deviceSignature)) {
+        case (nil, nil):
+            device = nil
+            deviceSignature = nil
+        case (let deviceHex?, let signatureHex?):
+            guard deviceHex.count == 64, let bytes = Hex.decode(deviceHex), let id = try? DeviceID(bytes),
+                signatureHex.count == 128, let signature = Hex.decode(signatureHex)
+            else {
+                throw RelayHTTPError(.unauthorized, "The request's device headers are malformed.")
+            }
+            device = id
+            deviceSignature = signature
+        default:
+            throw RelayHTTPError(.unauthorized, "The request names a device without its signature, or the reverse.")
+        }
     }
 }
 

@@ -148,7 +148,8 @@ public struct Keyring: Sendable {
             let version = try r.readByte()
             guard version == 1 || version == formatVersion else {
                 throw StoreError(
-                    .damaged, "The keyring was written by a newer version of Amanat (format \(version)); update Amanat.")
+                    .damaged, "The keyring was written by a newer version of Amanat (format \(version)); update Amanat."
+                )
             }
             let ops = try r.read(bigEndian: UInt64.self)
             let mem = try r.read(bigEndian: UInt64.self)

@@ -39,6 +39,8 @@ public struct RelayStoreResult: Sendable, Equatable {
     public var stored = 0
     /// Envelopes the relay already had.
     public var duplicates = 0
+    /// Envelopes not stored because their author is not a member, or was revoked before writing them.
+    public var refused = 0
 
     /// An empty result.
     public init() {}
@@ -74,6 +76,7 @@ public final class RelayStore: @unchecked Sendable {
     public let maxVaults: Int
     private let lock = NSLock()
     private var open: [String: VaultFile] = [:]
+    private var memberships: [String: MembershipState] = [:]
 
     final class VaultFile: @unchecked Sendable {
         // @unchecked Sendable: `lastPrune` is only read and written inside the pool's serialised writer.
@@ -403,9 +406,22 @@ public final class RelayStore: @unchecked Sendable {
         let runs = byAuthor.sorted { $0.key < $1.key }.map {
             ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq })
         }
-        return try await Vault.mapErrorsAsync {
+        do {
+            return try await store(file, vaultID: vaultID, runs: runs)
+        } catch {
+            // The batch did not commit: the cached membership may be ahead of the file.
+            lock.withLock { memberships[Hex.encode(vaultID)] = nil }
+            throw error
+        }
+    }
+
+    private func store(_ file: VaultFile, vaultID: [UInt8], runs: [(DeviceID, [Envelope])]) async throws
+        -> RelayStoreResult
+    {
+        try await Vault.mapErrorsAsync {
             try await file.pool.write { db in
                 var result = RelayStoreResult()
+                var accepted: [(DeviceID, [Envelope])] = []
                 for (author, run) in runs {
                     let row = try Row.fetchOne(
                         db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
@@ -426,8 +442,28 @@ public final class RelayStore: @unchecked Sendable {
                     }
                     if let fork = outcome.fork { throw Self.forkError(fork) }
                     result.duplicates += outcome.duplicates
-                    let fresh = outcome.fresh
-                    for envelope in fresh {
+                    if !outcome.fresh.isEmpty { accepted.append((author, outcome.fresh)) }
+                }
+                // Membership (Protocol/membership.md §9): once the vault has one, the relay stores only envelopes
+                // of admitted devices, and of a revoked device only those up to its revocation.
+                let fresh = accepted.flatMap(\.1)
+                let name = Hex.encode(vaultID)
+                let cached = self.lock.withLock { self.memberships[name] }
+                var membership =
+                    try cached.flatMap { fresh.contains(where: \.isAuthority) ? nil : $0 }
+                    ?? Self.membership(db, vaultID: vaultID, adding: fresh)
+                if membership.isEstablished {
+                    accepted = accepted.map { author, run in
+                        guard let m = membership.members[author] else { return (author, []) }
+                        guard let cut = m.revokedAfter else { return (author, run) }
+                        return (author, run.filter { $0.header.seq <= cut })
+                    }
+                    let kept = accepted.flatMap(\.1)
+                    result.refused = fresh.count - kept.count
+                    if result.refused > 0 { membership = try Self.membership(db, vaultID: vaultID, adding: kept) }
+                }
+                for (author, run) in accepted {
+                    for envelope in run {
                         try db.execute(
                             sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
                             arguments: [
@@ -437,9 +473,60 @@ public final class RelayStore: @unchecked Sendable {
                         result.stored += 1
                     }
                 }
+                // Writes are serialised by the pool, so the cache is updated in the order the batches commit.
+                self.lock.withLock { self.memberships[name] = membership }
                 return result
             }
         }
+    }
+
+    // MARK: Membership
+
+    /// The vault's membership as the relay reads it from the authority envelopes it holds (their key derives
+    /// from the vault id; the relay reads who belongs and who was revoked, never names or records).
+    public func membership(vaultID: [UInt8]) async throws -> MembershipState {
+        let name = Hex.encode(vaultID)
+        if let cached = lock.withLock({ memberships[name] }) { return cached }
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        let membership = try await Vault.mapErrorsAsync {
+            try await file.pool.read { db in try Self.membership(db, vaultID: vaultID, adding: []) }
+        }
+        lock.withLock { memberships[name] = membership }
+        return membership
+    }
+
+    /// Evaluates the authority envelopes held in `db` together with `adding`. The relay cannot decrypt record
+    /// changes, so an `adopt` counts any record envelope before it as proof that its author wrote in the
+    /// first-release vault.
+    static func membership(_ db: Database, vaultID: [UInt8], adding: [Envelope]) throws -> MembershipState {
+        // Bytes 94–97 (1-based) of an envelope are its key epoch; epoch 0 marks a membership entry.
+        let bodies = try Data.fetchAll(db, sql: "SELECT body FROM envelope WHERE substr(body, 94, 4) = x'00000000'")
+        var entries: [AuthoredEntry] = []
+        for envelope in bodies.compactMap({ try? Envelope(decoding: Array($0)) }) + adding.filter(\.isAuthority) {
+            if let entry = try? envelope.openEntry() { entries.append(entry) }
+        }
+        var legacy: [DeviceID: UInt64] = [:]
+        let adopts = entries.contains {
+            if case .adopt = $0.entry.operation { return true }
+            return false
+        }
+        if adopts {
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT author, MIN(seq) AS seq FROM envelope
+                    WHERE substr(body, 94, 4) != x'00000000' GROUP BY author
+                    """)
+            {
+                guard let device = try? DeviceID(Array(row["author"] as Data)) else { continue }
+                legacy[device] = UInt64(row["seq"] as Int64)
+            }
+            for envelope in adding where !envelope.isAuthority {
+                let device = envelope.header.author
+                legacy[device] = min(legacy[device] ?? envelope.header.seq, envelope.header.seq)
+            }
+        }
+        return MembershipState.evaluate(vaultID: vaultID, entries: entries, legacyAuthors: legacy)
     }
 
     private static func forkError(_ envelope: Envelope) -> RelayStoreError {

@@ -84,7 +84,8 @@ extension Vault {
         var entries: [AuthoredEntry] = []
         for body in bodies {
             guard let envelope = try? Envelope(decoding: Array(body)) else {
-                throw StoreError(.damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
+                throw StoreError(
+                    .damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
             }
             guard envelope.isAuthority else { continue }
             guard let entry = try? envelope.openEntry() else {
@@ -234,9 +235,10 @@ extension Vault {
     }
 
     private func firstStamp(_ db: Database, author: DeviceID, seq: UInt64) throws -> HLCTimestamp? {
-        guard let body = try Data.fetchOne(
-            db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?",
-            arguments: [Data(author.bytes), Int64(seq)]),
+        guard
+            let body = try Data.fetchOne(
+                db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?",
+                arguments: [Data(author.bytes), Int64(seq)]),
             let envelope = try? Envelope(decoding: Array(body)),
             let key = key(epoch: envelope.header.keyEpoch),
             let change = try? envelope.open(with: key)
@@ -300,11 +302,13 @@ extension Vault {
                 """)
         while let row = try cursor.next() {
             guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)) else {
-                throw StoreError(.damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
+                throw StoreError(
+                    .damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
             }
             guard let key = key(epoch: envelope.header.keyEpoch) else { continue }
             guard let authored = try? envelope.openAuthored(with: key) else {
-                throw StoreError(.damaged, "The vault is damaged: a stored change does not decrypt. Run `amanat verify`.")
+                throw StoreError(
+                    .damaged, "The vault is damaged: a stored change does not decrypt. Run `amanat verify`.")
             }
             guard heldReason(authored) == nil else { continue }
             let id = authored.change.record
@@ -466,7 +470,8 @@ extension Vault {
         }
         let sealed = try Self.sealName(name, keyring: keyring)
         let key = writeKey
-        let resealed = key.epoch == sealed.epoch ? sealed : try SealedName.seal(name, key: key, vaultID: vaultID, device: deviceID)
+        let resealed =
+            key.epoch == sealed.epoch ? sealed : try SealedName.seal(name, key: key, vaultID: vaultID, device: deviceID)
         try writeEntry { _ in .rename(resealed) }
     }
 
@@ -500,7 +505,8 @@ extension Vault {
         guard !member.isRevoked else { throw StoreError(.invalid, "That device is already revoked.") }
         if member.currentRole == .coordinator { try requireAnotherCoordinator(besides: device, action: "revoke") }
         var epoch: UInt32 = 0
-        while epoch < 2 || key(epoch: epoch) != nil || membership.epochs.contains(where: { $0.rotation.epoch == epoch }) {
+        while epoch < 2 || key(epoch: epoch) != nil || membership.epochs.contains(where: { $0.rotation.epoch == epoch })
+        {
             epoch = UInt32.random(in: 2...UInt32.max)
         }
         let newKey = VaultKey.generate(epoch: epoch)
@@ -511,7 +517,8 @@ extension Vault {
             grants[m.device] = try SealedBox.seal(rawKey, to: agreement)
         }
         let rotation = KeyRotation(epoch: epoch, relayKey: newKey.relaySigningKey().publicKey, grants: grants)
-        try writeEntry { db in .revoke(device: device, after: try self.head(db, author: device).seq, rotation: rotation) }
+        try writeEntry { db in .revoke(device: device, after: try self.head(db, author: device).seq, rotation: rotation)
+        }
     }
 
     /// Marks reviewed fork evidence of `device` as dismissed: `verify` passes again, the evidence stays.

@@ -187,7 +187,8 @@ extension Vault {
                 default:
                     throw StoreError(
                         .notAllowed,
-                        "This device cannot change records: it is \(vault.describeSelf()). A coordinator decides roles.")
+                        "This device cannot change records: it is \(vault.describeSelf()). A coordinator decides roles."
+                    )
                 }
             }
             let envelope = try Envelope.seal(

@@ -69,7 +69,9 @@ public final class Vault {
         let keyring = Keyring.generate(deviceName: deviceName, salt: salt)
         let name = try sealName(deviceName, keyring: keyring)
         let vault = try create(at: dir, keyring: keyring, passphrase: passphrase, strength: strength) { db, vault in
-            guard let agreement = keyring.agreement else { fatalError("unreachable: a new keyring has an agreement key") }
+            guard let agreement = keyring.agreement else {
+                fatalError("unreachable: a new keyring has an agreement key")
+            }
             try vault.appendEntry(db, .found(salt: salt, agreementKey: agreement.publicKey, name: name))
         }
         return vault

@@ -27,6 +27,10 @@ public enum RelayWire {
         public static let nonce = "amanat-nonce"
         /// The hex Ed25519 signature (128 hex digits) of the canonical request.
         public static let signature = "amanat-signature"
+        /// The requesting device's id (its Ed25519 public key, 64 hex digits).
+        public static let device = "amanat-device"
+        /// The device key's signature (128 hex digits) of the same canonical request.
+        public static let deviceSignature = "amanat-device-signature"
     }
 
     /// The MIME type of binary bodies.
@@ -44,20 +48,25 @@ public enum RelayWire {
         return Array(text.utf8)
     }
 
-    /// The four authentication headers of a request signed with `key`.
+    /// The authentication headers of a request signed with `key`, and also with `device` when given.
     public static func signatureHeaders(
         key: SigningKeyPair, method: String, pathAndQuery: String, body: [UInt8], timestamp: Int64,
-        nonce: [UInt8] = Sodium.randomBytes(16)
+        nonce: [UInt8] = Sodium.randomBytes(16), device: SigningKeyPair? = nil
     ) -> [(String, String)] {
         let nonceHex = Hex.encode(nonce)
         let message = canonicalRequest(
             method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonceHex, body: body)
-        return [
+        var headers = [
             (Header.key, Hex.encode(key.publicKey)),
             (Header.timestamp, String(timestamp)),
             (Header.nonce, nonceHex),
             (Header.signature, Hex.encode(key.sign(message))),
         ]
+        if let device {
+            headers.append((Header.device, Hex.encode(device.publicKey)))
+            headers.append((Header.deviceSignature, Hex.encode(device.sign(message))))
+        }
+        return headers
     }
 
     // MARK: Bodies

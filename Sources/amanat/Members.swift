@@ -51,7 +51,8 @@ struct Members: ParsableCommand {
                 let name = TerminalSafe.text(m.name ?? "(name unknown)")
                 let me = m.device == vault.deviceID ? "  ← this device" : ""
                 let status = m.revoked ? "REVOKED \(m.revokedAt.map(isoTime) ?? "")" : "active"
-                let admitted = m.admittedBy.map { "admitted by \(TerminalSafe.text(vault.deviceLabel($0)))" } ?? "founder"
+                let admitted =
+                    m.admittedBy.map { "admitted by \(TerminalSafe.text(vault.deviceLabel($0)))" } ?? "founder"
                 print("\(m.device.hex.prefix(12))  \(name)  \(m.role)  \(status)  \(admitted)\(me)")
             }
             for reuse in vault.membership.reusedInvitations {
@@ -71,7 +72,8 @@ func isoTime(_ stamp: HLCTimestamp) -> String {
 /// `amanat revoke`: removes a lost or seized device and rotates the vault key.
 struct Revoke: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Revoke a device (coordinators): its later changes are held back everywhere and a new vault key starts.",
+        abstract:
+            "Revoke a device (coordinators): its later changes are held back everywhere and a new vault key starts.",
         discussion: """
             The device's changes up to the last one this vault has seen stay; any it wrote after are kept as
             evidence but never applied, on every replica. A new vault key is sealed to each remaining member's own
@@ -122,7 +124,8 @@ struct RoleCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             guard let role = Role(name: role) else {
-                throw CLIError(.usage, "Unknown role \"\(TerminalSafe.text(role))\": use coordinator, member or reader.")
+                throw CLIError(
+                    .usage, "Unknown role \"\(TerminalSafe.text(role))\": use coordinator, member or reader.")
             }
             let vault = try options.open()
             let member = try vault.resolveMember(device)

@@ -31,8 +31,9 @@ struct Sync: AsyncParsableCommand {
         try await runReportingErrorsAsync {
             let vault = try options.open()
             if target.hasPrefix("http://") || target.hasPrefix("https://") {
-                let report = try await HTTPCarrier.with(url: target, vaultID: vault.vaultID, key: vault.relaySigningKey)
-                {
+                let report = try await HTTPCarrier.with(
+                    url: target, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device
+                ) {
                     try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
                 }
                 summarize(report, with: target, vault: vault)

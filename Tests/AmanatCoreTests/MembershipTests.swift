@@ -37,7 +37,8 @@ struct MembershipScenario {
     }
 
     mutating func found(at wall: UInt64 = 1) {
-        write(founder, at: wall, .found(salt: salt, agreementKey: founder.agreement.publicKey, name: name("f", founder)))
+        write(
+            founder, at: wall, .found(salt: salt, agreementKey: founder.agreement.publicKey, name: name("f", founder)))
     }
 
     /// Issues an invitation by `coordinator` and returns its secret key.
@@ -94,7 +95,8 @@ struct MembershipScenario {
         #expect(state.members[first.id]?.currentRole == .reader)
         #expect(state.members[first.id]?.admittedBy == s.founder.id)
         #expect(state.members[second.id] == nil)
-        #expect(state.reusedInvitations == [.init(invitation: secret.publicKey, admitted: first.id, refused: second.id)])
+        #expect(
+            state.reusedInvitations == [.init(invitation: secret.publicKey, admitted: first.id, refused: second.id)])
     }
 
     @Test func aJoinWithAForgedProofOrAnInvitationNobodyIssuedAdmitsNobody() {
@@ -103,7 +105,8 @@ struct MembershipScenario {
         let issued = s.invite(by: s.founder, at: 10)
         let forger = SimDevice()
         let wrongProof = SigningKeyPair.generate().sign(
-            MembershipProof.joinMessage(vaultID: s.vaultID, device: forger.id, agreementKey: forger.agreement.publicKey))
+            MembershipProof.joinMessage(vaultID: s.vaultID, device: forger.id, agreementKey: forger.agreement.publicKey)
+        )
         s.write(
             forger, at: 20,
             .join(

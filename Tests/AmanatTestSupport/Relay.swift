@@ -30,7 +30,9 @@ public func relaySync(
     _ vault: Vault, _ url: String, batchSize: Int = 1000, options: HTTPCarrier.Options = testOptions(),
     progress: (SyncProgress) -> Void = { _ in }
 ) async throws -> SyncReport {
-    try await HTTPCarrier.with(url: url, vaultID: vault.vaultID, key: vault.relaySigningKey, options: options) {
+    try await HTTPCarrier.with(
+        url: url, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device, options: options
+    ) {
         try await ExchangeSession(vault: vault, carrier: $0, batchSize: batchSize).run(progress: progress)
     }
 }
