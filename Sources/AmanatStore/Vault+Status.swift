@@ -213,7 +213,7 @@ extension Vault {
         if let handle = FileHandle(forUpdatingAtPath: keyring.path) {
             let size = (try? handle.seekToEnd()) ?? 0
             try? handle.seek(toOffset: 0)
-            handle.write(Data(Sodium.randomBytes(Int(max(size, 4096)))))
+            try? handle.write(contentsOf: Data(Sodium.randomBytes(Int(max(size, 4096)))))
             try? handle.synchronize()
             try? handle.close()
         }
