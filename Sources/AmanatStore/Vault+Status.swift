@@ -136,6 +136,12 @@ extension Vault {
                 problems.append(error.message)
                 continue
             }
+            // Ingest checks one signature per run (Protocol/envelope.md §6); verify checks every one.
+            for envelope in run where !envelope.hasValidSignature() {
+                problems.append(
+                    "The signature on change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) is forged or damaged."
+                )
+            }
             for envelope in run {
                 guard let key = keyring.key(epoch: envelope.header.keyEpoch) else {
                     problems.append(
