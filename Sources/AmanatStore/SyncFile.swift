@@ -80,7 +80,17 @@ public final class SyncFile: @unchecked Sendable {
     /// Runs `body`, reporting SQLite failures and undecodable rows as failures of this sync file, never of the vault.
     @discardableResult
     static func mapErrors<T>(_ url: URL, _ body: () throws -> T) throws -> T {
-        try Vault.mapErrors(file: "sync file", at: url, body)
+        try Vault.mapErrors(file: "sync file", at: url) {
+            do {
+                return try body()
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_READONLY_ROLLBACK {
+                // A hot journal: a sync was interrupted mid-commit, and only a writer may roll it back.
+                throw StoreError(
+                    .io,
+                    "The sync file \(url.path) was left half-written by an interrupted sync; run `amanat sync \(url.path)` once, where the file is writable, to repair it (import never writes to it)."
+                )
+            }
+        }
     }
 
     private func mapErrors<T>(_ body: () throws -> T) throws -> T { try Self.mapErrors(url, body) }

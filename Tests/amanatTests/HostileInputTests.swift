@@ -400,6 +400,34 @@ import Testing
         #expect(try f.b.digest() == f.digest)
     }
 
+    // MARK: Import opens read-only, even after an interrupted sync
+
+    @Test func importOfAnInterruptedSyncFileSaysHowToRepairItAndWritesNothing() throws {
+        let f = try Fixture()
+        // A sync stopped mid-commit: the file with pages already spilled, and its hot rollback journal.
+        let file = f.scratch.path("interrupted.sync")
+        let queue = try DatabaseQueue(path: f.stick.path)
+        try queue.inDatabase { db in
+            try db.execute(sql: "PRAGMA cache_size = 2")
+            try db.execute(sql: "BEGIN IMMEDIATE")
+            try db.execute(
+                sql: "INSERT INTO meta SELECT 'filler-' || value, zeroblob(300000) FROM json_each('[1,2,3]')")
+            try FileManager.default.copyItem(at: f.stick, to: file)
+            try FileManager.default.copyItem(
+                at: URL(fileURLWithPath: f.stick.path + "-journal"), to: URL(fileURLWithPath: file.path + "-journal"))
+            try db.execute(sql: "ROLLBACK")
+        }
+        try queue.close()
+        let journal = try Data(contentsOf: URL(fileURLWithPath: file.path + "-journal"))
+        try f.expectRefused(
+            ["import", file.path], status: 74, mentioning: ["interrupted sync", "amanat sync"], file: file)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file.path + "-journal")) == journal, "import wrote")
+        // sync, which may write, rolls the journal back and syncs.
+        _ = try f.b.ok(["sync", file.path])
+        #expect(try f.b.list().count == 4)
+        #expect(!FileManager.default.fileExists(atPath: file.path + "-journal"))
+    }
+
     // MARK: 8. A damaged sync file is named as that
 
     @Test func aDamagedSyncFileIsReportedAsTheSyncFileWithItsSQLiteCode() throws {
