@@ -251,7 +251,7 @@ import Testing
                 }))
         let exchange = RelayWire.ExchangeResponse(stored: 1, remaining: 0, diverged: [], envelopes: []).encoded()
         let relay = try FakeRelay(vector: vector, exchange: exchange)
-        let r = try f.b.run(["sync", relay.url])
+        let r = try withExtendedLifetime(relay) { try f.b.run(["sync", relay.url]) }
         #expect(r.status == 0, "\(r.status): \(r.stderr)")
         #expect(try f.b.digest() == f.digest)
     }
@@ -266,7 +266,7 @@ import Testing
             stored: 0, remaining: UInt64.max, diverged: [], envelopes: [first.encoded()]
         ).encoded()
         let relay = try FakeRelay(vector: vector, exchange: exchange)
-        let r = try f.b.run(["sync", relay.url])
+        let r = try withExtendedLifetime(relay) { try f.b.run(["sync", relay.url]) }
         #expect(r.status == 0, "\(r.status): \(r.stderr)")
         #expect(try f.b.digest() == f.digest)
     }
@@ -288,7 +288,9 @@ import Testing
         let relay = try FakeRelay(
             vector: RelayWire.encodeVector([:]),
             exchange: RelayWire.ExchangeResponse(stored: 0, remaining: 0, diverged: [], envelopes: forged).encoded())
-        try f.expectRefused(["sync", relay.url], status: 69, mentioning: ["malformed", "sequence number"])
+        try withExtendedLifetime(relay) {
+            try f.expectRefused(["sync", relay.url], status: 69, mentioning: ["malformed", "sequence number"])
+        }
         // The envelope decoder itself refuses it, wherever it comes from.
         #expect(throws: CoreError.self) { try Envelope(decoding: forged[0]) }
     }
