@@ -25,11 +25,14 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
         ),
+        .systemLibrary(name: "CSQLiteHardening"),
         .target(name: "AmanatCrypto", dependencies: ["CSodium"]),
         .target(name: "AmanatCore", dependencies: ["AmanatCrypto"]),
         .target(
             name: "AmanatStore",
-            dependencies: ["AmanatCore", "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "AmanatCore", "AmanatCrypto", "CSQLiteHardening", .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .target(name: "AmanatBundle", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .target(name: "AmanatSync", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
@@ -92,7 +95,10 @@ let package = Package(
             dependencies: ["AmanatTestSupport", "AmanatBundle", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .testTarget(
             name: "AmanatSyncTests",
-            dependencies: ["AmanatTestSupport", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+            dependencies: [
+                "AmanatTestSupport", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         .testTarget(
             name: "AmanatRelayTests",
             dependencies: [
@@ -110,7 +116,11 @@ let package = Package(
             ]
         ),
         .testTarget(
-            name: "amanatTests", dependencies: ["amanat", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
+            name: "amanatTests",
+            dependencies: [
+                "amanat", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

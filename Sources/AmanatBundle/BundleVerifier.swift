@@ -60,7 +60,9 @@ public enum BundleVerifier {
                 report.problems.append("The chain file of device \(device.device.prefix(12)) is missing or misnamed.")
                 continue
             }
-            guard bytes.count % ChainLink.length == 0, bytes.count / ChainLink.length == Int(device.changes) else {
+            // `changes` comes from the manifest: compared as a UInt64, so a count above Int.max is a mismatch.
+            let links = bytes.count / ChainLink.length
+            guard bytes.count % ChainLink.length == 0, UInt64(links) == device.changes else {
                 report.problems.append("The chain of device \(device.device.prefix(12)) is truncated or padded.")
                 continue
             }
@@ -68,7 +70,7 @@ public enum BundleVerifier {
             var previous = ChainHead.empty.hash
             var last: ChainLink?
             var broken = false
-            for index in 0..<Int(device.changes) {
+            for index in 0..<links {
                 let start = index * ChainLink.length
                 guard let link = try? ChainLink(decoding: bytes[start..<start + ChainLink.length]),
                     link.header.vaultID == vaultID, link.header.author == id, link.header.seq == UInt64(index + 1),

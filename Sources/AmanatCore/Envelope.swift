@@ -71,6 +71,10 @@ public struct EnvelopeHeader: Hashable, Sendable {
         nonce = try r.read(count: 24)
         ciphertextLength = try r.read(bigEndian: UInt32.self)
         guard seq >= 1 else { throw CoreError(.malformed, "An envelope has sequence number 0.") }
+        // Stored as SQLite's signed 64-bit integer: a larger seq is never a real one (Protocol/envelope.md §2).
+        guard seq <= UInt64(Int64.max) else {
+            throw CoreError(.malformed, "An envelope's sequence number is too large.")
+        }
     }
 }
 

@@ -10,7 +10,10 @@ public final class PlainBaseline {
     public init(url: URL) throws {
         database = try Vault.mapErrors {
             var config = Configuration()
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -32768") }
+            config.prepareDatabase { db in
+                try SQLiteHardening.apply(db)
+                try db.execute(sql: "PRAGMA cache_size = -32768")
+            }
             let queue = try DatabaseQueue(path: url.path, configuration: config)
             try queue.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA journal_mode = WAL")

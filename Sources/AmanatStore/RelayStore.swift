@@ -133,10 +133,11 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
-    private static func configuration() -> Configuration {
+    static func configuration() -> Configuration {
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
+            try SQLiteHardening.apply(db)
             // WAL with NORMAL: a commit is atomic and the file never corrupts, but the last commits before a power
             // cut may be lost. The relay is not the source of truth: members still hold those envelopes and push them
             // again at their next sync, because the relay's vector shows they are missing (http-api.md §6).
@@ -146,8 +147,10 @@ public final class RelayStore: @unchecked Sendable {
     }
 
     private static func openFile(_ url: URL, vaultID: [UInt8]) throws -> VaultFile {
-        let pool = try Vault.mapErrors { try DatabasePool(path: url.path, configuration: configuration()) }
-        let (format, stored, key): (Int?, Data?, Data?) = try Vault.mapErrors {
+        let pool = try Vault.mapErrors(file: "relay file", at: url) {
+            try DatabasePool(path: url.path, configuration: configuration())
+        }
+        let (format, stored, key): (Int?, Data?, Data?) = try Vault.mapErrors(file: "relay file", at: url) {
             try pool.read { db in
                 (
                     try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'"),
@@ -210,8 +213,10 @@ public final class RelayStore: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: temp.path + suffix)
         }
         do {
-            try Vault.mapErrors {
-                let queue = try DatabaseQueue(path: temp.path)
+            try Vault.mapErrors(file: "relay file", at: url) {
+                var config = Configuration()
+                config.prepareDatabase { db in try SQLiteHardening.apply(db) }
+                let queue = try DatabaseQueue(path: temp.path, configuration: config)
                 try queue.writeWithoutTransaction { db in
                     try db.execute(sql: "PRAGMA journal_mode = WAL")
                 }
@@ -260,7 +265,7 @@ public final class RelayStore: @unchecked Sendable {
     /// seconds) has passed, and pruned as time goes on.
     public func useNonce(vaultID: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws -> Bool {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
-        return try await Vault.mapErrorsAsync {
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.write { db in
                 if now - file.lastPrune >= 30 {
                     try db.execute(sql: "DELETE FROM nonce WHERE expires < ?", arguments: [now])
@@ -283,7 +288,7 @@ public final class RelayStore: @unchecked Sendable {
     /// Each author's last seq and head hash on the relay.
     public func versionVector(vaultID: [UInt8]) async throws -> [DeviceID: ChainHead] {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
-        return try await Vault.mapErrorsAsync {
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.read { db in try Self.vector(db) }
         }
     }
@@ -298,8 +303,9 @@ public final class RelayStore: @unchecked Sendable {
                   ON e.author = m.author AND e.seq = m.seq
                 """)
         {
-            vector[try DeviceID(Array(row["author"] as Data))] = ChainHead(
-                seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+            vector[try DeviceID(Array(row.untrusted("author", as: Data.self)))] = ChainHead(
+                seq: UInt64(clamping: try row.untrusted("seq", as: Int64.self)),
+                hash: Array(try row.untrusted("hash", as: Data.self)))
         }
         return vector
     }
@@ -311,7 +317,7 @@ public final class RelayStore: @unchecked Sendable {
         -> [[UInt8]]
     {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
-        return try await Vault.mapErrorsAsync {
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.read { db in
                 var bytes = 0
                 return try Self.bodies(db, author: author, after: seq, limit: limit, bytes: &bytes, budget: byteBudget)
@@ -342,7 +348,7 @@ public final class RelayStore: @unchecked Sendable {
         -> RelayMissing
     {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
-        return try await Vault.mapErrorsAsync {
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.read { db in
                 var result = RelayMissing()
                 var bytes = 0
@@ -380,7 +386,7 @@ public final class RelayStore: @unchecked Sendable {
     /// The number of envelopes the relay holds for a vault.
     public func count(vaultID: [UInt8]) async throws -> Int {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
-        return try await Vault.mapErrorsAsync {
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM envelope") ?? 0 }
         }
     }
@@ -418,7 +424,7 @@ public final class RelayStore: @unchecked Sendable {
     private func store(_ file: VaultFile, vaultID: [UInt8], runs: [(DeviceID, [Envelope])]) async throws
         -> RelayStoreResult
     {
-        try await Vault.mapErrorsAsync {
+        try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.write { db in
                 var result = RelayStoreResult()
                 var accepted: [(DeviceID, [Envelope])] = []
@@ -427,8 +433,11 @@ public final class RelayStore: @unchecked Sendable {
                         db, sql: "SELECT seq, hash FROM envelope WHERE author = ? ORDER BY seq DESC LIMIT 1",
                         arguments: [Data(author.bytes)])
                     let head =
-                        row.map { ChainHead(seq: UInt64($0["seq"] as Int64), hash: Array($0["hash"] as Data)) }
-                        ?? .empty
+                        try row.map {
+                            ChainHead(
+                                seq: UInt64(clamping: try $0.untrusted("seq", as: Int64.self)),
+                                hash: Array(try $0.untrusted("hash", as: Data.self)))
+                        } ?? .empty
                     let outcome: RunClassifier.Outcome
                     do {
                         outcome = try RunClassifier.classify(run, vaultID: vaultID, head: head) { seq in
@@ -546,6 +555,18 @@ public final class RelayStore: @unchecked Sendable {
 }
 
 extension Vault {
+    /// The async form of ``mapErrors(file:at:_:)``.
+    static func mapErrorsAsync<T>(file what: String, at url: URL, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            throw fileError(error, what: what, at: url)
+        } catch let error as UntrustedRowError {
+            throw StoreError(
+                .damaged, "The \(what) \(url.path) is damaged: a row's \(error.column) is empty or of the wrong type.")
+        }
+    }
+
     /// The async form of ``mapErrors(_:)``.
     static func mapErrorsAsync<T>(_ body: () async throws -> T) async throws -> T {
         do {

@@ -34,33 +34,90 @@ public final class SyncFile: @unchecked Sendable {
         self.database = database
     }
 
-    /// Opens the sync file at `url` for vault `vaultID`, creating it when missing and `create` is true.
-    public static func open(at url: URL, vaultID: [UInt8], create: Bool) throws -> SyncFile {
+    /// The file's whole schema, as `createFile` makes it: the only one a reader accepts (Protocol/sync-file.md §1).
+    /// Each entry is `type`, `name`, `tbl_name` and `sql` of `sqlite_master`.
+    static let schema: [[String?]] = [
+        ["table", "meta", "meta", "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"],
+        ["index", "sqlite_autoindex_meta_1", "meta", nil],
+        ["table", "device", "device", "CREATE TABLE device (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE)"],
+        ["index", "sqlite_autoindex_device_1", "device", nil],
+        ["table", "envelope", "envelope", "CREATE TABLE envelope (id INTEGER PRIMARY KEY, body BLOB NOT NULL)"],
+    ]
+
+    /// Opens the sync file at `url` for vault `vaultID`, creating it when missing and `create` is true. With
+    /// `readOnly` (import), the file is opened read-only whatever its permissions.
+    ///
+    /// A sync file is data from outside: before anything else is read or written, its schema must be exactly the
+    /// documented one (no trigger, view, index or other table), and SQLite runs in defensive mode on it.
+    public static func open(at url: URL, vaultID: [UInt8], create: Bool, readOnly: Bool = false) throws -> SyncFile {
         let fm = FileManager.default
         if !fm.fileExists(atPath: url.path) {
             guard create else { throw StoreError(.noVault, "There is no sync file at \(url.path).") }
             try createFile(at: url, vaultID: vaultID)
         }
         let writable =
-            fm.isWritableFile(atPath: url.path)
+            !readOnly && fm.isWritableFile(atPath: url.path)
             && fm.isWritableFile(atPath: url.deletingLastPathComponent().path)
         var config = Configuration()
         config.readonly = !writable
         config.busyMode = .timeout(10)
-        config.prepareDatabase { db in
-            if !writable { return }
-            try db.execute(sql: "PRAGMA journal_mode = DELETE")
-            try db.execute(sql: "PRAGMA synchronous = EXTRA")
-        }
-        let database: DatabaseQueue
-        do {
-            database = try Vault.mapErrors { try DatabaseQueue(path: url.path, configuration: config) }
-        } catch let error as StoreError where error.code == .damaged {
-            throw StoreError(.damaged, "\(url.path) is not a sync file, or it is damaged.")
-        }
+        config.prepareDatabase { db in try SQLiteHardening.apply(db) }
+        let database = try mapErrors(url) { try DatabaseQueue(path: url.path, configuration: config) }
         let file = SyncFile(url: url, vaultID: vaultID, isReadOnly: !writable, database: database)
+        try file.checkSchema()
+        if writable {
+            try mapErrors(url) {
+                try database.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA journal_mode = DELETE")
+                    try db.execute(sql: "PRAGMA synchronous = EXTRA")
+                }
+            }
+        }
         try file.checkIdentity()
         return file
+    }
+
+    /// Runs `body`, reporting SQLite failures and undecodable rows as failures of this sync file, never of the vault.
+    @discardableResult
+    static func mapErrors<T>(_ url: URL, _ body: () throws -> T) throws -> T {
+        try Vault.mapErrors(file: "sync file", at: url) {
+            do {
+                return try body()
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_READONLY_ROLLBACK {
+                // A hot journal: a sync was interrupted mid-commit, and only a writer may roll it back.
+                throw StoreError(
+                    .io,
+                    "The sync file \(url.path) was left half-written by an interrupted sync; run `amanat sync \(url.path)` once, where the file is writable, to repair it (import never writes to it)."
+                )
+            }
+        }
+    }
+
+    private func mapErrors<T>(_ body: () throws -> T) throws -> T { try Self.mapErrors(url, body) }
+
+    /// Refuses a file whose schema is not exactly ``schema``: a trigger, view, index or extra table in a file from
+    /// outside would be code or data the reader never asked for.
+    private func checkSchema() throws {
+        let entries: [[String?]] = try mapErrors {
+            try database.read { db in
+                try Row.fetchAll(db, sql: "SELECT type, name, tbl_name, sql FROM sqlite_master").map { row in
+                    try (0..<4).map { index -> String? in
+                        guard !row.hasNull(atIndex: index) else { return nil }
+                        guard let text = try? row.decode(String.self, atIndex: index) else {
+                            throw UntrustedRowError(column: "schema entry")
+                        }
+                        return text
+                    }
+                }
+            }
+        }
+        let sortKey = { (entry: [String?]) in entry.map { $0 ?? "" }.joined(separator: "\u{0}") }
+        guard entries.map(sortKey).sorted() == Self.schema.map(sortKey).sorted() else {
+            throw StoreError(
+                .damaged,
+                "Refused: \(url.path) is not a sync file as Amanat writes it (its schema holds a trigger, view, index or table that does not belong); nothing was synced."
+            )
+        }
     }
 
     /// Builds a new file under a temporary name, fsyncs it and renames it into place.
@@ -70,20 +127,16 @@ public final class SyncFile: @unchecked Sendable {
         do {
             var config = Configuration()
             config.prepareDatabase { db in
+                try SQLiteHardening.apply(db)
                 // Set before the first table exists; larger pages waste less space per envelope.
                 try db.execute(sql: "PRAGMA page_size = 16384")
                 try db.execute(sql: "PRAGMA journal_mode = DELETE")
                 try db.execute(sql: "PRAGMA synchronous = EXTRA")
             }
-            let queue = try Vault.mapErrors { try DatabaseQueue(path: temp.path, configuration: config) }
-            try Vault.mapErrors {
+            let queue = try mapErrors(url) { try DatabaseQueue(path: temp.path, configuration: config) }
+            try mapErrors(url) {
                 try queue.write { db in
-                    try db.execute(
-                        sql: """
-                            CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);
-                            CREATE TABLE device (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
-                            CREATE TABLE envelope (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
-                            """)
+                    for entry in schema { if let sql = entry[3] { try db.execute(sql: sql) } }
                     try db.execute(sql: "INSERT INTO meta VALUES ('format', ?)", arguments: [formatVersion])
                     try db.execute(sql: "INSERT INTO meta VALUES ('vault_id', ?)", arguments: [Data(vaultID)])
                 }
@@ -102,19 +155,16 @@ public final class SyncFile: @unchecked Sendable {
 
     private func checkIdentity() throws {
         let notSync = StoreError(.rejected, "\(url.path) is not an Amanat sync file.")
-        let (format, stored): (Int?, Data?)
-        do {
-            (format, stored) = try database.read { db in
-                guard try db.tableExists("meta"), try db.tableExists("envelope"), try db.tableExists("device") else {
-                    return (nil, nil)
+        let (format, stored): (Int64?, Data?) = try mapErrors {
+            try database.read { db in
+                let value = { (key: String) in
+                    try Row.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
                 }
                 return (
-                    try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'"),
-                    try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'vault_id'")
+                    try value("format").map { try $0.untrusted("value", as: Int64.self) },
+                    try value("vault_id").map { try $0.untrusted("value", as: Data.self) }
                 )
             }
-        } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
-            throw StoreError(.damaged, "\(url.path) is not a sync file, or it is damaged.")
         }
         guard let format, let stored else { throw notSync }
         guard format == Self.formatVersion else {
@@ -131,18 +181,21 @@ public final class SyncFile: @unchecked Sendable {
 
     /// Each device's last seq and head hash in the file (the hash is recomputed from the last envelope).
     public func versionVector() throws -> [DeviceID: ChainHead] {
-        try Vault.mapErrors {
+        try mapErrors {
             try database.read { db in
                 var vector: [DeviceID: ChainHead] = [:]
                 for device in try Row.fetchAll(db, sql: "SELECT id, key FROM device") {
-                    let base = (device["id"] as Int64) << Self.seqBits
+                    let id = try device.untrusted("id", as: Int64.self)
+                    guard id >= 0, id <= Int64.max >> Self.seqBits else { throw UntrustedRowError(column: "device id") }
+                    let base = id << Self.seqBits
                     guard
                         let row = try Row.fetchOne(
                             db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
                             arguments: [base, base | Self.seqMask])
                     else { continue }
                     let head = try Self.decode(
-                        row["body"], author: device["key"], seq: (row["id"] as Int64) & Self.seqMask, in: url)
+                        row.untrusted("body"), author: device.untrusted("key"),
+                        seq: row.untrusted("id", as: Int64.self) & Self.seqMask, in: url)
                     vector[head.header.author] = ChainHead(seq: head.header.seq, hash: head.hash)
                 }
                 return vector
@@ -165,10 +218,10 @@ public final class SyncFile: @unchecked Sendable {
     /// Up to `limit` envelopes of `author` after `seq`, in order; undecodable rows are refused as damage.
     public func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) throws -> [Envelope] {
         let key = Data(author.bytes)
-        let rows: [Row] = try Vault.mapErrors {
+        let rows: [Row] = try mapErrors {
             try database.read { db in
                 guard let device = try Int64.fetchOne(db, sql: "SELECT id FROM device WHERE key = ?", arguments: [key]),
-                    seq < UInt64(Self.seqMask)
+                    seq < UInt64(Self.seqMask), device >= 0, device <= Int64.max >> Self.seqBits
                 else { return [] }
                 let base = device << Self.seqBits
                 return try Row.fetchAll(
@@ -176,8 +229,11 @@ public final class SyncFile: @unchecked Sendable {
                     arguments: [base | Int64(seq), base | Self.seqMask, limit])
             }
         }
-        return try rows.map {
-            try Self.decode($0["body"], author: key, seq: ($0["id"] as Int64) & Self.seqMask, in: url)
+        return try mapErrors {
+            try rows.map {
+                try Self.decode(
+                    $0.untrusted("body"), author: key, seq: $0.untrusted("id", as: Int64.self) & Self.seqMask, in: url)
+            }
         }
     }
 
@@ -188,7 +244,7 @@ public final class SyncFile: @unchecked Sendable {
     @discardableResult
     public func append(_ envelopes: [Envelope]) throws -> Int {
         guard !isReadOnly else { throw StoreError(.io, "The sync file \(url.path) is read-only.") }
-        return try Vault.mapErrors {
+        return try mapErrors {
             try database.write { db in
                 var written = 0
                 var heads: [DeviceID: (device: Int64, head: ChainHead)] = [:]
@@ -202,6 +258,9 @@ public final class SyncFile: @unchecked Sendable {
                         let key = Data(author.bytes)
                         if let id = try Int64.fetchOne(db, sql: "SELECT id FROM device WHERE key = ?", arguments: [key])
                         {
+                            guard id >= 0, id <= Int64.max >> Self.seqBits else {
+                                throw UntrustedRowError(column: "device id")
+                            }
                             let base = id << Self.seqBits
                             let last = try Row.fetchOne(
                                 db,
@@ -209,12 +268,16 @@ public final class SyncFile: @unchecked Sendable {
                                 arguments: [base, base | Self.seqMask])
                             let head = try last.map { row -> ChainHead in
                                 let e = try Self.decode(
-                                    row["body"], author: key, seq: (row["id"] as Int64) & Self.seqMask, in: url)
+                                    row.untrusted("body"), author: key,
+                                    seq: row.untrusted("id", as: Int64.self) & Self.seqMask, in: url)
                                 return ChainHead(seq: e.header.seq, hash: e.hash)
                             }
                             heads[author] = (id, head ?? .empty)
                         } else {
                             try db.execute(sql: "INSERT INTO device(key) VALUES (?)", arguments: [key])
+                            guard db.lastInsertedRowID <= Int64.max >> Self.seqBits else {
+                                throw UntrustedRowError(column: "device id")
+                            }
                             heads[author] = (db.lastInsertedRowID, .empty)
                         }
                     }
@@ -235,7 +298,7 @@ public final class SyncFile: @unchecked Sendable {
 
     /// SQLite's integrity check of the file: true when it passes.
     public func passesIntegrityCheck() throws -> Bool {
-        try Vault.mapErrors {
+        try mapErrors {
             try database.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") == ["ok"] }
         }
     }
@@ -247,8 +310,24 @@ public final class SyncFile: @unchecked Sendable {
 
     /// The number of envelopes in the file.
     public func count() throws -> Int {
-        try Vault.mapErrors {
+        try mapErrors {
             try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM envelope") ?? 0 }
         }
+    }
+}
+
+/// A column of a row from a file that may come from outside was NULL or of another type.
+struct UntrustedRowError: Error {
+    /// What was wrong, e.g. "body".
+    var column: String
+}
+
+extension Row {
+    /// The value of `column` in a row of a file from outside: a NULL or a value of another type throws
+    /// ``UntrustedRowError``, never traps as the non-optional subscript does.
+    func untrusted<Value: DatabaseValueConvertible>(_ column: String, as type: Value.Type = Value.self) throws -> Value
+    {
+        guard let value = try? decode(Value.self, forColumn: column) else { throw UntrustedRowError(column: column) }
+        return value
     }
 }

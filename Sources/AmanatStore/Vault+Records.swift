@@ -37,14 +37,32 @@ extension Vault {
         return try decodeState(body, slot: slot)
     }
 
-    /// A projection row's plaintext is `u32 view length ‖ view ‖ state` (Protocol/storage.md §3).
+    /// Projection rows are padded with zeros to a multiple of this many bytes (Protocol/storage.md §3). A row holds
+    /// each field value about twice (in the view and in the state), so 128 row bytes stand for about 64 content
+    /// bytes: the envelopes' block.
+    static let rowPaddingBlock = 128
+
+    /// The high bit of a row's first u32 marks a padded row; rows written before padding do not have it.
+    static let paddedRowFlag: UInt32 = 0x8000_0000
+
+    /// A projection row's plaintext is `u32 (0x80000000 | view length) ‖ view ‖ u32 state length ‖ state ‖ zeros`,
+    /// padded to a multiple of ``rowPaddingBlock``; a row of an earlier release, without the flag, is
+    /// `u32 view length ‖ view ‖ state` (Protocol/storage.md §3).
     func decodeState(_ body: Data, slot: Data) throws -> RecordState {
         let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
         do {
             var r = ByteReader(plain)
-            let viewLength = Int(try r.read(bigEndian: UInt32.self))
+            let prefix = try r.read(bigEndian: UInt32.self)
+            let viewLength = Int(prefix & ~Self.paddedRowFlag)
             guard viewLength <= plain.count - 4 else { throw CoreError(.malformed, "view") }
-            return try RecordState(decoding: Array(plain[(4 + viewLength)...]))
+            guard prefix & Self.paddedRowFlag != 0 else {
+                return try RecordState(decoding: Array(plain[(4 + viewLength)...]))
+            }
+            var rest = ByteReader(Array(plain[(4 + viewLength)...]))
+            let stateLength = Int(try rest.read(bigEndian: UInt32.self))
+            let state = try rest.read(count: stateLength)
+            guard rest.remaining.allSatisfy({ $0 == 0 }) else { throw CoreError(.malformed, "padding") }
+            return try RecordState(decoding: state)
         } catch {
             throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
         }
@@ -69,9 +87,13 @@ extension Vault {
         w.write(bigEndian: UInt32(0))
         RecordView.encode(state.view, id: state.id, into: &w)
         var plain = w.bytes
-        let viewLength = UInt32(plain.count - 4).bigEndian
+        let viewLength = (UInt32(plain.count - 4) | Self.paddedRowFlag).bigEndian
         withUnsafeBytes(of: viewLength) { plain.replaceSubrange(0..<4, with: $0) }
-        plain += state.encoded()
+        let state = state.encoded()
+        withUnsafeBytes(of: UInt32(state.count).bigEndian) { plain += $0 }
+        plain += state
+        let remainder = plain.count % Self.rowPaddingBlock
+        if remainder != 0 { plain += repeatElement(0, count: Self.rowPaddingBlock - remainder) }
         try statement.execute(arguments: [slot, try sealRow(plain, associatedData: Array(slot))])
     }
 

@@ -197,8 +197,8 @@ extension Vault {
                 problems.append(error.message)
                 continue
             }
-            // The chain check needs one signature; verify promises every one, so each envelope stands alone.
-            for envelope in run.dropLast() where !envelope.hasValidSignature() {
+            // Ingest checks one signature per run (Protocol/envelope.md §6); verify checks every one.
+            for envelope in run where !envelope.hasValidSignature() {
                 problems.append(
                     "The signature on change \(envelope.header.seq) of device \(deviceLabel(envelope.header.author)) is forged or damaged."
                 )
@@ -315,7 +315,7 @@ extension Vault {
         if let handle = FileHandle(forUpdatingAtPath: keyring.path) {
             let size = (try? handle.seekToEnd()) ?? 0
             try? handle.seek(toOffset: 0)
-            handle.write(Data(Sodium.randomBytes(Int(max(size, 4096)))))
+            try? handle.write(contentsOf: Data(Sodium.randomBytes(Int(max(size, 4096)))))
             try? handle.synchronize()
             try? handle.close()
         }

@@ -154,6 +154,7 @@ public final class Vault {
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
+            try SQLiteHardening.apply(db)
             try db.execute(sql: "PRAGMA secure_delete = ON")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
             try db.execute(sql: "PRAGMA cache_size = -32768")
@@ -193,4 +194,38 @@ public final class Vault {
     }
 
     func mapErrors<T>(_ body: () throws -> T) throws -> T { try Self.mapErrors(body) }
+
+    /// Like ``mapErrors(_:)``, for a database that is not the vault's (`what` is "sync file" or "relay file"): its
+    /// failures name that file, never the vault, and keep SQLite's result code.
+    @discardableResult
+    static func mapErrors<T>(file what: String, at url: URL, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatabaseError {
+            throw fileError(error, what: what, at: url)
+        } catch let error as UntrustedRowError {
+            throw StoreError(
+                .damaged, "The \(what) \(url.path) is damaged: a row's \(error.column) is empty or of the wrong type.")
+        }
+    }
+
+    /// The store error for an SQLite failure of the `what` at `url`.
+    static func fileError(_ error: DatabaseError, what: String, at url: URL) -> StoreError {
+        let code = "SQLite code \(error.extendedResultCode.rawValue)"
+        switch error.resultCode {
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_FORMAT:
+            return StoreError(.damaged, "The \(what) \(url.path) is damaged or is not a \(what) (\(code)).")
+        case .SQLITE_FULL:
+            return StoreError(
+                .diskFull, "The disk holding the \(what) \(url.path) is full; free some space and try again.")
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return StoreError(
+                .busy, "The \(what) \(url.path) is in use by another process; try again when it finishes.")
+        case .SQLITE_READONLY, .SQLITE_CANTOPEN, .SQLITE_PERM:
+            return StoreError(
+                .io, "The \(what) \(url.path) cannot be opened (\(error.message ?? "permission denied"), \(code)).")
+        default:
+            return StoreError(.io, "The \(what) \(url.path) failed: \(error.message ?? "error") (\(code)).")
+        }
+    }
 }

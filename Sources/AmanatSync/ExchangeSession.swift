@@ -77,7 +77,7 @@ public struct ExchangeSession {
                 if head.seq > after { cursors.append((author, after, head.seq)) }
             }
         }
-        let toPush = cursors.reduce(0) { $0 + Int($1.target - $1.after) }
+        let toPush = cursors.reduce(0) { VersionVectors.saturatingSum($0, Int(clamping: $1.target - $1.after)) }
         var toPull = VersionVectors.count(theirs, beyond: ours)
         // Nothing to push and nothing to pull (forks were checked above): one round trip is the whole sync.
         if cursors.isEmpty && toPull == 0 { return report }
@@ -94,7 +94,7 @@ public struct ExchangeSession {
                 let cursor = cursors[index]
                 let got = try vault.envelopes(
                     of: cursor.author, after: cursor.after,
-                    limit: min(batchSize - batch.count, Int(cursor.target - cursor.after)))
+                    limit: min(batchSize - batch.count, Int(clamping: cursor.target - cursor.after)))
                 var taken = 0
                 for envelope in got {
                     let size = envelope.encoded().count
@@ -124,7 +124,8 @@ public struct ExchangeSession {
                 report.forks += ingested.forks
                 advanced = ingested.applied > 0 || ingested.keptApart > 0
                 pulledCount += result.envelopes.count
-                toPull = max(toPull, pulledCount + Int(clamping: result.remaining))
+                // `remaining` comes from the carrier: the sum saturates rather than overflow.
+                toPull = max(toPull, VersionVectors.saturatingSum(pulledCount, Int(clamping: result.remaining)))
                 progress(SyncProgress(phase: .pull, done: pulledCount, total: toPull))
             }
             for author in result.diverged where !reportedDivergence.contains(author) {

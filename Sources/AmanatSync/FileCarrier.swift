@@ -7,9 +7,10 @@ public struct FileCarrier: Carrier {
     /// The open sync file.
     public let file: SyncFile
 
-    /// Opens (or, if `create` is true, creates) the sync file at `url` for the vault `vaultID`.
-    public init(url: URL, vaultID: [UInt8], create: Bool = true) throws {
-        file = try SyncFile.open(at: url, vaultID: vaultID, create: create)
+    /// Opens (or, if `create` is true, creates) the sync file at `url` for the vault `vaultID`; with `readOnly`
+    /// (a pull only), the file is opened read-only.
+    public init(url: URL, vaultID: [UInt8], create: Bool = true, readOnly: Bool = false) throws {
+        file = try SyncFile.open(at: url, vaultID: vaultID, create: create, readOnly: readOnly)
     }
 
     public var name: String { file.url.path }

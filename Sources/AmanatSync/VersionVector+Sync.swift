@@ -3,12 +3,19 @@ import AmanatStore
 
 /// The comparisons of version vectors that both sync sessions make (Protocol/sync.md §2).
 enum VersionVectors {
-    /// How many envelopes `vector` holds beyond `other`, summed over authors.
+    /// How many envelopes `vector` holds beyond `other`, summed over authors. A carrier's vector comes from outside,
+    /// so the sum saturates at `Int.max` instead of overflowing.
     static func count(_ vector: [DeviceID: ChainHead], beyond other: [DeviceID: ChainHead]) -> Int {
         vector.reduce(0) { total, entry in
             let theirs = other[entry.key]?.seq ?? 0
-            return total + (entry.value.seq > theirs ? Int(entry.value.seq - theirs) : 0)
+            return saturatingSum(total, entry.value.seq > theirs ? Int(clamping: entry.value.seq - theirs) : 0)
         }
+    }
+
+    /// `a + b` for non-negative counts, `Int.max` when the sum does not fit.
+    static func saturatingSum(_ a: Int, _ b: Int) -> Int {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int.max : sum
     }
 
     /// Authors whose chain on the carrier differs from the vault's at the carrier's head: forks. The carrier's

@@ -40,7 +40,7 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         throw error
     } catch {
         let (status, message) = describe(error)
-        FileHandle.standardError.write(Data("amanat: \(message)\n".utf8))
+        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(message)\n".utf8))
         throw ExitCode(status.rawValue)
     }
 }
@@ -55,7 +55,7 @@ func runReportingErrorsAsync(_ body: () async throws -> Void) async throws {
         throw error
     } catch {
         let (status, message) = describe(error)
-        FileHandle.standardError.write(Data("amanat: \(message)\n".utf8))
+        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(message)\n".utf8))
         throw ExitCode(status.rawValue)
     }
 }
@@ -99,5 +99,5 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
 
 /// Writes a line to stderr (progress and narration; stdout is kept for machine output).
 func note(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    try? FileHandle.standardError.write(contentsOf: Data((text + "\n").utf8))
 }

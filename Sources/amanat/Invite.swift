@@ -83,7 +83,7 @@ struct Join: ParsableCommand {
         guard isatty(STDIN_FILENO) == 1 else {
             throw CLIError(.usage, "No invitation code: pass --code or set AMANAT_INVITE_CODE.")
         }
-        FileHandle.standardError.write(Data(prompt.utf8))
+        try? FileHandle.standardError.write(contentsOf: Data(prompt.utf8))
         return readLine() ?? ""
     }
 }

@@ -43,7 +43,7 @@ enum Passphrase {
 
     /// Prompts on stderr and reads one line from the terminal with echo switched off.
     private static func prompted(_ prompt: String) throws -> SecureBytes {
-        FileHandle.standardError.write(Data(prompt.utf8))
+        try? FileHandle.standardError.write(contentsOf: Data(prompt.utf8))
         var old = termios()
         tcgetattr(STDIN_FILENO, &old)
         var quiet = old
@@ -51,7 +51,7 @@ enum Passphrase {
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet)
         defer {
             tcsetattr(STDIN_FILENO, TCSAFLUSH, &old)
-            FileHandle.standardError.write(Data("\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("\n".utf8))
         }
         let buffer = SecureBytes(count: 1024)
         var length = 0

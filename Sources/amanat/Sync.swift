@@ -79,7 +79,7 @@ struct Import: AsyncParsableCommand {
                 return
             }
             let vault = try options.open()
-            let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false)
+            let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false, readOnly: true)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: false, progress: showProgress)
             summarize(report, with: file, vault: vault)
         }

@@ -285,6 +285,29 @@ struct AgeNegativeTests {
         rewrapped.append(lines[lines.count - 1])
         #expect(outcome(Array((rewrapped.joined(separator: "\n") + "\n").utf8)).code == .armorFailure)
     }
+
+    /// A vector in the C2SP CCTV format: a valid armor around nothing. The reference implementation decodes the armor
+    /// to zero bytes and then fails on the missing header, so this is a header failure, not an armor failure.
+    @Test("an armored file with an empty body is a header failure, as in the reference implementation")
+    func armorWithAnEmptyBody() throws {
+        let identity = AgeX25519Identity.generate()
+        for text in [
+            "-----BEGIN AGE ENCRYPTED FILE-----\n-----END AGE ENCRYPTED FILE-----\n",
+            "-----BEGIN AGE ENCRYPTED FILE-----\r\n-----END AGE ENCRYPTED FILE-----\r\n",
+            "\n-----BEGIN AGE ENCRYPTED FILE-----\n-----END AGE ENCRYPTED FILE-----\n  \n",
+        ] {
+            for mode in [AgeArmorMode.auto, .armored] {
+                let outcome = AgeTestSupport.decrypt(Array(text.utf8), identities: [identity], armor: mode)
+                #expect(outcome.code == .headerFailure, "\(mode): \(text.debugDescription)")
+                #expect(outcome.released.isEmpty)
+            }
+        }
+        // Still armor failures: no END line, and data after it.
+        let noEnd = Array("-----BEGIN AGE ENCRYPTED FILE-----\n".utf8)
+        #expect(AgeTestSupport.decrypt(noEnd, identities: [identity], armor: .armored).code == .armorFailure)
+        let trailing = Array("-----BEGIN AGE ENCRYPTED FILE-----\n-----END AGE ENCRYPTED FILE-----\nx".utf8)
+        #expect(AgeTestSupport.decrypt(trailing, identities: [identity], armor: .armored).code == .armorFailure)
+    }
 }
 
 /// Compares byte strings without printing megabytes when an expectation fails.

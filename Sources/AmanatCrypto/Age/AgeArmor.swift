@@ -67,7 +67,6 @@ final class AgeArmorDecoder: AgeByteSource {
     private var crlf = false
     /// Set once a short or padded line was read: the next line must be the END line.
     private var expectEnd = false
-    private var sawData = false
 
     init(_ input: AgeBufferedReader) {
         self.input = input
@@ -122,7 +121,8 @@ final class AgeArmorDecoder: AgeByteSource {
             throw AgeArmor.failure("The armor ends without its END line.")
         }
         if line == AgeArmor.end {
-            guard sawData else { throw AgeArmor.failure("The armor contains no data.") }
+            // An empty body is valid armor of zero bytes: as in the reference implementation, the age header that
+            // is then missing makes it a header failure, not an armor failure.
             try readTrailer()
             return []
         }
@@ -135,7 +135,6 @@ final class AgeArmorDecoder: AgeByteSource {
         guard let data = AgeBase64.decodePadded(line) else {
             throw AgeArmor.failure("An armor line is not canonical padded base64.")
         }
-        sawData = true
         if line.count < AgeArmor.columns || line.last == UInt8(ascii: "=") { expectEnd = true }
         return data
     }

@@ -1,0 +1,452 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import AmanatSync
+import Foundation
+import GRDB
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Input made by an attacker — hand-made sync files, a fake relay, crafted bundles and armor — run through the real
+/// binary: never a crash, never code run, one sentence with the documented status, and the vault unchanged.
+@Suite struct HostileInputTests {
+    /// Device `a` synced its changes to `stick`; `b` joined the vault and holds a record of its own.
+    struct Fixture {
+        let scratch: Scratch
+        let a: CLIRunner
+        let b: CLIRunner
+        let stick: URL
+        let digest: String
+
+        init() throws {
+            scratch = try Scratch()
+            a = scratch.runner("a")
+            try a.initialize(name: "field laptop")
+            let invitation = scratch.path("invite.amanat").path
+            let code = try a.ok(["invite", "--out", invitation])
+            b = scratch.runner("b")
+            _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "coordinator"])
+            for i in 0..<3 { _ = try a.ok(["add", "statement", "--title", "from a \(i)"]) }
+            stick = scratch.path("stick.amanat-sync")
+            _ = try a.ok(["sync", stick.path])
+            _ = try b.ok(["add", "statement", "--title", "b's own"])
+            digest = try b.digest()
+        }
+
+        /// A copy of the honest stick, to tamper with.
+        func copyOfStick(_ name: String) throws -> URL {
+            let url = scratch.path(name)
+            try? FileManager.default.removeItem(at: url)
+            try FileManager.default.copyItem(at: stick, to: url)
+            return url
+        }
+
+        /// Runs `args` on b: it must fail with `status` and one sentence containing `words`, leave b's vault as it
+        /// was, and leave `file` (if given) byte for byte as it was.
+        func expectRefused(
+            _ args: [String], status: Int32, mentioning words: [String], file: URL? = nil,
+            sourceLocation: SourceLocation = #_sourceLocation
+        ) throws {
+            let before = try file.map { try Data(contentsOf: $0) }
+            let r = try b.run(args)
+            #expect(r.status == status, "\(args): \(r.status) \(r.stderr)", sourceLocation: sourceLocation)
+            #expect(
+                r.stderr.split(separator: "\n").count == 1, "one sentence expected: \(r.stderr)",
+                sourceLocation: sourceLocation)
+            for word in words {
+                #expect(
+                    r.stderr.lowercased().contains(word.lowercased()), "\(word) not in: \(r.stderr)",
+                    sourceLocation: sourceLocation)
+            }
+            #expect(!r.stderr.contains("vault is damaged"), "\(r.stderr)", sourceLocation: sourceLocation)
+            #expect(try b.digest() == digest, "b's vault changed after \(args)", sourceLocation: sourceLocation)
+            if let file, let before {
+                #expect(
+                    try Data(contentsOf: file) == before, "\(file.lastPathComponent) changed",
+                    sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    /// Runs SQL on a file with plain SQLite, as an attacker would, with `writable_schema` on so that the schema
+    /// itself can be edited. Each call is a new connection, so the next one reads the edited schema.
+    static func tamper(_ url: URL, _ sql: String) throws {
+        let queue = try DatabaseQueue(path: url.path)
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA writable_schema = ON")
+            try db.execute(sql: sql)
+        }
+        try queue.close()
+    }
+
+    // MARK: 1. NULL and wrongly typed columns
+
+    @Test func nullAndWronglyTypedColumnsInASyncFileAreDamageNotACrash() throws {
+        let f = try Fixture()
+        let cases: [(String, [String])] = [
+            (
+                "envelope.body NULL",
+                [
+                    "UPDATE sqlite_master SET sql = 'CREATE TABLE envelope (id INTEGER PRIMARY KEY, body BLOB)' WHERE name = 'envelope'",
+                    "UPDATE envelope SET body = NULL WHERE id = (SELECT MAX(id) FROM envelope)",
+                    "UPDATE sqlite_master SET sql = 'CREATE TABLE envelope (id INTEGER PRIMARY KEY, body BLOB NOT NULL)' WHERE name = 'envelope'",
+                ]
+            ),
+            (
+                "device.key NULL",
+                [
+                    "UPDATE sqlite_master SET sql = 'CREATE TABLE device (id INTEGER PRIMARY KEY, key BLOB UNIQUE)' WHERE name = 'device'",
+                    "UPDATE device SET key = NULL",
+                    "UPDATE sqlite_master SET sql = 'CREATE TABLE device (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE)' WHERE name = 'device'",
+                ]
+            ),
+            ("envelope.body an integer", ["UPDATE envelope SET body = 42 WHERE id = (SELECT MAX(id) FROM envelope)"]),
+            ("device.key a text", ["UPDATE device SET key = 'not a key'"]),
+            ("meta.value a text", ["UPDATE meta SET value = 'one' WHERE key = 'format'"]),
+        ]
+        for (name, statements) in cases {
+            for command in ["import", "sync"] {
+                let file = try f.copyOfStick("null-\(command).sync")
+                for sql in statements { try Self.tamper(file, sql) }
+                try f.expectRefused(
+                    [command, file.path], status: 65, mentioning: ["sync file", "damaged"], file: file)
+                _ = name
+            }
+        }
+        // device.id cannot be NULL under the documented schema; a file that makes it so has another schema.
+        let file = try f.copyOfStick("null-id.sync")
+        try Self.tamper(
+            file,
+            "UPDATE sqlite_master SET sql = 'CREATE TABLE device (id INT PRIMARY KEY, key BLOB NOT NULL UNIQUE)' WHERE name = 'device'"
+        )
+        try f.expectRefused(["import", file.path], status: 65, mentioning: ["schema"], file: file)
+        // The honest stick still syncs.
+        _ = try f.b.ok(["import", f.stick.path])
+        #expect(try f.b.list().count == 4)
+    }
+
+    // MARK: 2. Sync files are data, never code
+
+    @Test func aSyncFileWithATriggerViewIndexOrExtraTableIsRefusedBeforeAnythingRuns() throws {
+        let f = try Fixture()
+        let additions = [
+            "CREATE TRIGGER planted AFTER INSERT ON envelope BEGIN INSERT INTO meta VALUES ('ran-' || new.id, x'00'); END",
+            "CREATE TRIGGER planted BEFORE INSERT ON device BEGIN SELECT RAISE(IGNORE); END",
+            "CREATE VIEW planted AS SELECT * FROM envelope",
+            "CREATE INDEX planted ON envelope(body)",
+            "CREATE TABLE planted (x)",
+        ]
+        for sql in additions {
+            for command in ["sync", "import"] {
+                let file = try f.copyOfStick("planted-\(command).sync")
+                let queue = try DatabaseQueue(path: file.path)
+                try queue.write { db in try db.execute(sql: sql) }
+                try queue.close()
+                try f.expectRefused([command, file.path], status: 65, mentioning: ["schema"], file: file)
+                let marks = try DatabaseQueue(path: file.path).read { db in
+                    try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM meta WHERE key LIKE 'ran-%'") ?? 0
+                }
+                #expect(marks == 0, "the planted trigger ran")
+            }
+        }
+        // The honest file is accepted, and b's change is pushed to it.
+        _ = try f.b.ok(["sync", f.stick.path])
+        #expect(try f.b.list().count == 4)
+    }
+
+    // MARK: 3. Counts and seqs from outside
+
+    /// A fake relay on loopback: it answers `GET …/vector` and `POST …/exchange` with crafted bodies.
+    final class FakeRelay: @unchecked Sendable {
+        // @unchecked Sendable: `fd` and `port` never change after init; the accept thread only reads them.
+        let port: Int
+        private let fd: Int32
+
+        init(vector: [UInt8], exchange: [UInt8]) throws {
+            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = 0
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+                    bind(listener, pointer, length) == 0 && listen(listener, 16) == 0
+                        && getsockname(listener, pointer, &length) == 0
+                }
+            }
+            guard listener >= 0, bound else { throw CLIFailure(description: "the fake relay cannot listen") }
+            fd = listener
+            port = Int(UInt16(bigEndian: address.sin_port))
+            Thread.detachNewThread {
+                while true {
+                    let client = accept(listener, nil, nil)
+                    if client < 0 { return }
+                    Self.answer(client, vector: vector, exchange: exchange)
+                    close(client)
+                }
+            }
+        }
+
+        deinit {
+            shutdown(fd, Int32(SHUT_RDWR))
+            close(fd)
+        }
+
+        var url: String { "http://127.0.0.1:\(port)" }
+
+        private static func answer(_ client: Int32, vector: [UInt8], exchange: [UInt8]) {
+            var request: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            var headerEnd: Int?
+            var contentLength = 0
+            while true {
+                let n = read(client, &buffer, buffer.count)
+                if n <= 0 { return }
+                request += buffer[0..<n]
+                if headerEnd == nil, let end = request.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound {
+                    headerEnd = end
+                    let head = String(decoding: request[..<end], as: UTF8.self).lowercased()
+                    for line in head.split(separator: "\r\n") where line.hasPrefix("content-length:") {
+                        contentLength = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0
+                    }
+                }
+                if let headerEnd, request.count >= headerEnd + contentLength { break }
+            }
+            let line = String(decoding: request.prefix { $0 != 0x0d }, as: UTF8.self)
+            let body: [UInt8]
+            var status = "200 OK"
+            if line.hasPrefix("GET ") && line.contains("/vector") {
+                body = vector
+            } else if line.hasPrefix("POST ") && line.contains("/exchange") {
+                body = exchange
+            } else {
+                status = "404 Not Found"
+                body = []
+            }
+            let head =
+                "HTTP/1.1 \(status)\r\ncontent-type: \(RelayWire.binaryType)\r\ncontent-length: \(body.count)\r\nconnection: close\r\n\r\n"
+            let out = Array(head.utf8) + body
+            _ = out.withUnsafeBytes { write(client, $0.baseAddress, out.count) }
+        }
+    }
+
+    /// The vault id and b's first envelope, as a relay that b once synced with would hold them.
+    func vaultAndFirstEnvelope(_ f: Fixture) throws -> ([UInt8], Envelope) {
+        let vault = try Vault.open(at: f.b.vault, passphrase: SecureBytes(Array(f.b.passphrase.utf8)))
+        let first = try #require(try vault.envelopes(of: vault.deviceID, after: 0, limit: 1).first)
+        return (vault.vaultID, first)
+    }
+
+    @Test func aRelayVectorOfTwoAuthorsAtTheLargestSeqIsNoCrash() throws {
+        let f = try Fixture()
+        let strangers = try (0..<2).map { _ in try DeviceID(SigningKeyPair.generate().publicKey) }
+        let vector = RelayWire.encodeVector(
+            Dictionary(
+                uniqueKeysWithValues: strangers.map {
+                    ($0, ChainHead(seq: UInt64(Int64.max), hash: .init(repeating: 7, count: 32)))
+                }))
+        let exchange = RelayWire.ExchangeResponse(stored: 1, remaining: 0, diverged: [], envelopes: []).encoded()
+        let relay = try FakeRelay(vector: vector, exchange: exchange)
+        let r = try withExtendedLifetime(relay) { try f.b.run(["sync", relay.url]) }
+        #expect(r.status == 0, "\(r.status): \(r.stderr)")
+        #expect(try f.b.digest() == f.digest)
+    }
+
+    @Test func aRelayAnnouncingTwoToTheSixtyFourEnvelopesStillToComeIsNoCrash() throws {
+        let f = try Fixture()
+        let (_, first) = try vaultAndFirstEnvelope(f)
+        // The relay claims to lack everything, then answers every exchange with an envelope b already has and
+        // `remaining` = 2^64 − 1.
+        let vector = RelayWire.encodeVector([:])
+        let exchange = RelayWire.ExchangeResponse(
+            stored: 0, remaining: UInt64.max, diverged: [], envelopes: [first.encoded()]
+        ).encoded()
+        let relay = try FakeRelay(vector: vector, exchange: exchange)
+        let r = try withExtendedLifetime(relay) { try f.b.run(["sync", relay.url]) }
+        #expect(r.status == 0, "\(r.status): \(r.stderr)")
+        #expect(try f.b.digest() == f.digest)
+    }
+
+    @Test func validlySignedEnvelopesAtASeqAbove2To63AreMalformed() throws {
+        let f = try Fixture()
+        let (vaultID, _) = try vaultAndFirstEnvelope(f)
+        // Only the vault id is needed: a stranger's key signs two different envelopes at seq 2^63 + 7.
+        let stranger = SigningKeyPair.generate()
+        let author = try DeviceID(stranger.publicKey)
+        let forged = (0..<2).map { _ -> [UInt8] in
+            let ciphertext = Sodium.randomBytes(80)
+            let header = EnvelopeHeader(
+                vaultID: vaultID, author: author, seq: (1 << 63) + 7, previousHash: Sodium.randomBytes(32),
+                keyEpoch: 1, nonce: Sodium.randomBytes(24), ciphertextLength: UInt32(ciphertext.count))
+            let signature = stranger.sign(header.encoded() + BLAKE2b.hash(ciphertext))
+            return Envelope(header: header, ciphertext: ciphertext, signature: signature).encoded()
+        }
+        let relay = try FakeRelay(
+            vector: RelayWire.encodeVector([:]),
+            exchange: RelayWire.ExchangeResponse(stored: 0, remaining: 0, diverged: [], envelopes: forged).encoded())
+        try withExtendedLifetime(relay) {
+            try f.expectRefused(["sync", relay.url], status: 69, mentioning: ["malformed", "sequence number"])
+        }
+        // The envelope decoder itself refuses it, wherever it comes from.
+        #expect(throws: CoreError.self) { try Envelope(decoding: forged[0]) }
+    }
+
+    @Test func aBundleManifestCountingMoreChangesThanIntMaxIsAProblemNotACrash() throws {
+        let f = try Fixture()
+        var a = f.a
+        a.environment["AMANAT_BUNDLE_PASSPHRASE"] = "bundle secret"
+        let id = try #require(try a.list().first?["id"] as? String)
+        let bundle = f.scratch.path("one.age").path
+        _ = try a.ok(["export", "--out", bundle, "--passphrase", "--id", id])
+        let folder = f.scratch.path("opened")
+        _ = try a.ok(["bundle", "open", bundle, "--passphrase", "--out", folder.path])
+        #expect(try a.run(["bundle", "verify", folder.path], withVault: false).status == 0)
+        let manifest = folder.appendingPathComponent("manifest.json")
+        let original = try String(contentsOf: manifest, encoding: .utf8)
+        let pattern = try NSRegularExpression(pattern: "\"changes\" *: *[0-9]+")
+        for count in ["9223372036854775808", "18446744073709551615"] {
+            let range = NSRange(original.startIndex..., in: original)
+            #expect(pattern.numberOfMatches(in: original, range: range) == 1)
+            let edited = pattern.stringByReplacingMatches(
+                in: original, range: range, withTemplate: "\"changes\" : \(count)")
+            try edited.write(to: manifest, atomically: true, encoding: .utf8)
+            let r = try a.run(["bundle", "verify", folder.path], withVault: false)
+            #expect(r.status == 65, "\(count): \(r.status) \(r.stderr)")
+            #expect(r.stderr.contains("truncated or padded"), "\(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").allSatisfy { $0.hasPrefix("amanat: ") && $0.hasSuffix(".") })
+        }
+        #expect(try f.b.digest() == f.digest)
+    }
+
+    // MARK: 4. A full or failing stderr
+
+    @Test func aFullStderrIsNoCrash() throws {
+        let f = try Fixture()
+        for args in [["--vault", f.scratch.path("nowhere").path, "list"], ["--vault", f.b.vault.path, "show", "zz"]] {
+            let process = Process()
+            process.executableURL = CLIRunner.binary
+            process.arguments = args
+            process.environment = ["AMANAT_PASSPHRASE": f.b.passphrase, "PATH": "/usr/bin:/bin"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle(forWritingAtPath: "/dev/full")
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationReason == .exit, "\(args): killed by signal \(process.terminationStatus)")
+            #expect([66, 67].contains(process.terminationStatus), "\(args): \(process.terminationStatus)")
+        }
+        #expect(try f.b.digest() == f.digest)
+    }
+
+    // MARK: 5. verify checks every signature
+
+    @Test func anEnvelopeWithAGarbageSignatureInTheMiddleOfARunFailsVerify() throws {
+        let f = try Fixture()
+        // A malicious member (c) chains three changes and puts 64 random bytes in the middle one's signature; only
+        // the last signature, which ingest checks, is genuine.
+        let invitation = f.scratch.path("invite-c.amanat").path
+        let code = try f.a.ok(["invite", "--out", invitation])
+        let c = f.scratch.runner("c")
+        _ = try c.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "mole"])
+        for i in 0..<3 { _ = try c.ok(["add", "statement", "--title", "from c \(i)"]) }
+        let stick = f.scratch.path("mole.sync")
+        do {
+            let vault = try Vault.open(at: c.vault, passphrase: SecureBytes(Array(c.passphrase.utf8)))
+            let key = vault.keyring.currentKey
+            // c's log: its join (a membership entry, kept as it is), then its three records.
+            let honest = try vault.envelopes(of: vault.deviceID, after: 0, limit: 4)
+            #expect(honest.count == 4 && honest[0].isAuthority)
+            var chain: [Envelope] = [honest[0]]
+            var previous = honest[0].hash
+            for (index, envelope) in honest.enumerated().dropFirst() {
+                var sealed = try Envelope.seal(
+                    try envelope.open(with: key), vaultID: vault.vaultID, key: key, signer: vault.keyring.device,
+                    seq: envelope.header.seq, previousHash: previous)
+                if index == 2 {
+                    sealed = Envelope(
+                        header: sealed.header, ciphertext: sealed.ciphertext, signature: Sodium.randomBytes(64))
+                }
+                chain.append(sealed)
+                previous = sealed.hash
+            }
+            #expect(!chain[2].hasValidSignature() && chain[3].hasValidSignature())
+            // The coordinator's log rides along, so b knows the invitation that admitted c.
+            let coordinator = try Vault.open(at: f.a.vault, passphrase: SecureBytes(Array(f.a.passphrase.utf8)))
+            let invites = try coordinator.envelopes(of: coordinator.deviceID, after: 0, limit: 100)
+            let file = try SyncFile.open(at: stick, vaultID: vault.vaultID, create: true)
+            #expect(try file.append(invites) == invites.count)
+            #expect(try file.append(chain) == 4)
+        }
+        #expect(try f.b.ok(["verify"]).hasPrefix("ok:"))
+        // Ingest checks one signature per run (Protocol/envelope.md §6): the run is imported.
+        _ = try f.b.ok(["import", stick.path])
+        let r = try f.b.run(["verify"])
+        #expect(r.status == 65, "\(r.status): \(r.stderr) \(r.stdout)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("signature on change 3 of device"), "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
+    }
+
+    // MARK: 6. An armored age file with an empty body
+
+    @Test func anArmoredBundleWithAnEmptyBodyIsRefusedAsAHeaderFailure() throws {
+        let f = try Fixture()
+        let file = f.scratch.path("empty.age")
+        try Data("-----BEGIN AGE ENCRYPTED FILE-----\n-----END AGE ENCRYPTED FILE-----\n".utf8).write(to: file)
+        var b = f.b
+        b.environment["AMANAT_BUNDLE_PASSPHRASE"] = "bundle secret"
+        for args in [["bundle", "verify", file.path, "--passphrase"], ["import", file.path, "--passphrase"]] {
+            let r = try b.run(args)
+            #expect(r.status == 65, "\(args): \(r.status) \(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+            #expect(!r.stderr.lowercased().contains("armor"), "an armor failure: \(r.stderr)")
+        }
+        #expect(try f.b.digest() == f.digest)
+    }
+
+    // MARK: Import opens read-only, even after an interrupted sync
+
+    @Test func importOfAnInterruptedSyncFileSaysHowToRepairItAndWritesNothing() throws {
+        let f = try Fixture()
+        // A sync stopped mid-commit: the file with pages already spilled, and its hot rollback journal.
+        let file = f.scratch.path("interrupted.sync")
+        let queue = try DatabaseQueue(path: f.stick.path)
+        try queue.inDatabase { db in
+            try db.execute(sql: "PRAGMA cache_size = 2")
+            try db.execute(sql: "BEGIN IMMEDIATE")
+            try db.execute(
+                sql: "INSERT INTO meta SELECT 'filler-' || value, zeroblob(300000) FROM json_each('[1,2,3]')")
+            try FileManager.default.copyItem(at: f.stick, to: file)
+            try FileManager.default.copyItem(
+                at: URL(fileURLWithPath: f.stick.path + "-journal"), to: URL(fileURLWithPath: file.path + "-journal"))
+            try db.execute(sql: "ROLLBACK")
+        }
+        try queue.close()
+        let journal = try Data(contentsOf: URL(fileURLWithPath: file.path + "-journal"))
+        try f.expectRefused(
+            ["import", file.path], status: 74, mentioning: ["interrupted sync", "amanat sync"], file: file)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file.path + "-journal")) == journal, "import wrote")
+        // sync, which may write, rolls the journal back and syncs.
+        _ = try f.b.ok(["sync", file.path])
+        #expect(try f.b.list().count == 4)
+        #expect(!FileManager.default.fileExists(atPath: file.path + "-journal"))
+    }
+
+    // MARK: 8. A damaged sync file is named as that
+
+    @Test func aDamagedSyncFileIsReportedAsTheSyncFileWithItsSQLiteCode() throws {
+        let f = try Fixture()
+        let file = try f.copyOfStick("flipped.sync")
+        var bytes = try Data(contentsOf: file)
+        bytes[0] ^= 0xff  // the SQLite header: no longer a database
+        try bytes.write(to: file)
+        for command in ["import", "sync"] {
+            try f.expectRefused(
+                [command, file.path], status: 65, mentioning: ["The sync file \(file.path) is damaged", "SQLite code"],
+                file: file)
+        }
+    }
+}
