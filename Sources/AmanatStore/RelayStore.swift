@@ -453,7 +453,7 @@ public final class RelayStore: @unchecked Sendable {
                     result.duplicates += outcome.duplicates
                     if !outcome.fresh.isEmpty { accepted.append((author, outcome.fresh)) }
                 }
-                // Membership (Protocol/membership.md §9): once the vault has one, the relay stores only envelopes
+                // Membership (Protocol/membership.md §10): once the vault has one, the relay stores only envelopes
                 // of admitted devices, and of a revoked device only those up to its revocation.
                 let fresh = accepted.flatMap(\.1)
                 let name = Hex.encode(vaultID)

@@ -204,7 +204,7 @@ extension Vault {
     }
 
     /// A vault made before membership existed gets an `adopt` entry from each of its devices that wrote in it:
-    /// the earliest writer is named coordinator, every device found in the log a member (Protocol/membership.md §7).
+    /// the earliest writer is named coordinator, every device found in the log a member (Protocol/membership.md §9).
     func adoptIfFirstRelease(_ db: Database) throws {
         let me = deviceID
         let mine = try head(db, author: me)
@@ -565,7 +565,7 @@ public struct RecoverResult: Sendable {
 }
 
 extension Vault {
-    /// Gives this laptop a new identity after it was restored from a backup or cloned (Protocol/membership.md §8).
+    /// Gives this laptop a new identity after it was restored from a backup or cloned (Protocol/membership.md §11).
     ///
     /// The new identity's first entry is `recover`, signed by the old identity's key. This laptop's changes from
     /// the seq where its log forked (or none, if no fork was seen) are decrypted and signed again under the new

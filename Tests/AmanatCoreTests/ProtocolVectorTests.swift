@@ -180,7 +180,7 @@ struct ProtocolVectorTests {
     /// Builds an envelope exactly as `Envelope.seal` does, but with a given nonce.
     static func seal(
         _ plaintext: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64, previousHash: [UInt8],
-        nonce: [UInt8]
+        nonce: [UInt8], vaultID: [UInt8] = vaultID
     ) throws -> Envelope {
         let author = try DeviceID(signer.publicKey)
         let header = EnvelopeHeader(
