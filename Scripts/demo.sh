@@ -57,7 +57,7 @@ step "8. A coordinator's laptop joins the vault with a one-time invitation"
 COORD="$WORK/coordinator"
 STICK="$WORK/usb-stick"          # a temporary folder standing in for a USB stick
 mkdir -p "$STICK"
-CODE=$(run --vault "$FIELD" invite --out "$STICK/invitation.amanat")
+CODE=$(run --vault "$FIELD" invite --out "$STICK/invitation.amanat" --role coordinator)
 echo "invitation code (passed on by voice, never on the stick): $CODE"
 run --vault "$COORD" join "$STICK/invitation.amanat" --code "$CODE" --device-name "coordinator" --kdf interactive
 
@@ -92,6 +92,20 @@ echo "field laptop: $D1"
 echo "coordinator:  $D2"
 [ -n "$D1" ] && [ "$D1" = "$D2" ] || { echo "the replicas differ — this is a bug"; exit 1; }
 echo "identical: the replicas converged."
+
+step "13b. Who belongs is a signed log every laptop enforces; a lost laptop is revoked"
+SPARE="$WORK/spare-laptop"
+CODE=$(run --vault "$COORD" invite --out "$STICK/spare.amanat")
+run --vault "$SPARE" join "$STICK/spare.amanat" --code "$CODE" --device-name "spare laptop" --kdf interactive
+run --vault "$SPARE" sync "$STICK/team.amanat-sync"
+run --vault "$COORD" sync "$STICK/team.amanat-sync"
+run --vault "$COORD" members
+echo "The spare laptop is lost at a checkpoint. The coordinator revokes it: its later changes are never applied,"
+echo "and a new vault key is sealed to each remaining laptop, so nothing written from now on opens with its keys."
+run --vault "$COORD" revoke "spare laptop"
+run --vault "$COORD" sync "$STICK/team.amanat-sync"
+run --vault "$FIELD" sync "$STICK/team.amanat-sync"
+run --vault "$FIELD" members
 
 step "14. The coordinator hands the detention testimony to a lawyer as an evidence bundle"
 age-keygen -o "$WORK/lawyer-key.txt" 2>/dev/null

@@ -24,7 +24,7 @@ public enum BundleExporter {
             let changes = try vault.history(of: state)
             var items: [CustodyDocument.Item] = []
             for (envelope, authored) in changes {
-                guard let key = vault.keyring.key(epoch: envelope.header.keyEpoch) else {
+                guard let key = vault.key(epoch: envelope.header.keyEpoch) else {
                     throw StoreError(
                         .damaged, "A change of record \(state.id.hex.prefix(12)) uses a key epoch this device lacks.")
                 }

@@ -59,10 +59,11 @@ extension Vault {
         (keyring.keys + rotatedKeys.values).sorted { $0.epoch < $1.epoch }
     }
 
-    /// The key new changes are sealed with: the latest rotation's, or the keyring's newest.
+    /// The key new changes are sealed with: the last effective rotation's (granted to this device, or carried by
+    /// its invitation), else the keyring's.
     var writeKey: VaultKey {
-        if let rotation = membership.currentRotation, let key = rotatedKeys[rotation.epoch] { return key }
-        return keyring.currentKey
+        if let rotation = membership.currentRotation, let key = key(epoch: rotation.epoch) { return key }
+        return keyring.key(epoch: 1) ?? keyring.currentKey
     }
 
     // MARK: Loading the membership log
