@@ -21,6 +21,8 @@ public struct MemberInfo: Sendable, Equatable {
     public var revokedAt: HLCTimestamp?
     /// Its X25519 agreement key (its bundle recipient), once it has one.
     public var agreementKey: [UInt8]?
+    /// Whether it was a device of a first-release vault, admitted by the upgrade (`adopt`).
+    public var adopted: Bool
 }
 
 /// What an invitation hands to the new device, before it is written to a file (Protocol/invitation.md).
@@ -405,7 +407,7 @@ extension Vault {
             MemberInfo(
                 device: m.device, name: memberName(m.device), role: m.currentRole, revoked: m.isRevoked,
                 admittedBy: m.admittedBy, admittedAt: m.admittedAt, revokedAt: m.revokedAt,
-                agreementKey: m.agreementKey)
+                agreementKey: m.agreementKey, adopted: m.admittedBy == nil && m.legacyHead > 0)
         }.sorted { ($0.admittedAt, $0.device) < ($1.admittedAt, $1.device) }
     }
 
