@@ -15,12 +15,13 @@ extension Change {
         w.write(bigEndian: timestamp.counter)
         w.write(varint: UInt64(operations.count))
         for op in operations { op.encode(into: &w) }
-        var bytes = w.bytes
-        if padded {
-            let remainder = bytes.count % Self.paddingBlock
-            if remainder != 0 { bytes.append(contentsOf: repeatElement(0, count: Self.paddingBlock - remainder)) }
-        }
-        return bytes
+        return padded ? Self.pad(w.bytes) : w.bytes
+    }
+
+    /// `bytes` followed by zeros up to a multiple of ``paddingBlock`` (also used for membership entries).
+    static func pad(_ bytes: [UInt8]) -> [UInt8] {
+        let remainder = bytes.count % paddingBlock
+        return remainder == 0 ? bytes : bytes + repeatElement(0, count: paddingBlock - remainder)
     }
 
     /// Decodes a change; trailing bytes must all be zero padding.

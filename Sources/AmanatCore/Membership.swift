@@ -307,10 +307,7 @@ extension MembershipEntry {
             w.write(raw: agreementKey)
             name.encode(into: &w)
         }
-        var bytes = w.bytes
-        let remainder = bytes.count % Change.paddingBlock
-        if remainder != 0 { bytes.append(contentsOf: repeatElement(0, count: Change.paddingBlock - remainder)) }
-        return bytes
+        return Change.pad(w.bytes)
     }
 
     /// Decodes an entry; trailing bytes must all be zero padding.

@@ -123,7 +123,7 @@ extension Vault {
         // Membership first: entries of this batch decide what its record changes may do.
         if membershipMayChange {
             try reloadMembership(db)
-            if try promoteHeld(db) { try reloadMembership(db) }
+            if try promoteHeld(db) { try reloadMembership(db) }  // before `settle`: the keys below need it
             // Keys granted by this batch open envelopes that could not be checked on arrival.
             for envelope in unchecked { _ = try checkDecrypts(envelope) }
         }
@@ -131,12 +131,7 @@ extension Vault {
         for (author, count) in keptApartAuthors {
             if membership.isKnown(author) { result.applied += count } else { result.keptApart += count }
         }
-        if try storedAuthorization(db) != projectionDigest {
-            try rebuildProjection(db)
-            try saveAuthorization(db)
-        } else {
-            try apply(db, newInLog)
-        }
+        if try !settle(db) { try apply(db, newInLog) }
         return result
     }
 

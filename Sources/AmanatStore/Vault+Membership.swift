@@ -197,11 +197,7 @@ extension Vault {
             try database.write { db in
                 try reloadMembership(db)
                 try adoptIfFirstRelease(db)
-                try promoteHeld(db)
-                if try storedAuthorization(db) != projectionDigest {
-                    try rebuildProjection(db)
-                    try saveAuthorization(db)
-                }
+                try settle(db)
             }
         }
     }
@@ -220,7 +216,7 @@ extension Vault {
         // Devices in the log and their heads; the coordinator is the device whose first change is earliest.
         var listed: [LegacyMember] = []
         var earliest: (HLCTimestamp, DeviceID)?
-        for (author, head) in try storedVector(db) {
+        for (author, head) in try Self.heads(db, table: "envelope") {
             listed.append(LegacyMember(device: author, head: head.seq))
             guard let first = legacy[author], let stamp = try firstStamp(db, author: author, seq: first) else {
                 continue
@@ -249,23 +245,6 @@ extension Vault {
         return change.timestamp
     }
 
-    /// The version vector, inside a transaction.
-    func storedVector(_ db: Database) throws -> [DeviceID: ChainHead] {
-        var vector: [DeviceID: ChainHead] = [:]
-        let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT e.author, e.seq, e.hash FROM envelope e
-                JOIN (SELECT author, MAX(seq) AS seq FROM envelope GROUP BY author) m
-                  ON e.author = m.author AND e.seq = m.seq
-                """)
-        for row in rows {
-            guard let author = try? DeviceID(Array(row["author"] as Data)) else { continue }
-            vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
-        }
-        return vector
-    }
-
     // MARK: Applying the log under the membership rules
 
     /// Moves kept-apart envelopes of devices that are now members into the log (their chains were checked when
@@ -291,6 +270,17 @@ extension Vault {
             try db.execute(sql: "DELETE FROM held WHERE author = ?", arguments: [data])
         }
         return moved
+    }
+
+    /// After the membership was reloaded: moves the chains of newly admitted devices into the log, and rebuilds the
+    /// projection if what decides it changed. Returns whether it rebuilt.
+    @discardableResult
+    func settle(_ db: Database) throws -> Bool {
+        if try promoteHeld(db) { try reloadMembership(db) }
+        guard try storedAuthorization(db) != projectionDigest else { return false }
+        try rebuildProjection(db)
+        try saveAuthorization(db)
+        return true
     }
 
     /// Replays every stored record change under the current membership: the projection is rebuilt from scratch.
@@ -347,11 +337,7 @@ extension Vault {
             try database.write { db in
                 try appendEntry(db, try operation(db))
                 try reloadMembership(db)
-                try promoteHeld(db)
-                if try storedAuthorization(db) != projectionDigest {
-                    try rebuildProjection(db)
-                    try saveAuthorization(db)
-                }
+                try settle(db)
             }
         }
     }

@@ -69,45 +69,34 @@ public struct VerifyReport: Sendable {
 extension Vault {
     /// The version vector: each device's last seq and head hash.
     public func versionVector() throws -> [DeviceID: ChainHead] {
-        try mapErrors {
-            try database.read { db in
-                var vector: [DeviceID: ChainHead] = [:]
-                let rows = try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT e.author, e.seq, e.hash FROM envelope e
-                        JOIN (SELECT author, MAX(seq) AS seq FROM envelope GROUP BY author) m
-                          ON e.author = m.author AND e.seq = m.seq
-                        """)
-                for row in rows {
-                    let author = try DeviceID(Array(row["author"] as Data))
-                    vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
-                }
-                return vector
-            }
-        }
+        try mapErrors { try database.read { db in try Self.heads(db, table: "envelope") } }
     }
 
     /// The version vector a sync asks with: the log's heads, and for devices that are not members the heads of
     /// their kept-apart envelopes, so a carrier does not send those again.
     public func syncVector() throws -> [DeviceID: ChainHead] {
-        var vector = try versionVector()
         try mapErrors {
             try database.read { db in
-                let rows = try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT h.author, h.seq, h.hash FROM held h
-                        JOIN (SELECT author, MAX(seq) AS seq FROM held GROUP BY author) m
-                          ON h.author = m.author AND h.seq = m.seq
-                        """)
-                for row in rows {
-                    guard let author = try? DeviceID(Array(row["author"] as Data)), vector[author] == nil else {
-                        continue
-                    }
-                    vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
-                }
+                try Self.heads(db, table: "envelope").merging(try Self.heads(db, table: "held")) { log, _ in log }
             }
+        }
+    }
+
+    /// Each device's last seq and hash in `table` (`envelope` or `held`).
+    static func heads(_ db: Database, table: String) throws -> [DeviceID: ChainHead] {
+        var vector: [DeviceID: ChainHead] = [:]
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT t.author, t.seq, t.hash FROM \(table) t
+                JOIN (SELECT author, MAX(seq) AS seq FROM \(table) GROUP BY author) m
+                  ON t.author = m.author AND t.seq = m.seq
+                """)
+        for row in rows {
+            guard let author = try? DeviceID(Array(row["author"] as Data)) else {
+                throw StoreError(.damaged, "The vault is damaged: a stored device id is not 32 bytes.")
+            }
+            vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
         }
         return vector
     }
