@@ -62,21 +62,18 @@ extension Vault {
 
     private func ingest(_ db: Database, _ byAuthor: [DeviceID: [Envelope]]) throws -> IngestResult {
         var result = IngestResult()
-        var keptApartAuthors: [DeviceID: Int] = [:]
-        var newInLog: [Envelope] = []
-        var unchecked: [Envelope] = []
-        var membershipMayChange = false
-        var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
+        // 1. Classify each author's run against where its chain is: the log, or kept apart.
+        var runs: [(author: DeviceID, fresh: [Envelope], apart: ChainHead, inLog: Bool)] = []
         for author in byAuthor.keys.sorted() {
-            let run = byAuthor[author]!
             let inLog = try head(db, author: author)
             let apart = try heldHead(db, author: author)
-            // A device's envelopes go where its chain already is; a device nobody knows yet starts apart.
-            let toLog = inLog.seq > 0 || (apart.seq == 0 && membership.isKnown(author))
-            let table = toLog ? "envelope" : "held"
+            let chainInLog = inLog.seq > 0 || apart.seq == 0
+            let table = chainInLog ? "envelope" : "held"
             let outcome: RunClassifier.Outcome
             do {
-                outcome = try RunClassifier.classify(run, vaultID: vaultID, head: toLog ? inLog : apart) { seq in
+                outcome = try RunClassifier.classify(
+                    byAuthor[author]!, vaultID: vaultID, head: chainInLog ? inLog : apart
+                ) { seq in
                     try Data.fetchOne(
                         db.cachedStatement(sql: "SELECT hash FROM \(table) WHERE author = ? AND seq = ?"),
                         arguments: [Data(author.bytes), Int64(clamping: seq)]
@@ -87,52 +84,89 @@ extension Vault {
             }
             result.duplicates += outcome.duplicates
             if let fork = outcome.fork {
-                if toLog && membership.isKnown(author) {
+                // Fork evidence only of member devices: a stranger's equivocation frames nobody and fills nothing.
+                if chainInLog && membership.isKnown(author) {
                     try recordFork(db, fork, into: &result)
                 } else {
                     result.dropped += 1
                 }
                 continue
             }
+            if !outcome.fresh.isEmpty { runs.append((author, outcome.fresh, apart, chainInLog && inLog.seq > 0)) }
+        }
+        // 2. Membership first: the batch's own entries decide who is admitted, before anything is placed, so
+        //    strangers filling the kept-apart store can never crowd out a device this batch admits.
+        let fresh = runs.flatMap(\.fresh)
+        let strangers = runs.contains { !$0.inLog && !membership.isKnown($0.author) }
+        var admitted = membership
+        if fresh.contains(where: \.isAuthority) || strangers {
+            admitted = try evaluateMembership(db, adding: fresh)
+        }
+        // 3. Place each run: an admitted device's into the log (its kept-apart chain first), a stranger's apart.
+        var newInLog: [Envelope] = []
+        var unchecked: [Envelope] = []
+        var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
+        for run in runs {
+            let known = admitted.isKnown(run.author)
+            if known && run.apart.seq > 0 { try promoteHeld(db, author: run.author) }
             var keptApartHere = 0
-            for envelope in outcome.fresh {
-                if envelope.isAuthority { membershipMayChange = true }
+            for envelope in run.fresh {
                 if !(try checkDecrypts(envelope)) { unchecked.append(envelope) }
-                if toLog {
+                if known {
                     try insertEnvelope(db, envelope)
                     newInLog.append(envelope)
                     result.applied += 1
-                } else if apart.seq + UInt64(keptApartHere) < UInt64(Self.keptApartPerDevice),
+                } else if run.apart.seq + UInt64(keptApartHere) < UInt64(Self.keptApartPerDevice),
                     keptApartTotal < Self.keptApartTotal
                 {
-                    membershipMayChange = true
                     try db.cachedStatement(sql: "INSERT INTO held(author, seq, hash, body) VALUES (?, ?, ?, ?)")
                         .execute(arguments: [
-                            Data(author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash),
+                            Data(run.author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash),
                             Data(envelope.encoded()),
                         ])
                     keptApartTotal += 1
                     keptApartHere += 1
-                    keptApartAuthors[author, default: 0] += 1
+                    result.keptApart += 1
                 } else {
                     // The chain must stay contiguous: once one is dropped, the rest of the run is too.
                     result.dropped += 1
                 }
             }
         }
-        // Membership first: entries of this batch decide what its record changes may do.
-        if membershipMayChange {
+        // 4. Reload what the log now says, open keys it grants, and apply (or rebuild).
+        if admitted != membership || fresh.contains(where: \.isAuthority) {
             try reloadMembership(db)
-            if try promoteHeld(db) { try reloadMembership(db) }  // before `settle`: the keys below need it
             // Keys granted by this batch open envelopes that could not be checked on arrival.
             for envelope in unchecked { _ = try checkDecrypts(envelope) }
         }
-        // Envelopes kept apart that the batch's own membership entries admitted were promoted into the log.
-        for (author, count) in keptApartAuthors {
-            if membership.isKnown(author) { result.applied += count } else { result.keptApart += count }
-        }
         if try !settle(db) { try apply(db, newInLog) }
         return result
+    }
+
+    /// The membership the log would have with `adding` stored: entries held, kept apart or pending, and the
+    /// batch's own.
+    private func evaluateMembership(_ db: Database, adding: [Envelope]) throws -> MembershipState {
+        var entries = try loadEntries(db)
+        for envelope in adding where envelope.isAuthority {
+            do {
+                entries.append(try envelope.openEntry())
+            } catch let error as CoreError {
+                throw StoreError(.rejected, "Refused: \(error.message)")
+            }
+        }
+        let adopts = entries.contains {
+            if case .adopt = $0.entry.operation { return true }
+            return false
+        }
+        var legacy: [DeviceID: UInt64] = [:]
+        if adopts {
+            legacy = try legacyAuthors(db)
+            for envelope in adding where !envelope.isAuthority && key(epoch: envelope.header.keyEpoch) != nil {
+                let author = envelope.header.author
+                legacy[author] = min(legacy[author] ?? envelope.header.seq, envelope.header.seq)
+            }
+        }
+        return MembershipState.evaluate(vaultID: vaultID, entries: entries, legacyAuthors: legacy)
     }
 
     /// Applies new record changes of the log to the projection, each only if the membership allows it.

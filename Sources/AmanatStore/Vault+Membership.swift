@@ -251,24 +251,32 @@ extension Vault {
     /// they arrived). Returns whether anything moved.
     @discardableResult
     func promoteHeld(_ db: Database) throws -> Bool {
-        let authors = try Data.fetchAll(db, sql: "SELECT DISTINCT author FROM held")
         var moved = false
-        for data in authors {
+        for data in try Data.fetchAll(db, sql: "SELECT DISTINCT author FROM held") {
             guard let author = try? DeviceID(Array(data)), membership.isKnown(author) else { continue }
-            let rows = try Row.fetchAll(
-                db, sql: "SELECT seq, hash, body FROM held WHERE author = ? ORDER BY seq", arguments: [data])
-            var head = try head(db, author: author)
-            for row in rows {
-                let seq = UInt64(row["seq"] as Int64)
-                guard seq == head.seq + 1, let envelope = try? Envelope(decoding: Array(row["body"] as Data)),
-                    envelope.header.previousHash == head.hash
-                else { break }
-                try insertEnvelope(db, envelope)
-                head = ChainHead(seq: seq, hash: envelope.hash)
-                moved = true
-            }
-            try db.execute(sql: "DELETE FROM held WHERE author = ?", arguments: [data])
+            if try promoteHeld(db, author: author) { moved = true }
         }
+        return moved
+    }
+
+    /// Moves `author`'s kept-apart chain into the log, as far as it continues the log's head.
+    @discardableResult
+    func promoteHeld(_ db: Database, author: DeviceID) throws -> Bool {
+        let data = Data(author.bytes)
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT seq, hash, body FROM held WHERE author = ? ORDER BY seq", arguments: [data])
+        var head = try head(db, author: author)
+        var moved = false
+        for row in rows {
+            let seq = UInt64(row["seq"] as Int64)
+            guard seq == head.seq + 1, let envelope = try? Envelope(decoding: Array(row["body"] as Data)),
+                envelope.header.previousHash == head.hash
+            else { break }
+            try insertEnvelope(db, envelope)
+            head = ChainHead(seq: seq, hash: envelope.hash)
+            moved = true
+        }
+        try db.execute(sql: "DELETE FROM held WHERE author = ?", arguments: [data])
         return moved
     }
 
