@@ -181,6 +181,46 @@ import Testing
         #expect((try a.status()["forks"] as? [Any])?.isEmpty == true)
     }
 
+    /// The same attack, with the minted device also writing the upgrade entry of a first-release vault (`adopt`)
+    /// that names itself coordinator with a legacy head under which any record id may be created.
+    @Test func aDeviceMintedWithTheVaultKeyCannotAdoptTheVaultAndRewriteASealedTestimony() throws {
+        let scratch = try Scratch()
+        let (a, b) = try makePair(scratch)
+        let stick = scratch.path("team.sync").path
+        let narrative = "I was detained at the checkpoint on the road to Herat."
+        let id = try b.ok(["add", "testimony", "--witness", "W-017", "--narrative", narrative, "--location", "Herat"])
+        _ = try b.ok(["sync", stick])
+        _ = try a.ok(["sync", stick])
+        let bHex = try deviceHex(b)
+
+        let stolen = try loot(b)
+        var minted = Chain(vaultID: stolen.vaultID, signer: mintFirstSortingDevice())
+        let mintedID = minted.device
+        let fabricatedText = "I was never detained; the checkpoint story is invented."
+        let fabricated = [("witness", "W-017"), ("narrative", fabricatedText), ("location", "Herat")]
+        let record = try #require(RecordID(hex: id))
+        let name = try SealedName.seal("coordinator laptop", key: stolen.key, vaultID: stolen.vaultID, device: mintedID)
+        let forged = [
+            try minted.change(record, key: stolen.key, at: stamp(daysAgo: 30), testimonyOperations(fabricated)),
+            try minted.entry(
+                .adopt(
+                    coordinator: mintedID, members: [LegacyMember(device: mintedID, head: 1_000)],
+                    agreementKey: AgreementKeyPair.generate().publicKey, name: name), at: stamp(daysAgo: 30)),
+            try minted.change(record, key: stolen.key, at: stamp(daysAgo: 29), testimonyOperations(fabricated)),
+        ]
+        let file = scratch.path("forged.amanat-sync")
+        try write(forged, to: file, vaultID: stolen.vaultID)
+
+        let imported = try a.run(["import", file.path])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        try expectTruth(a, id, narrative: narrative, fabricated: fabricatedText, author: bHex)
+        let verify = try a.run(["verify"])
+        #expect(verify.status == 0, "\(verify.stderr)")
+        #expect(verify.stderr.contains("held back"), "\(verify.stderr)")
+        #expect(try !memberIDs(a).contains(mintedID.hex), "a minted device became a member")
+        #expect(try heldBack(a).contains { $0.device == mintedID.hex })
+    }
+
     @Test func aMemberCannotRecreateAnotherMembersTestimonyNorCreateRecordsItsIDsDoNotDerive() throws {
         let scratch = try Scratch()
         let (a, b) = try makePair(scratch)
@@ -237,8 +277,9 @@ import Testing
         let signer = mintFirstSortingDevice()
         var one = Chain(vaultID: vaultID, signer: signer)
         var two = Chain(vaultID: vaultID, signer: signer)
+        let device = try DeviceID(signer.publicKey)
         func name(_ text: String) throws -> SealedName {
-            try SealedName.seal(text, key: .generate(epoch: 1), vaultID: vaultID, device: one.device)
+            try SealedName.seal(text, key: .generate(epoch: 1), vaultID: vaultID, device: device)
         }
         let first = scratch.path("first.amanat-sync")
         let second = scratch.path("second.amanat-sync")
@@ -259,13 +300,13 @@ import Testing
             #expect(!status.contains("FORK"), "\(status)")
             let verify = try runner.run(["verify"])
             #expect(verify.status == 0, "\(verify.stderr)")
-            #expect(try !memberIDs(runner).contains(one.device.hex))
+            #expect(try !memberIDs(runner).contains(device.hex))
         }
     }
 
     // MARK: 3. A reader's writes
 
-    @Test func aReadersWritesAreHeldBackEverywhere() throws {
+    @Test func aReadersWritesAreHeldBackEverywhere() async throws {
         let scratch = try Scratch()
         let (a, b) = try makePair(scratch)
         let reader = try join(scratch, "reader", invitedBy: a, name: "lawyer laptop", role: "reader")
@@ -288,7 +329,7 @@ import Testing
                 [.set(field: "title", value: "rewritten by a reader", pred: [])]),
         ]
         let carrier = try FileCarrier(url: URL(fileURLWithPath: stick), vaultID: own.vaultID)
-        let pushed = try carrier.file.append(forged)
+        let pushed = try await carrier.push(forged)
         #expect(pushed == 2)
 
         for (runner, before) in [(a, beforeA), (b, beforeB)] {
@@ -400,7 +441,7 @@ import Testing
         let (a, b) = try makePair(scratch)
         let aHex = try deviceHex(a)
         let stick = scratch.path("team.sync").path
-        for runner in [a, b] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b, a] { _ = try runner.ok(["sync", stick]) }
         #expect(try a.run(["revoke", String(aHex.prefix(12))]).status != 0)
         #expect(try a.run(["role", String(aHex.prefix(12)), "member"]).status != 0)
         #expect(try b.run(["revoke", String(aHex.prefix(12))]).status == 77)
