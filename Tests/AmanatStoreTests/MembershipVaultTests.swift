@@ -266,6 +266,76 @@ import Testing
         #expect(try b.status().stateDigest == a.status().stateDigest)
     }
 
+    /// A revoked device hands over to a new identity with `recover`, stamped before its revocation: the new
+    /// identity must not be an active member, its record changes must be held back, and no later rotation may
+    /// grant it a key.
+    @Test func aRevokedDeviceCannotEscapeItsRevocationWithABackdatedRecover() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        let (a, b, c) = (team[0], team[1], team[2])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, c, a, b, c] { try await fileSync(vault, stick) }
+        try a.revoke(b.deviceID)
+        for vault in [a, b, c] { try await fileSync(vault, stick) }
+        #expect(b.membership.members[b.deviceID]?.isRevoked == true)
+
+        // b's modified client: a new identity admitted by b's own signature, stamped just after b's own admission,
+        // so it sorts before the revocation.
+        let admitted = try #require(b.membership.members[b.deviceID]).admittedAt
+        let joined = HLCTimestamp(wallMillis: admitted.wallMillis, counter: admitted.counter + 1)
+        let signer = SigningKeyPair.generate()
+        let newID = try DeviceID(signer.publicKey)
+        let agreement = AgreementKeyPair.generate()
+        let proof = b.keyring.device.sign(
+            MembershipProof.recoverMessage(vaultID: b.vaultID, device: newID, agreementKey: agreement.publicKey))
+        let oldKey = try #require(b.key(epoch: 1))
+        var chain = ForgedChain(vaultID: b.vaultID, signer: signer)
+        let forged = [
+            try chain.entry(
+                .recover(
+                    previous: b.deviceID, proof: proof, agreementKey: agreement.publicKey,
+                    name: try SealedName.seal("b", key: oldKey, vaultID: b.vaultID, device: newID)),
+                at: joined),
+            try chain.change(
+                RecordID.derived(author: newID, seq: 2), key: oldKey, at: stampNow(),
+                [.create(kind: "statement"), .set(field: "title", value: "written after the revocation", pred: [])]),
+        ]
+        #expect(try writeSyncFile(stick, vaultID: b.vaultID, forged) == 2)
+        for vault in [a, c] {
+            try await fileSync(vault, stick)
+            let member = vault.membership.members[newID]
+            #expect(member == nil || member?.isRevoked == true, "a revoked device's new identity is active")
+            #expect(try !vault.visibleRecords().contains { $0.fields["title"] == "written after the revocation" })
+        }
+        // The next rotation grants nothing to it.
+        try a.revoke(c.deviceID)
+        #expect(a.membership.currentRotation?.grants[newID] == nil, "a later rotation gave the revoked device a key")
+    }
+
+    /// Someone who knows only the vault id fills the store of kept-apart envelopes with invented devices; a member
+    /// invited afterwards must still be admitted everywhere (every new member's first entry arrives from a device
+    /// nobody knows yet).
+    @Test func keptApartEnvelopesOfInventedDevicesDoNotLockOutNewMembers() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, a] { try await fileSync(vault, stick) }
+        let flood = dir.path("flood.sync")
+        for _ in 0..<10 {
+            var chain = ForgedChain(vaultID: a.vaultID, signer: SigningKeyPair.generate())
+            let run = try (0..<1_000).map { _ in try chain.unreadable(epoch: 777) }
+            #expect(try writeSyncFile(flood, vaultID: a.vaultID, run) == 1_000)
+        }
+        try await fileSync(b, flood)
+        let d = try addMember(to: a, at: dir.path("d"), name: "d")
+        for vault in [a, d, b, a] { try await fileSync(vault, stick) }
+        #expect(b.membership.isKnown(d.deviceID), "b never admitted the new member d")
+        _ = try d.createRecord(kind: "statement", fields: [("title", "from d")], tags: [], seal: false)
+        for vault in [d, b] { try await fileSync(vault, stick) }
+        #expect(try b.visibleRecords().contains { $0.fields["title"] == "from d" })
+    }
+
     // MARK: 6. A restored copy
 
     @Test func aRestoredCopyIsToldItForkedRecoversAndItsWorkReachesTheOthers() async throws {
