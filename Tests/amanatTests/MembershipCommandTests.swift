@@ -261,6 +261,11 @@ import Testing
             #expect(
                 verify.stderr.contains("3 changes of hostile member")
                     && verify.stderr.contains("creates a record it may not create"), "\(verify.stderr)")
+            // `status` reports how many changes are held back and from whom, as `verify` does (issue 9 §3).
+            let held = try heldBack(runner)
+            #expect(
+                held.contains { $0.device == own.device.hex && $0.reason == "creates a record it may not create" },
+                "status --json held_back: \(held)")
         }
     }
 
