@@ -266,6 +266,25 @@ import Testing
         #expect(try b.status().stateDigest == a.status().stateDigest)
     }
 
+    /// One coordinator: it invites d, d joins offline, and the coordinator revokes b before d's join reaches it.
+    /// Once d's join arrives, d is an active member and must receive the key of the new epoch.
+    @Test func aMemberWhoseJoinArrivesAfterARevocationIsNotLockedOut() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, a] { try await fileSync(vault, stick) }
+        let d = try addMember(to: a, at: dir.path("d"), name: "d")
+        try a.revoke(b.deviceID)
+        let id = try a.createRecord(kind: "statement", fields: [("title", "after the rotation")], tags: [], seal: false)
+        for vault in [d, a, d, a] { try await fileSync(vault, stick) }
+        let rotation = try #require(a.membership.currentRotation)
+        #expect(a.membership.members[d.deviceID].map { !$0.isRevoked } == true, "d is an active member")
+        #expect(d.key(epoch: rotation.epoch) != nil, "d, an active member, was never given the key of the rotation")
+        #expect(try d.visibleRecords().contains { $0.id == id })
+        #expect(try d.status().stateDigest == a.status().stateDigest)
+    }
+
     /// A revoked device hands over to a new identity with `recover`, stamped before its revocation: the new
     /// identity must not be an active member, its record changes must be held back, and no later rotation may
     /// grant it a key.
