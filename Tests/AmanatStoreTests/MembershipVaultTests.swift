@@ -1,0 +1,483 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import AmanatSync
+import AmanatTestSupport
+import Foundation
+import Testing
+
+/// Membership enforced by real vaults on what arrives in sync files written by hand, as an attacker, a
+/// modified client or a restored laptop would write them.
+@Suite struct MembershipVaultTests {
+    /// Whether `vault` sees itself as an active coordinator.
+    func isCoordinator(_ vault: Vault) -> Bool {
+        vault.membership.members[vault.deviceID].map { !$0.isRevoked && $0.currentRole == .coordinator } ?? false
+    }
+
+    /// A team of two; `b` wrote a sealed testimony that `a` has. Returns the testimony's id and narrative.
+    func teamWithTestimony(_ dir: TemporaryDirectory) async throws -> (Vault, Vault, RecordID, String) {
+        let team = try makeTeam(2, in: dir)
+        let narrative = "They held me at the checkpoint for two days."
+        let id = try team[1].createRecord(
+            kind: "testimony", fields: [("witness", "W-031"), ("narrative", narrative)], tags: [], seal: true)
+        try await fileSync(team[1], dir.path("team.sync"))
+        try await fileSync(team[0], dir.path("team.sync"))
+        return (team[0], team[1], id, narrative)
+    }
+
+    /// The record `id` on `vault` still shows the real narrative, its seal is the real author's creating change,
+    /// and `verify` finds no problem.
+    func expectTruth(
+        _ vault: Vault, _ id: RecordID, narrative: String, author: DeviceID,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let state = try #require(try vault.allStates().first { $0.id == id }, sourceLocation: sourceLocation)
+        #expect(state.view?.fields["narrative"] == narrative, sourceLocation: sourceLocation)
+        #expect(state.view?.kind == "testimony", sourceLocation: sourceLocation)
+        #expect(state.seal?.op.device == author, sourceLocation: sourceLocation)
+        #expect(state.creationOp?.device == author, sourceLocation: sourceLocation)
+        #expect(state.changes.allSatisfy { $0.author == author }, "\(state.changes)", sourceLocation: sourceLocation)
+        #expect(try vault.verify().problems == [], sourceLocation: sourceLocation)
+    }
+
+    // MARK: 1. Devices minted with the vault key
+
+    @Test func aMintedDeviceCannotAdoptItselfIntoTheVaultAndRewriteATestimony() async throws {
+        let dir = try TemporaryDirectory()
+        let (a, b, id, narrative) = try await teamWithTestimony(dir)
+        let key = writingKey(of: b)
+        var minted = ForgedChain(vaultID: b.vaultID, signer: mintFirstSortingDevice())
+        let mintedID = minted.device
+        let fabricated = [("witness", "W-031"), ("narrative", "Nothing happened at the checkpoint.")]
+        // A record change that decrypts with the vault key, then an upgrade entry naming itself coordinator of a
+        // "first-release" vault with a legacy head high enough to create any record id, then the re-creation again.
+        let first = try minted.change(id, key: key, at: stamp(daysAgo: 30), testimonyOperations(fabricated))
+        let adopt = try minted.entry(
+            .adopt(
+                coordinator: mintedID, members: [LegacyMember(device: mintedID, head: 1_000)],
+                agreementKey: AgreementKeyPair.generate().publicKey,
+                name: try SealedName.seal("coordinator", key: key, vaultID: b.vaultID, device: mintedID)),
+            at: stamp(daysAgo: 30))
+        let again = try minted.change(id, key: key, at: stamp(daysAgo: 29), testimonyOperations(fabricated))
+        let file = dir.path("forged.sync")
+        #expect(try writeSyncFile(file, vaultID: b.vaultID, [first, adopt, again]) == 3)
+        try await fileSync(a, file)
+        #expect(!a.membership.isKnown(mintedID), "a minted device became a member: \(a.members())")
+        #expect(a.members().map(\.device).sorted() == [a.deviceID, b.deviceID].sorted())
+        try expectTruth(a, id, narrative: narrative, author: b.deviceID)
+        #expect(try a.heldBackSummary().contains { $0.device == mintedID })
+    }
+
+    @Test func anOutsiderWhoKnowsOnlyTheVaultIDCannotAdoptItselfOrRevokeTheCoordinator() async throws {
+        let dir = try TemporaryDirectory()
+        let (a, b, id, narrative) = try await teamWithTestimony(dir)
+        // A courier or relay sees the vault id, never the vault key: its "record change" is of an epoch nobody
+        // holds, which no replica can check.
+        var outsider = ForgedChain(vaultID: a.vaultID, signer: mintFirstSortingDevice())
+        let outsiderID = outsider.device
+        let unreadable = try outsider.unreadable(epoch: 4_242)
+        let adopt = try outsider.entry(
+            .adopt(
+                coordinator: outsiderID, members: [LegacyMember(device: outsiderID, head: 1_000)],
+                agreementKey: AgreementKeyPair.generate().publicKey,
+                name: SealedName(epoch: 1, nonce: Sodium.randomBytes(24), ciphertext: Sodium.randomBytes(48))),
+            at: stamp(daysAgo: 30))
+        let revoke = try outsider.entry(
+            .revoke(
+                device: a.deviceID, after: 0,
+                rotation: KeyRotation(epoch: 4_243, relayKey: Sodium.randomBytes(32), grants: [:])),
+            at: stampNow())
+        let file = dir.path("planted.sync")
+        #expect(try writeSyncFile(file, vaultID: a.vaultID, [unreadable, adopt, revoke]) == 3)
+        for vault in [a, b] { try await fileSync(vault, file) }
+        for vault in [a, b] {
+            #expect(!vault.membership.isKnown(outsiderID), "an outsider became a member")
+            #expect(vault.membership.members[a.deviceID]?.isRevoked == false, "an outsider revoked the coordinator")
+            #expect(vault.membership.epochs.isEmpty, "an outsider started a key epoch")
+            try expectTruth(vault, id, narrative: narrative, author: b.deviceID)
+        }
+        #expect(isCoordinator(a))
+        _ = try b.createRecord(kind: "statement", fields: [("title", "still writing")], tags: [], seal: false)
+    }
+
+    @Test func aMemberCannotRecreateAnotherMembersTestimonyOrARecordsKind() async throws {
+        let dir = try TemporaryDirectory()
+        let (a, b, id, narrative) = try await teamWithTestimony(dir)
+        let c = try addMember(to: a, at: dir.path("c"), name: "c")
+        let statement = try a.createRecord(kind: "statement", fields: [("title", "A statement")], tags: [], seal: false)
+        try await fileSync(a, dir.path("team.sync"))
+        try await fileSync(c, dir.path("team.sync"))
+        var hostile = ForgedChain(vaultID: c.vaultID, signer: c.keyring.device, head: try ownHead(of: c))
+        let key = writingKey(of: c)
+        let fabricated = [("witness", "W-031"), ("narrative", "Nothing happened at the checkpoint.")]
+        let forged = [
+            try hostile.change(id, key: key, at: stamp(daysAgo: 30), testimonyOperations(fabricated)),
+            try hostile.change(
+                try RecordID(Sodium.randomBytes(16)), key: key, at: stampNow(),
+                [.create(kind: "statement"), .set(field: "title", value: "not derived", pred: [])]),
+            try hostile.change(statement, key: key, at: stamp(daysAgo: 30), [.create(kind: "testimony")]),
+        ]
+        #expect(try writeSyncFile(dir.path("team.sync"), vaultID: c.vaultID, forged) == 3)
+        for vault in [a, b] {
+            try await fileSync(vault, dir.path("team.sync"))
+            try expectTruth(vault, id, narrative: narrative, author: b.deviceID)
+            let views = try vault.visibleRecords()
+            #expect(views.first { $0.id == statement }?.kind == "statement")
+            #expect(!views.contains { $0.fields["title"] == "not derived" })
+            let held = try vault.verify().heldBack
+            #expect(
+                held.contains { $0.device == c.deviceID && $0.reason == .notCreator && $0.changes == 3 }, "\(held)")
+        }
+    }
+
+    // MARK: 2. Forks of devices that are not members
+
+    @Test func forksOfAKeyThatIsNotAMemberAreNotRecorded() async throws {
+        let dir = try TemporaryDirectory()
+        let (a, _, _, _) = try await teamWithTestimony(dir)
+        let signer = mintFirstSortingDevice()
+        var one = ForgedChain(vaultID: a.vaultID, signer: signer)
+        var two = ForgedChain(vaultID: a.vaultID, signer: signer)
+        let device = try DeviceID(signer.publicKey)
+        let name = { (text: String) in
+            try SealedName.seal(text, key: .generate(epoch: 1), vaultID: a.vaultID, device: device)
+        }
+        let first = try one.entry(.rename(try name("one")), at: stampNow())
+        let second = try two.entry(.rename(try name("two")), at: stampNow())
+        let third = try two.entry(.rename(try name("three")), at: stampNow())
+        _ = try a.ingest([first])
+        let direct = try a.ingest([second])
+        #expect(direct.forks == [])
+        let continued = try a.ingest([third])
+        #expect(continued.forks == [])
+        #expect(try a.forks() == [])
+        #expect(try a.verify().problems == [])
+        #expect(try a.status().forks == [])
+    }
+
+    // MARK: 5. Revocation with key rotation
+
+    @Test func aRevokedDeviceReadsNothingNewAndItsLaterChangesAreHeldBackEverywhere() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        let (a, b, c) = (team[0], team[1], team[2])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, c, a, b, c] { try await fileSync(vault, stick) }
+        // b writes after the last change of b that a has seen, before b learns of its revocation.
+        _ = try b.createRecord(kind: "statement", fields: [("title", "after the cut")], tags: [], seal: false)
+        try a.revoke(b.deviceID)
+        let revokeSeq = try ownHead(of: a).seq
+        let secret = "Written after the revocation: the safe house moved."
+        let testimony = try a.createRecord(
+            kind: "testimony", fields: [("witness", "W-077"), ("narrative", secret)], tags: [], seal: true)
+        _ = try a.createRecord(kind: "statement", fields: [("title", "also new")], tags: [], seal: false)
+        let usb = dir.path("usb.sync")
+        try await fileSync(a, usb)
+        // c was offline during the revocation and catches up from the USB file alone.
+        try await fileSync(c, usb)
+        #expect(try c.visibleRecords().first { $0.id == testimony }?.fields["narrative"] == secret)
+        try await fileSync(b, usb)
+        #expect(try !b.visibleRecords().contains { $0.id == testimony })
+
+        // Everything a wrote after the revocation, as b received it.
+        let after = try b.envelopes(of: a.deviceID, after: revokeSeq, limit: 100)
+        #expect(after.count == 2)
+        var keys: [VaultKey] = b.allKeys + b.keyring.keys + [.authority(vaultID: b.vaultID)]
+        if let rotation = b.membership.currentRotation, let agreement = b.keyring.agreement {
+            for box in rotation.grants.values {
+                if let root = try? SealedBox.open(box, with: agreement) {
+                    keys.append(VaultKey(epoch: rotation.epoch, root: root))
+                }
+            }
+        }
+        for envelope in after {
+            #expect(!envelope.isAuthority)
+            for key in keys {
+                // The key as it is, and relabelled with the envelope's epoch, so no epoch check stops the attempt.
+                #expect((try? envelope.open(with: key)) == nil)
+                let relabelled = VaultKey(epoch: envelope.header.keyEpoch, root: key.root)
+                #expect((try? envelope.open(with: relabelled)) == nil, "b decrypted with a key of epoch \(key.epoch)")
+            }
+        }
+        #expect(b.key(epoch: try #require(after.first).header.keyEpoch) == nil)
+
+        // b's change after the cut reaches the others and is held back there.
+        try await fileSync(a, usb)
+        try await fileSync(c, usb)
+        for vault in [a, c] {
+            #expect(try !vault.visibleRecords().contains { $0.fields["title"] == "after the cut" })
+            let held = try vault.heldBackSummary()
+            #expect(held.contains { $0.device == b.deviceID && $0.reason == .revoked && $0.changes == 1 }, "\(held)")
+            #expect(try vault.verify().problems == [])
+        }
+        #expect(try a.status().stateDigest == c.status().stateDigest)
+        #expect(a.members() == c.members())
+        // Once b knows, it cannot write.
+        #expect(throws: StoreError.self) {
+            _ = try b.createRecord(kind: "statement", fields: [("title", "once more")], tags: [], seal: false)
+        }
+        // Only a coordinator revokes; nobody revokes or demotes the last coordinator.
+        #expect(throws: StoreError.self) { try c.revoke(a.deviceID) }
+        #expect(throws: StoreError.self) { try a.setRole(a.deviceID, .member) }
+        #expect(isCoordinator(a))
+    }
+
+    @Test func twoCoordinatorsRevokingEachOtherLeaveOneCoordinator() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (a, b, c) = (team[0], team[1], team[2])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, c, a, b, c] { try await fileSync(vault, stick) }
+        try a.revoke(b.deviceID)
+        try b.revoke(a.deviceID)
+        try await fileSync(a, dir.path("a.sync"))
+        try await fileSync(b, dir.path("b.sync"))
+        for vault in [c, a, b] {
+            try await fileSync(vault, dir.path("a.sync"))
+            try await fileSync(vault, dir.path("b.sync"))
+        }
+        let revoked = c.members().filter(\.revoked).map(\.device)
+        #expect(revoked.count == 1, "\(c.members())")
+        #expect(c.membership.activeMembers.contains { $0.currentRole == .coordinator })
+        for vault in [a, b] where !revoked.contains(vault.deviceID) {
+            #expect(vault.members() == c.members())
+            #expect(try vault.status().stateDigest == c.status().stateDigest)
+        }
+    }
+
+    /// A coordinator admits a member while another coordinator, who has not heard of it yet, revokes someone: the
+    /// new member is active everywhere once the logs merge, so it must not be locked out of the new key epoch.
+    @Test func aMemberAdmittedConcurrentlyWithARevocationIsNotLockedOut() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (a, b, c) = (team[0], team[1], team[2])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, c, a, b, c] { try await fileSync(vault, stick) }
+        let d = try addMember(to: a, at: dir.path("d"), name: "d")
+        try b.revoke(c.deviceID)
+        for vault in [a, b, d, a, b, d] { try await fileSync(vault, stick) }
+        let rotation = try #require(a.membership.currentRotation)
+        #expect(a.membership.members[d.deviceID].map { !$0.isRevoked } == true, "d is an active member")
+        let id = try b.createRecord(kind: "statement", fields: [("title", "after the rotation")], tags: [], seal: false)
+        for vault in [b, a, d, b, a, d] { try await fileSync(vault, stick) }
+        #expect(d.key(epoch: rotation.epoch) != nil, "d, an active member, was never given the key of the rotation")
+        #expect(try d.visibleRecords().contains { $0.id == id })
+        #expect(try d.status().stateDigest == a.status().stateDigest)
+        #expect(try b.status().stateDigest == a.status().stateDigest)
+    }
+
+    /// One coordinator: it invites d, d joins offline, and the coordinator revokes b before d's join reaches it.
+    /// Once d's join arrives, d is an active member and must receive the key of the new epoch.
+    @Test func aMemberWhoseJoinArrivesAfterARevocationIsNotLockedOut() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, a] { try await fileSync(vault, stick) }
+        let d = try addMember(to: a, at: dir.path("d"), name: "d")
+        try a.revoke(b.deviceID)
+        let id = try a.createRecord(kind: "statement", fields: [("title", "after the rotation")], tags: [], seal: false)
+        for vault in [d, a, d, a] { try await fileSync(vault, stick) }
+        let rotation = try #require(a.membership.currentRotation)
+        #expect(a.membership.members[d.deviceID].map { !$0.isRevoked } == true, "d is an active member")
+        #expect(d.key(epoch: rotation.epoch) != nil, "d, an active member, was never given the key of the rotation")
+        #expect(try d.visibleRecords().contains { $0.id == id })
+        #expect(try d.status().stateDigest == a.status().stateDigest)
+    }
+
+    /// A revoked device hands over to a new identity with `recover`, stamped before its revocation: the new
+    /// identity must not be an active member, its record changes must be held back, and no later rotation may
+    /// grant it a key.
+    @Test func aRevokedDeviceCannotEscapeItsRevocationWithABackdatedRecover() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        let (a, b, c) = (team[0], team[1], team[2])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, c, a, b, c] { try await fileSync(vault, stick) }
+        try a.revoke(b.deviceID)
+        for vault in [a, b, c] { try await fileSync(vault, stick) }
+        #expect(b.membership.members[b.deviceID]?.isRevoked == true)
+
+        // b's modified client: a new identity admitted by b's own signature, stamped just after b's own admission,
+        // so it sorts before the revocation.
+        let admitted = try #require(b.membership.members[b.deviceID]).admittedAt
+        let joined = HLCTimestamp(wallMillis: admitted.wallMillis, counter: admitted.counter + 1)
+        let signer = SigningKeyPair.generate()
+        let newID = try DeviceID(signer.publicKey)
+        let agreement = AgreementKeyPair.generate()
+        let proof = b.keyring.device.sign(
+            MembershipProof.recoverMessage(vaultID: b.vaultID, device: newID, agreementKey: agreement.publicKey))
+        let oldKey = try #require(b.key(epoch: 1))
+        var chain = ForgedChain(vaultID: b.vaultID, signer: signer)
+        let forged = [
+            try chain.entry(
+                .recover(
+                    previous: b.deviceID, proof: proof, agreementKey: agreement.publicKey,
+                    name: try SealedName.seal("b", key: oldKey, vaultID: b.vaultID, device: newID)),
+                at: joined),
+            try chain.change(
+                RecordID.derived(author: newID, seq: 2), key: oldKey, at: stampNow(),
+                [.create(kind: "statement"), .set(field: "title", value: "written after the revocation", pred: [])]),
+        ]
+        #expect(try writeSyncFile(stick, vaultID: b.vaultID, forged) == 2)
+        for vault in [a, c] {
+            try await fileSync(vault, stick)
+            let member = vault.membership.members[newID]
+            #expect(member == nil || member?.isRevoked == true, "a revoked device's new identity is active")
+            #expect(try !vault.visibleRecords().contains { $0.fields["title"] == "written after the revocation" })
+        }
+        // The next rotation grants nothing to it.
+        try a.revoke(c.deviceID)
+        #expect(a.membership.currentRotation?.grants[newID] == nil, "a later rotation gave the revoked device a key")
+    }
+
+    /// Someone who knows only the vault id fills the store of kept-apart envelopes with invented devices; a member
+    /// invited afterwards must still be admitted everywhere (every new member's first entry arrives from a device
+    /// nobody knows yet).
+    @Test func keptApartEnvelopesOfInventedDevicesDoNotLockOutNewMembers() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        let stick = dir.path("team.sync")
+        for vault in [a, b, a] { try await fileSync(vault, stick) }
+        let flood = dir.path("flood.sync")
+        for _ in 0..<10 {
+            var chain = ForgedChain(vaultID: a.vaultID, signer: SigningKeyPair.generate())
+            let run = try (0..<1_000).map { _ in try chain.unreadable(epoch: 777) }
+            #expect(try writeSyncFile(flood, vaultID: a.vaultID, run) == 1_000)
+        }
+        try await fileSync(b, flood)
+        let d = try addMember(to: a, at: dir.path("d"), name: "d")
+        for vault in [a, d, b, a] { try await fileSync(vault, stick) }
+        #expect(b.membership.isKnown(d.deviceID), "b never admitted the new member d")
+        _ = try d.createRecord(kind: "statement", fields: [("title", "from d")], tags: [], seal: false)
+        for vault in [d, b] { try await fileSync(vault, stick) }
+        #expect(try b.visibleRecords().contains { $0.fields["title"] == "from d" })
+    }
+
+    // MARK: 6. A restored copy
+
+    @Test func aRestoredCopyIsToldItForkedRecoversAndItsWorkReachesTheOthers() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        let stick = dir.path("team.sync")
+        _ = try b.createRecord(kind: "statement", fields: [("title", "before the backup")], tags: [], seal: false)
+        for vault in [b, a] { try await fileSync(vault, stick) }
+        let restored = try cloneVault(b, to: dir.path("restored"))
+        _ = try b.createRecord(kind: "statement", fields: [("title", "original laptop")], tags: [], seal: false)
+        try await fileSync(b, stick)
+        for i in 0..<2 {
+            _ = try restored.createRecord(
+                kind: "statement", fields: [("title", "restored \(i)")], tags: [], seal: false)
+        }
+        let told = try await fileSync(restored, stick)
+        #expect(told.forks.map(\.device) == [b.deviceID], "the restored copy is told its own identity forked")
+        let old = restored.deviceID
+        let result = try restored.recover(passphrase: passphrase)
+        #expect(result.resigned == 2)
+        #expect(restored.deviceID != old)
+        for vault in [restored, a, b, restored] { try await fileSync(vault, stick) }
+        let titles = try a.visibleRecords().compactMap { $0.fields["title"] }.sorted()
+        #expect(titles == ["before the backup", "original laptop", "restored 0", "restored 1"])
+        let newcomer = try #require(a.members().first { $0.device == result.device })
+        #expect(newcomer.admittedBy == old && !newcomer.revoked && newcomer.role == .member)
+        #expect(try a.verify().problems == [])
+        #expect(try a.status().stateDigest == b.status().stateDigest)
+        #expect(try a.status().stateDigest == restored.status().stateDigest)
+        #expect(a.members() == restored.members())
+        _ = try b.createRecord(kind: "statement", fields: [("title", "original still works")], tags: [], seal: false)
+        try await fileSync(b, stick)
+        try await fileSync(a, stick)
+        #expect(try a.visibleRecords().contains { $0.fields["title"] == "original still works" })
+    }
+
+    // MARK: 8. Randomized convergence
+
+    @Test func randomInvitationsRolesRevocationsAndEditsConverge() async throws {
+        let seed =
+            ProcessInfo.processInfo.environment["AMANAT_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 0...UInt64.max)
+        print(
+            "MembershipVaultTests.randomInvitationsRolesRevocationsAndEditsConverge seed \(seed) (AMANAT_SEED=\(seed))")
+        var rng = SeededGenerator(seed: seed)
+        let dir = try TemporaryDirectory()
+        var vaults = [
+            try Vault.create(at: dir.path("v0"), passphrase: passphrase, deviceName: "v0", strength: .interactive)
+        ]
+        let files = [dir.path("s0.sync"), dir.path("s1.sync"), dir.path("s2.sync")]
+        var log: [String] = []
+        var revocations = 0
+        for step in 0..<80 {
+            let index = Int.random(in: 0..<vaults.count, using: &rng)
+            let actor = vaults[index]
+            let roll = Int.random(in: 0..<12, using: &rng)
+            // Targets in the order of the vaults' names, not of their random keys, so a seed replays the same choices.
+            let names = Dictionary(uniqueKeysWithValues: vaults.map { ($0.deviceID, $0.keyring.deviceName) })
+            let others = actor.membership.activeMembers.filter { $0.device != actor.deviceID }
+                .sorted { (names[$0.device] ?? $0.device.hex) < (names[$1.device] ?? $1.device.hex) }
+            if roll == 0 && vaults.count < 4 && isCoordinator(actor) {
+                let role = [Role.member, .member, .reader, .coordinator].randomElement(using: &rng)!
+                let name = "v\(vaults.count)"
+                vaults.append(try addMember(to: actor, at: dir.path(name), name: name, role: role))
+                log.append("\(step): v\(index) invites \(name) as \(role)")
+            } else if roll == 1 && isCoordinator(actor) && !others.isEmpty {
+                let target = others.randomElement(using: &rng)!.device
+                let role = Role.allCases.randomElement(using: &rng)!
+                let done = (try? actor.setRole(target, role)) != nil
+                log.append("\(step): v\(index) sets \(names[target] ?? target.hex) to \(role): \(done)")
+            } else if roll == 2 && revocations < 1 && isCoordinator(actor) && others.count >= 2 {
+                let target = others.randomElement(using: &rng)!.device
+                let done = (try? actor.revoke(target)) != nil
+                if done { revocations += 1 }
+                log.append("\(step): v\(index) revokes \(names[target] ?? target.hex): \(done)")
+            } else if roll < 7 {
+                let records = try actor.visibleRecords()
+                if let record = records.randomElement(using: &rng), Bool.random(using: &rng) {
+                    let done =
+                        (try? actor.commit(record: record.id) { state in
+                            [.set(field: "title", value: "edit \(step)", pred: state?.values["title"]?.map(\.op) ?? [])]
+                        }) != nil
+                    log.append("\(step): v\(index) edits \(record.id.hex.prefix(6)): \(done)")
+                } else {
+                    let done =
+                        (try? actor.createRecord(
+                            kind: "statement", fields: [("title", "s\(step)")], tags: ["t\(step % 3)"], seal: false))
+                        != nil
+                    log.append("\(step): v\(index) creates s\(step): \(done)")
+                }
+            } else {
+                let file = Int.random(in: 0..<files.count, using: &rng)
+                let report = try await fileSync(actor, files[file])
+                log.append("\(step): v\(index) syncs s\(file): pulled \(report.pulled), pushed \(report.pushed)")
+            }
+        }
+        // Everyone syncs until nothing moves.
+        var quiet = false
+        for _ in 0..<12 where !quiet {
+            var moved = 0
+            for vault in vaults {
+                for file in files {
+                    let report = try await fileSync(vault, file)
+                    moved += report.pulled + report.pushed + report.keptApart
+                }
+            }
+            quiet = moved == 0
+        }
+        let trace = "seed \(seed)\n" + log.joined(separator: "\n")
+        #expect(quiet, "syncs never went quiet; \(trace)")
+        let reference = vaults[0].membership
+        let active = vaults.filter { v in reference.members[v.deviceID].map { !$0.isRevoked } ?? false }
+        #expect(active.count >= 1)
+        let first = try #require(active.first)
+        for vault in active.dropFirst() {
+            #expect(
+                try vault.status().stateDigest == first.status().stateDigest,
+                "\(vault.keyring.deviceName) differs from \(first.keyring.deviceName); \(trace)")
+            #expect(vault.members() == first.members(), "\(vault.keyring.deviceName); \(trace)")
+        }
+        for vault in active {
+            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName); \(trace)")
+        }
+    }
+}
