@@ -136,6 +136,9 @@ public enum MembershipOperation: Hashable, Sendable {
     case dismissFork(device: DeviceID, seq: UInt64, hash: [UInt8])
     /// A restored or cloned laptop becomes a new identity, admitted by its previous identity's signature.
     case recover(previous: DeviceID, proof: [UInt8], agreementKey: [UInt8], name: SealedName)
+    /// A coordinator seals the vault key of an existing rotation `epoch` to members that lack it (a member whose
+    /// join arrived after the rotation, or a recovered identity).
+    case grant(epoch: UInt32, grants: [DeviceID: [UInt8]])
 }
 
 /// A membership operation with its author's hybrid-logical-clock stamp: the plaintext of an authority envelope.
@@ -239,6 +242,7 @@ extension MembershipEntry {
         case rename = 7
         case dismissFork = 8
         case recover = 9
+        case grant = 10
     }
 
     /// The canonical encoding, zero-padded to a multiple of 64 bytes like a change.
@@ -286,12 +290,11 @@ extension MembershipEntry {
             w.write(varint: after)
             w.write(bigEndian: rotation.epoch)
             w.write(raw: rotation.relayKey)
-            let grants = rotation.grants.sorted { $0.key < $1.key }
-            w.write(varint: UInt64(grants.count))
-            for (device, box) in grants {
-                w.write(raw: device.bytes)
-                w.write(raw: box)
-            }
+            Self.encode(rotation.grants, into: &w)
+        case .grant(let epoch, let grants):
+            w.write(Tag.grant.rawValue)
+            w.write(bigEndian: epoch)
+            Self.encode(grants, into: &w)
         case .rename(let name):
             w.write(Tag.rename.rawValue)
             name.encode(into: &w)
@@ -354,20 +357,16 @@ extension MembershipEntry {
             let after = try r.readVarint()
             let epoch = try r.read(bigEndian: UInt32.self)
             let relayKey = try r.read(count: 32)
-            var grants: [DeviceID: [UInt8]] = [:]
-            var previous: DeviceID?
-            for _ in 0..<(try r.readCount(minimumElementSize: 32 + 32 + SealedBox.overhead)) {
-                let member = try DeviceID(r.read(count: 32))
-                guard previous.map({ $0 < member }) ?? true else {
-                    throw CoreError(.malformed, "A revoke entry lists its key grants out of order or twice.")
-                }
-                previous = member
-                grants[member] = try r.read(count: 32 + SealedBox.overhead)
-            }
+            let grants = try Self.decodeGrants(&r)
             guard epoch >= 2 else { throw CoreError(.malformed, "A key rotation names epoch \(epoch).") }
             operation = .revoke(
                 device: device, after: after,
                 rotation: KeyRotation(epoch: epoch, relayKey: relayKey, grants: grants))
+        case .grant:
+            let epoch = try r.read(bigEndian: UInt32.self)
+            let grants = try Self.decodeGrants(&r)
+            guard epoch >= 2 else { throw CoreError(.malformed, "A key grant names epoch \(epoch).") }
+            operation = .grant(epoch: epoch, grants: grants)
         case .rename:
             operation = .rename(try .init(&r))
         case .dismissFork:
@@ -381,6 +380,30 @@ extension MembershipEntry {
         guard r.remaining.allSatisfy({ $0 == 0 }) else {
             throw CoreError(.malformed, "A membership entry has unexpected bytes after its operation.")
         }
+    }
+
+    /// Key grants, sorted by device: `varint n ‖ (device ‖ sealed box) × n`.
+    static func encode(_ grants: [DeviceID: [UInt8]], into w: inout ByteWriter) {
+        let sorted = grants.sorted { $0.key < $1.key }
+        w.write(varint: UInt64(sorted.count))
+        for (device, box) in sorted {
+            w.write(raw: device.bytes)
+            w.write(raw: box)
+        }
+    }
+
+    static func decodeGrants(_ r: inout ByteReader) throws -> [DeviceID: [UInt8]] {
+        var grants: [DeviceID: [UInt8]] = [:]
+        var previous: DeviceID?
+        for _ in 0..<(try r.readCount(minimumElementSize: 32 + 32 + SealedBox.overhead)) {
+            let member = try DeviceID(r.read(count: 32))
+            guard previous.map({ $0 < member }) ?? true else {
+                throw CoreError(.malformed, "A membership entry lists its key grants out of order or twice.")
+            }
+            previous = member
+            grants[member] = try r.read(count: 32 + SealedBox.overhead)
+        }
+        return grants
     }
 
     static func readRole(_ r: inout ByteReader) throws -> Role {

@@ -27,6 +27,8 @@ public struct Member: Hashable, Sendable {
     public var revokedAt: HLCTimestamp?
     /// Its record creations with seq up to this keep their first-release random ids (0: none).
     public var legacyHead: UInt64
+    /// The identity it recovered from (`amanat recover`), whose revocation it shares.
+    public var recoveredFrom: DeviceID?
 
     /// A role in force from a seq on.
     public struct RoleWindow: Hashable, Sendable {
@@ -103,10 +105,19 @@ public struct MembershipState: Hashable, Sendable {
     public private(set) var reusedInvitations: [ReusedInvitation] = []
     /// Key rotations in effect, in evaluation order; the last one is the key to write with.
     public private(set) var epochs: [EpochGrant] = []
+    /// Rotations written by a member whose revocation had no effect (it was no longer a coordinator, say, having
+    /// been demoted concurrently). Their keys were still used: they stay readable, and are re-granted, but never
+    /// chosen for writing.
+    public private(set) var keyOnlyEpochs: [EpochGrant] = []
+
+    /// Every rotation whose key was handed out, effective or key-only.
+    public var allRotations: [EpochGrant] { epochs + keyOnlyEpochs }
     /// Fork evidence dismissed by a coordinator: (device, seq, hash).
     public private(set) var dismissedForks: Set<ForkMark> = []
     /// Entries that had no effect, with the reason, for `verify`.
     public private(set) var void: [VoidEntry] = []
+    /// Whether the vault was founded with membership (a valid `found` entry): then `adopt` has no effect.
+    public private(set) var founded = false
 
     /// An issued invitation.
     public struct Invitation: Hashable, Sendable {
@@ -157,6 +168,10 @@ public struct MembershipState: Hashable, Sendable {
         vaultID: [UInt8], entries: [AuthoredEntry], legacyAuthors: [DeviceID: UInt64] = [:]
     ) -> MembershipState {
         var state = MembershipState(vaultID: vaultID)
+        state.founded = entries.contains {
+            guard $0.seq == 1, case .found(let salt, _, _) = $0.entry.operation else { return false }
+            return MembershipProof.vaultID(founder: $0.author, salt: salt) == vaultID
+        }
         let ordered = entries.sorted {
             if $0.entry.timestamp != $1.entry.timestamp { return $0.entry.timestamp < $1.entry.timestamp }
             if $0.author != $1.author { return $0.author < $1.author }
@@ -169,6 +184,19 @@ public struct MembershipState: Hashable, Sendable {
             guard seen.insert(key).inserted else { continue }
             if let reason = state.apply(entry, legacyAuthors: legacyAuthors) {
                 state.void.append(VoidEntry(author: entry.author, seq: entry.seq, reason: reason))
+            }
+        }
+        // A recovered identity shares its previous identity's revocation, whenever that was written: a revoked
+        // device cannot escape by recovering with a stamp from before its revocation.
+        var changed = true
+        while changed {
+            changed = false
+            for (device, m) in state.members where !m.isRevoked {
+                guard let previous = m.recoveredFrom, let old = state.members[previous], old.isRevoked else { continue }
+                state.members[device]!.revokedAfter = m.since
+                state.members[device]!.revokedBy = old.revokedBy
+                state.members[device]!.revokedAt = old.revokedAt
+                changed = true
             }
         }
         return state
@@ -195,6 +223,7 @@ public struct MembershipState: Hashable, Sendable {
                 device: author, agreementKey: agreementKey, name: name, admittedBy: nil, admittedAt: stamp,
                 invitation: nil, since: 0, roles: [.init(after: 0, role: .coordinator)], legacyHead: 0)
         case .adopt(let coordinator, let listed, let agreementKey, let name):
+            guard !founded else { return "an adopt entry in a vault that was founded with membership" }
             guard let first = legacyAuthors[author], first < seq else {
                 return "an adopt entry by a device that never wrote in the first-release vault"
             }
@@ -246,7 +275,15 @@ public struct MembershipState: Hashable, Sendable {
             m.roles.append(.init(after: max(after, m.since), role: role))
             members[device] = m
         case .revoke(let device, let after, let rotation):
-            guard isCoordinator(author, at: seq) else { return "a revocation by a device that is not a coordinator" }
+            guard isCoordinator(author, at: seq) else {
+                // Its author sealed changes with this key before it learned it had no authority: keep it readable.
+                if let m = members[author], m.isActive(at: seq),
+                    !allRotations.contains(where: { $0.rotation.epoch == rotation.epoch })
+                {
+                    keyOnlyEpochs.append(EpochGrant(author: author, timestamp: stamp, rotation: rotation))
+                }
+                return "a revocation by a device that is not a coordinator"
+            }
             guard var m = members[device] else { return "a revocation of a device that is not a member" }
             if !m.isRevoked {
                 m.revokedAfter = max(after, m.since)
@@ -254,7 +291,7 @@ public struct MembershipState: Hashable, Sendable {
                 m.revokedAt = stamp
                 members[device] = m
             }
-            guard !epochs.contains(where: { $0.rotation.epoch == rotation.epoch }) else {
+            guard !allRotations.contains(where: { $0.rotation.epoch == rotation.epoch }) else {
                 return "a key rotation to an epoch already in use"
             }
             epochs.append(EpochGrant(author: author, timestamp: stamp, rotation: rotation))
@@ -278,9 +315,26 @@ public struct MembershipState: Hashable, Sendable {
             guard SigningKeyPair.verify(proof, of: message, publicKey: previous.bytes) else {
                 return "a recovery whose proof does not verify"
             }
+            // Never a coordinator by itself: a coordinator decides whether the new identity gets that role.
+            let role: Role = old.currentRole == .reader ? .reader : .member
             members[author] = Member(
                 device: author, agreementKey: agreementKey, name: name, admittedBy: previous, admittedAt: stamp,
-                invitation: nil, since: seq, roles: [.init(after: 0, role: old.currentRole)], legacyHead: 0)
+                invitation: nil, since: seq, roles: [.init(after: 0, role: role)], legacyHead: 0,
+                recoveredFrom: previous)
+        case .grant(let epoch, let grants):
+            guard isCoordinator(author, at: seq) else { return "a key grant by a device that is not a coordinator" }
+            for (device, box) in grants {
+                guard let m = members[device], !m.isRevoked else { continue }
+                if let i = epochs.firstIndex(where: { $0.rotation.epoch == epoch }) {
+                    if epochs[i].rotation.grants[device] == nil { epochs[i].rotation.grants[device] = box }
+                } else if let i = keyOnlyEpochs.firstIndex(where: { $0.rotation.epoch == epoch }) {
+                    if keyOnlyEpochs[i].rotation.grants[device] == nil {
+                        keyOnlyEpochs[i].rotation.grants[device] = box
+                    }
+                } else {
+                    return "a key grant for an epoch no rotation made"
+                }
+            }
         }
         return nil
     }

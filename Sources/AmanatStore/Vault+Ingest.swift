@@ -174,6 +174,7 @@ extension Vault {
         var states: [RecordID: RecordState] = [:]
         var clock = try loadClock(db)
         var observed = false
+        var refusedCreates: [DeviceID: Int] = [:]
         for envelope in envelopes where !envelope.isAuthority {
             guard let key = key(epoch: envelope.header.keyEpoch) else { continue }
             let authored: AuthoredChange
@@ -184,13 +185,19 @@ extension Vault {
             }
             clock.observe(authored.change.timestamp, wallMillis: wallClock())
             observed = true
-            guard heldReason(authored) == nil else { continue }
+            if let reason = heldReason(authored) {
+                if reason == .notCreator { refusedCreates[authored.author, default: 0] += 1 }
+                continue
+            }
             let id = authored.change.record
             if states[id] == nil { states[id] = try loadState(db, id: id) ?? RecordState(id: id) }
             states[id]!.apply(authored)
         }
         for state in states.values { try saveState(db, state) }
         if observed { try saveClock(db, clock) }
+        if !refusedCreates.isEmpty {
+            try saveRefusedCreates(db, try loadRefusedCreates(db).merging(refusedCreates, uniquingKeysWith: +))
+        }
     }
 
     /// Refuses an envelope that does not decrypt with a key this device holds; returns false if this device

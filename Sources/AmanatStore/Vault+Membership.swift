@@ -102,38 +102,28 @@ extension Vault {
     /// For each device, the smallest seq of its record changes (stored or kept apart): who wrote in a
     /// first-release vault, for `adopt` entries.
     func legacyAuthors(_ db: Database) throws -> [DeviceID: UInt64] {
+        // A first-release vault only ever had key epoch 1 (bytes 94–97 of an envelope, 1-based); the evidence
+        // must decrypt with this vault's key, so nobody who lacks it can claim to have written there.
+        guard let key = key(epoch: 1) else { return [:] }
         var result: [DeviceID: UInt64] = [:]
-        let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT t.author, MIN(t.seq) AS seq FROM envelope t
-                WHERE NOT EXISTS (SELECT 1 FROM authority a WHERE a.author = t.author AND a.seq = t.seq)
-                GROUP BY t.author
-                """)
-        for row in rows {
-            guard let data = row["author"] as Data?, let seq = row["seq"] as Int64?, seq > 0,
-                let author = try? DeviceID(Array(data))
-            else { continue }
-            result[author] = UInt64(seq)
-        }
-        // Kept-apart envelopes are not indexed in `authority`: find their first record change by decoding.
-        for data in try Data.fetchAll(db, sql: "SELECT DISTINCT author FROM held") {
-            guard let author = try? DeviceID(Array(data)), let first = try firstHeldRecordChange(db, author: author)
-            else { continue }
-            result[author] = min(result[author] ?? first, first)
-        }
-        return result
-    }
-
-    private func firstHeldRecordChange(_ db: Database, author: DeviceID) throws -> UInt64? {
-        let rows = try Data.fetchAll(
-            db, sql: "SELECT body FROM held WHERE author = ? ORDER BY seq", arguments: [Data(author.bytes)])
-        for body in rows {
-            if let envelope = try? Envelope(decoding: Array(body)), !envelope.isAuthority {
-                return envelope.header.seq
+        for table in ["envelope", "held"] {
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT t.author, MIN(t.seq) AS seq FROM \(table) t
+                    WHERE substr(t.body, 94, 4) = x'00000001' GROUP BY t.author
+                    """)
+            for row in rows {
+                guard let data = row["author"] as Data?, let seq = row["seq"] as Int64?, seq > 0,
+                    let author = try? DeviceID(Array(data)),
+                    let body = try Data.fetchOne(
+                        db, sql: "SELECT body FROM \(table) WHERE author = ? AND seq = ?", arguments: [data, seq]),
+                    let envelope = try? Envelope(decoding: Array(body)), (try? envelope.open(with: key)) != nil
+                else { continue }
+                result[author] = min(result[author] ?? UInt64(seq), UInt64(seq))
             }
         }
-        return nil
+        return result
     }
 
     /// Recomputes the membership from the database and opens any vault keys granted to this device.
@@ -159,7 +149,7 @@ extension Vault {
     /// Opens the rotated vault keys sealed to this device's agreement key.
     func openGrantedKeys() {
         guard let agreement = keyring.agreement else { return }
-        for grant in membership.epochs where rotatedKeys[grant.rotation.epoch] == nil {
+        for grant in membership.allRotations where rotatedKeys[grant.rotation.epoch] == nil {
             guard let box = grant.rotation.grants[deviceID],
                 let root = try? SealedBox.open(box, with: agreement), root.count == 32
             else { continue }
@@ -285,6 +275,7 @@ extension Vault {
     @discardableResult
     func settle(_ db: Database) throws -> Bool {
         if try promoteHeld(db) { try reloadMembership(db) }
+        if try grantMissingKeys(db) { try reloadMembership(db) }
         guard try storedAuthorization(db) != projectionDigest else { return false }
         try rebuildProjection(db)
         try saveAuthorization(db)
@@ -295,6 +286,7 @@ extension Vault {
     func rebuildProjection(_ db: Database) throws {
         try db.execute(sql: "DELETE FROM record")
         var states: [RecordID: RecordState] = [:]
+        var refusedCreates: [DeviceID: Int] = [:]
         let cursor = try Row.fetchCursor(
             db,
             sql: """
@@ -311,11 +303,47 @@ extension Vault {
                 throw StoreError(
                     .damaged, "The vault is damaged: a stored change does not decrypt. Run `amanat verify`.")
             }
-            guard heldReason(authored) == nil else { continue }
+            if let reason = heldReason(authored) {
+                if reason == .notCreator { refusedCreates[authored.author, default: 0] += 1 }
+                continue
+            }
             let id = authored.change.record
             states[id, default: RecordState(id: id)].apply(authored)
         }
         for state in states.values { try saveState(db, state) }
+        try saveRefusedCreates(db, refusedCreates)
+    }
+
+    /// Per device, how many of its changes are held back for creating a record they may not create: known only
+    /// by decrypting, so counted when changes are applied and kept (sealed) for `status`.
+    func loadRefusedCreates(_ db: Database) throws -> [DeviceID: Int] {
+        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'refused_creates'") else {
+            return [:]
+        }
+        var r = ByteReader(try openRow(body, associatedData: Array("refused_creates".utf8), what: "a counter"))
+        var counts: [DeviceID: Int] = [:]
+        do {
+            for _ in 0..<(try r.readCount(minimumElementSize: 33)) {
+                let device = try DeviceID(r.read(count: 32))
+                counts[device] = Int(clamping: try r.readVarint())
+            }
+        } catch {
+            throw StoreError(.damaged, "The vault is damaged: a stored counter does not decode.")
+        }
+        return counts
+    }
+
+    func saveRefusedCreates(_ db: Database, _ counts: [DeviceID: Int]) throws {
+        var w = ByteWriter()
+        w.write(varint: UInt64(counts.count))
+        for (device, count) in counts.sorted(by: { $0.key < $1.key }) {
+            w.write(raw: device.bytes)
+            w.write(varint: UInt64(count))
+        }
+        try db.execute(
+            sql:
+                "INSERT INTO local(key, body) VALUES ('refused_creates', ?) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
+            arguments: [try sealRow(w.bytes, associatedData: Array("refused_creates".utf8))])
     }
 
     /// Why a record change is held back under the current membership, or nil if it is applied.
@@ -328,6 +356,29 @@ extension Vault {
         }
         return membership.verdict(
             author: authored.author, seq: authored.seq, record: authored.change.record, creates: creates)
+    }
+
+    /// A coordinator seals every rotated key it holds to each active member that has no grant of it yet (one
+    /// whose join arrived after the rotation, a member a concurrent rotation left out, a recovered identity), so
+    /// nobody is locked out by being away. Revoked devices are never granted. Returns whether it wrote an entry.
+    func grantMissingKeys(_ db: Database) throws -> Bool {
+        guard let me = membership.members[deviceID], !me.isRevoked, me.currentRole == .coordinator else {
+            return false
+        }
+        var wrote = false
+        for rotation in membership.allRotations.map(\.rotation) {
+            guard let key = key(epoch: rotation.epoch) else { continue }
+            var grants: [DeviceID: [UInt8]] = [:]
+            let raw = key.root.copyBytes()
+            for m in membership.activeMembers where rotation.grants[m.device] == nil {
+                guard let agreement = m.agreementKey else { continue }
+                grants[m.device] = try SealedBox.seal(raw, to: agreement)
+            }
+            guard !grants.isEmpty else { continue }
+            try appendEntry(db, .grant(epoch: rotation.epoch, grants: grants))
+            wrote = true
+        }
+        return wrote
     }
 
     // MARK: Writing membership entries
@@ -502,7 +553,8 @@ extension Vault {
         guard !member.isRevoked else { throw StoreError(.invalid, "That device is already revoked.") }
         if member.currentRole == .coordinator { try requireAnotherCoordinator(besides: device, action: "revoke") }
         var epoch: UInt32 = 0
-        while epoch < 2 || key(epoch: epoch) != nil || membership.epochs.contains(where: { $0.rotation.epoch == epoch })
+        while epoch < 2 || key(epoch: epoch) != nil
+            || membership.allRotations.contains(where: { $0.rotation.epoch == epoch })
         {
             epoch = UInt32.random(in: 2...UInt32.max)
         }
@@ -665,9 +717,9 @@ extension RecordOperation {
 }
 
 extension Vault {
-    /// Changes held back by the membership rules, per device, counted from the log without decrypting: devices
-    /// that are not members (kept apart), revoked devices' later changes, readers' changes. (`verify` also finds
-    /// changes that create records they may not create, which needs decryption.)
+    /// Changes held back by the membership rules, per device: devices that are not members (kept apart), revoked
+    /// devices' later changes and readers' changes (counted from the log), and changes that create records they
+    /// may not create (counted when they were applied).
     public func heldBackSummary() throws -> [HeldBack] {
         var result: [HeldBack] = []
         for (device, count) in try keptApartCounts() {
@@ -688,6 +740,8 @@ extension Vault {
             }
         }
         var counts: [DeviceID: [HeldReason: Int]] = [:]
+        let refused = try mapErrors { try database.read { db in try loadRefusedCreates(db) } }
+        for (device, count) in refused where count > 0 { counts[device, default: [:]][.notCreator] = count }
         for (device, seq) in rows {
             guard let m = membership.members[device] else {
                 counts[device, default: [:]][.notMember, default: 0] += 1

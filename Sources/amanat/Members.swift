@@ -211,7 +211,7 @@ struct Recover: ParsableCommand {
             let old = vault.deviceID
             let result = try vault.recover(passphrase: passphrase)
             note(
-                "This laptop is now device \(result.device.hex.prefix(12)) (was \(old.hex.prefix(12))); \(result.resigned) change\(result.resigned == 1 ? "" : "s") that had not left it were signed again. Sync now."
+                "This laptop is now device \(result.device.hex.prefix(12)) (was \(old.hex.prefix(12))); \(result.resigned) change\(result.resigned == 1 ? "" : "s") that had not left it were signed again. Sync now; a coordinator gives the new identity the coordinator role again if it had it."
             )
             print(result.device.hex)
         }
