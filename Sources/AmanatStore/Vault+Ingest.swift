@@ -67,17 +67,20 @@ extension Vault {
         for author in byAuthor.keys.sorted() {
             let inLog = try head(db, author: author)
             let apart = try heldHead(db, author: author)
-            let chainInLog = inLog.seq > 0 || apart.seq == 0
-            let table = chainInLog ? "envelope" : "held"
+            // A device's chain may be in the log, kept apart, or in the log and continued apart (a device whose
+            // admission a later entry voided): classify against its furthest head, looking in both places.
+            let base = apart.seq > inLog.seq ? apart : inLog
             let outcome: RunClassifier.Outcome
             do {
-                outcome = try RunClassifier.classify(
-                    byAuthor[author]!, vaultID: vaultID, head: chainInLog ? inLog : apart
-                ) { seq in
-                    try Data.fetchOne(
-                        db.cachedStatement(sql: "SELECT hash FROM \(table) WHERE author = ? AND seq = ?"),
-                        arguments: [Data(author.bytes), Int64(clamping: seq)]
-                    ).map(Array.init)
+                outcome = try RunClassifier.classify(byAuthor[author]!, vaultID: vaultID, head: base) { seq in
+                    let arguments: StatementArguments = [Data(author.bytes), Int64(clamping: seq)]
+                    return try
+                        (Data.fetchOne(
+                            db.cachedStatement(sql: "SELECT hash FROM envelope WHERE author = ? AND seq = ?"),
+                            arguments: arguments)
+                        ?? Data.fetchOne(
+                            db.cachedStatement(sql: "SELECT hash FROM held WHERE author = ? AND seq = ?"),
+                            arguments: arguments)).map(Array.init)
                 }
             } catch let error as CoreError {
                 throw StoreError(.rejected, "Refused: \(error.message)")
@@ -85,14 +88,14 @@ extension Vault {
             result.duplicates += outcome.duplicates
             if let fork = outcome.fork {
                 // Fork evidence only of member devices: a stranger's equivocation frames nobody and fills nothing.
-                if chainInLog && membership.isKnown(author) {
+                if membership.isKnown(author) {
                     try recordFork(db, fork, into: &result)
                 } else {
                     result.dropped += 1
                 }
                 continue
             }
-            if !outcome.fresh.isEmpty { runs.append((author, outcome.fresh, apart, chainInLog && inLog.seq > 0)) }
+            if !outcome.fresh.isEmpty { runs.append((author, outcome.fresh, apart, inLog.seq > 0)) }
         }
         // 2. Membership first: the batch's own entries decide who is admitted, before anything is placed, so
         //    strangers filling the kept-apart store can never crowd out a device this batch admits.
@@ -107,8 +110,11 @@ extension Vault {
         var unchecked: [Envelope] = []
         var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
         for run in runs {
-            let known = admitted.isKnown(run.author)
+            var known = admitted.isKnown(run.author)
             if known && run.apart.seq > 0 { try promoteHeld(db, author: run.author) }
+            if known, let first = run.fresh.first, try head(db, author: run.author).seq + 1 != first.header.seq {
+                known = false  // its kept-apart chain did not continue the log: keep this run apart with it
+            }
             var keptApartHere = 0
             for envelope in run.fresh {
                 if !(try checkDecrypts(envelope)) { unchecked.append(envelope) }

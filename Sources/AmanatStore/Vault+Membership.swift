@@ -544,8 +544,10 @@ extension Vault {
         }
     }
 
-    /// Revokes `device` and rotates the vault key: a new key sealed to every remaining member.
-    public func revoke(_ device: DeviceID) throws {
+    /// Revokes `device` and rotates the vault key: a new key sealed to every remaining member. Its changes up to
+    /// the last one this vault holds stay applied, or none of them with `allChanges` (a device that never
+    /// belonged, such as one minted from a copied first-release vault key).
+    public func revoke(_ device: DeviceID, allChanges: Bool = false) throws {
         try requireCoordinator("revoke a device")
         guard let member = membership.members[device] else {
             throw StoreError(.unknownID, "No device of this vault has the id \(device.hex.prefix(12)).")
@@ -566,7 +568,8 @@ extension Vault {
             grants[m.device] = try SealedBox.seal(rawKey, to: agreement)
         }
         let rotation = KeyRotation(epoch: epoch, relayKey: newKey.relaySigningKey().publicKey, grants: grants)
-        try writeEntry { db in .revoke(device: device, after: try self.head(db, author: device).seq, rotation: rotation)
+        try writeEntry { db in
+            .revoke(device: device, after: allChanges ? 0 : try self.head(db, author: device).seq, rotation: rotation)
         }
     }
 

@@ -79,15 +79,21 @@ struct Revoke: ParsableCommand {
             evidence but never applied, on every replica. A new vault key is sealed to each remaining member's own
             key through the membership log, so members who are offline receive it by USB sync file or relay.
             Nothing written after the revocation can be read with what the revoked device holds. Sync soon, so the
-            revocation reaches the others before the revoked device writes more.
+            revocation reaches the others before the revoked device writes more. --all-changes holds back every
+            change the device ever made: for a device that never belonged to the team (for example one listed as
+            "from the first-release vault" that nobody recognises).
 
             Example:
               amanat revoke 3f9a1c2b77e0
               amanat revoke "stolen laptop"
+              amanat revoke 0a1b2c3d4e5f --all-changes
             """)
 
     @OptionGroup var options: VaultOptions
     @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
+    @Flag(
+        help: "Hold back every change it ever made, not only later ones (a device that never belonged to the team).")
+    var allChanges = false
 
     func run() throws {
         try runReportingErrors {
@@ -96,7 +102,7 @@ struct Revoke: ParsableCommand {
             if member.device == vault.deviceID {
                 throw CLIError(.usage, "A device cannot revoke itself; ask another coordinator.")
             }
-            try vault.revoke(member.device)
+            try vault.revoke(member.device, allChanges: allChanges)
             note(
                 "Revoked \(TerminalSafe.text(vault.deviceLabel(member.device))); a new vault key was sealed to the \(vault.membership.activeMembers.count) remaining devices. Sync to pass it on."
             )
