@@ -278,6 +278,83 @@ struct MembershipScenario {
         #expect(sealed.ciphertext.count == 32 + AEAD.tagLength, "names are padded to 32 bytes")
     }
 
+    @Test func aCoordinatorRevokedWhileItInvitesAdmitsNobodyAfterItsCut() {
+        var s = MembershipScenario()
+        s.found()
+        let second = SimDevice()
+        s.join(second, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 20)
+        // The founder revokes the second coordinator after its join (seq 1); concurrently it invites (seq 2).
+        s.write(s.founder, at: 100, .revoke(device: second.id, after: 1, rotation: s.rotation()))
+        let late = s.invite(by: second, at: 101)
+        let guest = SimDevice()
+        s.join(guest, with: late, at: 102)
+        let state = s.evaluate()
+        #expect(state.members[second.id]?.isRevoked == true)
+        #expect(state.members[guest.id] == nil)
+    }
+
+    @Test func twoConcurrentRotationsAreBothKeptAndTheLastEvaluatedIsWrittenWith() {
+        var s = MembershipScenario()
+        s.found()
+        let other = SimDevice()
+        s.join(other, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 20)
+        let a = SimDevice()
+        s.join(a, with: s.invite(by: s.founder, at: 11), at: 21)
+        let b = SimDevice()
+        s.join(b, with: s.invite(by: s.founder, at: 12), at: 22)
+        let first = s.rotation()
+        let second = s.rotation()
+        s.write(s.founder, at: 100, .revoke(device: a.id, after: 1, rotation: first))
+        s.write(other, at: 101, .revoke(device: b.id, after: 1, rotation: second))
+        let state = s.evaluate()
+        #expect(state.epochs.map(\.rotation.epoch) == [first.epoch, second.epoch])
+        #expect(state.currentRotation?.epoch == second.epoch)
+        #expect(state.members[a.id]?.isRevoked == true && state.members[b.id]?.isRevoked == true)
+    }
+
+    @Test func aRevocationWithoutAuthorityKeepsItsKeyReadableButNeverForWriting() {
+        var s = MembershipScenario()
+        s.found()
+        let member = SimDevice()
+        s.join(member, with: s.invite(by: s.founder, at: 10), at: 20)
+        let rotation = s.rotation()
+        s.write(member, at: 30, .revoke(device: s.founder.id, after: 1, rotation: rotation))
+        let state = s.evaluate()
+        #expect(state.members[s.founder.id]?.isRevoked == false)
+        #expect(state.epochs.isEmpty && state.currentRotation == nil)
+        #expect(state.keyOnlyEpochs.map(\.rotation.epoch) == [rotation.epoch])
+        // A coordinator can grant that key on; a stranger's revoke does not even count as key-only.
+        let stranger = SimDevice()
+        s.write(stranger, at: 40, .revoke(device: s.founder.id, after: 1, rotation: s.rotation()))
+        s.write(s.founder, at: 50, .grant(epoch: rotation.epoch, grants: [s.founder.id: Sodium.randomBytes(80)]))
+        let after = s.evaluate()
+        #expect(after.keyOnlyEpochs.count == 1)
+        #expect(after.keyOnlyEpochs[0].rotation.grants[s.founder.id] != nil)
+    }
+
+    @Test func aRecoveredIdentitySharesItsPreviousIdentitysRevocationWhateverTheStamps() {
+        var s = MembershipScenario()
+        s.found()
+        let member = SimDevice()
+        s.join(member, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 20)
+        s.write(s.founder, at: 100, .revoke(device: member.id, after: 1, rotation: s.rotation()))
+        // The revoked device hands over to a new identity with a stamp from before its revocation.
+        let escape = SimDevice()
+        let proof = member.signer.sign(
+            MembershipProof.recoverMessage(
+                vaultID: s.vaultID, device: escape.id, agreementKey: escape.agreement.publicKey))
+        s.write(
+            escape, at: 25,
+            .recover(
+                previous: member.id, proof: proof, agreementKey: escape.agreement.publicKey, name: s.name("e", escape)))
+        let state = s.evaluate()
+        #expect(state.members[escape.id]?.isRevoked == true)
+        #expect(state.members[escape.id]?.currentRole == .member, "never a coordinator by itself")
+        #expect(
+            state.verdict(author: escape.id, seq: 2, record: RecordID.derived(author: escape.id, seq: 2), creates: true)
+                == .revoked)
+    }
+
     /// Membership converges: any order of the same entries gives the same state. Replays from the printed seed.
     @Test func randomMembershipHistoriesConvergeInAnyOrder() {
         let seed = UInt64(ProcessInfo.processInfo.environment["AMANAT_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)

@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+
+/// A coordinator reviews a fork and dismisses it from the command line; `verify` passes again.
+@Suite struct DismissForkCommandTests {
+    @Test func aClonedLaptopsForkIsReportedThenDismissedByACoordinatorOnly() throws {
+        let scratch = try Scratch()
+        let coordinator = scratch.runner("coordinator")
+        try coordinator.initialize(name: "coordinator")
+        let invitation = scratch.path("invite.amanat").path
+        let code = try coordinator.ok(["invite", "--out", invitation])
+        let member = scratch.runner("member")
+        _ = try member.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "field"])
+        let stick = scratch.path("stick.sync").path
+        for r in [member, coordinator] { _ = try r.ok(["sync", stick]) }
+        // The member's disk is cloned; both copies write their next change under the same device key.
+        let clone = scratch.runner("clone")
+        let copy = Process()
+        copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+        copy.arguments = ["-a", member.vault.path, clone.vault.path]
+        try copy.run()
+        copy.waitUntilExit()
+        _ = try member.ok(["add", "statement", "--title", "from the original"])
+        _ = try clone.ok(["add", "statement", "--title", "from the clone"])
+        _ = try member.ok(["sync", stick])
+        let seen = try coordinator.run(["sync", scratch.path("clone.sync").path])
+        #expect(seen.status == 0)
+        _ = try clone.ok(["sync", scratch.path("clone.sync").path])
+        _ = try coordinator.ok(["sync", stick])
+        let forked = try coordinator.run(["sync", scratch.path("clone.sync").path])
+        #expect(forked.stderr.contains("signed two different changes"), "\(forked.stderr)")
+        let failing = try coordinator.run(["verify"])
+        #expect(failing.status == 65 && failing.stderr.contains("forked"), "\(failing.stderr)")
+
+        let refused = try member.run(["dismiss-fork", "field"])
+        #expect(refused.status == 77 && refused.stderr.contains("Only a coordinator"), "\(refused.stderr)")
+        let dismissed = try coordinator.run(["dismiss-fork", "field"])
+        #expect(dismissed.status == 0, "\(dismissed.stderr)")
+        #expect(try coordinator.run(["verify"]).status == 0)
+        #expect(!(try coordinator.ok(["status"])).contains("FORK"))
+        // The dismissal is signed and travels: the member's replica sees the fork dismissed too.
+        _ = try coordinator.ok(["sync", stick])
+        _ = try member.ok(["sync", stick])
+        #expect(try member.run(["verify"]).status == 0)
+    }
+}
