@@ -34,7 +34,8 @@ import Testing
             forks += try coordinator.ingest([conflicting]).forks.count
         }
         #expect(forks == 30, "every conflict is reported")
-        let stored = try await coordinator.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM fork") }
+        let stored = try await coordinator.database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM fork")
+        }
         #expect(stored == Vault.forkEvidencePerDevice, "but at most \(Vault.forkEvidencePerDevice) are kept")
         #expect(try coordinator.verify().problems.contains { $0.contains("forked") })
 
