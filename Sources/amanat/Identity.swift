@@ -4,10 +4,10 @@ import ArgumentParser
 /// `amanat identity`: this device's id and its age recipient.
 struct Identity: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print this device's id, name and age recipient (age1…).",
+        abstract: "Print this device's id, name, role and age recipient (age1…).",
         discussion: """
-            The age recipient is the X25519 form of the device's Ed25519 key: others can encrypt evidence bundles
-            to it with `amanat export --recipient` or the standard `age -r` tool.
+            The age recipient is this device's own X25519 member key (kept in its keyring, published in the
+            membership log; never the signing key converted, so no key serves two purposes).
 
             Example:
               amanat identity
@@ -18,10 +18,14 @@ struct Identity: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let vault = try options.open()
-            let recipient = try AgeX25519Recipient(
-                publicKey: SigningKeyPair.x25519PublicKey(fromEd25519: vault.keyring.device.publicKey))
+            guard let agreement = vault.keyring.agreement else {
+                throw CLIError(.internalError, "This keyring has no member key; open the vault once to upgrade it.")
+            }
+            let recipient = try AgeX25519Recipient(publicKey: agreement.publicKey)
+            let member = vault.membership.members[vault.deviceID]
             print("device: \(vault.deviceID.hex)")
-            print("name:   \(vault.keyring.deviceName)")
+            print("name:   \(TerminalSafe.text(vault.memberName(vault.deviceID) ?? vault.keyring.deviceName))")
+            print("role:   \(member.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member")")
             print("age:    \(recipient.stringValue)")
         }
     }

@@ -11,7 +11,8 @@ struct Members: ParsableCommand {
         discussion: """
             Membership is a signed log every replica checks: coordinators invite, change roles and revoke;
             members write records; readers only read. --json prints an array of {"device","name","role","status",
-            "admitted_by","admitted_at","revoked_at"} (times in ISO 8601, null when not applicable).
+            "admitted_by","admitted_at","revoked_at","age_recipient","this_device"} (times in ISO 8601; a key or
+            time that does not apply is left out). age_recipient is the member's own X25519 key as an age recipient.
 
             Example:
               amanat members
@@ -29,6 +30,7 @@ struct Members: ParsableCommand {
         var admitted_by: String?
         var admitted_at: String?
         var revoked_at: String?
+        var age_recipient: String?
         var this_device: Bool
     }
 
@@ -41,7 +43,9 @@ struct Members: ParsableCommand {
                     device: m.device.hex, name: m.name, role: m.role.description,
                     status: m.revoked ? "revoked" : "active", admitted_by: m.admittedBy?.hex,
                     admitted_at: m.admittedAt.wallMillis == 0 ? nil : isoTime(m.admittedAt),
-                    revoked_at: m.revokedAt.map(isoTime), this_device: m.device == vault.deviceID)
+                    revoked_at: m.revokedAt.map(isoTime),
+                    age_recipient: m.agreementKey.flatMap { try? AgeX25519Recipient(publicKey: $0).stringValue },
+                    this_device: m.device == vault.deviceID)
             }
             if json {
                 print(try RecordJSON.render(out))

@@ -44,3 +44,22 @@ import Testing
         #expect(try member.run(["verify"]).status == 0)
     }
 }
+
+/// `identity` and `members` show the device's own member key, never its signing key converted.
+@Suite struct IdentityCommandTests {
+    @Test func theAgeRecipientIsTheMemberKeyPublishedInTheMembershipLog() throws {
+        let scratch = try Scratch()
+        let cli = scratch.runner("v")
+        try cli.initialize(name: "field laptop")
+        let out = try cli.ok(["identity"])
+        let lines = out.split(separator: "\n").map(String.init)
+        let device = try #require(lines.first { $0.hasPrefix("device: ") }).dropFirst(8)
+        let age = try #require(lines.first { $0.hasPrefix("age:    ") }).dropFirst(8)
+        #expect(lines.contains("role:   coordinator"))
+        #expect(age.hasPrefix("age1"))
+        let members = try JSONSerialization.jsonObject(with: Data(try cli.ok(["members", "--json"]).utf8))
+        let me = try #require((members as? [[String: Any]])?.first { $0["device"] as? String == String(device) })
+        #expect(me["age_recipient"] as? String == String(age))
+        #expect(me["this_device"] as? Bool == true && me["name"] as? String == "field laptop")
+    }
+}
