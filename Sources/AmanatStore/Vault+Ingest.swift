@@ -106,7 +106,8 @@ extension Vault {
             admitted = try evaluateMembership(db, adding: fresh)
         }
         // 3. Place each run: an admitted device's into the log (its kept-apart chain first), a stranger's apart.
-        var newInLog: [Envelope] = []
+        var newInLog: [AuthoredChange] = []
+        var unreadable: [Envelope] = []
         var unchecked: [Envelope] = []
         var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
         for run in runs {
@@ -117,10 +118,15 @@ extension Vault {
             }
             var keptApartHere = 0
             for envelope in run.fresh {
-                if !(try checkDecrypts(envelope)) { unchecked.append(envelope) }
+                let opened = try open(envelope)
+                if opened == nil && !envelope.isAuthority { unchecked.append(envelope) }
                 if known {
                     try insertEnvelope(db, envelope)
-                    newInLog.append(envelope)
+                    if let opened {
+                        newInLog.append(opened)
+                    } else if !envelope.isAuthority {
+                        unreadable.append(envelope)
+                    }
                     result.applied += 1
                 } else if run.apart.seq + UInt64(keptApartHere) < UInt64(Self.keptApartPerDevice),
                     keptApartTotal < Self.keptApartTotal
@@ -143,9 +149,11 @@ extension Vault {
         if admitted != membership || fresh.contains(where: \.isAuthority) {
             try reloadMembership(db)
             // Keys granted by this batch open envelopes that could not be checked on arrival.
-            for envelope in unchecked { _ = try checkDecrypts(envelope) }
+            for envelope in unchecked { _ = try open(envelope) }
         }
-        if try !settle(db) { try apply(db, newInLog) }
+        // Record changes that arrived before the key that opens them are applied by the rebuild `settle` does when
+        // the key arrives; those whose key this batch granted are opened now.
+        if try !settle(db) { try apply(db, newInLog + (try unreadable.compactMap { try open($0) })) }
         return result
     }
 
@@ -176,21 +184,12 @@ extension Vault {
     }
 
     /// Applies new record changes of the log to the projection, each only if the membership allows it.
-    private func apply(_ db: Database, _ envelopes: [Envelope]) throws {
+    private func apply(_ db: Database, _ changes: [AuthoredChange]) throws {
         var states: [RecordID: RecordState] = [:]
         var clock = try loadClock(db)
-        var observed = false
         var refusedCreates: [DeviceID: Int] = [:]
-        for envelope in envelopes where !envelope.isAuthority {
-            guard let key = key(epoch: envelope.header.keyEpoch) else { continue }
-            let authored: AuthoredChange
-            do {
-                authored = try envelope.openAuthored(with: key)
-            } catch let error as CoreError {
-                throw StoreError(.rejected, "Refused: \(error.message)")
-            }
+        for authored in changes {
             clock.observe(authored.change.timestamp, wallMillis: wallClock())
-            observed = true
             if let reason = heldReason(authored) {
                 if reason == .notCreator { refusedCreates[authored.author, default: 0] += 1 }
                 continue
@@ -200,24 +199,23 @@ extension Vault {
             states[id]!.apply(authored)
         }
         for state in states.values { try saveState(db, state) }
-        if observed { try saveClock(db, clock) }
+        if !changes.isEmpty { try saveClock(db, clock) }
         if !refusedCreates.isEmpty {
             try saveRefusedCreates(db, try loadRefusedCreates(db).merging(refusedCreates, uniquingKeysWith: +))
         }
     }
 
-    /// Refuses an envelope that does not decrypt with a key this device holds; returns false if this device
-    /// holds no key of its epoch (such an envelope is kept, unread, until a key arrives).
-    private func checkDecrypts(_ envelope: Envelope) throws -> Bool {
+    /// Opens a record change with the key of its epoch, refusing one that does not decrypt; nil for a membership
+    /// entry (checked to decode) or an envelope of an epoch this device holds no key of (kept, unread, until a
+    /// key arrives).
+    private func open(_ envelope: Envelope) throws -> AuthoredChange? {
         do {
             if envelope.isAuthority {
                 _ = try envelope.openEntry()
-            } else if let key = key(epoch: envelope.header.keyEpoch) {
-                _ = try envelope.open(with: key)
-            } else {
-                return false
+                return nil
             }
-            return true
+            guard let key = key(epoch: envelope.header.keyEpoch) else { return nil }
+            return try envelope.openAuthored(with: key)
         } catch let error as CoreError {
             throw StoreError(.rejected, "Refused: \(error.message)")
         }

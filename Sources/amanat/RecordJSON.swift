@@ -39,7 +39,7 @@ enum RecordText {
     }
 
     /// Several lines: every field, conflicts with their alternatives, tags.
-    static func detail(_ view: RecordView, state: RecordState) -> String {
+    static func detail(_ view: RecordView, state: RecordState, device: (DeviceID) -> String = { $0.hex }) -> String {
         var out = ["id:    \(view.id.hex)", "kind:  \(view.kind)"]
         if let seal = state.seal {
             out.append(
@@ -61,7 +61,8 @@ enum RecordText {
                     "  ! conflict: \(others.count + 1) concurrent values; resolve with `amanat resolve \(view.id.hex.prefix(8)) \(name) --keep VALUE`"
                 )
                 for v in state.visibleValues(of: name) {
-                    out.append("    - \(oneLine(v.value, 70))   [op \(v.op)]")
+                    out.append(
+                        "    - \(oneLine(v.value, 70))   [op \(v.op), by \(TerminalSafe.text(device(v.op.device)))]")
                 }
             }
         }

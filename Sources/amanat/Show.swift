@@ -18,9 +18,13 @@ struct Show: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let state = try options.open().resolveRecord(id)
+            let vault = try options.open()
+            let state = try vault.resolveRecord(id)
             guard let view = state.view else { throw CLIError(.unknownID, "No record has the id \(id).") }
-            print(json ? try RecordJSON.render(RecordJSON(view)) : RecordText.detail(view, state: state))
+            print(
+                json
+                    ? try RecordJSON.render(RecordJSON(view))
+                    : RecordText.detail(view, state: state, device: vault.deviceLabel))
         }
     }
 }
