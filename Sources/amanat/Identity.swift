@@ -21,7 +21,7 @@ struct Identity: ParsableCommand {
             let recipient = try AgeX25519Recipient(
                 publicKey: SigningKeyPair.x25519PublicKey(fromEd25519: vault.keyring.device.publicKey))
             print("device: \(vault.deviceID.hex)")
-            print("name:   \(vault.keyring.deviceName)")
+            print("name:   \(TerminalText.escape(vault.keyring.deviceName))")
             print("age:    \(recipient.stringValue)")
         }
     }

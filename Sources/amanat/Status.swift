@@ -52,7 +52,7 @@ struct Status: ParsableCommand {
                 print(try RecordJSON.render(out))
                 return
             }
-            print("device:       \(out.device) (\(out.device_name))")
+            print("device:       \(out.device) (\(TerminalText.escape(out.device_name)))")
             print("records:      \(out.records)")
             print("changes:      \(out.changes) from \(out.vector.count) device\(out.vector.count == 1 ? "" : "s")")
             for (device, head) in out.vector.sorted(by: { $0.key < $1.key }) {
