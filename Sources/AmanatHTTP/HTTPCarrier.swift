@@ -69,6 +69,8 @@ public struct HTTPCarrier: ExchangeCarrier {
         public var maxBackoff: Duration = .seconds(4)
         /// Unix time in seconds for request timestamps; replaceable in tests.
         public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        /// The relay's registration code, presented when this sync registers the vault (http-api.md §3).
+        public var registrationCode: String?
 
         /// The defaults.
         public init() {}
@@ -207,7 +209,8 @@ public struct HTTPCarrier: ExchangeCarrier {
     /// Registers the vault's relay key (trust on first use): true if the relay registered it now.
     @discardableResult
     public func register() async throws -> Bool {
-        let (status, _) = try await exchangeRaw("PUT", vaultPath, body: [])
+        let body = RelayWire.registrationBody(code: options.registrationCode)
+        let (status, _) = try await exchangeRaw("PUT", vaultPath, body: body)
         return status == 201
     }
 
@@ -218,7 +221,16 @@ public struct HTTPCarrier: ExchangeCarrier {
         do {
             return try await request()
         } catch is UnknownVault {
-            try await register()
+            do {
+                try await register()
+            } catch let error as RelayClientError where error.code == .forbidden {
+                // The relay does not hold the vault (404), so a 403 here refuses the registration itself.
+                throw RelayClientError(
+                    .forbidden,
+                    options.registrationCode == nil
+                        ? "The relay at \(baseURL) needs a registration code to take a new vault: ask its operator, then sync with --registration-code CODE."
+                        : "The relay at \(baseURL) refused the registration code: check it with the relay's operator.")
+            }
         }
         do {
             return try await request()

@@ -17,7 +17,7 @@ struct Amanat: AsyncParsableCommand {
             Exit status: 0 success; 1 internal error; 64 bad usage or value; 65 damaged or forged data;
             66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
             73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, or
-            the relay refused this device's key.
+            the relay refused this device's key or needs its registration code.
 
             Example:
               export AMANAT_VAULT=~/vault
