@@ -20,7 +20,8 @@ struct Serve: AsyncParsableCommand {
             it. Without it, the first device that syncs a vault registers it (trust on first use), so anyone who can
             reach the relay can fill it with vaults: fine for a hub laptop on a team's own network, not for a relay
             others can reach. A vault that stored nothing for 24 hours is removed when the relay is full or restarts.
-            Connections idle for 30 seconds are closed.
+            Connections on which nothing arrives for --idle-timeout seconds (default 30) are closed, and so are
+            request bodies slower than 1 KiB/s after 30 seconds.
 
             By default it listens on 127.0.0.1 only; use --host 0.0.0.0 to let other devices on the network reach it.
             It prints the URL it listens on (with --port 0, the port it chose) on stderr. Ctrl-C or SIGTERM stops it
@@ -38,11 +39,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
     @Option(help: "Register new vaults only with the code in this file (created with a random code when missing).")
     var registrationCodeFile: String?
+    @Option(help: "Seconds after which a connection on which nothing arrives is closed.") var idleTimeout = 30
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown log level \(logLevel).") }
         guard maxVaults > 0 else { throw ValidationError("--max-vaults must be positive.") }
+        guard (1...3600).contains(idleTimeout) else {
+            throw ValidationError("--idle-timeout must be between 1 and 3600 seconds.")
+        }
     }
 
     func run() async throws {
@@ -62,8 +67,14 @@ struct Serve: AsyncParsableCommand {
                 return handler
             }
             let code = try registrationCodeFile.map(Self.registrationCode(file:))
+            if code == nil && !["127.0.0.1", "::1", "localhost"].contains(host) {
+                note(
+                    "Warning: without --registration-code-file, anyone who can reach this relay can register vaults and fill it."
+                )
+            }
             let store = try RelayStore(directory: directory, maxVaults: maxVaults)
-            let relay = RelayServer(store: store, logger: Logger(label: "amanat.relay"), registrationCode: code)
+            var relay = RelayServer(store: store, logger: Logger(label: "amanat.relay"), registrationCode: code)
+            relay.idleTimeout = .seconds(idleTimeout)
             let shownHost = host.contains(":") ? "[\(host)]" : host
             let started = Started()
             do {
