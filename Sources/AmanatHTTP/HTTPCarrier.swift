@@ -114,7 +114,8 @@ public struct HTTPCarrier: ExchangeCarrier {
             var configuration = HTTPClient.Configuration(
                 redirectConfiguration: .disallow,
                 timeout: .init(connect: .nanoseconds(Int64(options.connectTimeout.nanoseconds))))
-            configuration.connectionPool = .init(idleTimeout: .seconds(30))
+            // Shorter than the relay's idle timeout (30 s), so an idle connection is never reused just as the relay closes it.
+            configuration.connectionPool = .init(idleTimeout: .seconds(10))
             // Fail fast on a refused connection: the carrier retries with its own backoff and says so clearly.
             configuration.connectionPool.retryConnectionEstablishment = false
             self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)

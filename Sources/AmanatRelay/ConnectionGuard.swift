@@ -1,3 +1,4 @@
+import AmanatSync
 import Hummingbird
 import NIOCore
 import NIOHTTPTypes
@@ -8,11 +9,12 @@ import NIOHTTPTypes
 ///
 /// - **Early answers.** When the relay answers before the request's body has arrived (413 on `Content-Length`, 401
 ///   before the body is read, …), the answer carries `Connection: close`; after it is sent the relay shuts its
-///   side (FIN), discards at most ``lingerBytes`` more of the body for at most ``linger``, then closes. A client
-///   still uploading therefore gets the answer and the end of the connection instead of waiting, and the relay
-///   never reads the rest of a body it has refused.
+///   side (FIN), discards at most ``lingerBytes`` (16 MiB) more of the body for at most ``linger`` (30 s), then
+///   closes. A client still uploading therefore gets the answer and the end of the connection instead of waiting,
+///   and the relay never reads more than 16 MiB of a body it has refused.
 /// - **Slow bodies.** A body must arrive at ``minimumRate`` bytes per second on average once ``grace`` has passed;
-///   a connection that sends slower is closed.
+///   a connection that sends slower is closed. Only time in which the relay was asking for data counts: when the
+///   relay itself is busy and has stopped reading (backpressure), the client is not blamed for it.
 final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -24,13 +26,18 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Time a request body gets before the rate counts.
     let grace: TimeAmount
     /// How long an early-answered connection is kept open to let the answer reach the client.
-    let linger: TimeAmount = .seconds(2)
-    /// How much of a refused body is read (and discarded) while lingering.
-    let lingerBytes = 256 * 1024
+    let linger: TimeAmount = .seconds(30)
+    /// How much of a refused body is read (and discarded) while lingering: twice the largest body the relay accepts,
+    /// so that an ordinary client that sends a slightly too large body (or a good body with a bad signature) can
+    /// finish sending and read the answer, while a body announced as gigabytes is cut off.
+    let lingerBytes = 2 * RelayWire.maxRequestBytes
 
     private var bodyArriving = false
-    private var bodyStart = NIODeadline.now()
     private var bodyBytes = 0
+    /// Time this body's bytes were asked for and not yet there.
+    private var waited: TimeAmount = .zero
+    /// When the relay asked for data that has not arrived yet.
+    private var readPending: NIODeadline?
     private var answeredEarly = false
     private var lingering = false
     private var discarded = 0
@@ -43,6 +50,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if let since = readPending {
+            waited = waited + (NIODeadline.now() - since)
+            readPending = nil
+        }
         if lingering {
             if case .body(let buffer) = part { discarded += buffer.readableBytes }
             if discarded > lingerBytes { context.close(promise: nil) }
@@ -51,8 +62,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head:
             bodyArriving = true
-            bodyStart = .now()
             bodyBytes = 0
+            waited = .zero
             scheduleRateCheck(context)
         case .body(let buffer):
             bodyBytes += buffer.readableBytes
@@ -83,6 +94,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    func read(context: ChannelHandlerContext) {
+        if readPending == nil { readPending = .now() }
+        context.read()
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         rateCheck?.cancel()
     }
@@ -98,8 +114,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         rateCheck = loop.scheduleTask(in: .seconds(1)) { [self] in
             rateCheck = nil
             guard bodyArriving, !lingering else { return }
-            let elapsed = NIODeadline.now() - bodyStart
-            let owed = Int64(minimumRate) * (elapsed - grace).nanoseconds / 1_000_000_000
+            let waiting = waited + (readPending.map { NIODeadline.now() - $0 } ?? .zero)
+            let owed = Int64(minimumRate) * (waiting - grace).nanoseconds / 1_000_000_000
             if owed > Int64(bodyBytes) {
                 context.close(promise: nil)
             } else {
