@@ -36,8 +36,8 @@ public struct RelayServer: Sendable {
     /// The code a new vault's registration must present (canonical form, ``RelayWire/canonicalRegistrationCode(_:)``),
     /// or nil to register any vault on first contact (trust on first use, http-api.md §3).
     public let registrationCode: String?
-    /// A connection on which nothing is read or written for this long is closed (idle keep-alive connections,
-    /// half-sent requests).
+    /// A connection on which the relay waits this long for data that does not come is closed (idle keep-alive
+    /// connections, half-sent requests; ``ConnectionGuard``).
     public var idleTimeout: Duration = .seconds(30)
     /// A request body must arrive at least this fast on average (bytes per second), after ``bodyGrace``; the
     /// connection of a slower upload is closed.
@@ -73,9 +73,13 @@ public struct RelayServer: Sendable {
             server: .http1(
                 configuration: .init(
                     additionalChannelHandlers: [
-                        ConnectionGuard(minimumRate: minimumBodyRate, grace: Self.timeAmount(bodyGrace))
+                        ConnectionGuard(
+                            idleTimeout: Self.timeAmount(idleTimeout), minimumRate: minimumBodyRate,
+                            grace: Self.timeAmount(bodyGrace))
                     ],
-                    idleTimeout: Self.timeAmount(idleTimeout))),
+                    // The guard applies the idle timeout: Hummingbird's would also count time in which the relay
+                    // itself is too busy to read.
+                    idleTimeout: nil)),
             configuration: .init(address: .hostname(host, port: port), serverName: "amanat-relay"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
