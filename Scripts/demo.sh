@@ -117,7 +117,8 @@ run bundle verify "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt"
 
 step "15. Over the network: the coordinator's laptop is the hub, running a relay"
 RELAY_LOG="$WORK/relay.log"
-"$AMANAT" serve --port 0 --data "$WORK/relay" 2>"$RELAY_LOG" &
+# The operator decides who may register a vault: the relay creates a random code in the file and prints it.
+"$AMANAT" serve --port 0 --data "$WORK/relay" --registration-code-file "$WORK/relay-code" 2>"$RELAY_LOG" &
 RELAY_PID=$!
 trap 'kill -TERM "$RELAY_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=""
@@ -129,10 +130,13 @@ done
 [ -n "$PORT" ] || { cat "$RELAY_LOG"; echo "the relay did not start — this is a bug"; exit 1; }
 RELAY="http://127.0.0.1:$PORT"
 echo "relay listening on $RELAY (it stores only signed ciphertext, and serves only members of the vault)"
+grep "registration code" "$RELAY_LOG"
+CODE=$(head -1 "$WORK/relay-code")
 run --vault "$FIELD" add testimony --witness W-DEMO-003 \
     --narrative "FICTIONAL EXAMPLE. The witness describes a night raid on a women's literacy class." \
     --incident-date 2025-01 --location "Example Village D" --consent anonymised --tag education --tag fictional
-run --vault "$FIELD" sync "$RELAY"
+echo "the vault's first sync presents the operator's code; later syncs and other members need none"
+run --vault "$FIELD" sync "$RELAY" --registration-code "$CODE"
 run --vault "$COORD" sync "$RELAY"
 run --vault "$COORD" search "literacy class"
 if grep -rl "literacy class" "$WORK/relay" >/dev/null 2>&1; then echo "PLAINTEXT FOUND ON THE RELAY — this is a bug"; exit 1; fi

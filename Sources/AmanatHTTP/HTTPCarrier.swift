@@ -69,6 +69,8 @@ public struct HTTPCarrier: ExchangeCarrier {
         public var maxBackoff: Duration = .seconds(4)
         /// Unix time in seconds for request timestamps; replaceable in tests.
         public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        /// The relay's registration code, presented when this sync registers the vault (http-api.md §3).
+        public var registrationCode: String?
 
         /// The defaults.
         public init() {}
@@ -116,7 +118,8 @@ public struct HTTPCarrier: ExchangeCarrier {
             var configuration = HTTPClient.Configuration(
                 redirectConfiguration: .disallow,
                 timeout: .init(connect: .nanoseconds(Int64(options.connectTimeout.nanoseconds))))
-            configuration.connectionPool = .init(idleTimeout: .seconds(30))
+            // Shorter than the relay's idle timeout (30 s), so an idle connection is never reused just as the relay closes it.
+            configuration.connectionPool = .init(idleTimeout: .seconds(10))
             // Fail fast on a refused connection: the carrier retries with its own backoff and says so clearly.
             configuration.connectionPool.retryConnectionEstablishment = false
             self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
@@ -211,7 +214,8 @@ public struct HTTPCarrier: ExchangeCarrier {
     /// Registers the vault's relay key (trust on first use): true if the relay registered it now.
     @discardableResult
     public func register() async throws -> Bool {
-        let (status, _) = try await exchangeRaw("PUT", vaultPath, body: [])
+        let body = RelayWire.registrationBody(code: options.registrationCode)
+        let (status, _) = try await exchangeRaw("PUT", vaultPath, body: body)
         return status == 201
     }
 
@@ -222,7 +226,16 @@ public struct HTTPCarrier: ExchangeCarrier {
         do {
             return try await request()
         } catch is UnknownVault {
-            try await register()
+            do {
+                try await register()
+            } catch let error as RelayClientError where error.code == .forbidden {
+                // The relay does not hold the vault (404), so a 403 here refuses the registration itself.
+                throw RelayClientError(
+                    .forbidden,
+                    options.registrationCode == nil
+                        ? "The relay at \(baseURL) needs a registration code to take a new vault: ask its operator, then sync with --registration-code CODE."
+                        : "The relay at \(baseURL) refused the registration code: check it with the relay's operator.")
+            }
         }
         do {
             return try await request()

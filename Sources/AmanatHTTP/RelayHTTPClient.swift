@@ -30,7 +30,8 @@ public final class RelayHTTPClient: Sendable {
         self.baseURL = baseURL
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))
-        configuration.connectionPool = .init(idleTimeout: .seconds(30))
+        // Shorter than the relay's idle timeout (30 s), so an idle connection is never reused just as the relay closes it.
+        configuration.connectionPool = .init(idleTimeout: .seconds(10))
         // Fail fast on a refused connection: the carrier retries with its own backoff and says so clearly.
         configuration.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)

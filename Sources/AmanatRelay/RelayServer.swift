@@ -5,6 +5,7 @@ import AmanatSync
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 
 /// An error the relay answers with: a status and one sentence, sent as `{"error": "…"}`.
 struct RelayHTTPError: Error {
@@ -32,11 +33,23 @@ public struct RelayServer: Sendable {
     public let logger: Logger
     /// Unix time in seconds; replaceable in tests.
     public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    /// The code a new vault's registration must present (canonical form, ``RelayWire/canonicalRegistrationCode(_:)``),
+    /// or nil to register any vault on first contact (trust on first use, http-api.md §3).
+    public let registrationCode: String?
+    /// A connection on which the relay waits this long for data that does not come is closed (idle keep-alive
+    /// connections, half-sent requests; ``ConnectionGuard``).
+    public var idleTimeout: Duration = .seconds(30)
+    /// A request body must arrive at least this fast on average (bytes per second), after ``bodyGrace``; the
+    /// connection of a slower upload is closed.
+    public var minimumBodyRate = 1024
+    /// The time every request body gets before ``minimumBodyRate`` counts.
+    public var bodyGrace: Duration = .seconds(30)
 
-    /// Creates a relay over a store.
-    public init(store: RelayStore, logger: Logger) {
+    /// Creates a relay over a store; with `registrationCode`, only requests presenting it register new vaults.
+    public init(store: RelayStore, logger: Logger, registrationCode: String? = nil) {
         self.store = store
         self.logger = logger
+        self.registrationCode = registrationCode.map(RelayWire.canonicalRegistrationCode)
     }
 
     /// The router, built from ``RelayRoute/allCases``.
@@ -57,9 +70,24 @@ public struct RelayServer: Sendable {
     ) -> some ApplicationProtocol {
         Application(
             router: buildRouter(),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [
+                        ConnectionGuard(
+                            idleTimeout: Self.timeAmount(idleTimeout), minimumRate: minimumBodyRate,
+                            grace: Self.timeAmount(bodyGrace))
+                    ],
+                    // The guard applies the idle timeout: Hummingbird's would also count time in which the relay
+                    // itself is too busy to read.
+                    idleTimeout: nil)),
             configuration: .init(address: .hostname(host, port: port), serverName: "amanat-relay"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: logger)
+    }
+
+    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     // MARK: Handling
@@ -104,9 +132,18 @@ public struct RelayServer: Sendable {
             throw RelayHTTPError(.unauthorized, "The request's device signature does not verify.")
         }
         if route == .register {
+            if let registrationCode, try store.registeredKey(of: vaultID) == nil,
+                !Sodium.constantTimeEquals(Array(registrationCode.utf8), body)
+            {
+                throw RelayHTTPError(
+                    .forbidden,
+                    body.isEmpty
+                        ? "This relay registers a new vault only with its registration code; ask the relay's operator for it."
+                        : "The registration code is wrong; ask the relay's operator for the right one.")
+            }
             let created: Bool
             do {
-                created = try store.register(vaultID: vaultID, key: auth.key)
+                created = try store.register(vaultID: vaultID, key: auth.key, now: now)
             } catch let error as RelayStoreError where error.code == .keyMismatch {
                 throw RelayHTTPError(.forbidden, error.message)
             }

@@ -62,6 +62,8 @@ extension RelayServer {
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully (requests in flight finish). `onRunning` receives
     /// the bound port once the relay accepts connections. Throws if the relay cannot listen.
     public func serve(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void) async throws {
+        let removed = store.removeUnusedVaults(now: now())
+        if removed > 0 { logger.notice("removed vaults that never stored anything", metadata: ["count": "\(removed)"]) }
         let app = application(host: host, port: port, onRunning: onRunning)
         let group = ServiceGroup(
             configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

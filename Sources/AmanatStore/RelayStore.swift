@@ -173,9 +173,23 @@ public final class RelayStore: @unchecked Sendable {
         try vaultFile(vaultID)?.key
     }
 
+    /// A new random registration code for `amanat serve --registration-code-file`: 120 bits, as 24 base32
+    /// characters in groups of 4 (like invitation codes).
+    public static func newRegistrationCode() -> String {
+        Base32.groupedCode(Sodium.randomBytes(15))
+    }
+
+    /// How long a registered vault may hold no envelope before the relay may remove it (seconds): registrations
+    /// nobody uses cannot fill the relay for good.
+    public static let unusedVaultLifetime: Int64 = 86_400
+
     /// Registers `key` as the vault's relay key (trust on first use). Returns true if the vault was created now,
-    /// false if it was already registered with this key; throws `keyMismatch` if registered with another.
-    public func register(vaultID: [UInt8], key: [UInt8]) throws -> Bool {
+    /// false if it was already registered with this key; throws `keyMismatch` if registered with another. When the
+    /// relay is full, vaults registered more than ``unusedVaultLifetime`` before `now` that never stored an
+    /// envelope are removed first.
+    public func register(vaultID: [UInt8], key: [UInt8], now: Int64 = Int64(Date().timeIntervalSince1970)) throws
+        -> Bool
+    {
         precondition(vaultID.count == 16 && key.count == 32)
         if let existing = try vaultFile(vaultID) {
             guard existing.key == key else { throw Self.mismatch }
@@ -194,20 +208,52 @@ public final class RelayStore: @unchecked Sendable {
                 guard file.key == key else { throw Self.mismatch }
                 return false
             }
+            if vaultIDs().count >= maxVaults { removeUnusedVaultsLocked(now: now) }
             guard vaultIDs().count < maxVaults else {
                 throw RelayStoreError(.full, "This relay holds as many vaults as it is allowed to (\(maxVaults)).")
             }
-            try Self.createFile(at: url, vaultID: vaultID, key: key)
+            try Self.createFile(at: url, vaultID: vaultID, key: key, now: now)
             open[name] = try Self.openFile(url, vaultID: vaultID)
             return true
         }
+    }
+
+    /// Removes the vaults registered more than ``unusedVaultLifetime`` before `now` that hold no envelope; returns
+    /// how many. `amanat serve` calls it at start, and ``register(vaultID:key:now:)`` when the relay is full.
+    @discardableResult
+    public func removeUnusedVaults(now: Int64 = Int64(Date().timeIntervalSince1970)) -> Int {
+        lock.withLock { removeUnusedVaultsLocked(now: now) }
+    }
+
+    private func removeUnusedVaultsLocked(now: Int64) -> Int {
+        var removed = 0
+        for vaultID in vaultIDs() {
+            let name = Hex.encode(vaultID)
+            let url = fileURL(vaultID)
+            let unused: Bool? = try? {
+                let read = { (db: Database) throws -> Bool in
+                    let registered = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'registered_at'")
+                    let empty = try !(Bool.fetchOne(db, sql: "SELECT 1 FROM envelope LIMIT 1") ?? false)
+                    return empty && registered.map { now - $0 > Self.unusedVaultLifetime } == true
+                }
+                if let file = open[name] { return try file.pool.read(read) }
+                let queue = try DatabaseQueue(path: url.path, configuration: Self.configuration())
+                defer { try? queue.close() }
+                return try queue.read(read)
+            }()
+            guard unused == true else { continue }
+            if let file = open.removeValue(forKey: name) { try? file.pool.close() }
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: url.path + suffix) }
+            removed += 1
+        }
+        return removed
     }
 
     private static let mismatch = RelayStoreError(
         .keyMismatch, "This vault is registered on the relay with another key; this device is not a member of it.")
 
     /// Builds the vault file complete under a temporary name, then renames it into place.
-    private static func createFile(at url: URL, vaultID: [UInt8], key: [UInt8]) throws {
+    private static func createFile(at url: URL, vaultID: [UInt8], key: [UInt8], now: Int64) throws {
         let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())")
         for suffix in ["", "-wal", "-shm", "-journal"] {
             try? FileManager.default.removeItem(atPath: temp.path + suffix)
@@ -241,8 +287,7 @@ public final class RelayStore: @unchecked Sendable {
                     try db.execute(sql: "INSERT INTO meta VALUES ('vault_id', ?)", arguments: [Data(vaultID)])
                     try db.execute(sql: "INSERT INTO meta VALUES ('relay_key', ?)", arguments: [Data(key)])
                     try db.execute(
-                        sql: "INSERT INTO meta VALUES ('registered_at', ?)",
-                        arguments: [Int64(Date().timeIntervalSince1970)])
+                        sql: "INSERT INTO meta VALUES ('registered_at', ?)", arguments: [now])
                 }
                 try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
                 try queue.close()

@@ -36,6 +36,19 @@ public enum RelayWire {
     /// The MIME type of binary bodies.
     public static let binaryType = "application/vnd.amanat.relay-v1"
 
+    /// The body of a registration request (`PUT /v1/vaults/{vault}`, http-api.md §3): the relay's registration code
+    /// in its canonical form (upper case, without dashes or spaces), UTF-8; empty when no code is given. The body is
+    /// covered by the request signature like any other.
+    public static func registrationBody(code: String?) -> [UInt8] {
+        Array(canonicalRegistrationCode(code ?? "").utf8)
+    }
+
+    /// A registration code as compared: upper case, without dashes and white space, so that `abcd-efgh` and
+    /// `ABCDEFGH` are the same code.
+    public static func canonicalRegistrationCode(_ text: String) -> String {
+        String(text.uppercased().unicodeScalars.filter { $0 != "-" && !$0.properties.isWhitespace })
+    }
+
     // MARK: Signing
 
     /// The bytes a request signature covers (http-api.md §3):

@@ -1,5 +1,9 @@
 import ArgumentParser
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The `amanat` command: an encrypted, offline-first vault of testimonies and statements.
 @main
 struct Amanat: AsyncParsableCommand {
@@ -13,7 +17,8 @@ struct Amanat: AsyncParsableCommand {
             Exit status: 0 success; 1 internal error; 64 bad usage or value; 65 damaged or forged data;
             66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
             73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, the
-            relay refused this device's key, or this device's role does not allow the action.
+            relay refused this device's key or needs its registration code, or this device's role does not allow
+            the action.
 
             Example:
               export AMANAT_VAULT=~/vault
@@ -33,4 +38,28 @@ struct Amanat: AsyncParsableCommand {
 
     /// Accepted before the subcommand too (`amanat --vault DIR list`), as the command-line contract says.
     @OptionGroup var options: VaultOptions
+
+    /// The entry point: no core dumps, then the command.
+    static func main() async {
+        disableCoreDumps()
+        await main(nil)
+    }
+
+    /// Keeps secrets (the passphrase, keys, decrypted records) out of core files: the core size limit is set to 0,
+    /// and on Linux the process is marked not dumpable, which also stops a core piped to a crash handler
+    /// (`core_pattern` starting with `|` ignores the size limit) and other users' ptrace attaching.
+    /// Done before anything is read, for every command. (Amanat runs on Linux; elsewhere this does nothing.)
+    static func disableCoreDumps() {
+        #if os(Linux)
+            var none = rlimit(rlim_cur: 0, rlim_max: 0)
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &none)
+            // prctl(2) is variadic in C, so Swift cannot call it directly; on Linux's calling conventions (x86-64,
+            // AArch64) passing its integer arguments through a fixed five-argument signature is what C callers do.
+            typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
+            if let symbol = dlsym(nil, "prctl") {
+                let setDumpable: Int32 = 4  // PR_SET_DUMPABLE in <linux/prctl.h>, not exported to Swift by Glibc
+                _ = unsafeBitCast(symbol, to: Prctl.self)(setDumpable, 0, 0, 0, 0)
+            }
+        #endif
+    }
 }

@@ -69,15 +69,21 @@ struct BundleKeyOptions: ParsableArguments {
 /// Prints who recorded and amended what and when.
 func printProvenance(_ report: BundleReport) {
     if let m = report.manifest {
-        print("bundle of vault \(m.vault_id), exported by device \(m.exported_by.prefix(12)) at \(m.exported_at)")
+        print(
+            TerminalText.escape(
+                "bundle of vault \(m.vault_id), exported by device \(m.exported_by.prefix(12)) at \(m.exported_at)"))
     }
     for record in report.records {
         let d = record.document
-        print("\n\(d.kind) \(d.id)\(d.deleted ? " (deleted)" : "")")
-        if let seal = d.sealed_content_hash { print("  sealed original: \(seal.prefix(16))… (verified)") }
+        print("\n" + TerminalText.escape("\(d.kind) \(d.id)\(d.deleted ? " (deleted)" : "")"))
+        if let seal = d.sealed_content_hash {
+            print(TerminalText.escape("  sealed original: \(seal.prefix(16))… (verified)"))
+        }
         for change in d.history {
             let label = change.label.map { " (\($0))" } ?? ""
-            print("  \(change.time)  device \(change.device.prefix(12))  change \(change.seq)\(label)")
+            print(
+                TerminalText.escape(
+                    "  \(change.time)  device \(change.device.prefix(12))  change \(change.seq)\(label)"))
             for op in change.operations { print("      \(RecordText.oneLine(op, 90))") }
         }
     }

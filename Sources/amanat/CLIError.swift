@@ -40,7 +40,7 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         throw error
     } catch {
         let (status, message) = describe(error)
-        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(message)\n".utf8))
+        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(TerminalText.escape(message))\n".utf8))
         throw ExitCode(status.rawValue)
     }
 }
@@ -55,7 +55,7 @@ func runReportingErrorsAsync(_ body: () async throws -> Void) async throws {
         throw error
     } catch {
         let (status, message) = describe(error)
-        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(message)\n".utf8))
+        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(TerminalText.escape(message))\n".utf8))
         throw ExitCode(status.rawValue)
     }
 }
@@ -97,7 +97,8 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
     }
 }
 
-/// Writes a line to stderr (progress and narration; stdout is kept for machine output).
+/// Writes a line to stderr (progress and narration; stdout is kept for machine output), escaped for the terminal:
+/// notes and errors can quote data (a device name, a problem found in a bundle or sync file).
 func note(_ text: String) {
-    try? FileHandle.standardError.write(contentsOf: Data((text + "\n").utf8))
+    try? FileHandle.standardError.write(contentsOf: Data((TerminalText.escape(text) + "\n").utf8))
 }

@@ -28,10 +28,12 @@ struct History: ParsableCommand {
                     state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
                     .map { "  (\($0))" } ?? ""
                 print(
-                    "\(time.ISO8601Format())  device \(TerminalSafe.text(vault.deviceLabel(authored.author)))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)"
+                    TerminalText.escape(
+                        "\(time.ISO8601Format())  device \(vault.deviceLabel(authored.author))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)"
+                    )
                 )
                 for (index, op) in change.operations.enumerated() {
-                    print("    \(describe(op, id: authored.opID(index)))")
+                    print("    " + TerminalText.escape(describe(op, id: authored.opID(index))))
                 }
             }
         }

@@ -24,7 +24,7 @@ struct Identity: ParsableCommand {
             let recipient = try AgeX25519Recipient(publicKey: agreement.publicKey)
             let member = vault.membership.members[vault.deviceID]
             print("device: \(vault.deviceID.hex)")
-            print("name:   \(TerminalSafe.text(vault.memberName(vault.deviceID) ?? vault.keyring.deviceName))")
+            print("name:   \(TerminalText.escape(vault.memberName(vault.deviceID) ?? vault.keyring.deviceName))")
             print("role:   \(member.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member")")
             print("age:    \(recipient.stringValue)")
         }

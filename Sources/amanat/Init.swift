@@ -24,7 +24,13 @@ struct Init: ParsableCommand {
             Generates the vault key and this device's Ed25519 identity, and wraps both with a key derived from your
             passphrase (Argon2id). Prints the new device id on stdout.
 
+            The passphrase must have at least 12 characters unless --allow-weak-passphrase is given: anyone who copies
+            the vault can try passphrases offline. --generate-passphrase prints a new random passphrase and creates
+            nothing: 6 words drawn uniformly from the EFF large wordlist of 7,776 words, which is 77 bits of entropy
+            (6 x log2 7776); learn it or write it down where the laptop is not, then run `amanat init` and type it.
+
             Example:
+              amanat init --generate-passphrase
               amanat --vault ~/vault init --device-name "field laptop"
               AMANAT_PASSPHRASE=… amanat --vault /tmp/v init --kdf interactive
             """)
@@ -37,14 +43,33 @@ struct Init: ParsableCommand {
     @Option(help: "Passphrase hashing cost: interactive (weak devices, tests), moderate (default) or sensitive.")
     var kdf: PasswordHashStrengthOption = .moderate
 
+    @Flag(help: "Accept a passphrase shorter than 12 characters (easy to guess once the vault is copied).")
+    var allowWeakPassphrase = false
+
+    @Flag(help: "Print a new random passphrase of 6 words (77 bits) and exit without creating a vault.")
+    var generatePassphrase = false
+
+    /// The number of words `--generate-passphrase` prints.
+    static let generatedWords = 6
+
     func run() throws {
         try runReportingErrors {
+            if generatePassphrase {
+                var rng = SystemRandomNumberGenerator()
+                let words = PassphraseWords.all
+                print(
+                    (0..<Self.generatedWords).map { _ in words[Int.random(in: 0..<words.count, using: &rng)] }
+                        .joined(separator: " "))
+                return
+            }
             let dir = options.directory
             if Vault.exists(at: dir) {
                 throw StoreError(.vaultExists, "A vault already exists in \(dir.path); choose another directory.")
             }
+            let passphrase = try options.passphrase(confirm: true)
+            try Passphrase.checkStrength(passphrase, allowWeak: allowWeakPassphrase)
             let vault = try Vault.create(
-                at: dir, passphrase: try options.passphrase(confirm: true), deviceName: deviceName,
+                at: dir, passphrase: passphrase, deviceName: deviceName,
                 strength: kdf.strength)
             note("Created a vault in \(dir.path) for device \"\(deviceName)\".")
             print(vault.deviceID.hex)

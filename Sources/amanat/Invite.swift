@@ -58,6 +58,8 @@ struct Join: ParsableCommand {
     @Option(help: "A name for this device.") var deviceName: String = ProcessInfo.processInfo.hostName
     @Option(help: "Passphrase hashing cost: interactive, moderate (default) or sensitive.")
     var kdf: PasswordHashStrengthOption = .moderate
+    @Flag(help: "Accept a passphrase shorter than 12 characters (easy to guess once the vault is copied).")
+    var allowWeakPassphrase = false
 
     func run() throws {
         try runReportingErrors {
@@ -69,8 +71,10 @@ struct Join: ParsableCommand {
                 try code ?? ProcessInfo.processInfo.environment["AMANAT_INVITE_CODE"] ?? promptLine("Invitation code: ")
             let grant = try Invitation.read(
                 from: URL(fileURLWithPath: file), code: text, now: UInt64(Date().timeIntervalSince1970 * 1000))
+            let passphrase = try options.passphrase(confirm: true)
+            try Passphrase.checkStrength(passphrase, allowWeak: allowWeakPassphrase)
             let vault = try Vault.join(
-                grant, at: dir, passphrase: try options.passphrase(confirm: true), deviceName: deviceName,
+                grant, at: dir, passphrase: passphrase, deviceName: deviceName,
                 strength: kdf.strength)
             note(
                 "Joined the vault of \"\(grant.inviterName)\" as \(grant.role) \"\(deviceName)\". Sync to receive its records."

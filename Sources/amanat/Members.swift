@@ -52,16 +52,16 @@ struct Members: ParsableCommand {
                 return
             }
             for m in members {
-                let name = TerminalSafe.text(m.name ?? "(name unknown)")
+                let name = TerminalText.escape(m.name ?? "(name unknown)")
                 let me = m.device == vault.deviceID ? "  ← this device" : ""
                 let status = m.revoked ? "REVOKED \(m.revokedAt.map(isoTime) ?? "")" : "active"
                 let admitted =
-                    m.admittedBy.map { "admitted by \(TerminalSafe.text(vault.deviceLabel($0)))" } ?? "founder"
+                    m.admittedBy.map { "admitted by \(TerminalText.escape(vault.deviceLabel($0)))" } ?? "founder"
                 print("\(m.device.hex.prefix(12))  \(name)  \(m.role)  \(status)  \(admitted)\(me)")
             }
             for reuse in vault.membership.reusedInvitations {
                 note(
-                    "WARNING: device \(reuse.refused.hex.prefix(12)) tried to join with an invitation already used by \(TerminalSafe.text(vault.deviceLabel(reuse.admitted))); it was not admitted."
+                    "WARNING: device \(reuse.refused.hex.prefix(12)) tried to join with an invitation already used by \(TerminalText.escape(vault.deviceLabel(reuse.admitted))); it was not admitted."
                 )
             }
         }
@@ -108,7 +108,7 @@ struct Revoke: ParsableCommand {
             }
             try vault.revoke(member.device, allChanges: allChanges)
             note(
-                "Revoked \(TerminalSafe.text(vault.deviceLabel(member.device))); a new vault key was sealed to the \(vault.membership.activeMembers.count) remaining devices. Sync to pass it on."
+                "Revoked \(TerminalText.escape(vault.deviceLabel(member.device))); a new vault key was sealed to the \(vault.membership.activeMembers.count) remaining devices. Sync to pass it on."
             )
         }
     }
@@ -135,12 +135,12 @@ struct RoleCommand: ParsableCommand {
         try runReportingErrors {
             guard let role = Role(name: role) else {
                 throw CLIError(
-                    .usage, "Unknown role \"\(TerminalSafe.text(role))\": use coordinator, member or reader.")
+                    .usage, "Unknown role \"\(TerminalText.escape(role))\": use coordinator, member or reader.")
             }
             let vault = try options.open()
             let member = try vault.resolveMember(device)
             try vault.setRole(member.device, role)
-            note("\(TerminalSafe.text(vault.deviceLabel(member.device))) is now a \(role).")
+            note("\(TerminalText.escape(vault.deviceLabel(member.device))) is now a \(role).")
         }
     }
 }
@@ -166,7 +166,7 @@ struct Rename: ParsableCommand {
             }
             let vault = try options.open()
             try vault.rename(name)
-            note("This device is now \"\(TerminalSafe.text(name))\".")
+            note("This device is now \"\(TerminalText.escape(name))\".")
         }
     }
 }
@@ -192,7 +192,7 @@ struct DismissFork: ParsableCommand {
             let vault = try options.open()
             let member = try vault.resolveMember(device)
             try vault.dismissForks(of: member.device)
-            note("Dismissed the fork evidence of \(TerminalSafe.text(vault.deviceLabel(member.device))); it is kept.")
+            note("Dismissed the fork evidence of \(TerminalText.escape(vault.deviceLabel(member.device))); it is kept.")
         }
     }
 }

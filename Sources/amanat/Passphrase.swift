@@ -7,7 +7,8 @@ import Foundation
 
 /// Reading the passphrase without leaving copies of it around.
 enum Passphrase {
-    /// Reads the passphrase from `file`, else `AMANAT_PASSPHRASE`, else the terminal with echo off.
+    /// Reads the passphrase from `file`, else `AMANAT_PASSPHRASE` (which is then wiped and removed from the
+    /// environment), else the terminal with echo off.
     static func read(
         file: String?, prompt: String, confirm: Bool, environmentVariable: String = "AMANAT_PASSPHRASE"
     ) throws -> SecureBytes {
@@ -20,9 +21,8 @@ enum Passphrase {
             if bytes.last == 13 { bytes.removeLast() }
             return try nonEmpty(SecureBytes(consuming: &bytes))
         }
-        if let env = ProcessInfo.processInfo.environment[environmentVariable] {
-            var bytes = Array(env.utf8)
-            return try nonEmpty(SecureBytes(consuming: &bytes))
+        if let secret = takeFromEnvironment(environmentVariable) {
+            return try nonEmpty(secret)
         }
         guard isatty(STDIN_FILENO) == 1 else {
             throw CLIError(
@@ -34,6 +34,37 @@ enum Passphrase {
             guard first.constantTimeEquals(second) else { throw CLIError(.usage, "The two passphrases differ.") }
         }
         return try nonEmpty(first)
+    }
+
+    /// The fewest characters (Unicode code points) a new vault's passphrase may have without
+    /// `--allow-weak-passphrase`. Argon2id slows a guesser to a few guesses per second per core, which protects a
+    /// passphrase of several random words, not a short one.
+    static let minimumLength = 12
+
+    /// Refuses a passphrase shorter than ``minimumLength`` characters unless `allowWeak`; counted over the UTF-8
+    /// bytes in place, so that no ordinary copy of the secret is made.
+    static func checkStrength(_ secret: SecureBytes, allowWeak: Bool) throws {
+        let characters = secret.withUnsafeBytes { raw in raw.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) } }
+        guard allowWeak || characters >= minimumLength else {
+            throw CLIError(
+                .usage,
+                "The passphrase has \(characters) characters; a vault's passphrase needs at least \(minimumLength) (try `amanat init --generate-passphrase`), or pass --allow-weak-passphrase."
+            )
+        }
+    }
+
+    /// Copies the variable's value into guarded memory, then overwrites the value in the environment block with
+    /// zeros and removes the variable, so that neither child processes, `/proc/PID/environ` nor a memory dump show
+    /// it. The process reads it only once.
+    private static func takeFromEnvironment(_ name: String) -> SecureBytes? {
+        guard let value = getenv(name) else { return nil }
+        let length = strlen(value)
+        let secret = SecureBytes(count: length) { out in
+            value.withMemoryRebound(to: UInt8.self, capacity: length) { out.update(from: $0, count: length) }
+        }
+        memset(value, 0, length)
+        unsetenv(name)
+        return secret
     }
 
     private static func nonEmpty(_ secret: SecureBytes) throws -> SecureBytes {

@@ -34,11 +34,14 @@ enum RecordText {
         let tags = view.tags.isEmpty ? "" : "  [\(view.tags.joined(separator: ", "))]"
         let conflict =
             view.conflicts.isEmpty ? "" : "  (conflict: \(view.conflicts.keys.sorted().joined(separator: ", ")))"
-        return
+        return TerminalText.escape(
             "\(view.id.hex.prefix(12))  \(view.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(oneLine(headline, 60))\(tags)\(conflict)"
+        )
     }
 
-    /// Several lines: every field, conflicts with their alternatives, tags.
+    /// Several lines: every field, conflicts with their alternatives and who wrote them, tags. A value with line
+    /// breaks (LF or CRLF) is shown indented, one line per line; every line is escaped (``TerminalText``), so a
+    /// value cannot draw a line of its own.
     static func detail(_ view: RecordView, state: RecordState, device: (DeviceID) -> String = { $0.hex }) -> String {
         var out = ["id:    \(view.id.hex)", "kind:  \(view.kind)"]
         if let seal = state.seal {
@@ -49,10 +52,10 @@ enum RecordText {
         out.append("tags:  \(view.tags.joined(separator: ", "))")
         for name in view.fields.keys.sorted() {
             let value = view.fields[name] ?? ""
-            if value.contains("\n") || value.count > 80 {
+            let lines = value.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+            if lines.count > 1 || value.count > 80 {
                 out.append("\(name):")
-                out.append(
-                    contentsOf: value.split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 })
+                out.append(contentsOf: lines.map { "    " + $0 })
             } else {
                 out.append("\(name): \(value)")
             }
@@ -62,15 +65,16 @@ enum RecordText {
                 )
                 for v in state.visibleValues(of: name) {
                     out.append(
-                        "    - \(oneLine(v.value, 70))   [op \(v.op), by \(TerminalSafe.text(device(v.op.device)))]")
+                        "    - \(oneLine(v.value, 70))   [op \(v.op), by \(TerminalText.escape(device(v.op.device)))]")
                 }
             }
         }
-        return out.joined(separator: "\n")
+        return out.map(TerminalText.escape).joined(separator: "\n")
     }
 
+    /// The text on one line, cut to `width` characters, escaped for the terminal.
     static func oneLine(_ text: String, _ width: Int) -> String {
-        let flat = text.replacingOccurrences(of: "\n", with: " ")
-        return flat.count > width ? String(flat.prefix(width - 1)) + "…" : flat
+        let flat = text.replacingOccurrences(of: "\r\n", with: " ").replacingOccurrences(of: "\n", with: " ")
+        return TerminalText.escape(flat.count > width ? String(flat.prefix(width - 1)) + "…" : flat)
     }
 }

@@ -69,7 +69,7 @@ struct Status: ParsableCommand {
                 print(try RecordJSON.render(out))
                 return
             }
-            print("device:       \(out.device) (\(TerminalSafe.text(out.device_name)), \(out.role))")
+            print("device:       \(out.device) (\(TerminalText.escape(out.device_name)), \(out.role))")
             print("records:      \(out.records)")
             print("changes:      \(out.changes) from \(out.vector.count) device\(out.vector.count == 1 ? "" : "s")")
             for (device, head) in out.vector.sorted(by: { $0.key < $1.key }) {
@@ -78,12 +78,12 @@ struct Status: ParsableCommand {
             print("state digest: \(out.state_digest)")
             for fork in s.forks where !fork.dismissed {
                 print(
-                    "FORK: device \(TerminalSafe.text(vault.deviceLabel(fork.device))) signed two different changes at \(fork.seq)"
+                    "FORK: device \(TerminalText.escape(vault.deviceLabel(fork.device))) signed two different changes at \(fork.seq)"
                 )
             }
             for held in try vault.heldBackSummary() {
                 print(
-                    "HELD BACK: \(held.changes) change\(held.changes == 1 ? "" : "s") of \(TerminalSafe.text(vault.deviceLabel(held.device))) (\(held.reason.rawValue))"
+                    "HELD BACK: \(held.changes) change\(held.changes == 1 ? "" : "s") of \(TerminalText.escape(vault.deviceLabel(held.device))) (\(held.reason.rawValue))"
                 )
             }
         }

@@ -17,22 +17,30 @@ struct Sync: AsyncParsableCommand {
             from only. Interrupting a sync is safe: run it again to finish.
 
             A target starting with http:// or https:// is a relay (`amanat serve`): the sync goes over the network,
-            signed with a key derived from the vault key, and resumes after a dropped connection.
+            signed with a key derived from the vault key, and resumes after a dropped connection. A relay started
+            with a registration code takes a new vault only when its first sync presents that code (--registration-code,
+            else $AMANAT_REGISTRATION_CODE); without it that sync exits 77.
 
             Example:
               amanat sync /media/usb/team.amanat-sync
-              amanat sync http://192.168.1.20:8080
+              amanat sync http://192.168.1.20:8080 --registration-code ABCD-EFGH-IJKL-MNOP-QRST-UVWX
             """)
 
     @OptionGroup var options: VaultOptions
     @Argument(help: "A sync file path, or a relay URL (http://host:port).") var target: String
+    @Option(help: "The relay's registration code, needed by the first sync of a vault with a relay that has one.")
+    var registrationCode: String?
 
     func run() async throws {
         try await runReportingErrorsAsync {
             let vault = try options.open()
             if target.hasPrefix("http://") || target.hasPrefix("https://") {
+                var http = HTTPCarrier.Options()
+                http.registrationCode =
+                    registrationCode ?? ProcessInfo.processInfo.environment["AMANAT_REGISTRATION_CODE"]
                 let report = try await HTTPCarrier.with(
-                    url: target, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device
+                    url: target, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
+                    options: http
                 ) {
                     try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
                 }
@@ -142,7 +150,7 @@ func summarize(_ report: SyncReport, with target: String, vault: Vault) {
             )
         } else {
             note(
-                "WARNING: device \(TerminalSafe.text(vault.deviceLabel(fork.device))) signed two different changes numbered \(fork.seq); the second was refused. `amanat status` lists forks."
+                "WARNING: device \(TerminalText.escape(vault.deviceLabel(fork.device))) signed two different changes numbered \(fork.seq); the second was refused. `amanat status` lists forks."
             )
         }
     }
@@ -153,13 +161,13 @@ func summarize(_ report: SyncReport, with target: String, vault: Vault) {
     }
     if let reuse = vault.membership.reusedInvitations.first(where: { $0.refused == vault.deviceID }) {
         note(
-            "WARNING: this device was not admitted: its invitation had already admitted \(TerminalSafe.text(vault.deviceLabel(reuse.admitted))). Ask a coordinator for a new invitation; what you wrote is kept."
+            "WARNING: this device was not admitted: its invitation had already admitted \(TerminalText.escape(vault.deviceLabel(reuse.admitted))). Ask a coordinator for a new invitation; what you wrote is kept."
         )
     }
     let coordinator = vault.membership.members[vault.deviceID]?.currentRole == .coordinator
     for reuse in vault.membership.reusedInvitations where coordinator && report.pulled + report.keptApart > 0 {
         note(
-            "WARNING: device \(reuse.refused.hex.prefix(12)) tried to join with an invitation already used by \(TerminalSafe.text(vault.deviceLabel(reuse.admitted))); it was not admitted."
+            "WARNING: device \(reuse.refused.hex.prefix(12)) tried to join with an invitation already used by \(TerminalText.escape(vault.deviceLabel(reuse.admitted))); it was not admitted."
         )
     }
 }

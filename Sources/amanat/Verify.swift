@@ -20,7 +20,7 @@ struct Verify: ParsableCommand {
             let report = try vault.verify()
             for held in report.heldBack {
                 note(
-                    "held back: \(held.changes) change\(held.changes == 1 ? "" : "s") of \(TerminalSafe.text(vault.deviceLabel(held.device))) (\(held.reason.rawValue)), kept as evidence and not applied"
+                    "held back: \(held.changes) change\(held.changes == 1 ? "" : "s") of \(TerminalText.escape(vault.deviceLabel(held.device))) (\(held.reason.rawValue)), kept as evidence and not applied"
                 )
             }
             if report.unreadable > 0 {
@@ -34,7 +34,7 @@ struct Verify: ParsableCommand {
                 )
                 return
             }
-            for problem in report.problems { note("amanat: \(TerminalSafe.text(problem))") }
+            for problem in report.problems { note("amanat: \(TerminalText.escape(problem))") }
             throw ExitCode(CLIError.Status.damaged.rawValue)
         }
     }

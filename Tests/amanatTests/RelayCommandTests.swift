@@ -15,9 +15,9 @@ final class ServeProcess: @unchecked Sendable {
     private var output = Data()
     private let drained = DispatchSemaphore(value: 0)
 
-    init(data: URL) throws {
+    init(data: URL, extra: [String] = []) throws {
         process.executableURL = CLIRunner.binary
-        process.arguments = ["serve", "--port", "0", "--data", data.path]
+        process.arguments = ["serve", "--port", "0", "--data", data.path] + extra
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = FileHandle.nullDevice

@@ -1,0 +1,151 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatHTTP
+import AmanatRelay
+import AmanatStore
+import AmanatSync
+import AmanatTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A settable clock for the relay (unix seconds).
+final class TestClock: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private var seconds: Int64
+
+    init(_ start: Int64 = Int64(Date().timeIntervalSince1970)) { seconds = start }
+
+    var now: Int64 {
+        get { lock.withLock { seconds } }
+        set { lock.withLock { seconds = newValue } }
+    }
+}
+
+@Suite struct RelayHardeningTests {
+    static let code = "ABCD-EFGH-IJKL-MNOP-QRST-UVWX"
+
+    /// Runs `body` with a relay over `dir` and a raw client to it; both are shut down whatever happens (an HTTP client
+    /// dropped without shutdown stops the whole test process).
+    func withRelay(
+        _ dir: TemporaryDirectory, code: String? = nil, maxVaults: Int = 1000, clock: TestClock? = nil,
+        _ body: (RunningRelay, RelayStore, RelayHTTPClient) async throws -> Void
+    ) async throws {
+        let store = try RelayStore(directory: dir.path("relay"), maxVaults: maxVaults)
+        var server = RelayServer(store: store, logger: quietLogger, registrationCode: code)
+        if let clock { server.now = { clock.now } }
+        let relay = try await RunningRelay.start(server)
+        let client = RelayHTTPClient(baseURL: relay.url)
+        do {
+            try await body(relay, store, client)
+        } catch {
+            await client.shutdown()
+            await relay.stop()
+            throw error
+        }
+        await client.shutdown()
+        await relay.stop()
+    }
+
+    /// A PUT that registers `vault` with `key`, presenting `code` in the signed body.
+    func register(
+        _ client: RelayHTTPClient, vault: [UInt8], key: SigningKeyPair, code: String?, at time: Int64? = nil
+    ) async throws -> RelayHTTPClient.Answer {
+        let path = "/v1/vaults/\(Hex.encode(vault))"
+        let body = RelayWire.registrationBody(code: code)
+        let headers = RelayHTTPClient.signedHeaders(key: key, method: "PUT", path: path, body: body, timestamp: time)
+        return try await client.send("PUT", path, headers: headers, body: body)
+    }
+
+    @Test func onlyTheOperatorsCodeRegistersAVault() async throws {
+        let dir = try TemporaryDirectory()
+        try await withRelay(dir, code: Self.code) { relay, store, client in
+            let vault = Sodium.randomBytes(16)
+            let key = SigningKeyPair.generate()
+
+            let none = try await register(client, vault: vault, key: key, code: nil)
+            #expect(none.status == 403)
+            #expect(none.errorMessage?.contains("registration code") == true, "\(none.errorMessage ?? "")")
+            let wrong = try await register(client, vault: vault, key: key, code: "ABCD-EFGH-IJKL-MNOP-QRST-UVWY")
+            #expect(wrong.status == 403)
+            #expect(store.vaultIDs().isEmpty, "nothing was registered")
+
+            // The code travels in the signed body: moved under another signature it no longer verifies.
+            let path = "/v1/vaults/\(Hex.encode(vault))"
+            let emptySigned = RelayHTTPClient.signedHeaders(key: key, method: "PUT", path: path, body: [])
+            let moved = try await client.send(
+                "PUT", path, headers: emptySigned, body: RelayWire.registrationBody(code: Self.code))
+            #expect(moved.status == 401)
+
+            // Dashes, spaces and case do not matter.
+            let right = try await register(client, vault: vault, key: key, code: " abcd efgh-ijkl-mnop-qrst-uvwx")
+            #expect(right.status == 201)
+            // Once registered, the vault's members need no code; another key still gets 403.
+            #expect(try await register(client, vault: vault, key: key, code: nil).status == 200)
+            #expect(try await register(client, vault: vault, key: .generate(), code: Self.code).status == 403)
+
+            // A real team syncs through it: the first sync with the code, the others without.
+            let team = try makeTeam(2, in: dir)
+            _ = try team[0].createRecord(kind: "statement", fields: [("title", "first")], tags: [], seal: false)
+            do {
+                try await relaySync(team[0], relay.url)
+                Issue.record("a sync without the code registered the vault")
+            } catch let error as RelayClientError {
+                #expect(error.code == .forbidden)
+                #expect(error.message.contains("needs a registration code"), "\(error.message)")
+            }
+            var options = testOptions()
+            options.registrationCode = Self.code
+            try await relaySync(team[0], relay.url, options: options)
+            try await relaySync(team[1], relay.url)
+            #expect(try team[1].visibleRecords().count == 1)
+        }
+    }
+
+    @Test func withoutACodeFileTheFirstContactRegistersAsBefore() async throws {
+        let dir = try TemporaryDirectory()
+        try await withRelay(dir) { _, store, client in
+            let answer = try await register(client, vault: Sodium.randomBytes(16), key: .generate(), code: nil)
+            #expect(answer.status == 201)
+            #expect(store.vaultIDs().count == 1)
+        }
+    }
+
+    @Test func squattedVaultsThatNeverStoreAnythingExpire() async throws {
+        let dir = try TemporaryDirectory()
+        let clock = TestClock()
+        try await withRelay(dir, maxVaults: 3, clock: clock) { relay, store, client in
+            let start = clock.now
+            // A squatter fills the relay with vaults that never store anything; a team registers and stores one change.
+            for _ in 0..<2 {
+                let answer = try await register(client, vault: Sodium.randomBytes(16), key: .generate(), code: nil)
+                #expect(answer.status == 201)
+            }
+            let team = try makeTeam(1, in: dir)
+            _ = try team[0].createRecord(kind: "statement", fields: [("title", "kept")], tags: [], seal: false)
+            var options = testOptions()
+            options.now = { clock.now }
+            try await relaySync(team[0], relay.url, options: options)
+            #expect(store.vaultIDs().count == 3)
+
+            // Full: a new vault is refused while the squatted ones are younger than a day.
+            clock.now = start + 3600
+            let early = try await register(
+                client, vault: Sodium.randomBytes(16), key: .generate(), code: nil, at: clock.now)
+            #expect(early.status == 507)
+
+            // A day later the empty ones are gone when the next vault registers; the team's vault stays.
+            clock.now = start + RelayStore.unusedVaultLifetime + 60
+            let later = try await register(
+                client, vault: Sodium.randomBytes(16), key: .generate(), code: nil, at: clock.now)
+            #expect(later.status == 201, "\(later.errorMessage ?? "")")
+            #expect(store.vaultIDs().count == 2)
+            #expect(store.vaultIDs().contains(team[0].vaultID))
+            #expect(try store.registeredKey(of: team[0].vaultID) != nil)
+        }
+    }
+}
