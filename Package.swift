@@ -54,6 +54,7 @@ let package = Package(
                 "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -116,6 +117,8 @@ let package = Package(
                 "AmanatTestSupport",
                 "AmanatHTTP", "AmanatRelay", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

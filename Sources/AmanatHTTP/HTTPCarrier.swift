@@ -5,6 +5,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 
 /// A failure talking to a relay, with a stable code the command line maps to an exit status.
 public struct RelayClientError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -337,13 +338,35 @@ public struct HTTPCarrier: ExchangeCarrier {
         return String(message.prefix(300))
     }
 
-    private static func describe(_ error: Error) -> String {
-        let text = "\(error)".lowercased()
-        if text.contains("refused") { return "connection refused" }
-        if text.contains("timeout") || text.contains("deadline") || text.contains("timed out") { return "timed out" }
-        if text.contains("closed") || text.contains("reset") || text.contains("eof") { return "connection lost" }
-        if text.contains("resolve") || text.contains("lookup") || text.contains("getaddrinfo") { return "unknown host" }
-        return "network error"
+    /// What went wrong with the network, classified by the error's type (never by its text).
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case let e as HTTPClientError:
+            if [.connectTimeout, .deadlineExceeded, .readTimeout, .writeTimeout, .tlsHandshakeTimeout].contains(e) {
+                return "timed out"
+            }
+            return e == .remoteConnectionClosed ? "connection lost" : "network error"
+        case let e as NIOConnectionError:
+            if e.connectionErrors.isEmpty, e.dnsAError != nil || e.dnsAAAAError != nil { return "unknown host" }
+            return e.connectionErrors.lazy.map { describe($0.error) }.first { $0 != "network error" }
+                ?? "network error"
+        case let e as IOError:
+            switch e.errnoCode {
+            case ECONNREFUSED: return "connection refused"
+            case ECONNRESET, EPIPE, ECONNABORTED: return "connection lost"
+            case ETIMEDOUT: return "timed out"
+            case EHOSTUNREACH, ENETUNREACH: return "no route to the host"
+            default: return "network error"
+            }
+        case let e as ChannelError:
+            switch e {
+            case .connectTimeout: return "timed out"
+            case .ioOnClosedChannel, .eof, .alreadyClosed, .outputClosed, .inputClosed: return "connection lost"
+            default: return "network error"
+            }
+        default:
+            return "network error"
+        }
     }
 
     private func decode<T>(_ body: () throws -> T) throws -> T {
