@@ -296,11 +296,8 @@ public struct MembershipState: Hashable, Sendable {
             }
             epochs.append(EpochGrant(author: author, timestamp: stamp, rotation: rotation))
         case .rename(let name):
-            guard let m = members[author], m.isActive(at: seq) else {
-                return "a rename by a device that is not a member"
-            }
+            guard members[author]?.isActive(at: seq) == true else { return "a rename by a device that is not a member" }
             members[author]!.name = name
-            _ = m
         case .dismissFork(let device, let forkSeq, let hash):
             guard isCoordinator(author, at: seq) else {
                 return "a fork dismissal by a device that is not a coordinator"

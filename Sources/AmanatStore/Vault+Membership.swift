@@ -197,9 +197,9 @@ extension Vault {
     func adoptIfFirstRelease(_ db: Database) throws {
         let me = deviceID
         let mine = try head(db, author: me)
-        guard mine.seq > 0 else { return }
+        guard mine.seq > 0, !membership.founded else { return }
         let legacy = try legacyAuthors(db)
-        guard let myFirst = legacy[me] else { return }
+        guard legacy[me] != nil else { return }
         if let member = membership.members[me], member.agreementKey != nil { return }
         let entries = try loadEntries(db)
         if entries.contains(where: { $0.author == me }) { return }
@@ -213,7 +213,6 @@ extension Vault {
             }
             if earliest.map({ (stamp, author) < ($0.0, $0.1) }) ?? true { earliest = (stamp, author) }
         }
-        _ = myFirst
         guard let agreement = keyring.agreement else { return }
         try appendEntry(
             db,
