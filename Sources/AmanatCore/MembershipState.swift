@@ -67,6 +67,8 @@ public enum HeldReason: String, Hashable, Sendable, CaseIterable {
     case reader = "reader"
     /// It creates or seals a record that only another change may create (Protocol/membership.md §6).
     case notCreator = "creates a record it may not create"
+    /// Its author signed a ciphertext that does not decrypt with the key of its epoch.
+    case undecryptable = "does not decrypt"
 }
 
 /// An invitation used by more than one device: the first (in entry order) was admitted, the others were not.
@@ -177,29 +179,95 @@ public struct MembershipState: Hashable, Sendable {
             if $0.author != $1.author { return $0.author < $1.author }
             return $0.seq < $1.seq
         }
-        var seen = Set<[UInt8]>()
-        for entry in ordered {
-            // A forked author may have two entries at one seq in a batch; only one is ever stored, but be exact.
-            let key = entry.author.bytes + withUnsafeBytes(of: entry.seq.bigEndian, Array.init)
-            guard seen.insert(key).inserted else { continue }
-            if let reason = state.apply(entry, legacyAuthors: legacyAuthors) {
-                state.void.append(VoidEntry(author: entry.author, seq: entry.seq, reason: reason))
+        // Stamps are the authors' own claims. An entry that took effect because of where its stamp put it, but whose
+        // author the final state says was revoked or demoted before that seq of its log, is excluded and the
+        // entries are evaluated again: a revoked device cannot act by backdating. The excluded set only grows, so
+        // this ends, and it is a function of the set of entries.
+        var excluded = Set<[UInt8]>()
+        while true {
+            var state = MembershipState(vaultID: vaultID)
+            state.founded = founded(entries, vaultID: vaultID)
+            var effective: [AuthoredEntry] = []
+            var seen = Set<[UInt8]>()
+            for entry in ordered {
+                // A forked author may have two entries at one seq; only the first evaluated counts.
+                let key = Self.key(entry)
+                guard seen.insert(key).inserted else { continue }
+                if excluded.contains(key) {
+                    state.void.append(
+                        VoidEntry(
+                            author: entry.author, seq: entry.seq, reason: "written after its author lost the right"))
+                    continue
+                }
+                let keyOnlyBefore = state.keyOnlyEpochs.count
+                if let reason = state.apply(entry, legacyAuthors: legacyAuthors) {
+                    state.void.append(VoidEntry(author: entry.author, seq: entry.seq, reason: reason))
+                    if state.keyOnlyEpochs.count > keyOnlyBefore { effective.append(entry) }
+                } else {
+                    effective.append(entry)
+                }
             }
+            state.settleRecoveries()
+            let late = effective.filter { !state.wasEntitled($0) }.map(Self.key)
+            if late.isEmpty { return state }
+            excluded.formUnion(late)
         }
-        // A recovered identity shares its previous identity's revocation, whenever that was written: a revoked
-        // device cannot escape by recovering with a stamp from before its revocation.
+    }
+
+    static func key(_ entry: AuthoredEntry) -> [UInt8] {
+        entry.author.bytes + withUnsafeBytes(of: entry.seq.bigEndian, Array.init)
+    }
+
+    static func founded(_ entries: [AuthoredEntry], vaultID: [UInt8]) -> Bool {
+        entries.contains {
+            guard $0.seq == 1, case .found(let salt, _, _) = $0.entry.operation else { return false }
+            return MembershipProof.vaultID(founder: $0.author, salt: salt) == vaultID
+        }
+    }
+
+    /// A recovered identity shares its previous identity's revocation, whenever that was written, and is never
+    /// more than its previous identity is now (a reader's recovery is a reader): a device cannot escape a
+    /// revocation or a demotion by recovering with a stamp from before it.
+    mutating func settleRecoveries() {
         var changed = true
         while changed {
             changed = false
-            for (device, m) in state.members where !m.isRevoked {
-                guard let previous = m.recoveredFrom, let old = state.members[previous], old.isRevoked else { continue }
-                state.members[device]!.revokedAfter = m.since
-                state.members[device]!.revokedBy = old.revokedBy
-                state.members[device]!.revokedAt = old.revokedAt
-                changed = true
+            for (device, m) in members {
+                guard let previous = m.recoveredFrom, let old = members[previous] else { continue }
+                if old.isRevoked && !m.isRevoked {
+                    members[device]!.revokedAfter = m.since
+                    members[device]!.revokedBy = old.revokedBy
+                    members[device]!.revokedAt = old.revokedAt
+                    changed = true
+                }
+                if old.currentRole == .reader && m.currentRole != .reader {
+                    members[device]!.roles = [.init(after: 0, role: .reader)]
+                    changed = true
+                }
             }
         }
-        return state
+    }
+
+    /// Whether the final state says the entry's author had the right to write it at that seq of its log.
+    func wasEntitled(_ authored: AuthoredEntry) -> Bool {
+        switch authored.entry.operation {
+        case .found, .adopt, .join, .recover:
+            return true  // admissions: judged by their proofs, at their author's first entry
+        case .rename:
+            return members[authored.author]?.isActive(at: authored.seq) == true
+        case .revoke(let device, _, _):
+            // A revoke that took effect needed a coordinator; one kept only for its key needed an active member.
+            let revoked = members[device].map {
+                $0.revokedBy == authored.author && $0.revokedAt == authored.entry.timestamp
+            }
+            let rotated = epochs.contains {
+                $0.author == authored.author && $0.timestamp == authored.entry.timestamp
+            }
+            if revoked == true || rotated { return isCoordinator(authored.author, at: authored.seq) }
+            return members[authored.author]?.isActive(at: authored.seq) == true
+        case .invite, .setRole, .grant, .dismissFork:
+            return isCoordinator(authored.author, at: authored.seq)
+        }
     }
 
     /// Whether `device` was an active coordinator for its change `seq`.

@@ -118,7 +118,7 @@ extension Vault {
             }
             var keptApartHere = 0
             for envelope in run.fresh {
-                let opened = try open(envelope)
+                let opened = open(envelope)
                 if opened == nil && !envelope.isAuthority { unchecked.append(envelope) }
                 if known {
                     try insertEnvelope(db, envelope)
@@ -149,11 +149,11 @@ extension Vault {
         if admitted != membership || fresh.contains(where: \.isAuthority) {
             try reloadMembership(db)
             // Keys granted by this batch open envelopes that could not be checked on arrival.
-            for envelope in unchecked { _ = try open(envelope) }
+            for envelope in unchecked { _ = open(envelope) }
         }
         // Record changes that arrived before the key that opens them are applied by the rebuild `settle` does when
         // the key arrives; those whose key this batch granted are opened now.
-        if try !settle(db) { try apply(db, newInLog + (try unreadable.compactMap { try open($0) })) }
+        if try !settle(db) { try apply(db, newInLog + unreadable.compactMap { open($0) }) }
         return result
     }
 
@@ -161,12 +161,9 @@ extension Vault {
     /// batch's own.
     private func evaluateMembership(_ db: Database, adding: [Envelope]) throws -> MembershipState {
         var entries = try loadEntries(db)
+        // An entry that does not decode has no effect (it is kept as signed evidence of its author).
         for envelope in adding where envelope.isAuthority {
-            do {
-                entries.append(try envelope.openEntry())
-            } catch let error as CoreError {
-                throw StoreError(.rejected, "Refused: \(error.message)")
-            }
+            if let entry = try? envelope.openEntry() { entries.append(entry) }
         }
         let adopts = entries.contains {
             if case .adopt = $0.entry.operation { return true }
@@ -205,20 +202,14 @@ extension Vault {
         }
     }
 
-    /// Opens a record change with the key of its epoch, refusing one that does not decrypt; nil for a membership
-    /// entry (checked to decode) or an envelope of an epoch this device holds no key of (kept, unread, until a
-    /// key arrives).
-    private func open(_ envelope: Envelope) throws -> AuthoredChange? {
-        do {
-            if envelope.isAuthority {
-                _ = try envelope.openEntry()
-                return nil
-            }
-            guard let key = key(epoch: envelope.header.keyEpoch) else { return nil }
-            return try envelope.openAuthored(with: key)
-        } catch let error as CoreError {
-            throw StoreError(.rejected, "Refused: \(error.message)")
-        }
+    /// Opens a record change with the key of its epoch; nil for a membership entry, for an envelope of an epoch
+    /// this device holds no key of (kept, unread, until a key arrives), and for one its own author sealed so that it
+    /// does not decrypt (kept as signed evidence, never applied: refusing it would let one member's garbage block
+    /// every honest sync through a shared file or relay). A courier cannot make such an envelope: the signature
+    /// covers the ciphertext's hash.
+    private func open(_ envelope: Envelope) -> AuthoredChange? {
+        guard !envelope.isAuthority, let key = key(epoch: envelope.header.keyEpoch) else { return nil }
+        return try? envelope.openAuthored(with: key)
     }
 
     func heldHead(_ db: Database, author: DeviceID) throws -> ChainHead {

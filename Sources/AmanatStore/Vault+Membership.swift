@@ -90,10 +90,8 @@ extension Vault {
                 throw StoreError(
                     .damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
             }
-            guard envelope.isAuthority else { continue }
-            guard let entry = try? envelope.openEntry() else {
-                throw StoreError(.damaged, "The vault is damaged: a stored membership entry does not decode.")
-            }
+            // An entry that does not decode (its author's garbage; its signature and chain are sound) has no effect.
+            guard envelope.isAuthority, let entry = try? envelope.openEntry() else { continue }
             entries.append(entry)
         }
         return entries
@@ -370,8 +368,11 @@ extension Vault {
             var grants: [DeviceID: [UInt8]] = [:]
             let raw = key.root.copyBytes()
             for m in membership.activeMembers where rotation.grants[m.device] == nil {
-                guard let agreement = m.agreementKey else { continue }
-                grants[m.device] = try SealedBox.seal(raw, to: agreement)
+                // A key no box can be sealed to (a hostile all-zero key) is skipped, never a reason to fail.
+                guard let agreement = m.agreementKey, let box = try? SealedBox.seal(raw, to: agreement) else {
+                    continue
+                }
+                grants[m.device] = box
             }
             guard !grants.isEmpty else { continue }
             try appendEntry(db, .grant(epoch: rotation.epoch, grants: grants))
@@ -563,8 +564,10 @@ extension Vault {
         let rawKey = newKey.root.copyBytes()
         var grants: [DeviceID: [UInt8]] = [:]
         for m in membership.activeMembers where m.device != device {
-            guard let agreement = m.agreementKey else { continue }
-            grants[m.device] = try SealedBox.seal(rawKey, to: agreement)
+            guard let agreement = m.agreementKey, let box = try? SealedBox.seal(rawKey, to: agreement) else {
+                continue
+            }
+            grants[m.device] = box
         }
         let rotation = KeyRotation(epoch: epoch, relayKey: newKey.relaySigningKey().publicKey, grants: grants)
         try writeEntry { db in

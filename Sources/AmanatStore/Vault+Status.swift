@@ -194,10 +194,9 @@ extension Vault {
             }
             for envelope in run {
                 if envelope.isAuthority {
+                    // Signed and chained, but its author's garbage: it has no effect, and is held back as evidence.
                     if (try? envelope.openEntry()) == nil {
-                        problems.append(
-                            "Membership entry \(envelope.header.seq) of device \(deviceLabel(envelope.header.author)) does not decode."
-                        )
+                        held[HeldKey(device: envelope.header.author, reason: .undecryptable), default: 0] += 1
                     }
                     continue
                 }
@@ -213,9 +212,8 @@ extension Vault {
                     }
                     replayed[authored.change.record, default: RecordState(id: authored.change.record)].apply(authored)
                 } catch {
-                    problems.append(
-                        "Change \(envelope.header.seq) of device \(deviceLabel(envelope.header.author)) does not decrypt."
-                    )
+                    // The hash and signature matched above, so its author sealed it this way: evidence, not damage.
+                    held[HeldKey(device: envelope.header.author, reason: .undecryptable), default: 0] += 1
                 }
             }
         }
