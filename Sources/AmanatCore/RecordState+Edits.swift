@@ -1,5 +1,5 @@
 /// Builds the operations of the editing commands against the current state, so `pred` and observed sets name
-/// exactly what this replica saw (DESIGN.md: multi-value register, observed-remove set and delete).
+/// exactly what this replica saw (Protocol/change.md: multi-value register, observed-remove set and delete).
 extension RecordState {
     /// Sets `field` to `value`, overwriting every value visible now (all of them, if there was a conflict).
     public func setOperation(field: String, value: String) -> RecordOperation {

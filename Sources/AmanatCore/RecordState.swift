@@ -182,7 +182,7 @@ public struct RecordState: Hashable, Sendable {
     }
 }
 
-/// What a person sees of one record (the `list --json` object of DESIGN.md).
+/// What a person sees of one record (the `list --json` object of README.md and `amanat list --help`).
 public struct RecordView: Hashable, Sendable {
     /// The record's id.
     public var id: RecordID

@@ -2,7 +2,7 @@ import AmanatCore
 import AmanatCrypto
 import Foundation
 
-/// The JSON shape of a record in `list --json` and `show --json` (DESIGN.md, Command line).
+/// The JSON shape of a record in `list --json` and `show --json` (`amanat list --help`).
 struct RecordJSON: Encodable {
     var id: String
     var kind: String
