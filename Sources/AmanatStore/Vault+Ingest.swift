@@ -107,8 +107,6 @@ extension Vault {
         }
         // 3. Place each run: an admitted device's into the log (its kept-apart chain first), a stranger's apart.
         var newInLog: [AuthoredChange] = []
-        var unreadable: [Envelope] = []
-        var unchecked: [Envelope] = []
         var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
         for run in runs {
             var known = admitted.isKnown(run.author)
@@ -118,15 +116,9 @@ extension Vault {
             }
             var keptApartHere = 0
             for envelope in run.fresh {
-                let opened = open(envelope)
-                if opened == nil && !envelope.isAuthority { unchecked.append(envelope) }
                 if known {
                     try insertEnvelope(db, envelope)
-                    if let opened {
-                        newInLog.append(opened)
-                    } else if !envelope.isAuthority {
-                        unreadable.append(envelope)
-                    }
+                    if let opened = open(envelope) { newInLog.append(opened) }
                     result.applied += 1
                 } else if run.apart.seq + UInt64(keptApartHere) < UInt64(Self.keptApartPerDevice),
                     keptApartTotal < Self.keptApartTotal
@@ -145,39 +137,11 @@ extension Vault {
                 }
             }
         }
-        // 4. Reload what the log now says, open keys it grants, and apply (or rebuild).
-        if admitted != membership || fresh.contains(where: \.isAuthority) {
-            try reloadMembership(db)
-            // Keys granted by this batch open envelopes that could not be checked on arrival.
-            for envelope in unchecked { _ = open(envelope) }
-        }
-        // Record changes that arrived before the key that opens them are applied by the rebuild `settle` does when
-        // the key arrives; those whose key this batch granted are opened now.
-        if try !settle(db) { try apply(db, newInLog + unreadable.compactMap { open($0) }) }
+        // 4. Reload what the log now says and open the keys it grants; then apply, or rebuild when the membership
+        //    or the keys held changed (the rebuild also applies changes whose key arrived only now).
+        if admitted != membership || fresh.contains(where: \.isAuthority) { try reloadMembership(db) }
+        if try !settle(db) { try apply(db, newInLog) }
         return result
-    }
-
-    /// The membership the log would have with `adding` stored: entries held, kept apart or pending, and the
-    /// batch's own.
-    private func evaluateMembership(_ db: Database, adding: [Envelope]) throws -> MembershipState {
-        var entries = try loadEntries(db)
-        // An entry that does not decode has no effect (it is kept as signed evidence of its author).
-        for envelope in adding where envelope.isAuthority {
-            if let entry = try? envelope.openEntry() { entries.append(entry) }
-        }
-        let adopts = entries.contains {
-            if case .adopt = $0.entry.operation { return true }
-            return false
-        }
-        var legacy: [DeviceID: UInt64] = [:]
-        if adopts {
-            legacy = try legacyAuthors(db)
-            for envelope in adding where !envelope.isAuthority && key(epoch: envelope.header.keyEpoch) != nil {
-                let author = envelope.header.author
-                legacy[author] = min(legacy[author] ?? envelope.header.seq, envelope.header.seq)
-            }
-        }
-        return MembershipState.evaluate(vaultID: vaultID, entries: entries, legacyAuthors: legacy)
     }
 
     /// Applies new record changes of the log to the projection, each only if the membership allows it.

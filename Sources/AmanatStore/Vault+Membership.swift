@@ -126,14 +126,33 @@ extension Vault {
 
     /// Recomputes the membership from the database and opens any vault keys granted to this device.
     func reloadMembership(_ db: Database) throws {
-        let entries = try loadEntries(db)
+        membership = try evaluateMembership(db)
+        openGrantedKeys()
+    }
+
+    /// The membership the log would have with `adding` stored too: entries in the log, kept apart or pending,
+    /// and the batch's own (an entry that does not decode has no effect; it stays as its author's evidence).
+    func evaluateMembership(_ db: Database, adding: [Envelope] = []) throws -> MembershipState {
+        var entries = try loadEntries(db)
+        for envelope in adding where envelope.isAuthority {
+            if let entry = try? envelope.openEntry() { entries.append(entry) }
+        }
         let adopts = entries.contains {
             if case .adopt = $0.entry.operation { return true }
             return false
         }
-        membership = MembershipState.evaluate(
-            vaultID: vaultID, entries: entries, legacyAuthors: adopts ? try legacyAuthors(db) : [:])
-        openGrantedKeys()
+        var legacy: [DeviceID: UInt64] = [:]
+        if adopts {
+            legacy = try legacyAuthors(db)
+            // The same evidence as `legacyAuthors`: a change of key epoch 1 that decrypts.
+            if let key = key(epoch: 1) {
+                for envelope in adding where envelope.header.keyEpoch == 1 && (try? envelope.open(with: key)) != nil {
+                    let author = envelope.header.author
+                    legacy[author] = min(legacy[author] ?? envelope.header.seq, envelope.header.seq)
+                }
+            }
+        }
+        return MembershipState.evaluate(vaultID: vaultID, entries: entries, legacyAuthors: legacy)
     }
 
     /// What the projection depends on besides the log: the membership's authorization and the epochs whose keys

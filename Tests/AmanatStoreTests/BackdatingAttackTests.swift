@@ -112,6 +112,10 @@ import Testing
         #expect(try writeSyncFile(file, vaultID: c.vaultID, [squat]) == 1)
         for v in [a, b] { try await fileSync(v, file) }
         for v in [a, b] {
+            #expect(v.membership.members[c.deviceID]?.isRevoked == true)
+            #expect(v.membership.currentRotation?.epoch == real.epoch, "the squatted epoch did not void the rotation")
+            #expect(writingKey(of: v).epoch == real.epoch && c.key(epoch: real.epoch) == nil)
+            #expect(try v.verify().problems == [])
         }
         let id = try a.createRecord(
             kind: "statement", fields: [("title", "SECRET AFTER REVOCATION")], tags: [], seal: false)
