@@ -60,8 +60,19 @@ public struct HybridLogicalClock: Sendable {
     /// Observes a received stamp unless it is more than ``maximumDriftMillis`` ahead of `wallMillis`: a peer with
     /// a wildly wrong (or hostile) clock must not drag this device's clock into the future.
     public mutating func observe(_ stamp: HLCTimestamp, wallMillis: UInt64) {
-        let limit =
-            wallMillis > UInt64.max - Self.maximumDriftMillis ? UInt64.max : wallMillis + Self.maximumDriftMillis
-        if stamp.wallMillis <= limit { observe(stamp) }
+        if stamp.wallMillis <= Self.horizon(wallMillis) { observe(stamp) }
+    }
+
+    /// The latest wall time a device whose clock reads `wallMillis` accepts as plausible: its clock plus
+    /// ``maximumDriftMillis`` (saturating). Later stamps are "from the future": never observed, never displayed
+    /// over a plausible value, and flagged in `history`.
+    public static func horizon(_ wallMillis: UInt64) -> UInt64 {
+        let (sum, overflow) = wallMillis.addingReportingOverflow(maximumDriftMillis)
+        return overflow ? .max : sum
+    }
+
+    /// Whether `stamp` lies beyond the horizon of a clock reading `wallMillis`.
+    public static func isFromTheFuture(_ stamp: HLCTimestamp, wallMillis: UInt64) -> Bool {
+        stamp.wallMillis > horizon(wallMillis)
     }
 }

@@ -167,18 +167,38 @@ public struct RecordState: Hashable, Sendable {
         tagAdds.filter { $0.value == tag }.map(\.key).sorted()
     }
 
-    /// What a person sees of the record, or nil if it is deleted or its creation is not known yet.
-    public var view: RecordView? {
+    /// What a person sees of the record in pure stamp order, or nil if it is deleted or its creation is not known
+    /// yet. Reading devices use ``view(nowMillis:)``, which keeps stamps from the future from deciding.
+    public var view: RecordView? { view(nowMillis: .max) }
+
+    /// What a person sees of the record on a device whose clock reads `nowMillis`, or nil if it is deleted or its
+    /// creation is not known yet.
+    ///
+    /// Among a field's concurrent values, one stamped more than ``HybridLogicalClock/maximumDriftMillis`` ahead of
+    /// `nowMillis` never wins over one that is not: a wrong or hostile clock cannot decide what is displayed. It
+    /// stays visible as a conflict, and wins in stamp order once the reading clock catches up with it
+    /// (Protocol/change.md §5). The state itself, and so `state_digest`, does not depend on the clock.
+    public func view(nowMillis: UInt64) -> RecordView? {
         guard isVisible else { return nil }
         let kind = creationKind
+        let horizon = HybridLogicalClock.horizon(nowMillis)
         var fields: [String: String] = [:]
         var conflicts: [String: [String]] = [:]
         for (name, list) in values {
-            guard let winner = list.first else { continue }
+            let ranked =
+                list.filter { $0.timestamp.wallMillis <= horizon } + list.filter { $0.timestamp.wallMillis > horizon }
+            guard let winner = ranked.first else { continue }
             fields[name] = winner.value
-            if list.count > 1 { conflicts[name] = list.dropFirst().map(\.value) }
+            if ranked.count > 1 { conflicts[name] = ranked.dropFirst().map(\.value) }
         }
         return RecordView(id: id, kind: kind, fields: fields, conflicts: conflicts, tags: tags, isSealed: seal != nil)
+    }
+
+    /// The earliest wall time among visible values stamped beyond the horizon of `nowMillis`, if any: when the
+    /// clock reaches it, the displayed values may change.
+    public func earliestFutureStamp(nowMillis: UInt64) -> UInt64? {
+        let horizon = HybridLogicalClock.horizon(nowMillis)
+        return values.values.lazy.flatMap { $0 }.map(\.timestamp.wallMillis).filter { $0 > horizon }.min()
     }
 }
 

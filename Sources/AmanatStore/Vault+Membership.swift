@@ -292,7 +292,7 @@ extension Vault {
     func settle(_ db: Database) throws -> Bool {
         if try promoteHeld(db) { try reloadMembership(db) }
         if try grantMissingKeys(db) { try reloadMembership(db) }
-        guard try storedAuthorization(db) != projectionDigest else { return false }
+        guard try storedAuthorization(db) != projectionDigest || futureStampArrived(db) else { return false }
         try rebuildProjection(db)
         try saveAuthorization(db)
         return true
@@ -301,6 +301,7 @@ extension Vault {
     /// Replays every stored record change under the current membership: the projection is rebuilt from scratch.
     func rebuildProjection(_ db: Database) throws {
         try db.execute(sql: "DELETE FROM record")
+        try db.execute(sql: "DELETE FROM local WHERE key = 'future'")
         var states: [RecordID: RecordState] = [:]
         var refusedCreates: [DeviceID: Int] = [:]
         let cursor = try Row.fetchCursor(

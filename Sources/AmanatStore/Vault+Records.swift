@@ -85,7 +85,9 @@ extension Vault {
             sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body")
         var w = ByteWriter(capacity: 512)
         w.write(bigEndian: UInt32(0))
-        RecordView.encode(state.view, id: state.id, into: &w)
+        let now = wallClock()
+        RecordView.encode(state.view(nowMillis: now), id: state.id, into: &w)
+        if let future = state.earliestFutureStamp(nowMillis: now) { try noteFutureStamp(db, future) }
         var plain = w.bytes
         let viewLength = (UInt32(plain.count - 4) | Self.paddedRowFlag).bigEndian
         withUnsafeBytes(of: viewLength) { plain.replaceSubrange(0..<4, with: $0) }
@@ -95,6 +97,36 @@ extension Vault {
         let remainder = plain.count % Self.rowPaddingBlock
         if remainder != 0 { plain += repeatElement(0, count: Self.rowPaddingBlock - remainder) }
         try statement.execute(arguments: [slot, try sealRow(plain, associatedData: Array(slot))])
+    }
+
+    /// Remembers the earliest wall time of a displayed-value candidate stamped beyond this device's horizon: when
+    /// the clock reaches it, ``settle(_:)`` rebuilds the projection so that the stored views follow the clock.
+    func noteFutureStamp(_ db: Database, _ wallMillis: UInt64) throws {
+        if let stored = try storedFutureStamp(db), stored <= wallMillis { return }
+        var w = ByteWriter()
+        w.write(bigEndian: wallMillis)
+        try db.execute(
+            sql:
+                "INSERT INTO local(key, body) VALUES ('future', ?) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
+            arguments: [try sealRow(w.bytes, associatedData: Array("future".utf8))])
+    }
+
+    func storedFutureStamp(_ db: Database) throws -> UInt64? {
+        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'future'") else { return nil }
+        var r = ByteReader(try openRow(body, associatedData: Array("future".utf8), what: "the clock"))
+        return try r.read(bigEndian: UInt64.self)
+    }
+
+    /// Whether a stamp that was from the future when the projection was built has come within the horizon.
+    func futureStampArrived(_ db: Database) throws -> Bool {
+        guard let future = try storedFutureStamp(db) else { return false }
+        return future <= HybridLogicalClock.horizon(wallClock())
+    }
+
+    /// Rebuilds the stored views if the clock has caught up with a stamp that was from the future, so that
+    /// displayed values follow the clock (called at open; tests that move `wallClock` call it themselves).
+    public func refreshDisplayedValues() throws {
+        try mapErrors { try database.write { db in _ = try settle(db) } }
     }
 
     func loadClock(_ db: Database) throws -> HybridLogicalClock {

@@ -21,22 +21,45 @@ struct History: ParsableCommand {
         try runReportingErrors {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
+            let now = vault.wallClock()
             for (envelope, authored) in try vault.history(of: state) {
                 let change = authored.change
-                let time = Date(timeIntervalSince1970: Double(change.timestamp.wallMillis) / 1000)
                 let label =
                     state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
                     .map { "  (\($0))" } ?? ""
                 print(
                     TerminalText.escape(
-                        "\(time.ISO8601Format())  device \(vault.deviceLabel(authored.author))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)"
+                        "\(Self.time(change.timestamp, now: now))  device \(vault.deviceLabel(authored.author))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)"
                     )
                 )
+                if let warning = Self.futureWarning(change.timestamp, now: now) {
+                    print("    " + warning)
+                }
                 for (index, op) in change.operations.enumerated() {
                     print("    " + TerminalText.escape(describe(op, id: authored.opID(index))))
                 }
             }
         }
+    }
+
+    /// The change's time in ISO 8601 (UTC, milliseconds), or the raw milliseconds when it lies beyond the years a
+    /// calendar date can honestly show (a hostile stamp).
+    static func time(_ stamp: HLCTimestamp, now: UInt64) -> String {
+        // 253402300799999 ms is 9999-12-31T23:59:59.999Z, the last instant ISO 8601 writes with four digits.
+        guard stamp.wallMillis <= 253_402_300_799_999 else { return "time \(stamp.wallMillis) ms" }
+        let seconds = Double(stamp.wallMillis / 1000)
+        let millis = stamp.wallMillis % 1000
+        let date = Date(timeIntervalSince1970: seconds).ISO8601Format()
+        // ISO8601Format() writes whole seconds ("…:05Z"); the milliseconds are added exactly, not through a Double.
+        return date.dropLast() + "." + String(repeating: "0", count: 3 - String(millis).count) + "\(millis)Z"
+    }
+
+    /// A warning for a change stamped beyond this device's horizon (its clock plus one day), or nil.
+    static func futureWarning(_ stamp: HLCTimestamp, now: UInt64) -> String? {
+        guard HybridLogicalClock.isFromTheFuture(stamp, wallMillis: now) else { return nil }
+        let days = (stamp.wallMillis - now) / 86_400_000
+        let distance = days >= 3650 ? "\(days / 365) years" : "\(days) days"
+        return "! stamped \(distance) ahead of this device's clock: it does not decide which value is shown"
     }
 
     func describe(_ op: RecordOperation, id: OpID) -> String {

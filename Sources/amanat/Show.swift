@@ -20,7 +20,9 @@ struct Show: ParsableCommand {
         try runReportingErrors {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
-            guard let view = state.view else { throw CLIError(.unknownID, "No record has the id \(id).") }
+            guard let view = state.view(nowMillis: vault.wallClock()) else {
+                throw CLIError(.unknownID, "No record has the id \(id).")
+            }
             print(
                 json
                     ? try RecordJSON.render(RecordJSON(view))

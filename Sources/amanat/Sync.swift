@@ -101,7 +101,8 @@ struct Import: AsyncParsableCommand {
             throw CLIError(.damaged, "The bundle does not verify; nothing was imported.")
         }
         let vault = try options.open()
-        let known = try vault.allStates().compactMap { $0.view?.fields["provenance"] }
+        let now = vault.wallClock()
+        let known = try vault.allStates().compactMap { $0.view(nowMillis: now)?.fields["provenance"] }
         var added = 0
         for record in report.records where !record.document.deleted {
             let d = record.document

@@ -121,8 +121,11 @@ final class TestClock: @unchecked Sendable {
         try await withRelay(dir, maxVaults: 3, clock: clock) { relay, store, client in
             let start = clock.now
             // A squatter fills the relay with vaults that never store anything; a team registers and stores one change.
+            // Every request is stamped by the test clock: under a loaded test run, minutes can pass between the
+            // clock's creation and the first request, and the relay would rightly refuse a stale real-time stamp.
             for _ in 0..<2 {
-                let answer = try await register(client, vault: Sodium.randomBytes(16), key: .generate(), code: nil)
+                let answer = try await register(
+                    client, vault: Sodium.randomBytes(16), key: .generate(), code: nil, at: clock.now)
                 #expect(answer.status == 201)
             }
             let team = try makeTeam(1, in: dir)
