@@ -54,6 +54,8 @@ extension RecordOperation {
         case removeTag = 4
         case delete = 5
         case seal = 6
+        case origin = 7
+        case custody = 8
     }
 
     func encode(into w: inout ByteWriter) {
@@ -79,6 +81,14 @@ extension RecordOperation {
         case .seal(let hash):
             w.write(Tag.seal.rawValue)
             w.write(raw: hash)
+        case .origin(let vault, let record):
+            w.write(Tag.origin.rawValue)
+            w.write(raw: vault)
+            w.write(raw: record.bytes)
+        case .custody(let envelope, let key):
+            w.write(Tag.custody.rawValue)
+            w.write(lengthPrefixed: envelope)
+            w.write(lengthPrefixed: key)
         }
     }
 
@@ -93,6 +103,14 @@ extension RecordOperation {
         case .removeTag: self = .removeTag(try r.readString(), observed: try Self.decodeIDs(&r))
         case .delete: self = .delete(observed: try Self.decodeIDs(&r))
         case .seal: self = .seal(contentHash: try r.read(count: 32))
+        case .origin: self = .origin(vault: try r.read(count: 16), record: try RecordID(r.read(count: 16)))
+        case .custody:
+            let envelope = try r.readLengthPrefixed()
+            let key = try r.readLengthPrefixed()
+            guard key.isEmpty || key.count == 32 else {
+                throw CoreError(.malformed, "A custody operation holds a key that is neither empty nor 32 bytes.")
+            }
+            self = .custody(envelope: envelope, key: key)
         }
     }
 

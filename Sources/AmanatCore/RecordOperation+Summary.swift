@@ -12,6 +12,8 @@ extension RecordOperation {
         case .removeTag(let tag, _): return "untagged \(tag)"
         case .delete: return "deleted"
         case .seal(let hash): return "sealed original content \(Hex.encode(hash))"
+        case .origin(let vault, let record): return "imported record \(record.hex) of vault \(Hex.encode(vault))"
+        case .custody(let envelope, _): return "kept original envelope \(Hex.encode(BLAKE2b.hash(envelope)))"
         }
     }
 }

@@ -12,6 +12,13 @@ public enum RecordOperation: Hashable, Sendable {
     case delete(observed: [OpID])
     /// Seals a testimony's original content: `contentHash` is BLAKE2b-256 of its sealed fields (§4).
     case seal(contentHash: [UInt8])
+    /// Names the record of another vault this record was imported from, out of an evidence bundle: its 16-byte
+    /// vault id and its record id (Protocol/change.md §3). The origin with the smallest op id counts.
+    case origin(vault: [UInt8], record: RecordID)
+    /// Keeps one signed envelope of the origin's custody — a change of the origin record, with the 32-byte key that
+    /// opens it, or a membership entry of the origin vault (empty key: its key derives from the vault id) — so
+    /// that `history` and `verify` can show and check the original devices, times and seal.
+    case custody(envelope: [UInt8], key: [UInt8])
 }
 
 /// The set of changes one command makes to one record, stamped by a hybrid logical clock.

@@ -56,6 +56,26 @@ extension RecordState {
             w.write(bigEndian: c.timestamp.wallMillis)
             w.write(bigEndian: c.timestamp.counter)
         }
+        // Imported records only: the section is absent otherwise, so every other state encodes as before.
+        if origin != nil || !custody.isEmpty {
+            if let origin {
+                w.write(1)
+                origin.op.encode(into: &w)
+                w.write(raw: origin.vault)
+                w.write(raw: origin.record.bytes)
+            } else {
+                w.write(0)
+            }
+            let items = custody.sorted {
+                $0.envelope != $1.envelope
+                    ? $0.envelope.lexicographicallyPrecedes($1.envelope) : $0.key.lexicographicallyPrecedes($1.key)
+            }
+            w.write(varint: UInt64(items.count))
+            for item in items {
+                w.write(lengthPrefixed: item.envelope)
+                w.write(lengthPrefixed: item.key)
+            }
+        }
         return w.bytes
     }
 
@@ -102,6 +122,18 @@ extension RecordState {
             let stamp = HLCTimestamp(
                 wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
             changes.append(ChangeRef(author: author, seq: seq, timestamp: stamp))
+        }
+        if !r.isAtEnd {
+            if try Self.readFlag(&r) {
+                origin = OriginInfo(
+                    op: try OpID(from: &r), vault: try r.read(count: 16), record: try RecordID(r.read(count: 16)))
+            }
+            for _ in 0..<(try r.readCount(minimumElementSize: 2)) {
+                custody.insert(CustodyItem(envelope: try r.readLengthPrefixed(), key: try r.readLengthPrefixed()))
+            }
+            guard origin != nil || !custody.isEmpty else {
+                throw CoreError(.malformed, "A stored record has an empty import section.")
+            }
         }
         guard r.isAtEnd else { throw CoreError(.malformed, "A stored record has unexpected trailing bytes.") }
     }

@@ -86,6 +86,10 @@ public struct RecordState: Hashable, Sendable {
     public internal(set) var seal: SealInfo?
     /// Every change that touched this record, in (stamp, author, seq) order.
     public internal(set) var changes: [ChangeRef] = []
+    /// The record of another vault this one was imported from, if it was (the origin with the smallest op id).
+    public internal(set) var origin: OriginInfo?
+    /// The original envelopes kept with an imported record: grow-only, checked by `verify` and shown by `history`.
+    public internal(set) var custody: Set<CustodyItem> = []
 
     /// An empty state for `id`.
     public init(id: RecordID) { self.id = id }
@@ -94,6 +98,7 @@ public struct RecordState: Hashable, Sendable {
         a.id == b.id && a.creationOp == b.creationOp && a.creationKind == b.creationKind && a.values == b.values
             && a.overwritten == b.overwritten && a.tagAdds == b.tagAdds && a.removedTags == b.removedTags
             && a.deleteObserved == b.deleteObserved && a.seal == b.seal && a.changes == b.changes
+            && a.origin == b.origin && a.custody == b.custody
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -140,6 +145,10 @@ public struct RecordState: Hashable, Sendable {
                 deleteObserved.formUnion(observed)
             case .seal(let hash):
                 if seal.map({ op < $0.op }) ?? true { seal = SealInfo(op: op, contentHash: hash, timestamp: stamp) }
+            case .origin(let vault, let record):
+                if origin.map({ op < $0.op }) ?? true { origin = OriginInfo(op: op, vault: vault, record: record) }
+            case .custody(let envelope, let key):
+                custody.insert(CustodyItem(envelope: envelope, key: key))
             }
         }
         return true
@@ -228,5 +237,29 @@ extension Array where Element: Comparable {
             if self[mid] < element { low = mid + 1 } else { high = mid }
         }
         return low
+    }
+}
+
+/// Where an imported record came from: the `origin` operation that counts.
+public struct OriginInfo: Hashable, Sendable {
+    /// The `origin` operation.
+    public var op: OpID
+    /// The origin's 16-byte vault id.
+    public var vault: [UInt8]
+    /// The origin's record id in that vault.
+    public var record: RecordID
+}
+
+/// One original envelope kept with an imported record, and the key that opens it (empty for a membership entry).
+public struct CustodyItem: Hashable, Sendable {
+    /// The envelope's wire form (Protocol/envelope.md §1).
+    public var envelope: [UInt8]
+    /// Its 32-byte envelope key, or empty.
+    public var key: [UInt8]
+
+    /// Creates an item.
+    public init(envelope: [UInt8], key: [UInt8]) {
+        self.envelope = envelope
+        self.key = key
     }
 }

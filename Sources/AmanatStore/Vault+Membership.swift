@@ -367,7 +367,7 @@ extension Vault {
     func heldReason(_ authored: AuthoredChange) -> HeldReason? {
         let creates = authored.change.operations.contains {
             switch $0 {
-            case .create, .seal: true
+            case .create, .seal, .origin: true
             default: false
             }
         }

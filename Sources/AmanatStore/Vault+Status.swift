@@ -238,6 +238,13 @@ extension Vault {
             seals += 1
             if let problem = try checkSeal(of: state, seal: seal) { problems.append(problem) }
         }
+        // An imported record's kept original envelopes must still prove what `history` shows of them.
+        for state in replayed.values.sorted(by: { $0.id < $1.id }) {
+            guard let origin = state.origin else { continue }
+            for problem in CustodyReport(origin: origin, items: state.custody).problems {
+                problems.append("Record \(state.id.hex.prefix(12)), imported: \(problem)")
+            }
+        }
         for fork in try forks() where !fork.dismissed {
             problems.append(
                 "Device \(deviceLabel(fork.device)) forked its log at change \(fork.seq): it signed two different changes."

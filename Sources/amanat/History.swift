@@ -69,6 +69,7 @@ struct History: ParsableCommand {
             let verb = summary.prefix { $0 != " " }
             return "\(verb) \(field) = \(RecordText.oneLine(value, 60))   [op \(id)]"
         case .seal(let hash): return "sealed original content \(Hex.encode(hash).prefix(16))…"
+        case .custody(let envelope, _): return "kept original envelope \(Hex.encode(BLAKE2b.hash(envelope)).prefix(12))"
         default: return op.summary
         }
     }

@@ -122,7 +122,7 @@ struct ChangeEncodingTests {
         #expect(coreErrorCode { try Change(decoding: raw + [0x80]) } == .malformed)
     }
 
-    @Test("unknown operation tags are rejected", arguments: [0, 7, 0x80, 0xff] as [UInt8])
+    @Test("unknown operation tags are rejected", arguments: [0, 9, 0x80, 0xff] as [UInt8])
     func unknownTag(_ tag: UInt8) throws {
         var bytes = try Self.samples()[0].encoded()
         let tagOffset = 1 + 16 + 8 + 4 + 1

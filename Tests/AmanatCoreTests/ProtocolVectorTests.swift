@@ -26,6 +26,10 @@ struct OperationVector: Codable, Equatable {
     var pred: [OpIDVector]?
     var observed: [OpIDVector]?
     var contentHash: String?
+    var vault: String?
+    var record: String?
+    var envelope: String?
+    var key: String?
 }
 
 /// One change and its canonical encoding.
@@ -88,6 +92,10 @@ enum VectorCodec {
             OperationVector(type: "removeTag", tag: tag, observed: observed.sorted().map(vector))
         case .delete(let observed): OperationVector(type: "delete", observed: observed.sorted().map(vector))
         case .seal(let hash): OperationVector(type: "seal", contentHash: Hex.encode(hash))
+        case .origin(let vault, let record):
+            OperationVector(type: "origin", vault: Hex.encode(vault), record: record.hex)
+        case .custody(let envelope, let key):
+            OperationVector(type: "custody", envelope: Hex.encode(envelope), key: Hex.encode(key))
         }
     }
 
@@ -100,6 +108,11 @@ enum VectorCodec {
         case "removeTag": return .removeTag(try #require(v.tag), observed: try (v.observed ?? []).map(opID))
         case "delete": return .delete(observed: try (v.observed ?? []).map(opID))
         case "seal": return .seal(contentHash: try unhex(try #require(v.contentHash)))
+        case "origin":
+            return .origin(
+                vault: try unhex(try #require(v.vault)), record: try RecordID(try unhex(try #require(v.record))))
+        case "custody":
+            return .custody(envelope: try unhex(try #require(v.envelope)), key: try unhex(try #require(v.key)))
         default:
             Issue.record("unknown operation type \(v.type)")
             return .create(kind: "")
@@ -153,6 +166,16 @@ struct ProtocolVectorTests {
                 "long value spanning several blocks",
                 change([.set(field: "narrative", value: String(repeating: "They came at night. ", count: 12), pred: [])]
                 )
+            ),
+            (
+                "import: origin and kept original envelopes (a change with its key, a membership entry without)",
+                change([
+                    .create(kind: "testimony"),
+                    .origin(
+                        vault: counting(from: 0xa0, count: 16), record: try RecordID(counting(from: 0x50, count: 16))),
+                    .custody(envelope: counting(from: 0x01, count: 70), key: counting(from: 0x80, count: 32)),
+                    .custody(envelope: counting(from: 0x02, count: 3), key: []),
+                ])
             ),
         ]
     }
@@ -250,7 +273,7 @@ struct ProtocolVectorTests {
         if Self.writing { try Self.write(produced, "change-v1.json") }
         let file = try Self.load(ChangeVectorFile.self, "change-v1.json")
         #expect(file == produced, "Protocol/vectors/change-v1.json is stale: rerun with AMANAT_WRITE_VECTORS=1")
-        #expect(file.cases.count == 10)
+        #expect(file.cases.count == 11)
         // Consume the file as another implementation would: from the JSON inputs to the bytes.
         for vector in file.cases {
             let change = Change(
