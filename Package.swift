@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "AmanatTestSupport",
             dependencies: [
-                "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatBundle", "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/AmanatTestSupport"
@@ -124,8 +124,8 @@ let package = Package(
         .testTarget(
             name: "amanatTests",
             dependencies: [
-                "amanat", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "amanat", "AmanatTestSupport", "AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore",
+                "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift"),
             ]),
     ],
     swiftLanguageModes: [.v6]

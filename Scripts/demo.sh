@@ -110,10 +110,14 @@ run --vault "$FIELD" members
 step "14. The coordinator hands the detention testimony to a lawyer as an evidence bundle"
 age-keygen -o "$WORK/lawyer-key.txt" 2>/dev/null
 LAWYER=$(age-keygen -y "$WORK/lawyer-key.txt")
-run --vault "$COORD" export --out "$WORK/evidence.age" --recipient "$LAWYER" --tag detention
+echo "the detention testimony was recorded with --consent restricted: a plain export leaves it out and says so;"
+echo "the witness has since agreed to share it with her lawyer, so the coordinator includes it explicitly"
+run --vault "$COORD" export --out "$WORK/evidence.age" --recipient "$LAWYER" --tag detention --include-restricted
+FINGERPRINT=$("$AMANAT" --vault "$COORD" status --json | sed -n 's/.*"vault" : "\(.*\)".*/\1/p')
+echo "the team gives the lawyer its vault fingerprint ($FINGERPRINT) through a channel she trusts"
 echo "\$ age -d -i lawyer-key.txt evidence.age | tar t      (the standard age tool, no Amanat needed)"
 age -d -i "$WORK/lawyer-key.txt" "$WORK/evidence.age" | tar t
-run bundle verify "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt"
+run bundle verify "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt" --expect-vault "$FINGERPRINT"
 
 step "15. Over the network: the coordinator's laptop is the hub, running a relay"
 RELAY_LOG="$WORK/relay.log"

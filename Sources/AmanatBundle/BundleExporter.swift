@@ -10,40 +10,89 @@ import Foundation
 /// let plaintext = BundleExporter.padded(archive.encoded())
 /// ```
 public enum BundleExporter {
-    /// The archive of `records`: manifest, record documents, custody of exactly their envelopes, chain files.
+    /// A testimony's consent as the manifest states it (Protocol/bundle.md §4.1): `conflict` when its consent field
+    /// has several visible values, the value when it is `share`, `anonymised` or `restricted`, otherwise `unset`.
+    public static func consent(of state: RecordState) -> String? {
+        guard state.creationKind == "testimony" else { return nil }
+        let values = state.values["consent"] ?? []
+        if values.count > 1 { return "conflict" }
+        if let v = values.first?.value, ["share", "anonymised", "restricted"].contains(v) { return v }
+        return "unset"
+    }
+
+    /// Whether a record is exported without `--include-restricted`: every statement; a testimony only when its
+    /// consent is `share` or `anonymised` (and not in conflict).
+    public static func isShareable(_ state: RecordState) -> Bool {
+        guard let consent = consent(of: state) else { return true }
+        return consent == "share" || consent == "anonymised"
+    }
+
+    /// The archive of `records`: README, the signed manifest, the membership entries, record documents, custody of
+    /// exactly their envelopes, and chain files (Protocol/bundle.md §2).
     public static func archive(from vault: Vault, records: [RecordState], now: Date) throws -> TarArchive {
         guard !records.isEmpty else {
             throw BundleError(.emptySelection, "No record matches the selection; nothing was exported.")
         }
-        var archive = TarArchive()
-        archive.add("README.txt", Array(readme.utf8))
+        var lastSeq: [DeviceID: UInt64] = [vault.deviceID: 0]
         var manifestRecords: [BundleManifest.Record] = []
-        var lastSeq: [DeviceID: UInt64] = [:]
-        var documents: [(String, [UInt8])] = []
+        var recordFiles: [(String, [UInt8])] = []
+        var custodyFiles: [(String, [UInt8])] = []
+        let limit = UInt64(JSONValue.maximumInteger)
         for state in records.sorted(by: { $0.id < $1.id }) {
             let changes = try vault.history(of: state)
-            var items: [CustodyDocument.Item] = []
+            var items: [BundleEnvelopeItem] = []
             for (envelope, authored) in changes {
                 guard let key = vault.key(epoch: envelope.header.keyEpoch) else {
                     throw StoreError(
                         .damaged, "A change of record \(state.id.hex.prefix(12)) uses a key epoch this device lacks.")
                 }
+                guard authored.seq <= limit else {
+                    throw BundleError(
+                        .verificationFailed,
+                        "Record \(state.id.hex.prefix(12)) has a change whose position cannot be written exactly.")
+                }
                 let envelopeKey = key.envelopeKey(author: authored.author, seq: authored.seq)
                 items.append(
-                    CustodyDocument.Item(
-                        device: authored.author.hex, seq: authored.seq, hash: Hex.encode(envelope.hash),
-                        envelope_key: Hex.encode(envelopeKey.copyBytes()),
-                        envelope: Data(envelope.encoded()).base64EncodedString()))
+                    BundleEnvelopeItem(
+                        device: authored.author, seq: authored.seq, hash: envelope.hash,
+                        envelopeKey: envelopeKey.copyBytes(), envelope: envelope.encoded()))
                 lastSeq[authored.author] = max(lastSeq[authored.author] ?? 0, authored.seq)
             }
-            let id = state.id.hex
-            documents.append(("records/\(id).json", BundleJSON.encode(RecordDocument(state: state, changes: changes))))
-            documents.append(("custody/\(id).json", BundleJSON.encode(CustodyDocument(record: id, envelopes: items))))
+            items.sort { DeviceSeq(device: $0.device, seq: $0.seq) < DeviceSeq(device: $1.device, seq: $1.seq) }
+            let document = try RecordDocument(state: state, changes: changes)
+            recordFiles.append(("records/\(state.id.hex).json", document.encoded))
+            custodyFiles.append(
+                ("custody/\(state.id.hex).json", CustodyDocument(record: state.id, envelopes: items).json.canonical))
             manifestRecords.append(
-                .init(id: id, kind: state.creationKind, record: "records/\(id).json", custody: "custody/\(id).json"))
+                BundleManifest.Record(
+                    id: state.id, kind: state.creationKind, consent: consent(of: state),
+                    changes: items.map { .init(device: $0.device, seq: $0.seq, envelope: $0.hash) }))
         }
+
+        // Every membership entry this vault holds, so the recipient can check each signer back to the founder.
+        var entries: [BundleEnvelopeItem] = []
+        for envelope in try vault.authorityEnvelopes() where (try? envelope.openEntry()) != nil {
+            guard envelope.header.vaultID == vault.vaultID, envelope.header.seq <= limit else { continue }
+            entries.append(
+                BundleEnvelopeItem(
+                    device: envelope.header.author, seq: envelope.header.seq, hash: envelope.hash, envelopeKey: nil,
+                    envelope: envelope.encoded()))
+            lastSeq[envelope.header.author] = max(lastSeq[envelope.header.author] ?? 0, envelope.header.seq)
+        }
+        entries.sort { DeviceSeq(device: $0.device, seq: $0.seq) < DeviceSeq(device: $1.device, seq: $1.seq) }
+        if lastSeq[vault.deviceID] == 0 {
+            // A device of a first-release vault that never wrote has no signed log to place it in the vault.
+            lastSeq[vault.deviceID] = try vault.envelopes(of: vault.deviceID, after: 0, limit: 1).isEmpty ? 0 : 1
+        }
+        guard lastSeq[vault.deviceID]! >= 1 else {
+            throw BundleError(
+                .emptySelection,
+                "This device has written nothing in the vault yet, so no signed entry places it in the vault; write or sync first."
+            )
+        }
+
         var devices: [BundleManifest.Device] = []
-        var chains: [(String, [UInt8])] = []
+        var chainFiles: [(String, [UInt8])] = []
         for (device, seq) in lastSeq.sorted(by: { $0.key < $1.key }) {
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(seq) * ChainLink.length)
@@ -54,15 +103,33 @@ public enum BundleExporter {
                 for envelope in batch { bytes += ChainLink(envelope).encoded }
                 after = last.header.seq
             }
-            chains.append(("chains/\(device.hex).bin", bytes))
-            devices.append(.init(device: device.hex, chain: "chains/\(device.hex).bin", changes: seq))
+            guard after == seq else {
+                throw StoreError(.damaged, "The vault is damaged: the log of device \(device.hex.prefix(12)) has a gap.")
+            }
+            let name = vault.memberName(device).flatMap { $0.utf8.count <= SealedName.maximumLength ? $0 : nil }
+            let entry = BundleManifest.Device(device: device, links: seq, name: name)
+            chainFiles.append((entry.chain, bytes))
+            devices.append(entry)
         }
+        let membership = MembershipDocument(vaultID: vault.vaultID, entries: entries).json.canonical
+        let readmeBytes = Array(readme.utf8)
+        let files = [("README.txt", readmeBytes), ("membership.json", membership)] + recordFiles + custodyFiles
+            + chainFiles
+        let millis = now.timeIntervalSince1970 < 0 ? 0 : UInt64(now.timeIntervalSince1970 * 1000)
         let manifest = BundleManifest(
-            format: BundleManifest.formatName, vault_id: Hex.encode(vault.vaultID),
-            exported_at: now.formatted(.iso8601), exported_by: vault.deviceID.hex, records: manifestRecords,
-            devices: devices)
-        archive.add("manifest.json", BundleJSON.encode(manifest))
-        for (path, bytes) in documents + chains { archive.add(path, bytes) }
+            vaultID: vault.vaultID, exportedAtMillis: min(millis, limit), exportedBy: vault.deviceID,
+            files: files.map { BundleManifest.File(path: $0.0, sha256: SHA256.hash($0.1)) }
+                .sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) },
+            devices: devices, records: manifestRecords)
+        let manifestBytes = manifest.json.canonical
+        let signature = vault.keyring.device.sign(BundleManifest.signatureContext + manifestBytes)
+
+        var archive = TarArchive()
+        archive.add("README.txt", readmeBytes)
+        archive.add("manifest.json", manifestBytes)
+        archive.add("manifest.sig", signature)
+        archive.add("membership.json", membership)
+        for (path, bytes) in recordFiles + custodyFiles + chainFiles { archive.add(path, bytes) }
         return archive
     }
 
@@ -73,36 +140,59 @@ public enum BundleExporter {
 
     /// The README.txt a recipient reads first.
     public static let readme = """
-        AMANAT EVIDENCE BUNDLE
-        ======================
+        AMANAT EVIDENCE BUNDLE (format amanat-bundle/2)
+        ===============================================
 
         This archive was exported from an Amanat vault: an encrypted, offline-first record of
         testimonies and statements kept by human rights documenters. It was encrypted to you with
         age (https://age-encryption.org), and you have opened it.
 
         What is here
-          manifest.json        which records are included, which devices recorded them, and when
-                               the bundle was made.
-          records/<id>.json    each record as it stands: its fields, tags, any unresolved conflicting
-                               values, and its full history (who changed what, and when).
+          manifest.json        which records and devices are included, when and by which device the
+                               bundle was made, the SHA-256 of every other file, each testimony's
+                               consent, and for each record the list of ALL its changes the
+                               exporting vault held (see "Completeness" below).
+          manifest.sig         the exporting device's Ed25519 signature of manifest.json: together
+                               with the SHA-256 list it covers every byte of this bundle.
+          membership.json      the vault's signed membership entries: who founded the vault, who was
+                               invited and admitted with which role, who was revoked.
+          records/<id>.json    each record as its disclosed changes make it: its fields, tags, any
+                               unresolved conflicting values, and its history (who changed what, when).
           custody/<id>.json    the signed, encrypted original changes ("envelopes") of each record,
                                each with the one key that decrypts exactly that envelope.
-          chains/<device>.bin  each recording device's signed hash chain, with the content of
-                               changes that are NOT part of this bundle removed.
+          chains/<device>.bin  each device's signed hash chain, with the content of changes that are
+                               NOT part of this bundle removed.
 
         How to verify (without trusting whoever sent it)
-          Every change is signed with the Ed25519 key of the device that made it, and each
-          device's changes form a hash chain. With the Amanat tool:
-              amanat bundle verify THIS-FILE.age --identity your-age-key.txt
-          checks every signature and hash chain, decrypts every envelope with its key, and checks
-          that records/*.json are exactly what the signed changes produce. The formats are
-          specified byte by byte in the Amanat source (Protocol/bundle.md, Protocol/envelope.md),
-          so the check can be reimplemented independently.
+          Every change is signed with the Ed25519 key of the device that made it, and each device's
+          changes form a hash chain. With the Amanat tool:
+              amanat bundle verify THIS-FILE.age --identity your-age-key.txt --expect-vault FINGERPRINT
+          checks the manifest signature and every file hash, every signature and hash chain, decrypts
+          every envelope with its key, checks that records/*.json are exactly what the signed changes
+          produce, and checks each signing device's membership back to the device that founded the
+          vault (the vault id is a hash of the founder's key). FINGERPRINT is the vault fingerprint
+          the team gives you through a channel you trust (they see it with `amanat status`). The
+          formats are specified byte by byte in the Amanat source (Protocol/bundle.md), so the check
+          can be reimplemented independently; Scripts/verify-bundle.py is one such implementation.
+
+        Completeness
+          For each record, the manifest lists every change the exporting vault held. If the custody
+          file leaves some of them out, the verifier says "N changes not disclosed": those changes
+          exist (their devices signed them, they are in the chains) but their content is not in this
+          bundle — for example a later amendment or correction the exporter withheld. The record as
+          shown is then what the disclosed changes alone produce, and may not be the record as the
+          team sees it. Ask the sender about them.
+
+        What the bundle cannot prove
+          Device names are the exporter's statement ("named by the exporter"): the signed entries
+          prove keys and roles, not who held a device. An exporter could leave out membership
+          entries, such as a later revocation. Times are the signing devices' own clocks.
 
         What is not here
-          Nothing about records that were not exported: the keys included open only the
-          envelopes listed in custody/. The chain files show that other changes exist (their
-          number and order), not what they say.
+          Nothing about records that were not exported: the keys included open only the envelopes
+          listed in custody/. The chain files show that other changes exist (their number and
+          order), not what they say. Testimonies whose witnesses did not consent to sharing are
+          left out unless the exporter chose otherwise; the manifest states each testimony's consent.
 
         Handle with care: testimonies may describe violence and name places that identify people.
         """

@@ -2,173 +2,442 @@ import AmanatCore
 import AmanatCrypto
 import Foundation
 
+/// A custody envelope that verified: the signed original, where its device's chain places it, its key and change.
+public struct VerifiedCustody: Sendable {
+    /// The envelope as its device signed it.
+    public var envelope: Envelope
+    /// The chain link at its seq (equal hash).
+    public var link: ChainLink
+    /// The key of this envelope only.
+    public var envelopeKey: [UInt8]
+    /// The decrypted change.
+    public var change: AuthoredChange
+    /// Whether the membership entries prove its device active, with a role that writes, at its seq.
+    public var signerProven: Bool
+}
+
+/// A membership entry that verified: the envelope, its chain link and what it says.
+public struct VerifiedEntry: Sendable {
+    public var envelope: Envelope
+    public var link: ChainLink
+    public var entry: AuthoredEntry
+}
+
 /// A record whose custody verified, with what it shows and how it came to be.
 public struct VerifiedRecord: Sendable {
-    /// The replayed state.
+    /// The record id.
+    public var id: RecordID
+    /// The manifest's entry: kind, consent at export, the completeness statement.
+    public var entry: BundleManifest.Record
+    /// The state replayed from the disclosed changes.
     public var state: RecordState
-    /// The record document, as re-rendered from the signed changes.
+    /// The record document, as re-rendered from the signed changes (equal to the file's bytes).
     public var document: RecordDocument
+    /// The disclosed changes, verified, in history order.
+    public var custody: [VerifiedCustody]
+    /// Changes the manifest says the exporter held for the record but the bundle does not disclose.
+    public var undisclosed: [BundleManifest.StatedChange]
 }
 
-/// What `bundle verify` found.
+/// What the membership entries of a bundle say about one device of its manifest.
+public struct SignerStatus: Sendable {
+    public var device: DeviceID
+    /// The exporter's statement of its name.
+    public var name: String?
+    /// `coordinator`, `member`, `reader` or `revoked`, when proven.
+    public var role: String?
+    /// Whether the vault is founded and its entries admit the device.
+    public var proven: Bool
+}
+
+/// What verifying a bundle found (Protocol/bundle.md §7).
 public struct BundleReport: Sendable {
-    /// The manifest, if it parsed.
+    /// How the verification ended.
+    public enum Outcome: Sendable, Equatable {
+        /// Intact and every signer proven (exit status 0).
+        case verified
+        /// Intact, but something is not proven (exit status 3).
+        case unproven
+        /// Not intact (exit status 65).
+        case damaged
+    }
+
+    /// 2, or 1 for a bundle of the first format (§9).
+    public var format = 2
+    /// The manifest, if it parsed (format 2).
     public var manifest: BundleManifest?
+    /// The report of a format-1 bundle.
+    public var legacy: LegacyReport?
+    /// The vault the bundle names.
+    public var vaultID: [UInt8]?
     /// Records whose custody verified.
     public var records: [VerifiedRecord] = []
+    /// The membership entries that verified.
+    public var entries: [VerifiedEntry] = []
+    /// Each device's verified chain.
+    public var chains: [DeviceID: [ChainLink]] = [:]
+    /// The membership the entries evaluate to.
+    public var membership: MembershipState?
+    /// Whether the entries hold the vault's founding entry.
+    public var founded = false
+    /// Each device of the manifest with its name and proof.
+    public var signers: [SignerStatus] = []
     /// Signed changes checked across all chains.
     public var chainLinks = 0
-    /// Problems, one sentence each, naming the record or device; empty when the bundle verifies.
+    /// Integrity failures, one sentence each naming the file, record or device; empty when the bundle is intact.
     public var problems: [String] = []
+    /// Why the bundle, intact, does not prove its signers (or is not of the expected vault); one sentence each.
+    public var unproven: [String] = []
+
+    /// The outcome.
+    public var outcome: Outcome {
+        if !problems.isEmpty { return .damaged }
+        return unproven.isEmpty ? .verified : .unproven
+    }
+
+    /// The exporter's name for `device` (nil if it states none).
+    public func name(of device: DeviceID) -> String? {
+        manifest?.devices.first { $0.device == device }?.name
+    }
+
+    /// "device 1df089eb69f6 ("Laila", named by the exporter)".
+    public func label(_ device: DeviceID) -> String {
+        let short = String(device.hex.prefix(12))
+        guard let name = name(of: device) else { return "device \(short)" }
+        return "device \(short) (\"\(name)\", named by the exporter)"
+    }
 }
 
-/// Verifies a decrypted bundle archive offline: every chain, signature, envelope key and record document
-/// (Protocol/bundle.md §5).
+/// The vault fingerprint: the vault id as 8 groups of 4 hex digits (Protocol/bundle.md §7).
+public enum VaultFingerprint {
+    /// `3f9a-12bc-…`.
+    public static func of(_ vaultID: [UInt8]) -> String {
+        let hex = Array(Hex.encode(vaultID))
+        return stride(from: 0, to: hex.count, by: 4).map { String(hex[$0..<min($0 + 4, hex.count)]) }
+            .joined(separator: "-")
+    }
+
+    /// The vault id a fingerprint names (dashes, spaces and case ignored), or nil.
+    public static func parse(_ text: String) -> [UInt8]? {
+        let digits = text.lowercased().filter { $0 != "-" && $0 != " " }
+        guard digits.count == 32, digits.allSatisfy({ $0.isHexDigit }), let raw = Hex.decode(digits) else { return nil }
+        return raw
+    }
+}
+
+/// Verifies a decrypted bundle archive offline (Protocol/bundle.md §7): the manifest signature and file hashes,
+/// every chain, the membership entries back to the vault's founder, every envelope and record document.
+///
+/// ```swift
+/// let report = BundleVerifier.verify(archive, expectVault: VaultFingerprint.parse("3f9a-…"))
+/// if report.outcome == .verified { for record in report.records { … record.custody … } }
+/// ```
 public enum BundleVerifier {
     /// Checks everything and returns a report; never throws for content problems, it lists them.
-    public static func verify(_ archive: TarArchive) -> BundleReport {
+    public static func verify(_ archive: TarArchive, expectVault: [UInt8]? = nil) -> BundleReport {
         var report = BundleReport()
         guard let manifestBytes = archive.file("manifest.json") else {
             report.problems.append("The bundle has no manifest.json.")
             return report
         }
+        // The format decides how the rest is read; a first-format bundle is pretty-printed, not canonical.
+        let format = (try? JSONValue.parse(manifestBytes))?["format"]?.stringValue
+        if format == LegacyManifest.formatName {
+            return verifyLegacy(archive, expectVault: expectVault)
+        }
         let manifest: BundleManifest
         do {
-            manifest = try BundleJSON.decode(BundleManifest.self, manifestBytes, path: "manifest.json")
+            let value: JSONValue
+            do {
+                value = try JSONValue.parseCanonical(manifestBytes)
+            } catch let error as JSONValue.JSONError {
+                throw DocumentError("manifest.json", "\(error.description)")
+            }
+            manifest = try BundleManifest(json: value)
+        } catch let error as DocumentError {
+            if let format, format != BundleManifest.formatName {
+                report.problems.append(
+                    "The bundle's format \(TerminalSafe.quote(format)) is not one this version reads.")
+            } else {
+                report.problems.append(error.message)
+            }
+            return report
         } catch {
-            report.problems.append("manifest.json in the bundle is not valid.")
+            report.problems.append("manifest.json is not valid.")
             return report
         }
         report.manifest = manifest
-        guard manifest.format == BundleManifest.formatName else {
-            report.problems.append("The bundle's format \(manifest.format) is not one this version reads.")
-            return report
-        }
-        guard let vaultID = Hex.decode(manifest.vault_id), vaultID.count == 16 else {
-            report.problems.append("manifest.json names an invalid vault id.")
-            return report
-        }
-        var expected: Set<String> = ["README.txt", "manifest.json"]
+        report.vaultID = manifest.vaultID
+        let vaultID = manifest.vaultID
 
-        // 1. Each device's chain: contiguous from seq 1, hash-linked, last signature valid.
-        var linkHashes: [DeviceID: [[UInt8]]] = [:]
+        // 2. The exporter's signature over the manifest.
+        if let signature = archive.file("manifest.sig") {
+            if signature.count != 64
+                || !SigningKeyPair.verify(
+                    signature, of: BundleManifest.signatureContext + manifestBytes,
+                    publicKey: manifest.exportedBy.bytes)
+            {
+                report.problems.append(
+                    "manifest.sig does not verify under device \(manifest.exportedBy.hex.prefix(12)): the manifest was altered or that device did not sign it."
+                )
+            }
+        } else {
+            report.problems.append("The bundle has no manifest.sig: it is not signed.")
+        }
+
+        // 3. Every file is listed with its SHA-256, and nothing else is present.
+        var listed: Set<String> = []
+        for file in manifest.files {
+            listed.insert(file.path)
+            guard let bytes = archive.file(file.path) else {
+                report.problems.append("\(file.path) is missing from the bundle.")
+                continue
+            }
+            if SHA256.hash(bytes) != file.sha256 {
+                report.problems.append("\(file.path) was altered: its SHA-256 is not the one the manifest states.")
+            }
+        }
+        for entry in archive.entries where !listed.contains(entry.path) {
+            if entry.path == "manifest.json" || entry.path == "manifest.sig" { continue }
+            report.problems.append("The bundle holds a file its manifest does not list: \(entry.path).")
+        }
+        let named =
+            ["README.txt", "membership.json"] + manifest.devices.map(\.chain) + manifest.records.flatMap {
+                [$0.record, $0.custody]
+            }
+        for path in named where !listed.contains(path) {
+            report.problems.append("manifest.json names \(path) but does not list its hash.")
+        }
+
+        // 4. Each device's chain: contiguous from seq 1, hash-linked, last signature valid.
         for device in manifest.devices {
-            expected.insert(device.chain)
-            guard let id = Hex.decode(device.device).flatMap({ try? DeviceID($0) }),
-                device.chain == "chains/\(device.device).bin", let bytes = archive.file(device.chain)
-            else {
-                report.problems.append("The chain file of device \(device.device.prefix(12)) is missing or misnamed.")
+            let short = device.device.hex.prefix(12)
+            guard let bytes = archive.file(device.chain) else { continue }  // reported above
+            guard bytes.count % ChainLink.length == 0, UInt64(bytes.count / ChainLink.length) == device.links else {
+                report.problems.append("The chain of device \(short) is truncated or padded.")
                 continue
             }
-            // `changes` comes from the manifest: compared as a UInt64, so a count above Int.max is a mismatch.
-            let links = bytes.count / ChainLink.length
-            guard bytes.count % ChainLink.length == 0, UInt64(links) == device.changes else {
-                report.problems.append("The chain of device \(device.device.prefix(12)) is truncated or padded.")
-                continue
-            }
-            var hashes: [[UInt8]] = []
+            var links: [ChainLink] = []
             var previous = ChainHead.empty.hash
-            var last: ChainLink?
             var broken = false
-            for index in 0..<links {
+            for index in 0..<(bytes.count / ChainLink.length) {
                 let start = index * ChainLink.length
                 guard let link = try? ChainLink(decoding: bytes[start..<start + ChainLink.length]),
-                    link.header.vaultID == vaultID, link.header.author == id, link.header.seq == UInt64(index + 1),
-                    link.header.previousHash == previous
+                    link.header.vaultID == vaultID, link.header.author == device.device,
+                    link.header.seq == UInt64(index + 1), link.header.previousHash == previous
                 else {
                     report.problems.append(
-                        "The chain of device \(device.device.prefix(12)) is broken at change \(index + 1): it was altered or reordered."
-                    )
+                        "The chain of device \(short) is broken at change \(index + 1): it was altered or reordered.")
                     broken = true
                     break
                 }
                 previous = link.hash
-                hashes.append(previous)
-                last = link
+                links.append(link)
             }
             if broken { continue }
-            guard let last, last.hasValidSignature else {
-                report.problems.append("The chain of device \(device.device.prefix(12)) carries a forged signature.")
+            guard let last = links.last, last.hasValidSignature else {
+                report.problems.append("The chain of device \(short) carries a forged signature.")
                 continue
             }
-            report.chainLinks += hashes.count
-            linkHashes[id] = hashes
+            report.chainLinks += links.count
+            report.chains[device.device] = links
+        }
+        func link(_ device: DeviceID, _ seq: UInt64) -> ChainLink? {
+            guard let chain = report.chains[device], seq >= 1, seq <= UInt64(chain.count) else { return nil }
+            return chain[Int(seq) - 1]
         }
 
-        // 2. Each record: its envelopes are in the chains, decrypt with their keys, and replay to its document.
+        // 5. Membership entries: in their chains, of this vault, opening to entries.
+        if let bytes = archive.file("membership.json") {
+            do {
+                let document: MembershipDocument
+                do {
+                    document = try MembershipDocument(json: try JSONValue.parseCanonical(bytes))
+                } catch let error as JSONValue.JSONError {
+                    throw DocumentError("membership.json", error.description)
+                }
+                guard document.vaultID == vaultID else {
+                    throw DocumentError("membership.json", "it names another vault than the manifest")
+                }
+                for item in document.entries {
+                    let what = "membership.json: entry \(item.seq) of device \(item.device.hex.prefix(12))"
+                    guard let envelope = try? Envelope(decoding: item.envelope), envelope.header.author == item.device,
+                        envelope.header.seq == item.seq, envelope.header.vaultID == vaultID, envelope.isAuthority,
+                        envelope.hash == item.hash
+                    else {
+                        report.problems.append("\(what) is malformed or is not the envelope it names.")
+                        continue
+                    }
+                    guard let placed = link(item.device, item.seq), placed.hash == envelope.hash else {
+                        report.problems.append("\(what) is not the one its device signed in its chain.")
+                        continue
+                    }
+                    guard let entry = try? envelope.openEntry() else {
+                        report.problems.append("\(what) does not open to a membership entry.")
+                        continue
+                    }
+                    report.entries.append(VerifiedEntry(envelope: envelope, link: placed, entry: entry))
+                }
+            } catch let error as DocumentError {
+                report.problems.append(error.message)
+            } catch {
+                report.problems.append("membership.json is not valid.")
+            }
+        }
+        let membership = MembershipState.evaluate(vaultID: vaultID, entries: report.entries.map(\.entry))
+        report.membership = membership
+        report.founded = membership.founded
+        for device in manifest.devices {
+            let member = report.founded ? membership.members[device.device] : nil
+            report.signers.append(
+                SignerStatus(
+                    device: device.device, name: device.name,
+                    role: member.map { $0.isRevoked ? "revoked" : $0.currentRole.description }, proven: member != nil))
+        }
+        if !report.founded {
+            report.unproven.append(
+                "The bundle holds no founding entry of vault \(VaultFingerprint.of(vaultID)): no signer can be proven to be a member."
+            )
+        } else if let exporter = membership.members[manifest.exportedBy] {
+            if exporter.isRevoked {
+                report.unproven.append("The exporting \(report.label(manifest.exportedBy)) was revoked from the vault.")
+            }
+        } else {
+            report.unproven.append(
+                "The exporting \(report.label(manifest.exportedBy)) is not proven to be a member of the vault.")
+        }
+
+        // 6–7. Each record: its envelopes are in the chains, decrypt with their keys, and replay to its document.
         for entry in manifest.records {
-            expected.formUnion([entry.record, entry.custody])
-            let name = "Record \(entry.id.prefix(12))"
-            guard let recordID = RecordID(hex: entry.id), entry.record == "records/\(entry.id).json",
-                entry.custody == "custody/\(entry.id).json"
-            else {
-                report.problems.append("\(name): the manifest entry is malformed.")
+            let name = "Record \(entry.id.hex.prefix(12))"
+            let custody: CustodyDocument
+            do {
+                guard let bytes = archive.file(entry.custody) else { continue }  // reported above
+                do {
+                    custody = try CustodyDocument(json: try JSONValue.parseCanonical(bytes), path: entry.custody)
+                } catch let error as JSONValue.JSONError {
+                    throw DocumentError(entry.custody, error.description)
+                }
+                guard custody.record == entry.id else { throw DocumentError(entry.custody, "it names another record") }
+            } catch let error as DocumentError {
+                report.problems.append(error.message)
+                continue
+            } catch {
+                report.problems.append("\(entry.custody) is not valid.")
                 continue
             }
-            guard let custodyBytes = archive.file(entry.custody),
-                let custody = try? BundleJSON.decode(CustodyDocument.self, custodyBytes, path: entry.custody),
-                custody.record == entry.id
-            else {
-                report.problems.append("\(name): its custody file is missing or invalid.")
-                continue
-            }
-            var state = RecordState(id: recordID)
-            var changes: [(envelope: Envelope, change: AuthoredChange)] = []
+            var state = RecordState(id: entry.id)
+            var verified: [VerifiedCustody] = []
             var failure: String?
+            let stated = Set(entry.changes)
             for item in custody.envelopes {
-                guard let raw = Data(base64Encoded: item.envelope), let envelope = try? Envelope(decoding: Array(raw)),
-                    envelope.header.author.hex == item.device, envelope.header.seq == item.seq
+                let what = "change \(item.seq) of device \(item.device.hex.prefix(12))"
+                guard let envelope = try? Envelope(decoding: item.envelope), envelope.header.author == item.device,
+                    envelope.header.seq == item.seq, envelope.hash == item.hash, !envelope.isAuthority
                 else {
-                    failure = "\(name): envelope \(item.seq) of device \(item.device.prefix(12)) is malformed."
+                    failure = "\(name): \(what) in its custody is malformed or is not the envelope it names."
                     break
                 }
-                guard let chain = linkHashes[envelope.header.author], item.seq >= 1, item.seq <= UInt64(chain.count),
-                    chain[Int(item.seq) - 1] == envelope.hash
-                else {
-                    failure =
-                        "\(name): change \(item.seq) of device \(item.device.prefix(12)) is not the one its device signed."
+                guard let placed = link(item.device, item.seq), placed.hash == envelope.hash else {
+                    failure = "\(name): \(what) is not the one its device signed."
                     break
                 }
-                guard let keyBytes = Hex.decode(item.envelope_key), keyBytes.count == 32,
-                    let change = try? envelope.open(withEnvelopeKey: SecureBytes(keyBytes)), change.record == recordID
-                else {
-                    failure =
-                        "\(name): change \(item.seq) of device \(item.device.prefix(12)) does not decrypt with its key to this record."
+                guard stated.contains(.init(device: item.device, seq: item.seq, envelope: item.hash)) else {
+                    failure = "\(name): \(what) is disclosed but the manifest does not list it among the record's changes."
                     break
                 }
-                let authored = AuthoredChange(author: envelope.header.author, seq: envelope.header.seq, change: change)
+                guard let key = item.envelopeKey,
+                    let change = try? envelope.open(withEnvelopeKey: SecureBytes(key)), change.record == entry.id
+                else {
+                    failure = "\(name): \(what) does not decrypt with its key to this record."
+                    break
+                }
+                let authored = AuthoredChange(author: item.device, seq: item.seq, change: change)
                 state.apply(authored)
-                changes.append((envelope, authored))
+                let member = report.founded ? membership.members[item.device] : nil
+                let proven =
+                    member.map { $0.isActive(at: item.seq) && $0.role(at: item.seq).canWrite } ?? false
+                verified.append(
+                    VerifiedCustody(
+                        envelope: envelope, link: placed, envelopeKey: key, change: authored, signerProven: proven))
             }
             if let failure {
                 report.problems.append(failure)
                 continue
             }
-            changes.sort {
+            if let missing = entry.changes.first(where: { link($0.device, $0.seq)?.hash != $0.envelope }) {
+                report.problems.append(
+                    "\(name): the manifest lists change \(missing.seq) of device \(missing.device.hex.prefix(12)), which is not in that device's chain."
+                )
+                continue
+            }
+            verified.sort {
                 ChangeRef(author: $0.change.author, seq: $0.change.seq, timestamp: $0.change.change.timestamp)
                     < ChangeRef(author: $1.change.author, seq: $1.change.seq, timestamp: $1.change.change.timestamp)
             }
             if let seal = state.seal {
-                let sealing = changes.first { $0.change.author == seal.op.device && $0.change.seq == seal.op.seq }
+                let sealing = verified.first { $0.change.author == seal.op.device && $0.change.seq == seal.op.seq }
                 let fields = sealing?.change.change.operations.compactMap { op -> (String, String)? in
                     if case .set(let f, let v, _) = op { return (f, v) }
                     return nil
                 }
-                if fields == nil || RecordState.sealHash(kind: state.creationKind, fields: fields!) != seal.contentHash
-                {
+                guard let fields, RecordState.sealHash(kind: state.creationKind, fields: fields) == seal.contentHash
+                else {
                     report.problems.append("\(name): the testimony's seal does not match its original content.")
                     continue
                 }
             }
-            let document = RecordDocument(state: state, changes: changes)
-            guard archive.file(entry.record) == BundleJSON.encode(document) else {
+            guard state.creationKind == entry.kind else {
+                report.problems.append("\(name): the manifest states kind \(TerminalSafe.quote(entry.kind)), its changes another.")
+                continue
+            }
+            let document: RecordDocument
+            do {
+                document = try RecordDocument(
+                    state: state, changes: verified.map { (envelope: $0.envelope, change: $0.change) })
+            } catch {
+                report.problems.append("\(name): a change is stamped too far in the future to be written exactly.")
+                continue
+            }
+            guard archive.file(entry.record) == document.encoded else {
                 report.problems.append("\(name): \(entry.record) does not match its signed changes (it was altered).")
                 continue
             }
-            report.records.append(VerifiedRecord(state: state, document: document))
+            let disclosed = Set(verified.map { DeviceSeq(device: $0.change.author, seq: $0.change.seq) })
+            let undisclosed = entry.changes.filter { !disclosed.contains(DeviceSeq(device: $0.device, seq: $0.seq)) }
+            for change in verified where !change.signerProven {
+                report.unproven.append(
+                    "\(name): change \(change.change.seq) of \(report.label(change.change.author)) is signed by a device not proven to be a member (or not allowed to write) at that change."
+                )
+            }
+            report.records.append(
+                VerifiedRecord(
+                    id: entry.id, entry: entry, state: state, document: document, custody: verified,
+                    undisclosed: undisclosed))
         }
-        for entry in archive.entries where !expected.contains(entry.path) {
-            report.problems.append("The bundle holds a file its manifest does not list: \(entry.path).")
+
+        // 9. The vault the recipient expects.
+        if let expectVault, expectVault != vaultID {
+            report.unproven.append(
+                "The bundle comes from vault \(VaultFingerprint.of(vaultID)), not the expected \(VaultFingerprint.of(expectVault))."
+            )
+        }
+        return report
+    }
+
+    static func verifyLegacy(_ archive: TarArchive, expectVault: [UInt8]?) -> BundleReport {
+        var report = BundleReport()
+        report.format = 1
+        let legacy = LegacyVerifier.verify(archive)
+        report.legacy = legacy
+        report.problems = legacy.problems
+        report.chainLinks = legacy.chainLinks
+        report.vaultID = legacy.manifest.flatMap { Hex.decode($0.vault_id) }
+        report.unproven.append("format 1: unsigned, signers and names not proven.")
+        if let expectVault, report.vaultID != expectVault {
+            report.unproven.append(
+                "The bundle names vault \(report.vaultID.map(VaultFingerprint.of) ?? "?"), not the expected \(VaultFingerprint.of(expectVault))."
+            )
         }
         return report
     }
@@ -191,4 +460,9 @@ public enum BundleVerifier {
         }
         return archive
     }
+}
+
+/// Quoting of text taken from a bundle in a message (the command line escapes control characters on output).
+enum TerminalSafe {
+    static func quote(_ text: String) -> String { "\"\(text.prefix(64))\"" }
 }

@@ -66,12 +66,68 @@ struct BundleKeyOptions: ParsableArguments {
     }
 }
 
-/// Prints who recorded and amended what and when.
+/// The UTC time of integer milliseconds, as `2026-03-05T10:15:02.123Z`; integer arithmetic only, so no millisecond
+/// is lost to a floating-point date.
+func millisTime(_ millis: UInt64) -> String {
+    let seconds = Date(timeIntervalSince1970: TimeInterval(millis / 1000))
+    let base = seconds.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false))
+    let fraction = String(millis % 1000)
+    return base.replacingOccurrences(of: "Z", with: "")
+        + "." + String(repeating: "0", count: 3 - fraction.count) + fraction + "Z"
+}
+
+/// Prints who recorded and amended what and when, who signed, and what is not proven or not disclosed.
 func printProvenance(_ report: BundleReport) {
+    if let legacy = report.legacy {
+        printLegacyProvenance(legacy)
+        return
+    }
+    guard let m = report.manifest else { return }
+    print(
+        TerminalText.escape(
+            "bundle of vault \(VaultFingerprint.of(m.vaultID)) (format 2, signed), exported by \(report.label(m.exportedBy)) at \(millisTime(m.exportedAtMillis))"
+        ))
+    print("\nsigning devices (names are the exporter's statement):")
+    for signer in report.signers {
+        let name = signer.name.map { " \"\($0)\"" } ?? ""
+        let status =
+            signer.proven
+            ? "\(signer.role ?? "member") (admission proven back to the vault's founder)"
+            : "not proven to be a member"
+        let exporter = signer.device == m.exportedBy ? ", exported this bundle" : ""
+        print(TerminalText.escape("  \(signer.device.hex.prefix(12))\(name)  \(status)\(exporter)"))
+    }
+    for record in report.records {
+        let d = record.document
+        let consent = record.entry.consent.map { ", consent at export: \($0)" } ?? ""
+        print("\n" + TerminalText.escape("\(d.kind) \(d.id.hex)\(d.deleted ? " (deleted)" : "")\(consent)"))
+        if let seal = d.sealedContentHash {
+            print(TerminalText.escape("  sealed original: \(Hex.encode(seal).prefix(16))… (verified)"))
+        }
+        for change in d.history {
+            let label = change.label.map { " (\($0))" } ?? ""
+            let name = report.name(of: change.device).map { " \"\($0)\"" } ?? ""
+            print(
+                TerminalText.escape(
+                    "  \(millisTime(change.timeMillis))  device \(change.device.hex.prefix(12))\(name)  change \(change.seq)\(label)"))
+            for op in change.operations { print("      \(RecordText.oneLine(op, 90))") }
+        }
+        if !record.undisclosed.isEmpty {
+            let n = record.undisclosed.count
+            print(
+                "  \(n) change\(n == 1 ? "" : "s") not disclosed: the exporter's vault holds \(n == 1 ? "it" : "them") for this record, but \(n == 1 ? "its" : "their") content is not in the bundle (see README.txt)"
+            )
+        }
+    }
+}
+
+/// Prints a format-1 bundle as that version did.
+func printLegacyProvenance(_ report: LegacyReport) {
     if let m = report.manifest {
         print(
             TerminalText.escape(
-                "bundle of vault \(m.vault_id), exported by device \(m.exported_by.prefix(12)) at \(m.exported_at)"))
+                "bundle of vault \(m.vault_id) (format 1: unsigned, signers and names not proven), exported by device \(m.exported_by.prefix(12)) at \(m.exported_at)"
+            ))
     }
     for record in report.records {
         let d = record.document
@@ -89,26 +145,61 @@ func printProvenance(_ report: BundleReport) {
     }
 }
 
+/// Prints the report's problems and ends with the documented status: 65 when the bundle is not intact, 3 when it is
+/// intact but not proven (unless `acceptUnproven`), nothing when it verified.
+func finish(_ report: BundleReport, acceptUnproven: Bool = false) throws {
+    switch report.outcome {
+    case .damaged:
+        for problem in report.problems { note("amanat: \(problem)") }
+        throw ExitCode(CLIError.Status.damaged.rawValue)
+    case .unproven:
+        for reason in report.unproven { note("NOT PROVEN: \(reason)") }
+        if !acceptUnproven { throw ExitCode(CLIError.Status.unproven.rawValue) }
+    case .verified:
+        break
+    }
+}
+
+/// `--expect-vault`, parsed.
+func expectedVault(_ text: String?) throws -> [UInt8]? {
+    guard let text else { return nil }
+    guard let id = VaultFingerprint.parse(text) else {
+        throw CLIError(
+            .usage, "\"\(text)\" is not a vault fingerprint: give the 32 hex digits `amanat status` prints (dashes optional).")
+    }
+    return id
+}
+
 /// `amanat bundle verify`.
 struct BundleVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Verify a bundle's custody chain offline and report who recorded and amended what, and when.",
+        abstract: "Verify a bundle offline: who signed it, whether they belonged to the vault, what is not disclosed.",
         discussion: """
-            PATH is the age file, or a folder that `bundle open` extracted. Checks every device's hash chain and
-            signature, that each envelope is the one its device signed and decrypts with its key, each seal, and that
-            every records/<id>.json is exactly what the signed changes produce. Exits 65 naming what failed.
+            PATH is the age file, or a folder that `bundle open` extracted. Checks the exporting device's signature of
+            the manifest and every file's SHA-256, every device's hash chain and signature, that each envelope is the
+            one its device signed and decrypts with its key, each seal, that every records/<id>.json is exactly what
+            the signed changes produce, and each signing device's membership back to the vault's founder
+            (Protocol/bundle.md §7). Shows each signing device with the name the exporter states and its role, or
+            "not proven to be a member"; per record, "N changes not disclosed" when the manifest lists changes whose
+            content the bundle leaves out.
+
+            Exit status: 0 verified and every signer proven; 3 intact but some signer not proven, the vault's
+            founding entry missing, a vault other than --expect-vault, or a format-1 (unsigned) bundle; 65 altered
+            or not a bundle (each problem named on stderr); 64 usage; 66 no such file; 77 not encrypted to you.
 
             Example:
-              amanat bundle verify evidence.age --identity lawyer-key.txt
+              amanat bundle verify evidence.age --identity lawyer-key.txt --expect-vault 3f9a-12bc-0d4e-…
               amanat bundle verify ./opened-bundle
             """)
 
     @OptionGroup var key: BundleKeyOptions
+    @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
     @Argument(help: "The bundle file, or an opened bundle folder.") var path: String
 
     func run() throws {
         try runReportingErrors {
+            let expected = try expectedVault(expectVault)
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
                 throw CLIError(.noInput, "There is no bundle at \(path).")
@@ -116,14 +207,11 @@ struct BundleVerify: ParsableCommand {
             let archive =
                 isDirectory.boolValue
                 ? try BundleVerifier.archive(fromDirectory: URL(fileURLWithPath: path)) : try key.decryptArchive(path)
-            let report = BundleVerifier.verify(archive)
-            guard report.problems.isEmpty else {
-                for problem in report.problems { note("amanat: \(problem)") }
-                throw ExitCode(CLIError.Status.damaged.rawValue)
-            }
-            printProvenance(report)
+            let report = BundleVerifier.verify(archive, expectVault: expected)
+            if report.outcome != .damaged { printProvenance(report) }
+            try finish(report)
             print(
-                "\nok: \(report.records.count) records, \(report.chainLinks) signed changes in the custody chains verified"
+                "\nok: \(report.records.count) records, \(report.chainLinks) signed changes in the custody chains verified; every signer is proven a member of vault \(report.vaultID.map(VaultFingerprint.of) ?? "?")"
             )
         }
     }
@@ -135,28 +223,30 @@ struct BundleOpen: ParsableCommand {
         commandName: "open",
         abstract: "Decrypt and verify a bundle, then extract it into a new folder.",
         discussion: """
-            Nothing is written unless the whole bundle decrypts and verifies.
+            Nothing is written unless the whole bundle decrypts and verifies (exit status as `bundle verify`). A bundle
+            that is intact but whose signers are not proven (or a format-1 bundle) is extracted only with
+            --accept-unproven.
 
             Example:
               amanat bundle open evidence.age --identity lawyer-key.txt --out ./evidence
             """)
 
     @OptionGroup var key: BundleKeyOptions
+    @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
+    @Flag(help: "Extract an intact bundle even if its signers are not proven.") var acceptUnproven = false
     @Argument(help: "The bundle file.") var path: String
     @Option(help: "The folder to extract into (must not exist or be empty).") var out: String
 
     func run() throws {
         try runReportingErrors {
+            let expected = try expectedVault(expectVault)
             let fm = FileManager.default
             if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
                 throw CLIError(.exists, "\(out) is not empty; choose a new folder.")
             }
             let archive = try key.decryptArchive(path)
-            let report = BundleVerifier.verify(archive)
-            guard report.problems.isEmpty else {
-                for problem in report.problems { note("amanat: \(problem)") }
-                throw ExitCode(CLIError.Status.damaged.rawValue)
-            }
+            let report = BundleVerifier.verify(archive, expectVault: expected)
+            try finish(report, acceptUnproven: acceptUnproven)
             let root = URL(fileURLWithPath: out)
             for entry in archive.entries {
                 let url = root.appendingPathComponent(entry.path)

@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatCore
 import AmanatCrypto
 import AmanatHTTP
@@ -10,6 +11,8 @@ struct CLIError: Error {
     /// Exit statuses (documented in `amanat --help` and Docs/user-guide.md).
     enum Status: Int32 {
         case internalError = 1
+        /// An evidence bundle is intact but does not prove its signers, or is not of the expected vault.
+        case unproven = 3
         case usage = 64
         case damaged = 65
         case noInput = 66
@@ -88,6 +91,8 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
             case .badURL: .usage
             }
         return (status, e.message)
+    case let e as BundleError:
+        return (e.code == .emptySelection ? .noInput : .damaged, e.message)
     case let e as CoreError:
         return (.damaged, e.message)
     case let e as CryptoError:

@@ -14,8 +14,14 @@ struct Export: ParsableCommand {
             from `age-keygen` or `amanat identity`) or, with --passphrase, to a passphrase (read from
             $AMANAT_BUNDLE_PASSPHRASE or asked at the terminal). Inside is a tar archive: manifest.json,
             records/<id>.json, custody/<id>.json (the records' signed envelopes and the keys of exactly those
-            envelopes), chains/ and README.txt. Nothing about other records is disclosed. Without --kind, --tag or
-            --id, every record is exported. The size is padded (Padmé).
+            envelopes), membership.json (the vault's signed membership entries, so the recipient can check each
+            signer back to the vault's founder), chains/ and README.txt; manifest.sig is this device's signature over
+            the manifest, which lists every file's SHA-256 (Protocol/bundle.md). Nothing about other records is
+            disclosed. Without --kind, --tag or --id, every record is exported. The size is padded (Padmé).
+
+            Consent: testimonies whose consent is restricted, unset or in conflict are left out unless
+            --include-restricted is given; the command says how many were left out and why, and the manifest
+            records each exported testimony's consent.
 
             Example:
               amanat export --out evidence.age --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p --tag detention
@@ -30,6 +36,8 @@ struct Export: ParsableCommand {
     @Option(help: "Only records of this kind.") var kind: String?
     @Option(help: "Only records with this tag.") var tag: String?
     @Option(help: "This record (id or unique prefix); repeat for several.") var id: [String] = []
+    @Flag(help: "Also export testimonies whose consent is restricted, unset or in conflict.")
+    var includeRestricted = false
 
     func run() throws {
         try runReportingErrors {
@@ -63,6 +71,26 @@ struct Export: ParsableCommand {
             }
             var unique: [RecordID: RecordState] = [:]
             for state in selected { unique[state.id] = state }
+            var leftOut: [String: Int] = [:]
+            if !includeRestricted {
+                for state in unique.values where !BundleExporter.isShareable(state) {
+                    leftOut[BundleExporter.consent(of: state) ?? "unset", default: 0] += 1
+                    unique[state.id] = nil
+                }
+            }
+            if !leftOut.isEmpty {
+                let reasons = leftOut.sorted { $0.key < $1.key }.map { reason, count in
+                    let what = "\(count) testimon\(count == 1 ? "y" : "ies")"
+                    switch reason {
+                    case "conflict": return "\(what) with conflicting consent values"
+                    case "unset": return "\(what) without a consent value"
+                    default: return "\(what) with consent \(reason)"
+                    }
+                }
+                note(
+                    "Left out \(reasons.joined(separator: ", ")): the witness did not consent to sharing. Give --include-restricted to export them anyway."
+                )
+            }
             let archive = try BundleExporter.archive(from: vault, records: Array(unique.values), now: Date())
             if passphrase {
                 let secret = try Passphrase.read(

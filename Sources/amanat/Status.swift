@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatCore
 import AmanatCrypto
 import ArgumentParser
@@ -8,9 +9,11 @@ struct Status: ParsableCommand {
         abstract: "Show this device, the record and change counts, the version vector and the state digest.",
         discussion: """
             Two replicas that have seen the same changes show the same state_digest. --json prints
-            {"device","device_name","role","records","changes","vector":{device:{"seq","head"}},"state_digest","forks",
+            {"vault","device","device_name","role","records","changes","vector":{device:{"seq","head"}},"state_digest","forks",
             "held_back":[{"device","reason","changes"}]}. Changes held back are kept as evidence but not applied:
             written by a device that is not a member, by a revoked device after its revocation, or by a reader.
+            "vault" is the vault fingerprint (the vault id in groups of four hex digits): give it, through a channel
+            you trust, to whoever receives your evidence bundles, so `amanat bundle verify --expect-vault` can pin it.
 
             Example:
               amanat status --json
@@ -36,6 +39,7 @@ struct Status: ParsableCommand {
     }
 
     struct Output: Encodable {
+        var vault: String
         var device: String
         var device_name: String
         var role: String
@@ -53,7 +57,7 @@ struct Status: ParsableCommand {
             let s = try vault.status()
             let me = vault.membership.members[vault.deviceID]
             let out = Output(
-                device: s.device.hex, device_name: vault.memberName(vault.deviceID) ?? s.deviceName,
+                vault: VaultFingerprint.of(vault.vaultID), device: s.device.hex, device_name: vault.memberName(vault.deviceID) ?? s.deviceName,
                 role: me.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member",
                 records: s.records, changes: s.changes,
                 vector: Dictionary(
@@ -69,6 +73,7 @@ struct Status: ParsableCommand {
                 print(try RecordJSON.render(out))
                 return
             }
+            print("vault:        \(out.vault)")
             print("device:       \(out.device) (\(TerminalText.escape(out.device_name)), \(out.role))")
             print("records:      \(out.records)")
             print("changes:      \(out.changes) from \(out.vector.count) device\(out.vector.count == 1 ? "" : "s")")

@@ -1,4 +1,5 @@
 import AmanatBundle
+import AmanatCrypto
 import AmanatHTTP
 import AmanatStore
 import AmanatSync
@@ -63,7 +64,9 @@ struct Import: AsyncParsableCommand {
             A sync file of this vault is pulled one way. An evidence bundle (an age file made by `amanat export`,
             possibly of another vault) is decrypted with --identity or --passphrase, verified in full, and its
             records are added to this vault as new records whose `provenance` field names the source vault, record,
-            devices and times. Importing the same bundle twice adds nothing the second time.
+            devices and times. Only a bundle that verifies with every signer proven a member of its vault is
+            imported (a format-1 or unproven bundle is refused, exit 3; an altered one, exit 65). Importing the same
+            bundle twice adds nothing the second time.
 
             Example:
               amanat import /media/usb/team.amanat-sync
@@ -72,6 +75,8 @@ struct Import: AsyncParsableCommand {
 
     @OptionGroup var options: VaultOptions
     @OptionGroup var key: BundleKeyOptions
+    @Option(help: "For a bundle: the vault fingerprint you expect (from the team's `amanat status`).")
+    var expectVault: String?
     @Argument(help: "A sync file or an evidence bundle.") var file: String
 
     func run() async throws {
@@ -94,10 +99,21 @@ struct Import: AsyncParsableCommand {
     }
 
     func importBundle() throws {
+        let expected = try expectedVault(expectVault)
         let archive = try key.decryptArchive(file)
-        let report = BundleVerifier.verify(archive)
-        guard report.problems.isEmpty, let manifest = report.manifest else {
+        let report = BundleVerifier.verify(archive, expectVault: expected)
+        switch report.outcome {
+        case .damaged:
             for problem in report.problems { note("amanat: \(problem)") }
+            throw CLIError(.damaged, "The bundle does not verify; nothing was imported.")
+        case .unproven:
+            for reason in report.unproven { note("NOT PROVEN: \(reason)") }
+            throw CLIError(
+                .unproven, "The bundle does not prove who signed it; nothing was imported (`amanat bundle verify` says more).")
+        case .verified:
+            break
+        }
+        guard let manifest = report.manifest else {
             throw CLIError(.damaged, "The bundle does not verify; nothing was imported.")
         }
         let vault = try options.open()
@@ -106,23 +122,25 @@ struct Import: AsyncParsableCommand {
         var added = 0
         for record in report.records where !record.document.deleted {
             let d = record.document
-            let marker = "record \(d.id) of vault \(manifest.vault_id)"
+            let marker = "record \(d.id.hex) of vault \(Hex.encode(manifest.vaultID))"
             if known.contains(where: { $0.contains(marker) }) { continue }
             guard Kinds.fields[d.kind] != nil else { continue }
-            let devices = Set(d.history.map { String($0.device.prefix(12)) }).sorted().joined(separator: ", ")
+            let devices = Set(d.history.map { String($0.device.hex.prefix(12)) }).sorted().joined(separator: ", ")
             var provenance = "Imported from an evidence bundle: \(marker), exported by device "
             provenance +=
-                "\(manifest.exported_by.prefix(12)) at \(manifest.exported_at); recorded by device(s) \(devices) "
-            provenance += "from \(d.history.first?.time ?? "?") to \(d.history.last?.time ?? "?"); "
+                "\(manifest.exportedBy.hex.prefix(12)) at \(millisTime(manifest.exportedAtMillis)); recorded by device(s) \(devices) "
+            provenance +=
+                "from \(d.history.first.map { millisTime($0.timeMillis) } ?? "?") to \(d.history.last.map { millisTime($0.timeMillis) } ?? "?"); "
             provenance += "\(d.history.count) signed changes verified."
+            if !record.undisclosed.isEmpty {
+                provenance += " \(record.undisclosed.count) changes of the record were not disclosed in the bundle."
+            }
             if !d.conflicts.isEmpty {
                 provenance += " Unresolved conflicting values at export: "
-                provenance += d.conflicts.keys.sorted().map { "\($0) = \(d.conflicts[$0]!.joined(separator: " | "))" }
+                provenance += d.conflicts.sorted { $0.0 < $1.0 }.map { "\($0.0) = \($0.1.joined(separator: " | "))" }
                     .joined(separator: "; ")
             }
-            var fields = d.fields.filter { $0.key != "provenance" }.sorted { $0.key < $1.key }.map {
-                ($0.key, $0.value)
-            }
+            var fields = d.fields.filter { $0.0 != "provenance" }.sorted { $0.0 < $1.0 }
             fields.append(("provenance", provenance))
             _ = try vault.createRecord(kind: d.kind, fields: fields, tags: d.tags, seal: d.kind == "testimony")
             added += 1

@@ -7,7 +7,8 @@ import Testing
 
 @testable import AmanatBundle
 
-/// A vault of 6 records over two devices, with amendments, tags and a deletion.
+/// A founded vault of 6 records, with amendments, tags, consent values, and a clock whose milliseconds a
+/// floating-point date would round down.
 struct Fixture {
     let dir: TemporaryDirectory
     let vault: Vault
@@ -17,23 +18,25 @@ struct Fixture {
     init() throws {
         dir = try TemporaryDirectory(prefix: "bundle")
         vault = try Vault.create(
-            at: dir.url.appendingPathComponent("v"), passphrase: SecureBytes(Array("pw".utf8)), deviceName: "d",
+            at: dir.url.appendingPathComponent("v"), passphrase: SecureBytes(Array("pw".utf8)), deviceName: "Laila",
             strength: .interactive)
+        let clock = Clock(1_700_000_000_123)
+        vault.wallClock = { clock.tick() }
         var t: [RecordID] = []
         var s: [RecordID] = []
         for i in 0..<3 {
             t.append(
                 try vault.createRecord(
-                    kind: "testimony", fields: [("witness", "W-\(i)"), ("narrative", "fictional \(i)")],
-                    tags: ["detention"],
-                    seal: true))
+                    kind: "testimony",
+                    fields: [("witness", "W-\(i)"), ("narrative", "fictional \(i) — شاهد"), ("consent", "share")],
+                    tags: ["detention"], seal: true))
             s.append(
                 try vault.createRecord(kind: "statement", fields: [("title", "statement \(i)")], tags: [], seal: false))
         }
         for id in t + s {
             try vault.commit(record: id) { st in [st!.addTagOperation("reviewed")] }
         }
-        try vault.commit(record: t[0]) { st in [st!.setOperation(field: "narrative", value: "amended")] }
+        try vault.commit(record: t[0]) { st in [st!.setOperation(field: "narrative", value: "amended\n\"quoted\"")] }
         testimonies = t
         statements = s
     }
@@ -41,30 +44,76 @@ struct Fixture {
     func states(_ ids: [RecordID]) throws -> [RecordState] {
         try vault.allStates().filter { ids.contains($0.id) }
     }
+
+    func archive(_ ids: [RecordID]) throws -> TarArchive {
+        try BundleExporter.archive(from: vault, records: try states(ids), now: Date())
+    }
+}
+
+/// A wall clock that advances 1,001 ms per reading, so stamps carry odd milliseconds.
+final class Clock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var now: UInt64
+    init(_ start: UInt64) { now = start }
+    func tick() -> UInt64 {
+        lock.withLock {
+            now += 1001
+            return now
+        }
+    }
+}
+
+/// The seed of a randomized test: $AMANAT_TEST_SEED to replay, else a fresh one (printed in every failure).
+func testSeed() -> UInt64 {
+    ProcessInfo.processInfo.environment["AMANAT_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
 }
 
 @Suite struct BundleTests {
     @Test func anExportedArchiveVerifiesAndReplaysEveryRecord() throws {
         let f = try Fixture()
-        let archive = try BundleExporter.archive(from: f.vault, records: try f.states(f.testimonies), now: Date())
+        let archive = try f.archive(f.testimonies)
         let report = BundleVerifier.verify(try TarArchive(decoding: BundleExporter.padded(archive.encoded())))
         #expect(report.problems == [])
-        #expect(Set(report.records.map(\.state.id)) == Set(f.testimonies))
-        let amended = try #require(report.records.first { $0.state.id == f.testimonies[0] })
-        #expect(amended.document.fields["narrative"] == "amended")
+        #expect(report.unproven == [])
+        #expect(report.outcome == .verified)
+        #expect(Set(report.records.map(\.id)) == Set(f.testimonies))
+        let amended = try #require(report.records.first { $0.id == f.testimonies[0] })
+        #expect(amended.document.fields.first { $0.0 == "narrative" }?.1 == "amended\n\"quoted\"")
         #expect(amended.document.history.first?.label == "original, sealed")
         #expect(amended.document.history.last?.label == "amendment")
-        #expect(report.chainLinks == Int(try f.vault.versionVector().values.first!.seq))
+        #expect(amended.undisclosed.isEmpty)
+        #expect(amended.entry.consent == "share")
+        // Times are the stamps' exact milliseconds (…123 + k × 1001), not a floating-point rounding of them.
+        let state = try #require(try f.states([f.testimonies[0]]).first)
+        #expect(amended.document.history.map(\.timeMillis) == state.changes.map(\.timestamp.wallMillis))
+        #expect(amended.custody.map(\.change.change.timestamp) == state.changes.map(\.timestamp))
+        let text = String(decoding: try #require(archive.file("records/\(f.testimonies[0].hex).json")), as: UTF8.self)
+        #expect(text.contains("\"time_ms\":\(state.changes[0].timestamp.wallMillis)"))
+        #expect(!text.contains("\n") && text.contains("\\n"), "canonical: one line, newlines escaped in strings")
+        // The signer is proven back to the founder, with the name the exporter states.
+        #expect(report.founded)
+        let signer = try #require(report.signers.first)
+        #expect(report.signers.count == 1 && signer.proven && signer.role == "coordinator" && signer.name == "Laila")
+        #expect(report.chainLinks == Int(try f.vault.versionVector()[f.vault.deviceID]!.seq))
+        // Each document is canonical JSON; the manifest signature is the exporter's.
+        for entry in archive.entries where entry.path.hasSuffix(".json") {
+            #expect(try JSONValue.parseCanonical(entry.contents).canonical == entry.contents, "\(entry.path)")
+        }
+        #expect(
+            SigningKeyPair.verify(
+                try #require(archive.file("manifest.sig")),
+                of: BundleManifest.signatureContext + (try #require(archive.file("manifest.json"))),
+                publicKey: f.vault.deviceID.bytes))
     }
 
     @Test func theKeysInABundleOpenNoEnvelopeThatWasNotExported() throws {
         let f = try Fixture()
         let exported = [f.testimonies[1]]
-        let archive = try BundleExporter.archive(from: f.vault, records: try f.states(exported), now: Date())
+        let archive = try f.archive(exported)
         var keys: [[UInt8]] = []
         for entry in archive.entries where entry.path.hasPrefix("custody/") {
-            let doc = try JSONDecoder().decode(CustodyDocument.self, from: Data(entry.contents))
-            keys += doc.envelopes.map { Hex.decode($0.envelope_key)! }
+            let doc = try JSONValue.parseCanonical(entry.contents)
+            keys += (doc["envelopes"]?.arrayValue ?? []).map { Hex.decode($0["envelope_key"]!.stringValue!)! }
         }
         let state = try #require(try f.states(exported).first)
         #expect(keys.count == state.changes.count, "exactly the record's envelopes have keys")
@@ -89,47 +138,266 @@ struct Fixture {
         }
     }
 
-    @Test func anEditedRecordDocumentFailsAndIsNamed() throws {
+    @Test func anEditedRecordDocumentFailsAndIsNamedEvenIfReSigned() throws {
         let f = try Fixture()
-        var archive = try BundleExporter.archive(from: f.vault, records: try f.states(f.testimonies), now: Date())
+        let archive = try f.archive(f.testimonies)
         let target = f.testimonies[2].hex
-        let index = try #require(archive.entries.firstIndex { $0.path == "records/\(target).json" })
-        let text = String(decoding: archive.entries[index].contents, as: UTF8.self)
-        archive.entries[index].contents = Array(
-            text.replacingOccurrences(of: "fictional 2", with: "fictional two").utf8)
-        let report = BundleVerifier.verify(archive)
-        #expect(report.problems.count == 1)
-        #expect(report.problems.first?.contains(String(target.prefix(12))) == true, "\(report.problems)")
-        #expect(report.records.count == 2)
+        let path = "records/\(target).json"
+        let text = String(decoding: try #require(archive.file(path)), as: UTF8.self)
+        let edited = Array(text.replacingOccurrences(of: "fictional 2", with: "fictional two").utf8)
+        // Only the file changed: its hash no longer matches the signed manifest.
+        var plain = archive
+        plain.entries[plain.entries.firstIndex { $0.path == path }!].contents = edited
+        let report = BundleVerifier.verify(plain)
+        #expect(report.outcome == .damaged)
+        #expect(report.problems.contains { $0.contains(path) && $0.contains("altered") }, "\(report.problems)")
+        // The exporter re-signs the manifest with the new hash: the document still does not match its changes.
+        let resigned = try resignBundle(archive, signer: f.vault.keyring.device, replacing: [path: edited])
+        let again = BundleVerifier.verify(resigned)
+        #expect(again.problems.count == 1)
+        #expect(again.problems.first?.contains(String(target.prefix(12))) == true, "\(again.problems)")
+        #expect(again.records.count == 2)
     }
 
-    @Test func swappedKeysAlteredChainsAndExtraFilesFail() throws {
+    /// Every file of the bundle, at a seeded sample of byte positions: any single-byte change is caught, both as it
+    /// is (the signed SHA-256 list catches it) and after the exporter re-signs the manifest over the changed file
+    /// (the chains, envelopes, keys and re-rendered documents catch it).
+    @Test func everySingleByteChangeIsCaught() throws {
+        let seed = testSeed()
+        var rng = SeededGenerator(seed: seed)
         let f = try Fixture()
-        let base = try BundleExporter.archive(from: f.vault, records: try f.states(f.testimonies), now: Date())
+        let archive = try f.archive(f.testimonies + [f.statements[0]])
+        #expect(BundleVerifier.verify(archive).outcome == .verified)
+        var checked = 0
+        for (index, entry) in archive.entries.enumerated() {
+            var positions = Set([0, entry.contents.count - 1])
+            while positions.count < min(entry.contents.count, 40) {
+                positions.insert(Int.random(in: 0..<entry.contents.count, using: &rng))
+            }
+            for position in positions.sorted() {
+                let delta = UInt8.random(in: 1...255, using: &rng)
+                var bytes = entry.contents
+                bytes[position] ^= delta
+                var tampered = archive
+                tampered.entries[index].contents = bytes
+                let report = BundleVerifier.verify(tampered)
+                #expect(
+                    report.outcome == .damaged,
+                    "seed \(seed): \(entry.path) byte \(position) ^ \(delta) was not caught: \(report.problems)")
+                // Re-signed by the exporter: only what it states (the manifest itself, the README) may change.
+                if entry.path != "manifest.json" && entry.path != "manifest.sig" && entry.path != "README.txt" {
+                    let resigned = try resignBundle(
+                        archive, signer: f.vault.keyring.device, replacing: [entry.path: bytes])
+                    let again = BundleVerifier.verify(resigned)
+                    #expect(
+                        again.outcome == .damaged,
+                        "seed \(seed): re-signed \(entry.path) byte \(position) ^ \(delta) was not caught")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked > 200, "seed \(seed)")
+    }
 
-        // A key of another envelope.
-        var swapped = base
-        let i = try #require(swapped.entries.firstIndex { $0.path.hasPrefix("custody/") })
-        var custody = try JSONDecoder().decode(CustodyDocument.self, from: Data(swapped.entries[i].contents))
-        custody.envelopes[0].envelope_key = Hex.encode([UInt8](repeating: 7, count: 32))
-        swapped.entries[i].contents = BundleJSON.encode(custody)
-        #expect(BundleVerifier.verify(swapped).problems.contains { $0.contains("does not decrypt") })
+    @Test func anUndisclosedAmendmentIsReportedAndTheRestVerifies() throws {
+        let f = try Fixture()
+        let archive = try f.archive(f.testimonies)
+        let record = f.testimonies[0]
+        let state = try #require(try f.states([record]).first)
+        let amendment = try #require(state.changes.last)
+        // The redactor drops the amendment from custody, re-renders the record from what is left, keeps the
+        // manifest's list of the record's changes and signs again with the exporting device's key.
+        let replacing = try redactedRecord(archive, record: record) {
+            $0 == amendment.author && $1 == amendment.seq
+        }
+        let redacted = try resignBundle(archive, signer: f.vault.keyring.device, replacing: replacing)
+        let report = BundleVerifier.verify(redacted)
+        #expect(report.problems == [])
+        #expect(report.outcome == .verified, "\(report.unproven)")
+        let r = try #require(report.records.first { $0.id == record })
+        #expect(r.undisclosed.map(\.seq) == [amendment.seq])
+        #expect(r.document.fields.first { $0.0 == "narrative" }?.1 == "fictional 0 — شاهد", "the record as disclosed")
+        #expect(report.records.filter { $0.id != record }.allSatisfy { $0.undisclosed.isEmpty })
+        // Dropping it from custody without re-rendering the record is caught as an altered record.
+        var partial = replacing
+        partial["records/\(record.hex).json"] = nil
+        #expect(
+            BundleVerifier.verify(try resignBundle(archive, signer: f.vault.keyring.device, replacing: partial))
+                .outcome == .damaged)
+        // Listing a change that is not in its device's chain is caught.
+        let lying = try resignBundle(archive, signer: f.vault.keyring.device) { manifest in
+            var records = manifest["records"]!.arrayValue!
+            var changes = records[0]["changes"]!.arrayValue!
+            changes.append(changes.last!.setting("seq", to: .integer(999)))
+            records[0] = records[0].setting("changes", to: .array(changes))
+            return manifest.setting("records", to: .array(records))
+        }
+        #expect(BundleVerifier.verify(lying).problems.contains { $0.contains("not in that device's chain") })
+    }
 
-        // A chain link altered.
-        var chain = base
-        let c = try #require(chain.entries.firstIndex { $0.path.hasPrefix("chains/") })
-        chain.entries[c].contents[ChainLink.length + 60] ^= 1
-        #expect(BundleVerifier.verify(chain).problems.contains { $0.contains("broken") || $0.contains("not the one") })
+    @Test func consentAtExportIsStatedForEveryTestimony() throws {
+        let f = try Fixture()
+        try f.vault.commit(record: f.testimonies[1]) { st in
+            [st!.setOperation(field: "consent", value: "restricted")]
+        }
+        let states = try f.states(f.testimonies + f.statements)
+        #expect(states.filter(BundleExporter.isShareable).count == 5)
+        let report = BundleVerifier.verify(try f.archive(f.testimonies + f.statements))
+        #expect(report.outcome == .verified)
+        let consent = Dictionary(uniqueKeysWithValues: report.records.map { ($0.id, $0.entry.consent) })
+        #expect(consent[f.testimonies[0]] == "share")
+        #expect(consent[f.testimonies[1]] == "restricted")
+        #expect(consent[f.statements[0]] == .some(nil))
+    }
 
-        // A chain truncated.
-        var truncated = base
-        truncated.entries[c].contents.removeLast(ChainLink.length)
-        #expect(!BundleVerifier.verify(truncated).problems.isEmpty)
+    @Test func aConflictOnConsentLeavesATestimonyOut() async throws {
+        let dir = try TemporaryDirectory(prefix: "consent")
+        let team = try makeTeam(2, in: dir)
+        let sync = dir.path("team.amanat-sync")
+        for vault in team { try await fileSync(vault, sync) }
+        let record = try team[0].createRecord(
+            kind: "testimony", fields: [("witness", "W-5"), ("consent", "anonymised")], tags: [], seal: true)
+        try await fileSync(team[0], sync)
+        try await fileSync(team[1], sync)
+        try team[0].commit(record: record) { st in [st!.setOperation(field: "consent", value: "share")] }
+        try team[1].commit(record: record) { st in [st!.setOperation(field: "consent", value: "restricted")] }
+        try await fileSync(team[0], sync)
+        try await fileSync(team[1], sync)
+        try await fileSync(team[0], sync)
+        let state = try #require(try team[0].allStates().first { $0.id == record })
+        #expect(state.values["consent"]?.count == 2)
+        #expect(BundleExporter.consent(of: state) == "conflict")
+        #expect(!BundleExporter.isShareable(state))
+        let report = BundleVerifier.verify(try BundleExporter.archive(from: team[0], records: [state], now: Date()))
+        #expect(report.outcome == .verified)
+        #expect(report.records.first?.entry.consent == "conflict")
+        #expect(report.records.first?.document.conflicts.first?.0 == "consent")
+    }
 
-        // An unlisted file.
-        var extra = base
-        extra.add("records/extra.json", Array("{}".utf8))
-        #expect(BundleVerifier.verify(extra).problems.contains { $0.contains("does not list") })
+    @Test func membersAreNamedWithTheirRolesAndAWithheldFoundingEntryIsUnproven() async throws {
+        let dir = try TemporaryDirectory(prefix: "team")
+        let team = try makeTeam(3, in: dir, roles: [.member, .reader])
+        let sync = dir.path("team.amanat-sync")
+        for vault in team { try await fileSync(vault, sync) }
+        let record = try team[1].createRecord(
+            kind: "testimony", fields: [("witness", "W-9"), ("consent", "anonymised")], tags: [], seal: true)
+        try await fileSync(team[1], sync)
+        try await fileSync(team[0], sync)
+        try team[0].commit(record: record) { st in [st!.addTagOperation("verified")] }
+        let state = try #require(try team[0].allStates().first { $0.id == record })
+        let archive = try BundleExporter.archive(from: team[0], records: [state], now: Date())
+        let report = BundleVerifier.verify(archive)
+        #expect(report.outcome == .verified, "\(report.problems) \(report.unproven)")
+        let roles = Dictionary(uniqueKeysWithValues: report.signers.map { ($0.device, $0.role) })
+        #expect(roles[team[0].deviceID] == "coordinator")
+        #expect(roles[team[1].deviceID] == "member")
+        #expect(roles[team[2].deviceID] == "reader", "every device with a membership entry is shown")
+        #expect(report.signers.allSatisfy { $0.proven })
+        #expect(report.signers.first { $0.device == team[1].deviceID }?.name == "r1")
+
+        // Without the founder's entries (withheld by a redactor who re-signs), nothing is proven.
+        let membership = try JSONValue.parse(try #require(archive.file("membership.json")))
+        let founder = team[0].deviceID.hex
+        let kept = membership["entries"]!.arrayValue!.filter { $0["device"]?.stringValue != founder }
+        let withheld = try resignBundle(
+            archive, signer: team[0].keyring.device,
+            replacing: ["membership.json": membership.setting("entries", to: .array(kept)).canonical])
+        let unproven = BundleVerifier.verify(withheld)
+        #expect(unproven.problems == [])
+        #expect(unproven.outcome == .unproven)
+        #expect(unproven.signers.allSatisfy { !$0.proven })
+        #expect(unproven.unproven.contains { $0.contains("no founding entry") })
+    }
+
+    /// The fabricated bundle: an outsider with the team's public vault id makes a bundle of an invented testimony,
+    /// with the team's real membership entries (which any relay or earlier bundle shows) and its own chain.
+    @Test func aFabricatedBundleIsNeverProven() async throws {
+        let dir = try TemporaryDirectory(prefix: "fabricated")
+        let team = try makeTeam(2, in: dir)
+        let sync = dir.path("team.amanat-sync")
+        for vault in team + [team[0]] { try await fileSync(vault, sync) }
+        let genuine = try team[1].createRecord(
+            kind: "testimony", fields: [("witness", "W-1"), ("consent", "share")], tags: [], seal: true)
+        let state = try #require(try team[1].allStates().first { $0.id == genuine })
+        let real = try BundleExporter.archive(from: team[1], records: [state], now: Date())
+        #expect(BundleVerifier.verify(real).outcome == .verified)
+
+        let outsider = try Vault.create(
+            at: dir.path("outsider"), passphrase: passphrase, deviceName: "outsider", strength: .interactive)
+        let forged = try fabricate(
+            vaultID: team[0].vaultID, outsider: outsider, team: team[0],
+            claimedExporter: nil)
+        let verdict = BundleVerifier.verify(forged)
+        #expect(verdict.problems == [], "the outsider's bundle is intact")
+        #expect(verdict.outcome == .unproven)
+        #expect(verdict.signers.first { $0.device == outsider.deviceID }?.proven == false)
+        #expect(verdict.unproven.contains { $0.contains("exporting") && $0.contains("not proven") })
+        #expect(verdict.unproven.contains { $0.contains("not proven to be a member (or not allowed to write)") })
+
+        // Naming a real team device as the exporter: its signature does not verify.
+        let impersonating = try fabricate(
+            vaultID: team[0].vaultID, outsider: outsider, team: team[0],
+            claimedExporter: team[1].deviceID)
+        let refused = BundleVerifier.verify(impersonating)
+        #expect(refused.outcome == .damaged)
+        #expect(refused.problems.contains { $0.contains("manifest.sig does not verify") }, "\(refused.problems)")
+
+        // With its own founding entry instead of the team's: the vault id is not its founder's hash.
+        let own = try fabricate(
+            vaultID: team[0].vaultID, outsider: outsider, team: nil, claimedExporter: nil)
+        let alone = BundleVerifier.verify(own)
+        #expect(alone.outcome == .unproven)
+        #expect(alone.unproven.contains { $0.contains("no founding entry") })
+        // And a recipient who pins another vault's fingerprint is told.
+        let pinned = BundleVerifier.verify(real, expectVault: outsider.vaultID)
+        #expect(pinned.outcome == .unproven)
+        #expect(pinned.unproven.contains { $0.contains("not the expected") })
+        #expect(BundleVerifier.verify(real, expectVault: team[0].vaultID).outcome == .verified)
+    }
+
+    @Test func canonicalJSONMatchesTheProtocolVectors() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Protocol/vectors/jcs-v1.json")
+        let file = try JSONValue.parse(Array(try Data(contentsOf: url)))
+        let valid = try #require(file["valid"]?.arrayValue)
+        let invalid = try #require(file["invalid"]?.arrayValue)
+        #expect(valid.count >= 10 && invalid.count >= 15)
+        for case_ in valid {
+            let name = case_["name"]!.stringValue!
+            let input = Array(case_["input"]!.stringValue!.utf8)
+            let expected = try #require(Hex.decode(case_["canonical_hex"]!.stringValue!))
+            #expect(Array(case_["canonical"]!.stringValue!.utf8) == expected, "\(name)")
+            #expect(try JSONValue.parse(input).canonical == expected, "\(name)")
+            #expect(try JSONValue.parseCanonical(expected).canonical == expected, "\(name)")
+            if input != expected {
+                #expect(throws: (any Error).self, "\(name): a non-canonical text is refused") {
+                    try JSONValue.parseCanonical(input)
+                }
+            }
+        }
+        for case_ in invalid {
+            let name = case_["name"]!.stringValue!
+            #expect(throws: (any Error).self, "\(name)") {
+                try JSONValue.parse(Array(case_["input"]!.stringValue!.utf8))
+            }
+        }
+        // Names that differ only in Unicode normalisation are two members, kept apart and ordered by code units.
+        let composed = JSONValue.object([("\u{E9}", .integer(1)), ("e\u{301}", .integer(2))])
+        #expect(String(decoding: composed.canonical, as: UTF8.self) == "{\"e\u{301}\":2,\"\u{E9}\":1}")
+        #expect(try JSONValue.parseCanonical(composed.canonical).members?.count == 2)
+    }
+
+    @Test func theSealHashMatchesTheProtocolVectors() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Protocol/vectors/seal-v1.json")
+        let cases = try #require(try JSONValue.parse(Array(try Data(contentsOf: url)))["cases"]?.arrayValue)
+        #expect(cases.count == 4)
+        for c in cases {
+            let fields = c["fields"]!.arrayValue!.map { ($0.arrayValue![0].stringValue!, $0.arrayValue![1].stringValue!) }
+            let hash = RecordState.sealHash(kind: c["kind"]!.stringValue!, fields: fields)
+            #expect(Hex.encode(hash) == c["content_hash"]!.stringValue!, "\(c["name"]!.stringValue!)")
+            #expect(Hex.encode(BLAKE2b.hash(try #require(Hex.decode(c["preimage"]!.stringValue!)))) == Hex.encode(hash))
+        }
     }
 
     @Test func tarRoundTripsAndRefusesUnsafeOrDamagedArchives() throws {

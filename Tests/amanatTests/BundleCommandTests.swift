@@ -1,5 +1,7 @@
+import AmanatBundle
 import AmanatCrypto
 import AmanatStore
+import AmanatTestSupport
 import Foundation
 import Testing
 
@@ -21,7 +23,8 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
 }
 
 @Suite struct BundleCommandTests {
-    /// A vault with the sample statement and 30 testimonies (a bundle of several 64 KiB chunks), and an age key.
+    /// A vault with the sample statement and 30 testimonies (a bundle of several 64 KiB chunks): 28 with consent
+    /// `share`, 2 `restricted`; and an age key.
     struct Fixture {
         let scratch: Scratch
         let cli: CLIRunner
@@ -41,8 +44,9 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
             let narrative = try String(contentsOfFile: samplePath, encoding: .utf8)
             for i in 0..<30 {
                 _ = try vault.createRecord(
-                    kind: "testimony", fields: [("witness", "W-\(i)"), ("narrative", narrative)], tags: ["detention"],
-                    seal: true)
+                    kind: "testimony",
+                    fields: [("witness", "W-\(i)"), ("narrative", narrative), ("consent", i < 28 ? "share" : "restricted")],
+                    tags: ["detention"], seal: true)
             }
             key = scratch.path("lawyer.txt").path
             let (status, _) = try shell("age-keygen -o '\(key)'")
@@ -77,11 +81,25 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
 
     @Test func verifyOpenAndImportABundle() throws {
         let f = try Fixture()
-        let bundle = try f.export(["--recipient", f.recipient, "--kind", "testimony"])
-        let verified = try f.cli.run(["bundle", "verify", bundle, "--identity", f.key], withVault: false)
+        let bundle = try f.export(["--recipient", f.recipient, "--kind", "testimony", "--include-restricted"])
+        let fingerprint = try #require(
+            try f.cli.ok(["status"]).split(separator: "\n").first { $0.hasPrefix("vault: ") }?.split(separator: " ").last)
+        let verified = try f.cli.run(
+            ["bundle", "verify", bundle, "--identity", f.key, "--expect-vault", String(fingerprint)], withVault: false)
         #expect(verified.status == 0, "\(verified.stderr)")
         #expect(verified.stdout.contains("ok: 30 records"))
         #expect(verified.stdout.contains("(original, sealed)"))
+        #expect(verified.stdout.contains("coordinator (admission proven back to the vault's founder), exported this bundle"))
+        #expect(verified.stdout.contains("consent at export: restricted"))
+        // Another fingerprint: intact but not the expected vault (exit 3).
+        let other = try f.cli.run(
+            ["bundle", "verify", bundle, "--identity", f.key, "--expect-vault", String(repeating: "ab", count: 16)],
+            withVault: false)
+        #expect(other.status == 3, "\(other.stderr)")
+        #expect(other.stderr.contains("not the expected"))
+        let malformed = try f.cli.run(
+            ["bundle", "verify", bundle, "--identity", f.key, "--expect-vault", "xyz"], withVault: false)
+        #expect(malformed.status == 64)
         let out = f.scratch.path("opened").path
         _ = try f.cli.ok(["bundle", "open", bundle, "--identity", f.key, "--out", out])
         #expect(FileManager.default.fileExists(atPath: out + "/manifest.json"))
@@ -95,16 +113,102 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         let tampered = try f.cli.run(["bundle", "verify", out], withVault: false)
         #expect(tampered.status == 65)
         #expect(tampered.stderr.contains(String(records[3].prefix(12))), "\(tampered.stderr)")
+        #expect(tampered.stdout.isEmpty, "nothing of an altered bundle is shown as if verified")
 
         // Import into another vault, with provenance; a second import adds nothing.
-        let other = f.scratch.runner("receiver")
-        try other.initialize()
-        _ = try other.ok(["import", bundle, "--identity", f.key])
-        _ = try other.ok(["import", bundle, "--identity", f.key])
-        let imported = try other.list()
+        let receiver = f.scratch.runner("receiver")
+        try receiver.initialize()
+        _ = try receiver.ok(["import", bundle, "--identity", f.key, "--expect-vault", String(fingerprint)])
+        _ = try receiver.ok(["import", bundle, "--identity", f.key])
+        let imported = try receiver.list()
         #expect(imported.count == 30)
         let fields = try #require(imported.first?["fields"] as? [String: String])
         #expect(fields["provenance"]?.contains("Imported from an evidence bundle") == true)
+    }
+
+    @Test func restrictedTestimoniesAreLeftOutUnlessAskedFor() throws {
+        let f = try Fixture()
+        let out = f.scratch.path("default.age").path
+        let r = try f.cli.run(["export", "--out", out, "--recipient", f.recipient, "--kind", "testimony"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("Left out 2 testimonies with consent restricted"), "\(r.stderr)")
+        #expect(r.stderr.contains("Exported 28 records"), "\(r.stderr)")
+        let verified = try f.cli.run(["bundle", "verify", out, "--identity", f.key], withVault: false)
+        #expect(verified.stdout.contains("ok: 28 records"), "\(verified.stdout)")
+        #expect(!verified.stdout.contains("consent at export: restricted"))
+        let all = f.scratch.path("all.age").path
+        let included = try f.cli.run(
+            ["export", "--out", all, "--recipient", f.recipient, "--kind", "testimony", "--include-restricted"])
+        #expect(included.status == 0 && !included.stderr.contains("Left out"), "\(included.stderr)")
+        #expect(included.stderr.contains("Exported 30 records"))
+        // A selection of restricted testimonies only: left out, nothing to export (exit 66), nothing written.
+        let restricted = try f.cli.run(["list", "--json"])
+        #expect(restricted.status == 0)
+        let none = f.scratch.path("none.age").path
+        let ids = try f.cli.list().filter { ($0["fields"] as? [String: String])?["consent"] == "restricted" }
+            .compactMap { $0["id"] as? String }
+        #expect(ids.count == 2)
+        let empty = try f.cli.run(["export", "--out", none, "--recipient", f.recipient] + ids.flatMap { ["--id", $0] })
+        #expect(empty.status == 66, "\(empty.stderr)")
+        #expect(empty.stderr.contains("Left out 2 testimonies"))
+        #expect(!FileManager.default.fileExists(atPath: none))
+    }
+
+    /// The fabricated bundle of an outsider who knows the team's vault id, built end to end and encrypted with age:
+    /// `bundle verify` reports it unproven (or refuses it when it names a team device as exporter), and `import`
+    /// refuses it and leaves the receiving vault exactly as it was.
+    @Test func aFabricatedBundleIsReportedUnprovenAndImportRefusesIt() throws {
+        let f = try Fixture()
+        let dir = try TemporaryDirectory(prefix: "fabricated")
+        let team = try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8)))
+        let outsider = try Vault.create(
+            at: dir.path("outsider"), passphrase: passphrase, deviceName: "outsider", strength: .interactive)
+        let receiver = f.scratch.runner("receiver")
+        try receiver.initialize()
+        let digest = { try receiver.ok(["status", "--json"]).split(separator: "\n").first { $0.contains("state_digest") } }
+        let before = try digest()
+        for (claimed, status) in [(nil, Int32(3)), (Optional(team.deviceID), Int32(65))] {
+            let forged = try fabricate(vaultID: team.vaultID, outsider: outsider, team: team, claimedExporter: claimed)
+            let path = f.scratch.path("forged-\(status).age")
+            try writeAgeBundle(forged, to: path, recipient: f.recipient)
+            let verified = try f.cli.run(["bundle", "verify", path.path, "--identity", f.key], withVault: false)
+            #expect(verified.status == status, "\(verified.stdout) \(verified.stderr)")
+            if status == 3 {
+                #expect(verified.stdout.contains("not proven to be a member"), "\(verified.stdout)")
+                #expect(verified.stderr.contains("NOT PROVEN"))
+            } else {
+                #expect(verified.stderr.contains("manifest.sig does not verify"), "\(verified.stderr)")
+            }
+            #expect(!verified.stdout.contains("ok:"))
+            let imported = try receiver.run(["import", path.path, "--identity", f.key])
+            #expect(imported.status == status, "\(imported.stderr)")
+            #expect(imported.stderr.contains("nothing was imported"))
+            #expect(try digest() == before, "the receiving vault is unchanged")
+            let opened = try f.cli.run(
+                ["bundle", "open", path.path, "--identity", f.key, "--out", f.scratch.path("o\(status)").path],
+                withVault: false)
+            #expect(opened.status == status)
+            #expect(!FileManager.default.fileExists(atPath: f.scratch.path("o\(status)").path))
+        }
+    }
+
+    @Test func anUndisclosedAmendmentIsReportedByBundleVerify() throws {
+        let f = try Fixture()
+        let id = String(try f.cli.list().first { ($0["fields"] as? [String: String])?["witness"] == "W-0" }!["id"] as! String)
+        _ = try f.cli.ok(["edit", String(id.prefix(8)), "--set", "location=Herat"])
+        let vault = try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8)))
+        let state = try #require(try vault.allStates().first { $0.id.hex == id })
+        let archive = try BundleExporter.archive(from: vault, records: [state], now: Date())
+        let amendment = try #require(state.changes.last)
+        let redacted = try resignBundle(
+            archive, signer: vault.keyring.device,
+            replacing: try redactedRecord(archive, record: state.id) { $0 == amendment.author && $1 == amendment.seq })
+        let path = f.scratch.path("redacted.age")
+        try writeAgeBundle(redacted, to: path, recipient: f.recipient)
+        let verified = try f.cli.run(["bundle", "verify", path.path, "--identity", f.key], withVault: false)
+        #expect(verified.status == 0, "\(verified.stderr)")
+        #expect(verified.stdout.contains("1 change not disclosed"), "\(verified.stdout)")
+        #expect(!verified.stdout.contains("Herat"))
     }
 
     @Test func passphraseBundlesWork() throws {
