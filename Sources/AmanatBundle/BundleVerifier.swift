@@ -202,7 +202,8 @@ public enum BundleVerifier {
             report.problems.append("The bundle holds a file its manifest does not list: \(entry.path).")
         }
         let named =
-            ["README.txt", "membership.json"] + manifest.devices.map(\.chain) + manifest.records.flatMap {
+            ["README.txt", "membership.json"] + manifest.devices.map(\.chain)
+            + manifest.records.flatMap {
                 [$0.record, $0.custody]
             }
         for path in named where !listed.contains(path) {
@@ -343,7 +344,8 @@ public enum BundleVerifier {
                     break
                 }
                 guard stated.contains(.init(device: item.device, seq: item.seq, envelope: item.hash)) else {
-                    failure = "\(name): \(what) is disclosed but the manifest does not list it among the record's changes."
+                    failure =
+                        "\(name): \(what) is disclosed but the manifest does not list it among the record's changes."
                     break
                 }
                 guard let key = item.envelopeKey,
@@ -388,7 +390,8 @@ public enum BundleVerifier {
                 }
             }
             guard state.creationKind == entry.kind else {
-                report.problems.append("\(name): the manifest states kind \(TerminalSafe.quote(entry.kind)), its changes another.")
+                report.problems.append(
+                    "\(name): the manifest states kind \(TerminalSafe.quote(entry.kind)), its changes another.")
                 continue
             }
             let document: RecordDocument

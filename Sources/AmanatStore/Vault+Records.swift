@@ -274,6 +274,29 @@ extension Vault {
 
     /// Creates a record of `kind` with fields and tags in one change; a testimony is sealed in the same change.
     /// The record's id is derived from this device and the change's seq, so no other change can create it.
+    /// Commits several changes per record in one transaction: all of them or none. Each group names its record (nil:
+    /// a new record, whose id derives from the group's first change) and lists its changes in order. Returns the
+    /// record of each group.
+    public func commitGroups(_ groups: [(record: RecordID?, changes: [[RecordOperation]])]) throws -> [RecordID] {
+        try mapErrors {
+            try database.write { db in
+                var writer = try LocalWriter(vault: self, db: db)
+                var ids: [RecordID] = []
+                for group in groups {
+                    var record = group.record
+                    for ops in group.changes {
+                        let id = record ?? writer.nextRecordID
+                        _ = try writer.commit(record: id, operations: { _ in ops })
+                        record = id
+                    }
+                    if let record { ids.append(record) }
+                }
+                try writer.finish()
+                return ids
+            }
+        }
+    }
+
     public func createRecord(kind: String, fields: [(String, String)], tags: [String], seal: Bool) throws -> RecordID {
         try mapErrors {
             try database.write { db in

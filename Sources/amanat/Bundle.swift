@@ -109,7 +109,8 @@ func printProvenance(_ report: BundleReport) {
             let name = report.name(of: change.device).map { " \"\($0)\"" } ?? ""
             print(
                 TerminalText.escape(
-                    "  \(millisTime(change.timeMillis))  device \(change.device.hex.prefix(12))\(name)  change \(change.seq)\(label)"))
+                    "  \(millisTime(change.timeMillis))  device \(change.device.hex.prefix(12))\(name)  change \(change.seq)\(label)"
+                ))
             for op in change.operations { print("      \(RecordText.oneLine(op, 90))") }
         }
         if !record.undisclosed.isEmpty {
@@ -165,7 +166,8 @@ func expectedVault(_ text: String?) throws -> [UInt8]? {
     guard let text else { return nil }
     guard let id = VaultFingerprint.parse(text) else {
         throw CLIError(
-            .usage, "\"\(text)\" is not a vault fingerprint: give the 32 hex digits `amanat status` prints (dashes optional).")
+            .usage,
+            "\"\(text)\" is not a vault fingerprint: give the 32 hex digits `amanat status` prints (dashes optional).")
     }
     return id
 }

@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatCore
 import AmanatCrypto
 import ArgumentParser
@@ -22,11 +23,15 @@ struct History: ParsableCommand {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
             let now = vault.wallClock()
+            if let origin = state.origin { printCustody(origin, state: state, now: now) }
             for (envelope, authored) in try vault.history(of: state) {
                 let change = authored.change
+                let imported = state.origin?.op.device == authored.author && state.origin?.op.seq == authored.seq
                 let label =
-                    state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
-                    .map { "  (\($0))" } ?? ""
+                    imported
+                    ? "  (import)"
+                    : state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
+                        .map { "  (\($0))" } ?? ""
                 print(
                     TerminalText.escape(
                         "\(Self.time(change.timestamp, now: now))  device \(vault.deviceLabel(authored.author))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)"
@@ -35,11 +40,43 @@ struct History: ParsableCommand {
                 if let warning = Self.futureWarning(change.timestamp, now: now) {
                     print("    " + warning)
                 }
+                var kept = 0
                 for (index, op) in change.operations.enumerated() {
+                    if case .custody = op {
+                        kept += 1
+                        continue
+                    }
                     print("    " + TerminalText.escape(describe(op, id: authored.opID(index))))
                 }
+                if kept > 0 { print("    kept \(kept) original signed envelope\(kept == 1 ? "" : "s") (shown above)") }
             }
         }
+    }
+
+    /// An imported record's original changes, verified from the envelopes kept with it, before its own history.
+    func printCustody(_ origin: OriginInfo, state: RecordState, now: UInt64) {
+        let custody = CustodyReport(origin: origin, items: state.custody)
+        let verdict =
+            custody.problems.isEmpty
+            ? "every signature, key and seal verified, every signer proven a member"
+            : "NOT VERIFIED: " + custody.problems.joined(separator: " ")
+        print(
+            TerminalText.escape(
+                "Original record \(origin.record.hex) of vault \(VaultFingerprint.of(origin.vault)), \(custody.changes.count) signed change\(custody.changes.count == 1 ? "" : "s") kept with it: \(verdict)"
+            ))
+        for original in custody.changes {
+            let authored = original.authored
+            let role = custody.role(of: authored.author, at: authored.seq).map { "\($0)" } ?? "not proven a member"
+            let label = original.label.map { "  (\($0))" } ?? ""
+            print(
+                TerminalText.escape(
+                    "\(Self.time(authored.change.timestamp, now: now))  device \(authored.author.hex.prefix(12)) (\(role) of the origin vault)  change \(authored.seq)  envelope \(Hex.encode(original.envelope.hash).prefix(12))\(label)"
+                ))
+            for (index, op) in authored.change.operations.enumerated() {
+                print("    " + TerminalText.escape(describe(op, id: authored.opID(index))))
+            }
+        }
+        print("Then in this vault:")
     }
 
     /// The change's time in ISO 8601 (UTC, milliseconds), or the raw milliseconds when it lies beyond the years a

@@ -109,45 +109,22 @@ struct Import: AsyncParsableCommand {
         case .unproven:
             for reason in report.unproven { note("NOT PROVEN: \(reason)") }
             throw CLIError(
-                .unproven, "The bundle does not prove who signed it; nothing was imported (`amanat bundle verify` says more).")
+                .unproven,
+                "The bundle does not prove who signed it; nothing was imported (`amanat bundle verify` says more).")
         case .verified:
             break
         }
-        guard let manifest = report.manifest else {
-            throw CLIError(.damaged, "The bundle does not verify; nothing was imported.")
-        }
         let vault = try options.open()
-        let now = vault.wallClock()
-        let known = try vault.allStates().compactMap { $0.view(nowMillis: now)?.fields["provenance"] }
-        var added = 0
-        for record in report.records where !record.document.deleted {
-            let d = record.document
-            let marker = "record \(d.id.hex) of vault \(Hex.encode(manifest.vaultID))"
-            if known.contains(where: { $0.contains(marker) }) { continue }
-            guard Kinds.fields[d.kind] != nil else { continue }
-            let devices = Set(d.history.map { String($0.device.hex.prefix(12)) }).sorted().joined(separator: ", ")
-            var provenance = "Imported from an evidence bundle: \(marker), exported by device "
-            provenance +=
-                "\(manifest.exportedBy.hex.prefix(12)) at \(millisTime(manifest.exportedAtMillis)); recorded by device(s) \(devices) "
-            provenance +=
-                "from \(d.history.first.map { millisTime($0.timeMillis) } ?? "?") to \(d.history.last.map { millisTime($0.timeMillis) } ?? "?"); "
-            provenance += "\(d.history.count) signed changes verified."
-            if !record.undisclosed.isEmpty {
-                provenance += " \(record.undisclosed.count) changes of the record were not disclosed in the bundle."
-            }
-            if !d.conflicts.isEmpty {
-                provenance += " Unresolved conflicting values at export: "
-                provenance += d.conflicts.sorted { $0.0 < $1.0 }.map { "\($0.0) = \($0.1.joined(separator: " | "))" }
-                    .joined(separator: "; ")
-            }
-            var fields = d.fields.filter { $0.0 != "provenance" }.sorted { $0.0 < $1.0 }
-            fields.append(("provenance", provenance))
-            _ = try vault.createRecord(kind: d.kind, fields: fields, tags: d.tags, seal: d.kind == "testimony")
-            added += 1
+        let summary = try BundleImporter.importRecords(of: report, into: vault, kinds: Set(Kinds.fields.keys))
+        var line = "Verified the bundle and imported \(summary.added) record\(summary.added == 1 ? "" : "s")"
+        line += " with their original signed changes"
+        if summary.extended > 0 {
+            line += "; kept the newly disclosed original changes of \(summary.extended) record"
+            line += "\(summary.extended == 1 ? "" : "s") imported before (their fields are not overwritten)"
         }
-        note(
-            "Verified the bundle and imported \(added) record\(added == 1 ? "" : "s") (\(report.records.count - added) already present or deleted)."
-        )
+        if summary.unchanged > 0 { line += "; \(summary.unchanged) already imported" }
+        if summary.skipped > 0 { line += "; \(summary.skipped) deleted or of an unknown kind, left out" }
+        note(line + ".")
     }
 }
 

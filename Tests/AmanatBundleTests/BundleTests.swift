@@ -393,7 +393,9 @@ func testSeed() -> UInt64 {
         let cases = try #require(try JSONValue.parse(Array(try Data(contentsOf: url)))["cases"]?.arrayValue)
         #expect(cases.count == 4)
         for c in cases {
-            let fields = c["fields"]!.arrayValue!.map { ($0.arrayValue![0].stringValue!, $0.arrayValue![1].stringValue!) }
+            let fields = c["fields"]!.arrayValue!.map {
+                ($0.arrayValue![0].stringValue!, $0.arrayValue![1].stringValue!)
+            }
             let hash = RecordState.sealHash(kind: c["kind"]!.stringValue!, fields: fields)
             #expect(Hex.encode(hash) == c["content_hash"]!.stringValue!, "\(c["name"]!.stringValue!)")
             #expect(Hex.encode(BLAKE2b.hash(try #require(Hex.decode(c["preimage"]!.stringValue!)))) == Hex.encode(hash))

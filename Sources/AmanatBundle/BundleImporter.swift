@@ -1,0 +1,126 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import Foundation
+
+/// What an import did.
+public struct ImportSummary: Sendable, Equatable {
+    /// Records created in this vault.
+    public var added = 0
+    /// Records imported before whose kept custody gained original changes a later bundle discloses.
+    public var extended = 0
+    /// Records imported before, with nothing new.
+    public var unchanged = 0
+    /// Records left out: deleted at export, or of a kind this vault does not know.
+    public var skipped = 0
+}
+
+/// Imports the records of a verified bundle into a vault (Protocol/bundle.md §10), keeping their custody.
+///
+/// Each record becomes a new record of this vault whose creating change holds the verified fields and tags, an
+/// `origin` operation naming the source vault and record, and a `custody` operation per original envelope (each
+/// change with its envelope key, and every membership entry that proves the signers). `history` shows the original
+/// devices, times and seal from them, verified, followed by the import. Whether a record was imported before is
+/// decided by its origin (vault id, record id), never by text: importing the same bundle twice changes nothing, and a
+/// later bundle of the same record adds only the original changes that were not kept yet.
+///
+/// ```swift
+/// let report = BundleVerifier.verify(archive)
+/// let summary = try BundleImporter.importRecords(of: report, into: vault, kinds: ["testimony", "statement"])
+/// ```
+public enum BundleImporter {
+    /// Custody operations are spread over changes of at most this many envelope bytes, so no change grows without
+    /// bound (a long testimony history can hold hundreds of envelopes).
+    public static let custodyBytesPerChange = 256 * 1024
+
+    /// Imports every record of `report` that is not deleted and whose kind is in `kinds`, in one transaction.
+    /// `report` must be `.verified`: an unproven or damaged bundle is refused before anything is written.
+    public static func importRecords(
+        of report: BundleReport, into vault: Vault, kinds: Set<String>
+    ) throws -> ImportSummary {
+        guard report.outcome == .verified, let manifest = report.manifest else {
+            throw BundleError(.verificationFailed, "The bundle is not verified and proven; nothing was imported.")
+        }
+        let sourceVault = manifest.vaultID
+        let entries = report.entries.map { CustodyItem(envelope: $0.envelope.encoded(), key: []) }
+        var imported: [[UInt8]: RecordState] = [:]
+        for state in try vault.allStates() {
+            if let origin = state.origin, origin.vault == sourceVault { imported[origin.record.bytes] = state }
+        }
+        var summary = ImportSummary()
+        var groups: [(record: RecordID?, changes: [[RecordOperation]])] = []
+        for record in report.records {
+            let document = record.document
+            let items =
+                record.custody.map { CustodyItem(envelope: $0.envelope.encoded(), key: $0.envelopeKey) }
+                + entries
+            if let existing = imported[record.id.bytes] {
+                let missing = items.filter { !existing.custody.contains($0) }
+                if missing.isEmpty {
+                    summary.unchanged += 1
+                } else {
+                    groups.append((existing.id, chunks(missing.map { .custody(envelope: $0.envelope, key: $0.key) })))
+                    summary.extended += 1
+                }
+                continue
+            }
+            guard !document.deleted, kinds.contains(document.kind) else {
+                summary.skipped += 1
+                continue
+            }
+            var first: [RecordOperation] = [.create(kind: document.kind)]
+            var fields = document.fields.filter { $0.0 != "provenance" }
+            fields.append(("provenance", provenance(record, report: report)))
+            first += fields.map { RecordOperation.set(field: $0.0, value: $0.1, pred: []) }
+            first += document.tags.map { RecordOperation.addTag($0) }
+            first.append(.origin(vault: sourceVault, record: record.id))
+            if document.kind == "testimony" {
+                first.append(.seal(contentHash: RecordState.sealHash(kind: document.kind, fields: fields)))
+            }
+            var changes = chunks(items.map { .custody(envelope: $0.envelope, key: $0.key) })
+            if changes.isEmpty { changes = [first] } else { changes[0] = first + changes[0] }
+            groups.append((nil, changes))
+            summary.added += 1
+        }
+        if !groups.isEmpty { _ = try vault.commitGroups(groups) }
+        return summary
+    }
+
+    /// Splits custody operations into changes of at most ``custodyBytesPerChange`` envelope bytes each.
+    static func chunks(_ ops: [RecordOperation]) -> [[RecordOperation]] {
+        var result: [[RecordOperation]] = []
+        var current: [RecordOperation] = []
+        var bytes = 0
+        for op in ops {
+            guard case .custody(let envelope, _) = op else { continue }
+            if !current.isEmpty && bytes + envelope.count > custodyBytesPerChange {
+                result.append(current)
+                current = []
+                bytes = 0
+            }
+            current.append(op)
+            bytes += envelope.count
+        }
+        if !current.isEmpty { result.append(current) }
+        return result
+    }
+
+    /// The human summary kept in the `provenance` field; what it says is proven by the kept custody, not by this text.
+    static func provenance(_ record: VerifiedRecord, report: BundleReport) -> String {
+        let document = record.document
+        guard let manifest = report.manifest else { return "" }
+        var text = "Imported from an evidence bundle: record \(record.id.hex) of vault "
+        text += "\(VaultFingerprint.of(manifest.vaultID)), exported by \(report.label(manifest.exportedBy)). "
+        let devices = Set(document.history.map(\.device)).sorted().map { report.label($0) }
+        text += "Recorded by \(devices.joined(separator: ", ")); \(document.history.count) signed changes verified."
+        if !record.undisclosed.isEmpty {
+            text += " \(record.undisclosed.count) changes of the record were not disclosed in the bundle."
+        }
+        if !document.conflicts.isEmpty {
+            text += " Unresolved conflicting values at export: "
+            text += document.conflicts.sorted { $0.0 < $1.0 }.map { "\($0.0) = \($0.1.joined(separator: " | "))" }
+                .joined(separator: "; ")
+        }
+        return text
+    }
+}
