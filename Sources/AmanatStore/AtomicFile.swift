@@ -7,7 +7,7 @@ import Foundation
 #endif
 
 /// Writing files so that a crash leaves either the old or the new content, never a mix.
-enum AtomicFile {
+public enum AtomicFile {
     /// Writes `bytes` to a temporary file beside `url`, fsyncs it, renames it over `url`, then fsyncs the folder.
     static func write(_ bytes: [UInt8], to url: URL) throws {
         let dir = url.deletingLastPathComponent()
@@ -36,6 +36,30 @@ enum AtomicFile {
             let e = errno
             unlink(temp.path)
             throw ioError(e, "could not replace \(url.path)")
+        }
+        syncDirectory(dir)
+    }
+
+    /// Like ``write(_:to:)``, but refuses to replace an existing file: the finished temporary file is linked to
+    /// `url` (which fails if `url` exists), so the check and the creation are one step.
+    public static func writeNew(_ bytes: [UInt8], to url: URL) throws {
+        let dir = url.deletingLastPathComponent()
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw StoreError(.io, "The folder \(dir.path) does not exist; create it or choose another place.")
+        }
+        if FileManager.default.fileExists(atPath: url.path) {
+            throw StoreError(.vaultExists, "\(url.path) already exists; choose another name or remove it first.")
+        }
+        let temp = dir.appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())")
+        try write(bytes, to: temp)
+        defer { unlink(temp.path) }
+        guard link(temp.path, url.path) == 0 else {
+            let e = errno
+            if e == EEXIST {
+                throw StoreError(.vaultExists, "\(url.path) already exists; choose another name or remove it first.")
+            }
+            throw ioError(e, "could not create \(url.path)")
         }
         syncDirectory(dir)
     }

@@ -229,3 +229,60 @@ public final class Vault {
         }
     }
 }
+
+// MARK: Passphrase, backup and restore
+
+extension Vault {
+    /// Re-wraps the keyring under `newPassphrase` with the same hashing costs; the file is replaced atomically, so
+    /// the keyring is either the old one or the new one, never half of each.
+    public func changePassphrase(to newPassphrase: SecureBytes) throws {
+        try keyring.rewrite(to: Self.keyringURL(directory), passphrase: newPassphrase)
+    }
+
+    /// Writes a consistent copy of the database to `url` (SQLite `VACUUM INTO`): every row in it is as encrypted
+    /// as in the vault. `url` must not exist.
+    public func snapshotDatabase(to url: URL) throws {
+        try mapErrors {
+            try database.writeWithoutTransaction { db in
+                try db.execute(sql: "VACUUM INTO ?", arguments: [url.path])
+            }
+        }
+        chmod(url.path, 0o600)
+    }
+
+    /// The keyring file's bytes (encrypted under the passphrase).
+    public func keyringFileBytes() throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: Self.keyringURL(directory).path) else {
+            throw StoreError(.io, "The keyring file of \(directory.path) cannot be read.")
+        }
+        return Array(data)
+    }
+
+    /// Recreates a vault in `dir` (which must hold none) from a keyring file and a database copy, then opens it with
+    /// `passphrase`. The database is written first and the keyring last, as `create` does; on any failure both are
+    /// removed again.
+    public static func restore(
+        keyringFile: [UInt8], database: [UInt8], at dir: URL, passphrase: SecureBytes
+    ) throws -> Vault {
+        let fm = FileManager.default
+        if exists(at: dir) || fm.fileExists(atPath: databaseURL(dir).path) {
+            throw StoreError(.vaultExists, "A vault already exists in \(dir.path); choose another directory.")
+        }
+        do {
+            try fm.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StoreError(.io, "Could not create the vault directory \(dir.path).")
+        }
+        do {
+            try AtomicFile.write(database, to: databaseURL(dir))
+            chmod(databaseURL(dir).path, 0o600)
+            try AtomicFile.write(keyringFile, to: keyringURL(dir))
+            return try open(at: dir, passphrase: passphrase)
+        } catch {
+            for url in [keyringURL(dir), databaseURL(dir)] {
+                for suffix in ["", "-wal", "-shm"] { try? fm.removeItem(atPath: url.path + suffix) }
+            }
+            throw error
+        }
+    }
+}

@@ -32,7 +32,7 @@ struct Amanat: AsyncParsableCommand {
             Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
             Members.self, Revoke.self, RoleCommand.self, Rename.self, DismissFork.self, Recover.self,
             Export.self, Bundle.self,
-            Wipe.self, Serve.self,
+            ChangePassphrase.self, Backup.self, Restore.self, Wipe.self, Serve.self,
         ]
     )
 

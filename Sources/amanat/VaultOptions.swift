@@ -25,6 +25,15 @@ struct VaultOptions: ParsableArguments {
         try Passphrase.read(file: passphraseFile, prompt: "Passphrase for \(directory.path): ", confirm: confirm)
     }
 
+    /// Opens the vault and keeps the passphrase that opened it (for commands that encrypt with it again).
+    func openKeepingPassphrase() throws -> (Vault, SecureBytes) {
+        guard Vault.exists(at: directory) else {
+            throw StoreError(.noVault, "There is no vault in \(directory.path); run `amanat init` or pass --vault DIR.")
+        }
+        let secret = try passphrase()
+        return (try Vault.open(at: directory, passphrase: secret), secret)
+    }
+
     /// Opens the vault, failing with a clear sentence when it is missing or locked.
     func open() throws -> Vault {
         guard Vault.exists(at: directory) else {

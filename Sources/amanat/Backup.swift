@@ -1,0 +1,101 @@
+import AmanatBundle
+import AmanatCrypto
+import AmanatStore
+import ArgumentParser
+import Foundation
+
+/// `amanat passphrase`: changes the vault's passphrase.
+struct ChangePassphrase: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "passphrase",
+        abstract: "Change the vault's passphrase.",
+        discussion: """
+            Asks for the current passphrase, then the new one twice (scripts: --passphrase-file for the current one and \
+            --new-passphrase-file or AMANAT_NEW_PASSPHRASE for the new one). The keyring is rewritten in one step: \
+            a crash leaves either the old or the new passphrase working, never neither. Backups made before keep \
+            the passphrase they were made with.
+
+            Example:
+              amanat passphrase
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Option(help: "Read the new passphrase from the first line of this file.") var newPassphraseFile: String?
+    @Flag(help: "Accept a new passphrase shorter than 12 characters (easy to guess once the vault is copied).")
+    var allowWeakPassphrase = false
+
+    func run() throws {
+        try runReportingErrors {
+            let vault = try options.open()
+            let new = try Passphrase.read(
+                file: newPassphraseFile, prompt: "New passphrase: ", confirm: true,
+                environmentVariable: "AMANAT_NEW_PASSPHRASE")
+            try Passphrase.checkStrength(new, allowWeak: allowWeakPassphrase)
+            try vault.changePassphrase(to: new)
+            note("Changed the passphrase of the vault in \(options.directory.path).")
+        }
+    }
+}
+
+/// `amanat backup`: the whole replica in one encrypted file.
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the whole vault of this laptop into one file protected by its passphrase.",
+        discussion: """
+            The file is an age file encrypted to the vault's passphrase; everything in it is encrypted as in the \
+            vault. Keep it apart from the laptop (a stick in another bag, a trusted person). It refuses to \
+            overwrite an existing file. Restore it with `amanat restore FILE --vault DIR`.
+
+            Example:
+              amanat backup --out /media/usb/amanat-2026-11-29.backup
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Option(help: "The backup file to write (must not exist).") var out: String
+
+    func run() throws {
+        try runReportingErrors {
+            // The passphrase that opened the vault is the one the backup is encrypted to.
+            let (vault, passphrase) = try options.openKeepingPassphrase()
+            try VaultBackup.write(vault, passphrase: passphrase, to: URL(fileURLWithPath: out))
+            note("Wrote a backup of \(options.directory.path) to \(out), protected by the vault's passphrase.")
+        }
+    }
+}
+
+/// `amanat restore`: brings a backup back as a new device identity of the same member.
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Restore a backup into a new vault directory, as a new identity of the same member.",
+        discussion: """
+            Asks for the passphrase the vault had when the backup was made. The restored laptop takes a new device \
+            identity, handed over by the old one's signature (as `amanat recover` does), so that it never forks \
+            the old identity's log, which the team may hold beyond the backup. Sync with the team afterwards to get \
+            everything written since. If a coordinator revoked the old identity, the restore can be read but not \
+            written to; ask for a new invitation.
+
+            Example:
+              amanat restore /media/usb/amanat-2026-11-29.backup --vault ~/.amanat
+            """)
+
+    @OptionGroup var options: VaultOptions
+    @Argument(help: "The backup file.") var file: String
+
+    func run() throws {
+        try runReportingErrors {
+            let passphrase = try options.passphrase()
+            let restored = try VaultBackup.restore(
+                from: URL(fileURLWithPath: file), passphrase: passphrase, at: options.directory)
+            if restored.newIdentity {
+                print(restored.vault.deviceID.hex)
+                note(
+                    "Restored the backup into \(options.directory.path) as a new identity of the same member (the old one was \(restored.previousDevice.hex.prefix(12))). Sync with the team now."
+                )
+            } else {
+                note(
+                    "WARNING: restored the backup into \(options.directory.path), but its device identity \(restored.previousDevice.hex.prefix(12)) was revoked: you can read it, not write to it. Ask a coordinator for a new invitation."
+                )
+            }
+        }
+    }
+}
