@@ -1,3 +1,4 @@
+import AmanatCore
 import AmanatBundle
 import AmanatHTTP
 import AmanatStore

@@ -1,11 +1,12 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatHTTP
-import AmanatRelay
+@testable import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
 import Foundation
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -147,5 +148,14 @@ final class TestClock: @unchecked Sendable {
             #expect(store.vaultIDs().contains(team[0].vaultID))
             #expect(try store.registeredKey(of: team[0].vaultID) != nil)
         }
+    }
+
+    /// What the relay's log lines show of a request has its control and bidirectional characters escaped, exactly as
+    /// the command line shows vault data.
+    @Test func logMetadataFromARequestIsEscapedAsOnATerminal() {
+        let hostile = "/v1/vaults/\u{1B}]0;pwned\u{07}\u{9B}31m\u{202E}evil\u{2028}x\nfake line"
+        let escaped = Logger.MetadataValue.escaped(hostile)
+        #expect(escaped == .string(TerminalText.escape(hostile)))
+        #expect("\(escaped)" == "/v1/vaults/\\u{1B}]0;pwned\\u{7}\\u{9B}31m\\u{202E}evil\\u{2028}x\\u{A}fake line")
     }
 }
