@@ -21,9 +21,10 @@ import Testing
 /// Limits this suite covers, each just over: envelope seq (2^63 − 1), relay vector seq (2^63 − 1) and one entry per
 /// author, relay counts larger than their data, envelopes per relay answer (10 000), relay answer size (24 MiB),
 /// `remaining` at 2^64 − 1 (saturating), varints (10 bytes, minimal), operation index (2^32 − 1), fork evidence per
-/// device (16), kept-apart envelopes per device (1 000). The change format sets no limit of its own on a field value's
-/// size, on operations per change or on tags per record (Protocol/change.md §6): an envelope is bounded by its
-/// carrier (8 MiB per relay request; a sync file row by SQLite's 1 GB blob limit).
+/// device (16), kept-apart envelopes per device (1 000), device names (96 bytes) and sealed names (256 bytes). The
+/// change format sets no limit of its own on a field value's size, on operations per change or on tags per record
+/// (Protocol/change.md §3): an envelope is bounded by its carrier (8 MiB per relay request; a sync file row by
+/// SQLite's 1 GB blob limit).
 @Suite struct MaliciousPeerTests {
     /// The two ways hostile envelopes reach a replica.
     enum Route: String, CaseIterable, CustomStringConvertible {
@@ -523,6 +524,52 @@ import Testing
             #expect(held.contains { $0.device == s.mole.deviceID && $0.reason == .undecryptable && $0.changes == 4 })
         }
         #expect(try s.b.status().stateDigest == digest, "held back: nothing the replica shows changed")
+        try await s.expectHonestConverge()
+    }
+
+    /// A name sealed by hand, without the length check of `SealedName.seal`.
+    static func sealName(_ plain: [UInt8], key: VaultKey, vaultID: [UInt8], device: DeviceID) throws -> SealedName {
+        let padded = plain + [UInt8](repeating: 0, count: 32 - plain.count % 32)
+        let nonce = Sodium.randomBytes(24)
+        let ciphertext = try AEAD.seal(
+            padded, additionalData: SealedName.associatedData(vaultID: vaultID, device: device, epoch: key.epoch),
+            nonce: nonce, key: key.subkey(id: 5, context: "amnt-nam"))
+        return SealedName(epoch: key.epoch, nonce: nonce, ciphertext: ciphertext)
+    }
+
+    /// The mole renames itself: a name of exactly 96 bytes is shown; one of 97 bytes (which no Amanat seals) is shown
+    /// as no name at all; a sealed name of 257 bytes makes the entry malformed, held back as evidence.
+    @Test(arguments: Route.allCases)
+    func namesOverTheLimitAreNeverShownAndOversizedOnesAreHeldBack(route: Route) async throws {
+        let s = try await Scene()
+        let key = writingKey(of: s.mole)
+        let device = s.mole.deviceID
+        let base = stampNow().wallMillis
+        let atLimit = String(repeating: "N", count: SealedName.maximumLength)
+        var chain = try s.moleChain()
+        let entries = [
+            try chain.entry(
+                .rename(try Self.sealName(Array(atLimit.utf8), key: key, vaultID: s.a.vaultID, device: device)),
+                at: HLCTimestamp(wallMillis: base, counter: 0)),
+            try chain.entry(
+                .rename(try Self.sealName(Array((atLimit + "X").utf8), key: key, vaultID: s.a.vaultID, device: device)),
+                at: HLCTimestamp(wallMillis: base + 1, counter: 0)),
+            try chain.entry(
+                .rename(
+                    SealedName(epoch: key.epoch, nonce: Sodium.randomBytes(24), ciphertext: Sodium.randomBytes(257))),
+                at: HLCTimestamp(wallMillis: base + 2, counter: 0)),
+        ]
+        let prefix = route == .syncFile ? try s.chain(of: s.mole) : []
+        for victim in [s.b, s.c] {
+            try await s.deliver(prefix + entries[..<1], to: victim, by: route)
+            #expect(victim.memberName(device) == atLimit, "\(route)")
+            try await s.deliver(prefix + entries[..<2], to: victim, by: route)
+            #expect(victim.memberName(device) == nil, "\(route): a 97-byte name is shown")
+            #expect(victim.deviceLabel(device) == String(device.hex.prefix(12)))
+            try await s.deliver(prefix + entries, to: victim, by: route)
+            #expect(victim.memberName(device) == nil)
+            #expect(try victim.verify().heldBack.contains { $0.device == device && $0.reason == .undecryptable })
+        }
         try await s.expectHonestConverge()
     }
 
