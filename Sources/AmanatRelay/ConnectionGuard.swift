@@ -34,9 +34,6 @@ final class ConnectionLimiter: @unchecked Sendable {
             open[address] = count > 1 ? count - 1 : nil
         }
     }
-
-    /// How many connections `address` holds (for tests).
-    func count(_ address: String) -> Int { lock.withLock { open[address, default: 0] } }
 }
 
 /// Guards one relay connection against clients that hold it without finishing their request (Protocol/http-api.md

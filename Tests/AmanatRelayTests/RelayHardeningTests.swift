@@ -122,8 +122,11 @@ final class TestClock: @unchecked Sendable {
         try await withRelay(dir, maxVaults: 3, clock: clock) { relay, store, client in
             let start = clock.now
             // A squatter fills the relay with vaults that never store anything; a team registers and stores one change.
+            // Every request is stamped with the relay's test clock, so a test run slowed down for minutes by other
+            // tests never falls outside the timestamp window.
             for _ in 0..<2 {
-                let answer = try await register(client, vault: Sodium.randomBytes(16), key: .generate(), code: nil)
+                let answer = try await register(
+                    client, vault: Sodium.randomBytes(16), key: .generate(), code: nil, at: clock.now)
                 #expect(answer.status == 201)
             }
             let team = try makeTeam(1, in: dir)

@@ -184,13 +184,19 @@ final class RawConnection {
     @Test func connectionsAboveThePerAddressLimitAreClosedAtOnce() throws {
         let scratch = try Scratch()
         let relay = try ServeProcess(data: scratch.path("relay"), extra: ["--max-connections-per-address", "3"])
-        // Three idle connections from 127.0.0.1 are served (the idle timeout is 30 s, far beyond this test's waits).
-        var held = try (0..<3).map { _ in try RawConnection(port: relay.port) }
-        #expect(held[0].write(Array("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8), within: 2))
-        if case .data(let bytes) = held[0].read(within: 5) {
-            #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
-        } else {
-            Issue.record("a connection within the limit was not answered")
+        // Three connections from 127.0.0.1 are served, one after the other, each answered before the next opens (the
+        // relay may take up connections in another order than they were made), then kept open (the idle timeout is
+        // 30 s, far beyond this test's waits).
+        var held: [RawConnection] = []
+        for _ in 0..<3 {
+            let connection = try RawConnection(port: relay.port)
+            #expect(connection.write(Array("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8), within: 2))
+            if case .data(let bytes) = connection.read(within: 5) {
+                #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            } else {
+                Issue.record("a connection within the limit was not answered")
+            }
+            held.append(connection)
         }
         // The fourth is closed without being read: its request gets no answer.
         let fourth = try RawConnection(port: relay.port)
