@@ -234,7 +234,7 @@ final class RawConnection {
 
     @Test func aClientThatStopsReadingItsAnswerLosesItsConnection() throws {
         let scratch = try Scratch()
-        let relay = try ServeProcess(data: scratch.path("relay"), extra: ["--idle-timeout", "2"])
+        let relay = try ServeProcess(data: scratch.path("relay"), extra: ["--idle-timeout", "3"])
         defer { _ = relay.stop() }
         // A vault whose one device wrote about 3 MiB, synced to the relay by `amanat sync`.
         let runner = scratch.runner()
@@ -257,7 +257,7 @@ final class RawConnection {
         for (name, value) in signed { head += "\(name): \(value)\r\n" }
         let stalled = try RawConnection(port: relay.port, receiveBuffer: 4096)
         #expect(stalled.write(Array((head + "\r\n").utf8), within: 2))
-        Thread.sleep(forTimeInterval: 8)
+        Thread.sleep(forTimeInterval: 10)
         // Reading now gets what the kernels buffered and then the end: the relay gave up on the answer. A relay that
         // kept waiting would now send all of it.
         let (answer, closed) = stalled.readUntilClosed(within: 20)
