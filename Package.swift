@@ -92,7 +92,10 @@ let package = Package(
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], exclude: ["Vectors"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(
-            name: "AmanatStoreTests", dependencies: ["AmanatTestSupport", "AmanatStore", "AmanatCore", "AmanatCrypto"],
+            name: "AmanatStoreTests",
+            dependencies: [
+                "AmanatTestSupport", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+            ],
             exclude: ["FirstReleaseVault"]),
         .testTarget(
             name: "AmanatBundleTests",

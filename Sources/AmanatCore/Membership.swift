@@ -80,6 +80,8 @@ public struct SealedName: Hashable, Sendable {
         else { return nil }
         // The name is followed by 1–32 zero bytes of padding.
         while plain.last == 0 { plain.removeLast() }
+        // Longer than any name Amanat seals: a modified client's, shown as no name (Protocol/membership.md §4).
+        guard plain.count <= Self.maximumLength else { return nil }
         return String(decoding: plain, as: UTF8.self)
     }
 }

@@ -1,7 +1,40 @@
+import AmanatCore
 import AmanatSync
+import Foundation
 import Hummingbird
+import Logging
 import NIOCore
 import NIOHTTPTypes
+
+/// Counts the relay's open connections per client address, so that one address cannot take every connection the
+/// relay's process can hold (Protocol/http-api.md §7). Shared by the ``ConnectionGuard`` of every connection.
+final class ConnectionLimiter: @unchecked Sendable {
+    // @unchecked Sendable: `open` is guarded by `lock`.
+    /// The most connections one address may hold open at once.
+    let limit: Int
+    private let lock = NSLock()
+    private var open: [String: Int] = [:]
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Counts a new connection from `address`; false (and nothing counted) if the address already holds ``limit``.
+    func acquire(_ address: String) -> Bool {
+        lock.withLock {
+            let count = open[address, default: 0]
+            guard count < limit else { return false }
+            open[address] = count + 1
+            return true
+        }
+    }
+
+    /// Forgets one connection from `address`.
+    func release(_ address: String) {
+        lock.withLock {
+            let count = open[address, default: 0]
+            open[address] = count > 1 ? count - 1 : nil
+        }
+    }
+}
 
 /// Guards one relay connection against clients that hold it without finishing their request (Protocol/http-api.md
 /// §7). It sits between the HTTP codec and Hummingbird.
@@ -19,6 +52,14 @@ import NIOHTTPTypes
 ///   waiting, and the relay never reads more than 16 MiB of a body it has refused.
 /// - **Slow bodies.** A body must arrive at ``minimumRate`` bytes per second on average once ``grace`` of waiting
 ///   has passed; a connection that sends slower is closed. Again only time in which the relay asked for data counts.
+/// - **Slow readers.** An answer the client does not take (it sent a request and stopped reading, so its receive
+///   window is full) is held to the same rules: the guard writes answers in pieces of ``writeChunk`` bytes, and a
+///   connection on which no piece has been taken for ``idleTimeout``, or whose answer has been taken at less than
+///   ``minimumRate`` on average once ``grace`` of waiting has passed, is closed. Only time in which a piece of the
+///   answer was waiting for the client counts, and waiting for the next request starts once the whole answer has
+///   been taken, so a slow but steady reader of a large answer is not cut off by the idle timeout.
+/// - **Connections per address.** With a ``ConnectionLimiter``, a connection from an address that already holds
+///   the limit is closed at once, before anything is read from it.
 final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -39,6 +80,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     let lingerBytes = 2 * RelayWire.maxRequestBytes
     /// How often the limits are checked.
     let tick: TimeAmount = .milliseconds(500)
+    /// The size of the pieces an answer's body is written in: each piece the client takes is progress.
+    let writeChunk = 64 * 1024
+    /// Shared count of connections per address, or nil for no limit.
+    let limiter: ConnectionLimiter?
+    /// Where refused connections are noted.
+    let logger: Logger
 
     private var bodyArriving = false
     private var bodyBytes = 0
@@ -53,11 +100,26 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var discarded = 0
     private var timer: Scheduled<Void>?
     private var lingerTimer: Scheduled<Void>?
+    /// Writes handed to the channel and not yet taken by the client.
+    private var writesPending = 0
+    /// Since when the oldest pending write has waited without any write completing.
+    private var writeStalledSince: NIODeadline?
+    /// Bytes of the current answer's body the client has taken, and the time its pieces waited for it.
+    private var answerTaken = 0
+    private var answerWaited: TimeAmount = .zero
+    /// The address this connection counts against in ``limiter``, once counted.
+    private var countedAddress: String?
+    private var refused = false
 
-    init(idleTimeout: TimeAmount, minimumRate: Int, grace: TimeAmount) {
+    init(
+        idleTimeout: TimeAmount, minimumRate: Int, grace: TimeAmount, limiter: ConnectionLimiter? = nil,
+        logger: Logger = Logger(label: "amanat.relay") { _ in SwiftLogNoOpLogHandler() }
+    ) {
         self.idleTimeout = idleTimeout
         self.minimumRate = minimumRate
         self.grace = grace
+        self.limiter = limiter
+        self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -70,26 +132,34 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-        lingerTimer?.cancel()
-        lingerTimer = nil
+        stop()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        stop()
+    }
+
+    private func stop() {
         timer?.cancel()
         timer = nil
         lingerTimer?.cancel()
         lingerTimer = nil
+        if let address = countedAddress {
+            countedAddress = nil
+            limiter?.release(address)
+        }
     }
 
     func read(context: ChannelHandlerContext) {
+        // A refused connection is never read from.
+        guard !refused else { return }
         if readPending == nil { readPending = .now() }
         context.read()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         let part = unwrapInboundIn(data)
         if let since = readPending {
             if bodyArriving { bodyWaited = bodyWaited + (NIODeadline.now() - since) }
@@ -130,10 +200,20 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head where bodyArriving:
-            answeredEarly = true
-            context.write(data, promise: promise)
+        let part = unwrapOutboundIn(data)
+        switch part {
+        case .head:
+            answerTaken = 0
+            answerWaited = .zero
+            if bodyArriving { answeredEarly = true }
+            track(context, part, bytes: 0, promise: promise)
+        case .body(let buffer):
+            // Written in pieces, so that the client's taking each piece shows as progress.
+            var rest = buffer
+            while rest.readableBytes > writeChunk, let piece = rest.readSlice(length: writeChunk) {
+                track(context, .body(piece), bytes: writeChunk, promise: nil)
+            }
+            track(context, .body(rest), bytes: rest.readableBytes, promise: promise)
         case .end:
             answering = false
             // Waiting for the next request starts now, not when the relay last asked for data.
@@ -147,14 +227,44 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 }
             }
             answeredEarly = false
-            context.write(data, promise: promise)
-        default:
-            context.write(data, promise: promise)
+            track(context, part, bytes: 0, promise: promise)
         }
     }
 
+    /// Writes `part`, counting it as pending until the channel has handed it to the client's connection.
+    private func track(
+        _ context: ChannelHandlerContext, _ part: HTTPResponsePart, bytes: Int, promise: EventLoopPromise<Void>?
+    ) {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        if writesPending == 0 { writeStalledSince = .now() }
+        writesPending += 1
+        written.futureResult.assumeIsolatedUnsafeUnchecked().whenComplete { [self] _ in
+            writesPending -= 1
+            let now = NIODeadline.now()
+            if let since = writeStalledSince { answerWaited = answerWaited + (now - since) }
+            answerTaken += bytes
+            writeStalledSince = writesPending > 0 ? now : nil
+            // Waiting for the next request starts once the client has taken the whole answer.
+            if writesPending == 0 && !answering && readPending != nil { readPending = now }
+        }
+        if let promise { written.futureResult.cascade(to: promise) }
+        context.write(wrapOutboundOut(part), promise: written)
+    }
+
     private func start(_ context: ChannelHandlerContext) {
-        guard timer == nil else { return }
+        guard timer == nil, !refused else { return }
+        if let limiter, countedAddress == nil {
+            let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+            guard limiter.acquire(address) else {
+                refused = true
+                logger.notice(
+                    "refused a connection: too many from one address",
+                    metadata: ["address": "\(TerminalText.escape(address))", "limit": "\(limiter.limit)"])
+                context.close(promise: nil)
+                return
+            }
+            countedAddress = address
+        }
         // The relay waits for the first request from the moment the connection is there.
         if readPending == nil { readPending = .now() }
         schedule(context)
@@ -172,11 +282,20 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// Whether the client has kept the relay waiting too long, or sends its body too slowly.
+    /// Whether the client has kept the relay waiting too long, sends its body too slowly, or does not take its
+    /// answer.
     private func exceedsLimits() -> Bool {
         let now = NIODeadline.now()
+        if let since = writeStalledSince {
+            let stalled = now - since
+            if stalled >= idleTimeout { return true }
+            let waited = answerWaited + stalled
+            let owed = Int64(minimumRate) * (waited - grace).nanoseconds / 1_000_000_000
+            if owed > Int64(answerTaken) { return true }
+        }
         let pendingFor = readPending.map { now - $0 } ?? .zero
-        if !answering && pendingFor >= idleTimeout { return true }
+        // While an answer is being handed to the client, the write rules above apply instead.
+        if !answering && writesPending == 0 && pendingFor >= idleTimeout { return true }
         guard bodyArriving else { return false }
         let waiting = bodyWaited + pendingFor
         let owed = Int64(minimumRate) * (waiting - grace).nanoseconds / 1_000_000_000

@@ -44,6 +44,12 @@ public struct RelayServer: Sendable {
     public var minimumBodyRate = 1024
     /// The time every request body gets before ``minimumBodyRate`` counts.
     public var bodyGrace: Duration = .seconds(30)
+    /// The most connections one client address may hold open at once; a connection above it is closed at once,
+    /// before anything is read (Protocol/http-api.md §7). A team behind one NAT shares an address, and each of its
+    /// syncing devices uses one connection at a time.
+    public var maxConnectionsPerAddress = Self.defaultMaxConnectionsPerAddress
+    /// The default of ``maxConnectionsPerAddress``.
+    public static let defaultMaxConnectionsPerAddress = 32
 
     /// Creates a relay over a store; with `registrationCode`, only requests presenting it register new vaults.
     public init(store: RelayStore, logger: Logger, registrationCode: String? = nil) {
@@ -68,14 +74,15 @@ public struct RelayServer: Sendable {
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        let limiter = ConnectionLimiter(limit: maxConnectionsPerAddress)
+        return Application(
             router: buildRouter(),
             server: .http1(
                 configuration: .init(
                     additionalChannelHandlers: [
                         ConnectionGuard(
                             idleTimeout: Self.timeAmount(idleTimeout), minimumRate: minimumBodyRate,
-                            grace: Self.timeAmount(bodyGrace))
+                            grace: Self.timeAmount(bodyGrace), limiter: limiter, logger: logger)
                     ],
                     // The guard applies the idle timeout: Hummingbird's would also count time in which the relay
                     // itself is too busy to read.
@@ -148,7 +155,7 @@ public struct RelayServer: Sendable {
                 throw RelayHTTPError(.forbidden, error.message)
             }
             try await checkNonce(auth, vaultID: vaultID, now: now)
-            if created { logger.notice("registered vault", metadata: ["vault": "\(vaultHex.prefix(8))"]) }
+            if created { logger.notice("registered vault", metadata: ["vault": .escaped(vaultHex.prefix(8))]) }
             return Self.json(created ? .created : .ok, created ? #"{"registered":true}"# : #"{"registered":false}"#)
         }
         guard let registered = try store.registeredKey(of: vaultID) else {
@@ -185,7 +192,8 @@ public struct RelayServer: Sendable {
             let envelopes = try Self.decode { try RelayWire.decodeEnvelopeList(body) }
             let result = try await store.store(vaultID: vaultID, envelopes: envelopes)
             if result.stored > 0 {
-                logger.info("stored", metadata: ["vault": "\(vaultHex.prefix(8))", "envelopes": "\(result.stored)"])
+                logger.info(
+                    "stored", metadata: ["vault": .escaped(vaultHex.prefix(8)), "envelopes": "\(result.stored)"])
             }
             return Self.json(.ok, #"{"stored":\#(result.stored),"duplicates":\#(result.duplicates)}"#)
         case .exchange:
@@ -198,7 +206,7 @@ public struct RelayServer: Sendable {
                 logger.info(
                     "exchange",
                     metadata: [
-                        "vault": "\(vaultHex.prefix(8))", "stored": "\(result.stored)",
+                        "vault": .escaped(vaultHex.prefix(8)), "stored": "\(result.stored)",
                         "sent": "\(missing.bodies.count)",
                         "remaining": "\(missing.remaining)",
                     ])
@@ -342,7 +350,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as StoreError {
             status = error.code == .busy ? .serviceUnavailable : .internalServerError
             message = "The relay could not use its storage; try again later."
-            logger.error("storage failure", metadata: ["error": "\(error.message)"])
+            logger.error("storage failure", metadata: ["error": .escaped(error.message)])
         } catch let error as HTTPResponseError {
             status = error.status
             message =
@@ -360,8 +368,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         logger.log(
             level: level, "refused",
             metadata: [
-                "method": "\(request.method.rawValue)", "path": "\(request.uri.path.prefix(80))",
-                "status": "\(status.code)", "reason": "\(message)",
+                "method": .escaped(request.method.rawValue), "path": .escaped(request.uri.path.prefix(80)),
+                "status": "\(status.code)", "reason": .escaped(message),
             ])
         return RelayServer.json(status, Self.errorJSON(message))
     }
@@ -377,6 +385,15 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
         }
         return #"{"error":"\#(escaped)"}"#
+    }
+}
+
+extension Logger.MetadataValue {
+    /// Text that came with a request (a path, a header, an id, an error's text), with control and bidirectional
+    /// characters escaped as they are on a terminal (``TerminalText``): a log line is read on a terminal too, and a
+    /// client must not be able to forge or hide lines in the operator's log.
+    static func escaped(_ text: some StringProtocol) -> Self {
+        .string(TerminalText.escape(String(text)))
     }
 }
 

@@ -121,7 +121,7 @@ public struct ExchangeSession {
                 report.pulled += ingested.applied
                 report.keptApart += ingested.keptApart
                 report.duplicates += ingested.duplicates
-                report.forks += ingested.forks
+                report.add(forks: ingested.forks)
                 advanced = ingested.applied > 0 || ingested.keptApart > 0
                 pulledCount += result.envelopes.count
                 // `remaining` comes from the carrier: the sum saturates rather than overflow.
@@ -135,7 +135,7 @@ public struct ExchangeSession {
                 cursors.removeAll { $0.author == author }
                 if let seq = ours[author]?.seq, seq > 0 {
                     let evidence = try await carrier.envelopes(of: author, after: seq - 1, limit: 1)
-                    report.forks += try vault.ingest(evidence).forks
+                    report.add(forks: try vault.ingest(evidence).forks)
                 }
             }
             if advanced { ours = try vault.syncVector() }

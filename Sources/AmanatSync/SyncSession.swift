@@ -24,7 +24,7 @@ public struct SyncReport: Sendable, Equatable {
     public var duplicates = 0
     /// Envelopes written to the carrier.
     public var pushed = 0
-    /// Forks found: devices that signed two different envelopes with one seq.
+    /// Forks found: devices that signed two different envelopes with one seq, each fork (device and seq) once.
     public var forks: [ForkReport] = []
     /// True if the carrier could only be read.
     public var pullOnly = false
@@ -33,6 +33,12 @@ public struct SyncReport: Sendable, Equatable {
 
     /// An empty report.
     public init() {}
+
+    /// Adds forks not listed yet: a carrier that offers the same conflicting envelope again (in the vectors' check
+    /// and again in a batch, as a hostile relay may) reports one fork, not two.
+    mutating func add(forks found: [ForkReport]) {
+        for fork in found where !forks.contains(fork) { forks.append(fork) }
+    }
 }
 
 /// One sync between a vault and a carrier: read its vector, pull what the vault lacks, push what it lacks
@@ -92,7 +98,7 @@ public struct SyncSession {
             report.pulled += result.applied
             report.keptApart += result.keptApart
             report.duplicates += result.duplicates
-            report.forks += result.forks
+            report.add(forks: result.forks)
             let forked = Set(result.forks.map(\.device))
             cursors.removeAll { $0.after >= $0.target || forked.contains($0.author) }
             pulled += batch.count

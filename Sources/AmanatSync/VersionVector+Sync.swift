@@ -29,7 +29,7 @@ enum VersionVectors {
         for (author, head) in theirs.sorted(by: { $0.key < $1.key }) where head.seq <= (ours[author]?.seq ?? 0) {
             if let mine = try vault.envelope(author: author, seq: head.seq), mine.hash != head.hash {
                 let evidence = try await carrier.envelopes(of: author, after: head.seq - 1, limit: 1)
-                report.forks += try vault.ingest(evidence).forks
+                report.add(forks: try vault.ingest(evidence).forks)
                 forked.insert(author)
             }
         }

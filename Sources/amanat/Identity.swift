@@ -1,3 +1,4 @@
+import AmanatCore
 import AmanatCrypto
 import ArgumentParser
 

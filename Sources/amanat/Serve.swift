@@ -21,7 +21,9 @@ struct Serve: AsyncParsableCommand {
             reach the relay can fill it with vaults: fine for a hub laptop on a team's own network, not for a relay
             others can reach. A vault that stored nothing for 24 hours is removed when the relay is full or restarts.
             Connections on which nothing arrives for --idle-timeout seconds (default 30) are closed, and so are
-            request bodies slower than 1 KiB/s after 30 seconds.
+            connections whose client does not take its answer for as long, and request bodies and answers that move
+            slower than 1 KiB/s after 30 seconds. One address may hold at most --max-connections-per-address
+            connections at once (default 32); a connection above it is closed at once.
 
             By default it listens on 127.0.0.1 only; use --host 0.0.0.0 to let other devices on the network reach it.
             It prints the URL it listens on (with --port 0, the port it chose) on stderr. Ctrl-C or SIGTERM stops it
@@ -40,6 +42,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Register new vaults only with the code in this file (created with a random code when missing).")
     var registrationCodeFile: String?
     @Option(help: "Seconds after which a connection on which nothing arrives is closed.") var idleTimeout = 30
+    @Option(help: "The most connections one client address may hold open at once.")
+    var maxConnectionsPerAddress = RelayServer.defaultMaxConnectionsPerAddress
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
@@ -47,6 +51,9 @@ struct Serve: AsyncParsableCommand {
         guard maxVaults > 0 else { throw ValidationError("--max-vaults must be positive.") }
         guard (1...3600).contains(idleTimeout) else {
             throw ValidationError("--idle-timeout must be between 1 and 3600 seconds.")
+        }
+        guard (1...100_000).contains(maxConnectionsPerAddress) else {
+            throw ValidationError("--max-connections-per-address must be between 1 and 100000.")
         }
     }
 
@@ -75,6 +82,7 @@ struct Serve: AsyncParsableCommand {
             let store = try RelayStore(directory: directory, maxVaults: maxVaults)
             var relay = RelayServer(store: store, logger: Logger(label: "amanat.relay"), registrationCode: code)
             relay.idleTimeout = .seconds(idleTimeout)
+            relay.maxConnectionsPerAddress = maxConnectionsPerAddress
             let shownHost = host.contains(":") ? "[\(host)]" : host
             let started = Started()
             do {

@@ -1,3 +1,4 @@
+import AmanatCore
 import AmanatBundle
 import AmanatCrypto
 import AmanatHTTP

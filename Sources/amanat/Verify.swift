@@ -1,3 +1,4 @@
+import AmanatCore
 import AmanatStore
 import ArgumentParser
 

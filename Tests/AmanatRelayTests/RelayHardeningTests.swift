@@ -1,11 +1,12 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatHTTP
-import AmanatRelay
+@testable import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
 import Foundation
+import Logging
 import Testing
 
 #if canImport(Glibc)
@@ -121,8 +122,8 @@ final class TestClock: @unchecked Sendable {
         try await withRelay(dir, maxVaults: 3, clock: clock) { relay, store, client in
             let start = clock.now
             // A squatter fills the relay with vaults that never store anything; a team registers and stores one change.
-            // Every request is stamped by the test clock: under a loaded test run, minutes can pass between the
-            // clock's creation and the first request, and the relay would rightly refuse a stale real-time stamp.
+            // Every request is stamped with the relay's test clock, so a test run slowed down for minutes by other
+            // tests never falls outside the timestamp window.
             for _ in 0..<2 {
                 let answer = try await register(
                     client, vault: Sodium.randomBytes(16), key: .generate(), code: nil, at: clock.now)
@@ -150,5 +151,14 @@ final class TestClock: @unchecked Sendable {
             #expect(store.vaultIDs().contains(team[0].vaultID))
             #expect(try store.registeredKey(of: team[0].vaultID) != nil)
         }
+    }
+
+    /// What the relay's log lines show of a request has its control and bidirectional characters escaped, exactly as
+    /// the command line shows vault data.
+    @Test func logMetadataFromARequestIsEscapedAsOnATerminal() {
+        let hostile = "/v1/vaults/\u{1B}]0;pwned\u{07}\u{9B}31m\u{202E}evil\u{2028}x\nfake line"
+        let escaped = Logger.MetadataValue.escaped(hostile)
+        #expect(escaped == .string(TerminalText.escape(hostile)))
+        #expect("\(escaped)" == "/v1/vaults/\\u{1B}]0;pwned\\u{7}\\u{9B}31m\\u{202E}evil\\u{2028}x\\u{A}fake line")
     }
 }

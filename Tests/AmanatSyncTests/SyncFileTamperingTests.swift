@@ -81,19 +81,6 @@ import Testing
         try await f.expectRefused(mentioning: "damaged change")
     }
 
-    @Test func anEnvelopeReplayedFromAnotherVaultIsRefused() async throws {
-        let f = try await Fixture()
-        let other = try Vault.create(
-            at: f.dir.path("other"), passphrase: passphrase, deviceName: "o", strength: .interactive)
-        _ = try other.createRecord(kind: "statement", fields: [("title", "foreign")], tags: [], seal: false)
-        let foreign = try #require(try other.envelopes(of: other.deviceID, after: 0, limit: 1).first)
-        try f.file.executeForTesting("INSERT INTO device(key) VALUES (?)", [Data(foreign.header.author.bytes)])
-        try f.file.executeForTesting(
-            "INSERT INTO envelope(id, body) VALUES (((SELECT id FROM device WHERE key = ?) << 40) | 1, ?)",
-            [Data(foreign.header.author.bytes), Data(foreign.encoded())])
-        try await f.expectRefused(mentioning: "another vault")
-    }
-
     @Test func aTruncatedFileIsRefused() async throws {
         let f = try await Fixture()
         let data = try Data(contentsOf: f.stick)

@@ -1,4 +1,6 @@
+import AmanatCore
 import AmanatCrypto
+import AmanatStore
 import AmanatSync
 import Foundation
 import Testing
@@ -11,8 +13,13 @@ import Testing
 final class RawConnection {
     let descriptor: Int32
 
-    init(port: Int) throws {
+    /// Connects to the loopback `port`; with `receiveBuffer`, the socket's receive buffer is made that small first
+    /// (as a client that wants to stall the relay's answers with a full receive window would).
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -172,5 +179,152 @@ final class RawConnection {
         #expect(text.contains("larger than the relay's limit"))
         #expect(closed, "the connection was left open after the refusal")
         #expect(sent < announced, "the relay read all 64 MiB of a body it had already refused")
+    }
+
+    @Test func connectionsAboveThePerAddressLimitAreClosedAtOnce() throws {
+        let scratch = try Scratch()
+        let relay = try ServeProcess(data: scratch.path("relay"), extra: ["--max-connections-per-address", "3"])
+        // Three connections from 127.0.0.1 are served, one after the other, each answered before the next opens (the
+        // relay may take up connections in another order than they were made), then kept open (the idle timeout is
+        // 30 s, far beyond this test's waits).
+        var held: [RawConnection] = []
+        for _ in 0..<3 {
+            let connection = try RawConnection(port: relay.port)
+            #expect(connection.write(Array("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8), within: 2))
+            if case .data(let bytes) = connection.read(within: 5) {
+                #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            } else {
+                Issue.record("a connection within the limit was not answered")
+            }
+            held.append(connection)
+        }
+        // The fourth is closed without being read: its request gets no answer.
+        let fourth = try RawConnection(port: relay.port)
+        _ = fourth.write(Array("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8), within: 2)
+        let (answer, closed) = fourth.readUntilClosed(within: 5)
+        #expect(closed, "a connection above the limit stayed open")
+        #expect(answer.isEmpty, "a connection above the limit was served: \(String(decoding: answer, as: UTF8.self))")
+        // Once one of the three is closed, a new connection is served again (the relay notices the close shortly).
+        held.removeLast()
+        var served = false
+        let deadline = Date().addingTimeInterval(10)
+        while !served, Date() < deadline {
+            let next = try RawConnection(port: relay.port)
+            _ = next.write(Array("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n".utf8), within: 2)
+            if case .data(let bytes) = next.read(within: 2) {
+                served = String(decoding: bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200")
+            } else {
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        #expect(served, "a freed place was never given to a new connection")
+        let (_, log) = relay.stop()
+        #expect(log.contains("too many from one address"), "\(log.suffix(2000))")
+        _ = held
+    }
+
+    @Test func theLimitIsCheckedAndDocumentedInTheHelp() throws {
+        let scratch = try Scratch()
+        let runner = scratch.runner()
+        let refused = try runner.run(["serve", "--max-connections-per-address", "0"], withVault: false)
+        #expect(refused.status == 64 && refused.stderr.contains("--max-connections-per-address"), "\(refused.stderr)")
+        let help = try runner.run(["serve", "--help"], withVault: false)
+        #expect(help.stdout.contains("--max-connections-per-address") && help.stdout.contains("default: 32"))
+    }
+
+    @Test func aClientThatStopsReadingItsAnswerLosesItsConnection() throws {
+        let scratch = try Scratch()
+        let relay = try ServeProcess(data: scratch.path("relay"), extra: ["--idle-timeout", "3"])
+        defer { _ = relay.stop() }
+        // A vault whose one device wrote about 3 MiB, synced to the relay by `amanat sync`.
+        let runner = scratch.runner()
+        try runner.initialize()
+        let vault = try Vault.open(at: runner.vault, passphrase: SecureBytes(Array(runner.passphrase.utf8)))
+        let big = String(repeating: "x", count: 120_000)
+        for i in 0..<24 {
+            _ = try vault.createRecord(
+                kind: "statement", fields: [("title", "\(i)"), ("body", big)], tags: [], seal: false)
+        }
+        let key = vault.relaySigningKey
+        let author = vault.deviceID
+        #expect(try runner.run(["sync", relay.url]).status == 0)
+
+        // A signed fetch of every envelope, from a client whose receive window is tiny and which never reads.
+        let path = "/v1/vaults/\(Hex.encode(vault.vaultID))/envelopes?author=\(author.hex)&after=0"
+        var head = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        let signed = RelayWire.signatureHeaders(
+            key: key, method: "GET", pathAndQuery: path, body: [], timestamp: Int64(Date().timeIntervalSince1970))
+        for (name, value) in signed { head += "\(name): \(value)\r\n" }
+        let stalled = try RawConnection(port: relay.port, receiveBuffer: 4096)
+        #expect(stalled.write(Array((head + "\r\n").utf8), within: 2))
+        Thread.sleep(forTimeInterval: 10)
+        // Reading now gets what the kernels buffered and then the end: the relay gave up on the answer. A relay that
+        // kept waiting would now send all of it.
+        let (answer, closed) = stalled.readUntilClosed(within: 20)
+        let text = String(decoding: answer.prefix(400), as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 200"), "\(text)")
+        let length = text.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+        let announced = try #require(length, "\(text)")
+        #expect(announced > 2_000_000, "the answer is large enough to fill every buffer on the way")
+        #expect(closed, "the connection stayed open")
+        #expect(answer.count < announced, "the relay sent the whole answer to a client that had stopped reading")
+
+        // A client that reads its answer slowly but steadily gets all of it, although taking it lasts several times
+        // the idle timeout: the idle timeout counts only while the relay waits for a request, not while the client
+        // is still taking an answer.
+        let reader = try RawConnection(port: relay.port, receiveBuffer: 65536)
+        let again = RelayWire.signatureHeaders(
+            key: key, method: "GET", pathAndQuery: path, body: [], timestamp: Int64(Date().timeIntervalSince1970))
+        var head2 = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        for (name, value) in again { head2 += "\(name): \(value)\r\n" }
+        #expect(reader.write(Array((head2 + "\r\n").utf8), within: 2))
+        var whole: [UInt8] = []
+        let started = Date()
+        var ended = false
+        func complete() -> Bool {
+            guard let end = whole.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound else { return false }
+            return whole.count >= end + announced
+        }
+        while !ended, !complete(), Date().timeIntervalSince(started) < 60 {
+            switch reader.read(within: 1) {
+            case .data(let bytes): whole += bytes
+            case .closed: ended = true
+            case .timedOut: break
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let took = Date().timeIntervalSince(started)
+        #expect(complete(), "a steady reader got \(whole.count) bytes of a \(announced)-byte answer in \(took) s")
+        // The premise: taking the answer lasted longer than the idle timeout.
+        #expect(took > 4, "the answer was taken in \(took) s")
+    }
+
+    @Test func requestTextNeverReachesTheRelaysLogRaw() throws {
+        let scratch = try Scratch()
+        let relay = try ServeProcess(data: scratch.path("relay"), extra: ["--log-level", "debug"])
+        // Paths a client controls, with ESC, a C1 CSI, a bidirectional override and a line separator as raw bytes,
+        // and the same as percent escapes.
+        let nasty: [[UInt8]] = [
+            Array("/v1/vaults/".utf8) + [0xC2, 0x9B] + Array("31mFAKE".utf8),
+            Array("/v1/vaults/".utf8) + [0xE2, 0x80, 0xAE] + Array("evil".utf8) + [0xE2, 0x80, 0xA8] + Array("x".utf8),
+            Array("/v1/vaults/".utf8) + [0x1B] + Array("]0;pwned".utf8) + [0x07],
+            Array("/v1/vaults/%1B]0;pwned%07%C2%9B31mFAKE%E2%80%AE".utf8),
+        ]
+        for target in nasty {
+            let connection = try RawConnection(port: relay.port)
+            let request = Array("GET ".utf8) + target + Array(" HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            #expect(connection.write(request, within: 2))
+            let (answer, _) = connection.readUntilClosed(within: 5)
+            #expect(!String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        }
+        let (_, log) = relay.stop()
+        let scalars = Set(log.unicodeScalars.map(\.value))
+        for control: UInt32 in [0x1B, 0x07, 0x9B, 0x202E, 0x2028] {
+            #expect(!scalars.contains(control), "U+\(String(control, radix: 16)) reached the log: \(log)")
+        }
+        // The raw bytes never get past the HTTP parser; the percent-escaped path is refused (no such route) and logged
+        // as sent, escapes intact.
+        #expect(log.contains("%1B]0;pwned%07%C2%9B31mFAKE%E2%80%AE") && log.contains("status=404"), "\(log)")
     }
 }

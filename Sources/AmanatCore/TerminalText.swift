@@ -1,9 +1,11 @@
-/// Makes text from a vault, a sync file, a bundle or an invitation safe to show on a terminal.
+/// Makes text from a vault, a sync file, a bundle, an invitation or a relay request safe to show on a terminal or
+/// to write in a log.
 ///
 /// Data is written by other people, and a terminal obeys what it prints: ESC and C1 controls can set the window title,
 /// clear the screen or colour a fake "ok" line; a carriage return or a line separator can overwrite or forge a line;
 /// bidirectional overrides and isolates can reorder what a reader sees. Every human (non-JSON) output path that
-/// shows data passes it through ``escape(_:)``. Each such character is shown as `\u{XXXX}` (its code point in hex).
+/// shows data passes it through ``escape(_:)``, and so does every relay log line that includes anything from a
+/// request (a log is read on a terminal too). Each such character is shown as `\u{XXXX}` (its code point in hex).
 ///
 /// Escaped: every C0 control (U+0000–U+001F, **newline and tab included**: commands that print multi-line text split
 /// it into lines themselves and indent each one, so data can never start a line of its own), DEL (U+007F), every C1
@@ -20,8 +22,9 @@
 ///
 /// A backslash is not escaped, so data that already contains the text `\u{1B}` looks the same as an escaped ESC;
 /// `--json` shows values byte-exact where that matters.
-enum TerminalText {
-    static func escape(_ text: String) -> String {
+public enum TerminalText {
+    /// `text` with every character listed above shown as `\u{XXXX}`.
+    public static func escape(_ text: String) -> String {
         var out = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             switch scalar.value {
