@@ -408,7 +408,8 @@ public enum BundleVerifier {
             }
             let disclosed = Set(verified.map { DeviceSeq(device: $0.change.author, seq: $0.change.seq) })
             let undisclosed = entry.changes.filter { !disclosed.contains(DeviceSeq(device: $0.device, seq: $0.seq)) }
-            for change in verified where !change.signerProven {
+            // Without a founding entry nothing is proven, and that is said once above, not per change.
+            for change in verified where report.founded && !change.signerProven {
                 report.unproven.append(
                     "\(name): change \(change.change.seq) of \(report.label(change.change.author)) is signed by a device not proven to be a member (or not allowed to write) at that change."
                 )
