@@ -90,10 +90,14 @@ func printProvenance(_ report: BundleReport) {
     print("\nsigning devices (names are the exporter's statement):")
     for signer in report.signers {
         let name = signer.name.map { " \"\($0)\"" } ?? ""
-        let status =
-            signer.proven
-            ? "\(signer.role ?? "member") (admission proven back to the vault's founder)"
-            : "not proven to be a member"
+        let status: String
+        if !signer.proven {
+            status = "not proven to be a member"
+        } else if signer.role == "revoked" {
+            status = "revoked (its admission and its revocation are in the bundle)"
+        } else {
+            status = "\(signer.role ?? "member") (admission proven back to the vault's founder)"
+        }
         let exporter = signer.device == m.exportedBy ? ", exported this bundle" : ""
         print(TerminalText.escape("  \(signer.device.hex.prefix(12))\(name)  \(status)\(exporter)"))
     }

@@ -197,6 +197,17 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
                 withVault: false)
             #expect(opened.status == status)
             #expect(!FileManager.default.fileExists(atPath: f.scratch.path("o\(status)").path))
+            // Only an intact bundle can be extracted on purpose, still reported as unproven.
+            let accepted = try f.cli.run(
+                [
+                    "bundle", "open", path.path, "--identity", f.key, "--out", f.scratch.path("a\(status)").path,
+                    "--accept-unproven",
+                ], withVault: false)
+            #expect(accepted.status == (status == 3 ? 0 : 65), "\(accepted.stderr)")
+            #expect(
+                FileManager.default.fileExists(atPath: f.scratch.path("a\(status)/manifest.json").path) == (status == 3)
+            )
+            if status == 3 { #expect(accepted.stderr.contains("NOT PROVEN")) }
         }
     }
 
