@@ -314,12 +314,15 @@ public struct RecordDocument: Sendable, Equatable {
 
     public static func == (a: RecordDocument, b: RecordDocument) -> Bool { a.encoded == b.encoded }
 
-    /// Renders the document of `state` from its changes, as both the exporter and the verifier do. Throws if a time
-    /// cannot be written exactly (2^53 ms or more, a stamp no honest clock makes).
-    public init(state: RecordState, changes: [(envelope: Envelope, change: AuthoredChange)]) throws {
+    /// Renders the document of `state` from its changes, as both the exporter and the verifier do, with the displayed
+    /// values chosen at the export time (`Protocol/change.md` §5: a value stamped more than a day after the export
+    /// never decides). Throws if a time cannot be written exactly (2^53 ms or more, a stamp no honest clock makes).
+    public init(
+        state: RecordState, changes: [(envelope: Envelope, change: AuthoredChange)], exportedAtMillis: UInt64
+    ) throws {
         id = state.id
         kind = state.creationKind
-        let view = state.view
+        let view = state.view(nowMillis: exportedAtMillis)
         fields = (view?.fields ?? [:]).map { ($0.key, $0.value) }
         tags = view?.tags ?? state.tags
         conflicts = (view?.conflicts ?? [:]).map { ($0.key, $0.value) }

@@ -38,6 +38,8 @@ public enum BundleExporter {
         var recordFiles: [(String, [UInt8])] = []
         var custodyFiles: [(String, [UInt8])] = []
         let limit = UInt64(JSONValue.maximumInteger)
+        let millis = now.timeIntervalSince1970 < 0 ? 0 : UInt64(now.timeIntervalSince1970 * 1000)
+        let exportedAt = min(millis, limit)
         for state in records.sorted(by: { $0.id < $1.id }) {
             let changes = try vault.history(of: state)
             var items: [BundleEnvelopeItem] = []
@@ -59,7 +61,7 @@ public enum BundleExporter {
                 lastSeq[authored.author] = max(lastSeq[authored.author] ?? 0, authored.seq)
             }
             items.sort { DeviceSeq(device: $0.device, seq: $0.seq) < DeviceSeq(device: $1.device, seq: $1.seq) }
-            let document = try RecordDocument(state: state, changes: changes)
+            let document = try RecordDocument(state: state, changes: changes, exportedAtMillis: exportedAt)
             recordFiles.append(("records/\(state.id.hex).json", document.encoded))
             custodyFiles.append(
                 ("custody/\(state.id.hex).json", CustodyDocument(record: state.id, envelopes: items).json.canonical))
@@ -117,9 +119,8 @@ public enum BundleExporter {
         let files =
             [("README.txt", readmeBytes), ("membership.json", membership)] + recordFiles + custodyFiles
             + chainFiles
-        let millis = now.timeIntervalSince1970 < 0 ? 0 : UInt64(now.timeIntervalSince1970 * 1000)
         let manifest = BundleManifest(
-            vaultID: vault.vaultID, exportedAtMillis: min(millis, limit), exportedBy: vault.deviceID,
+            vaultID: vault.vaultID, exportedAtMillis: exportedAt, exportedBy: vault.deviceID,
             files: files.map { BundleManifest.File(path: $0.0, sha256: SHA256.hash($0.1)) }
                 .sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) },
             devices: devices, records: manifestRecords)

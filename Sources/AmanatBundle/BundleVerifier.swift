@@ -397,7 +397,8 @@ public enum BundleVerifier {
             let document: RecordDocument
             do {
                 document = try RecordDocument(
-                    state: state, changes: verified.map { (envelope: $0.envelope, change: $0.change) })
+                    state: state, changes: verified.map { (envelope: $0.envelope, change: $0.change) },
+                    exportedAtMillis: manifest.exportedAtMillis)
             } catch {
                 report.problems.append("\(name): a change is stamped too far in the future to be written exactly.")
                 continue

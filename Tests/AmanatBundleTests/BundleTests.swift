@@ -294,6 +294,37 @@ func testSeed() -> UInt64 {
         #expect(report.records.first?.document.conflicts.first?.0 == "consent")
     }
 
+    @Test func aValueStampedAfterTheExportDoesNotDecideTheExportedFields() async throws {
+        let dir = try TemporaryDirectory(prefix: "future")
+        let team = try makeTeam(2, in: dir)
+        let record = try team[0].createRecord(
+            kind: "statement", fields: [("title", "t"), ("location", "Kabul")], tags: [], seal: false)
+        try team[1].ingest(try team[0].envelopes(of: team[0].deviceID, after: 0, limit: 10))
+        try team[0].commit(record: record) { st in [st!.setOperation(field: "location", value: "Herat")] }
+        // A member whose clock is a month fast sets the same field concurrently.
+        let prior = try team[1].resolveRecord(record.hex)
+        var chain = ForgedChain(vaultID: team[1].vaultID, signer: team[1].keyring.device, head: try ownHead(of: team[1]))
+        let month = UInt64(30 * 86_400_000)
+        let ahead = HLCTimestamp(wallMillis: UInt64(Date().timeIntervalSince1970 * 1000) + month, counter: 0)
+        let hostile = try chain.change(
+            record, key: writingKey(of: team[1]), at: ahead, [prior.setOperation(field: "location", value: "Mazar")])
+        try team[0].ingest(try team[1].envelopes(of: team[1].deviceID, after: 0, limit: 10) + [hostile])
+        let state = try #require(try team[0].allStates().first { $0.id == record })
+
+        let now = try BundleExporter.archive(from: team[0], records: [state], now: Date())
+        let report = BundleVerifier.verify(now)
+        #expect(report.outcome == .verified, "\(report.problems)")
+        let document = try #require(report.records.first?.document)
+        #expect(document.fields.first { $0.0 == "location" }?.1 == "Herat")
+        #expect(document.conflicts.first { $0.0 == "location" }?.1 == ["Mazar"])
+        // Exported once the month has passed, the later value is displayed, and that bundle verifies too.
+        let later = try BundleExporter.archive(
+            from: team[0], records: [state], now: Date(timeIntervalSinceNow: Double(month / 1000) + 60))
+        let laterReport = BundleVerifier.verify(later)
+        #expect(laterReport.outcome == .verified, "\(laterReport.problems)")
+        #expect(laterReport.records.first?.document.fields.first { $0.0 == "location" }?.1 == "Mazar")
+    }
+
     @Test func membersAreNamedWithTheirRolesAndAWithheldFoundingEntryIsUnproven() async throws {
         let dir = try TemporaryDirectory(prefix: "team")
         let team = try makeTeam(3, in: dir, roles: [.member, .reader])

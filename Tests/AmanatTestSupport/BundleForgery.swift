@@ -66,7 +66,7 @@ public func redactedRecord(
     }
     return [
         custodyPath: custody.setting("envelopes", to: .array(kept)).canonical,
-        "records/\(record.hex).json": try RecordDocument(state: state, changes: changes).encoded,
+        "records/\(record.hex).json": try RecordDocument(state: state, changes: changes, exportedAtMillis: nowMillis()).encoded,
     ]
 }
 
@@ -104,7 +104,7 @@ public func fabricate(
         author: chain.device, seq: 2,
         change: try invented.open(withEnvelopeKey: key.envelopeKey(author: chain.device, seq: 2)))
     state.apply(authored)
-    let document = try RecordDocument(state: state, changes: [(invented, authored)])
+    let document = try RecordDocument(state: state, changes: [(invented, authored)], exportedAtMillis: nowMillis())
 
     func item(_ e: Envelope, key: [UInt8]?) -> JSONValue {
         var m: [(String, JSONValue)] = [
@@ -202,3 +202,7 @@ public func fabricate(
     for (path, bytes) in files.dropFirst() { archive.add(path, bytes) }
     return archive
 }
+
+/// The wall clock in milliseconds: forged documents choose displayed values as an export made now would (none of
+/// the forged stamps lies in the future, so any export time within a day renders the same bytes).
+func nowMillis() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
