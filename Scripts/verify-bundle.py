@@ -1117,7 +1117,7 @@ def check_membership_proof(manifest, entries, vault_id, custody_changes, report)
     if founded:
         report.summary.append(f"Vault founded by device {state.founder.hex()}: the vault id is the hash of its key "
                               "(membership.md §3)")
-    else:
+    else:  # then this is the one finding: nobody can be proven (bundle.md §7.8)
         report.unproven.append("the vault is not founded: no `found` entry of the bundle hashes to the vault id, "
                                "so no signer is proven to be a member")
     for d in manifest["devices"]:
@@ -1128,17 +1128,19 @@ def check_membership_proof(manifest, entries, vault_id, custody_changes, report)
             role = "not proven to be a member"
         elif m.revoked_after is not None:
             role = f"revoked (its changes after seq {m.revoked_after} do not count)"
-        else:
+        else:  # the role of its role window with the greatest `after` (bundle.md §7.8)
             role = ROLE_NAMES.get(m.role_now(), "no role") + " (admission proven back to the vault's founder)"
         exporter = ", exported this bundle" if d["device"] == manifest["exported_by"] else ""
         report.devices.append(f"{d['device']} {name}: {role}{exporter}, {d['links']} signed "
                               f"change{'s' if d['links'] != 1 else ''} in its chain")
-    exporter = state.members.get(bytes.fromhex(manifest["exported_by"])) if founded else None
+    if not founded:
+        return
+    exporter = state.members.get(bytes.fromhex(manifest["exported_by"]))
     if exporter is None or exporter.revoked_after is not None:
         report.unproven.append(f"the exporting device {manifest['exported_by'][:12]} is not proven to be a member "
                                "(or is revoked)")
     for record_id, device_hex, seq in custody_changes:
-        m = state.members.get(bytes.fromhex(device_hex)) if founded else None
+        m = state.members.get(bytes.fromhex(device_hex))
         if m is None or not m.active_at(seq) or m.role_at(seq) not in (COORDINATOR, MEMBER):
             report.unproven.append(f"record {record_id[:12]}: change {device_hex[:12]} seq {seq} is signed by a "
                                    "device not proven to be a member (or not allowed to write) at that change")
