@@ -463,7 +463,8 @@ def shown(text):
     """Untrusted text made safe for a terminal: controls and bidirectional overrides escaped."""
     risky = set(range(0x20)) | set(range(0x7F, 0xA0)) | set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
     risky |= {0x2028, 0x2029}
-    return "".join("\\u%04x" % ord(c) if ord(c) in risky else c for c in str(text))
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates of odd file names
+    return "".join("\\u%04x" % ord(c) if ord(c) in risky else c for c in text)
 
 
 def utc(time_ms):
@@ -552,6 +553,8 @@ def check_manifest_form(m):
     need(is_hex(m["exported_by"], 32), "exported_by is not a device (64 hex digits)")
     need(is_integer(m["exported_at_ms"], -SEQ_MAX, SEQ_MAX), "exported_at_ms is not an integer")
     need(m["membership"] == "membership.json", "membership is not membership.json")
+    if found:
+        return found
 
     files = m["files"]
     if isinstance(files, list) and all(has_members(f, ["path", "sha256"]) and isinstance(f["path"], str)
@@ -589,7 +592,8 @@ def check_manifest_record_form(r):
             and r["custody"] == f"custody/{r['id']}.json"):
         return False
     # consent is present for testimonies only, and for every testimony.
-    if ("consent" in r) != (r["kind"] == "testimony") or r.get("consent", "unset") not in CONSENT_VALUES:
+    consent = r.get("consent", "unset")
+    if ("consent" in r) != (r["kind"] == "testimony") or not (isinstance(consent, str) and consent in CONSENT_VALUES):
         return False
     changes = r["changes"]
     if not (isinstance(changes, list) and all(
@@ -1277,6 +1281,7 @@ def decrypt_with_age(path, identity):
 
 
 def main(argv):
+    sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
     parser = argparse.ArgumentParser(
         description="Verify an Amanat evidence bundle (format 2) independently of Amanat (Protocol/bundle.md §7).")
     parser.add_argument("bundle", help="an opened bundle folder, or an .age bundle file with --identity")
@@ -1321,7 +1326,12 @@ def main(argv):
         return EXIT_NO_INPUT
     unreadable = sorted(path for path, data in files.items() if data is None)
     files = {path: data for path, data in files.items() if data is not None}
-    report, status = verify_bundle(files, expected)
+    try:
+        report, status = verify_bundle(files, expected)
+    except Exception as error:  # a form this verifier did not foresee: never a traceback, never "verified"
+        report = Report()
+        report.problem(f"the verifier could not check this bundle ({type(error).__name__}: {error}); "
+                       "please report this, and do not rely on the bundle")
     for path in unreadable:
         report.problem(f"{path} is not a regular file")
     report.print()
