@@ -171,7 +171,10 @@ public struct BundleManifest: Sendable, Equatable {
             ("exported_at_ms", .integer(Int64(exportedAtMillis))),
             ("exported_by", .string(exportedBy.hex)),
             ("membership", .string("membership.json")),
-            ("files", .array(files.map { .object([("path", .string($0.path)), ("sha256", .string(Hex.encode($0.sha256)))]) })),
+            (
+                "files",
+                .array(files.map { .object([("path", .string($0.path)), ("sha256", .string(Hex.encode($0.sha256)))]) })
+            ),
             (
                 "devices",
                 .array(
@@ -217,7 +220,9 @@ public struct BundleManifest: Sendable, Equatable {
             required: [
                 "format", "vault_id", "exported_at_ms", "exported_by", "membership", "files", "devices", "records",
             ])
-        guard try r.string(top["format"], "format") == Self.formatName else { throw r.fail("format is not \(Self.formatName)") }
+        guard try r.string(top["format"], "format") == Self.formatName else {
+            throw r.fail("format is not \(Self.formatName)")
+        }
         vaultID = try r.hex(top["vault_id"], "vault_id", bytes: 16)
         exportedAtMillis = try r.nonNegative(top["exported_at_ms"], "exported_at_ms")
         exportedBy = try r.device(top["exported_by"], "exported_by")
@@ -226,11 +231,13 @@ public struct BundleManifest: Sendable, Equatable {
         }
         files = try r.array(top["files"], "files").map { item in
             let o = try r.object(item, "an item of files", required: ["path", "sha256"])
-            return File(path: try r.string(o["path"], "a path of files"), sha256: try r.hex(o["sha256"], "a sha256", bytes: 32))
+            return File(
+                path: try r.string(o["path"], "a path of files"), sha256: try r.hex(o["sha256"], "a sha256", bytes: 32))
         }
         try r.ascending(files.map { ByteKey(bytes: $0.path.utf8.map(Int.init)) }, "files")
         devices = try r.array(top["devices"], "devices").map { item in
-            let o = try r.object(item, "an item of devices", required: ["device", "chain", "links"], optional: ["name"])
+            let o = try r.object(
+                item, "an item of devices", required: ["device", "chain", "links"], optional: ["name"])
             let d = Device(
                 device: try r.device(o["device"], "a device"), links: try r.positive(o["links"], "links"),
                 name: try o["name"].map { try r.string($0, "a name") })
@@ -245,7 +252,8 @@ public struct BundleManifest: Sendable, Equatable {
         try r.ascending(devices.map(\.device), "devices")
         records = try r.array(top["records"], "records").map { item in
             let o = try r.object(
-                item, "an item of records", required: ["id", "kind", "record", "custody", "changes"], optional: ["consent"])
+                item, "an item of records", required: ["id", "kind", "record", "custody", "changes"],
+                optional: ["consent"])
             let id = try r.record(o["id"], "a record id")
             let kind = try r.string(o["kind"], "a kind")
             let consent = try o["consent"].map { try r.string($0, "a consent") }
@@ -265,7 +273,9 @@ public struct BundleManifest: Sendable, Equatable {
             let record = Record(id: id, kind: kind, consent: consent, changes: changes)
             guard try r.string(o["record"], "a record path") == record.record,
                 try r.string(o["custody"], "a custody path") == record.custody
-            else { throw r.fail("the paths of record \(id.hex.prefix(12)) are not records/<id>.json and custody/<id>.json") }
+            else {
+                throw r.fail("the paths of record \(id.hex.prefix(12)) are not records/<id>.json and custody/<id>.json")
+            }
             return record
         }
         try r.ascending(records.map(\.id), "records")
@@ -324,7 +334,8 @@ public struct RecordDocument: Sendable, Equatable {
             guard millis <= UInt64(JSONValue.maximumInteger), authored.seq <= UInt64(JSONValue.maximumInteger) else {
                 throw BundleError(
                     .verificationFailed,
-                    "Record \(state.id.hex.prefix(12)) has a change stamped too far in the future to be written exactly.")
+                    "Record \(state.id.hex.prefix(12)) has a change stamped too far in the future to be written exactly."
+                )
             }
             return Change(
                 timeMillis: millis, device: authored.author, seq: authored.seq, envelope: envelope.hash,
@@ -392,7 +403,8 @@ public struct BundleEnvelopeItem: Sendable {
 
     init(json: JSONValue, withKey: Bool, reader r: DocumentReader) throws {
         let o = try r.object(
-            json, "an envelope item", required: ["device", "seq", "hash", "envelope"] + (withKey ? ["envelope_key"] : []))
+            json, "an envelope item",
+            required: ["device", "seq", "hash", "envelope"] + (withKey ? ["envelope_key"] : []))
         device = try r.device(o["device"], "a device")
         seq = try r.positive(o["seq"], "a seq")
         hash = try r.hex(o["hash"], "a hash", bytes: 32)
@@ -446,7 +458,9 @@ public struct MembershipDocument: Sendable {
         let r = DocumentReader(path: "membership.json")
         let o = try r.object(json, "the membership document", required: ["vault_id", "entries"])
         vaultID = try r.hex(o["vault_id"], "vault_id", bytes: 16)
-        entries = try r.array(o["entries"], "entries").map { try BundleEnvelopeItem(json: $0, withKey: false, reader: r) }
+        entries = try r.array(o["entries"], "entries").map {
+            try BundleEnvelopeItem(json: $0, withKey: false, reader: r)
+        }
         try r.ascending(entries.map { DeviceSeq(device: $0.device, seq: $0.seq) }, "entries")
     }
 }

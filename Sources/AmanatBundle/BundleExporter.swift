@@ -104,7 +104,8 @@ public enum BundleExporter {
                 after = last.header.seq
             }
             guard after == seq else {
-                throw StoreError(.damaged, "The vault is damaged: the log of device \(device.hex.prefix(12)) has a gap.")
+                throw StoreError(
+                    .damaged, "The vault is damaged: the log of device \(device.hex.prefix(12)) has a gap.")
             }
             let name = vault.memberName(device).flatMap { $0.utf8.count <= SealedName.maximumLength ? $0 : nil }
             let entry = BundleManifest.Device(device: device, links: seq, name: name)
@@ -113,7 +114,8 @@ public enum BundleExporter {
         }
         let membership = MembershipDocument(vaultID: vault.vaultID, entries: entries).json.canonical
         let readmeBytes = Array(readme.utf8)
-        let files = [("README.txt", readmeBytes), ("membership.json", membership)] + recordFiles + custodyFiles
+        let files =
+            [("README.txt", readmeBytes), ("membership.json", membership)] + recordFiles + custodyFiles
             + chainFiles
         let millis = now.timeIntervalSince1970 < 0 ? 0 : UInt64(now.timeIntervalSince1970 * 1000)
         let manifest = BundleManifest(

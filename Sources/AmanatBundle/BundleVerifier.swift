@@ -202,7 +202,8 @@ public enum BundleVerifier {
             report.problems.append("The bundle holds a file its manifest does not list: \(entry.path).")
         }
         let named =
-            ["README.txt", "membership.json"] + manifest.devices.map(\.chain) + manifest.records.flatMap {
+            ["README.txt", "membership.json"] + manifest.devices.map(\.chain)
+            + manifest.records.flatMap {
                 [$0.record, $0.custody]
             }
         for path in named where !listed.contains(path) {
@@ -343,7 +344,8 @@ public enum BundleVerifier {
                     break
                 }
                 guard stated.contains(.init(device: item.device, seq: item.seq, envelope: item.hash)) else {
-                    failure = "\(name): \(what) is disclosed but the manifest does not list it among the record's changes."
+                    failure =
+                        "\(name): \(what) is disclosed but the manifest does not list it among the record's changes."
                     break
                 }
                 guard let key = item.envelopeKey,
@@ -388,7 +390,8 @@ public enum BundleVerifier {
                 }
             }
             guard state.creationKind == entry.kind else {
-                report.problems.append("\(name): the manifest states kind \(TerminalSafe.quote(entry.kind)), its changes another.")
+                report.problems.append(
+                    "\(name): the manifest states kind \(TerminalSafe.quote(entry.kind)), its changes another.")
                 continue
             }
             let document: RecordDocument
@@ -405,7 +408,8 @@ public enum BundleVerifier {
             }
             let disclosed = Set(verified.map { DeviceSeq(device: $0.change.author, seq: $0.change.seq) })
             let undisclosed = entry.changes.filter { !disclosed.contains(DeviceSeq(device: $0.device, seq: $0.seq)) }
-            for change in verified where !change.signerProven {
+            // Without a founding entry nothing is proven, and that is said once above, not per change.
+            for change in verified where report.founded && !change.signerProven {
                 report.unproven.append(
                     "\(name): change \(change.change.seq) of \(report.label(change.change.author)) is signed by a device not proven to be a member (or not allowed to write) at that change."
                 )
@@ -423,6 +427,16 @@ public enum BundleVerifier {
             )
         }
         return report
+    }
+
+    /// Decrypts an age bundle file with `identities`, parses its archive and verifies it: what `bundle verify` and
+    /// `import` do. Throws `AgeError` when the file does not decrypt (not encrypted to these identities, damaged)
+    /// and `BundleError` when the archive is malformed; content problems are listed in the report.
+    public static func open(
+        _ file: [UInt8], identities: [any AgeIdentity], expectVault: [UInt8]? = nil
+    ) throws -> (archive: TarArchive, report: BundleReport) {
+        let archive = try TarArchive(decoding: try AgeDecryption.decrypt(file, identities: identities))
+        return (archive, verify(archive, expectVault: expectVault))
     }
 
     static func verifyLegacy(_ archive: TarArchive, expectVault: [UInt8]?) -> BundleReport {

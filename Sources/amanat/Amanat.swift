@@ -14,7 +14,8 @@ struct Amanat: AsyncParsableCommand {
             The vault is chosen with --vault DIR, else $AMANAT_VAULT, else ~/.amanat. The passphrase is read from
             --passphrase-file, else $AMANAT_PASSPHRASE, else asked at the terminal without echo.
 
-            Exit status: 0 success; 1 internal error; 64 bad usage or value; 65 damaged or forged data;
+            Exit status: 0 success; 1 internal error; 3 an evidence bundle is intact but its signers are not proven
+            (or it is not of the --expect-vault vault, or unsigned format 1); 64 bad usage or value; 65 damaged or forged data;
             66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
             73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, the
             relay refused this device's key or needs its registration code, or this device's role does not allow

@@ -90,10 +90,14 @@ func printProvenance(_ report: BundleReport) {
     print("\nsigning devices (names are the exporter's statement):")
     for signer in report.signers {
         let name = signer.name.map { " \"\($0)\"" } ?? ""
-        let status =
-            signer.proven
-            ? "\(signer.role ?? "member") (admission proven back to the vault's founder)"
-            : "not proven to be a member"
+        let status: String
+        if !signer.proven {
+            status = "not proven to be a member"
+        } else if signer.role == "revoked" {
+            status = "revoked (its admission and its revocation are in the bundle)"
+        } else {
+            status = "\(signer.role ?? "member") (admission proven back to the vault's founder)"
+        }
         let exporter = signer.device == m.exportedBy ? ", exported this bundle" : ""
         print(TerminalText.escape("  \(signer.device.hex.prefix(12))\(name)  \(status)\(exporter)"))
     }
@@ -109,7 +113,8 @@ func printProvenance(_ report: BundleReport) {
             let name = report.name(of: change.device).map { " \"\($0)\"" } ?? ""
             print(
                 TerminalText.escape(
-                    "  \(millisTime(change.timeMillis))  device \(change.device.hex.prefix(12))\(name)  change \(change.seq)\(label)"))
+                    "  \(millisTime(change.timeMillis))  device \(change.device.hex.prefix(12))\(name)  change \(change.seq)\(label)"
+                ))
             for op in change.operations { print("      \(RecordText.oneLine(op, 90))") }
         }
         if !record.undisclosed.isEmpty {
@@ -165,7 +170,8 @@ func expectedVault(_ text: String?) throws -> [UInt8]? {
     guard let text else { return nil }
     guard let id = VaultFingerprint.parse(text) else {
         throw CLIError(
-            .usage, "\"\(text)\" is not a vault fingerprint: give the 32 hex digits `amanat status` prints (dashes optional).")
+            .usage,
+            "\"\(text)\" is not a vault fingerprint: give the 32 hex digits `amanat status` prints (dashes optional).")
     }
     return id
 }

@@ -57,7 +57,8 @@ struct Status: ParsableCommand {
             let s = try vault.status()
             let me = vault.membership.members[vault.deviceID]
             let out = Output(
-                vault: VaultFingerprint.of(vault.vaultID), device: s.device.hex, device_name: vault.memberName(vault.deviceID) ?? s.deviceName,
+                vault: VaultFingerprint.of(vault.vaultID), device: s.device.hex,
+                device_name: vault.memberName(vault.deviceID) ?? s.deviceName,
                 role: me.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member",
                 records: s.records, changes: s.changes,
                 vector: Dictionary(

@@ -109,7 +109,8 @@ struct Import: AsyncParsableCommand {
         case .unproven:
             for reason in report.unproven { note("NOT PROVEN: \(reason)") }
             throw CLIError(
-                .unproven, "The bundle does not prove who signed it; nothing was imported (`amanat bundle verify` says more).")
+                .unproven,
+                "The bundle does not prove who signed it; nothing was imported (`amanat bundle verify` says more).")
         case .verified:
             break
         }

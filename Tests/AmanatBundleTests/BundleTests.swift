@@ -106,6 +106,26 @@ func testSeed() -> UInt64 {
                 publicKey: f.vault.deviceID.bytes))
     }
 
+    @Test func openDecryptsVerifiesAndReturnsTheCustodyForImport() throws {
+        let f = try Fixture()
+        let identity = AgeX25519Identity.generate()
+        let dir = try TemporaryDirectory(prefix: "open")
+        let url = dir.path("b.age")
+        try writeAgeBundle(try f.archive(f.testimonies), to: url, recipient: identity.recipient.stringValue)
+        let (archive, report) = try BundleVerifier.open(Array(try Data(contentsOf: url)), identities: [identity])
+        #expect(report.outcome == .verified)
+        #expect(archive.file("manifest.sig")?.count == 64)
+        let record = try #require(report.records.first { $0.id == f.testimonies[0] })
+        let state = try #require(try f.states([f.testimonies[0]]).first)
+        #expect(record.custody.map(\.change.seq) == state.changes.map(\.seq))
+        #expect(record.custody.allSatisfy { $0.link.hash == $0.envelope.hash && $0.signerProven })
+        #expect(record.state == state)
+        #expect(report.entries.first?.entry.seq == 1, "the founding entry, placed by its chain link")
+        #expect(throws: AgeError.self) {
+            try BundleVerifier.open(Array(try Data(contentsOf: url)), identities: [AgeX25519Identity.generate()])
+        }
+    }
+
     @Test func theKeysInABundleOpenNoEnvelopeThatWasNotExported() throws {
         let f = try Fixture()
         let exported = [f.testimonies[1]]
@@ -355,6 +375,55 @@ func testSeed() -> UInt64 {
         #expect(BundleVerifier.verify(real, expectVault: team[0].vaultID).outcome == .verified)
     }
 
+    /// A bundle as the first format wrote it (the exporter of that version, restated): still verified, as unproven.
+    @Test func aFormatOneBundleIsVerifiedButUnproven() throws {
+        let f = try Fixture()
+        var archive = TarArchive()
+        archive.add("README.txt", Array("format 1".utf8))
+        var records: [LegacyManifest.Record] = []
+        var documents: [(String, [UInt8])] = []
+        for state in try f.states(f.testimonies).sorted(by: { $0.id < $1.id }) {
+            let changes = try f.vault.history(of: state)
+            let items = changes.map { envelope, authored in
+                LegacyCustodyDocument.Item(
+                    device: authored.author.hex, seq: authored.seq, hash: Hex.encode(envelope.hash),
+                    envelope_key: Hex.encode(
+                        f.vault.keyring.currentKey.envelopeKey(author: authored.author, seq: authored.seq).copyBytes()),
+                    envelope: Data(envelope.encoded()).base64EncodedString())
+            }
+            let id = state.id.hex
+            documents.append(
+                ("records/\(id).json", LegacyJSON.encode(LegacyRecordDocument(state: state, changes: changes))))
+            documents.append(
+                ("custody/\(id).json", LegacyJSON.encode(LegacyCustodyDocument(record: id, envelopes: items))))
+            records.append(
+                .init(id: id, kind: "testimony", record: "records/\(id).json", custody: "custody/\(id).json"))
+        }
+        let seq = try f.vault.versionVector()[f.vault.deviceID]!.seq
+        let links = try f.vault.envelopes(of: f.vault.deviceID, after: 0, limit: Int(seq)).flatMap {
+            ChainLink($0).encoded
+        }
+        let manifest = LegacyManifest(
+            format: "amanat-bundle/1", vault_id: Hex.encode(f.vault.vaultID), exported_at: "2026-01-01T00:00:00Z",
+            exported_by: f.vault.deviceID.hex, records: records,
+            devices: [.init(device: f.vault.deviceID.hex, chain: "chains/\(f.vault.deviceID.hex).bin", changes: seq)])
+        archive.add("manifest.json", LegacyJSON.encode(manifest))
+        for (path, bytes) in documents { archive.add(path, bytes) }
+        archive.add("chains/\(f.vault.deviceID.hex).bin", links)
+        let report = BundleVerifier.verify(archive)
+        #expect(report.format == 1)
+        #expect(report.problems == [])
+        #expect(report.outcome == .unproven)
+        #expect(report.unproven == ["format 1: unsigned, signers and names not proven."])
+        #expect(report.legacy?.records.count == 3)
+        // An edit is still caught.
+        var edited = archive
+        let index = edited.entries.firstIndex { $0.path.hasPrefix("records/") }!
+        let text = String(decoding: edited.entries[index].contents, as: UTF8.self)
+        edited.entries[index].contents = Array(text.replacingOccurrences(of: "W-", with: "X-").utf8)
+        #expect(BundleVerifier.verify(edited).outcome == .damaged)
+    }
+
     @Test func canonicalJSONMatchesTheProtocolVectors() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Protocol/vectors/jcs-v1.json")
@@ -393,7 +462,9 @@ func testSeed() -> UInt64 {
         let cases = try #require(try JSONValue.parse(Array(try Data(contentsOf: url)))["cases"]?.arrayValue)
         #expect(cases.count == 4)
         for c in cases {
-            let fields = c["fields"]!.arrayValue!.map { ($0.arrayValue![0].stringValue!, $0.arrayValue![1].stringValue!) }
+            let fields = c["fields"]!.arrayValue!.map {
+                ($0.arrayValue![0].stringValue!, $0.arrayValue![1].stringValue!)
+            }
             let hash = RecordState.sealHash(kind: c["kind"]!.stringValue!, fields: fields)
             #expect(Hex.encode(hash) == c["content_hash"]!.stringValue!, "\(c["name"]!.stringValue!)")
             #expect(Hex.encode(BLAKE2b.hash(try #require(Hex.decode(c["preimage"]!.stringValue!)))) == Hex.encode(hash))

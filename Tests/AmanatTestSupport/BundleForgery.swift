@@ -101,7 +101,8 @@ public func fabricate(
         testimonyOperations([("witness", "W-INVENTED"), ("narrative", "never happened"), ("consent", "share")]))
     var state = RecordState(id: record)
     let authored = AuthoredChange(
-        author: chain.device, seq: 2, change: try invented.open(withEnvelopeKey: key.envelopeKey(author: chain.device, seq: 2)))
+        author: chain.device, seq: 2,
+        change: try invented.open(withEnvelopeKey: key.envelopeKey(author: chain.device, seq: 2)))
     state.apply(authored)
     let document = try RecordDocument(state: state, changes: [(invented, authored)])
 
@@ -120,7 +121,9 @@ public func fabricate(
         entries += teamEntries
         for device in Set(teamEntries.map(\.header.author)) {
             let last = teamEntries.filter { $0.header.author == device }.map(\.header.seq).max()!
-            chains[device] = try team.envelopes(of: device, after: 0, limit: Int(last)).flatMap { ChainLink($0).encoded }
+            chains[device] = try team.envelopes(of: device, after: 0, limit: Int(last)).flatMap {
+                ChainLink($0).encoded
+            }
         }
     }
     entries.sort { ($0.header.author, $0.header.seq) < ($1.header.author, $1.header.seq) }
@@ -145,7 +148,9 @@ public func fabricate(
     if chains[exporter] == nil, let team {
         chains[exporter] = try team.envelopes(of: exporter, after: 0, limit: 1).flatMap { ChainLink($0).encoded }
     }
-    guard chains[exporter]?.isEmpty == false else { throw ForgeryError(description: "no chain of the claimed exporter") }
+    guard chains[exporter]?.isEmpty == false else {
+        throw ForgeryError(description: "no chain of the claimed exporter")
+    }
     let devices = chains.keys.sorted()
     for device in devices { files.append(("chains/\(device.hex).bin", chains[device]!)) }
     let manifest = JSONValue.object([
@@ -175,7 +180,8 @@ public func fabricate(
             .array([
                 .object([
                     ("id", .string(record.hex)), ("kind", .string("testimony")), ("consent", .string("share")),
-                    ("record", .string("records/\(record.hex).json")), ("custody", .string("custody/\(record.hex).json")),
+                    ("record", .string("records/\(record.hex).json")),
+                    ("custody", .string("custody/\(record.hex).json")),
                     (
                         "changes",
                         .array([

@@ -45,7 +45,9 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
             for i in 0..<30 {
                 _ = try vault.createRecord(
                     kind: "testimony",
-                    fields: [("witness", "W-\(i)"), ("narrative", narrative), ("consent", i < 28 ? "share" : "restricted")],
+                    fields: [
+                        ("witness", "W-\(i)"), ("narrative", narrative), ("consent", i < 28 ? "share" : "restricted"),
+                    ],
                     tags: ["detention"], seal: true)
             }
             key = scratch.path("lawyer.txt").path
@@ -83,13 +85,16 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         let f = try Fixture()
         let bundle = try f.export(["--recipient", f.recipient, "--kind", "testimony", "--include-restricted"])
         let fingerprint = try #require(
-            try f.cli.ok(["status"]).split(separator: "\n").first { $0.hasPrefix("vault: ") }?.split(separator: " ").last)
+            try f.cli.ok(["status"]).split(separator: "\n").first { $0.hasPrefix("vault: ") }?.split(separator: " ")
+                .last)
         let verified = try f.cli.run(
             ["bundle", "verify", bundle, "--identity", f.key, "--expect-vault", String(fingerprint)], withVault: false)
         #expect(verified.status == 0, "\(verified.stderr)")
         #expect(verified.stdout.contains("ok: 30 records"))
         #expect(verified.stdout.contains("(original, sealed)"))
-        #expect(verified.stdout.contains("coordinator (admission proven back to the vault's founder), exported this bundle"))
+        #expect(
+            verified.stdout.contains("coordinator (admission proven back to the vault's founder), exported this bundle")
+        )
         #expect(verified.stdout.contains("consent at export: restricted"))
         // Another fingerprint: intact but not the expected vault (exit 3).
         let other = try f.cli.run(
@@ -148,7 +153,8 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         let ids = try f.cli.list().filter { ($0["fields"] as? [String: String])?["consent"] == "restricted" }
             .compactMap { $0["id"] as? String }
         #expect(ids.count == 2)
-        let empty = try f.cli.run(["export", "--out", none, "--recipient", f.recipient] + ids.flatMap { ["--id", $0] })
+        let empty = try f.cli.run(
+            ["export", "--out", none, "--recipient", f.recipient] + ids.flatMap { ["--id", $0] })
         #expect(empty.status == 66, "\(empty.stderr)")
         #expect(empty.stderr.contains("Left out 2 testimonies"))
         #expect(!FileManager.default.fileExists(atPath: none))
@@ -165,7 +171,9 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
             at: dir.path("outsider"), passphrase: passphrase, deviceName: "outsider", strength: .interactive)
         let receiver = f.scratch.runner("receiver")
         try receiver.initialize()
-        let digest = { try receiver.ok(["status", "--json"]).split(separator: "\n").first { $0.contains("state_digest") } }
+        let digest = {
+            try receiver.ok(["status", "--json"]).split(separator: "\n").first { $0.contains("state_digest") }
+        }
         let before = try digest()
         for (claimed, status) in [(nil, Int32(3)), (Optional(team.deviceID), Int32(65))] {
             let forged = try fabricate(vaultID: team.vaultID, outsider: outsider, team: team, claimedExporter: claimed)
@@ -189,12 +197,24 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
                 withVault: false)
             #expect(opened.status == status)
             #expect(!FileManager.default.fileExists(atPath: f.scratch.path("o\(status)").path))
+            // Only an intact bundle can be extracted on purpose, still reported as unproven.
+            let accepted = try f.cli.run(
+                [
+                    "bundle", "open", path.path, "--identity", f.key, "--out", f.scratch.path("a\(status)").path,
+                    "--accept-unproven",
+                ], withVault: false)
+            #expect(accepted.status == (status == 3 ? 0 : 65), "\(accepted.stderr)")
+            #expect(
+                FileManager.default.fileExists(atPath: f.scratch.path("a\(status)/manifest.json").path) == (status == 3)
+            )
+            if status == 3 { #expect(accepted.stderr.contains("NOT PROVEN")) }
         }
     }
 
     @Test func anUndisclosedAmendmentIsReportedByBundleVerify() throws {
         let f = try Fixture()
-        let id = String(try f.cli.list().first { ($0["fields"] as? [String: String])?["witness"] == "W-0" }!["id"] as! String)
+        let id = String(
+            try f.cli.list().first { ($0["fields"] as? [String: String])?["witness"] == "W-0" }!["id"] as! String)
         _ = try f.cli.ok(["edit", String(id.prefix(8)), "--set", "location=Herat"])
         let vault = try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8)))
         let state = try #require(try vault.allStates().first { $0.id.hex == id })
