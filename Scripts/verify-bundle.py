@@ -486,13 +486,17 @@ class Report:
         self.problems = []      # integrity failures (steps 1-6): the bundle is not intact
         self.unproven = []      # membership findings (steps 8-9): intact but not proven
         self.devices = []       # lines about each device
-        self.records = []       # (record, what was verified or None if it failed)
+        self.records = []       # (id, record, what was verified or None if it failed)
         self.summary = []
+        self.unsupported = False  # a format-1 bundle: not checked at all
+        self.unproven_records = set()  # ids of records with a change not proven to be a member's
 
     def problem(self, sentence):
         self.problems.append(sentence)
 
     def status(self):
+        if self.unsupported:
+            return EXIT_UNSUPPORTED
         if self.problems:
             return EXIT_NOT_INTACT
         return EXIT_UNPROVEN if self.unproven else EXIT_OK
@@ -506,11 +510,13 @@ class Report:
                 print("  " + shown(line), file=out)
         if self.records:
             print("Records:", file=out)
-            for name, detail in self.records:
+            for record_id, name, detail in self.records:
                 if detail is None:
                     line = f"{name}: FAILED, see the problems below"
                 elif self.problems:
                     line = f"{name}: its own checks pass, but the bundle is not intact"
+                elif record_id in self.unproven_records:
+                    line = f"{name}: intact but NOT PROVEN (see below), {detail}"
                 else:
                     line = f"{name}: verified, {detail}"
                 print("  " + shown(line), file=out)
@@ -519,7 +525,9 @@ class Report:
         for sentence in self.problems:
             print("PROBLEM: " + shown(sentence), file=out)
         status = self.status()
-        if status == EXIT_NOT_INTACT:
+        if status == EXIT_UNSUPPORTED:
+            verdict = "NOT CHECKED: this verifier checks bundles of format 2 only."
+        elif status == EXIT_NOT_INTACT:
             verdict = (f"NOT INTACT: {len(self.problems)} problem(s). The bundle was altered or is not a bundle; "
                        "nothing in it should be relied on.")
         elif status == EXIT_UNPROVEN:
@@ -1136,6 +1144,7 @@ def check_membership_proof(manifest, entries, vault_id, custody_changes, report)
         report.devices.append(f"{d['device']} {name}: {role}{exporter}, {d['links']} signed "
                               f"change{'s' if d['links'] != 1 else ''} in its chain")
     if not founded:
+        report.unproven_records = {r["id"] for r in manifest["records"]}
         return
     exporter = state.members.get(bytes.fromhex(manifest["exported_by"]))
     if exporter is None or exporter.revoked_after is not None:
@@ -1146,6 +1155,7 @@ def check_membership_proof(manifest, entries, vault_id, custody_changes, report)
         if m is None or not m.active_at(seq) or m.role_at(seq) not in (COORDINATOR, MEMBER):
             report.unproven.append(f"record {record_id[:12]}: change {device_hex[:12]} seq {seq} is signed by a "
                                    "device not proven to be a member (or not allowed to write) at that change")
+            report.unproven_records.add(record_id)
 
 
 def parse_fingerprint(text):
@@ -1158,6 +1168,15 @@ def parse_fingerprint(text):
 # bundle.md §7: the whole verification
 # ----------------------------------------------------------------------------------------------
 
+def declared_format(data):
+    """The `format` a manifest that is not canonical declares (format 1 was pretty-printed, §9)."""
+    try:
+        value = json.loads(data)
+        return value.get("format") if isinstance(value, dict) else None
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
 def verify_bundle(files, expected_vault=None):
     """Verifies the files of an opened bundle (path -> bytes); returns (report, exit status)."""
     report = Report()
@@ -1165,17 +1184,18 @@ def verify_bundle(files, expected_vault=None):
     try:
         manifest = canonical_document("manifest.json", files.get("manifest.json"))
     except Malformed as error:
-        if b'"amanat-bundle/1"' in (files.get("manifest.json") or b""):
+        if declared_format(files.get("manifest.json")) == "amanat-bundle/1":
             report.summary.append("This is a bundle of format 1 (unsigned; signers and names not proven), "
                                   "which this verifier does not check. Use `amanat bundle verify`.")
-            return report, EXIT_UNSUPPORTED
+            report.unsupported = True
+            return report, report.status()
         report.problem(str(error))
-        return report, EXIT_NOT_INTACT
+        return report, report.status()
     form = check_manifest_form(manifest)
     if form:
         for sentence in form:
             report.problem(sentence)
-        return report, EXIT_NOT_INTACT
+        return report, report.status()
     vault_hex = manifest["vault_id"]
     vault_id = bytes.fromhex(vault_hex)
     report.summary.append(f"Bundle amanat-bundle/2 of vault {fingerprint(vault_hex)}, exported "
@@ -1189,7 +1209,7 @@ def verify_bundle(files, expected_vault=None):
     for entry in manifest["records"]:  # §7.6, §7.7
         changes, line = check_record(entry, files, vault_id, chains, report)
         custody_changes += [(entry["id"], device, seq) for device, seq in changes]
-        report.records.append((record_name(entry), line))
+        report.records.append((entry["id"], record_name(entry), line))
     check_membership_proof(manifest, entries, vault_id, custody_changes, report)  # §7.8
     if expected_vault is not None and expected_vault != vault_hex:  # §7.9
         report.unproven.append(f"the bundle's vault {fingerprint(vault_hex)} is not the expected vault "
