@@ -15,6 +15,13 @@ FOLDER is an opened bundle: what `amanat bundle open` writes, or what
 `age -d -i KEY.txt BUNDLE.age | tar x` extracts. Given an .age file, the `age` tool decrypts it
 (so `age` must be installed) and the archive is read in memory; nothing is written to disk.
 
+How to read this file: the primitives come first (hashes, keys and signatures; the binary
+encodings of envelopes, changes and membership entries; canonical JSON), then one function per
+step of bundle.md §7 in order (check_manifest_form, check_signature, check_files, check_chains,
+check_membership_file, check_record with replay, check_membership_proof), and `verify_bundle`,
+which runs them, near the end. Every finding is one sentence in the report; nothing is repaired
+or guessed.
+
 Exit status (the same as `amanat bundle verify`, bundle.md §7):
   0   intact, every signer proven back to the vault's founder, and the expected vault if given
   3   intact, but some signer is not proven to be a member, the vault is not founded, or the
