@@ -1330,7 +1330,7 @@ def main(argv):
     unreadable = sorted(path for path, data in files.items() if data is None)
     files = {path: data for path, data in files.items() if data is not None}
     try:
-        report, status = verify_bundle(files, expected)
+        report, _ = verify_bundle(files, expected)
     except Exception as error:  # a form this verifier did not foresee: never a traceback, never "verified"
         report = Report()
         report.problem(f"the verifier could not check this bundle ({type(error).__name__}: {error}); "

@@ -186,6 +186,129 @@ struct PythonVerifierTests {
     }
 }
 
+/// Random edits by a team of three (sets, resolves of conflicts, tags added and removed concurrently, deletes racing
+/// edits; values with quotes, backslashes, control characters, emoji and Dari), synced in random partial ways; then
+/// every record each replica holds, deleted ones included, is archived by the exporter's code, and the Python
+/// verifier must re-render every document byte for byte.
+@Suite(.enabled(if: PythonVerifier.python != nil, "needs python3 with PyNaCl: run Scripts/setup.sh (CI does)"))
+struct PythonVerifierRandomizedTests {
+    static let seeds: [UInt64] = [
+        13, 23,  // their documents hold conflicts and resolves as well as changes, untaggings and deletes
+        ProcessInfo.processInfo.environment["AMANAT_TEST_SEED"].flatMap(UInt64.init)
+            ?? UInt64.random(in: 100...UInt64.max),
+    ]
+    static let values = [
+        "Kabul", "کابل", "مزار شریف", "quote \" and backslash \\", "line\nbreak\ttab",
+        "nul \u{0} and \u{1f} and \u{7f}",
+        "😀 emoji", "\u{2028}separator", "",
+    ]
+
+    @Test(arguments: seeds)
+    func randomTeamEditsReRenderByteForByte(seed: UInt64) async throws {
+        print("PythonVerifierRandomizedTests seed \(seed) (AMANAT_TEST_SEED=\(seed) replays the random one)")
+        let dir = try TemporaryDirectory(prefix: "py-random")
+        let team = try makeTeam(3, in: dir)
+        var rng = SeededGenerator(seed: seed)
+        let sticks = (0..<2).map { dir.path("stick\($0).sync") }
+        var created: [RecordID] = []
+        // Each replica syncs once, so that each holds the founder's entries and can prove its signers.
+        for vault in team { try await fileSync(vault, sticks[0]) }
+        for _ in 0..<40 {
+            let vault = team[Int.random(in: 0..<3, using: &rng)]
+            let states = Dictionary(uniqueKeysWithValues: try vault.allStates().map { ($0.id, $0) })
+            let visible = created.compactMap { states[$0] }.filter(\.isVisible)
+            let value = Self.values.randomElement(using: &rng)!
+            switch Int.random(in: 0..<11, using: &rng) {
+            case 0, 1:
+                let kind = Bool.random(using: &rng) ? "testimony" : "statement"
+                created.append(
+                    try vault.createRecord(
+                        kind: kind, fields: [("witness", "W-\(rng.next() % 100)"), ("location", value)],
+                        tags: ["t\(rng.next() % 3)", "بازداشت"], seal: kind == "testimony"))
+            case 2, 3, 4:
+                // A set over every visible value: with a conflict visible, this is a resolve.
+                guard let state = visible.randomElement(using: &rng) else { continue }
+                let field = ["location", "narrative", "یادداشت"].randomElement(using: &rng)!
+                try vault.commit(record: state.id) { s in [s!.setOperation(field: field, value: value)] }
+            case 5:
+                guard let state = visible.randomElement(using: &rng) else { continue }
+                try vault.commit(record: state.id) { s in
+                    [s!.addTagOperation(["t1", "بازداشت", value].randomElement(using: &rng)!)]
+                }
+            case 6:
+                guard let state = visible.randomElement(using: &rng), let tag = state.tags.randomElement(using: &rng)
+                else { continue }
+                try vault.commit(record: state.id) { s in [s!.removeTagOperation(tag)].compactMap { $0 } }
+            case 7:
+                guard let state = visible.randomElement(using: &rng) else { continue }
+                try vault.commit(record: state.id) { s in [s!.deleteOperation()] }
+            case 8:
+                // Two replicas set one field of the same record without seeing each other (a conflict that a
+                // later set resolves), then one of them syncs.
+                guard let state = visible.randomElement(using: &rng) else { continue }
+                let other = team.first { $0 !== vault && (try? $0.allStates().contains { $0.id == state.id }) == true }
+                guard let other else { continue }
+                try vault.commit(record: state.id) { s in [s!.setOperation(field: "location", value: value)] }
+                try other.commit(record: state.id) { s in [s!.setOperation(field: "location", value: "elsewhere")] }
+                try await fileSync(vault, sticks[1])
+                try await fileSync(other, sticks[1])
+            default:
+                try await fileSync(vault, sticks[Int.random(in: 0..<2, using: &rng)])
+            }
+        }
+        var wordings: Set<String> = []
+        for (index, vault) in team.enumerated() {
+            let states = try vault.allStates()
+            guard !states.isEmpty else { continue }
+            let folder = dir.path("bundle-\(index)")
+            try writeFolder(try BundleExporter.archive(from: vault, records: states, now: Date()), to: folder)
+            let r = try PythonVerifier.verify([folder.path])
+            #expect(r.status == 0, "seed \(seed), replica \(index): \(r.stdout)")
+            let lines = r.stdout.split(separator: "\n").filter { $0.contains(": verified, ") }
+            #expect(lines.count == states.count, "seed \(seed), replica \(index): \(r.stdout)")
+            for path in try bundleFiles(in: folder) where path.hasPrefix("records/") {
+                let text = try String(contentsOf: folder.appendingPathComponent(path), encoding: .utf8)
+                for word in ["\"changed ", "\"resolved ", "\"untagged ", "\"deleted\"", "\"conflicts\":{\""]
+                where text.contains(word) {
+                    wordings.insert(word)
+                }
+            }
+        }
+        print("seed \(seed): documents held \(wordings.sorted())")
+    }
+}
+
+/// bundle.md §3.1 keeps names and values as written (not Unicode-normalised) and §5.1 sorts tags by their UTF-8
+/// bytes. `RecordState` groups fields and tags by Swift `String`, whose equality and order are Unicode canonical
+/// equivalence: "é" (U+00E9) and "e" + U+0301 are one tag and one field name to it, and "t2" sorts before
+/// "e\u{301}". So the Swift exporter writes a document the spec (and the Python verifier) re-renders differently.
+/// Recorded as a known issue until RecordState compares names by their bytes; then this test fails and the
+/// `withKnownIssue` goes.
+@Suite(.enabled(if: PythonVerifier.python != nil, "needs python3 with PyNaCl: run Scripts/setup.sh (CI does)"))
+struct PythonVerifierNormalisationTests {
+    @Test func canonicallyEquivalentTagsAndFieldsStayDistinct() throws {
+        let dir = try TemporaryDirectory(prefix: "py-normalisation")
+        let vault = try makeTeam(1, in: dir)[0]
+        let id = try vault.createRecord(
+            kind: "statement", fields: [("title", "cafe\u{301}"), ("note", "one")], tags: ["t2", "e\u{301}"],
+            seal: false)
+        try vault.commit(record: id) { s in [s!.addTagOperation("\u{e9}")] }
+        try vault.commit(record: id) { s in
+            [.set(field: "not\u{e9}", value: "two", pred: []), .set(field: "note\u{301}", value: "three", pred: [])]
+        }
+        let folder = dir.path("bundle")
+        try writeFolder(
+            try BundleExporter.archive(from: vault, records: try vault.allStates(), now: Date()), to: folder)
+        let document = try String(contentsOf: folder.appendingPathComponent("records/\(id.hex).json"), encoding: .utf8)
+        print("Swift wrote: \(document)")
+        withKnownIssue("RecordState merges and orders names by Unicode canonical equivalence, not by their bytes") {
+            let r = try PythonVerifier.verify([folder.path])
+            #expect(r.status == 0, "\(r.stdout)")
+            #expect(document.contains("\"tags\":[\"e\u{301}\",\"t2\",\"\u{e9}\"]"), "\(document)")
+        }
+    }
+}
+
 /// Runs the Python verifier with a deadline.
 enum PythonVerifier {
     /// The first `python3` (on PATH, then Debian's /usr/bin/python3) that imports PyNaCl, or nil.
