@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+sys.dont_write_bytecode = True  # leave no __pycache__ in the repository
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.join(HERE, "..", "Protocol", "vectors")
 spec = importlib.util.spec_from_file_location("verify_bundle", os.path.join(HERE, "verify-bundle.py"))
