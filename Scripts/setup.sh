@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what Amanat needs on Debian when it is missing: libsodium-dev, pkg-config, and the age tool
-# (used by the interoperability tests). Uses sudo when not root.
+# Installs what Amanat needs on Debian when it is missing: libsodium-dev, pkg-config, the age tool
+# (used by the interoperability tests) and PyNaCl for Python 3 (Scripts/verify-bundle.py, the independent
+# bundle verifier the tests run). Uses sudo when not root.
 set -euo pipefail
 need=()
 pkg-config --exists libsodium 2>/dev/null || need+=(libsodium-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v age >/dev/null 2>&1 || need+=(age)
+has_pynacl() {
+    local python
+    for python in python3 /usr/bin/python3; do
+        command -v "$python" >/dev/null 2>&1 && "$python" -c 'import nacl.bindings' 2>/dev/null && return 0
+    done
+    return 1
+}
+has_pynacl || need+=(python3-nacl)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "Installing ${need[*]} with apt-get…" >&2
 sudo=""

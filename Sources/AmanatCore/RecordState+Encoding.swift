@@ -18,11 +18,14 @@ extension RecordState {
         } else {
             w.write(0)
         }
-        let names = values.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        // Keys are written in NFC: Swift groups canonically equivalent names as one key, whichever spelling came first.
+        let names = values.keys.map { (written: $0.nfc, key: $0) }.sorted {
+            $0.written.utf8.lexicographicallyPrecedes($1.written.utf8)
+        }
         w.write(varint: UInt64(names.count))
-        for name in names {
+        for (written, name) in names {
             let list = values[name]!.sorted { $0.op < $1.op }
-            w.write(string: name)
+            w.write(string: written)
             w.write(varint: UInt64(list.count))
             for v in list {
                 v.op.encode(into: &w)

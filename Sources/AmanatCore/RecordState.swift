@@ -168,8 +168,10 @@ public struct RecordState: Hashable, Sendable {
         return liveOperations.contains { !deleteObserved.contains($0) }
     }
 
-    /// The visible tags, sorted, without duplicates.
-    public var tags: [String] { Array(Set(tagAdds.values)).sorted() }
+    /// The visible tags in NFC, without duplicates, sorted by UTF-8 bytes (Protocol/change.md §5).
+    public var tags: [String] {
+        Array(Set(tagAdds.values.map(\.nfc))).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
 
     /// The tag-add operations that currently make `tag` visible.
     public func tagOperations(for tag: String) -> [OpID] {
@@ -197,8 +199,8 @@ public struct RecordState: Hashable, Sendable {
             let ranked =
                 list.filter { $0.timestamp.wallMillis <= horizon } + list.filter { $0.timestamp.wallMillis > horizon }
             guard let winner = ranked.first else { continue }
-            fields[name] = winner.value
-            if ranked.count > 1 { conflicts[name] = ranked.dropFirst().map(\.value) }
+            fields[name.nfc] = winner.value
+            if ranked.count > 1 { conflicts[name.nfc] = ranked.dropFirst().map(\.value) }
         }
         return RecordView(id: id, kind: kind, fields: fields, conflicts: conflicts, tags: tags, isSealed: seal != nil)
     }

@@ -303,7 +303,8 @@ func testSeed() -> UInt64 {
         try team[0].commit(record: record) { st in [st!.setOperation(field: "location", value: "Herat")] }
         // A member whose clock is a month fast sets the same field concurrently.
         let prior = try team[1].resolveRecord(record.hex)
-        var chain = ForgedChain(vaultID: team[1].vaultID, signer: team[1].keyring.device, head: try ownHead(of: team[1]))
+        var chain = ForgedChain(
+            vaultID: team[1].vaultID, signer: team[1].keyring.device, head: try ownHead(of: team[1]))
         let month = UInt64(30 * 86_400_000)
         let ahead = HLCTimestamp(wallMillis: UInt64(Date().timeIntervalSince1970 * 1000) + month, counter: 0)
         let hostile = try chain.change(

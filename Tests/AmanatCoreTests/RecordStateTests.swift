@@ -373,3 +373,38 @@ struct RecordStateEncodingTests {
         #expect(StateDigest.compute([]) != d)
     }
 }
+
+@Suite struct CanonicalEquivalenceTests {
+    /// Two replicas that receive the two spellings of one tag and one field name in opposite orders write the same
+    /// state bytes (Protocol/change.md §5): names and tags are written in NFC, whichever spelling came first.
+    @Test func theStateBytesDoNotDependOnWhichSpellingArrivedFirst() throws {
+        let record = try RecordID(Array(repeating: 7, count: 16))
+        let a = try DeviceID(Array(repeating: 1, count: 32))
+        let b = try DeviceID(Array(repeating: 2, count: 32))
+        let stamp = HLCTimestamp(wallMillis: 1_700_000_000_000, counter: 0)
+        let decomposed = AuthoredChange(
+            author: a, seq: 1,
+            change: Change(
+                record: record, timestamp: stamp,
+                operations: [
+                    .create(kind: "statement"), .set(field: "note\u{301}", value: "x", pred: []), .addTag("e\u{301}"),
+                ]))
+        let composed = AuthoredChange(
+            author: b, seq: 1,
+            change: Change(
+                record: record, timestamp: stamp,
+                operations: [.set(field: "not\u{e9}", value: "y", pred: []), .addTag("\u{e9}"), .addTag("t2")]))
+        var first = RecordState(id: record)
+        first.apply(decomposed)
+        first.apply(composed)
+        var second = RecordState(id: record)
+        second.apply(composed)
+        second.apply(decomposed)
+        #expect(first.encoded() == second.encoded())
+        #expect(first.tags == ["t2", "\u{e9}"])
+        #expect(first.tags.map { Array($0.utf8) } == [Array("t2".utf8), [0xC3, 0xA9]])
+        let view = try #require(first.view(nowMillis: stamp.wallMillis))
+        #expect(view.fields.keys.map { Array($0.utf8) } == [Array("not\u{e9}".utf8)])
+        #expect(view.conflicts.values.first?.count == 1)
+    }
+}

@@ -66,7 +66,8 @@ public func redactedRecord(
     }
     return [
         custodyPath: custody.setting("envelopes", to: .array(kept)).canonical,
-        "records/\(record.hex).json": try RecordDocument(state: state, changes: changes, exportedAtMillis: nowMillis()).encoded,
+        "records/\(record.hex).json": try RecordDocument(state: state, changes: changes, exportedAtMillis: nowMillis())
+            .encoded,
     ]
 }
 
