@@ -118,6 +118,28 @@ echo "the team gives the lawyer its vault fingerprint ($FINGERPRINT) through a c
 echo "\$ age -d -i lawyer-key.txt evidence.age | tar t      (the standard age tool, no Amanat needed)"
 age -d -i "$WORK/lawyer-key.txt" "$WORK/evidence.age" | tar t
 run bundle verify "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt" --expect-vault "$FINGERPRINT"
+echo "her expert checks it again without Amanat, with the independent verifier written from Protocol/ (Python):"
+echo "\$ python3 Scripts/verify-bundle.py evidence.age --identity lawyer-key.txt --expect-vault $FINGERPRINT | tail -3"
+PY=python3
+python3 -c 'import nacl.bindings' 2>/dev/null || PY=/usr/bin/python3
+"$PY" "$ROOT/Scripts/verify-bundle.py" "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt" \
+    --expect-vault "$FINGERPRINT" | tail -3
+
+step "14b. The lawyer imports it into her own vault: the original custody comes along"
+LAWYER_VAULT="$WORK/lawyer-vault"
+run --vault "$LAWYER_VAULT" init --kdf interactive --device-name "lawyer" >/dev/null
+run --vault "$LAWYER_VAULT" import "$WORK/evidence.age" --identity "$WORK/lawyer-key.txt" --expect-vault "$FINGERPRINT"
+IMPORTED=$("$AMANAT" --vault "$LAWYER_VAULT" list --json | sed -n 's/.*"id" *: *"\([0-9a-f]*\)".*/\1/p' | head -1)
+run --vault "$LAWYER_VAULT" history "$IMPORTED" >"$WORK/history.txt"
+head -4 "$WORK/history.txt"
+echo "…(the original devices, roles, times and seal, verified from the envelopes kept with the record)"
+
+step "14c. Before travelling, the field documenter backs up her laptop; the backup is ciphertext too"
+run --vault "$FIELD" backup --out "$WORK/field-laptop.backup"
+if grep -q "literacy\|night raid\|Example Checkpoint" "$WORK/field-laptop.backup"; then
+    echo "plaintext found in the backup!"; exit 1
+fi
+echo "grep for testimony phrases in the backup: no match"
 
 step "15. Over the network: the coordinator's laptop is the hub, running a relay"
 RELAY_LOG="$WORK/relay.log"
