@@ -62,7 +62,7 @@ echo "invitation code (passed on by voice, never on the stick): $CODE"
 run --vault "$COORD" join "$STICK/invitation.amanat" --code "$CODE" --device-name "coordinator" --kdf interactive
 
 step "9. The USB stick carries the field laptop's records to the coordinator (both offline)"
-run --vault "$FIELD" sync "$STICK/team.amanat-sync"
+run --vault "$FIELD" sync --create "$STICK/team.amanat-sync"
 run --vault "$COORD" sync "$STICK/team.amanat-sync"
 run --vault "$COORD" list
 if grep -rl "bloody hands" "$STICK" >/dev/null 2>&1; then echo "PLAINTEXT FOUND ON THE STICK — this is a bug"; exit 1; fi

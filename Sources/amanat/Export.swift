@@ -38,6 +38,7 @@ struct Export: ParsableCommand {
     @Option(help: "This record (id or unique prefix); repeat for several.") var id: [String] = []
     @Flag(help: "Also export testimonies whose consent is restricted, unset or in conflict.")
     var includeRestricted = false
+    @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
 
     func run() throws {
         try runReportingErrors {
@@ -48,6 +49,7 @@ struct Export: ParsableCommand {
                 throw CLIError(
                     .usage, "age allows a passphrase bundle to have no other recipient: use one or the other.")
             }
+            try OutputFile.check(out, force: force)
             var recipients: [any AgeRecipient] = []
             for text in recipient {
                 do {

@@ -22,9 +22,12 @@ struct Invite: ParsableCommand {
     @Option(help: "Where to write the invitation.") var out: String
     @Option(help: "Days the invitation stays valid.") var validDays: UInt64 = 7
     @Option(help: "The new device's role: coordinator, member (default) or reader.") var role: String = "member"
+    @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
 
     func run() throws {
         try runReportingErrors {
+            // Before the invitation is issued: a refused file leaves no unused invitation behind.
+            try OutputFile.check(out, force: force)
             guard (1...365).contains(validDays) else { throw CLIError(.usage, "--valid-days must be from 1 to 365.") }
             guard let role = Role(name: role) else {
                 throw CLIError(.usage, "Unknown role \"\(role)\": use coordinator, member or reader.")

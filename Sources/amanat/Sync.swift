@@ -13,7 +13,8 @@ struct Sync: AsyncParsableCommand {
         abstract:
             "Sync with a sync file (for example on a USB stick) or a relay: pull what this vault lacks, push what it lacks.",
         discussion: """
-            The sync file is created when missing. It holds only signed ciphertext, so anyone can carry it. Every
+            A new sync file is created only with --create (or after a yes at the terminal when the folder holds no other
+            sync file): a mistyped path never becomes a new file. It holds only signed ciphertext, so anyone can carry it. Every
             change pulled is verified (vault, chain, signature, decryption) before it is applied; a fork (a device
             that signed two different changes with one number) is refused and reported. A read-only file is pulled
             from only. Interrupting a sync is safe: run it again to finish.
@@ -24,6 +25,7 @@ struct Sync: AsyncParsableCommand {
             else $AMANAT_REGISTRATION_CODE); without it that sync exits 77.
 
             Example:
+              amanat sync /media/usb/team.amanat-sync --create     (the first time)
               amanat sync /media/usb/team.amanat-sync
               amanat sync http://192.168.1.20:8080 --registration-code ABCD-EFGH-IJKL-MNOP-QRST-UVWX
             """)
@@ -32,11 +34,15 @@ struct Sync: AsyncParsableCommand {
     @Argument(help: "A sync file path, or a relay URL (http://host:port).") var target: String
     @Option(help: "The relay's registration code, needed by the first sync of a vault with a relay that has one.")
     var registrationCode: String?
+    @Flag(help: "Create the sync file if it does not exist yet (never done silently: a typo would make a new file).")
+    var create = false
 
     func run() async throws {
         try await runReportingErrorsAsync {
+            // The target first: a mistyped target is the target's fault, never the vault's.
+            let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
             let vault = try options.open()
-            if target.hasPrefix("http://") || target.hasPrefix("https://") {
+            if case .relay = resolved {
                 var http = HTTPCarrier.Options()
                 http.registrationCode =
                     registrationCode ?? ProcessInfo.processInfo.environment["AMANAT_REGISTRATION_CODE"]
@@ -50,7 +56,8 @@ struct Sync: AsyncParsableCommand {
                 return
             }
             let url = URL(fileURLWithPath: target)
-            let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: true)
+            let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: resolved == .newFile(url))
+            if resolved == .newFile(url) { note("Created the sync file \(url.path).") }
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: true, progress: showProgress)
             summarize(report, with: target, vault: vault)
         }
@@ -166,5 +173,15 @@ func summarize(_ report: SyncReport, with target: String, vault: Vault) {
         note(
             "WARNING: device \(reuse.refused.hex.prefix(12)) tried to join with an invitation already used by \(TerminalText.escape(vault.deviceLabel(reuse.admitted))); it was not admitted."
         )
+    }
+}
+
+/// Asks a yes/no question on the terminal (stderr for the question, stdin for the answer); nil without a terminal.
+var askOnTerminal: (@Sendable (String) -> Bool)? {
+    guard isatty(STDIN_FILENO) == 1, isatty(STDERR_FILENO) == 1 else { return nil }
+    return { question in
+        try? FileHandle.standardError.write(contentsOf: Data(question.utf8))
+        guard let answer = readLine() else { return false }
+        return ["y", "yes"].contains(answer.trimmingCharacters(in: .whitespaces).lowercased())
     }
 }

@@ -206,7 +206,7 @@ import Testing
             #expect(roles == [Self.deviceA: "coordinator", Self.deviceB: "member"], "\(members)")
         }
         let stick = dir.path("team.sync").path
-        for url in [urlA, urlB, urlA] { _ = try ok(url, ["sync", stick]) }
+        for url in [urlA, urlB, urlA] { _ = try ok(url, ["sync", "--create", stick]) }
         func digest(_ url: URL) throws -> String {
             let status = try JSONSerialization.jsonObject(with: Data(try ok(url, ["status", "--json"]).utf8))
             return (status as? [String: Any])?["state_digest"] as? String ?? ""
@@ -214,7 +214,7 @@ import Testing
         #expect(try digest(urlA) == digest(urlB))
         let id = try ok(urlB, ["add", "statement", "--title", "written after the upgrade"])
         #expect(id.trimmingCharacters(in: .whitespacesAndNewlines).count == 32)
-        for url in [urlB, urlA] { _ = try ok(url, ["sync", stick]) }
+        for url in [urlB, urlA] { _ = try ok(url, ["sync", "--create", stick]) }
         #expect(try ok(urlA, ["list", "--json"]).contains("written after the upgrade"))
         #expect(try digest(urlA) == digest(urlB))
         #expect(try run(urlA, ["verify"]).status == 0)

@@ -12,7 +12,7 @@ import Testing
         let member = scratch.runner("member")
         _ = try member.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "field"])
         let stick = scratch.path("stick.sync").path
-        for r in [member, coordinator] { _ = try r.ok(["sync", stick]) }
+        for r in [member, coordinator] { _ = try r.ok(["sync", "--create", stick]) }
         // The member's disk is cloned; both copies write their next change under the same device key.
         let clone = scratch.runner("clone")
         let copy = Process()
@@ -22,12 +22,12 @@ import Testing
         copy.waitUntilExit()
         _ = try member.ok(["add", "statement", "--title", "from the original"])
         _ = try clone.ok(["add", "statement", "--title", "from the clone"])
-        _ = try member.ok(["sync", stick])
-        let seen = try coordinator.run(["sync", scratch.path("clone.sync").path])
+        _ = try member.ok(["sync", "--create", stick])
+        let seen = try coordinator.run(["sync", "--create", scratch.path("clone.sync").path])
         #expect(seen.status == 0)
-        _ = try clone.ok(["sync", scratch.path("clone.sync").path])
-        _ = try coordinator.ok(["sync", stick])
-        let forked = try coordinator.run(["sync", scratch.path("clone.sync").path])
+        _ = try clone.ok(["sync", "--create", scratch.path("clone.sync").path])
+        _ = try coordinator.ok(["sync", "--create", stick])
+        let forked = try coordinator.run(["sync", "--create", scratch.path("clone.sync").path])
         #expect(forked.stderr.contains("signed two different changes"), "\(forked.stderr)")
         let failing = try coordinator.run(["verify"])
         #expect(failing.status == 65 && failing.stderr.contains("forked"), "\(failing.stderr)")
@@ -39,8 +39,8 @@ import Testing
         #expect(try coordinator.run(["verify"]).status == 0)
         #expect(!(try coordinator.ok(["status"])).contains("FORK"))
         // The dismissal is signed and travels: the member's replica sees the fork dismissed too.
-        _ = try coordinator.ok(["sync", stick])
-        _ = try member.ok(["sync", stick])
+        _ = try coordinator.ok(["sync", "--create", stick])
+        _ = try member.ok(["sync", "--create", stick])
         #expect(try member.run(["verify"]).status == 0)
     }
 }

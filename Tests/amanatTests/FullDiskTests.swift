@@ -82,11 +82,11 @@ final class TinyDisk {
         _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive"])
         let stick = disk.url.appendingPathComponent("team.amanat-sync").path
         _ = try a.ok(["add", "statement", "--title", "carried on a write-protected stick"])
-        _ = try a.ok(["sync", stick])
+        _ = try a.ok(["sync", "--create", stick])
         _ = try b.ok(["add", "statement", "--title", "stays on b"])
         #expect(try disk.remountReadOnly())
         let before = try Data(contentsOf: URL(fileURLWithPath: stick))
-        let r = try b.run(["sync", stick])
+        let r = try b.run(["sync", "--create", stick])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("read-only"), "\(r.stderr)")
         #expect(try b.list().count == 2, "pulled what the stick carried")

@@ -31,7 +31,7 @@ import Testing
             _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "coordinator"])
             for i in 0..<3 { _ = try a.ok(["add", "statement", "--title", "from a \(i)"]) }
             stick = scratch.path("stick.amanat-sync")
-            _ = try a.ok(["sync", stick.path])
+            _ = try a.ok(["sync", "--create", stick.path])
             _ = try b.ok(["add", "statement", "--title", "b's own"])
             digest = try b.digest()
         }
@@ -140,7 +140,7 @@ import Testing
             "CREATE TABLE planted (x)",
         ]
         for sql in additions {
-            for command in ["sync", "import"] {
+            for command in ["sync", "--create", "import"] {
                 let file = try f.copyOfStick("planted-\(command).sync")
                 let queue = try DatabaseQueue(path: file.path)
                 try queue.write { db in try db.execute(sql: sql) }
@@ -153,7 +153,7 @@ import Testing
             }
         }
         // The honest file is accepted, and b's change is pushed to it.
-        _ = try f.b.ok(["sync", f.stick.path])
+        _ = try f.b.ok(["sync", "--create", f.stick.path])
         #expect(try f.b.list().count == 4)
     }
 
@@ -300,7 +300,7 @@ import Testing
             ["import", file.path], status: 74, mentioning: ["interrupted sync", "amanat sync"], file: file)
         #expect(try Data(contentsOf: URL(fileURLWithPath: file.path + "-journal")) == journal, "import wrote")
         // sync, which may write, rolls the journal back and syncs.
-        _ = try f.b.ok(["sync", file.path])
+        _ = try f.b.ok(["sync", "--create", file.path])
         #expect(try f.b.list().count == 4)
         #expect(!FileManager.default.fileExists(atPath: file.path + "-journal"))
     }

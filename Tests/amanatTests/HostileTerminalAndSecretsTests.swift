@@ -42,13 +42,13 @@ import Testing
             "add", "statement", "--title", Self.pashto + " \u{1B}[2J", "--body", Self.dari, "--tag", "evidence",
         ])
         let stick = scratch.path("stick.amanat-sync").path
-        _ = try attacker.ok(["sync", stick])
-        _ = try victim.ok(["sync", stick])
+        _ = try attacker.ok(["sync", "--create", stick])
+        _ = try victim.ok(["sync", "--create", stick])
         // A concurrent edit, so that `show` prints the conflicting values too.
         _ = try victim.ok(["edit", id, "--set", "location=\(Self.hostile)"])
         _ = try attacker.ok(["edit", id, "--set", "location=\(Self.hostile)!"])
-        _ = try attacker.ok(["sync", stick])
-        _ = try victim.ok(["sync", stick])
+        _ = try attacker.ok(["sync", "--create", stick])
+        _ = try victim.ok(["sync", "--create", stick])
 
         var outputs: [(String, CLIRunner.Result)] = []
         for args in [["show", id], ["show", statement], ["list"], ["history", id], ["search", "verify"]] {
@@ -236,17 +236,17 @@ import Testing
         let mode = try FileManager.default.attributesOfItem(atPath: codeFile.path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
 
-        let refused = try a.run(["sync", relay.url])
+        let refused = try a.run(["sync", "--create", relay.url])
         #expect(refused.status == 77)
         #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
         #expect(refused.stderr.contains("needs a registration code") && refused.stderr.contains("--registration-code"))
-        let wrong = try a.run(["sync", relay.url, "--registration-code", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF"])
+        let wrong = try a.run(["sync", "--create", relay.url, "--registration-code", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF"])
         #expect(wrong.status == 77 && wrong.stderr.contains("refused the registration code"), "\(wrong.stderr)")
         var withCode = a
         withCode.environment["AMANAT_REGISTRATION_CODE"] = code.lowercased()
-        let accepted = try withCode.run(["sync", relay.url])
+        let accepted = try withCode.run(["sync", "--create", relay.url])
         #expect(accepted.status == 0, "\(accepted.stderr)")
-        #expect(try a.run(["sync", relay.url]).status == 0, "a registered vault needs no code")
+        #expect(try a.run(["sync", "--create", relay.url]).status == 0, "a registered vault needs no code")
         let (status, log) = relay.stop()
         #expect(status == 0)
         #expect(log.contains("New registration code") && log.contains(code), "the relay printed its new code")
@@ -255,8 +255,8 @@ import Testing
         let again = try ServeProcess(data: scratch.path("relay"), extra: ["--registration-code-file", codeFile.path])
         let b = scratch.runner("b")
         try b.initialize()
-        #expect(try b.run(["sync", again.url]).status == 77)
-        #expect(try b.run(["sync", again.url, "--registration-code", code]).status == 0)
+        #expect(try b.run(["sync", "--create", again.url]).status == 77)
+        #expect(try b.run(["sync", "--create", again.url, "--registration-code", code]).status == 0)
         let (_, log2) = again.stop()
         #expect(!log2.contains(code))
         #expect(try String(contentsOf: codeFile, encoding: .utf8) == code + "\n")

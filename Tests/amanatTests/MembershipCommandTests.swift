@@ -154,8 +154,8 @@ import Testing
         let stick = scratch.path("team.sync").path
         let narrative = "I was detained at the checkpoint on the road to Herat."
         let id = try b.ok(["add", "testimony", "--witness", "W-017", "--narrative", narrative, "--location", "Herat"])
-        _ = try b.ok(["sync", stick])
-        _ = try a.ok(["sync", stick])
+        _ = try b.ok(["sync", "--create", stick])
+        _ = try a.ok(["sync", "--create", stick])
         let bHex = try deviceHex(b)
 
         // Someone who holds the vault key (taken from b's unlocked vault) mints a device that sorts first and
@@ -189,8 +189,8 @@ import Testing
         let stick = scratch.path("team.sync").path
         let narrative = "I was detained at the checkpoint on the road to Herat."
         let id = try b.ok(["add", "testimony", "--witness", "W-017", "--narrative", narrative, "--location", "Herat"])
-        _ = try b.ok(["sync", stick])
-        _ = try a.ok(["sync", stick])
+        _ = try b.ok(["sync", "--create", stick])
+        _ = try a.ok(["sync", "--create", stick])
         let bHex = try deviceHex(b)
 
         let stolen = try loot(b)
@@ -229,7 +229,7 @@ import Testing
         let narrative = "Soldiers searched every house in the village."
         let id = try b.ok(["add", "testimony", "--witness", "W-020", "--narrative", narrative])
         let statement = try a.ok(["add", "statement", "--title", "Coalition statement"])
-        for runner in [a, b, c, a, b, c] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b, c, a, b, c] { _ = try runner.ok(["sync", "--create", stick]) }
         let before = try a.ok(["list", "--json"])
         let bHex = try deviceHex(b)
 
@@ -251,7 +251,7 @@ import Testing
         try write(forged, to: URL(fileURLWithPath: stick), vaultID: own.vaultID)
 
         for runner in [a, b] {
-            _ = try runner.ok(["sync", stick])
+            _ = try runner.ok(["sync", "--create", stick])
             try expectTruth(runner, id, narrative: narrative, fabricated: fabricatedText, author: bHex)
             #expect(try runner.ok(["list", "--json"]) == before)
             let kind = (try json(try runner.ok(["show", statement, "--json"])) as? [String: Any])?["kind"] as? String
@@ -276,7 +276,7 @@ import Testing
         let (a, b) = try makePair(scratch)
         let stick = scratch.path("team.sync").path
         _ = try a.ok(["add", "statement", "--title", "Coalition statement"])
-        for runner in [a, b] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b] { _ = try runner.ok(["sync", "--create", stick]) }
         // The vault id is all a courier needs: it is in every envelope of the sync file.
         let vaultID = try open(a).vaultID
         let signer = mintFirstSortingDevice()
@@ -317,7 +317,7 @@ import Testing
         let reader = try join(scratch, "reader", invitedBy: a, name: "lawyer laptop", role: "reader")
         let stick = scratch.path("team.sync").path
         let statement = try a.ok(["add", "statement", "--title", "Coalition statement"])
-        for runner in [a, b, reader, a, b] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b, reader, a, b] { _ = try runner.ok(["sync", "--create", stick]) }
         let beforeA = try a.ok(["list", "--json"])
         let beforeB = try b.ok(["list", "--json"])
         let readerHex = try deviceHex(reader)
@@ -338,7 +338,7 @@ import Testing
         #expect(pushed == 2)
 
         for (runner, before) in [(a, beforeA), (b, beforeB)] {
-            _ = try runner.ok(["sync", stick])
+            _ = try runner.ok(["sync", "--create", stick])
             #expect(try runner.ok(["list", "--json"]) == before)
             let show = try runner.ok(["show", statement])
             #expect(show.contains("Coalition statement") && !show.contains("rewritten"), "\(show)")
@@ -365,23 +365,23 @@ import Testing
         let b = scratch.runner("b")
         _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "field laptop"])
         let stick = scratch.path("team.sync").path
-        for runner in [b, a] { _ = try runner.ok(["sync", stick]) }
+        for runner in [b, a] { _ = try runner.ok(["sync", "--create", stick]) }
 
         let second = scratch.runner("second")
         _ = try second.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "second"])
         let secondHex = try deviceHex(second)
         // Before it has synced, the second device believes it is a member and writes.
         _ = try second.run(["add", "statement", "--title", "written by the second device"])
-        let told = try second.run(["sync", stick])
+        let told = try second.run(["sync", "--create", stick])
         #expect(told.status == 0, "\(told.stderr)")
         #expect(told.stderr.contains("this device was not admitted"), "\(told.stderr)")
 
-        let warned = try a.run(["sync", stick])
+        let warned = try a.run(["sync", "--create", stick])
         #expect(warned.status == 0, "\(warned.stderr)")
         #expect(
             warned.stderr.contains("tried to join with an invitation already used")
                 && warned.stderr.contains(String(secondHex.prefix(12))), "\(warned.stderr)")
-        _ = try b.ok(["sync", stick])
+        _ = try b.ok(["sync", "--create", stick])
         for runner in [a, b, second] {
             #expect(try !memberIDs(runner).contains(secondHex), "\(runner.vault.lastPathComponent)")
         }
@@ -399,7 +399,7 @@ import Testing
         let (a, b) = try makePair(scratch)
         let c = try join(scratch, "c", invitedBy: a, name: "office laptop")
         let stick = scratch.path("team.sync").path
-        for runner in [a, b, c, a, b, c] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b, c, a, b, c] { _ = try runner.ok(["sync", "--create", stick]) }
         let bHex = try deviceHex(b)
 
         // Only a coordinator revokes.
@@ -414,13 +414,13 @@ import Testing
 
         // c was offline; it syncs only with the USB file a wrote.
         let usb = scratch.path("usb.amanat-sync").path
-        _ = try a.ok(["sync", usb])
-        _ = try c.ok(["sync", usb])
+        _ = try a.ok(["sync", "--create", usb])
+        _ = try c.ok(["sync", "--create", usb])
         #expect(try c.ok(["show", testimony]).contains(secret))
         #expect(try c.list().contains { $0["id"] as? String == testimony })
 
         // b gets the file too: it reads nothing new, its late change travels, and it cannot write any more.
-        let pulled = try b.run(["sync", usb])
+        let pulled = try b.run(["sync", "--create", usb])
         #expect(pulled.status == 0, "\(pulled.stderr)")
         #expect(try b.run(["show", testimony]).status != 0)
         #expect(try !b.ok(["list", "--json"]).contains(secret))
@@ -429,7 +429,7 @@ import Testing
         #expect(try b.status()["role"] as? String == "revoked")
 
         for runner in [a, c] {
-            _ = try runner.ok(["sync", usb])
+            _ = try runner.ok(["sync", "--create", usb])
             #expect(try heldBack(runner).contains { $0.device == bHex && $0.reason == "revoked" && $0.changes == 1 })
             #expect(try !runner.ok(["list", "--json"]).contains("written by b after the cut"))
             let verify = try runner.run(["verify"])
@@ -446,14 +446,14 @@ import Testing
         let (a, b) = try makePair(scratch)
         let aHex = try deviceHex(a)
         let stick = scratch.path("team.sync").path
-        for runner in [a, b, a] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b, a] { _ = try runner.ok(["sync", "--create", stick]) }
         #expect(try a.run(["revoke", String(aHex.prefix(12))]).status != 0)
         #expect(try a.run(["role", String(aHex.prefix(12)), "member"]).status != 0)
         #expect(try b.run(["revoke", String(aHex.prefix(12))]).status == 77)
         // With a second coordinator, one of them may revoke the other, never both: the vault keeps a coordinator.
         let bHex = try deviceHex(b)
         _ = try a.ok(["role", String(bHex.prefix(12)), "coordinator"])
-        for runner in [a, b] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b] { _ = try runner.ok(["sync", "--create", stick]) }
         _ = try a.ok(["revoke", String(bHex.prefix(12))])
         #expect(try a.run(["role", String(aHex.prefix(12)), "reader"]).status != 0)
         let members = try json(try a.ok(["members", "--json"])) as? [[String: Any]] ?? []
@@ -468,7 +468,7 @@ import Testing
         let (a, b) = try makePair(scratch)
         let stick = scratch.path("team.sync").path
         _ = try b.ok(["add", "statement", "--title", "before the backup"])
-        for runner in [b, a] { _ = try runner.ok(["sync", stick]) }
+        for runner in [b, a] { _ = try runner.ok(["sync", "--create", stick]) }
         let oldHex = try deviceHex(b)
 
         let restored = scratch.runner("restored")
@@ -480,18 +480,18 @@ import Testing
         #expect(copy.terminationStatus == 0)
 
         _ = try b.ok(["add", "statement", "--title", "from the original laptop"])
-        _ = try b.ok(["sync", stick])
+        _ = try b.ok(["sync", "--create", stick])
         _ = try restored.ok(["add", "statement", "--title", "restored one"])
         _ = try restored.ok(["add", "statement", "--title", "restored two"])
-        let told = try restored.run(["sync", stick])
+        let told = try restored.run(["sync", "--create", stick])
         #expect(told.status == 0, "\(told.stderr)")
         #expect(
             told.stderr.contains("this laptop's own device identity has forked")
                 && told.stderr.contains("amanat recover"), "\(told.stderr)")
         let newHex = try restored.ok(["recover"])
         #expect(newHex.count == 64 && newHex != oldHex, "\(newHex)")
-        _ = try restored.ok(["sync", stick])
-        for runner in [a, b] { _ = try runner.ok(["sync", stick]) }
+        _ = try restored.ok(["sync", "--create", stick])
+        for runner in [a, b] { _ = try runner.ok(["sync", "--create", stick]) }
 
         let titles = try a.list().compactMap { ($0["fields"] as? [String: String])?["title"] }.sorted()
         #expect(titles == ["before the backup", "from the original laptop", "restored one", "restored two"])
@@ -500,13 +500,13 @@ import Testing
         #expect(newcomer?["admitted_by"] as? String == oldHex, "\(members)")
         #expect(newcomer?["status"] as? String == "active")
         #expect(try a.run(["verify"]).status == 0)
-        _ = try restored.ok(["sync", stick])
+        _ = try restored.ok(["sync", "--create", stick])
         #expect(try a.digest() == b.digest())
         #expect(try a.digest() == restored.digest())
         // The original keeps working.
         _ = try b.ok(["add", "statement", "--title", "the original still works"])
-        _ = try b.ok(["sync", stick])
-        _ = try a.ok(["sync", stick])
+        _ = try b.ok(["sync", "--create", stick])
+        _ = try a.ok(["sync", "--create", stick])
         #expect(try a.list().contains { ($0["fields"] as? [String: String])?["title"] == "the original still works" })
     }
 }

@@ -395,7 +395,7 @@ struct TeamBundle {
             _ = try runner.ok(["join", invitation, "--code", code, "--device-name", name, "--kdf", "interactive"])
         }
         let usb = scratch.path("usb.amanat").path
-        func sync(_ runners: CLIRunner...) throws { for r in runners { _ = try r.ok(["sync", usb]) } }
+        func sync(_ runners: CLIRunner...) throws { for r in runners { _ = try r.ok(["sync", "--create", usb]) } }
         try sync(laila, farida, reader, laila)
         statement = try laila.ok([
             "add", "statement", "--title", "Coalition statement", "--body-file", samplePath, "--tag", "women",

@@ -85,17 +85,17 @@ final class ServeProcess: @unchecked Sendable {
             "add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul",
         ])
 
-        let first = try a.run(["sync", relay.url])
+        let first = try a.run(["sync", "--create", relay.url])
         #expect(first.status == 0, "\(first.stderr)")
         // a's log: founding the vault, inviting b, the testimony; b's: its join.
         #expect(first.stderr.contains("Synced with \(relay.url): 0 changes pulled, 3 pushed."), "\(first.stderr)")
         #expect(first.stdout.isEmpty)
-        let second = try b.run(["sync", relay.url])
+        let second = try b.run(["sync", "--create", relay.url])
         #expect(second.status == 0 && second.stderr.contains("3 changes pulled, 1 pushed"), "\(second.stderr)")
         #expect(try b.list().map { $0["id"] as? String } == [id])
         _ = try b.ok(["edit", id, "--set", "location=Herat"])
-        _ = try b.ok(["sync", relay.url])
-        _ = try a.ok(["sync", relay.url])
+        _ = try b.ok(["sync", "--create", relay.url])
+        _ = try a.ok(["sync", "--create", relay.url])
         #expect(try a.digest() == b.digest())
 
         let (status, log) = relay.stop()
@@ -122,14 +122,14 @@ final class ServeProcess: @unchecked Sendable {
         let relay = try ServeProcess(data: scratch.path("relay"))
         let url = relay.url
         _ = relay.stop()
-        let r = try a.run(["sync", url])
+        let r = try a.run(["sync", "--create", url])
         #expect(r.status == 69)
         let lines = r.stderr.split(separator: "\n")
         #expect(lines.count == 1, "\(r.stderr)")
         #expect(r.stderr.hasPrefix("amanat: The relay at \(url) cannot be reached"))
         #expect(r.stdout.isEmpty)
 
-        let bad = try a.run(["sync", "http://"])
+        let bad = try a.run(["sync", "--create", "http://"])
         #expect(bad.status == 64, "\(bad.stderr)")
     }
 

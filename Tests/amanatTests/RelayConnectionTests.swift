@@ -247,7 +247,7 @@ final class RawConnection {
         }
         let key = vault.relaySigningKey
         let author = vault.deviceID
-        #expect(try runner.run(["sync", relay.url]).status == 0)
+        #expect(try runner.run(["sync", "--create", relay.url]).status == 0)
 
         // A signed fetch of every envelope, from a client whose receive window is tiny and which never reads.
         let path = "/v1/vaults/\(Hex.encode(vault.vaultID))/envelopes?author=\(author.hex)&after=0"

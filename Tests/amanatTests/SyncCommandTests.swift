@@ -28,19 +28,19 @@ import Testing
         let id = try a.ok([
             "add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul",
         ])
-        _ = try a.ok(["sync", stick])
-        _ = try b.ok(["sync", stick])
+        _ = try a.ok(["sync", "--create", stick])
+        _ = try b.ok(["sync", "--create", stick])
         #expect(try b.list().map { $0["id"] as? String } == [id])
         _ = try a.ok(["edit", id, "--set", "location=Herat"])
         _ = try b.ok(["edit", id, "--set", "location=Kandahar"])
-        for runner in [a, b, a] { _ = try runner.ok(["sync", stick]) }
+        for runner in [a, b, a] { _ = try runner.ok(["sync", "--create", stick]) }
         for runner in [a, b] {
             let record = try #require(try runner.list().first)
             let conflicts = try #require(record["conflicts"] as? [String: [String]])
             #expect(conflicts["location"]?.count == 1, "both edits kept")
         }
         _ = try b.ok(["resolve", id, "location", "--keep", "Herat"])
-        for runner in [b, a] { _ = try runner.ok(["sync", stick]) }
+        for runner in [b, a] { _ = try runner.ok(["sync", "--create", stick]) }
         #expect(try a.digest() == b.digest())
         #expect(try a.ok(["list", "--json"]) == b.ok(["list", "--json"]))
         let statusB = try b.status()
@@ -60,7 +60,7 @@ import Testing
         let (a, b) = try makePair(scratch)
         let stick = scratch.path("stick.sync").path
         _ = try a.ok(["add", "statement", "--title", "from a"])
-        _ = try a.ok(["sync", stick])
+        _ = try a.ok(["sync", "--create", stick])
         _ = try b.ok(["add", "statement", "--title", "from b"])
         let before = try Data(contentsOf: URL(fileURLWithPath: stick))
         _ = try b.ok(["import", stick])
@@ -90,9 +90,9 @@ import Testing
         try other.initialize()
         _ = try other.ok(["add", "statement", "--title", "other vault"])
         let foreign = scratch.path("foreign.sync").path
-        _ = try other.ok(["sync", foreign])
+        _ = try other.ok(["sync", "--create", foreign])
         let digest = try a.digest()
-        let r = try a.run(["sync", foreign])
+        let r = try a.run(["sync", "--create", foreign])
         #expect(r.status == 65)
         #expect(r.stderr.contains("another vault"))
         #expect(try a.digest() == digest)
@@ -112,11 +112,11 @@ import Testing
                 })
         }
         let stick = scratch.path("stick.sync").path
-        let push = try a.run(["sync", stick])
+        let push = try a.run(["sync", "--create", stick])
         #expect(push.status == 0)
         // 2500 records and a's two membership entries (founding the vault, inviting b).
         #expect(push.stderr.contains("pushed 1000/2502"), "\(push.stderr)")
-        let pull = try b.run(["sync", stick])
+        let pull = try b.run(["sync", "--create", stick])
         #expect(pull.stderr.contains("pulled 2502/2502"), "\(pull.stderr)")
         #expect(try a.digest() == b.digest())
     }
@@ -149,7 +149,7 @@ import Testing
             try addRecords(runner, perIteration, tag: "i\(iteration)")
             let process = Process()
             process.executableURL = CLIRunner.binary
-            process.arguments = ["--vault", runner.vault.path, "sync", stick.path]
+            process.arguments = ["--vault", runner.vault.path, "sync", "--create", stick.path]
             process.environment = ["AMANAT_PASSPHRASE": runner.passphrase, "PATH": "/usr/bin:/bin"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
@@ -172,7 +172,7 @@ import Testing
             }
         }
         // The next runs complete, and nothing acknowledged is lost: every change of both devices is everywhere.
-        for r in [a, b, a] { _ = try r.ok(["sync", stick.path]) }
+        for r in [a, b, a] { _ = try r.ok(["sync", "--create", stick.path]) }
         // Every record change, a's two membership entries (founding, inviting b) and b's join.
         let total = iterations * perIteration + 3
         #expect(try a.status()["changes"] as? Int == total)

@@ -1,0 +1,103 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What `amanat sync TARGET` means, decided before anything is opened, so that a mistyped target is refused with a
+/// sentence about the target — never turned into a new file, and never blamed on the vault.
+enum SyncTarget: Equatable {
+    /// A relay URL (`http://` or `https://`).
+    case relay(String)
+    /// An existing sync file.
+    case file(URL)
+    /// A sync file to create (the user asked for it).
+    case newFile(URL)
+
+    /// The least free space a stick must have before a sync writes to it.
+    static let minimumFreeBytes: UInt64 = 64 << 10
+
+    /// Resolves `target`. `create` is `--create`; `confirm` asks the user on a terminal (nil: no terminal).
+    static func resolve(_ target: String, create: Bool, confirm: ((String) -> Bool)?) throws -> SyncTarget {
+        let lower = target.lowercased()
+        if lower.hasPrefix("http://") || lower.hasPrefix("https://") { return .relay(target) }
+        if let scheme = target.range(of: "://") {
+            throw CLIError(
+                .usage,
+                "\(target) is not a relay address Amanat can use: a relay URL starts with http:// or https:// (not \(target[..<scheme.lowerBound])://)."
+            )
+        }
+        let fm = FileManager.default
+        let url = URL(fileURLWithPath: target)
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: url.path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue {
+                throw CLIError(
+                    .usage,
+                    "\(url.path) is a folder; give the sync file inside it, for example \(url.appendingPathComponent("team.amanat-sync").path)."
+                )
+            }
+            try checkFreeSpace(url.deletingLastPathComponent(), writable: fm.isWritableFile(atPath: url.path))
+            return .file(url)
+        }
+        if looksLikeHost(target) {
+            throw CLIError(
+                .usage, "\(target) looks like a relay address, not a file; did you mean http://\(target) ?")
+        }
+        let folder = url.deletingLastPathComponent()
+        guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CLIError(
+                .noInput,
+                "The folder \(folder.path) does not exist (is the USB stick plugged in and mounted?); nothing was synced."
+            )
+        }
+        guard fm.isWritableFile(atPath: folder.path) else {
+            throw CLIError(
+                .io,
+                "The folder \(folder.path) is read-only (is the stick write-protected?); a new sync file cannot be created there."
+            )
+        }
+        try checkFreeSpace(folder, writable: true)
+        if create { return .newFile(url) }
+        let others = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? [])
+            .filter { $0.hasSuffix(".amanat-sync") }.sorted()
+        if others.isEmpty, let confirm,
+            confirm("There is no sync file at \(url.path). Create a new one there? [y/N] ")
+        {
+            return .newFile(url)
+        }
+        var message = "There is no sync file at \(url.path); nothing was synced. To start a new one there, add --create."
+        if !others.isEmpty {
+            message += " The folder holds \(others.map { "`\($0)`" }.joined(separator: ", ")): did you mean one of them?"
+        }
+        throw CLIError(.noInput, message)
+    }
+
+    /// Whether `target` has the shape of `host:port`, an IPv4 address or a dotted host name rather than a path.
+    static func looksLikeHost(_ target: String) -> Bool {
+        guard !target.contains("/"), !target.hasSuffix(".amanat-sync") else { return false }
+        let parts = target.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 2, let port = Int(parts[1]), (1...65_535).contains(port), !parts[0].isEmpty { return true }
+        let labels = target.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.count == 4, labels.allSatisfy({ UInt8($0) != nil }) { return true }
+        // host.example.org: at least two dots and a top-level label of letters.
+        if labels.count >= 3, let top = labels.last, top.count >= 2, top.allSatisfy({ $0.isLetter }),
+            labels.allSatisfy({ !$0.isEmpty })
+        {
+            return true
+        }
+        return false
+    }
+
+    /// Refuses a full or read-only stick with a sentence naming the folder.
+    static func checkFreeSpace(_ folder: URL, writable: Bool) throws {
+        var info = statvfs()
+        guard statvfs(folder.path, &info) == 0 else { return }
+        let free = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
+        let bytes = free.overflow ? UInt64.max : free.partialValue
+        guard writable, bytes < minimumFreeBytes else { return }
+        throw CLIError(
+            .io,
+            "The disk holding \(folder.path) is full (\(bytes / 1024) KiB free); free some space on it and sync again.")
+    }
+}
