@@ -50,6 +50,9 @@ fi
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}"
 
+# Targets that read a file write each input to a private folder: in memory when the machine has /dev/shm.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
+
 mkdir -p Fuzz/findings .build-fuzz/logs
 summary=()
 found=0

@@ -85,12 +85,19 @@ public enum FuzzWorkspace {
         return url
     }
 
-    /// Writes `bytes` to `name` in the folder, readable only by this user.
+    /// Writes `bytes` to `name` in the folder, readable only by this user (a plain write: Foundation's atomic write
+    /// costs a temporary file and a rename per run).
     static func write(_ bytes: [UInt8], name: String) -> URL {
         let url = url().appendingPathComponent(name)
-        try? FileManager.default.removeItem(at: url)
-        guard FileManager.default.createFile(atPath: url.path, contents: Data(bytes), attributes: [.posixPermissions: 0o600])
-        else { fatalError("cannot write \(url.path)") }
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { fatalError("cannot write \(url.path)") }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            guard written > 0 else { fatalError("cannot write \(url.path)") }
+            offset += written
+        }
         return url
     }
 
