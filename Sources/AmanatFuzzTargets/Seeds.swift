@@ -13,11 +13,15 @@ public enum FuzzSeeds {
     /// Writes the seeds under `corpus`, reading the vectors from the checkout at `repository`.
     public static func write(to corpus: URL, repository: URL) throws {
         var seeds: [FuzzTarget: [(String, [UInt8])]] = [:]
-        func add(_ target: FuzzTarget, _ name: String, _ bytes: [UInt8]) { seeds[target, default: []].append((name, bytes)) }
+        func add(_ target: FuzzTarget, _ name: String, _ bytes: [UInt8]) {
+            seeds[target, default: []].append((name, bytes))
+        }
 
         // Protocol vectors.
         let vectors = repository.appendingPathComponent("Protocol/vectors")
-        for (index, hex) in try hexStrings(vectors.appendingPathComponent("change-v1.json"), key: "encoded").enumerated() {
+        for (index, hex) in try hexStrings(vectors.appendingPathComponent("change-v1.json"), key: "encoded")
+            .enumerated()
+        {
             add(.change, "valid-vector-\(index)", hex)
         }
         for (index, hex) in try hexStrings(vectors.appendingPathComponent("envelope-v1.json"), key: "envelope")
@@ -39,7 +43,10 @@ public enum FuzzSeeds {
         for name in try FileManager.default.contentsOfDirectory(atPath: age.path).sorted()
         where !name.contains(".") && name != "LICENSE" {
             let bytes = Array(try Data(contentsOf: age.appendingPathComponent(name)))
-            guard let split = bytes.indices.first(where: { bytes[$0] == 10 && $0 + 1 < bytes.count && bytes[$0 + 1] == 10 })
+            guard
+                let split = bytes.indices.first(where: {
+                    bytes[$0] == 10 && $0 + 1 < bytes.count && bytes[$0 + 1] == 10
+                })
             else { continue }
             let header = String(decoding: bytes[..<split], as: UTF8.self)
             let usable =
@@ -75,14 +82,17 @@ public enum FuzzSeeds {
             record: record, timestamp: HLCTimestamp(wallMillis: 1_735_689_600_000, counter: 2),
             operations: [
                 .create(kind: "statement"), .set(field: "title", value: "t", pred: [op]), .addTag("a"),
-                .removeTag("a", observed: [op]), .delete(observed: [op]), .seal(contentHash: Array(repeating: 7, count: 32)),
+                .removeTag("a", observed: [op]), .delete(observed: [op]),
+                .seal(contentHash: Array(repeating: 7, count: 32)),
             ])
         add(.change, "valid-every-operation", every.encoded())
         let fixedEnvelope = try Envelope.sealPlaintext(
             every.encoded(), vaultID: Fixed.vaultID, key: Fixed.vaultKey, signer: Fixed.signer, seq: 1,
             previousHash: ChainHead.empty.hash)
         add(.envelope, "valid-fixed-key", fixedEnvelope.encoded())
-        for (index, envelope) in envelopes.prefix(4).enumerated() { add(.envelope, "valid-vault-\(index)", envelope.encoded()) }
+        for (index, envelope) in envelopes.prefix(4).enumerated() {
+            add(.envelope, "valid-vault-\(index)", envelope.encoded())
+        }
 
         // stored-row: each row kind's plaintext, and one sealed body.
         for (index, state) in states.enumerated() {
@@ -165,7 +175,11 @@ public enum FuzzSeeds {
         func walk(_ value: Any) {
             if let object = value as? [String: Any] {
                 for (k, v) in object.sorted(by: { $0.key < $1.key }) {
-                    if k == key, let text = v as? String, let bytes = Hex.decode(text) { out.append(bytes) } else { walk(v) }
+                    if k == key, let text = v as? String, let bytes = Hex.decode(text) {
+                        out.append(bytes)
+                    } else {
+                        walk(v)
+                    }
                 }
             } else if let array = value as? [Any] {
                 array.forEach(walk)

@@ -137,7 +137,8 @@ enum Targets {
             require(again.encoded() == canonical, "a record state's encoding is not a fixed point")
             let row = StoredRow.encodeState(state, paddingBlock: 128)
             require(
-                (try? StoredRow.decodeState(row))?.encoded() == canonical, "a re-written projection row decodes differently")
+                (try? StoredRow.decodeState(row))?.encoded() == canonical,
+                "a re-written projection row decodes differently")
             return true
         case 2:
             return (try? StoredRow.decodeClock(rest)) != nil
@@ -214,7 +215,9 @@ enum Targets {
                 var r = ByteReader(rest, offset: 5)
                 let ops = (try? r.read(bigEndian: UInt64.self)) ?? 0
                 let mem = (try? r.read(bigEndian: UInt64.self)) ?? 0
-                if ops > 3 { withUnsafeBytes(of: Fixed.keyringOps.bigEndian) { rest.replaceSubrange(5..<13, with: $0) } }
+                if ops > 3 {
+                    withUnsafeBytes(of: Fixed.keyringOps.bigEndian) { rest.replaceSubrange(5..<13, with: $0) }
+                }
                 if mem > 1 << 20 {
                     withUnsafeBytes(of: Fixed.keyringMem.bigEndian) { rest.replaceSubrange(13..<21, with: $0) }
                 }

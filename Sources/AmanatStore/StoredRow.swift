@@ -9,8 +9,7 @@ package enum StoredRow {
     package static let paddedRowFlag: UInt32 = 0x8000_0000
 
     /// Opens a sealed row, `nonce ‖ ciphertext ‖ tag` under the vault's local key, bound to `associatedData`.
-    package static func open(_ body: Data, associatedData: [UInt8], what: String, key: SecureBytes) throws -> [UInt8]
-    {
+    package static func open(_ body: Data, associatedData: [UInt8], what: String, key: SecureBytes) throws -> [UInt8] {
         let bytes = Array(body)
         guard bytes.count >= AEAD.nonceLength + AEAD.tagLength else {
             throw StoreError(.damaged, "The vault is damaged: \(what) is truncated.")

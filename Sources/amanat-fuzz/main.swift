@@ -17,7 +17,9 @@ func fail(_ message: String) -> Never {
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
-    fail("usage: amanat-fuzz <target>|seeds|list …; targets: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
+    fail(
+        "usage: amanat-fuzz <target>|seeds|list …; targets: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))"
+    )
 }
 
 switch arguments[1] {

@@ -47,7 +47,8 @@ import Testing
             for url in Self.inputs("corpus", target) where url.lastPathComponent.hasPrefix("valid-") {
                 var bytes = Array(try Data(contentsOf: url))
                 bytes[0] ^= 0xA5
-                #expect(!target.run(bytes), "\(target.rawValue) accepts \(url.lastPathComponent) with a wrong first byte")
+                #expect(
+                    !target.run(bytes), "\(target.rawValue) accepts \(url.lastPathComponent) with a wrong first byte")
             }
         }
     }
