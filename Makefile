@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/amanat
 
-.PHONY: setup build demo test bench load format format-check clean
+.PHONY: setup build demo test bench load fuzz format format-check clean
 
 setup:
 	@Scripts/setup.sh
@@ -28,6 +28,11 @@ bench: setup
 load: setup
 	$(SWIFT) build -c release --product amanat-load
 	.build/release/amanat-load --out Benchmarks/load-results.json
+
+# Fuzzing with libFuzzer and AddressSanitizer (Docs/reliability.md): every target for SECONDS seconds (60).
+# SECONDS is passed on as an option: inside bash it is a variable that counts up by itself.
+fuzz: setup
+	@Scripts/fuzz.sh --seconds $(or $(SECONDS),60)
 
 # Formatting (.swift-format: 4 spaces, 120 columns). AlwaysUseLowerCamelCase is off because the JSON contracts
 # (status --json, bundle documents) use snake_case keys, mirrored by Codable property names.

@@ -65,6 +65,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Fuzzing (Docs/reliability.md): the targets, and the driver Scripts/fuzz.sh links with libFuzzer.
+        .target(
+            name: "AmanatFuzzTargets",
+            dependencies: ["AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "CSodium"]
+        ),
+        .executableTarget(name: "amanat-fuzz", dependencies: ["AmanatFuzzTargets"]),
         .executableTarget(
             name: "amanat-bench",
             dependencies: [
@@ -90,6 +96,7 @@ let package = Package(
             path: "Tests/AmanatTestSupport"
         ),
         .testTarget(name: "AmanatCryptoTests", dependencies: ["AmanatCrypto", "CSodium"], exclude: ["Vectors"]),
+        .testTarget(name: "AmanatFuzzTests", dependencies: ["AmanatFuzzTargets"]),
         .testTarget(name: "AmanatCoreTests", dependencies: ["AmanatCore", "AmanatCrypto"]),
         .testTarget(
             name: "AmanatStoreTests",

@@ -61,7 +61,7 @@ extension Envelope {
     }
 
     /// Encrypts an encoded plaintext as the author's envelope number `seq` and signs it.
-    static func sealPlaintext(
+    package static func sealPlaintext(
         _ plaintext: [UInt8], vaultID: [UInt8], key: VaultKey, signer: SigningKeyPair, seq: UInt64,
         previousHash: [UInt8]
     ) throws -> Envelope {

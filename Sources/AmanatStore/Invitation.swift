@@ -21,7 +21,14 @@ public enum Invitation {
     /// Writes the invitation, returning the code to pass on by another channel.
     public static func write(_ grant: InvitationGrant, to url: URL) throws -> String {
         let code = Sodium.randomBytes(codeLength)
-        let salt = Sodium.randomBytes(16)
+        var secret = plaintext(of: grant)
+        defer { Sodium.wipe(&secret) }
+        try AtomicFile.write(try seal(secret, code: code), to: url)
+        return Base32.groupedCode(code)
+    }
+
+    /// The secret plaintext of an invitation file (Protocol/invitation.md).
+    package static func plaintext(of grant: InvitationGrant) -> [UInt8] {
         var plain = ByteWriter(capacity: 1024)
         plain.write(raw: grant.vaultID)
         plain.write(bigEndian: grant.expiresAt)
@@ -38,20 +45,26 @@ public enum Invitation {
         plain.write(bigEndian: grant.stamp.counter)
         plain.write(varint: UInt64(grant.authority.count))
         for envelope in grant.authority { plain.write(lengthPrefixed: envelope.encoded()) }
-        var secret = plain.bytes
-        defer { Sodium.wipe(&secret) }
+        return plain.bytes
+    }
+
+    /// The file bytes: the header, then `plaintext` sealed under a key derived from `code` and a fresh salt.
+    package static func seal(_ plaintext: [UInt8], code: [UInt8]) throws -> [UInt8] {
+        let salt = Sodium.randomBytes(16)
         let nonce = AEAD.randomNonce()
         var header = ByteWriter()
         header.write(raw: magic)
         header.write(formatVersion)
         header.write(raw: salt)
         header.write(raw: nonce)
-        header.write(bigEndian: UInt32(secret.count + AEAD.tagLength))
+        header.write(bigEndian: UInt32(plaintext.count + AEAD.tagLength))
         let sealed = try AEAD.seal(
-            secret, additionalData: header.bytes, nonce: nonce, key: wrappingKey(code: code, salt: salt))
-        try AtomicFile.write(header.bytes + sealed, to: url)
-        return Base32.groupedCode(code)
+            plaintext, additionalData: header.bytes, nonce: nonce, key: wrappingKey(code: code, salt: salt))
+        return header.bytes + sealed
     }
+
+    /// The code as it is written down: base32 in groups of 4.
+    package static func codeText(_ code: [UInt8]) -> String { Base32.groupedCode(code) }
 
     static func wrappingKey(code: [UInt8], salt: [UInt8]) -> SecureBytes {
         BLAKE2b.deriveKey(from: SecureBytes(code), message: Array("amanat/invite/v1".utf8) + salt)

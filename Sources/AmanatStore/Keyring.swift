@@ -96,10 +96,21 @@ public struct Keyring: Sendable {
         }
         var plain = secretBytes()
         defer { Sodium.wipe(&plain) }
+        let file = try Self.seal(
+            plain, version: agreement == nil ? 1 : Self.formatVersion, salt: salt, opsLimit: opsLimit,
+            memLimit: memLimit, wrapKey: wrapKey)
+        try AtomicFile.write(file, to: url)
+    }
+
+    /// The file bytes: header, `plain` sealed under `wrapKey` (derived from the passphrase, `salt` and the costs),
+    /// then the BLAKE2b-256 checksum of everything before it.
+    package static func seal(
+        _ plain: [UInt8], version: UInt8, salt: [UInt8], opsLimit: UInt64, memLimit: UInt64, wrapKey: SecureBytes
+    ) throws -> [UInt8] {
         let nonce = AEAD.randomNonce()
         var w = ByteWriter(capacity: 256)
-        w.write(raw: Self.magic)
-        w.write(agreement == nil ? 1 : Self.formatVersion)
+        w.write(raw: magic)
+        w.write(version)
         w.write(bigEndian: opsLimit)
         w.write(bigEndian: memLimit)
         w.write(raw: salt)
@@ -109,12 +120,12 @@ public struct Keyring: Sendable {
         let ciphertext = try AEAD.seal(plain, additionalData: header, nonce: nonce, key: wrapKey)
         var file = header + ciphertext
         file += BLAKE2b.hash(file)
-        try AtomicFile.write(file, to: url)
+        return file
     }
 
     /// The secret plaintext: vault id, device seed, device name, every epoch's key, and (version 2) the agreement
     /// secret key.
-    private func secretBytes() -> [UInt8] {
+    package func secretBytes() -> [UInt8] {
         var w = ByteWriter(capacity: 256)
         w.write(raw: vaultID)
         w.write(raw: device.seed.copyBytes())

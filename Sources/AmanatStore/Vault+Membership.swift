@@ -337,17 +337,8 @@ extension Vault {
         guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'refused_creates'") else {
             return [:]
         }
-        var r = ByteReader(try openRow(body, associatedData: Array("refused_creates".utf8), what: "a counter"))
-        var counts: [DeviceID: Int] = [:]
-        do {
-            for _ in 0..<(try r.readCount(minimumElementSize: 33)) {
-                let device = try DeviceID(r.read(count: 32))
-                counts[device] = Int(clamping: try r.readVarint())
-            }
-        } catch {
-            throw StoreError(.damaged, "The vault is damaged: a stored counter does not decode.")
-        }
-        return counts
+        return try StoredRow.decodeRefusedCreates(
+            openRow(body, associatedData: Array("refused_creates".utf8), what: "a counter"))
     }
 
     func saveRefusedCreates(_ db: Database, _ counts: [DeviceID: Int]) throws {

@@ -17,17 +17,7 @@ extension Vault {
     }
 
     func openRow(_ body: Data, associatedData: [UInt8], what: String) throws -> [UInt8] {
-        let bytes = Array(body)
-        guard bytes.count >= AEAD.nonceLength + AEAD.tagLength else {
-            throw StoreError(.damaged, "The vault is damaged: \(what) is truncated.")
-        }
-        do {
-            return try AEAD.open(
-                Array(bytes[AEAD.nonceLength...]), additionalData: associatedData,
-                nonce: Array(bytes[..<AEAD.nonceLength]), key: localKey)
-        } catch {
-            throw StoreError(.damaged, "The vault is damaged: \(what) does not decrypt. Run `amanat verify`.")
-        }
+        try StoredRow.open(body, associatedData: associatedData, what: what, key: localKey)
     }
 
     func loadState(_ db: Database, id: RecordID) throws -> RecordState? {
@@ -42,60 +32,23 @@ extension Vault {
     /// bytes: the envelopes' block.
     static let rowPaddingBlock = 128
 
-    /// The high bit of a row's first u32 marks a padded row; rows written before padding do not have it.
-    static let paddedRowFlag: UInt32 = 0x8000_0000
-
-    /// A projection row's plaintext is `u32 (0x80000000 | view length) ‖ view ‖ u32 state length ‖ state ‖ zeros`,
-    /// padded to a multiple of ``rowPaddingBlock``; a row of an earlier release, without the flag, is
-    /// `u32 view length ‖ view ‖ state` (Protocol/storage.md §3).
+    /// Opens and decodes a projection row (its layout: ``StoredRow/decodeState(_:)``).
     func decodeState(_ body: Data, slot: Data) throws -> RecordState {
-        let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
-        do {
-            var r = ByteReader(plain)
-            let prefix = try r.read(bigEndian: UInt32.self)
-            let viewLength = Int(prefix & ~Self.paddedRowFlag)
-            guard viewLength <= plain.count - 4 else { throw CoreError(.malformed, "view") }
-            guard prefix & Self.paddedRowFlag != 0 else {
-                return try RecordState(decoding: Array(plain[(4 + viewLength)...]))
-            }
-            var rest = ByteReader(Array(plain[(4 + viewLength)...]))
-            let stateLength = Int(try rest.read(bigEndian: UInt32.self))
-            let state = try rest.read(count: stateLength)
-            guard rest.remaining.allSatisfy({ $0 == 0 }) else { throw CoreError(.malformed, "padding") }
-            return try RecordState(decoding: state)
-        } catch {
-            throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
-        }
+        try StoredRow.decodeState(openRow(body, associatedData: Array(slot), what: "a stored record"))
     }
 
     /// Decodes only the view section of a projection row.
     func decodeView(_ body: Data, slot: Data) throws -> RecordView? {
-        let plain = try openRow(body, associatedData: Array(slot), what: "a stored record")
-        do {
-            var r = ByteReader(plain, offset: 4)
-            return try RecordView.decode(from: &r)
-        } catch {
-            throw StoreError(.damaged, "The vault is damaged: a stored record does not decode.")
-        }
+        try StoredRow.decodeView(openRow(body, associatedData: Array(slot), what: "a stored record"))
     }
 
     func saveState(_ db: Database, _ state: RecordState) throws {
         let slot = slot(for: state.id)
         let statement = try db.cachedStatement(
             sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body")
-        var w = ByteWriter(capacity: 512)
-        w.write(bigEndian: UInt32(0))
         let now = wallClock()
-        RecordView.encode(state.view(nowMillis: now), id: state.id, into: &w)
         if let future = state.earliestFutureStamp(nowMillis: now) { try noteFutureStamp(db, future) }
-        var plain = w.bytes
-        let viewLength = (UInt32(plain.count - 4) | Self.paddedRowFlag).bigEndian
-        withUnsafeBytes(of: viewLength) { plain.replaceSubrange(0..<4, with: $0) }
-        let state = state.encoded()
-        withUnsafeBytes(of: UInt32(state.count).bigEndian) { plain += $0 }
-        plain += state
-        let remainder = plain.count % Self.rowPaddingBlock
-        if remainder != 0 { plain += repeatElement(0, count: Self.rowPaddingBlock - remainder) }
+        let plain = StoredRow.encodeState(state, paddingBlock: Self.rowPaddingBlock, nowMillis: now)
         try statement.execute(arguments: [slot, try sealRow(plain, associatedData: Array(slot))])
     }
 
@@ -133,10 +86,8 @@ extension Vault {
         guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'clock'") else {
             return HybridLogicalClock()
         }
-        var r = ByteReader(try openRow(body, associatedData: Array("clock".utf8), what: "the clock"))
-        let stamp = HLCTimestamp(
-            wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
-        return HybridLogicalClock(last: stamp)
+        return HybridLogicalClock(
+            last: try StoredRow.decodeClock(openRow(body, associatedData: Array("clock".utf8), what: "the clock")))
     }
 
     func saveClock(_ db: Database, _ clock: HybridLogicalClock) throws {

@@ -11,7 +11,8 @@ enum OutputFile {
         guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError(
                 .noInput,
-                "The folder \(folder.path) does not exist (is the stick plugged in?); create it or choose another place.")
+                "The folder \(folder.path) does not exist (is the stick plugged in?); create it or choose another place."
+            )
         }
         guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return }
         if isDirectory.boolValue {

@@ -66,9 +66,11 @@ enum SyncTarget: Equatable {
         {
             return .newFile(url)
         }
-        var message = "There is no sync file at \(url.path); nothing was synced. To start a new one there, add --create."
+        var message =
+            "There is no sync file at \(url.path); nothing was synced. To start a new one there, add --create."
         if !others.isEmpty {
-            message += " The folder holds \(others.map { "`\($0)`" }.joined(separator: ", ")): did you mean one of them?"
+            message +=
+                " The folder holds \(others.map { "`\($0)`" }.joined(separator: ", ")): did you mean one of them?"
         }
         throw CLIError(.noInput, message)
     }

@@ -140,7 +140,7 @@ import Testing
             "CREATE TABLE planted (x)",
         ]
         for sql in additions {
-            for command in ["sync", "--create", "import"] {
+            for command in ["sync", "import"] {
                 let file = try f.copyOfStick("planted-\(command).sync")
                 let queue = try DatabaseQueue(path: file.path)
                 try queue.write { db in try db.execute(sql: sql) }
