@@ -16,6 +16,8 @@ public struct CoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case tampered
         /// The key epoch of an envelope is not one this vault has.
         case unknownKeyEpoch
+        /// A change would make an envelope over ``Envelope/maximumLength``.
+        case tooLarge
     }
 
     /// The kind of failure.

@@ -98,6 +98,12 @@ public struct Envelope: Hashable, Sendable {
     public let headerBytes: [UInt8]
 
     /// Assembles an envelope and computes its hashes.
+    /// The largest envelope, header and signature included, that is created, accepted from a sync file or a relay,
+    /// or pulled: 8 MiB, the relay's request limit (Protocol/envelope.md §1). Longer content is split.
+    public static let maximumLength = 8 * 1024 * 1024
+    /// The bytes of an envelope around its ciphertext: the header and the signature.
+    public static let overhead = EnvelopeHeader.length + 64
+
     public init(header: EnvelopeHeader, ciphertext: [UInt8], signature: [UInt8]) {
         self.header = header
         self.ciphertext = ciphertext

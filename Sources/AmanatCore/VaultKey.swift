@@ -69,6 +69,12 @@ extension Envelope {
             throw CoreError(
                 .malformed, "An envelope needs a 16-byte vault id, a 32-byte previous hash and a seq from 1.")
         }
+        guard plaintext.count + AEAD.tagLength + Envelope.overhead <= Envelope.maximumLength else {
+            throw CoreError(
+                .tooLarge,
+                "This change is too large to sync (\(plaintext.count / 1024) KiB; an envelope holds at most \(Envelope.maximumLength >> 20) MiB): shorten the text or split it over several records."
+            )
+        }
         let author = try DeviceID(signer.publicKey)
         let nonce = AEAD.randomNonce()
         let header = EnvelopeHeader(

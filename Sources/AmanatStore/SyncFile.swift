@@ -188,11 +188,7 @@ public final class SyncFile: @unchecked Sendable {
                     let id = try device.untrusted("id", as: Int64.self)
                     guard id >= 0, id <= Int64.max >> Self.seqBits else { throw UntrustedRowError(column: "device id") }
                     let base = id << Self.seqBits
-                    guard
-                        let row = try Row.fetchOne(
-                            db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
-                            arguments: [base, base | Self.seqMask])
-                    else { continue }
+                    guard let row = try Self.lastRow(db, base: base) else { continue }
                     let head = try Self.decode(
                         row.untrusted("body"), author: device.untrusted("key"),
                         seq: row.untrusted("id", as: Int64.self) & Self.seqMask, in: url)
@@ -201,6 +197,34 @@ public final class SyncFile: @unchecked Sendable {
                 return vector
             }
         }
+    }
+
+    /// The most one read of envelopes loads: 64 MiB (more envelopes are read by the next call).
+    static let maximumReadBytes = 64 * 1024 * 1024
+
+    /// The row of a device's last envelope (id and body), its size checked before the body is read.
+    static func lastRow(_ db: Database, base: Int64) throws -> Row? {
+        guard
+            let sized = try Row.fetchOne(
+                db, sql: "SELECT id, length(body) AS n FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
+                arguments: [base, base | seqMask])
+        else { return nil }
+        let id = try sized.untrusted("id", as: Int64.self)
+        let author = try Data.fetchOne(db, sql: "SELECT key FROM device WHERE id = ?", arguments: [base >> seqBits])
+        _ = try checkedLength(sized, id: id, author: author ?? Data())
+        return try Row.fetchOne(db, sql: "SELECT id, body FROM envelope WHERE id = ?", arguments: [id])
+    }
+
+    /// The `n` (body length) of a sized row, refused when it is over ``Envelope/maximumLength``.
+    static func checkedLength(_ row: Row, id: Int64, author: Data) throws -> Int {
+        let length = try row.untrusted("n", as: Int64.self)
+        guard length >= 0, length <= Int64(Envelope.maximumLength) else {
+            throw StoreError(
+                .rejected,
+                "Refused: the sync file holds a change \(id & seqMask) of device \(Hex.encode(author).prefix(12)) of \(length) bytes, over the \(Envelope.maximumLength >> 20) MiB an envelope may have."
+            )
+        }
+        return Int(length)
     }
 
     /// Decodes a row's envelope and checks that it is the one the row says; anything else is refused.
@@ -224,9 +248,24 @@ public final class SyncFile: @unchecked Sendable {
                     seq < UInt64(Self.seqMask), device >= 0, device <= Int64.max >> Self.seqBits
                 else { return [] }
                 let base = device << Self.seqBits
-                return try Row.fetchAll(
-                    db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                // Sizes first: no envelope over the limit is ever read, and one call reads at most
+                // `maximumReadBytes` (at least one envelope), whatever the file claims.
+                let sized = try Row.fetchAll(
+                    db, sql: "SELECT id, length(body) AS n FROM envelope WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                     arguments: [base | Int64(seq), base | Self.seqMask, limit])
+                var total = 0
+                var last: Int64?
+                for row in sized {
+                    let id = try row.untrusted("id", as: Int64.self)
+                    let length = try Self.checkedLength(row, id: id, author: key)
+                    if last != nil && total + length > Self.maximumReadBytes { break }
+                    total += length
+                    last = id
+                }
+                guard let last else { return [] }
+                return try Row.fetchAll(
+                    db, sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id",
+                    arguments: [base | Int64(seq), last])
             }
         }
         return try mapErrors {
@@ -262,10 +301,7 @@ public final class SyncFile: @unchecked Sendable {
                                 throw UntrustedRowError(column: "device id")
                             }
                             let base = id << Self.seqBits
-                            let last = try Row.fetchOne(
-                                db,
-                                sql: "SELECT id, body FROM envelope WHERE id > ? AND id <= ? ORDER BY id DESC LIMIT 1",
-                                arguments: [base, base | Self.seqMask])
+                            let last = try Self.lastRow(db, base: base)
                             let head = try last.map { row -> ChainHead in
                                 let e = try Self.decode(
                                     row.untrusted("body"), author: key,

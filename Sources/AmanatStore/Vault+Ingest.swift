@@ -45,6 +45,12 @@ extension Vault {
             guard envelope.header.vaultID == vaultID else {
                 throw StoreError(.rejected, "Refused: the data belongs to another vault.")
             }
+            guard envelope.ciphertext.count + Envelope.overhead <= Envelope.maximumLength else {
+                throw StoreError(
+                    .rejected,
+                    "Refused: change \(envelope.header.seq) of device \(envelope.header.author.hex.prefix(12)) is over the \(Envelope.maximumLength >> 20) MiB an envelope may have."
+                )
+            }
             byAuthor[envelope.header.author, default: []].append(envelope)
         }
         let before = membership

@@ -80,12 +80,15 @@ public struct SyncSession {
         var pulled = 0
         while !cursors.isEmpty {
             var batch: [Envelope] = []
+            var bytes = 0
             var index = 0
-            while index < cursors.count && batch.count < batchSize {
+            // A batch stops at `batchSize` envelopes or 64 MiB, so a file of huge envelopes cannot fill the memory.
+            while index < cursors.count && batch.count < batchSize && bytes < 64 * 1024 * 1024 {
                 let cursor = cursors[index]
                 let got = try await carrier.envelopes(
                     of: cursor.author, after: cursor.after, limit: batchSize - batch.count)
                 batch += got
+                bytes += got.reduce(0) { $0 + $1.ciphertext.count + Envelope.overhead }
                 if let last = got.last, last.header.seq > cursor.after, last.header.seq < cursor.target {
                     cursors[index].after = last.header.seq
                 } else {

@@ -94,7 +94,7 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
     case let e as BundleError:
         return (e.code == .emptySelection ? .noInput : .damaged, e.message)
     case let e as CoreError:
-        return (.damaged, e.message)
+        return (e.code == .tooLarge ? .usage : .damaged, e.message)
     case let e as CryptoError:
         return (.damaged, e.message)
     default:

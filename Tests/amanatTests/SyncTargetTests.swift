@@ -116,3 +116,35 @@ import Testing
         #expect(!nowhere.stderr.contains(".tmp-"), "no temporary file name: \(nowhere.stderr)")
     }
 }
+
+/// An envelope is at most 8 MiB: a sync file that holds a bigger one is refused before its bytes are read, and a
+/// change that would be bigger is refused when it is made; the vault stays as it was.
+@Suite struct EnvelopeSizeLimitTests {
+    @Test func aSyncFileWithAHugeEnvelopeIsRefusedAndATooLargeNarrativeIsNotSealed() throws {
+        let scratch = try Scratch()
+        let a = scratch.runner("a")
+        try a.initialize()
+        _ = try a.ok(["add", "statement", "--title", "kept"])
+        let stick = scratch.path("team.amanat-sync").path
+        _ = try a.ok(["sync", "--create", stick])
+        // The attacker appends a 9 MiB blob as the next change of the device the file already holds.
+        let huge = 9 * 1024 * 1024
+        let (status, output) = try shell(
+            "python3 -c \"import sqlite3; db = sqlite3.connect('\(stick)'); d = db.execute('SELECT id FROM device').fetchone()[0]; m = db.execute('SELECT MAX(id) FROM envelope').fetchone()[0]; db.execute('INSERT INTO envelope(id, body) VALUES (?, zeroblob(\(huge)))', (m + 1,)); db.commit()\""
+        )
+        #expect(status == 0, "\(output)")
+        let digest = try a.digest()
+        let refused = try a.run(["sync", stick])
+        #expect(refused.status == 65, "\(refused.stderr)")
+        #expect(refused.stderr.contains("over the 8 MiB an envelope may have"), "\(refused.stderr)")
+        #expect(try a.digest() == digest)
+
+        let big = scratch.path("big.txt")
+        try Data(String(repeating: "They came at night. ", count: 460_000).utf8).write(to: big)
+        let before = try a.digest()
+        let r = try a.run(["add", "statement", "--title", "long", "--body-file", big.path])
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("too large to sync"), "\(r.stderr)")
+        #expect(try a.digest() == before)
+    }
+}
