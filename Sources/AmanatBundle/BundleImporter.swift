@@ -45,7 +45,17 @@ public enum BundleImporter {
         let entries = report.entries.map { CustodyItem(envelope: $0.envelope.encoded(), key: []) }
         var imported: [[UInt8]: RecordState] = [:]
         for state in try vault.allStates() {
-            if let origin = state.origin, origin.vault == sourceVault { imported[origin.record.bytes] = state }
+            guard let origin = state.origin, origin.vault == sourceVault else { continue }
+            // A record stands for the import only if what its importing change sets comes from its kept originals:
+            // a member's record that copies the custody under invented values must not make the real import
+            // "already done".
+            let importing = try vault.history(of: state).first {
+                $0.change.author == origin.op.device && $0.change.seq == origin.op.seq
+            }
+            let custody = CustodyReport(origin: origin, items: state.custody)
+            guard let importing, custody.problems.isEmpty, custody.problems(ofImport: importing.change.change).isEmpty
+            else { continue }
+            imported[origin.record.bytes] = state
         }
         var summary = ImportSummary()
         var groups: [(record: RecordID?, changes: [[RecordOperation]])] = []
