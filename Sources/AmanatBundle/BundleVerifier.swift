@@ -186,9 +186,10 @@ public enum BundleVerifier {
         }
 
         // 3. Every file is listed with its SHA-256, and nothing else is present.
-        var listed: Set<String> = []
+        // Paths as UTF-8 bytes: a Set<String> would take `é` and `e` + U+0301 for one path (canonical equivalence).
+        var listed: Set<[UInt8]> = []
         for file in manifest.files {
-            listed.insert(file.path)
+            listed.insert(Array(file.path.utf8))
             guard let bytes = archive.file(file.path) else {
                 report.problems.append("\(file.path) is missing from the bundle.")
                 continue
@@ -197,7 +198,7 @@ public enum BundleVerifier {
                 report.problems.append("\(file.path) was altered: its SHA-256 is not the one the manifest states.")
             }
         }
-        for entry in archive.entries where !listed.contains(entry.path) {
+        for entry in archive.entries where !listed.contains(Array(entry.path.utf8)) {
             if entry.path == "manifest.json" || entry.path == "manifest.sig" { continue }
             report.problems.append("The bundle holds a file its manifest does not list: \(entry.path).")
         }
@@ -206,7 +207,7 @@ public enum BundleVerifier {
             + manifest.records.flatMap {
                 [$0.record, $0.custody]
             }
-        for path in named where !listed.contains(path) {
+        for path in named where !listed.contains(Array(path.utf8)) {
             report.problems.append("manifest.json names \(path) but does not list its hash.")
         }
 
