@@ -1127,6 +1127,14 @@ def check_record(entry, files, vault_id, chains, report, exported_at_ms):
         if canonical(document) != files.get(entry["record"]):
             failures.append(f"{entry['record']} is not exactly the document its disclosed changes produce "
                             "(bundle.md §5.1)")
+        elif len(statement) == len(items) and not document["deleted"] and "consent" in entry:
+            # Every change disclosed: the consent the manifest states must be the one the document shows.
+            shown_consent = ("conflict" if "consent" in document["conflicts"] else
+                             document["fields"].get("consent") if document["fields"].get("consent") in
+                             ("share", "anonymised", "restricted") else "unset")
+            if entry["consent"] != shown_consent:
+                failures.append(f"the manifest states consent {entry['consent']!r}, its signed changes "
+                                f"{shown_consent!r}")
     for sentence in failures:
         report.problem(f"record {short}: {sentence}")
     if failures:

@@ -134,6 +134,15 @@ public enum VaultFingerprint {
 /// ```
 public enum BundleVerifier {
     /// Checks everything and returns a report; never throws for content problems, it lists them.
+    /// The consent a testimony's record document shows (bundle.md §4.1): `conflict` if its `consent` field has
+    /// other values, else the displayed value if it is one of the three words, else `unset`.
+    static func consent(shownBy document: RecordDocument) -> String {
+        if document.conflicts.contains(where: { $0.0 == "consent" }) { return "conflict" }
+        let value = document.fields.first { $0.0 == "consent" }?.1
+        if let value, ["share", "anonymised", "restricted"].contains(value) { return value }
+        return "unset"
+    }
+
     public static func verify(_ archive: TarArchive, expectVault: [UInt8]? = nil) -> BundleReport {
         var report = BundleReport()
         guard let manifestBytes = archive.file("manifest.json") else {
@@ -410,6 +419,16 @@ public enum BundleVerifier {
             }
             let disclosed = Set(verified.map { DeviceSeq(device: $0.change.author, seq: $0.change.seq) })
             let undisclosed = entry.changes.filter { !disclosed.contains(DeviceSeq(device: $0.device, seq: $0.seq)) }
+            // With every change disclosed, the consent the manifest states is what the document shows (§7 step 6):
+            // an exporter cannot sign "share" over a testimony whose signed changes say "restricted".
+            if undisclosed.isEmpty, !document.deleted, let stated = entry.consent,
+                stated != Self.consent(shownBy: document)
+            {
+                report.problems.append(
+                    "\(name): the manifest states consent \(TerminalSafe.quote(stated)), its signed changes \(TerminalSafe.quote(Self.consent(shownBy: document)))."
+                )
+                continue
+            }
             // Without a founding entry nothing is proven, and that is said once above, not per change.
             for change in verified where report.founded && !change.signerProven {
                 report.unproven.append(

@@ -126,4 +126,28 @@ struct AttackReviewVerifierTests {
         #expect(v.swift == v.python, "the verifiers disagree: \(v.output)")
         #expect(v.swift == 65, "\(v.output)")
     }
+
+    /// The exporter signs "consent at export: share" over a testimony whose every change is disclosed and whose
+    /// signed consent is "restricted": both verifiers printed "consent at export: share: verified", a checkable lie.
+    @Test func aManifestConsentThatTheDisclosedChangesContradictIsCaught() throws {
+        let s = try Setting()
+        let id = try s.vault.createRecord(
+            kind: "testimony", fields: [("witness", "W-9"), ("consent", "restricted")], tags: [], seal: true)
+        let archive = try BundleExporter.archive(
+            from: s.vault, records: [try s.vault.resolveRecord(id.hex)], now: Date())
+        let honest = s.dir.path("honest.age").path
+        try writeAgeBundle(archive, to: URL(fileURLWithPath: honest), recipient: s.recipient)
+        let fine = try s.verdicts(honest)
+        #expect(fine.swift == 0 && fine.python == 0, "\(fine.output)")
+
+        let lying = try resignBundle(archive, signer: s.vault.keyring.device) { manifest in
+            let records = (manifest["records"]?.arrayValue ?? []).map { $0.setting("consent", to: .string("share")) }
+            return manifest.setting("records", to: .array(records))
+        }
+        let path = s.dir.path("lying.age").path
+        try writeAgeBundle(lying, to: URL(fileURLWithPath: path), recipient: s.recipient)
+        let v = try s.verdicts(path)
+        #expect(v.swift == 65 && v.python == 65, "\(v.output)")
+        #expect(v.output.contains("consent"), "\(v.output)")
+    }
 }
