@@ -481,8 +481,10 @@ def fingerprint(vault_id_hex):
 
 def shown(text):
     """Untrusted text made safe for a terminal: controls and bidirectional overrides escaped."""
-    risky = set(range(0x20)) | set(range(0x7F, 0xA0)) | set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
-    risky |= {0x2028, 0x2029}
+    # The same set as Amanat's TerminalText: controls, bidirectional controls, invisible separators and
+    # joiners, the byte-order mark, interlinear annotations and tag characters.
+    risky = set(range(0x20)) | set(range(0x7F, 0xA0)) | set(range(0x2028, 0x202F)) | set(range(0x2060, 0x2065))
+    risky |= set(range(0x2066, 0x2070)) | set(range(0xFFF9, 0xFFFC)) | set(range(0xE0000, 0xE0080)) | {0x200B, 0xFEFF}
     text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates of odd file names
     return "".join("\\u%04x" % ord(c) if ord(c) in risky else c for c in text)
 

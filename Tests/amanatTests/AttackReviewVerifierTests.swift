@@ -150,4 +150,24 @@ struct AttackReviewVerifierTests {
         #expect(v.swift == 65 && v.python == 65, "\(v.output)")
         #expect(v.output.contains("consent"), "\(v.output)")
     }
+
+    /// A device name in the manifest (the exporter's statement) with invisible characters: a zero-width space and
+    /// Unicode tag characters make "Laila's laptop" look like another device's name. Amanat escapes them; the
+    /// Python verifier printed them raw.
+    @Test func invisibleCharactersInANameAreShownEscapedByThePythonVerifier() throws {
+        let s = try Setting()
+        let disguised = "Laila\u{200B}'s laptop\u{E0041}\u{FEFF}"
+        let renamed = try resignBundle(s.archive, signer: s.vault.keyring.device) { manifest in
+            let devices = (manifest["devices"]?.arrayValue ?? []).map { $0.setting("name", to: .string(disguised)) }
+            return manifest.setting("devices", to: .array(devices))
+        }
+        let path = s.dir.path("renamed.age").path
+        try writeAgeBundle(renamed, to: URL(fileURLWithPath: path), recipient: s.recipient)
+        let python = try PythonVerifier.verify([path, "--identity", s.key])
+        #expect(python.status == 0, "\(python.stdout)")
+        for invisible in ["\u{200B}", "\u{E0041}", "\u{FEFF}"] {
+            #expect(!python.stdout.unicodeScalars.contains(invisible.unicodeScalars.first!), "\(python.stdout)")
+        }
+        #expect(python.stdout.contains("Laila\\u200b's laptop"), "\(python.stdout)")
+    }
 }
