@@ -69,7 +69,9 @@ public enum BundleImporter {
                 if missing.isEmpty {
                     summary.unchanged += 1
                 } else {
-                    groups.append((existing.id, chunks(missing.map { .custody(envelope: $0.envelope, key: $0.key) })))
+                    var changes = chunks(missing.map { .custody(envelope: $0.envelope, key: $0.key) })
+                    changes[0] += narrowedConsent(record, existing: existing)
+                    groups.append((existing.id, changes))
                     summary.extended += 1
                 }
                 continue
@@ -94,6 +96,23 @@ public enum BundleImporter {
         }
         if !groups.isEmpty { _ = try vault.commitGroups(groups) }
         return summary
+    }
+
+    /// Fields are not overwritten by a later bundle, except consent narrowed at the origin: when the later bundle
+    /// shows a testimony's consent as neither `share` nor `anonymised` (restricted, in conflict, unset) and this
+    /// vault's copy is still shareable, the copy takes the origin's consent values (each over this vault's visible
+    /// ones, so a conflict stays a conflict). Otherwise a withdrawn consent stayed only in the kept custody, `show`
+    /// said `share`, and `amanat export` passed the testimony on by default.
+    static func narrowedConsent(_ record: VerifiedRecord, existing: RecordState) -> [RecordOperation] {
+        let document = record.document
+        guard document.kind == "testimony", !document.deleted, BundleExporter.isShareable(existing),
+            !["share", "anonymised"].contains(BundleVerifier.consent(shownBy: document))
+        else { return [] }
+        let values =
+            (document.fields.first { $0.0 == "consent" }.map { [$0.1] } ?? [])
+            + (document.conflicts.first { $0.0 == "consent" }?.1 ?? [])
+        let pred = (existing.values["consent"] ?? []).map(\.op).sorted()
+        return values.map { .set(field: "consent", value: $0, pred: pred) }
     }
 
     /// Splits custody operations into changes of at most ``custodyBytesPerChange`` envelope bytes each.

@@ -127,4 +127,33 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.path("restored/keyring.amk").path))
         #expect(!FileManager.default.fileExists(atPath: dir.path("restored/vault.sqlite").path))
     }
+
+    /// The witness withdraws consent at the origin after a first bundle was imported; a later bundle discloses the
+    /// change. The import kept it only as custody: the lawyers' copy still said `consent: share` and `amanat export`
+    /// passed the testimony on by default.
+    @Test func consentWithdrawnAtTheOriginIsCarriedOverByALaterBundle() throws {
+        let s = try ImportCustodyTests.Setting()
+        let lawyer = s.cli(s.lawyers[0])
+        _ = try lawyer.ok(["import", try s.export("first.age"), "--identity", s.key])
+        let id = try #require(try lawyer.list().first?["id"] as? String)
+        #expect(try lawyer.ok(["show", id]).contains("consent: share"))
+
+        _ = try s.cli(s.field[0]).ok(["edit", s.testimony.hex, "--set", "consent=restricted"])
+        let later = s.dir.path("second.age").path
+        _ = try s.cli(s.field[0]).ok([
+            "export", "--out", later, "--recipient", s.recipient, "--id", s.testimony.hex, "--include-restricted",
+        ])
+        let imported = try lawyer.run(["import", later, "--identity", s.key])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        let shown = try lawyer.ok(["show", id])
+        #expect(shown.contains("consent: restricted"), "\(shown)")
+        let export = try lawyer.run(["export", "--out", s.dir.path("onwards.age").path, "--recipient", s.recipient])
+        #expect(export.status != 0 || !export.stderr.contains("Exported 1 record"), "\(export.stderr)")
+        #expect(export.stderr.contains("Left out"), "\(export.stderr)")
+        // A third import of the same bundle changes nothing more.
+        let digest = try lawyer.digest()
+        _ = try lawyer.ok(["import", later, "--identity", s.key])
+        #expect(try lawyer.digest() == digest)
+        #expect(try lawyer.run(["verify"]).status == 0)
+    }
 }
