@@ -43,7 +43,9 @@ public enum BundleImporter {
         }
         let sourceVault = manifest.vaultID
         let entries = report.entries.map { CustodyItem(envelope: $0.envelope.encoded(), key: []) }
-        var imported: [[UInt8]: RecordState] = [:]
+        // Every copy of each origin: two laptops of the team that imported the same bundle before they synced hold
+        // two records of one origin, and a later bundle must reach both (a withdrawn consent above all).
+        var imported: [[UInt8]: [RecordState]] = [:]
         for state in try vault.allStates() {
             guard let origin = state.origin, origin.vault == sourceVault else { continue }
             // A record stands for the import only if what its importing change sets comes from its kept originals:
@@ -55,7 +57,7 @@ public enum BundleImporter {
             let custody = CustodyReport(origin: origin, items: state.custody)
             guard let importing, custody.problems.isEmpty, custody.problems(ofImport: importing.change.change).isEmpty
             else { continue }
-            imported[origin.record.bytes] = state
+            imported[origin.record.bytes, default: []].append(state)
         }
         var summary = ImportSummary()
         var groups: [(record: RecordID?, changes: [[RecordOperation]])] = []
@@ -64,16 +66,17 @@ public enum BundleImporter {
             let items =
                 record.custody.map { CustodyItem(envelope: $0.envelope.encoded(), key: $0.envelopeKey) }
                 + entries
-            if let existing = imported[record.id.bytes] {
-                let missing = items.filter { !existing.custody.contains($0) }
-                if missing.isEmpty {
-                    summary.unchanged += 1
-                } else {
+            if let copies = imported[record.id.bytes] {
+                var extended = false
+                for existing in copies.sorted(by: { $0.id < $1.id }) {
+                    let missing = items.filter { !existing.custody.contains($0) }
+                    guard !missing.isEmpty else { continue }
                     var changes = chunks(missing.map { .custody(envelope: $0.envelope, key: $0.key) })
                     changes[0] += narrowedConsent(record, existing: existing)
                     groups.append((existing.id, changes))
-                    summary.extended += 1
+                    extended = true
                 }
+                if extended { summary.extended += 1 } else { summary.unchanged += 1 }
                 continue
             }
             guard !document.deleted, kinds.contains(document.kind) else {

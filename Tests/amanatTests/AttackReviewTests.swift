@@ -156,4 +156,33 @@ import Testing
         #expect(try lawyer.digest() == digest)
         #expect(try lawyer.run(["verify"]).status == 0)
     }
+
+    /// Two laptops of the lawyers' team import the same bundle before they sync: the team holds two copies of one
+    /// origin (record ids derive from each importer's own log, so this cannot merge). A later bundle then extended
+    /// only one of them, so a consent withdrawn at the origin stayed `share` on the other copy, exported by default.
+    @Test func aLaterBundleReachesEveryCopyOfARacedImport() throws {
+        let s = try ImportCustodyTests.Setting()
+        let first = try s.export("first.age")
+        let (a, b) = (s.cli(s.lawyers[0]), s.cli(s.lawyers[1]))
+        _ = try a.ok(["import", first, "--identity", s.key])
+        _ = try b.ok(["import", first, "--identity", s.key])
+        try s.exchange(s.lawyers[0], s.lawyers[1])
+        try s.exchange(s.lawyers[1], s.lawyers[0])
+        let copies = try a.list().compactMap { $0["id"] as? String }
+        #expect(copies.count == 2, "two copies of one origin: \(copies)")
+
+        _ = try s.cli(s.field[0]).ok(["edit", s.testimony.hex, "--set", "consent=restricted"])
+        let later = s.dir.path("second.age").path
+        _ = try s.cli(s.field[0]).ok([
+            "export", "--out", later, "--recipient", s.recipient, "--id", s.testimony.hex, "--include-restricted",
+        ])
+        _ = try a.ok(["import", later, "--identity", s.key])
+        for copy in copies {
+            let history = try a.ok(["history", copy])
+            #expect(history.contains("3 signed changes kept with it"), "\(copy): \(history)")
+            #expect(try a.ok(["show", copy]).contains("consent: restricted"), "\(copy)")
+        }
+        let export = try a.run(["export", "--out", s.dir.path("onwards.age").path, "--recipient", s.recipient])
+        #expect(!export.stderr.contains("Exported"), "\(export.stderr)")
+    }
 }
