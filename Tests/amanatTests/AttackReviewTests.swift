@@ -185,4 +185,39 @@ import Testing
         let export = try a.run(["export", "--out", s.dir.path("onwards.age").path, "--recipient", s.recipient])
         #expect(!export.stderr.contains("Exported"), "\(export.stderr)")
     }
+
+    /// A member (a modified client) amends one testimony with a stamp of 2^53 ms. No bundle can hold that time
+    /// exactly, so `amanat export` refused the whole vault: one hostile change stopped every record from leaving.
+    @Test func aChangeStampedBeyondTwoToTheFiftyThreeBlocksOnlyItsOwnRecord() throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let target = try team[0].createRecord(
+            kind: "testimony", fields: [("witness", "W-1"), ("consent", "share")], tags: [], seal: true)
+        let other = try team[0].createRecord(kind: "statement", fields: [("title", "kept")], tags: [], seal: false)
+        try ImportCustodyTests.Setting.exchange(team[0], team[1])
+        try ImportCustodyTests.Setting.exchange(team[1], team[0])
+        let mole = team[1]
+        var chain = ForgedChain(vaultID: mole.vaultID, signer: mole.keyring.device, head: try ownHead(of: mole))
+        let pred = (try mole.resolveRecord(target.hex).values["witness"] ?? []).map(\.op)
+        let forged = try chain.change(
+            target, key: writingKey(of: mole), at: HLCTimestamp(wallMillis: 1 << 53, counter: 0),
+            [.set(field: "witness", value: "W-2", pred: pred)])
+        try team[0].ingest([forged])
+
+        var cli = CLIRunner(vault: team[0].directory)
+        cli.passphrase = "test passphrase"
+        let key = dir.path("k.txt").path
+        #expect(try shell("age-keygen -o '\(key)'").0 == 0)
+        let recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let all = try cli.run(["export", "--out", dir.path("all.age").path, "--recipient", recipient])
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(all.stderr.contains("Left out 1 record with a change stamped too far in the future"), "\(all.stderr)")
+        #expect(all.stderr.contains(String(target.hex.prefix(12))))
+        let opened = try cli.run(
+            ["bundle", "verify", dir.path("all.age").path, "--identity", key], withVault: false)
+        #expect(opened.status == 0 && opened.stdout.contains(String(other.hex.prefix(12))), "\(opened.stdout)")
+        let named = try cli.run(
+            ["export", "--out", dir.path("one.age").path, "--recipient", recipient, "--id", target.hex])
+        #expect(named.status == 65 && named.stderr.contains("too far in the future"), "\(named.stderr)")
+    }
 }
