@@ -39,6 +39,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -480,8 +481,10 @@ def fingerprint(vault_id_hex):
 
 def shown(text):
     """Untrusted text made safe for a terminal: controls and bidirectional overrides escaped."""
-    risky = set(range(0x20)) | set(range(0x7F, 0xA0)) | set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
-    risky |= {0x2028, 0x2029}
+    # The same set as Amanat's TerminalText: controls, bidirectional controls, invisible separators and
+    # joiners, the byte-order mark, interlinear annotations and tag characters.
+    risky = set(range(0x20)) | set(range(0x7F, 0xA0)) | set(range(0x2028, 0x202F)) | set(range(0x2060, 0x2065))
+    risky |= set(range(0x2066, 0x2070)) | set(range(0xFFF9, 0xFFFC)) | set(range(0xE0000, 0xE0080)) | {0x200B, 0xFEFF}
     text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates of odd file names
     return "".join("\\u%04x" % ord(c) if ord(c) in risky else c for c in text)
 
@@ -1126,6 +1129,14 @@ def check_record(entry, files, vault_id, chains, report, exported_at_ms):
         if canonical(document) != files.get(entry["record"]):
             failures.append(f"{entry['record']} is not exactly the document its disclosed changes produce "
                             "(bundle.md §5.1)")
+        elif len(statement) == len(items) and not document["deleted"] and "consent" in entry:
+            # Every change disclosed: the consent the manifest states must be the one the document shows.
+            shown_consent = ("conflict" if "consent" in document["conflicts"] else
+                             document["fields"].get("consent") if document["fields"].get("consent") in
+                             ("share", "anonymised", "restricted") else "unset")
+            if entry["consent"] != shown_consent:
+                failures.append(f"the manifest states consent {entry['consent']!r}, its signed changes "
+                                f"{shown_consent!r}")
     for sentence in failures:
         report.problem(f"record {short}: {sentence}")
     if failures:
@@ -1275,6 +1286,15 @@ def read_folder(root):
     return files
 
 
+def octal_field(field):
+    """A ustar number: optional leading spaces, octal digits, then only NUL or space. Python's int()
+    would also take a sign, a 0o prefix, underscores and other whitespace, which Amanat refuses."""
+    match = re.fullmatch(rb" *([0-7]{1,20})[ \0]*", field)
+    if match is None:
+        raise Malformed("a number in a header is not plain octal")
+    return int(match.group(1), 8)
+
+
 def read_ustar(data):
     """bundle.md §2: regular files with relative paths without `.`/`..`/empty parts, no duplicate
     paths, correct header checksums, two zero blocks, then only zero bytes (the Padmé padding)."""
@@ -1287,15 +1307,18 @@ def read_ustar(data):
             if any(data[pos:]) or len(data) < pos + 1024:
                 raise Malformed("non-zero bytes after the end marker, or no second zero block")
             return files
-        stored = block[148:156].rstrip(b"\0 ")
-        if int(stored or b"0", 8) != sum(block[:148]) + 32 * 8 + sum(block[156:]):
+        if octal_field(block[148:156]) != sum(block[:148]) + 32 * 8 + sum(block[156:]):
             raise Malformed("a header checksum is wrong")
         if block[156:157] != b"0" or block[257:263] != b"ustar\0" or any(block[345:500]):
             raise Malformed("an entry is not a regular file of a ustar archive")
-        name = block[:100].rstrip(b"\0").decode("utf-8", "strict")
-        if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")) or name in files:
+        raw_name = block[:100].split(b"\0", 1)[0]
+        if any(block[len(raw_name):100]):
+            raise Malformed("a file name holds bytes after its end")
+        name = raw_name.decode("utf-8", "strict")
+        if (name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")) or name in files
+                or any(c < " " or c == "\\" for c in name)):
             raise Malformed(f"a bad or duplicate path {name!r}")
-        size = int(block[124:136].rstrip(b"\0 ") or b"0", 8)
+        size = octal_field(block[124:136])
         if pos + 512 + size > len(data):
             raise Malformed("the archive is truncated")
         files[name] = data[pos + 512:pos + 512 + size]

@@ -43,9 +43,21 @@ public enum BundleImporter {
         }
         let sourceVault = manifest.vaultID
         let entries = report.entries.map { CustodyItem(envelope: $0.envelope.encoded(), key: []) }
-        var imported: [[UInt8]: RecordState] = [:]
+        // Every copy of each origin: two laptops of the team that imported the same bundle before they synced hold
+        // two records of one origin, and a later bundle must reach both (a withdrawn consent above all).
+        var imported: [[UInt8]: [RecordState]] = [:]
         for state in try vault.allStates() {
-            if let origin = state.origin, origin.vault == sourceVault { imported[origin.record.bytes] = state }
+            guard let origin = state.origin, origin.vault == sourceVault else { continue }
+            // A record stands for the import only if what its importing change sets comes from its kept originals:
+            // a member's record that copies the custody under invented values must not make the real import
+            // "already done".
+            let importing = try vault.history(of: state).first {
+                $0.change.author == origin.op.device && $0.change.seq == origin.op.seq
+            }
+            let custody = CustodyReport(origin: origin, items: state.custody)
+            guard let importing, custody.problems.isEmpty, custody.problems(ofImport: importing.change.change).isEmpty
+            else { continue }
+            imported[origin.record.bytes, default: []].append(state)
         }
         var summary = ImportSummary()
         var groups: [(record: RecordID?, changes: [[RecordOperation]])] = []
@@ -54,14 +66,17 @@ public enum BundleImporter {
             let items =
                 record.custody.map { CustodyItem(envelope: $0.envelope.encoded(), key: $0.envelopeKey) }
                 + entries
-            if let existing = imported[record.id.bytes] {
-                let missing = items.filter { !existing.custody.contains($0) }
-                if missing.isEmpty {
-                    summary.unchanged += 1
-                } else {
-                    groups.append((existing.id, chunks(missing.map { .custody(envelope: $0.envelope, key: $0.key) })))
-                    summary.extended += 1
+            if let copies = imported[record.id.bytes] {
+                var extended = false
+                for existing in copies.sorted(by: { $0.id < $1.id }) {
+                    let missing = items.filter { !existing.custody.contains($0) }
+                    guard !missing.isEmpty else { continue }
+                    var changes = chunks(missing.map { .custody(envelope: $0.envelope, key: $0.key) })
+                    changes[0] += narrowedConsent(record, existing: existing)
+                    groups.append((existing.id, changes))
+                    extended = true
                 }
+                if extended { summary.extended += 1 } else { summary.unchanged += 1 }
                 continue
             }
             guard !document.deleted, kinds.contains(document.kind) else {
@@ -84,6 +99,23 @@ public enum BundleImporter {
         }
         if !groups.isEmpty { _ = try vault.commitGroups(groups) }
         return summary
+    }
+
+    /// Fields are not overwritten by a later bundle, except consent narrowed at the origin: when the later bundle
+    /// shows a testimony's consent as neither `share` nor `anonymised` (restricted, in conflict, unset) and this
+    /// vault's copy is still shareable, the copy takes the origin's consent values (each over this vault's visible
+    /// ones, so a conflict stays a conflict). Otherwise a withdrawn consent stayed only in the kept custody, `show`
+    /// said `share`, and `amanat export` passed the testimony on by default.
+    static func narrowedConsent(_ record: VerifiedRecord, existing: RecordState) -> [RecordOperation] {
+        let document = record.document
+        guard document.kind == "testimony", !document.deleted, BundleExporter.isShareable(existing),
+            !["share", "anonymised"].contains(BundleVerifier.consent(shownBy: document))
+        else { return [] }
+        let values =
+            (document.fields.first { $0.0 == "consent" }.map { [$0.1] } ?? [])
+            + (document.conflicts.first { $0.0 == "consent" }?.1 ?? [])
+        let pred = (existing.values["consent"] ?? []).map(\.op).sorted()
+        return values.map { .set(field: "consent", value: $0, pred: pred) }
     }
 
     /// Splits custody operations into changes of at most ``custodyBytesPerChange`` envelope bytes each.

@@ -134,6 +134,15 @@ public enum VaultFingerprint {
 /// ```
 public enum BundleVerifier {
     /// Checks everything and returns a report; never throws for content problems, it lists them.
+    /// The consent a testimony's record document shows (bundle.md §4.1): `conflict` if its `consent` field has
+    /// other values, else the displayed value if it is one of the three words, else `unset`.
+    static func consent(shownBy document: RecordDocument) -> String {
+        if document.conflicts.contains(where: { $0.0 == "consent" }) { return "conflict" }
+        let value = document.fields.first { $0.0 == "consent" }?.1
+        if let value, ["share", "anonymised", "restricted"].contains(value) { return value }
+        return "unset"
+    }
+
     public static func verify(_ archive: TarArchive, expectVault: [UInt8]? = nil) -> BundleReport {
         var report = BundleReport()
         guard let manifestBytes = archive.file("manifest.json") else {
@@ -186,9 +195,10 @@ public enum BundleVerifier {
         }
 
         // 3. Every file is listed with its SHA-256, and nothing else is present.
-        var listed: Set<String> = []
+        // Paths as UTF-8 bytes: a Set<String> would take `é` and `e` + U+0301 for one path (canonical equivalence).
+        var listed: Set<[UInt8]> = []
         for file in manifest.files {
-            listed.insert(file.path)
+            listed.insert(Array(file.path.utf8))
             guard let bytes = archive.file(file.path) else {
                 report.problems.append("\(file.path) is missing from the bundle.")
                 continue
@@ -197,7 +207,7 @@ public enum BundleVerifier {
                 report.problems.append("\(file.path) was altered: its SHA-256 is not the one the manifest states.")
             }
         }
-        for entry in archive.entries where !listed.contains(entry.path) {
+        for entry in archive.entries where !listed.contains(Array(entry.path.utf8)) {
             if entry.path == "manifest.json" || entry.path == "manifest.sig" { continue }
             report.problems.append("The bundle holds a file its manifest does not list: \(entry.path).")
         }
@@ -206,7 +216,7 @@ public enum BundleVerifier {
             + manifest.records.flatMap {
                 [$0.record, $0.custody]
             }
-        for path in named where !listed.contains(path) {
+        for path in named where !listed.contains(Array(path.utf8)) {
             report.problems.append("manifest.json names \(path) but does not list its hash.")
         }
 
@@ -409,6 +419,16 @@ public enum BundleVerifier {
             }
             let disclosed = Set(verified.map { DeviceSeq(device: $0.change.author, seq: $0.change.seq) })
             let undisclosed = entry.changes.filter { !disclosed.contains(DeviceSeq(device: $0.device, seq: $0.seq)) }
+            // With every change disclosed, the consent the manifest states is what the document shows (§7 step 6):
+            // an exporter cannot sign "share" over a testimony whose signed changes say "restricted".
+            if undisclosed.isEmpty, !document.deleted, let stated = entry.consent,
+                stated != Self.consent(shownBy: document)
+            {
+                report.problems.append(
+                    "\(name): the manifest states consent \(TerminalSafe.quote(stated)), its signed changes \(TerminalSafe.quote(Self.consent(shownBy: document)))."
+                )
+                continue
+            }
             // Without a founding entry nothing is proven, and that is said once above, not per change.
             for change in verified where report.founded && !change.signerProven {
                 report.unproven.append(

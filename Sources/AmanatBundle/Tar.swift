@@ -28,8 +28,9 @@ public struct TarArchive: Sendable, Equatable {
         entries.append(Entry(path: path, contents: contents))
     }
 
-    /// The file at `path`, if present.
-    public func file(_ path: String) -> [UInt8]? { entries.first { $0.path == path }?.contents }
+    /// The file at `path`, if present. Paths are compared as UTF-8 bytes, never up to Unicode canonical equivalence
+    /// (Swift's `==` on strings): `é` and `e` + U+0301 are two files, as they are on disk and to any other reader.
+    public func file(_ path: String) -> [UInt8]? { entries.first { $0.path.utf8.elementsEqual(path.utf8) }?.contents }
 
     /// Whether `path` is safe to write under a folder: relative, no `.` or `..` parts, no empty parts, ≤ 100 bytes.
     public static func isSafePath(_ path: String) -> Bool {
@@ -100,27 +101,39 @@ public struct TarArchive: Sendable, Equatable {
             guard let stored = Self.octal(header[148..<156]), stored == sum else {
                 throw fail("a header checksum is wrong")
             }
-            guard Array(header[257..<262]) == Array("ustar".utf8) else { throw fail("it is not a ustar archive") }
-            guard header[156] == UInt8(ascii: "0") || header[156] == 0 else {
-                throw fail("it holds something other than plain files")
+            // Exactly the forms bundle.md §2 names (magic `ustar\0`, type `0`), as every other reader checks them: a
+            // GNU magic or an old-style NUL type is refused, so no archive verifies here and fails elsewhere.
+            guard Array(header[257..<263]) == Array("ustar".utf8) + [0] else {
+                throw fail("it is not a ustar archive")
             }
+            guard header[156] == UInt8(ascii: "0") else { throw fail("it holds something other than plain files") }
             guard header[345..<500].allSatisfy({ $0 == 0 }) else { throw fail("it uses long path prefixes") }
             let nameBytes = header[0..<100].prefix { $0 != 0 }
+            guard header[nameBytes.count..<100].allSatisfy({ $0 == 0 }) else {
+                throw fail("a file name holds bytes after its end")
+            }
             guard let path = String(validating: Array(nameBytes), as: UTF8.self), Self.isSafePath(path) else {
                 throw fail("a file has an unsafe path")
             }
             guard let size = Self.octal(header[124..<136]), size >= 0 else { throw fail("a file size is unreadable") }
             let start = offset + 512
             guard size <= bytes.count - start else { throw fail("a file is truncated") }
-            guard !entries.contains(where: { $0.path == path }) else { throw fail("\(path) appears twice") }
+            guard !entries.contains(where: { $0.path.utf8.elementsEqual(path.utf8) }) else {
+                throw fail("\(path) appears twice")
+            }
             entries.append(Entry(path: path, contents: Array(bytes[start..<start + size])))
             offset = start + (size + 511) / 512 * 512
         }
     }
 
+    /// A numeric field: optional leading spaces, octal digits, then only NUL or space to the end of the field (so
+    /// nothing after a terminator is silently ignored, and a sign, prefix or separator is refused).
     private static func octal(_ field: ArraySlice<UInt8>) -> Int? {
-        let digits = field.prefix { $0 != 0 && $0 != UInt8(ascii: " ") }.drop { $0 == UInt8(ascii: " ") }
-        guard !digits.isEmpty, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }) else {
+        let rest = field.drop { $0 == UInt8(ascii: " ") }
+        let digits = rest.prefix { (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }
+        guard !digits.isEmpty, digits.count <= 20,
+            rest.dropFirst(digits.count).allSatisfy({ $0 == 0 || $0 == UInt8(ascii: " ") })
+        else {
             return nil
         }
         return Int(String(decoding: digits, as: UTF8.self), radix: 8)

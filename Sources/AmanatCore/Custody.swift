@@ -32,6 +32,10 @@ public struct CustodyReport: Sendable {
     public private(set) var sealMatches = true
     /// What does not verify, one sentence each; empty if everything does.
     public private(set) var problems: [String] = []
+    /// Every value a kept original change sets, by the NFC form of its field name, as UTF-8 bytes.
+    private var keptValues: [String: Set<[UInt8]>] = [:]
+    /// Every tag a kept original change adds, in NFC.
+    private var keptTags: Set<String> = []
 
     /// Verifies `items` as the custody of `origin`.
     public init(origin: OriginInfo, items: Set<CustodyItem>) {
@@ -73,7 +77,17 @@ public struct CustodyReport: Sendable {
             }
         }
         membership = MembershipState.evaluate(vaultID: origin.vault, entries: entries)
-        for (_, authored) in opened { state.apply(authored) }
+        if opened.isEmpty { problems.append("No original signed change of the record is kept with it.") }
+        for (_, authored) in opened {
+            state.apply(authored)
+            for op in authored.change.operations {
+                switch op {
+                case .set(let field, let value, _): keptValues[field.nfc, default: []].insert(Array(value.utf8))
+                case .addTag(let tag): keptTags.insert(tag.nfc)
+                default: break
+                }
+            }
+        }
         if let seal = state.seal {
             let sealing = opened.first { $0.1.author == seal.op.device && $0.1.seq == seal.op.seq }
             if let sealing {
@@ -107,6 +121,43 @@ public struct CustodyReport: Sendable {
                 "Change \(change.authored.seq) of device \(device) is not proven to be by a member of the origin vault."
             )
         }
+    }
+
+    /// What the change that imported the record (the one holding its `origin`) claims beyond the kept originals, one
+    /// sentence each: a kind other than the original's, a field value or a tag no kept original change holds, or a
+    /// field that a change kept by this very change sets and the import leaves out. A member who copies another
+    /// record's custody under invented values is caught here; the kept envelopes alone cannot show it.
+    public func problems(ofImport importing: Change) -> [String] {
+        var found: [String] = []
+        var imported: Set<String> = []
+        var ownKept: Set<CustodyItem> = []
+        for op in importing.operations {
+            switch op {
+            case .create(let kind) where kind != state.creationKind:
+                found.append("The import names the kind \(kind), not the original's.")
+            case .set(let field, let value, _) where field != "provenance":
+                imported.insert(field.nfc)
+                if keptValues[field.nfc]?.contains(Array(value.utf8)) != true {
+                    found.append("The import sets \(field) to a value no kept original change holds.")
+                }
+            case .addTag(let tag) where !keptTags.contains(tag.nfc):
+                found.append("The import adds the tag \(tag), which no kept original change adds.")
+            case .custody(let envelope, let key):
+                ownKept.insert(CustodyItem(envelope: envelope, key: key))
+            default: break
+            }
+        }
+        var leftOut: Set<String> = []
+        for change in changes where ownKept.contains(where: { $0.envelope == change.envelope.encoded() }) {
+            for case .set(let field, _, _) in change.authored.change.operations
+            where field.nfc != "provenance" && !imported.contains(field.nfc)
+                && state.values[field.nfc]?.isEmpty == false
+            {
+                leftOut.insert(field.nfc)
+            }
+        }
+        for field in leftOut.sorted() { found.append("The import leaves out the original's field \(field).") }
+        return found
     }
 
     /// The role `device` had in the origin vault at `seq`, or nil if the kept entries do not prove it a member.

@@ -241,7 +241,11 @@ extension Vault {
         // An imported record's kept original envelopes must still prove what `history` shows of them.
         for state in replayed.values.sorted(by: { $0.id < $1.id }) {
             guard let origin = state.origin else { continue }
-            for problem in CustodyReport(origin: origin, items: state.custody).problems {
+            let custody = CustodyReport(origin: origin, items: state.custody)
+            let importing = try? history(of: state).first {
+                $0.change.author == origin.op.device && $0.change.seq == origin.op.seq
+            }
+            for problem in custody.problems + (importing.map { custody.problems(ofImport: $0.change.change) } ?? []) {
                 problems.append("Record \(state.id.hex.prefix(12)), imported: \(problem)")
             }
         }

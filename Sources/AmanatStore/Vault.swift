@@ -258,6 +258,25 @@ extension Vault {
         return Array(data)
     }
 
+    /// Refuses a database to restore that holds a trigger or a view: Amanat never writes one, and a trigger in a
+    /// crafted backup would run inside every later command on that vault (as `SyncFile` refuses them in sync files).
+    static func refuseCode(inRestoredDatabase url: URL) throws {
+        var config = Configuration()
+        config.prepareDatabase { db in try SQLiteHardening.apply(db) }
+        let count = try mapErrors {
+            let queue = try DatabaseQueue(path: url.path, configuration: config)
+            return try queue.read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE type IN ('trigger', 'view')") ?? 0
+            }
+        }
+        guard count == 0 else {
+            throw StoreError(
+                .damaged,
+                "Refused: the backup's database holds a trigger or view, which Amanat never writes; nothing was restored."
+            )
+        }
+    }
+
     /// Recreates a vault in `dir` (which must hold none) from a keyring file and a database copy, then opens it with
     /// `passphrase`. The database is written first and the keyring last, as `create` does; on any failure both are
     /// removed again.
@@ -276,6 +295,7 @@ extension Vault {
         do {
             try AtomicFile.write(database, to: databaseURL(dir))
             chmod(databaseURL(dir).path, 0o600)
+            try refuseCode(inRestoredDatabase: databaseURL(dir))
             try AtomicFile.write(keyringFile, to: keyringURL(dir))
             return try open(at: dir, passphrase: passphrase)
         } catch {

@@ -93,6 +93,21 @@ struct Export: ParsableCommand {
                     "Left out \(reasons.joined(separator: ", ")): the witness did not consent to sharing. Give --include-restricted to export them anyway."
                 )
             }
+            if id.isEmpty {
+                // One change stamped 2^53 ms or later (a hostile member's, or a clock set to year 287396) cannot be
+                // written exactly (Protocol/bundle.md §3.2). Exporting the whole vault leaves that record out and names
+                // it, instead of refusing every record; naming it with --id still refuses.
+                let limit = UInt64(JSONValue.maximumInteger)
+                let unwritable = unique.values.filter { state in
+                    state.changes.contains { $0.timestamp.wallMillis > limit || $0.seq > limit }
+                }.map(\.id).sorted()
+                for record in unwritable { unique[record] = nil }
+                if !unwritable.isEmpty {
+                    note(
+                        "Left out \(unwritable.count) record\(unwritable.count == 1 ? "" : "s") with a change stamped too far in the future to be written exactly: \(unwritable.map { String($0.hex.prefix(12)) }.joined(separator: ", ")). Check `amanat history` of each."
+                    )
+                }
+            }
             let archive = try BundleExporter.archive(from: vault, records: Array(unique.values), now: Date())
             if passphrase {
                 let secret = try Passphrase.read(

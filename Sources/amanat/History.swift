@@ -23,8 +23,12 @@ struct History: ParsableCommand {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
             let now = vault.wallClock()
-            if let origin = state.origin { printCustody(origin, state: state, now: now) }
-            for (envelope, authored) in try vault.history(of: state) {
+            let changes = try vault.history(of: state)
+            if let origin = state.origin {
+                let importing = changes.first { $0.change.author == origin.op.device && $0.change.seq == origin.op.seq }
+                printCustody(origin, state: state, importing: importing?.change.change, now: now)
+            }
+            for (envelope, authored) in changes {
                 let change = authored.change
                 let imported = state.origin?.op.device == authored.author && state.origin?.op.seq == authored.seq
                 let label =
@@ -54,12 +58,14 @@ struct History: ParsableCommand {
     }
 
     /// An imported record's original changes, verified from the envelopes kept with it, before its own history.
-    func printCustody(_ origin: OriginInfo, state: RecordState, now: UInt64) {
+    func printCustody(_ origin: OriginInfo, state: RecordState, importing: Change?, now: UInt64) {
         let custody = CustodyReport(origin: origin, items: state.custody)
+        // What the import itself claims (kind, values, tags) must come from the kept originals too.
+        let problems = custody.problems + (importing.map { custody.problems(ofImport: $0) } ?? [])
         let verdict =
-            custody.problems.isEmpty
+            problems.isEmpty
             ? "every signature, key and seal verified, every signer proven a member"
-            : "NOT VERIFIED: " + custody.problems.joined(separator: " ")
+            : "NOT VERIFIED: " + problems.joined(separator: " ")
         print(
             TerminalText.escape(
                 "Original record \(origin.record.hex) of vault \(VaultFingerprint.of(origin.vault)), \(custody.changes.count) signed change\(custody.changes.count == 1 ? "" : "s") kept with it: \(verdict)"
