@@ -82,12 +82,41 @@ public enum VaultBackup {
         else {
             throw StoreError(.damaged, "The backup \(url.path) is not an Amanat backup of format 1.")
         }
+        if Vault.exists(at: dir)
+            || FileManager.default.fileExists(atPath: dir.appendingPathComponent(Vault.databaseFileName).path)
+        {
+            throw StoreError(.vaultExists, "A vault already exists in \(dir.path); choose another directory.")
+        }
+        // Restored and handed over in a hidden folder beside the target, which is renamed into place only when the
+        // new identity exists: an interrupted restore never leaves a working vault under the old identity (using
+        // it would fork that identity's log), and running restore again starts afresh.
+        let parent = dir.deletingLastPathComponent()
+        do {
+            try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError(.io, "Could not create the folder \(parent.path).")
+        }
+        let staging = parent.appendingPathComponent(
+            ".\(dir.lastPathComponent).restoring-\(Hex.encode(Sodium.randomBytes(6)))")
+        defer { try? FileManager.default.removeItem(at: staging) }
+        let (previous, newIdentity) = try restoreAndHandOver(
+            keyring: keyring, database: database, at: staging, passphrase: passphrase)
+        guard rename(staging.path, dir.path) == 0 else {
+            throw StoreError(
+                .vaultExists, "\(dir.path) is not empty; restore into a new or empty directory.")
+        }
+        return Restored(
+            vault: try Vault.open(at: dir, passphrase: passphrase), previousDevice: previous, newIdentity: newIdentity)
+    }
+
+    /// Restores into `dir` and gives the laptop its new identity; the vault is closed when this returns.
+    static func restoreAndHandOver(
+        keyring: [UInt8], database: [UInt8], at dir: URL, passphrase: SecureBytes
+    ) throws -> (previous: DeviceID, newIdentity: Bool) {
         let vault = try Vault.restore(keyringFile: keyring, database: database, at: dir, passphrase: passphrase)
         let previous = vault.deviceID
-        guard let member = vault.membership.members[previous], !member.isRevoked else {
-            return Restored(vault: vault, previousDevice: previous, newIdentity: false)
-        }
+        guard let member = vault.membership.members[previous], !member.isRevoked else { return (previous, false) }
         _ = try vault.recover(passphrase: passphrase)
-        return Restored(vault: vault, previousDevice: previous, newIdentity: true)
+        return (previous, true)
     }
 }

@@ -53,6 +53,10 @@ import Testing
         let target = dir.path("restored")
         let restored = try cli(target).run(["restore", backup.path])
         #expect(restored.status == 0, "\(restored.stderr)")
+        let staged = try FileManager.default.contentsOfDirectory(atPath: dir.url.path).filter {
+            $0.contains("restoring")
+        }
+        #expect(staged.isEmpty, "the hidden folder a restore works in is renamed into place: \(staged)")
         let newID = restored.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(newID.count == 64 && newID != old.hex)
         let vault = try Vault.open(at: target, passphrase: passphrase)
@@ -95,6 +99,8 @@ import Testing
         let result = try cli(dir.path("fromBroken")).run(["restore", broken.path])
         #expect(result.status == 65 && result.stderr.contains("damaged"), "\(result.status) \(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.path("fromBroken/keyring.amk").path))
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.url.path).filter { $0.contains("restoring") }
+        #expect(left.isEmpty, "a failed restore leaves no half-restored vault behind: \(left)")
 
         let missingFolder = try cli(vault.directory).run(["backup", "--out", dir.path("no/such/folder.backup").path])
         #expect(missingFolder.status != 0 && missingFolder.stderr.contains("does not exist"))
