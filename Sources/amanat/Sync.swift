@@ -1,4 +1,5 @@
 import AmanatBundle
+import AmanatCore
 import AmanatCrypto
 import AmanatHTTP
 import AmanatStore
@@ -31,10 +32,12 @@ struct Sync: AsyncParsableCommand {
     @Argument(help: "A sync file path, or a relay URL (http://host:port).") var target: String
     @Option(help: "The relay's registration code, needed by the first sync of a vault with a relay that has one.")
     var registrationCode: String?
+    @Flag(help: "Print what arrived as JSON on stdout.") var json = false
 
     func run() async throws {
         try await runReportingErrorsAsync {
             let vault = try options.open()
+            let before = try Arrivals.snapshot(vault)
             if target.hasPrefix("http://") || target.hasPrefix("https://") {
                 var http = HTTPCarrier.Options()
                 http.registrationCode =
@@ -46,12 +49,20 @@ struct Sync: AsyncParsableCommand {
                     try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
                 }
                 summarize(report, with: target, vault: vault)
+                try Arrivals(
+                    before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
+                    pushed: report.pushed
+                ).report(json: json)
                 return
             }
             let url = URL(fileURLWithPath: target)
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: true)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: true, progress: showProgress)
             summarize(report, with: target, vault: vault)
+            try Arrivals(
+                before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
+                pushed: report.pullOnly ? nil : report.pushed
+            ).report(json: json)
         }
     }
 }
@@ -78,6 +89,7 @@ struct Import: AsyncParsableCommand {
     @Option(help: "For a bundle: the vault fingerprint you expect (from the team's `amanat status`).")
     var expectVault: String?
     @Argument(help: "A sync file or an evidence bundle.") var file: String
+    @Flag(help: "Print what arrived as JSON on stdout.") var json = false
 
     func run() async throws {
         try await runReportingErrorsAsync {
@@ -92,15 +104,23 @@ struct Import: AsyncParsableCommand {
                 return
             }
             let vault = try options.open()
+            let before = try Arrivals.snapshot(vault)
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false, readOnly: true)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: false, progress: showProgress)
             summarize(report, with: file, vault: vault)
+            try Arrivals(
+                before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled, pushed: nil
+            ).report(json: json)
         }
     }
 
     func importBundle() throws {
         let expected = try expectedVault(expectVault)
-        let archive = try key.decryptArchive(file)
+        var opened: Vault?
+        let archive = try key.decryptArchive(file) {
+            opened = try options.openIfPresent()
+            return opened
+        }
         let report = BundleVerifier.verify(archive, expectVault: expected)
         switch report.outcome {
         case .damaged:
@@ -114,8 +134,14 @@ struct Import: AsyncParsableCommand {
         case .verified:
             break
         }
-        let vault = try options.open()
-        let summary = try BundleImporter.importRecords(of: report, into: vault, kinds: Set(Kinds.fields.keys))
+        let vault = try opened ?? options.open()
+        let before = try Arrivals.snapshot(vault)
+        let summary = try BundleImporter.importRecords(of: report, into: vault, kinds: Set(RecordSchema.fields.keys))
+        defer {
+            if let after = try? Arrivals.snapshot(vault) {
+                try? Arrivals(before: before, after: after, vault: vault, pulled: 0, pushed: nil).report(json: json)
+            }
+        }
         var line = "Verified the bundle and imported \(summary.added) record\(summary.added == 1 ? "" : "s")"
         line += " with their original signed changes"
         if summary.extended > 0 {
