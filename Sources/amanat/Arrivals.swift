@@ -69,21 +69,33 @@ struct Arrivals: Encodable {
         created.isEmpty && edited.isEmpty && deleted.isEmpty && undeleted.isEmpty && new_conflicts.isEmpty
     }
 
+    /// At most this many records are named per kind of arrival (a first sync can bring thousands); `--json`
+    /// lists them all.
+    static let linesPerKind = 20
+
     /// The human lines (escaped by ``note(_:)``).
     var lines: [String] {
         var out: [String] = []
         func add(_ events: [Event], _ verb: String) {
-            for e in events {
+            for e in events.prefix(Self.linesPerKind) {
                 out.append(
                     "  \(verb) \(e.record.prefix(12)) \(RecordText.oneLine(e.title, 40)) by \(e.by.joined(separator: ", "))"
                 )
+            }
+            if events.count > Self.linesPerKind {
+                out.append("  … and \(events.count - Self.linesPerKind) more (--json lists them all)")
             }
         }
         add(created, "created")
         add(edited, "edited ")
         add(deleted, "DELETED")
         add(undeleted, "undeleted")
-        for e in new_conflicts {
+        if new_conflicts.count > Self.linesPerKind {
+            out.append(
+                "  \(new_conflicts.count) NEW CONFLICTS, the first \(Self.linesPerKind) below: `amanat list` marks every record in conflict"
+            )
+        }
+        for e in new_conflicts.prefix(Self.linesPerKind) {
             out.append(
                 "  NEW CONFLICT on \(e.fields?.joined(separator: ", ") ?? "") of \(e.record.prefix(12)) \(RecordText.oneLine(e.title, 40)) (by \(e.by.joined(separator: ", "))): `amanat show \(e.record.prefix(12))`"
             )

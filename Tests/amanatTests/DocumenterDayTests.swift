@@ -212,3 +212,35 @@ import Testing
         #expect(Set(try #require(try cli.list().first).keys) == ["id", "kind", "fields", "tags", "conflicts"])
     }
 }
+
+/// `amanat identity` advertises an age recipient; a bundle sent to it opens with this device's own key.
+@Suite struct OwnBundleKeyTests {
+    @Test func aBundleSentToTheIdentityRecipientImportsAndOpensWithoutAKeyFile() throws {
+        let scratch = try Scratch()
+        let team = scratch.runner("team")
+        try team.initialize(name: "coordinator")
+        let lawyer = scratch.runner("lawyer")
+        try lawyer.initialize(name: "lawyer's laptop")
+        let recipient = try #require(
+            try lawyer.ok(["identity"]).split(separator: "\n").first { $0.hasPrefix("age:") }?
+                .split(separator: " ").last.map(String.init))
+        let id = try team.ok(["add", "statement", "--title", "Coalition statement", "--body", "text"])
+        let bundle = scratch.path("evidence.age").path
+        _ = try team.ok(["export", "--out", bundle, "--recipient", recipient, "--id", id])
+
+        // Without --identity and without a vault, the command says what to give.
+        let nowhere = try scratch.runner("none").run(["bundle", "open", bundle, "--out", scratch.path("x").path])
+        #expect(nowhere.status == 64 && nowhere.stderr.contains("--identity"), "\(nowhere.stderr)")
+
+        let opened = try lawyer.run(["bundle", "open", bundle, "--out", scratch.path("opened").path])
+        #expect(opened.status == 0, "\(opened.stderr)")
+        #expect(opened.stderr.contains("own bundle key"))
+        let imported = try lawyer.run(["import", bundle])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(try lawyer.list().first?["kind"] as? String == "statement")
+        // A key that is not the recipient's is still refused.
+        let stranger = scratch.runner("stranger")
+        try stranger.initialize()
+        #expect(try stranger.run(["import", bundle]).status == 77)
+    }
+}
