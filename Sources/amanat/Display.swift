@@ -26,7 +26,7 @@ enum Display {
         return solar == stored ? stored : "\(solar) (\(stored))"
     }
 
-    /// Integer milliseconds since 1970 as `2024-03-08 14:05:09.123 +04:30` in ``timeZone`` (the Solar Hijri date
+    /// Integer milliseconds since 1970 as `2024-03-08T14:05:09.123+04:30` in ``timeZone`` (the Solar Hijri date
     /// with `AMANAT_CALENDAR=persian`), or the raw milliseconds beyond the year 9999 (a hostile stamp).
     static func time(millis: UInt64) -> String {
         guard millis <= 253_402_300_799_999 else { return "time \(millis) ms" }
@@ -40,8 +40,9 @@ enum Display {
         }
         let offset = timeZone.secondsFromGMT(for: date)
         let sign = offset < 0 ? "-" : "+"
-        let zone = offset == 0 ? "UTC" : "\(sign)\(pad(abs(offset) / 3600)):\(pad(abs(offset) % 3600 / 60))"
-        return "\(pad(c.year, 4))-\(pad(c.month))-\(pad(c.day)) \(pad(c.hour)):\(pad(c.minute)):\(pad(c.second))."
-            + pad(Int(millis % 1000), 3) + " " + zone
+        let zone = offset == 0 ? "Z" : "\(sign)\(pad(abs(offset) / 3600)):\(pad(abs(offset) % 3600 / 60))"
+        // ISO 8601 with the zone's offset (`Z` for UTC), milliseconds exact (integer arithmetic, no Double).
+        return "\(pad(c.year, 4))-\(pad(c.month))-\(pad(c.day))T\(pad(c.hour)):\(pad(c.minute)):\(pad(c.second))."
+            + pad(Int(millis % 1000), 3) + zone
     }
 }

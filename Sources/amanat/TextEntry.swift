@@ -24,12 +24,14 @@ enum TextEntry {
         if text != nil && file != nil { throw CLIError(.usage, "Give --\(flag) or --\(flag)-file, not both.") }
         if text == "-" || file == "-" { return .standardInput }
         if let file { return .file(file) }
-        if let text {
+        // The warning is for testimonies, whose text can endanger a witness; a statement's body is public.
+        if let text, flag == "narrative" {
             note(
                 "Note: text given with --\(flag) is kept in the shell's history and shown to other users by `ps`; use --\(flag)-file FILE, --\(flag)-file - (standard input), or leave both out to type it."
             )
             return .argument(text)
         }
+        if let text { return .argument(text) }
         return .none
     }
 
