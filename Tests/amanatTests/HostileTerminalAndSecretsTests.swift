@@ -94,7 +94,7 @@ import Testing
         var exporter = attacker
         exporter.environment["AMANAT_BUNDLE_PASSPHRASE"] = "bundle secret phrase"
         let bundle = scratch.path("evidence.age").path
-        _ = try exporter.ok(["export", "--out", bundle, "--passphrase", "--id", id])
+        _ = try exporter.ok(["export", "--out", bundle, "--passphrase", "--id", id, "--include-restricted"])
         let verified = try exporter.run(["bundle", "verify", bundle, "--passphrase"], withVault: false)
         #expect(verified.status == 0, "\(verified.stderr)")
         #expect(verified.stdout.contains(#"\u{1B}[32mverify: ok"#), "\(verified.stdout)")
