@@ -103,16 +103,16 @@ struct Arrivals: Encodable {
         return out
     }
 
-    /// The one-line count, as "2 records created, 1 deleted, 1 new conflict".
+    /// The one-line count, as "2 records created, 1 record deleted, 1 record with a new conflict".
     var headline: String {
         var parts: [String] = []
-        func count(_ n: Int, _ word: String) { if n > 0 { parts.append("\(n) \(word)") } }
+        func count(_ n: Int, _ word: String) { if n > 0 { parts.append("\(n) record\(n == 1 ? "" : "s") \(word)") } }
         count(created.count, "created")
         count(edited.count, "edited")
         count(deleted.count, "deleted")
         count(undeleted.count, "undeleted")
         count(new_conflicts.count, "with a new conflict")
-        return parts.isEmpty ? "no record changed" : "records " + parts.joined(separator: ", ")
+        return parts.isEmpty ? "no record changed" : parts.joined(separator: ", ")
     }
 
     /// Prints the summary: JSON on stdout with `json`, else lines on stderr.
