@@ -27,12 +27,16 @@ STATEMENT=$(run --vault "$FIELD" add statement \
 echo "new statement: $STATEMENT"
 
 step "3. She records two testimonies (FICTIONAL examples: no real person, place or event)"
-T1=$(run --vault "$FIELD" add testimony --witness W-DEMO-001 \
-    --narrative "FICTIONAL EXAMPLE. The witness describes being turned away from her school gate by armed guards." \
+# The narrative comes from standard input (or is typed at the prompt), never from the command line,
+# where the shell history and `ps` would keep it.
+T1=$(echo "FICTIONAL EXAMPLE. The witness describes being turned away from her school gate by armed guards." |
+    run --vault "$FIELD" add testimony --witness W-DEMO-001 \
+    --narrative-file - \
     --incident-date 2024-03-08 --location "Example District A" --consent anonymised --tag education --tag fictional)
 echo "new testimony: $T1"
-T2=$(run --vault "$FIELD" add testimony --witness W-DEMO-002 \
-    --narrative "FICTIONAL EXAMPLE. The witness describes a relative detained at a checkpoint for travelling without a mahram." \
+T2=$(echo "FICTIONAL EXAMPLE. The witness describes a relative detained at a checkpoint for travelling without a mahram." |
+    run --vault "$FIELD" add testimony --witness W-DEMO-002 \
+    --narrative-file - \
     --incident-date 2024-11 --location "Example Checkpoint B" --consent restricted --tag detention --tag fictional)
 echo "new testimony: $T2"
 
@@ -158,8 +162,9 @@ RELAY="http://127.0.0.1:$PORT"
 echo "relay listening on $RELAY (it stores only signed ciphertext, and serves only members of the vault)"
 grep "registration code" "$RELAY_LOG"
 CODE=$(head -1 "$WORK/relay-code")
-run --vault "$FIELD" add testimony --witness W-DEMO-003 \
-    --narrative "FICTIONAL EXAMPLE. The witness describes a night raid on a women's literacy class." \
+echo "FICTIONAL EXAMPLE. The witness describes a night raid on a women's literacy class." |
+    run --vault "$FIELD" add testimony --witness W-DEMO-003 \
+    --narrative-file - \
     --incident-date 2025-01 --location "Example Village D" --consent anonymised --tag education --tag fictional
 echo "the vault's first sync presents the operator's code; later syncs and other members need none"
 run --vault "$FIELD" sync "$RELAY" --registration-code "$CODE"

@@ -18,6 +18,22 @@ extension RecordState {
     /// Deletes the record as observed now: a concurrent edit elsewhere keeps it visible.
     public func deleteOperation() -> RecordOperation { .delete(observed: liveOperations.sorted()) }
 
+    /// Undeletes the record: writes every value and tag it shows again, as new operations that no `delete` has
+    /// observed, so the record is visible on every replica that merges them (Protocol/change.md §5, "Undelete").
+    /// Each visible value is rewritten with only its own op as `pred`, so a conflict stays a conflict. Empty when
+    /// the record has nothing to show again (no value and no tag).
+    public func undeleteOperations() -> [RecordOperation] {
+        var ops: [RecordOperation] = []
+        for field in values.keys.sorted() {
+            for value in values[field] ?? [] { ops.append(.set(field: field, value: value.value, pred: [value.op])) }
+        }
+        ops += tags.map(RecordOperation.addTag)
+        return ops
+    }
+
+    /// Whether the record was created and then deleted (every live operation observed by some `delete`).
+    public var isDeleted: Bool { creationOp != nil && !isVisible }
+
     /// The visible values of `field`, best first.
     public func visibleValues(of field: String) -> [FieldValue] { values[field] ?? [] }
 }

@@ -191,6 +191,13 @@ public struct RecordState: Hashable, Sendable {
     /// (Protocol/change.md §5). The state itself, and so `state_digest`, does not depend on the clock.
     public func view(nowMillis: UInt64) -> RecordView? {
         guard isVisible else { return nil }
+        return contentView(nowMillis: nowMillis)
+    }
+
+    /// What the record showed, deleted or not (for `show --deleted`, `list --deleted` and `history`), or nil if its
+    /// creation is not known yet.
+    public func contentView(nowMillis: UInt64) -> RecordView? {
+        guard creationOp != nil else { return nil }
         let kind = creationKind
         let horizon = HybridLogicalClock.horizon(nowMillis)
         var fields: [String: String] = [:]

@@ -293,20 +293,50 @@ extension Vault {
         }
     }
 
-    /// The state of the visible record whose id is `text` or starts with it (at least 6 hex characters).
-    public func resolveRecord(_ text: String) throws -> RecordState {
+    /// The records that were created and then deleted, sorted by id (for `list --deleted` and `undelete`).
+    public func deletedRecords() throws -> [RecordState] {
+        try allStates().filter(\.isDeleted).sorted { $0.id < $1.id }
+    }
+
+    /// The state of the visible record whose id is `text` or starts with it (at least 6 hex characters); with
+    /// `includeDeleted`, a deleted record matches too (`history`, `show --deleted`, `undelete`, `export --id`).
+    ///
+    /// A word that cannot be an id (too short, or not hexadecimal, like a witness code `W-023`) is refused with a
+    /// sentence pointing to `amanat search`; an id that names only a deleted record says how to see or undelete it.
+    public func resolveRecord(_ text: String, includeDeleted: Bool = false) throws -> RecordState {
         let prefix = text.lowercased()
-        guard prefix.count >= 6 else {
-            throw StoreError(.unknownID, "The id \"\(text)\" is too short: give at least 6 characters of a record id.")
+        guard prefix.allSatisfy(\.isHexDigit), !prefix.isEmpty else {
+            throw StoreError(
+                .unknownID,
+                "\"\(text)\" is not a record id (ids are hexadecimal); to find records that mention it, run `amanat search \(Self.shellWord(text))`."
+            )
         }
-        guard prefix.allSatisfy(\.isHexDigit) else {
-            throw StoreError(.unknownID, "\"\(text)\" is not a record id: ids are hexadecimal.")
+        guard prefix.count >= 6 else {
+            throw StoreError(
+                .unknownID,
+                "The id \"\(text)\" is too short: give at least 6 characters of a record id, or find the record with `amanat search \(Self.shellWord(text))`."
+            )
         }
         // Match on the rows' view sections, then decode the one full state.
         let matches = try visibleRecords().filter { $0.id.hex.hasPrefix(prefix) }
         switch matches.count {
-        case 0: throw StoreError(.unknownID, "No record has the id \(text).")
+        case 0:
+            let deleted = try deletedRecords().filter { $0.id.hex.hasPrefix(prefix) }
+            if deleted.count > 1 {
+                throw StoreError(.ambiguousID, "The id \(text) matches \(deleted.count) records; give more characters.")
+            }
+            guard let state = deleted.first else { throw StoreError(.unknownID, "No record has the id \(text).") }
+            guard includeDeleted else {
+                throw StoreError(
+                    .unknownID,
+                    "Record \(state.id.hex.prefix(12)) is deleted: `amanat show --deleted \(state.id.hex.prefix(12))` shows it and `amanat undelete \(state.id.hex.prefix(12))` restores it."
+                )
+            }
+            return state
         case 1:
+            if includeDeleted, try deletedRecords().contains(where: { $0.id.hex.hasPrefix(prefix) }) {
+                throw StoreError(.ambiguousID, "The id \(text) matches several records; give more characters.")
+            }
             let state = try mapErrors { try database.read { db in try loadState(db, id: matches[0].id) } }
             guard let state, state.isVisible else {
                 throw StoreError(.damaged, "The vault is damaged: record \(text) is listed but cannot be read.")
@@ -315,6 +345,16 @@ extension Vault {
         default:
             throw StoreError(.ambiguousID, "The id \(text) matches \(matches.count) records; give more characters.")
         }
+    }
+
+    /// `text` quoted for a shell command line in a hint, unless it is a plain word.
+    static func shellWord(_ text: String) -> String {
+        let plain =
+            !text.isEmpty
+            && text.unicodeScalars.allSatisfy {
+                CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)
+            }
+        return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// The envelope of (`author`, `seq`), decoded.

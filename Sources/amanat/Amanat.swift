@@ -11,11 +11,12 @@ struct Amanat: AsyncParsableCommand {
         commandName: "amanat",
         abstract: "An encrypted, offline-first vault of testimonies and statements that syncs without losing an edit.",
         discussion: """
-            The vault is chosen with --vault DIR, else $AMANAT_VAULT, else ~/.amanat. The passphrase is read from
+            The vault is chosen with --vault DIR, else $AMANAT_VAULT, else $HOME/.amanat. The passphrase is read from
             --passphrase-file, else $AMANAT_PASSPHRASE, else asked at the terminal without echo.
 
-            Exit status: 0 success; 1 internal error; 3 an evidence bundle is intact but its signers are not proven
-            (or it is not of the --expect-vault vault, or unsigned format 1); 64 bad usage or value; 65 damaged or forged data;
+            Exit status: 0 success; 1 internal error; 2 the selection matched no record; 3 an evidence bundle is intact but
+            its signers are not proven (or it is not of the --expect-vault vault, or unsigned format 1); 64 bad usage or
+            value; 65 damaged or forged data;
             66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
             73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, the
             relay refused this device's key or needs its registration code, or this device's role does not allow
@@ -25,11 +26,13 @@ struct Amanat: AsyncParsableCommand {
               export AMANAT_VAULT=~/vault
               amanat init --device-name "field laptop"
               amanat add statement --title "Coalition statement" --body-file statement.txt --tag afghanistan
+              amanat add testimony --witness W-017 --location Kabul      (type the testimony, end with Ctrl-D)
               amanat list
             """,
         version: "0.1.0",
         subcommands: [
-            Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Resolve.self,
+            Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Undelete.self,
+            Resolve.self,
             Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
             Members.self, Revoke.self, RoleCommand.self, Rename.self, DismissFork.self, Recover.self,
             Export.self, Bundle.self,

@@ -1,6 +1,7 @@
 import AmanatBundle
 import AmanatCore
 import AmanatCrypto
+import AmanatStore
 import ArgumentParser
 import Foundation
 
@@ -21,7 +22,9 @@ struct BundleKeyOptions: ParsableArguments {
     @Option(help: "An age identity file (from age-keygen).") var identity: String?
     @Flag(help: "The bundle was encrypted to a passphrase ($AMANAT_BUNDLE_PASSPHRASE or asked).") var passphrase = false
 
-    func identities() throws -> [any AgeIdentity] {
+    /// The identities to try: the --identity file, the --passphrase, or else this device's own bundle key (the
+    /// X25519 member key whose recipient `amanat identity` prints), from the vault `vault` opens, if there is one.
+    func identities(vault: () throws -> Vault?) throws -> [any AgeIdentity] {
         if passphrase {
             let secret = try Passphrase.read(
                 file: nil, prompt: "Passphrase of the bundle: ", confirm: false,
@@ -29,7 +32,16 @@ struct BundleKeyOptions: ParsableArguments {
             return [try AgeScryptIdentity(passphrase: secret)]
         }
         guard let identity else {
-            throw CLIError(.usage, "Give --identity KEYFILE or --passphrase to open the bundle.")
+            if let own = try vault(), let agreement = own.keyring.agreement {
+                note(
+                    "No --identity given: using this device's own bundle key (the age recipient `amanat identity` prints)."
+                )
+                return [try AgeX25519Identity(secretKey: agreement.secretKey)]
+            }
+            throw CLIError(
+                .usage,
+                "Give --identity KEYFILE or --passphrase to open the bundle, or --vault DIR for a bundle sent to that vault's `amanat identity`."
+            )
         }
         guard let data = FileManager.default.contents(atPath: identity) else {
             throw CLIError(.noInput, "The identity file \(identity) cannot be read.")
@@ -41,9 +53,10 @@ struct BundleKeyOptions: ParsableArguments {
         }
     }
 
-    /// Decrypts the bundle at `path` and parses its archive.
-    func decryptArchive(_ path: String) throws -> TarArchive {
-        let identities = try identities()
+    /// Decrypts the bundle at `path` and parses its archive; `vault` gives this device's vault, if any, for its
+    /// own bundle key.
+    func decryptArchive(_ path: String, vault: () throws -> Vault?) throws -> TarArchive {
+        let identities = try identities(vault: vault)
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CLIError(.noInput, "The bundle \(path) cannot be read.")
         }
@@ -199,6 +212,7 @@ struct BundleVerify: ParsableCommand {
               amanat bundle verify ./opened-bundle
             """)
 
+    @OptionGroup var options: VaultOptions
     @OptionGroup var key: BundleKeyOptions
     @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
     @Argument(help: "The bundle file, or an opened bundle folder.") var path: String
@@ -212,7 +226,8 @@ struct BundleVerify: ParsableCommand {
             }
             let archive =
                 isDirectory.boolValue
-                ? try BundleVerifier.archive(fromDirectory: URL(fileURLWithPath: path)) : try key.decryptArchive(path)
+                ? try BundleVerifier.archive(fromDirectory: URL(fileURLWithPath: path))
+                : try key.decryptArchive(path, vault: options.openIfPresent)
             let report = BundleVerifier.verify(archive, expectVault: expected)
             if report.outcome != .damaged { printProvenance(report) }
             try finish(report)
@@ -237,6 +252,7 @@ struct BundleOpen: ParsableCommand {
               amanat bundle open evidence.age --identity lawyer-key.txt --out ./evidence
             """)
 
+    @OptionGroup var options: VaultOptions
     @OptionGroup var key: BundleKeyOptions
     @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
     @Flag(help: "Extract an intact bundle even if its signers are not proven.") var acceptUnproven = false
@@ -250,7 +266,7 @@ struct BundleOpen: ParsableCommand {
             if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
                 throw CLIError(.exists, "\(out) is not empty; choose a new folder.")
             }
-            let archive = try key.decryptArchive(path)
+            let archive = try key.decryptArchive(path, vault: options.openIfPresent)
             let report = BundleVerifier.verify(archive, expectVault: expected)
             try finish(report, acceptUnproven: acceptUnproven)
             let root = URL(fileURLWithPath: out)

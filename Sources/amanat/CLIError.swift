@@ -13,6 +13,8 @@ struct CLIError: Error {
         case internalError = 1
         /// An evidence bundle is intact but does not prove its signers, or is not of the expected vault.
         case unproven = 3
+        /// The selection (filters, search text) matched no record.
+        case noMatch = 2
         case usage = 64
         case damaged = 65
         case noInput = 66
@@ -93,6 +95,8 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
         return (status, e.message)
     case let e as BundleError:
         return (e.code == .emptySelection ? .noInput : .damaged, e.message)
+    case let e as SchemaError:
+        return (.usage, e.message)
     case let e as CoreError:
         return (e.code == .tooLarge ? .usage : .damaged, e.message)
     case let e as CryptoError:

@@ -7,7 +7,8 @@ struct Edit: ParsableCommand {
         abstract: "Set one or more fields of a record.",
         discussion: """
             Each --set overwrites the value this device sees; an edit made concurrently on another device is kept
-            too and shown as a conflict until someone resolves it.
+            too and shown as a conflict until someone resolves it. Field names take - or _ (incident-date,
+            incident_date). provenance, which an import writes, cannot be edited.
 
             Example:
               amanat edit 3f9a1c --set location="Herat" --set consent=anonymised
@@ -15,7 +16,10 @@ struct Edit: ParsableCommand {
 
     @OptionGroup var options: VaultOptions
     @Argument(help: "The record id or a unique prefix of it.") var id: String
-    @Option(name: .customLong("set"), help: "FIELD=VALUE; repeat for several fields.") var assignments: [String] = []
+    @Option(name: .customLong("set"), help: "FIELD=VALUE; repeat for several fields (incident-date or incident_date).")
+    var assignments: [String] = []
+    @Option(help: "How to read dates: automatic, gregorian or persian (Solar Hijri).")
+    var calendar: RecordDates.Calendar = .automatic
 
     func run() throws {
         try runReportingErrors {
@@ -30,10 +34,11 @@ struct Edit: ParsableCommand {
             }
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
-            for (field, value) in pairs { try Kinds.validate(kind: state.creationKind, field: field, value: value) }
+            let stored = try Fields.normalize(kind: state.creationKind, pairs, calendar: calendar, editing: true)
+                .filter { field, value in !value.isEmpty || !state.visibleValues(of: field).isEmpty }
             try vault.commit(record: state.id) { current in
                 let base = current ?? state
-                return pairs.map { base.setOperation(field: $0.0, value: $0.1) }
+                return stored.map { base.setOperation(field: $0.0, value: $0.1) }
             }
             note("Edited \(state.id.hex.prefix(12)).")
         }

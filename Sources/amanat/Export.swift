@@ -17,7 +17,9 @@ struct Export: ParsableCommand {
             envelopes), membership.json (the vault's signed membership entries, so the recipient can check each
             signer back to the vault's founder), chains/ and README.txt; manifest.sig is this device's signature over
             the manifest, which lists every file's SHA-256 (Protocol/bundle.md). Nothing about other records is
-            disclosed. Without --kind, --tag or --id, every record is exported. The size is padded (Padmé).
+            disclosed. Records are chosen with the selection flags of `list` (--kind, --tag: every one given,
+            --any-tag: any, --id, --since, --until; all of them must hold); without any, every record is exported.
+            A selection that matches nothing exits with status 2. The size is padded (Padmé).
 
             Consent: testimonies whose consent is restricted, unset or in conflict are left out unless
             --include-restricted is given; the command says how many were left out and why, and the manifest
@@ -33,9 +35,7 @@ struct Export: ParsableCommand {
     @Option(help: "An age recipient (age1…); repeat for several.") var recipient: [String] = []
     @Flag(help: "Encrypt to a passphrase instead of recipients.") var passphrase = false
     @Flag(help: "Write ASCII armor (PEM-like text) instead of binary.") var armor = false
-    @Option(help: "Only records of this kind.") var kind: String?
-    @Option(help: "Only records with this tag.") var tag: String?
-    @Option(help: "This record (id or unique prefix); repeat for several.") var id: [String] = []
+    @OptionGroup var selection: FilterOptions
     @Flag(help: "Also export testimonies whose consent is restricted, unset or in conflict.")
     var includeRestricted = false
     @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
@@ -58,19 +58,16 @@ struct Export: ParsableCommand {
                     throw CLIError(.usage, "\"\(text)\" is not an age recipient (age1…).")
                 }
             }
-            if let kind, Kinds.fields[kind] == nil {
-                throw CLIError(.usage, "\"\(kind)\" is not a kind: use statement or testimony.")
-            }
             let vault = try options.open()
-            var selected: [RecordState]
-            if id.isEmpty {
-                selected = try vault.allStates().filter(\.isVisible)
-            } else {
-                selected = try id.map(vault.resolveRecord)
+            // One selection rule with `list` and `search` (FilterOptions); a deleted record is exported by --id.
+            let filter = try selection.filter(in: vault, includeDeleted: true)
+            let now = vault.wallClock()
+            let selected = try vault.allStates().filter { state in
+                guard state.isVisible || filter.ids.contains(state.id) else { return false }
+                return state.contentView(nowMillis: now).map(filter.matches) ?? false
             }
-            selected = selected.filter { state in
-                (kind == nil || state.creationKind == kind) && (tag == nil || state.tags.contains(tag!))
-            }
+            if selected.isEmpty { throw FilterOptions.nothingMatched(filter) }
+            note("Selected \(selected.count) record\(selected.count == 1 ? "" : "s"): \(filter.summary).")
             var unique: [RecordID: RecordState] = [:]
             for state in selected { unique[state.id] = state }
             var leftOut: [String: Int] = [:]
@@ -93,7 +90,7 @@ struct Export: ParsableCommand {
                     "Left out \(reasons.joined(separator: ", ")): the witness did not consent to sharing. Give --include-restricted to export them anyway."
                 )
             }
-            if id.isEmpty {
+            if selection.id.isEmpty {
                 // One change stamped 2^53 ms or later (a hostile member's, or a clock set to year 287396) cannot be
                 // written exactly (Protocol/bundle.md §3.2). Exporting the whole vault leaves that record out and names
                 // it, instead of refusing every record; naming it with --id still refuses.

@@ -9,51 +9,209 @@ struct History: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show every change ever made to a record, with its device and time.",
         discussion: """
-            A testimony's sealing change is marked as the original; changes after it are amendments.
+            A testimony's sealing change is marked as the original; changes after it are amendments. Works on
+            deleted records too. Times are shown in $AMANAT_TIMEZONE (an IANA name like Asia/Kabul; default: the
+            system's zone), in the Solar Hijri calendar with AMANAT_CALENDAR=persian.
+
+            --full shows every value whole, and for each amendment a word-level difference from the value it
+            replaced: [-removed words-] {+added words+}.
+
+            --json prints {"record","deleted","origin","changes":[{"time","wall_millis","device","device_name",
+            "seq","envelope","label","from_the_future","operations":[{"op","type","field","value","previous",
+            "tag"}]}]} with exact values and UTC times.
 
             Example:
               amanat history 3f9a1c
+              amanat history 3f9a1c --full
+              amanat history 3f9a1c --json
             """)
 
     @OptionGroup var options: VaultOptions
     @Argument(help: "The record id or a unique prefix of it.") var id: String
+    @Flag(help: "Show whole values and a word-level difference for each amendment.") var full = false
+    @Flag(help: "Print JSON.") var json = false
+
+    /// One change as `history --json` prints it.
+    struct ChangeJSON: Encodable {
+        var time: String
+        var wall_millis: UInt64
+        var device: String
+        var device_name: String?
+        var seq: UInt64
+        var envelope: String
+        var label: String?
+        var from_the_future: Bool
+        var operations: [OperationJSON]
+    }
+
+    /// One operation of a change in `history --json`.
+    struct OperationJSON: Encodable {
+        var op: String
+        var type: String
+        var field: String?
+        var value: String?
+        var previous: [String]?
+        var tag: String?
+    }
+
+    /// The whole document of `history --json`.
+    struct HistoryJSON: Encodable {
+        var record: String
+        var kind: String
+        var deleted: Bool
+        var origin: OriginJSON?
+        var changes: [ChangeJSON]
+    }
+
+    /// Where an imported record came from, in `history --json`.
+    struct OriginJSON: Encodable {
+        var record: String
+        var vault: String
+        var verified: Bool
+        var problems: [String]
+        var original_changes: Int
+    }
 
     func run() throws {
         try runReportingErrors {
             let vault = try options.open()
-            let state = try vault.resolveRecord(id)
+            let state = try vault.resolveRecord(id, includeDeleted: true)
             let now = vault.wallClock()
-            let changes = try vault.history(of: state)
-            if let origin = state.origin {
-                let importing = changes.first { $0.change.author == origin.op.device && $0.change.seq == origin.op.seq }
-                printCustody(origin, state: state, importing: importing?.change.change, now: now)
+            var replay = RecordState(id: state.id)
+            /// Every value written so far, by its op: what an amendment replaced.
+            var written: [OpID: String] = [:]
+            var changes: [ChangeJSON] = []
+            let history = try vault.history(of: state)
+            if !json {
+                if state.isDeleted {
+                    print("This record is deleted: `amanat undelete \(state.id.hex.prefix(12))` restores it.")
+                }
+                if let origin = state.origin {
+                    let importing = history.first {
+                        $0.change.author == origin.op.device && $0.change.seq == origin.op.seq
+                    }
+                    printCustody(origin, state: state, importing: importing?.change.change, now: now)
+                }
             }
-            for (envelope, authored) in changes {
+            for (envelope, authored) in history {
                 let change = authored.change
                 let imported = state.origin?.op.device == authored.author && state.origin?.op.seq == authored.seq
-                let label =
+                let wasDeleted = replay.isDeleted
+                replay.apply(authored)
+                let restored = wasDeleted && replay.isVisible ? "undelete: the record is visible again" : nil
+                let base =
                     imported
-                    ? "  (import)"
-                    : state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
-                        .map { "  (\($0))" } ?? ""
+                    ? "import" : state.label(forChangeBy: authored.author, seq: authored.seq, at: change.timestamp)
+                let label = [base, restored].compactMap { $0 }.joined(separator: ", ")
+                let future = HybridLogicalClock.isFromTheFuture(change.timestamp, wallMillis: now)
+                var operations: [OperationJSON] = []
+                var lines: [String] = []
+                var kept = 0
+                for (index, op) in change.operations.enumerated() {
+                    let opID = authored.opID(index)
+                    if case .custody = op { kept += 1 }
+                    var item = OperationJSON(op: "\(opID)", type: Self.type(of: op))
+                    switch op {
+                    case .set(let field, let value, let pred):
+                        let previous = pred.compactMap { written[$0] }
+                        item.field = field
+                        item.value = value
+                        item.previous = pred.isEmpty ? nil : previous
+                        written[opID] = value
+                        if !json, full {
+                            lines += Self.fullLines(op: op, field: field, value: value, previous: previous, id: opID)
+                        }
+                    case .addTag(let tag), .removeTag(let tag, _):
+                        item.tag = tag
+                    default:
+                        break
+                    }
+                    operations.append(item)
+                    if !json, !(full && Self.isSet(op)), !Self.isCustody(op) {
+                        lines.append("    " + TerminalText.escape(describe(op, id: opID)))
+                    }
+                }
+                if json {
+                    changes.append(
+                        ChangeJSON(
+                            time: change.timestamp.wallMillis <= 253_402_300_799_999
+                                ? millisTime(change.timestamp.wallMillis) : "",
+                            wall_millis: change.timestamp.wallMillis,
+                            device: authored.author.hex, device_name: vault.memberName(authored.author),
+                            seq: authored.seq, envelope: Hex.encode(envelope.hash), label: label.isEmpty ? nil : label,
+                            from_the_future: future, operations: operations))
+                    continue
+                }
                 print(
                     TerminalText.escape(
-                        "\(Self.time(change.timestamp, now: now))  device \(vault.deviceLabel(authored.author))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label)"
+                        "\(Self.time(change.timestamp, now: now))  device \(vault.deviceLabel(authored.author))  change \(authored.seq)  envelope \(Hex.encode(envelope.hash).prefix(12))\(label.isEmpty ? "" : "  (\(label))")"
                     )
                 )
                 if let warning = Self.futureWarning(change.timestamp, now: now) {
                     print("    " + warning)
                 }
-                var kept = 0
-                for (index, op) in change.operations.enumerated() {
-                    if case .custody = op {
-                        kept += 1
-                        continue
-                    }
-                    print("    " + TerminalText.escape(describe(op, id: authored.opID(index))))
-                }
+                for line in lines { print(line) }
                 if kept > 0 { print("    kept \(kept) original signed envelope\(kept == 1 ? "" : "s") (shown above)") }
             }
+            if json {
+                let origin = state.origin.map { origin in
+                    let custody = CustodyReport(origin: origin, items: state.custody)
+                    return OriginJSON(
+                        record: origin.record.hex, vault: VaultFingerprint.of(origin.vault),
+                        verified: custody.problems.isEmpty, problems: custody.problems,
+                        original_changes: custody.changes.count)
+                }
+                print(
+                    try RecordJSON.render(
+                        HistoryJSON(
+                            record: state.id.hex, kind: state.creationKind, deleted: state.isDeleted, origin: origin,
+                            changes: changes)))
+            }
+        }
+    }
+
+    static func isSet(_ op: RecordOperation) -> Bool {
+        if case .set = op { return true }
+        return false
+    }
+
+    static func isCustody(_ op: RecordOperation) -> Bool {
+        if case .custody = op { return true }
+        return false
+    }
+
+    /// The operation's type as `history --json` names it.
+    static func type(of op: RecordOperation) -> String {
+        switch op {
+        case .create: return "create"
+        case .set(_, _, let pred): return pred.count > 1 ? "resolve" : (pred.isEmpty ? "set" : "change")
+        case .addTag: return "add-tag"
+        case .removeTag: return "remove-tag"
+        case .delete: return "delete"
+        case .seal: return "seal"
+        case .origin: return "origin"
+        case .custody: return "custody"
+        }
+    }
+
+    /// `--full` lines of a `set`: the whole value, indented and escaped line by line, and for an amendment the
+    /// word-level difference from each value it replaced.
+    static func fullLines(op: RecordOperation, field: String, value: String, previous: [String], id: OpID) -> [String] {
+        let verb = op.summary.prefix { $0 != " " }
+        var out = ["    \(verb) \(TerminalText.escape(field))   [op \(id)]:"]
+        out += indented(value, "      | ")
+        for old in previous where old != value {
+            out.append("      difference from the value it replaced:")
+            out += indented(WordDiff.render(from: old, to: value), "      ~ ")
+        }
+        if previous.contains(value) { out.append("      (the same value written again)") }
+        return out
+    }
+
+    /// `text` split into lines, each escaped and prefixed.
+    static func indented(_ text: String, _ prefix: String) -> [String] {
+        text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }.map {
+            prefix + TerminalText.escape(String($0))
         }
     }
 
@@ -85,16 +243,10 @@ struct History: ParsableCommand {
         print("Then in this vault:")
     }
 
-    /// The change's time in ISO 8601 (UTC, milliseconds), or the raw milliseconds when it lies beyond the years a
-    /// calendar date can honestly show (a hostile stamp).
+    /// The change's time in the display zone and calendar (``Display/time(millis:)``), or the raw milliseconds
+    /// when it lies beyond the years a calendar date can honestly show (a hostile stamp).
     static func time(_ stamp: HLCTimestamp, now: UInt64) -> String {
-        // 253402300799999 ms is 9999-12-31T23:59:59.999Z, the last instant ISO 8601 writes with four digits.
-        guard stamp.wallMillis <= 253_402_300_799_999 else { return "time \(stamp.wallMillis) ms" }
-        let seconds = Double(stamp.wallMillis / 1000)
-        let millis = stamp.wallMillis % 1000
-        let date = Date(timeIntervalSince1970: seconds).ISO8601Format()
-        // ISO8601Format() writes whole seconds ("…:05Z"); the milliseconds are added exactly, not through a Double.
-        return date.dropLast() + "." + String(repeating: "0", count: 3 - String(millis).count) + "\(millis)Z"
+        Display.time(millis: stamp.wallMillis)
     }
 
     /// A warning for a change stamped beyond this device's horizon (its clock plus one day), or nil.

@@ -12,6 +12,7 @@ enum Passphrase {
     static func read(
         file: String?, prompt: String, confirm: Bool, environmentVariable: String = "AMANAT_PASSPHRASE"
     ) throws -> SecureBytes {
+        if file == "-" { return try nonEmpty(try firstLineOfStandardInput()) }
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw CLIError(.noInput, "The passphrase file \(file) cannot be read.")
@@ -70,6 +71,29 @@ enum Passphrase {
     private static func nonEmpty(_ secret: SecureBytes) throws -> SecureBytes {
         guard secret.count > 0 else { throw CLIError(.usage, "The passphrase is empty.") }
         return secret
+    }
+
+    /// The first line of standard input (`--passphrase-file -`), read byte by byte so nothing after it is consumed.
+    private static func firstLineOfStandardInput() throws -> SecureBytes {
+        let buffer = SecureBytes(count: 1024)
+        var length = 0
+        try buffer.withUnsafePointer { p in
+            let mutable = UnsafeMutablePointer(mutating: p)
+            while length < 1024 {
+                var c: UInt8 = 0
+                let n = Glibc.read(STDIN_FILENO, &c, 1)
+                if n <= 0 || c == 10 || c == 13 { break }
+                mutable[length] = c
+                length += 1
+                c = 0
+            }
+            if length == 1024 { throw CLIError(.usage, "The passphrase is too long.") }
+        }
+        return buffer.withUnsafeBytes { raw in
+            SecureBytes(count: length) { out in
+                out.update(from: raw.bindMemory(to: UInt8.self).baseAddress!, count: length)
+            }
+        }
     }
 
     /// Prompts on stderr and reads one line from the terminal with echo switched off.

@@ -26,19 +26,8 @@ struct RecordJSON: Encodable {
     }
 }
 
-/// Human-readable rendering shared by `list`, `show` and `search`.
+/// Human-readable rendering of one record (`show`); `list` and `search` use ``RecordTable``.
 enum RecordText {
-    /// One line: short id, kind, the headline field, tags, and a conflict marker.
-    static func line(_ view: RecordView) -> String {
-        let headline = view.fields["title"] ?? view.fields["witness"].map { "witness \($0)" } ?? ""
-        let tags = view.tags.isEmpty ? "" : "  [\(view.tags.joined(separator: ", "))]"
-        let conflict =
-            view.conflicts.isEmpty ? "" : "  (conflict: \(view.conflicts.keys.sorted().joined(separator: ", ")))"
-        return TerminalText.escape(
-            "\(view.id.hex.prefix(12))  \(view.kind.padding(toLength: 9, withPad: " ", startingAt: 0))  \(oneLine(headline, 60))\(tags)\(conflict)"
-        )
-    }
-
     /// Several lines: every field, conflicts with their alternatives and who wrote them, tags. A value with line
     /// breaks (LF or CRLF) is shown indented, one line per line; every line is escaped (``TerminalText``), so a
     /// value cannot draw a line of its own.
@@ -51,7 +40,8 @@ enum RecordText {
         }
         out.append("tags:  \(view.tags.joined(separator: ", "))")
         for name in view.fields.keys.sorted() {
-            let value = view.fields[name] ?? ""
+            var value = view.fields[name] ?? ""
+            if name == "incident_date" || name == "issued_on" { value = Display.date(value) }
             let lines = value.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
             if lines.count > 1 || value.count > 80 {
                 out.append("\(name):")

@@ -22,7 +22,7 @@ struct Resolve: ParsableCommand {
         try runReportingErrors {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
-            try Kinds.requireField(kind: state.creationKind, field: field)
+            let field = try RecordSchema.requireField(kind: state.creationKind, field: field).name
             let values = state.visibleValues(of: field)
             guard values.count > 1 else {
                 throw CLIError(

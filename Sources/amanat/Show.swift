@@ -14,19 +14,24 @@ struct Show: ParsableCommand {
 
     @OptionGroup var options: VaultOptions
     @Argument(help: "The record id or a unique prefix of it.") var id: String
+    @Flag(help: "Also show a deleted record (`amanat undelete ID` restores it).") var deleted = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         try runReportingErrors {
             let vault = try options.open()
-            let state = try vault.resolveRecord(id)
-            guard let view = state.view(nowMillis: vault.wallClock()) else {
+            let state = try vault.resolveRecord(id, includeDeleted: deleted)
+            guard let view = state.contentView(nowMillis: vault.wallClock()) else {
                 throw CLIError(.unknownID, "No record has the id \(id).")
             }
-            print(
-                json
-                    ? try RecordJSON.render(RecordJSON(view))
-                    : RecordText.detail(view, state: state, device: vault.deviceLabel))
+            if json {
+                print(try RecordJSON.render(RecordJSON(view)))
+            } else {
+                if state.isDeleted {
+                    print("DELETED: restore with `amanat undelete \(state.id.hex.prefix(12))`")
+                }
+                print(RecordText.detail(view, state: state, device: vault.deviceLabel))
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatBundle
+import AmanatCore
 import AmanatCrypto
 import AmanatHTTP
 import AmanatStore
@@ -36,12 +37,14 @@ struct Sync: AsyncParsableCommand {
     var registrationCode: String?
     @Flag(help: "Create the sync file if it does not exist yet (never done silently: a typo would make a new file).")
     var create = false
+    @Flag(help: "Print what arrived as JSON on stdout.") var json = false
 
     func run() async throws {
         try await runReportingErrorsAsync {
             // The target first: a mistyped target is the target's fault, never the vault's.
             let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
             let vault = try options.open()
+            let before = try Arrivals.snapshot(vault)
             if case .relay = resolved {
                 var http = HTTPCarrier.Options()
                 http.registrationCode =
@@ -53,6 +56,10 @@ struct Sync: AsyncParsableCommand {
                     try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
                 }
                 summarize(report, with: target, vault: vault)
+                try Arrivals(
+                    before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
+                    pushed: report.pushed
+                ).report(json: json)
                 return
             }
             let url = URL(fileURLWithPath: target)
@@ -60,6 +67,10 @@ struct Sync: AsyncParsableCommand {
             if resolved == .newFile(url) { note("Created the sync file \(url.path).") }
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: true, progress: showProgress)
             summarize(report, with: target, vault: vault)
+            try Arrivals(
+                before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
+                pushed: report.pullOnly ? nil : report.pushed
+            ).report(json: json)
         }
     }
 }
@@ -86,6 +97,7 @@ struct Import: AsyncParsableCommand {
     @Option(help: "For a bundle: the vault fingerprint you expect (from the team's `amanat status`).")
     var expectVault: String?
     @Argument(help: "A sync file or an evidence bundle.") var file: String
+    @Flag(help: "Print what arrived as JSON on stdout.") var json = false
 
     func run() async throws {
         try await runReportingErrorsAsync {
@@ -100,15 +112,23 @@ struct Import: AsyncParsableCommand {
                 return
             }
             let vault = try options.open()
+            let before = try Arrivals.snapshot(vault)
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false, readOnly: true)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: false, progress: showProgress)
             summarize(report, with: file, vault: vault)
+            try Arrivals(
+                before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled, pushed: nil
+            ).report(json: json)
         }
     }
 
     func importBundle() throws {
         let expected = try expectedVault(expectVault)
-        let archive = try key.decryptArchive(file)
+        var opened: Vault?
+        let archive = try key.decryptArchive(file) {
+            opened = try options.openIfPresent()
+            return opened
+        }
         let report = BundleVerifier.verify(archive, expectVault: expected)
         switch report.outcome {
         case .damaged:
@@ -122,8 +142,14 @@ struct Import: AsyncParsableCommand {
         case .verified:
             break
         }
-        let vault = try options.open()
-        let summary = try BundleImporter.importRecords(of: report, into: vault, kinds: Set(Kinds.fields.keys))
+        let vault = try opened ?? options.open()
+        let before = try Arrivals.snapshot(vault)
+        let summary = try BundleImporter.importRecords(of: report, into: vault, kinds: Set(RecordSchema.fields.keys))
+        defer {
+            if let after = try? Arrivals.snapshot(vault) {
+                try? Arrivals(before: before, after: after, vault: vault, pulled: 0, pushed: nil).report(json: json)
+            }
+        }
         var line = "Verified the bundle and imported \(summary.added) record\(summary.added == 1 ? "" : "s")"
         line += " with their original signed changes"
         if summary.extended > 0 {

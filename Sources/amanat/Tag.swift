@@ -7,6 +7,8 @@ struct Tag: ParsableCommand {
         abstract: "Add or remove tags of a record.",
         discussion: """
             Removing a tag removes only the additions this device has seen: a concurrent addition elsewhere survives.
+            Tags are stored trimmed and in lower case, so Detention and detention are one tag; a tag cannot hold a
+            comma: give --add once per tag.
 
             Example:
               amanat tag 3f9a1c --add verified --remove draft
@@ -20,15 +22,18 @@ struct Tag: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             guard !add.isEmpty || !remove.isEmpty else { throw CLIError(.usage, "Give --add TAG or --remove TAG.") }
-            for tag in add { try Kinds.validateTag(tag) }
+            let adding = try Fields.tags(add)
+            let removing = try Fields.tags(remove)
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
-            for tag in remove where !state.tags.contains(tag) {
+            for tag in removing where !state.tags.contains(where: { RecordSchema.tagMatches($0, tag) }) {
                 throw CLIError(.usage, "Record \(state.id.hex.prefix(12)) has no tag \"\(tag)\".")
             }
             try vault.commit(record: state.id) { current in
                 let base = current ?? state
-                return add.map(base.addTagOperation) + remove.compactMap(base.removeTagOperation)
+                // A tag stored before tags were normalised (`Detention`) is removed with any spelling of it.
+                let stored = removing.flatMap { tag in base.tags.filter { RecordSchema.tagMatches($0, tag) } }
+                return adding.map(base.addTagOperation) + stored.compactMap(base.removeTagOperation)
             }
             note("Tagged \(state.id.hex.prefix(12)).")
         }

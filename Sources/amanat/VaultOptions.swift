@@ -5,10 +5,12 @@ import Foundation
 
 /// The options every vault command shares: where the vault is and how to get its passphrase.
 struct VaultOptions: ParsableArguments {
-    @Option(name: .long, help: "The vault directory (default: $AMANAT_VAULT, else ~/.amanat).")
+    @Option(name: .long, help: "The vault directory (default: $AMANAT_VAULT, else $HOME/.amanat).")
     var vault: String?
 
-    @Option(name: .long, help: "Read the passphrase from the first line of this file instead of asking.")
+    @Option(
+        name: .long,
+        help: "Read the passphrase from the first line of this file (- for standard input) instead of asking.")
     var passphraseFile: String?
 
     /// The vault directory chosen by flag, environment or default.
@@ -16,6 +18,11 @@ struct VaultOptions: ParsableArguments {
         if let vault { return URL(fileURLWithPath: vault) }
         if let env = ProcessInfo.processInfo.environment["AMANAT_VAULT"], !env.isEmpty {
             return URL(fileURLWithPath: env)
+        }
+        // $HOME first, as every Unix program does (a test, a container or `sudo -H` sets it elsewhere); the account's
+        // home from the password database only when it is unset.
+        if let home = ProcessInfo.processInfo.environment["HOME"], !home.isEmpty {
+            return URL(fileURLWithPath: home).appendingPathComponent(".amanat")
         }
         return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".amanat")
     }
@@ -32,6 +39,11 @@ struct VaultOptions: ParsableArguments {
         }
         let secret = try passphrase()
         return (try Vault.open(at: directory, passphrase: secret), secret)
+    }
+
+    /// Opens the vault if there is one (asking for its passphrase), or nil.
+    func openIfPresent() throws -> Vault? {
+        Vault.exists(at: directory) ? try open() : nil
     }
 
     /// Opens the vault, failing with a clear sentence when it is missing or locked.

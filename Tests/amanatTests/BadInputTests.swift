@@ -16,7 +16,7 @@ import Testing
             cli = scratch.runner()
             try cli.initialize()
             statement = try cli.ok(["add", "statement", "--title", "T", "--issued-on", "2025-07-13"])
-            testimony = try cli.ok(["add", "testimony", "--witness", "W-2"])
+            testimony = try cli.ok(["add", "testimony", "--witness", "W-2", "--allow-empty"])
             digest = try cli.digest()
         }
 

@@ -39,10 +39,23 @@ struct CLIRunner {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let input = Pipe()
+        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
+        if let stdin {
+            try input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        }
+        // stderr is drained on another thread, so a command that writes more than a pipe holds to stderr cannot
+        // block while stdout is read.
+        let errBox = DataBox()
+        let reader = Thread {
+            errBox.data = err.fileHandleForReading.readDataToEndOfFile(); errBox.done.signal()
+        }
+        reader.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        errBox.done.wait()
+        let errData = errBox.data
         process.waitUntilExit()
         return Result(
             status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
@@ -75,6 +88,12 @@ struct CLIRunner {
     func list(_ extra: [String] = []) throws -> [[String: Any]] {
         try JSONSerialization.jsonObject(with: Data(try ok(["list", "--json"] + extra).utf8)) as? [[String: Any]] ?? []
     }
+}
+
+/// The bytes one thread read, handed to another.
+final class DataBox: @unchecked Sendable {
+    var data = Data()
+    let done = DispatchSemaphore(value: 0)
 }
 
 struct CLIFailure: Error, CustomStringConvertible {

@@ -101,9 +101,10 @@ import Testing
         #expect(theirs.contains("device \(member) (member of the origin vault)"))
         #expect(try colleague.run(["verify"]).status == 0)
 
-        // A second import of the same bundle changes nothing, even after someone edited the provenance text:
-        // whether a record was imported is decided by its origin, not by a field.
-        _ = try lawyer.ok(["edit", id, "--set", "provenance=checked by the legal team"])
+        // What the import recorded cannot be rewritten with `edit` (a protected field), and a second import of the
+        // same bundle changes nothing: whether a record was imported is decided by its origin, not by a field.
+        let rewrite = try lawyer.run(["edit", id, "--set", "provenance=checked by the legal team"])
+        #expect(rewrite.status == 64 && rewrite.stderr.contains("cannot be edited"), "\(rewrite.stderr)")
         let digest = try lawyer.digest()
         let again = try lawyer.run(["import", bundle, "--identity", s.key])
         #expect(again.status == 0, "\(again.stderr)")

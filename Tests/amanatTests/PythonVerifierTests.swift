@@ -126,7 +126,9 @@ struct PythonVerifierTests {
         let scratch = try Scratch()
         let cli = scratch.runner()
         try cli.initialize(name: "Laila's laptop")
-        let id = try cli.ok(["add", "testimony", "--witness", "W-1", "--location", "Kabul", "--consent", "share"])
+        let id = try cli.ok([
+            "add", "testimony", "--witness", "W-1", "--location", "Kabul", "--consent", "share", "--allow-empty",
+        ])
         _ = try cli.ok(["edit", String(id.prefix(8)), "--set", "location=Herat"])
         let vault = try Vault.open(at: cli.vault, passphrase: SecureBytes(Array(cli.passphrase.utf8)))
         let state = try #require(try vault.allStates().first { $0.id.hex == id })

@@ -64,7 +64,7 @@ import Testing
         let cli = scratch.runner()
         try cli.initialize()
         let statement = try cli.ok(["add", "statement", "--title", "old row", "--tag", "kept"])
-        _ = try cli.ok(["add", "testimony", "--witness", "W-9", "--location", "Herat"])
+        _ = try cli.ok(["add", "testimony", "--witness", "W-9", "--location", "Herat", "--allow-empty"])
         _ = try cli.ok(["edit", statement, "--set", "title=old row, edited"])
         let digest = try cli.digest()
         let listing = try cli.ok(["list", "--json"])

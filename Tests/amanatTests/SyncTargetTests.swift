@@ -49,7 +49,7 @@ import Testing
         #expect(created.status == 0, "\(created.stderr)")
         #expect(created.stderr.contains("Created the sync file \(team.path)."))
         // Later syncs need no flag; a typo next to it is refused and the existing file is named.
-        #expect(try s.cli.run(["sync", team.path]).status == 0)
+        #expect(try s.cli.run(["sync", "--create", team.path]).status == 0)
         let typo = s.usb.appendingPathComponent("taem.amanat-sync")
         try s.refused([typo.path], status: 66, ["There is no sync file at \(typo.path)", "`team.amanat-sync`"])
         #expect(!FileManager.default.fileExists(atPath: typo.path))
@@ -134,7 +134,7 @@ import Testing
         )
         #expect(status == 0, "\(output)")
         let digest = try a.digest()
-        let refused = try a.run(["sync", stick])
+        let refused = try a.run(["sync", "--create", stick])
         #expect(refused.status == 65, "\(refused.stderr)")
         #expect(refused.stderr.contains("over the 8 MiB an envelope may have"), "\(refused.stderr)")
         #expect(try a.digest() == digest)
