@@ -44,20 +44,24 @@ struct Backup: ParsableCommand {
         discussion: """
             The file is an age file encrypted to the vault's passphrase; everything in it is encrypted as in the \
             vault. Keep it apart from the laptop (a stick in another bag, a trusted person). It refuses to \
-            overwrite an existing file. Restore it with `amanat restore FILE --vault DIR`.
+            overwrite an existing file without --force. Restore it with `amanat restore FILE --vault DIR`.
 
             Example:
               amanat backup --out /media/usb/amanat-2026-11-29.backup
             """)
 
     @OptionGroup var options: VaultOptions
-    @Option(help: "The backup file to write (must not exist).") var out: String
+    @Option(help: "The backup file to write.") var out: String
+    @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
 
     func run() throws {
         try runReportingErrors {
+            try OutputFile.check(out, force: force)
             // The passphrase that opened the vault is the one the backup is encrypted to.
             let (vault, passphrase) = try options.openKeepingPassphrase()
-            try VaultBackup.write(vault, passphrase: passphrase, to: URL(fileURLWithPath: out))
+            let url = URL(fileURLWithPath: out)
+            if force { try? FileManager.default.removeItem(at: url) }
+            try VaultBackup.write(vault, passphrase: passphrase, to: url)
             note("Wrote a backup of \(options.directory.path) to \(out), protected by the vault's passphrase.")
         }
     }

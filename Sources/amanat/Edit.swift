@@ -1,3 +1,4 @@
+import Foundation
 import AmanatCore
 import ArgumentParser
 
@@ -12,6 +13,7 @@ struct Edit: ParsableCommand {
 
             Example:
               amanat edit 3f9a1c --set location="Herat" --set consent=anonymised
+              amanat edit 3f9a1c --set narrative=- < amended.txt      (FIELD=- reads standard input)
             """)
 
     @OptionGroup var options: VaultOptions
@@ -20,17 +22,39 @@ struct Edit: ParsableCommand {
     var assignments: [String] = []
     @Option(help: "How to read dates: automatic, gregorian or persian (Solar Hijri).")
     var calendar: RecordDates.Calendar = .automatic
+    @Flag(help: "Allow emptying a testimony's narrative.") var allowEmpty = false
 
     func run() throws {
         try runReportingErrors {
             guard !assignments.isEmpty else {
                 throw CLIError(.usage, "Nothing to edit: give at least one --set FIELD=VALUE.")
             }
+            guard assignments.filter({ $0.hasSuffix("=-") }).count <= 1 else {
+                throw CLIError(.usage, "Only one --set may read standard input (FIELD=-).")
+            }
             let pairs = try assignments.map { text -> (String, String) in
                 guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
                     throw CLIError(.usage, "\"\(text)\" is not FIELD=VALUE.")
                 }
-                return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+                let value = String(text[text.index(after: eq)...])
+                // FIELD=- reads the value from standard input, as every --…-file option does: long amendments never
+                // pass through the shell's history or `ps`.
+                guard value == "-" else { return (String(text[..<eq]), value) }
+                let input = FileHandle.standardInput.readDataToEndOfFile()
+                guard let read = String(data: input, encoding: .utf8) else {
+                    throw CLIError(.usage, "Standard input is not UTF-8 text.")
+                }
+                return (String(text[..<eq]), read.hasSuffix("\n") ? String(read.dropLast()) : read)
+            }
+            if !allowEmpty,
+                pairs.contains(where: {
+                    $0.0 == "narrative" && $0.1.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+                })
+            {
+                throw CLIError(
+                    .usage,
+                    "That would empty the narrative; give the new text (FIELD=- reads it from standard input), or --allow-empty."
+                )
             }
             let vault = try options.open()
             let state = try vault.resolveRecord(id)

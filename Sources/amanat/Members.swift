@@ -106,7 +106,14 @@ struct Revoke: ParsableCommand {
             if member.device == vault.deviceID {
                 throw CLIError(.usage, "A device cannot revoke itself; ask another coordinator.")
             }
+            // Identities handed over from this one (a restored backup, `recover`) share its revocation.
+            let heirs = vault.membership.members.values.filter { $0.recoveredFrom == member.device && !$0.isRevoked }
             try vault.revoke(member.device, allChanges: allChanges)
+            if !heirs.isEmpty {
+                note(
+                    "WARNING: this also revokes \(heirs.map { vault.deviceLabel($0.device) }.sorted().joined(separator: ", ")), restored from its backup (a restored identity shares the revocation of the one it came from). Invite that laptop again if it is still yours."
+                )
+            }
             note(
                 "Revoked \(TerminalText.escape(vault.deviceLabel(member.device))); a new vault key was sealed to the \(vault.membership.activeMembers.count) remaining devices. Sync to pass it on."
             )

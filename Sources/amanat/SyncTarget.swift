@@ -27,6 +27,12 @@ enum SyncTarget: Equatable {
                 "\(target) is not a relay address Amanat can use: a relay URL starts with http:// or https:// (not \(target[..<scheme.lowerBound])://)."
             )
         }
+        if lower.hasPrefix("http/") || lower.hasPrefix("http:/") || lower.hasPrefix("https/")
+            || lower.hasPrefix("https:/")
+        {
+            let rest = target.drop { $0 != "/" }.drop { $0 == "/" }
+            throw CLIError(.usage, "\(target) is not a valid relay address; did you mean http://\(rest) ?")
+        }
         let fm = FileManager.default
         let url = URL(fileURLWithPath: target)
         var isDirectory: ObjCBool = false
@@ -58,9 +64,16 @@ enum SyncTarget: Equatable {
             )
         }
         try checkFreeSpace(folder, writable: true)
-        if create { return .newFile(url) }
         let others = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? [])
             .filter { $0.hasSuffix(".amanat-sync") }.sorted()
+        if create {
+            if !others.isEmpty {
+                note(
+                    "WARNING: the folder already holds \(others.map { "`\($0)`" }.joined(separator: ", ")); a new file next to it splits the team's sync in two. Check the name."
+                )
+            }
+            return .newFile(url)
+        }
         if others.isEmpty, let confirm,
             confirm("There is no sync file at \(url.path). Create a new one there? [y/N] ")
         {

@@ -73,6 +73,11 @@ import Testing
         }
         #expect(try coordinator.status().stateDigest == vault.status().stateDigest)
         #expect(coordinator.membership.members[vault.deviceID]?.recoveredFrom == old)
+
+        // Revoking the lost laptop's old identity takes the restored one with it: the coordinator is told which.
+        let revoked = try cli(coordinator.directory).run(["revoke", old.hex])
+        #expect(revoked.status == 0, "\(revoked.stderr)")
+        #expect(revoked.stderr.contains("also revokes") && revoked.stderr.contains(vault.deviceID.hex.prefix(12)))
     }
 
     @Test func badBackupsAndRestoresLeaveEverythingAsItWas() throws {
@@ -103,7 +108,12 @@ import Testing
         #expect(left.isEmpty, "a failed restore leaves no half-restored vault behind: \(left)")
 
         let missingFolder = try cli(vault.directory).run(["backup", "--out", dir.path("no/such/folder.backup").path])
-        #expect(missingFolder.status != 0 && missingFolder.stderr.contains("does not exist"))
+        #expect(
+            missingFolder.status == 66 && missingFolder.stderr.contains("does not exist"), "\(missingFolder.stderr)")
+        let before = try Data(contentsOf: backup)
+        let forced = try cli(vault.directory).run(["backup", "--out", backup.path, "--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(try Data(contentsOf: backup) != before, "--force replaces the earlier backup")
     }
 
     @Test func thePassphraseChangesInOneStepAndAWeakOneIsRefused() throws {

@@ -38,6 +38,7 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: "\(cwd)/\(target)"), "no file named \(target)")
         }
         try s.refused(["ftp://relay.example.org"], status: 64, ["starts with http:// or https://"])
+        try s.refused(["http//192.168.1.20:8080"], status: 64, ["did you mean http://192.168.1.20:8080 ?"])
     }
 
     @Test func aSyncFileIsCreatedOnlyWhenAsked() throws {
@@ -53,6 +54,9 @@ import Testing
         let typo = s.usb.appendingPathComponent("taem.amanat-sync")
         try s.refused([typo.path], status: 66, ["There is no sync file at \(typo.path)", "`team.amanat-sync`"])
         #expect(!FileManager.default.fileExists(atPath: typo.path))
+        // Even with --create, a second file beside the team's is named as a likely mistake.
+        let split = try s.cli.run(["sync", "--create", typo.path])
+        #expect(split.status == 0 && split.stderr.contains("already holds `team.amanat-sync`"), "\(split.stderr)")
     }
 
     @Test func aMissingFolderOrAFolderAsTargetGetsItsOwnSentence() throws {
