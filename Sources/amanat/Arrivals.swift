@@ -89,7 +89,12 @@ struct Arrivals: Encodable {
         add(created, "created")
         add(edited, "edited ")
         add(deleted, "DELETED")
-        add(undeleted, "undeleted")
+        // A deleted record becomes visible again by an `undelete` or by an edit made while the delete had not been
+        // seen (change.md §5): the arrivals cannot tell which, so they say both.
+        add(undeleted, "VISIBLE AGAIN")
+        if !undeleted.isEmpty {
+            out.append("  (visible again: undeleted, or edited on another laptop before its deletion was seen there)")
+        }
         if new_conflicts.count > Self.linesPerKind {
             out.append(
                 "  \(new_conflicts.count) NEW CONFLICTS, the first \(Self.linesPerKind) below: `amanat list` marks every record in conflict"
@@ -110,7 +115,7 @@ struct Arrivals: Encodable {
         count(created.count, "created")
         count(edited.count, "edited")
         count(deleted.count, "deleted")
-        count(undeleted.count, "undeleted")
+        count(undeleted.count, "visible again")
         count(new_conflicts.count, "with a new conflict")
         return parts.isEmpty ? "no record changed" : parts.joined(separator: ", ")
     }

@@ -83,7 +83,7 @@ enum SyncTarget: Equatable {
             "There is no sync file at \(url.path); nothing was synced. To start a new one there, add --create."
         if !others.isEmpty {
             message +=
-                " The folder holds \(others.map { "`\($0)`" }.joined(separator: ", ")): did you mean one of them?"
+                " The folder holds \(others.map { "`\($0)`" }.joined(separator: ", ")): did you mean \(others.count == 1 ? "that one" : "one of them")?"
         }
         throw CLIError(.noInput, message)
     }
