@@ -12,7 +12,7 @@ enum Passphrase {
     static func read(
         file: String?, prompt: String, confirm: Bool, environmentVariable: String = "AMANAT_PASSPHRASE"
     ) throws -> SecureBytes {
-        if file == "-" { return try nonEmpty(try firstLineOfStandardInput()) }
+        if file == "-" { return try nonEmpty(try lineOfStandardInput()) }
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw CLIError(.noInput, "The passphrase file \(file) cannot be read.")
@@ -73,29 +73,6 @@ enum Passphrase {
         return secret
     }
 
-    /// The first line of standard input (`--passphrase-file -`), read byte by byte so nothing after it is consumed.
-    private static func firstLineOfStandardInput() throws -> SecureBytes {
-        let buffer = SecureBytes(count: 1024)
-        var length = 0
-        try buffer.withUnsafePointer { p in
-            let mutable = UnsafeMutablePointer(mutating: p)
-            while length < 1024 {
-                var c: UInt8 = 0
-                let n = Glibc.read(STDIN_FILENO, &c, 1)
-                if n <= 0 || c == 10 || c == 13 { break }
-                mutable[length] = c
-                length += 1
-                c = 0
-            }
-            if length == 1024 { throw CLIError(.usage, "The passphrase is too long.") }
-        }
-        return buffer.withUnsafeBytes { raw in
-            SecureBytes(count: length) { out in
-                out.update(from: raw.bindMemory(to: UInt8.self).baseAddress!, count: length)
-            }
-        }
-    }
-
     /// Prompts on stderr and reads one line from the terminal with echo switched off.
     private static func prompted(_ prompt: String) throws -> SecureBytes {
         try? FileHandle.standardError.write(contentsOf: Data(prompt.utf8))
@@ -108,6 +85,12 @@ enum Passphrase {
             tcsetattr(STDIN_FILENO, TCSAFLUSH, &old)
             try? FileHandle.standardError.write(contentsOf: Data("\n".utf8))
         }
+        return try lineOfStandardInput()
+    }
+
+    /// One line of standard input (up to a newline, a carriage return or the end), read byte by byte into guarded
+    /// memory so that nothing after it is consumed and no copy is left in an ordinary buffer.
+    private static func lineOfStandardInput() throws -> SecureBytes {
         let buffer = SecureBytes(count: 1024)
         var length = 0
         try buffer.withUnsafePointer { p in

@@ -51,6 +51,13 @@ public func cloneVault(_ vault: Vault, to url: URL) throws -> Vault {
     return try Vault.open(at: url, passphrase: passphrase)
 }
 
+/// Gives `to` every envelope `from` holds, as a sync from `from` to `to` would (one way, no carrier).
+public func exchange(_ from: Vault, _ to: Vault) throws {
+    for (device, head) in try from.versionVector() {
+        try to.ingest(try from.envelopes(of: device, after: 0, limit: Int(head.seq)))
+    }
+}
+
 /// Syncs `vault` with the sync file at `url`, both ways.
 @discardableResult
 public func fileSync(_ vault: Vault, _ url: URL, batchSize: Int = 1000) async throws -> SyncReport {

@@ -194,8 +194,8 @@ import Testing
         let target = try team[0].createRecord(
             kind: "testimony", fields: [("witness", "W-1"), ("consent", "share")], tags: [], seal: true)
         let other = try team[0].createRecord(kind: "statement", fields: [("title", "kept")], tags: [], seal: false)
-        try ImportCustodyTests.Setting.exchange(team[0], team[1])
-        try ImportCustodyTests.Setting.exchange(team[1], team[0])
+        try exchange(team[0], team[1])
+        try exchange(team[1], team[0])
         let mole = team[1]
         var chain = ForgedChain(vaultID: mole.vaultID, signer: mole.keyring.device, head: try ownHead(of: mole))
         let pred = (try mole.resolveRecord(target.hex).values["witness"] ?? []).map(\.op)

@@ -16,13 +16,6 @@ import Testing
         return runner
     }
 
-    /// Gives `to` every envelope `from` holds.
-    func exchange(_ from: Vault, _ to: Vault) throws {
-        for (device, head) in try from.versionVector() {
-            try to.ingest(try from.envelopes(of: device, after: 0, limit: Int(head.seq)))
-        }
-    }
-
     @Test func aRestoredBackupRejoinsTheTeamWithNothingLostAndNoFork() throws {
         let dir = try TemporaryDirectory()
         let team = try makeTeam(2, in: dir)

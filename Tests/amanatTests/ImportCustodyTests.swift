@@ -26,24 +26,17 @@ import Testing
                 kind: "testimony",
                 fields: [("witness", "W-7"), ("narrative", "شب آمدند. They came at night."), ("consent", "share")],
                 tags: ["detention"], seal: true)
-            try Self.exchange(field[0], field[1])
+            try AmanatTestSupport.exchange(field[0], field[1])
             try field[1].commit(record: testimony) {
                 [try #require($0).setOperation(field: "location", value: "Herat")]
             }
-            try Self.exchange(field[1], field[0])
+            try AmanatTestSupport.exchange(field[1], field[0])
             key = dir.path("lawyer.txt").path
             #expect(try shell("age-keygen -o '\(key)'").0 == 0)
             recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
         }
 
-        func exchange(_ from: Vault, _ to: Vault) throws { try Self.exchange(from, to) }
-
-        /// Gives `to` every envelope `from` holds.
-        static func exchange(_ from: Vault, _ to: Vault) throws {
-            for (device, head) in try from.versionVector() {
-                try to.ingest(try from.envelopes(of: device, after: 0, limit: Int(head.seq)))
-            }
-        }
+        func exchange(_ from: Vault, _ to: Vault) throws { try AmanatTestSupport.exchange(from, to) }
 
         func cli(_ vault: Vault) -> CLIRunner {
             var runner = CLIRunner(vault: vault.directory)
