@@ -2,7 +2,10 @@
 SWIFT ?= swift
 BIN := .build/debug/amanat
 
-.PHONY: setup build demo test bench load fuzz format format-check clean
+.PHONY: setup build demo test man install bench load fuzz format format-check clean
+
+PREFIX ?= /usr/local
+MANPAGE := .build/plugins/GenerateManual/outputs/amanat/amanat.1
 
 setup:
 	@Scripts/setup.sh
@@ -15,7 +18,27 @@ demo: build
 
 test: setup
 	$(SWIFT) build --build-tests
+	$(SWIFT) package plugin generate-manual --configuration debug >/dev/null
 	$(SWIFT) test --skip-build
+
+# The man page, generated from the same definitions as the help (swift-argument-parser's generate-manual plugin).
+man: setup
+	$(SWIFT) package plugin generate-manual --configuration debug
+	@echo "The man page is $(MANPAGE); read it with: man -l $(MANPAGE)"
+
+# Installs the release build, its man page and shell completions (bash, zsh, fish) under PREFIX (/usr/local);
+# DESTDIR stages the files elsewhere, as packagers expect.
+install: setup man
+	$(SWIFT) build -c release --product amanat
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 755 .build/release/amanat $(DESTDIR)$(PREFIX)/bin/amanat
+	install -m 644 $(MANPAGE) $(DESTDIR)$(PREFIX)/share/man/man1/amanat.1
+	.build/release/amanat --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/amanat
+	.build/release/amanat --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_amanat
+	.build/release/amanat --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/amanat.fish
+	@echo "Installed amanat, its man page and completions under $(DESTDIR)$(PREFIX)"
 
 bench: setup
 	$(SWIFT) build -c release --product amanat-bench

@@ -10,6 +10,8 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case verificationFailed
         /// Nothing matched the export selection.
         case emptySelection
+        /// This device has signed nothing yet, so no signed entry places it in the vault.
+        case nothingSigned
     }
 
     /// The kind of failure.

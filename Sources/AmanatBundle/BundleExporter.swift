@@ -88,7 +88,7 @@ public enum BundleExporter {
         }
         guard lastSeq[vault.deviceID]! >= 1 else {
             throw BundleError(
-                .emptySelection,
+                .nothingSigned,
                 "This device has written nothing in the vault yet, so no signed entry places it in the vault; write or sync first."
             )
         }

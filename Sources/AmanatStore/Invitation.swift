@@ -80,9 +80,9 @@ public enum Invitation {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw StoreError(.noVault, "The invitation file \(url.path) cannot be read.")
         }
+        if let problem = Base32.codeProblem(text, length: codeLength) { throw StoreError(.invalid, problem) }
         guard let code = Base32.decodeCode(text), code.count == codeLength else {
-            throw StoreError(
-                .wrongPassphrase, "That is not an invitation code: it has 24 letters and digits in groups of 4.")
+            throw StoreError(.invalid, "That is not an invitation code.")
         }
         let bytes = Array(data)
         let damaged = StoreError(.damaged, "\(url.path) is not an Amanat invitation, or it is damaged.")
@@ -169,12 +169,34 @@ enum Base32 {
             .joined(separator: "-")
     }
 
+    /// Digits that are not in the alphabet but are read for the letter they look like: a code is read aloud and
+    /// copied by hand, and `0` and `8` can only have meant `O` and `B`. (`1` could be `I` or `L`: ``codeProblem``
+    /// asks.)
+    static let lookalikes: [Character: Character] = ["0": "O", "8": "B"]
+
+    /// Why `text` cannot be a code of `length` bytes, in words a person copying it can act on; nil when it can.
+    static func codeProblem(_ text: String, length: Int) -> String? {
+        let characters = text.uppercased().filter { $0 != "-" && $0 != " " }.map { lookalikes[$0] ?? $0 }
+        if let odd = characters.first(where: { !alphabet.contains($0) }) {
+            let shown = odd.isASCII && !odd.isWhitespace && !odd.isNewline ? "'\(odd)'" : "a character"
+            let hint = odd == "1" ? " (a 1 is probably an I or an L)" : ""
+            return
+                "That is not an invitation code: it holds \(shown)\(hint), and a code has only the letters A to Z and the digits 2 to 7; read it again."
+        }
+        let expected = (length * 8 + 4) / 5
+        guard characters.count == expected else {
+            return
+                "That is not an invitation code: it has \(characters.count) letters and digits, and a code has \(expected) (in groups of 4); read it again."
+        }
+        return nil
+    }
+
     static func decodeCode(_ text: String) -> [UInt8]? {
         var bits = 0
         var value = 0
         var out: [UInt8] = []
         for c in text.uppercased() where c != "-" && c != " " {
-            guard let index = alphabet.firstIndex(of: c) else { return nil }
+            guard let index = alphabet.firstIndex(of: lookalikes[c] ?? c) else { return nil }
             value = (value << 5 | index) & 0xffff
             bits += 5
             if bits >= 8 {

@@ -11,22 +11,19 @@ struct Amanat: AsyncParsableCommand {
         commandName: "amanat",
         abstract: "An encrypted, offline-first vault of testimonies and statements that syncs without losing an edit.",
         discussion: """
-            The vault is chosen with --vault DIR, else $AMANAT_VAULT, else $HOME/.amanat. The passphrase is read from
+            The vault is chosen with --vault DIR, else $AMANAT_VAULT, else $HOME/.amanat. The passphrase is read from \
             --passphrase-file, else $AMANAT_PASSPHRASE, else asked at the terminal without echo.
 
-            Exit status: 0 success; 1 internal error; 2 the selection matched no record; 3 an evidence bundle is intact but
-            its signers are not proven (or it is not of the --expect-vault vault, or unsigned format 1); 64 bad usage or
-            value; 65 damaged or forged data;
-            66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
-            73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, the
-            relay refused this device's key or needs its registration code, or this device's role does not allow
-            the action.
+            Exit statuses: `amanat help exit-status`. Environment variables: `amanat help environment`. A command's \
+            help: `amanat help COMMAND` or `amanat COMMAND --help`.
 
             Example:
               export AMANAT_VAULT=~/vault
               amanat init --device-name "field laptop"
-              amanat add statement --title "Coalition statement" --body-file statement.txt --tag afghanistan
-              amanat add testimony --witness W-017 --location Kabul      (type the testimony, end with Ctrl-D)
+              amanat add statement --title "Coalition statement" \\
+                --body-file statement.txt --tag afghanistan
+              amanat add testimony --witness W-017 --location Kabul
+              (then type the testimony and end with Ctrl-D)
               amanat list
             """,
         version: "0.1.0",
@@ -43,10 +40,39 @@ struct Amanat: AsyncParsableCommand {
     /// Accepted before the subcommand too (`amanat --vault DIR list`), as the command-line contract says.
     @OptionGroup var options: VaultOptions
 
-    /// The entry point: no core dumps, then the command.
+    /// The entry point: no core dumps, then the command. Every failure, the parser's included, is reported here
+    /// and only here, as one `amanat: …` sentence and its documented exit status (``ErrorReport``).
     static func main() async {
         disableCoreDumps()
-        await main(nil)
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.count == 2, arguments[0] == "help" {
+            if let topic = HelpTopic(named: arguments[1]) {
+                print(topic.text(width: HelpTopic.width), terminator: "")
+                return
+            }
+            let commands = configuration.subcommands.map { $0._commandName }
+            if !commands.contains(arguments[1]) {
+                let topics = HelpTopic.allCases.map(\.rawValue)
+                let close = Suggestion.closest(to: arguments[1], among: commands + topics)
+                ErrorReport.exit(
+                    with: CLIError(
+                        .usage,
+                        "'\(arguments[1])' is neither a command nor a help topic (\(topics.joined(separator: ", ")))"
+                            + (close.map { "; did you mean `amanat help \($0)`?" } ?? ".")
+                            + " `amanat --help` lists the commands."),
+                    arguments: arguments)
+            }
+        }
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            ErrorReport.exit(with: error, arguments: arguments)
+        }
     }
 
     /// Keeps secrets (the passphrase, keys, decrypted records) out of core files: the core size limit is set to 0,

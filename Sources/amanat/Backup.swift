@@ -4,28 +4,28 @@ import AmanatStore
 import ArgumentParser
 import Foundation
 
-/// `amanat passphrase`: changes the vault's passphrase.
-struct ChangePassphrase: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "passphrase",
-        abstract: "Change the vault's passphrase.",
-        discussion: """
-            Asks for the current passphrase, then the new one twice (scripts: --passphrase-file for the current one and \
-            --new-passphrase-file or AMANAT_NEW_PASSPHRASE for the new one). The keyring is rewritten in one step: \
-            a crash leaves either the old or the new passphrase working, never neither. Backups made before keep \
-            the passphrase they were made with.
+extension Amanat {
+    /// `amanat passphrase`: changes the vault's passphrase.
+    struct ChangePassphrase: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "passphrase",
+            abstract: "Change the vault's passphrase.",
+            discussion: """
+                Asks for the current passphrase, then the new one twice (scripts: --passphrase-file for the current one and \
+                --new-passphrase-file or AMANAT_NEW_PASSPHRASE for the new one). The keyring is rewritten in one step: \
+                a crash leaves either the old or the new passphrase working, never neither. Backups made before keep \
+                the passphrase they were made with.
 
-            Example:
-              amanat passphrase
-            """)
+                Example:
+                  amanat passphrase
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Option(help: "Read the new passphrase from the first line of this file.") var newPassphraseFile: String?
-    @Flag(help: "Accept a new passphrase shorter than 12 characters (easy to guess once the vault is copied).")
-    var allowWeakPassphrase = false
+        @OptionGroup var options: VaultOptions
+        @Option(help: "Read the new passphrase from the first line of this file.") var newPassphraseFile: String?
+        @Flag(help: "Accept a new passphrase shorter than 12 characters (easy to guess once the vault is copied).")
+        var allowWeakPassphrase = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let new = try Passphrase.read(
                 file: newPassphraseFile, prompt: "New passphrase: ", confirm: true,
@@ -37,25 +37,25 @@ struct ChangePassphrase: ParsableCommand {
     }
 }
 
-/// `amanat backup`: the whole replica in one encrypted file.
-struct Backup: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Write the whole vault of this laptop into one file protected by its passphrase.",
-        discussion: """
-            The file is an age file encrypted to the vault's passphrase; everything in it is encrypted as in the \
-            vault. Keep it apart from the laptop (a stick in another bag, a trusted person). It refuses to \
-            overwrite an existing file without --force. Restore it with `amanat restore FILE --vault DIR`.
+extension Amanat {
+    /// `amanat backup`: the whole replica in one encrypted file.
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the whole vault of this laptop into one file protected by its passphrase.",
+            discussion: """
+                The file is an age file encrypted to the vault's passphrase; everything in it is encrypted as in the \
+                vault. Keep it apart from the laptop (a stick in another bag, a trusted person). It refuses to \
+                overwrite an existing file without --force. Restore it with `amanat restore FILE --vault DIR`.
 
-            Example:
-              amanat backup --out /media/usb/amanat-2026-11-29.backup
-            """)
+                Example:
+                  amanat backup --out /media/usb/amanat-2026-11-29.backup
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Option(help: "The backup file to write.") var out: String
-    @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
+        @OptionGroup var options: VaultOptions
+        @Option(help: "The backup file to write.") var out: String
+        @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             try OutputFile.check(out, force: force)
             // The passphrase that opened the vault is the one the backup is encrypted to.
             let (vault, passphrase) = try options.openKeepingPassphrase()
@@ -67,26 +67,27 @@ struct Backup: ParsableCommand {
     }
 }
 
-/// `amanat restore`: brings a backup back as a new device identity of the same member.
-struct Restore: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Restore a backup into a new vault directory, as a new identity of the same member.",
-        discussion: """
-            Asks for the passphrase the vault had when the backup was made. The restored laptop takes a new device \
-            identity, handed over by the old one's signature (as `amanat recover` does), so that it never forks \
-            the old identity's log, which the team may hold beyond the backup. Sync with the team afterwards to get \
-            everything written since. If a coordinator revoked the old identity, the restore can be read but not \
-            written to; ask for a new invitation.
+extension Amanat {
+    /// `amanat restore`: brings a backup back as a new device identity of the same member.
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a backup into a new vault directory, as a new identity of the same member.",
+            discussion: """
+                Asks for the passphrase the vault had when the backup was made. The restored laptop takes a new device \
+                identity, handed over by the old one's signature (as `amanat recover` does), so that it never forks \
+                the old identity's log, which the team may hold beyond the backup. Sync with the team afterwards to get \
+                everything written since. If a coordinator revoked the old identity, the restore can be read but not \
+                written to; ask for a new invitation.
 
-            Example:
-              amanat restore /media/usb/amanat-2026-11-29.backup --vault ~/.amanat
-            """)
+                Example:
+                  amanat restore /media/usb/amanat-2026-11-29.backup \\
+                    --vault ~/.amanat
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The backup file.") var file: String
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The backup file.") var file: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let passphrase = try options.passphrase()
             let restored = try VaultBackup.restore(
                 from: URL(fileURLWithPath: file), passphrase: passphrase, at: options.directory)

@@ -5,16 +5,19 @@ import AmanatStore
 import ArgumentParser
 import Foundation
 
-/// `amanat bundle`: verify and open evidence bundles.
-struct Bundle: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Verify or open an evidence bundle received from an Amanat user.",
-        discussion: """
-            Example:
-              amanat bundle verify evidence.age --identity lawyer-key.txt
-              amanat bundle open evidence.age --identity lawyer-key.txt --out ./evidence
-            """,
-        subcommands: [BundleVerify.self, BundleOpen.self])
+extension Amanat {
+    /// `amanat bundle`: verify and open evidence bundles.
+    struct Bundle: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify or open an evidence bundle received from an Amanat user.",
+            discussion: """
+                Example:
+                  amanat bundle verify evidence.age --identity key.txt
+                  amanat bundle open evidence.age --identity key.txt \\
+                    --out ./evidence
+                """,
+            subcommands: [BundleVerify.self, BundleOpen.self])
+    }
 }
 
 /// How to decrypt a bundle: an age identity file or a passphrase.
@@ -189,36 +192,38 @@ func expectedVault(_ text: String?) throws -> [UInt8]? {
     return id
 }
 
-/// `amanat bundle verify`.
-struct BundleVerify: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "verify",
-        abstract: "Verify a bundle offline: who signed it, whether they belonged to the vault, what is not disclosed.",
-        discussion: """
-            PATH is the age file, or a folder that `bundle open` extracted. Checks the exporting device's signature of
-            the manifest and every file's SHA-256, every device's hash chain and signature, that each envelope is the
-            one its device signed and decrypts with its key, each seal, that every records/<id>.json is exactly what
-            the signed changes produce, and each signing device's membership back to the vault's founder
-            (Protocol/bundle.md §7). Shows each signing device with the name the exporter states and its role, or
-            "not proven to be a member"; per record, "N changes not disclosed" when the manifest lists changes whose
-            content the bundle leaves out.
+extension Amanat {
+    /// `amanat bundle verify`.
+    struct BundleVerify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify",
+            abstract:
+                "Verify a bundle offline: who signed it, whether they belonged to the vault, what is not disclosed.",
+            discussion: """
+                PATH is the age file, or a folder that `bundle open` extracted. Checks the exporting device's signature of \
+                the manifest and every file's SHA-256, every device's hash chain and signature, that each envelope is the \
+                one its device signed and decrypts with its key, each seal, that every records/<id>.json is exactly what \
+                the signed changes produce, and each signing device's membership back to the vault's founder \
+                (Protocol/bundle.md §7). Shows each signing device with the name the exporter states and its role, or \
+                "not proven to be a member"; per record, "N changes not disclosed" when the manifest lists changes whose \
+                content the bundle leaves out.
 
-            Exit status: 0 verified and every signer proven; 3 intact but some signer not proven, the vault's
-            founding entry missing, a vault other than --expect-vault, or a format-1 (unsigned) bundle; 65 altered
-            or not a bundle (each problem named on stderr); 64 usage; 66 no such file; 77 not encrypted to you.
+                Exit status: 0 verified and every signer proven; 3 intact but some signer not proven, the vault's \
+                founding entry missing, a vault other than --expect-vault, or a format-1 (unsigned) bundle; 65 altered \
+                or not a bundle (each problem named on stderr); 64 usage; 66 no such file; 77 not encrypted to you.
 
-            Example:
-              amanat bundle verify evidence.age --identity lawyer-key.txt --expect-vault 3f9a-12bc-0d4e-…
-              amanat bundle verify ./opened-bundle
-            """)
+                Example:
+                  amanat bundle verify evidence.age --identity key.txt \\
+                    --expect-vault 3f9a-12bc-0d4e-…
+                  amanat bundle verify ./opened-bundle
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @OptionGroup var key: BundleKeyOptions
-    @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
-    @Argument(help: "The bundle file, or an opened bundle folder.") var path: String
+        @OptionGroup var options: VaultOptions
+        @OptionGroup var key: BundleKeyOptions
+        @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
+        @Argument(help: "The bundle file, or an opened bundle folder.") var path: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let expected = try expectedVault(expectVault)
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -238,29 +243,30 @@ struct BundleVerify: ParsableCommand {
     }
 }
 
-/// `amanat bundle open`.
-struct BundleOpen: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "open",
-        abstract: "Decrypt and verify a bundle, then extract it into a new folder.",
-        discussion: """
-            Nothing is written unless the whole bundle decrypts and verifies (exit status as `bundle verify`). A bundle
-            that is intact but whose signers are not proven (or a format-1 bundle) is extracted only with
-            --accept-unproven.
+extension Amanat {
+    /// `amanat bundle open`.
+    struct BundleOpen: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "open",
+            abstract: "Decrypt and verify a bundle, then extract it into a new folder.",
+            discussion: """
+                Nothing is written unless the whole bundle decrypts and verifies (exit status as `bundle verify`). A bundle \
+                that is intact but whose signers are not proven (or a format-1 bundle) is extracted only with \
+                --accept-unproven.
 
-            Example:
-              amanat bundle open evidence.age --identity lawyer-key.txt --out ./evidence
-            """)
+                Example:
+                  amanat bundle open evidence.age --identity key.txt \\
+                    --out ./evidence
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @OptionGroup var key: BundleKeyOptions
-    @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
-    @Flag(help: "Extract an intact bundle even if its signers are not proven.") var acceptUnproven = false
-    @Argument(help: "The bundle file.") var path: String
-    @Option(help: "The folder to extract into (must not exist or be empty).") var out: String
+        @OptionGroup var options: VaultOptions
+        @OptionGroup var key: BundleKeyOptions
+        @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
+        @Flag(help: "Extract an intact bundle even if its signers are not proven.") var acceptUnproven = false
+        @Argument(help: "The bundle file.") var path: String
+        @Option(help: "The folder to extract into (must not exist or be empty).") var out: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let expected = try expectedVault(expectVault)
             let fm = FileManager.default
             if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {

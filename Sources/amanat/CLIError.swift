@@ -35,36 +35,6 @@ struct CLIError: Error {
     }
 }
 
-/// Runs a command body, printing any failure as one sentence on stderr and exiting with its documented status.
-func runReportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch let error as ValidationError {
-        throw error
-    } catch {
-        let (status, message) = describe(error)
-        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(TerminalText.escape(message))\n".utf8))
-        throw ExitCode(status.rawValue)
-    }
-}
-
-/// The async form of ``runReportingErrors(_:)``, for commands that sync over a carrier.
-func runReportingErrorsAsync(_ body: () async throws -> Void) async throws {
-    do {
-        try await body()
-    } catch let error as ExitCode {
-        throw error
-    } catch let error as ValidationError {
-        throw error
-    } catch {
-        let (status, message) = describe(error)
-        try? FileHandle.standardError.write(contentsOf: Data("amanat: \(TerminalText.escape(message))\n".utf8))
-        throw ExitCode(status.rawValue)
-    }
-}
-
 /// The exit status and sentence for any error the modules throw.
 func describe(_ error: Error) -> (CLIError.Status, String) {
     switch error {
@@ -94,7 +64,13 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
             }
         return (status, e.message)
     case let e as BundleError:
-        return (e.code == .emptySelection ? .noInput : .damaged, e.message)
+        let status: CLIError.Status =
+            switch e.code {
+            case .emptySelection: .noMatch
+            case .nothingSigned: .usage
+            case .malformedArchive, .malformedDocument, .verificationFailed: .damaged
+            }
+        return (status, e.message)
     case let e as SchemaError:
         return (.usage, e.message)
     case let e as CoreError:

@@ -1,25 +1,25 @@
 import AmanatCore
 import ArgumentParser
 
-/// `amanat delete`: hides a record; its history stays in the log, and `undelete` brings it back.
-struct Delete: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Delete a record (its history is kept; `amanat undelete ID` brings it back).",
-        discussion: """
-            The deletion is a signed change that reaches every replica at its next sync. A concurrent edit made
-            elsewhere keeps the record visible. `amanat list --deleted` lists deleted records; `amanat undelete ID`
-            restores one, on any device.
+extension Amanat {
+    /// `amanat delete`: hides a record; its history stays in the log, and `undelete` brings it back.
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a record (its history is kept; `amanat undelete ID` brings it back).",
+            discussion: """
+                The deletion is a signed change that reaches every replica at its next sync. A concurrent edit made \
+                elsewhere keeps the record visible. `amanat list --deleted` lists deleted records; `amanat undelete ID` \
+                restores one, on any device.
 
-            Example:
-              amanat delete 3f9a1c
-              amanat undelete 3f9a1c
-            """)
+                Example:
+                  amanat delete 3f9a1c
+                  amanat undelete 3f9a1c
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The record id or a unique prefix of it.") var id: String
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The record id or a unique prefix of it.") var id: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
             try vault.commit(record: state.id) { current in [(current ?? state).deleteOperation()] }
@@ -29,26 +29,26 @@ struct Delete: ParsableCommand {
     }
 }
 
-/// `amanat undelete`: makes a deleted record visible again with a signed change that merges like any other.
-struct Undelete: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Restore a deleted record, with its values and tags as they were.",
-        discussion: """
-            The undelete is a signed change: it writes again every value and tag the record showed, as new
-            operations no delete has seen, so every replica that syncs it shows the record again, even one that
-            deleted it at the same time. A conflict the record had stays a conflict. The history keeps the deletion
-            and the undelete.
+extension Amanat {
+    /// `amanat undelete`: makes a deleted record visible again with a signed change that merges like any other.
+    struct Undelete: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a deleted record, with its values and tags as they were.",
+            discussion: """
+                The undelete is a signed change: it writes again every value and tag the record showed, as new \
+                operations no delete has seen, so every replica that syncs it shows the record again, even one that \
+                deleted it at the same time. A conflict the record had stays a conflict. The history keeps the deletion \
+                and the undelete.
 
-            Example:
-              amanat list --deleted
-              amanat undelete 3f9a1c
-            """)
+                Example:
+                  amanat list --deleted
+                  amanat undelete 3f9a1c
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The deleted record's id or a unique prefix of it.") var id: String
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The deleted record's id or a unique prefix of it.") var id: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let state = try vault.resolveRecord(id, includeDeleted: true)
             let short = state.id.hex.prefix(12)

@@ -2,30 +2,33 @@ import Foundation
 import AmanatCore
 import ArgumentParser
 
-/// `amanat edit`: sets fields of a record in one change.
-struct Edit: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Set one or more fields of a record.",
-        discussion: """
-            Each --set overwrites the value this device sees; an edit made concurrently on another device is kept
-            too and shown as a conflict until someone resolves it. Field names take - or _ (incident-date,
-            incident_date). provenance, which an import writes, cannot be edited.
+extension Amanat {
+    /// `amanat edit`: sets fields of a record in one change.
+    struct Edit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set one or more fields of a record.",
+            discussion: """
+                Each --set overwrites the value this device sees; an edit made concurrently on another device is kept \
+                too and shown as a conflict until someone resolves it. Field names take - or _ (incident-date, \
+                incident_date). provenance, which an import writes, cannot be edited.
 
-            Example:
-              amanat edit 3f9a1c --set location="Herat" --set consent=anonymised
-              amanat edit 3f9a1c --set narrative=- < amended.txt      (FIELD=- reads standard input)
-            """)
+                Example:
+                  amanat edit 3f9a1c --set location="Herat" \\
+                    --set consent=anonymised
+                  amanat edit 3f9a1c --set narrative=- < amended.txt
+                  (FIELD=- reads the value from standard input)
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The record id or a unique prefix of it.") var id: String
-    @Option(name: .customLong("set"), help: "FIELD=VALUE; repeat for several fields (incident-date or incident_date).")
-    var assignments: [String] = []
-    @Option(help: "How to read dates: automatic, gregorian or persian (Solar Hijri).")
-    var calendar: RecordDates.Calendar = .automatic
-    @Flag(help: "Allow emptying a testimony's narrative.") var allowEmpty = false
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The record id or a unique prefix of it.") var id: String
+        @Option(
+            name: .customLong("set"), help: "FIELD=VALUE; repeat for several fields (incident-date or incident_date).")
+        var assignments: [String] = []
+        @Option(help: "How to read dates: automatic, gregorian or persian (Solar Hijri).")
+        var calendar: RecordDates.Calendar = .automatic
+        @Flag(help: "Allow emptying a testimony's narrative.") var allowEmpty = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             guard !assignments.isEmpty else {
                 throw CLIError(.usage, "Nothing to edit: give at least one --set FIELD=VALUE.")
             }

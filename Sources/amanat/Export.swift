@@ -5,43 +5,44 @@ import AmanatStore
 import ArgumentParser
 import Foundation
 
-/// `amanat export`: writes an age-encrypted evidence bundle of selected records.
-struct Export: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Export selected records as an evidence bundle: an age file that standard tools open.",
-        discussion: """
-            The bundle is an age v1 file (https://age-encryption.org) encrypted to each --recipient (age1… keys,
-            from `age-keygen` or `amanat identity`) or, with --passphrase, to a passphrase (read from
-            $AMANAT_BUNDLE_PASSPHRASE or asked at the terminal). Inside is a tar archive: manifest.json,
-            records/<id>.json, custody/<id>.json (the records' signed envelopes and the keys of exactly those
-            envelopes), membership.json (the vault's signed membership entries, so the recipient can check each
-            signer back to the vault's founder), chains/ and README.txt; manifest.sig is this device's signature over
-            the manifest, which lists every file's SHA-256 (Protocol/bundle.md). Nothing about other records is
-            disclosed. Records are chosen with the selection flags of `list` (--kind, --tag: every one given,
-            --any-tag: any, --id, --since, --until; all of them must hold); without any, every record is exported.
-            A selection that matches nothing exits with status 2. The size is padded (Padmé).
+extension Amanat {
+    /// `amanat export`: writes an age-encrypted evidence bundle of selected records.
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Export selected records as an evidence bundle: an age file that standard tools open.",
+            discussion: """
+                The bundle is an age v1 file (https://age-encryption.org) encrypted to each --recipient (age1… keys, \
+                from `age-keygen` or `amanat identity`) or, with --passphrase, to a passphrase (read from \
+                $AMANAT_BUNDLE_PASSPHRASE or asked at the terminal). Inside is a tar archive: manifest.json, \
+                records/<id>.json, custody/<id>.json (the records' signed envelopes and the keys of exactly those \
+                envelopes), membership.json (the vault's signed membership entries, so the recipient can check each \
+                signer back to the vault's founder), chains/ and README.txt; manifest.sig is this device's signature over \
+                the manifest, which lists every file's SHA-256 (Protocol/bundle.md). Nothing about other records is \
+                disclosed. Records are chosen with the selection flags of `list` (--kind, --tag: every one given, \
+                --any-tag: any, --id, --since, --until; all of them must hold); without any, every record is exported. \
+                A selection that matches nothing exits with status 2. The size is padded (Padmé).
 
-            Consent: testimonies whose consent is restricted, unset or in conflict are left out unless
-            --include-restricted is given; the command says how many were left out and why, and the manifest
-            records each exported testimony's consent.
+                Consent: testimonies whose consent is restricted, unset or in conflict are left out unless \
+                --include-restricted is given; the command says how many were left out and why, and the manifest \
+                records each exported testimony's consent.
 
-            Example:
-              amanat export --out evidence.age --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p --tag detention
-              age -d -i lawyer-key.txt evidence.age | tar t
-            """)
+                Example:
+                  amanat export --out evidence.age --tag detention \\
+                    --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8…
+                  age -d -i lawyer-key.txt evidence.age | tar t
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Option(help: "Where to write the bundle.") var out: String
-    @Option(help: "An age recipient (age1…); repeat for several.") var recipient: [String] = []
-    @Flag(help: "Encrypt to a passphrase instead of recipients.") var passphrase = false
-    @Flag(help: "Write ASCII armor (PEM-like text) instead of binary.") var armor = false
-    @OptionGroup var selection: FilterOptions
-    @Flag(help: "Also export testimonies whose consent is restricted, unset or in conflict.")
-    var includeRestricted = false
-    @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
+        @OptionGroup var options: VaultOptions
+        @Option(help: "Where to write the bundle.") var out: String
+        @Option(help: "An age recipient (age1…); repeat for several.") var recipient: [String] = []
+        @Flag(help: "Encrypt to a passphrase instead of recipients.") var passphrase = false
+        @Flag(help: "Write ASCII armor (PEM-like text) instead of binary.") var armor = false
+        @OptionGroup var selection: FilterOptions
+        @Flag(help: "Also export testimonies whose consent is restricted, unset or in conflict.")
+        var includeRestricted = false
+        @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             guard !recipient.isEmpty || passphrase else {
                 throw CLIError(.usage, "Say who can open the bundle: --recipient age1… (repeatable) or --passphrase.")
             }

@@ -2,22 +2,22 @@ import AmanatCore
 import AmanatCrypto
 import ArgumentParser
 
-/// `amanat identity`: this device's id and its age recipient.
-struct Identity: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Print this device's id, name, role and age recipient (age1…).",
-        discussion: """
-            The age recipient is this device's own X25519 member key (kept in its keyring, published in the
-            membership log; never the signing key converted, so no key serves two purposes).
+extension Amanat {
+    /// `amanat identity`: this device's id and its age recipient.
+    struct Identity: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print this device's id, name, role and age recipient (age1…).",
+            discussion: """
+                The age recipient is this device's own X25519 member key (kept in its keyring, published in the \
+                membership log; never the signing key converted, so no key serves two purposes).
 
-            Example:
-              amanat identity
-            """)
+                Example:
+                  amanat identity
+                """)
 
-    @OptionGroup var options: VaultOptions
+        @OptionGroup var options: VaultOptions
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             guard let agreement = vault.keyring.agreement else {
                 throw CLIError(.internalError, "This keyring has no member key; open the vault once to upgrade it.")

@@ -3,29 +3,30 @@ import AmanatStore
 import ArgumentParser
 import Foundation
 
-/// `amanat invite`: writes a one-time invitation for a new member device.
-struct Invite: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Write an invitation for a new device to join this vault; prints the code that opens it.",
-        discussion: """
-            The file holds the vault key encrypted under a random 120-bit code, printed on stdout. Give the file and
-            the code to the new member by different channels (for example the file on a USB stick, the code spoken
-            in person): whoever has the file alone learns nothing. The invitation expires after --valid-days.
+extension Amanat {
+    /// `amanat invite`: writes a one-time invitation for a new member device.
+    struct Invite: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write an invitation for a new device to join this vault; prints the code that opens it.",
+            discussion: """
+                The file holds the vault key encrypted under a random 120-bit code, printed on stdout. Give the file and \
+                the code to the new member by different channels (for example the file on a USB stick, the code spoken \
+                in person): whoever has the file alone learns nothing. The invitation expires after --valid-days.
 
-            Example:
-              amanat invite --out /media/usb/invite.amanat
-              # on the new laptop:
-              amanat --vault ~/vault join /media/usb/invite.amanat --code ABCD-EFGH-…
-            """)
+                Example:
+                  amanat invite --out /media/usb/invite.amanat
+                  # on the new laptop:
+                  amanat --vault ~/vault join /media/usb/invite.amanat \\
+                    --code ABCD-EFGH-…
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Option(help: "Where to write the invitation.") var out: String
-    @Option(help: "Days the invitation stays valid.") var validDays: UInt64 = 7
-    @Option(help: "The new device's role: coordinator, member (default) or reader.") var role: String = "member"
-    @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
+        @OptionGroup var options: VaultOptions
+        @Option(help: "Where to write the invitation.") var out: String
+        @Option(help: "Days the invitation stays valid.") var validDays: UInt64 = 7
+        @Option(help: "The new device's role: coordinator, member (default) or reader.") var role: String = "member"
+        @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             // Before the invitation is issued: a refused file leaves no unused invitation behind.
             try OutputFile.check(out, force: force)
             guard (1...365).contains(validDays) else { throw CLIError(.usage, "--valid-days must be from 1 to 365.") }
@@ -43,29 +44,32 @@ struct Invite: ParsableCommand {
     }
 }
 
-/// `amanat join`: becomes a new member device of a vault from an invitation.
-struct Join: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Join a vault from an invitation: creates this device's own identity in an empty vault directory.",
-        discussion: """
-            The code is read from --code, else $AMANAT_INVITE_CODE, else asked at the terminal. Then sync with a
-            member's sync file to receive the records. Prints the new device id.
+extension Amanat {
+    /// `amanat join`: becomes a new member device of a vault from an invitation.
+    struct Join: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Join a vault from an invitation: creates this device's own identity in an empty vault directory.",
+            discussion: """
+                The code is read from --code, else $AMANAT_INVITE_CODE, else asked at the terminal. Then sync with a \
+                member's sync file to receive the records. Prints the new device id.
 
-            Example:
-              amanat --vault ~/vault join invite.amanat --code ABCD-EFGH-IJKL-MNOP-QRST-UVWX --device-name coordinator
-            """)
+                Example:
+                  amanat --vault ~/vault join invite.amanat \\
+                    --code ABCD-EFGH-IJKL-MNOP-QRST-UVWX \\
+                    --device-name coordinator
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The invitation file.") var file: String
-    @Option(help: "The invitation code.") var code: String?
-    @Option(help: "A name for this device.") var deviceName: String = ProcessInfo.processInfo.hostName
-    @Option(help: "Passphrase hashing cost: interactive, moderate (default) or sensitive.")
-    var kdf: PasswordHashStrengthOption = .moderate
-    @Flag(help: "Accept a passphrase shorter than 12 characters (easy to guess once the vault is copied).")
-    var allowWeakPassphrase = false
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The invitation file.") var file: String
+        @Option(help: "The invitation code.") var code: String?
+        @Option(help: "A name for this device.") var deviceName: String = ProcessInfo.processInfo.hostName
+        @Option(help: "Passphrase hashing cost: interactive, moderate (default) or sensitive.")
+        var kdf: PasswordHashStrengthOption = .moderate
+        @Flag(help: "Accept a passphrase shorter than 12 characters (easy to guess once the vault is copied).")
+        var allowWeakPassphrase = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let dir = options.directory
             if Vault.exists(at: dir) {
                 throw StoreError(.vaultExists, "A vault already exists in \(dir.path); join into an empty directory.")
@@ -84,13 +88,13 @@ struct Join: ParsableCommand {
             )
             print(vault.deviceID.hex)
         }
-    }
 
-    private func promptLine(_ prompt: String) throws -> String {
-        guard isatty(STDIN_FILENO) == 1 else {
-            throw CLIError(.usage, "No invitation code: pass --code or set AMANAT_INVITE_CODE.")
+        private func promptLine(_ prompt: String) throws -> String {
+            guard isatty(STDIN_FILENO) == 1 else {
+                throw CLIError(.usage, "No invitation code: pass --code or set AMANAT_INVITE_CODE.")
+            }
+            try? FileHandle.standardError.write(contentsOf: Data(prompt.utf8))
+            return readLine() ?? ""
         }
-        try? FileHandle.standardError.write(contentsOf: Data(prompt.utf8))
-        return readLine() ?? ""
     }
 }

@@ -1,35 +1,36 @@
 import AmanatCore
 import ArgumentParser
 
-/// `amanat list`: the visible records.
-struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "List the records (deleted ones only with --deleted).",
-        discussion: """
-            Columns: id, kind, date (a testimony's incident date, a statement's issue date; in the Solar Hijri
-            calendar too with AMANAT_CALENDAR=persian), place (or title), tags; fitted to the terminal's width
-            ($COLUMNS). Sorted by date unless --sort says otherwise (undated records last).
+extension Amanat {
+    /// `amanat list`: the visible records.
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the records (deleted ones only with --deleted).",
+            discussion: """
+                Columns: id, kind, date (a testimony's incident date, a statement's issue date; in the Solar Hijri \
+                calendar too with AMANAT_CALENDAR=persian), place (or title), tags; fitted to the terminal's width \
+                ($COLUMNS). Sorted by date unless --sort says otherwise (undated records last).
 
-            --json prints an array of {"id","kind","fields","tags","conflicts"}, sorted by id unless --sort is given.
+                --json prints an array of {"id","kind","fields","tags","conflicts"}, sorted by id unless --sort is given.
 
-            Selection (the same flags as `search` and `export`): --kind, --tag (repeat: every tag), --any-tag
-            (repeat: any of them), --id (repeat), --since and --until (incident date, or a statement's issue date).
-            Tags match in any case. A selection that matches nothing exits with status 2.
+                Selection (the same flags as `search` and `export`): --kind, --tag (repeat: every tag), --any-tag \
+                (repeat: any of them), --id (repeat), --since and --until (incident date, or a statement's issue date). \
+                Tags match in any case. A selection that matches nothing exits with status 2.
 
-            Example:
-              amanat list --kind testimony --tag detention
-              amanat list --any-tag detention --any-tag torture --since 2024-01-01
-              amanat list --json
-            """)
+                Example:
+                  amanat list --kind testimony --tag detention
+                  amanat list --any-tag detention --any-tag torture \\
+                    --since 2024-01-01
+                  amanat list --json
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @OptionGroup var selection: FilterOptions
-    @Flag(help: "List only deleted records (`amanat undelete ID` restores one).") var deleted = false
-    @Option(help: "Sort by date (incident or issue date; the default), id, kind or place.") var sort: String?
-    @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var options: VaultOptions
+        @OptionGroup var selection: FilterOptions
+        @Flag(help: "List only deleted records (`amanat undelete ID` restores one).") var deleted = false
+        @Option(help: "Sort by date (incident or issue date; the default), id, kind or place.") var sort: String?
+        @Flag(help: "Print JSON.") var json = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let filter = try selection.filter(in: vault, includeDeleted: deleted)
             let now = vault.wallClock()

@@ -4,38 +4,38 @@ import AmanatStore
 import ArgumentParser
 import Foundation
 
-/// `amanat members`: who belongs to the vault, as its signed membership log says.
-struct Members: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "List the devices of this vault: name, role, and whether they are active or revoked.",
-        discussion: """
-            Membership is a signed log every replica checks: coordinators invite, change roles and revoke;
-            members write records; readers only read. --json prints an array of {"device","name","role","status",
-            "admitted_by","admitted_at","revoked_at","age_recipient","this_device"} (times in ISO 8601; a key or
-            time that does not apply is left out). age_recipient is the member's own X25519 key as an age recipient.
+extension Amanat {
+    /// `amanat members`: who belongs to the vault, as its signed membership log says.
+    struct Members: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the devices of this vault: name, role, and whether they are active or revoked.",
+            discussion: """
+                Membership is a signed log every replica checks: coordinators invite, change roles and revoke; \
+                members write records; readers only read. --json prints an array of {"device","name","role","status", \
+                "admitted_by","admitted_at","revoked_at","age_recipient","this_device"} (times in ISO 8601; a key or \
+                time that does not apply is left out). age_recipient is the member's own X25519 key as an age recipient.
 
-            Example:
-              amanat members
-              amanat members --json
-            """)
+                Example:
+                  amanat members
+                  amanat members --json
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var options: VaultOptions
+        @Flag(help: "Print JSON.") var json = false
 
-    struct Output: Encodable {
-        var device: String
-        var name: String?
-        var role: String
-        var status: String
-        var admitted_by: String?
-        var admitted_at: String?
-        var revoked_at: String?
-        var age_recipient: String?
-        var this_device: Bool
-    }
+        struct Output: Encodable {
+            var device: String
+            var name: String?
+            var role: String
+            var status: String
+            var admitted_by: String?
+            var admitted_at: String?
+            var revoked_at: String?
+            var age_recipient: String?
+            var this_device: Bool
+        }
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let members = vault.members()
             let out = members.map { m in
@@ -73,34 +73,35 @@ func isoTime(_ stamp: HLCTimestamp) -> String {
     Date(timeIntervalSince1970: Double(stamp.wallMillis) / 1000).ISO8601Format()
 }
 
-/// `amanat revoke`: removes a lost or seized device and rotates the vault key.
-struct Revoke: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract:
-            "Revoke a device (coordinators): its later changes are held back everywhere and a new vault key starts.",
-        discussion: """
-            The device's changes up to the last one this vault has seen stay; any it wrote after are kept as
-            evidence but never applied, on every replica. A new vault key is sealed to each remaining member's own
-            key through the membership log, so members who are offline receive it by USB sync file or relay.
-            Nothing written after the revocation can be read with what the revoked device holds. Sync soon, so the
-            revocation reaches the others before the revoked device writes more. --all-changes holds back every
-            change the device ever made: for a device that never belonged to the team (for example one listed as
-            "from the first-release vault" that nobody recognises).
+extension Amanat {
+    /// `amanat revoke`: removes a lost or seized device and rotates the vault key.
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Revoke a device (coordinators): its later changes are held back everywhere and a new vault key starts.",
+            discussion: """
+                The device's changes up to the last one this vault has seen stay; any it wrote after are kept as \
+                evidence but never applied, on every replica. A new vault key is sealed to each remaining member's own \
+                key through the membership log, so members who are offline receive it by USB sync file or relay. \
+                Nothing written after the revocation can be read with what the revoked device holds. Sync soon, so the \
+                revocation reaches the others before the revoked device writes more. --all-changes holds back every \
+                change the device ever made: for a device that never belonged to the team (for example one listed as \
+                "from the first-release vault" that nobody recognises).
 
-            Example:
-              amanat revoke 3f9a1c2b77e0
-              amanat revoke "stolen laptop"
-              amanat revoke 0a1b2c3d4e5f --all-changes
-            """)
+                Example:
+                  amanat revoke 3f9a1c2b77e0
+                  amanat revoke "stolen laptop"
+                  amanat revoke 0a1b2c3d4e5f --all-changes
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
-    @Flag(
-        help: "Hold back every change it ever made, not only later ones (a device that never belonged to the team).")
-    var allChanges = false
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
+        @Flag(
+            help: "Hold back every change it ever made, not only later ones (a device that never belonged to the team)."
+        )
+        var allChanges = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let member = try vault.resolveMember(device)
             if member.device == vault.deviceID {
@@ -121,25 +122,25 @@ struct Revoke: ParsableCommand {
     }
 }
 
-/// `amanat role`: changes a device's role.
-struct RoleCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "role",
-        abstract: "Give a device a role (coordinators): coordinator, member or reader.",
-        discussion: """
-            The role applies to the device's changes after the last one this vault has seen of it. The last
-            coordinator cannot be demoted.
+extension Amanat {
+    /// `amanat role`: changes a device's role.
+    struct RoleCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "role",
+            abstract: "Give a device a role (coordinators): coordinator, member or reader.",
+            discussion: """
+                The role applies to the device's changes after the last one this vault has seen of it. The last \
+                coordinator cannot be demoted.
 
-            Example:
-              amanat role 3f9a1c2b77e0 reader
-            """)
+                Example:
+                  amanat role 3f9a1c2b77e0 reader
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
-    @Argument(help: "coordinator, member or reader.") var role: String
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
+        @Argument(help: "coordinator, member or reader.") var role: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             guard let role = Role(name: role) else {
                 throw CLIError(
                     .usage, "Unknown role \"\(TerminalText.escape(role))\": use coordinator, member or reader.")
@@ -152,22 +153,22 @@ struct RoleCommand: ParsableCommand {
     }
 }
 
-/// `amanat rename`: this device's own name, as other members see it.
-struct Rename: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Rename this device; other members see the new name after their next sync.",
-        discussion: """
-            Names are sealed with the vault key: relays and couriers never see them.
+extension Amanat {
+    /// `amanat rename`: this device's own name, as other members see it.
+    struct Rename: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rename this device; other members see the new name after their next sync.",
+            discussion: """
+                Names are sealed with the vault key: relays and couriers never see them.
 
-            Example:
-              amanat rename "Herat office laptop"
-            """)
+                Example:
+                  amanat rename "Herat office laptop"
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The new name (at most 96 bytes).") var name: String
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The new name (at most 96 bytes).") var name: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             guard !name.trimmingCharacters(in: .whitespaces).isEmpty else {
                 throw CLIError(.usage, "A device name cannot be empty.")
             }
@@ -178,24 +179,24 @@ struct Rename: ParsableCommand {
     }
 }
 
-/// `amanat dismiss-fork`: a coordinator marks reviewed fork evidence of a device as dismissed.
-struct DismissFork: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "dismiss-fork",
-        abstract: "Mark a device's reviewed fork evidence as dismissed (coordinators); the evidence stays.",
-        discussion: """
-            After a coordinator has looked into a fork (for example a laptop restored from a backup that then ran
-            `amanat recover`), dismissing it lets `verify` pass again. The conflicting envelopes are kept.
+extension Amanat {
+    /// `amanat dismiss-fork`: a coordinator marks reviewed fork evidence of a device as dismissed.
+    struct DismissFork: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dismiss-fork",
+            abstract: "Mark a device's reviewed fork evidence as dismissed (coordinators); the evidence stays.",
+            discussion: """
+                After a coordinator has looked into a fork (for example a laptop restored from a backup that then ran \
+                `amanat recover`), dismissing it lets `verify` pass again. The conflicting envelopes are kept.
 
-            Example:
-              amanat dismiss-fork 3f9a1c2b77e0
-            """)
+                Example:
+                  amanat dismiss-fork 3f9a1c2b77e0
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The forked device: its name, or at least 6 hex digits of its id.") var device: String
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The forked device: its name, or at least 6 hex digits of its id.") var device: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let member = try vault.resolveMember(device)
             try vault.dismissForks(of: member.device)
@@ -204,25 +205,25 @@ struct DismissFork: ParsableCommand {
     }
 }
 
-/// `amanat recover`: a restored or cloned laptop continues as a new device identity.
-struct Recover: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Continue as a new device identity after this laptop was restored from a backup or cloned.",
-        discussion: """
-            When a sync reports that this device's own log has forked, another copy of this vault wrote different
-            changes under the same device key. `recover` gives this laptop a new identity, admitted by the old
-            one's signature; its changes that never reached the others are signed again under the new identity,
-            and the others' copy of the old identity's log is taken as it is. Nothing is lost. Then sync.
+extension Amanat {
+    /// `amanat recover`: a restored or cloned laptop continues as a new device identity.
+    struct Recover: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Continue as a new device identity after this laptop was restored from a backup or cloned.",
+            discussion: """
+                When a sync reports that this device's own log has forked, another copy of this vault wrote different \
+                changes under the same device key. `recover` gives this laptop a new identity, admitted by the old \
+                one's signature; its changes that never reached the others are signed again under the new identity, \
+                and the others' copy of the old identity's log is taken as it is. Nothing is lost. Then sync.
 
-            Example:
-              amanat recover
-              amanat sync /media/usb/team.amanat-sync
-            """)
+                Example:
+                  amanat recover
+                  amanat sync /media/usb/team.amanat-sync
+                """)
 
-    @OptionGroup var options: VaultOptions
+        @OptionGroup var options: VaultOptions
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let passphrase = try options.passphrase()
             let vault = try Vault.open(at: options.directory, passphrase: passphrase)
             let old = vault.deviceID

@@ -1,25 +1,25 @@
 import AmanatCore
 import ArgumentParser
 
-/// `amanat resolve`: ends a conflict by keeping one of the concurrent values.
-struct Resolve: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Resolve a conflict on a field by keeping one value.",
-        discussion: """
-            VALUE_OR_OP is one of the conflicting values as `show` prints it, or the op reference shown beside it
-            (like 1a2b3c4d/7.1). The other values stay in the history.
+extension Amanat {
+    /// `amanat resolve`: ends a conflict by keeping one of the concurrent values.
+    struct Resolve: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resolve a conflict on a field by keeping one value.",
+            discussion: """
+                VALUE_OR_OP is one of the conflicting values as `show` prints it, or the op reference shown beside it \
+                (like 1a2b3c4d/7.1). The other values stay in the history.
 
-            Example:
-              amanat resolve 3f9a1c location --keep "Herat"
-            """)
+                Example:
+                  amanat resolve 3f9a1c location --keep "Herat"
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The record id or a unique prefix of it.") var id: String
-    @Argument(help: "The field in conflict.") var field: String
-    @Option(help: "The value to keep, or its op reference.") var keep: String
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The record id or a unique prefix of it.") var id: String
+        @Argument(help: "The field in conflict.") var field: String
+        @Option(help: "The value to keep, or its op reference.") var keep: String
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
             let field = try RecordSchema.requireField(kind: state.creationKind, field: field).name

@@ -1,33 +1,34 @@
 import AmanatCore
 import ArgumentParser
 
-/// `amanat search`: finds records whose fields or tags contain a text, searching decrypted records in memory.
-struct Search: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Find records whose fields or tags contain TEXT (in any case, spelling of Arabic letters or digits).",
-        discussion: """
-            The search runs over records decrypted in memory; no plaintext index is ever written to disk.
+extension Amanat {
+    /// `amanat search`: finds records whose fields or tags contain a text, searching decrypted records in memory.
+    struct Search: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Find records whose fields or tags contain TEXT (in any case, spelling of Arabic letters or digits).",
+            discussion: """
+                The search runs over records decrypted in memory; no plaintext index is ever written to disk.
 
-            Text typed on an Arabic, Persian or Pashto keyboard finds the same records: ك and ک, ي, ى and ی, ة and
-            ه, and the hamza forms of alef, waw and yeh count as one letter; the zero-width non-joiner, tatweel and
-            vowel marks are ignored; Persian (۱۴۰۲), Arabic-Indic (١٤٠٢) and ASCII (1402) digits are alike.
+                Text typed on an Arabic, Persian or Pashto keyboard finds the same records: ك and ک, ي, ى and ی, ة and \
+                ه, and the hamza forms of alef, waw and yeh count as one letter; the zero-width non-joiner, tatweel and \
+                vowel marks are ignored; Persian (۱۴۰۲), Arabic-Indic (١٤٠٢) and ASCII (1402) digits are alike.
 
-            Takes the selection flags of `list` (--kind, --tag, --any-tag, --id, --since, --until). Exits with
-            status 2 when nothing matches.
+                Takes the selection flags of `list` (--kind, --tag, --any-tag, --id, --since, --until). Exits with \
+                status 2 when nothing matches.
 
-            Example:
-              amanat search "Herat"
-              amanat search کابل --kind testimony
-              amanat search taliban --json
-            """)
+                Example:
+                  amanat search "Herat"
+                  amanat search کابل --kind testimony
+                  amanat search taliban --json
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @OptionGroup var selection: FilterOptions
-    @Argument(help: "The text to look for.") var text: String
-    @Flag(help: "Print JSON, as `list --json` does.") var json = false
+        @OptionGroup var options: VaultOptions
+        @OptionGroup var selection: FilterOptions
+        @Argument(help: "The text to look for.") var text: String
+        @Flag(help: "Print JSON, as `list --json` does.") var json = false
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let needle = TextFolding.searchKey(text)
             guard !needle.isEmpty else { throw CLIError(.usage, "Give a non-empty text to search for.") }
             let vault = try options.open()

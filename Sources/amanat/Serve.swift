@@ -5,60 +5,67 @@ import ArgumentParser
 import Foundation
 import Logging
 
-/// `amanat serve`: run an HTTP relay that members of any vault sync through (Protocol/http-api.md).
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Run a relay that team members sync through over the network (a laptop can be the hub).",
-        discussion: """
-            The relay stores only signed ciphertext, one SQLite file per vault under --data; it never holds a vault
-            key and cannot read anything. It verifies every chain and signature before storing, refuses forks, and
-            serves only devices holding the vault key (requests are signed with a key derived from it).
+extension Amanat {
+    /// `amanat serve`: run an HTTP relay that members of any vault sync through (Protocol/http-api.md).
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a relay that team members sync through over the network (a laptop can be the hub).",
+            discussion: """
+                The relay stores only signed ciphertext, one SQLite file per vault under --data; it never holds a vault \
+                key and cannot read anything. It verifies every chain and signature before storing, refuses forks, and \
+                serves only devices holding the vault key (requests are signed with a key derived from it).
 
-            Who may register a new vault is the operator's decision. With --registration-code-file FILE, a vault is
-            registered only by a first sync that presents the code in FILE (`amanat sync URL --registration-code
-            CODE`); if FILE does not exist, the relay creates a random code, writes it there (mode 0600) and prints
-            it. Without it, the first device that syncs a vault registers it (trust on first use), so anyone who can
-            reach the relay can fill it with vaults: fine for a hub laptop on a team's own network, not for a relay
-            others can reach. A vault that stored nothing for 24 hours is removed when the relay is full or restarts.
-            Connections on which nothing arrives for --idle-timeout seconds (default 30) are closed, and so are
-            connections whose client does not take its answer for as long, and request bodies and answers that move
-            slower than 1 KiB/s after 30 seconds. One address may hold at most --max-connections-per-address
-            connections at once (default 32); a connection above it is closed at once.
+                Who may register a new vault is the operator's decision. With --registration-code-file FILE, a vault is \
+                registered only by a first sync that presents the code in FILE (`amanat sync URL --registration-code \
+                CODE`); if FILE does not exist, the relay creates a random code, writes it there (mode 0600) and prints \
+                it. Without it, the first device that syncs a vault registers it (trust on first use), so anyone who can \
+                reach the relay can fill it with vaults: fine for a hub laptop on a team's own network, not for a relay \
+                others can reach. A vault that stored nothing for 24 hours is removed when the relay is full or restarts. \
+                Connections on which nothing arrives for --idle-timeout seconds (default 30) are closed, and so are \
+                connections whose client does not take its answer for as long, and request bodies and answers that move \
+                slower than 1 KiB/s after 30 seconds. One address may hold at most --max-connections-per-address \
+                connections at once (default 32); a connection above it is closed at once.
 
-            By default it listens on 127.0.0.1 only; use --host 0.0.0.0 to let other devices on the network reach it.
-            It prints the URL it listens on (with --port 0, the port it chose) on stderr. Ctrl-C or SIGTERM stops it
-            gracefully.
+                By default it listens on 127.0.0.1 only; use --host 0.0.0.0 to let other devices on the network reach it. \
+                It prints the URL it listens on (with --port 0, the port it chose) on stderr. Ctrl-C or SIGTERM stops it \
+                gracefully.
 
-            Example:
-              amanat serve --host 0.0.0.0 --port 8080 --data ~/amanat-relay --registration-code-file ~/relay-code
-              amanat sync http://192.168.1.20:8080 --registration-code CODE     (on each member's device)
-            """)
+                Example:
+                  amanat serve --host 0.0.0.0 --port 8080 \\
+                    --data ~/amanat-relay \\
+                    --registration-code-file ~/relay-code
+                  amanat sync http://192.168.1.20:8080 \\
+                    --registration-code CODE
+                  (on each member's device)
+                """)
 
-    @Option(help: "The address to listen on.") var host = "127.0.0.1"
-    @Option(help: "The TCP port (0 picks a free one).") var port = 8080
-    @Option(help: "The relay's data directory (default: $AMANAT_RELAY_DATA, else ~/.amanat-relay).") var data: String?
-    @Option(help: "The most vaults the relay registers.") var maxVaults = 1000
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
-    @Option(help: "Register new vaults only with the code in this file (created with a random code when missing).")
-    var registrationCodeFile: String?
-    @Option(help: "Seconds after which a connection on which nothing arrives is closed.") var idleTimeout = 30
-    @Option(help: "The most connections one client address may hold open at once.")
-    var maxConnectionsPerAddress = RelayServer.defaultMaxConnectionsPerAddress
+        @Option(help: "The address to listen on.") var host = "127.0.0.1"
+        @Option(help: "The TCP port (0 picks a free one).") var port = 8080
+        @Option(help: "The relay's data directory (default: $AMANAT_RELAY_DATA, else ~/.amanat-relay).") var data:
+            String?
+        @Option(help: "The most vaults the relay registers.") var maxVaults = 1000
+        @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+        @Option(help: "Register new vaults only with the code in this file (created with a random code when missing).")
+        var registrationCodeFile: String?
+        @Option(help: "Seconds after which a connection on which nothing arrives is closed.") var idleTimeout = 30
+        @Option(help: "The most connections one client address may hold open at once.")
+        var maxConnectionsPerAddress = RelayServer.defaultMaxConnectionsPerAddress
 
-    func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown log level \(logLevel).") }
-        guard maxVaults > 0 else { throw ValidationError("--max-vaults must be positive.") }
-        guard (1...3600).contains(idleTimeout) else {
-            throw ValidationError("--idle-timeout must be between 1 and 3600 seconds.")
+        func validate() throws {
+            guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
+            guard Logger.Level(rawValue: logLevel) != nil else {
+                throw ValidationError("Unknown log level \(logLevel).")
+            }
+            guard maxVaults > 0 else { throw ValidationError("--max-vaults must be positive.") }
+            guard (1...3600).contains(idleTimeout) else {
+                throw ValidationError("--idle-timeout must be between 1 and 3600 seconds.")
+            }
+            guard (1...100_000).contains(maxConnectionsPerAddress) else {
+                throw ValidationError("--max-connections-per-address must be between 1 and 100000.")
+            }
         }
-        guard (1...100_000).contains(maxConnectionsPerAddress) else {
-            throw ValidationError("--max-connections-per-address must be between 1 and 100000.")
-        }
-    }
 
-    func run() async throws {
-        try await runReportingErrorsAsync {
+        func run() async throws {
             let directory: URL
             if let data {
                 directory = URL(fileURLWithPath: data)
@@ -100,34 +107,35 @@ struct Serve: AsyncParsableCommand {
             }
             note("Relay stopped.")
         }
-    }
 
-    /// The registration code in `file`; when the file does not exist, a new random code written to it (mode 0600,
-    /// never overwriting) and printed on stderr.
-    static func registrationCode(file: String) throws -> String {
-        let descriptor = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if descriptor >= 0 {
-            let code = RelayStore.newRegistrationCode()
-            let bytes = Array((code + "\n").utf8)
-            let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            let synced = fsync(descriptor) == 0
-            close(descriptor)
-            guard written == bytes.count, synced else {
-                unlink(file)
-                throw CLIError(.io, "Could not write the registration code to \(file).")
+        /// The registration code in `file`; when the file does not exist, a new random code written to it (mode 0600,
+        /// never overwriting) and printed on stderr.
+        static func registrationCode(file: String) throws -> String {
+            let descriptor = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if descriptor >= 0 {
+                let code = RelayStore.newRegistrationCode()
+                let bytes = Array((code + "\n").utf8)
+                let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+                let synced = fsync(descriptor) == 0
+                close(descriptor)
+                guard written == bytes.count, synced else {
+                    unlink(file)
+                    throw CLIError(.io, "Could not write the registration code to \(file).")
+                }
+                note("New registration code (written to \(file)); a team's first sync must present it: \(code)")
+                return code
             }
-            note("New registration code (written to \(file)); a team's first sync must present it: \(code)")
+            guard errno == EEXIST else { throw CLIError(.io, "Could not create the registration code file \(file).") }
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw CLIError(.noInput, "The registration code file \(file) cannot be read.")
+            }
+            let code =
+                String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            guard RelayWire.canonicalRegistrationCode(code).count >= 8 else {
+                throw CLIError(.usage, "The registration code file \(file) must hold a code of at least 8 characters.")
+            }
             return code
         }
-        guard errno == EEXIST else { throw CLIError(.io, "Could not create the registration code file \(file).") }
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw CLIError(.noInput, "The registration code file \(file) cannot be read.")
-        }
-        let code = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-        guard RelayWire.canonicalRegistrationCode(code).count >= 8 else {
-            throw CLIError(.usage, "The registration code file \(file) must hold a code of at least 8 characters.")
-        }
-        return code
     }
 }
 

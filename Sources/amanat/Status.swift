@@ -3,56 +3,56 @@ import AmanatCore
 import AmanatCrypto
 import ArgumentParser
 
-/// `amanat status`: this device, counts, version vector and state digest.
-struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show this device, the record and change counts, the version vector and the state digest.",
-        discussion: """
-            Two replicas that have seen the same changes show the same state_digest. --json prints
-            {"vault","device","device_name","role","records","changes","vector":{device:{"seq","head"}},"state_digest","forks",
-            "held_back":[{"device","reason","changes"}]}. Changes held back are kept as evidence but not applied:
-            written by a device that is not a member, by a revoked device after its revocation, or by a reader.
-            "vault" is the vault fingerprint (the vault id in groups of four hex digits): give it, through a channel
-            you trust, to whoever receives your evidence bundles, so `amanat bundle verify --expect-vault` can pin it.
+extension Amanat {
+    /// `amanat status`: this device, counts, version vector and state digest.
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show this device, the record and change counts, the version vector and the state digest.",
+            discussion: """
+                Two replicas that have seen the same changes show the same state_digest. --json prints \
+                {"vault","device","device_name","role","records","changes","vector":{device:{"seq","head"}},"state_digest","forks", \
+                "held_back":[{"device","reason","changes"}]}. Changes held back are kept as evidence but not applied:
+                written by a device that is not a member, by a revoked device after its revocation, or by a reader. \
+                "vault" is the vault fingerprint (the vault id in groups of four hex digits): give it, through a channel \
+                you trust, to whoever receives your evidence bundles, so `amanat bundle verify --expect-vault` can pin it.
 
-            Example:
-              amanat status --json
-            """)
+                Example:
+                  amanat status --json
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var options: VaultOptions
+        @Flag(help: "Print JSON.") var json = false
 
-    struct Head: Encodable {
-        var seq: UInt64
-        var head: String
-    }
+        struct Head: Encodable {
+            var seq: UInt64
+            var head: String
+        }
 
-    struct Fork: Encodable {
-        var device: String
-        var seq: UInt64
-    }
+        struct Fork: Encodable {
+            var device: String
+            var seq: UInt64
+        }
 
-    struct Held: Encodable {
-        var device: String
-        var reason: String
-        var changes: Int
-    }
+        struct Held: Encodable {
+            var device: String
+            var reason: String
+            var changes: Int
+        }
 
-    struct Output: Encodable {
-        var vault: String
-        var device: String
-        var device_name: String
-        var role: String
-        var records: Int
-        var changes: Int
-        var vector: [String: Head]
-        var state_digest: String
-        var forks: [Fork]
-        var held_back: [Held]
-    }
+        struct Output: Encodable {
+            var vault: String
+            var device: String
+            var device_name: String
+            var role: String
+            var records: Int
+            var changes: Int
+            var vector: [String: Head]
+            var state_digest: String
+            var forks: [Fork]
+            var held_back: [Held]
+        }
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let s = try vault.status()
             let me = vault.membership.members[vault.deviceID]

@@ -8,39 +8,42 @@ import AmanatSync
 import ArgumentParser
 import Foundation
 
-/// `amanat sync`: two-way sync with a sync file (for example on a USB stick).
-struct Sync: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract:
-            "Sync with a sync file (for example on a USB stick) or a relay: pull what this vault lacks, push what it lacks.",
-        discussion: """
-            A new sync file is created only with --create (or after a yes at the terminal when the folder holds no other
-            sync file): a mistyped path never becomes a new file. It holds only signed ciphertext, so anyone can carry it. Every
-            change pulled is verified (vault, chain, signature, decryption) before it is applied; a fork (a device
-            that signed two different changes with one number) is refused and reported. A read-only file is pulled
-            from only. Interrupting a sync is safe: run it again to finish.
+extension Amanat {
+    /// `amanat sync`: two-way sync with a sync file (for example on a USB stick).
+    struct Sync: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Sync with a sync file (for example on a USB stick) or a relay: pull what this vault lacks, push what it lacks.",
+            discussion: """
+                A new sync file is created only with --create (or after a yes at the terminal when the folder holds no other \
+                sync file): a mistyped path never becomes a new file. It holds only signed ciphertext, so anyone can carry it. Every \
+                change pulled is verified (vault, chain, signature, decryption) before it is applied; a fork (a device \
+                that signed two different changes with one number) is refused and reported. A read-only file is pulled \
+                from only. Interrupting a sync is safe: run it again to finish.
 
-            A target starting with http:// or https:// is a relay (`amanat serve`): the sync goes over the network,
-            signed with a key derived from the vault key, and resumes after a dropped connection. A relay started
-            with a registration code takes a new vault only when its first sync presents that code (--registration-code,
-            else $AMANAT_REGISTRATION_CODE); without it that sync exits 77.
+                A target starting with http:// or https:// is a relay (`amanat serve`): the sync goes over the network, \
+                signed with a key derived from the vault key, and resumes after a dropped connection. A relay started \
+                with a registration code takes a new vault only when its first sync presents that code (--registration-code, \
+                else $AMANAT_REGISTRATION_CODE); without it that sync exits 77.
 
-            Example:
-              amanat sync /media/usb/team.amanat-sync --create     (the first time)
-              amanat sync /media/usb/team.amanat-sync
-              amanat sync http://192.168.1.20:8080 --registration-code ABCD-EFGH-IJKL-MNOP-QRST-UVWX
-            """)
+                Example:
+                  amanat sync /media/usb/team.amanat-sync --create
+                  (--create: the first time)
+                  amanat sync /media/usb/team.amanat-sync
+                  amanat sync http://192.168.1.20:8080 \\
+                    --registration-code ABCD-EFGH-IJKL-MNOP-QRST-UVWX
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "A sync file path, or a relay URL (http://host:port).") var target: String
-    @Option(help: "The relay's registration code, needed by the first sync of a vault with a relay that has one.")
-    var registrationCode: String?
-    @Flag(help: "Create the sync file if it does not exist yet (never done silently: a typo would make a new file).")
-    var create = false
-    @Flag(help: "Print what arrived as JSON on stdout.") var json = false
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "A sync file path, or a relay URL (http://host:port).") var target: String
+        @Option(help: "The relay's registration code, needed by the first sync of a vault with a relay that has one.")
+        var registrationCode: String?
+        @Flag(
+            help: "Create the sync file if it does not exist yet (never done silently: a typo would make a new file).")
+        var create = false
+        @Flag(help: "Print what arrived as JSON on stdout.") var json = false
 
-    func run() async throws {
-        try await runReportingErrorsAsync {
+        func run() async throws {
             // The target first: a mistyped target is the target's fault, never the vault's.
             let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
             let vault = try options.open()
@@ -75,32 +78,32 @@ struct Sync: AsyncParsableCommand {
     }
 }
 
-/// `amanat import`: pull one way from a sync file, or bring in the records of an evidence bundle.
-struct Import: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Pull a sync file's changes without writing to it, or import a verified evidence bundle.",
-        discussion: """
-            A sync file of this vault is pulled one way. An evidence bundle (an age file made by `amanat export`,
-            possibly of another vault) is decrypted with --identity or --passphrase, verified in full, and its
-            records are added to this vault as new records whose `provenance` field names the source vault, record,
-            devices and times. Only a bundle that verifies with every signer proven a member of its vault is
-            imported (a format-1 or unproven bundle is refused, exit 3; an altered one, exit 65). Importing the same
-            bundle twice adds nothing the second time.
+extension Amanat {
+    /// `amanat import`: pull one way from a sync file, or bring in the records of an evidence bundle.
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pull a sync file's changes without writing to it, or import a verified evidence bundle.",
+            discussion: """
+                A sync file of this vault is pulled one way. An evidence bundle (an age file made by `amanat export`, \
+                possibly of another vault) is decrypted with --identity or --passphrase, verified in full, and its \
+                records are added to this vault as new records whose `provenance` field names the source vault, record, \
+                devices and times. Only a bundle that verifies with every signer proven a member of its vault is \
+                imported (a format-1 or unproven bundle is refused, exit 3; an altered one, exit 65). Importing the same \
+                bundle twice adds nothing the second time.
 
-            Example:
-              amanat import /media/usb/team.amanat-sync
-              amanat import evidence.age --identity my-age-key.txt
-            """)
+                Example:
+                  amanat import /media/usb/team.amanat-sync
+                  amanat import evidence.age --identity my-age-key.txt
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @OptionGroup var key: BundleKeyOptions
-    @Option(help: "For a bundle: the vault fingerprint you expect (from the team's `amanat status`).")
-    var expectVault: String?
-    @Argument(help: "A sync file or an evidence bundle.") var file: String
-    @Flag(help: "Print what arrived as JSON on stdout.") var json = false
+        @OptionGroup var options: VaultOptions
+        @OptionGroup var key: BundleKeyOptions
+        @Option(help: "For a bundle: the vault fingerprint you expect (from the team's `amanat status`).")
+        var expectVault: String?
+        @Argument(help: "A sync file or an evidence bundle.") var file: String
+        @Flag(help: "Print what arrived as JSON on stdout.") var json = false
 
-    func run() async throws {
-        try await runReportingErrorsAsync {
+        func run() async throws {
             let url = URL(fileURLWithPath: file)
             guard let handle = FileHandle(forReadingAtPath: url.path) else {
                 throw CLIError(.noInput, "There is no readable file at \(file).")
@@ -120,45 +123,46 @@ struct Import: AsyncParsableCommand {
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled, pushed: nil
             ).report(json: json)
         }
-    }
 
-    func importBundle() throws {
-        let expected = try expectedVault(expectVault)
-        var opened: Vault?
-        let archive = try key.decryptArchive(file) {
-            opened = try options.openIfPresent()
-            return opened
-        }
-        let report = BundleVerifier.verify(archive, expectVault: expected)
-        switch report.outcome {
-        case .damaged:
-            for problem in report.problems { note("amanat: \(problem)") }
-            throw CLIError(.damaged, "The bundle does not verify; nothing was imported.")
-        case .unproven:
-            for reason in report.unproven { note("NOT PROVEN: \(reason)") }
-            throw CLIError(
-                .unproven,
-                "The bundle does not prove who signed it; nothing was imported (`amanat bundle verify` says more).")
-        case .verified:
-            break
-        }
-        let vault = try opened ?? options.open()
-        let before = try Arrivals.snapshot(vault)
-        let summary = try BundleImporter.importRecords(of: report, into: vault, kinds: Set(RecordSchema.fields.keys))
-        defer {
-            if let after = try? Arrivals.snapshot(vault) {
-                try? Arrivals(before: before, after: after, vault: vault, pulled: 0, pushed: nil).report(json: json)
+        func importBundle() throws {
+            let expected = try expectedVault(expectVault)
+            var opened: Vault?
+            let archive = try key.decryptArchive(file) {
+                opened = try options.openIfPresent()
+                return opened
             }
+            let report = BundleVerifier.verify(archive, expectVault: expected)
+            switch report.outcome {
+            case .damaged:
+                for problem in report.problems { note("amanat: \(problem)") }
+                throw CLIError(.damaged, "The bundle does not verify; nothing was imported.")
+            case .unproven:
+                for reason in report.unproven { note("NOT PROVEN: \(reason)") }
+                throw CLIError(
+                    .unproven,
+                    "The bundle does not prove who signed it; nothing was imported (`amanat bundle verify` says more).")
+            case .verified:
+                break
+            }
+            let vault = try opened ?? options.open()
+            let before = try Arrivals.snapshot(vault)
+            let summary = try BundleImporter.importRecords(
+                of: report, into: vault, kinds: Set(RecordSchema.fields.keys))
+            defer {
+                if let after = try? Arrivals.snapshot(vault) {
+                    try? Arrivals(before: before, after: after, vault: vault, pulled: 0, pushed: nil).report(json: json)
+                }
+            }
+            var line = "Verified the bundle and imported \(summary.added) record\(summary.added == 1 ? "" : "s")"
+            line += " with their original signed changes"
+            if summary.extended > 0 {
+                line += "; kept the newly disclosed original changes of \(summary.extended) record"
+                line += "\(summary.extended == 1 ? "" : "s") imported before (their fields are not overwritten)"
+            }
+            if summary.unchanged > 0 { line += "; \(summary.unchanged) already imported" }
+            if summary.skipped > 0 { line += "; \(summary.skipped) deleted or of an unknown kind, left out" }
+            note(line + ".")
         }
-        var line = "Verified the bundle and imported \(summary.added) record\(summary.added == 1 ? "" : "s")"
-        line += " with their original signed changes"
-        if summary.extended > 0 {
-            line += "; kept the newly disclosed original changes of \(summary.extended) record"
-            line += "\(summary.extended == 1 ? "" : "s") imported before (their fields are not overwritten)"
-        }
-        if summary.unchanged > 0 { line += "; \(summary.unchanged) already imported" }
-        if summary.skipped > 0 { line += "; \(summary.skipped) deleted or of an unknown kind, left out" }
-        note(line + ".")
     }
 }
 

@@ -1,26 +1,26 @@
 import AmanatCore
 import ArgumentParser
 
-/// `amanat tag`: adds and removes tags.
-struct Tag: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Add or remove tags of a record.",
-        discussion: """
-            Removing a tag removes only the additions this device has seen: a concurrent addition elsewhere survives.
-            Tags are stored trimmed and in lower case, so Detention and detention are one tag; a tag cannot hold a
-            comma: give --add once per tag.
+extension Amanat {
+    /// `amanat tag`: adds and removes tags.
+    struct Tag: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add or remove tags of a record.",
+            discussion: """
+                Removing a tag removes only the additions this device has seen: a concurrent addition elsewhere survives. \
+                Tags are stored trimmed and in lower case, so Detention and detention are one tag; a tag cannot hold a \
+                comma: give --add once per tag.
 
-            Example:
-              amanat tag 3f9a1c --add verified --remove draft
-            """)
+                Example:
+                  amanat tag 3f9a1c --add verified --remove draft
+                """)
 
-    @OptionGroup var options: VaultOptions
-    @Argument(help: "The record id or a unique prefix of it.") var id: String
-    @Option(help: "A tag to add; repeat for several.") var add: [String] = []
-    @Option(help: "A tag to remove; repeat for several.") var remove: [String] = []
+        @OptionGroup var options: VaultOptions
+        @Argument(help: "The record id or a unique prefix of it.") var id: String
+        @Option(help: "A tag to add; repeat for several.") var add: [String] = []
+        @Option(help: "A tag to remove; repeat for several.") var remove: [String] = []
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             guard !add.isEmpty || !remove.isEmpty else { throw CLIError(.usage, "Give --add TAG or --remove TAG.") }
             let adding = try Fields.tags(add)
             let removing = try Fields.tags(remove)

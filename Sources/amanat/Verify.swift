@@ -2,21 +2,21 @@ import AmanatCore
 import AmanatStore
 import ArgumentParser
 
-/// `amanat verify`: checks every signature, chain, ciphertext, seal and the projection.
-struct Verify: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Check the whole vault: SQLite integrity, every chain and signature, every seal, the projection.",
-        discussion: """
-            Exits 0 when all is well; 65 with one line per problem otherwise.
+extension Amanat {
+    /// `amanat verify`: checks every signature, chain, ciphertext, seal and the projection.
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the whole vault: SQLite integrity, every chain and signature, every seal, the projection.",
+            discussion: """
+                Exits 0 when all is well; 65 with one line per problem otherwise.
 
-            Example:
-              amanat verify
-            """)
+                Example:
+                  amanat verify
+                """)
 
-    @OptionGroup var options: VaultOptions
+        @OptionGroup var options: VaultOptions
 
-    func run() throws {
-        try runReportingErrors {
+        func run() throws {
             let vault = try options.open()
             let report = try vault.verify()
             for held in report.heldBack {
