@@ -152,7 +152,15 @@ public final class Vault {
 
     static func openDatabase(_ dir: URL, create: Bool) throws -> DatabaseQueue {
         var config = Configuration()
-        config.busyMode = .timeout(10)
+        // Up to 10 s for another process to finish with the vault, in steps of 20 ms; after one second the
+        // command says who it is waiting for (``LockWait``).
+        let database = databaseURL(dir)
+        config.busyMode = .callback { tries in
+            if tries == 50 { LockWait.observer?(LockWait.holder(of: database)) }
+            guard tries < 500 else { return false }
+            usleep(20_000)
+            return true
+        }
         config.prepareDatabase { db in
             try SQLiteHardening.apply(db)
             try db.execute(sql: "PRAGMA secure_delete = ON")
