@@ -167,14 +167,18 @@ public final class Vault {
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
             try db.execute(sql: "PRAGMA cache_size = -32768")
         }
-        return try mapErrors {
-            let queue = try DatabaseQueue(path: databaseURL(dir).path, configuration: config)
-            try queue.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA journal_mode = WAL")
-                try db.execute(sql: "PRAGMA synchronous = FULL")
+        do {
+            return try mapErrors {
+                let queue = try DatabaseQueue(path: databaseURL(dir).path, configuration: config)
+                try queue.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA journal_mode = WAL")
+                    try db.execute(sql: "PRAGMA synchronous = FULL")
+                }
+                try Schema.migrator.migrate(queue)
+                return queue
             }
-            try Schema.migrator.migrate(queue)
-            return queue
+        } catch let error as StoreError where error.code == .diskFull {
+            throw diskFull(dir)
         }
     }
 
@@ -201,7 +205,21 @@ public final class Vault {
         }
     }
 
-    func mapErrors<T>(_ body: () throws -> T) throws -> T { try Self.mapErrors(body) }
+    /// Like the static form; a full disk is named by this vault's folder.
+    func mapErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try Self.mapErrors(body)
+        } catch let error as StoreError where error.code == .diskFull {
+            throw Self.diskFull(directory)
+        }
+    }
+
+    /// The sentence for a full disk under the vault in `dir`.
+    static func diskFull(_ dir: URL) -> StoreError {
+        StoreError(
+            .diskFull,
+            "The disk holding the vault \(dir.path) is full; nothing was changed. Free some space on it and try again.")
+    }
 
     /// Like ``mapErrors(_:)``, for a database that is not the vault's (`what` is "sync file" or "relay file"): its
     /// failures name that file, never the vault, and keep SQLite's result code.
