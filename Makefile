@@ -19,11 +19,13 @@ demo: build
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) package plugin generate-manual --configuration debug >/dev/null
+	python3 Scripts/man-sections.py $(MANPAGE) $(BIN)
 	$(SWIFT) test --skip-build
 
 # The man page, generated from the same definitions as the help (swift-argument-parser's generate-manual plugin).
 man: setup
 	$(SWIFT) package plugin generate-manual --configuration debug
+	python3 Scripts/man-sections.py $(MANPAGE) $(BIN)
 	@echo "The man page is $(MANPAGE); read it with: man -l $(MANPAGE)"
 
 # Installs the release build, its man page and shell completions (bash, zsh, fish) under PREFIX (/usr/local);

@@ -218,8 +218,16 @@ public struct HTTPCarrier: ExchangeCarrier {
     @discardableResult
     public func register() async throws -> Bool {
         let body = RelayWire.registrationBody(code: options.registrationCode)
-        let (status, _) = try await exchangeRaw("PUT", vaultPath, body: body)
-        return status == 201
+        do {
+            let (status, _) = try await exchangeRaw("PUT", vaultPath, body: body)
+            return status == 201
+        } catch is UnknownVault {
+            // A relay takes a new vault at this path; whatever answered 404 here is not one.
+            throw RelayClientError(
+                .badResponse,
+                "\(baseURL) is not an Amanat relay (it answered 404 where a relay takes a new vault); check the address: a relay is http://HOST:PORT, with no path."
+            )
+        }
     }
 
     // MARK: Transport
@@ -320,7 +328,6 @@ public struct HTTPCarrier: ExchangeCarrier {
         case 502, 503, 504:
             throw Transient(reason: "it answered \(status)")
         default:
-            let message = Self.errorMessage(answer) ?? "The relay at \(baseURL) answered \(status)."
             let code: RelayClientError.Code =
                 switch status {
                 case 401: .unauthorized
@@ -330,7 +337,15 @@ public struct HTTPCarrier: ExchangeCarrier {
                 case 422: .refused
                 default: .badResponse
                 }
-            throw RelayClientError(code, "The relay refused: \(message)")
+            if let message = Self.errorMessage(answer) {
+                throw RelayClientError(code, "The relay at \(baseURL) refused: \(message)")
+            }
+            throw RelayClientError(
+                code,
+                (500..<600).contains(status)
+                    ? "The relay at \(baseURL) failed (it answered \(status)); try again later, or ask its operator."
+                    : "\(baseURL) answered \(status), which an Amanat relay does not: check that the address is an Amanat relay (http://HOST:PORT)."
+            )
         }
     }
 

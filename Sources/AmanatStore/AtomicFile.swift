@@ -9,11 +9,13 @@ import Foundation
 /// Writing files so that a crash leaves either the old or the new content, never a mix.
 public enum AtomicFile {
     /// Writes `bytes` to a temporary file beside `url`, fsyncs it, renames it over `url`, then fsyncs the folder.
-    static func write(_ bytes: [UInt8], to url: URL) throws {
+    /// Failures name `shown` (the file the user asked for) rather than a temporary file.
+    static func write(_ bytes: [UInt8], to url: URL, shown: URL? = nil) throws {
         let dir = url.deletingLastPathComponent()
+        let named = shown ?? url
         let temp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         let fd = open(temp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw ioError(errno, "could not create \(temp.path)") }
+        guard fd >= 0 else { throw ioError(errno, "could not create \(named.path)") }
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
@@ -21,7 +23,7 @@ public enum AtomicFile {
                 let e = errno
                 close(fd)
                 unlink(temp.path)
-                throw ioError(e, "could not write \(url.path)")
+                throw ioError(e, "could not write \(named.path)")
             }
             written += n
         }
@@ -29,13 +31,13 @@ public enum AtomicFile {
             let e = errno
             close(fd)
             unlink(temp.path)
-            throw ioError(e, "could not flush \(url.path)")
+            throw ioError(e, "could not flush \(named.path)")
         }
         close(fd)
         guard rename(temp.path, url.path) == 0 else {
             let e = errno
             unlink(temp.path)
-            throw ioError(e, "could not replace \(url.path)")
+            throw ioError(e, "could not replace \(named.path)")
         }
         syncDirectory(dir)
     }
@@ -52,7 +54,7 @@ public enum AtomicFile {
             throw StoreError(.vaultExists, "\(url.path) already exists; choose another name or remove it first.")
         }
         let temp = dir.appendingPathComponent(".\(url.lastPathComponent).new-\(getpid())")
-        try write(bytes, to: temp)
+        try write(bytes, to: temp, shown: url)
         defer { unlink(temp.path) }
         guard link(temp.path, url.path) == 0 else {
             let e = errno
@@ -78,7 +80,11 @@ public enum AtomicFile {
 
     static func ioError(_ code: Int32, _ what: String) -> StoreError {
         if code == ENOSPC || code == EDQUOT {
-            return StoreError(.diskFull, "The disk is full: \(what); free some space and try again.")
+            return StoreError(.diskFull, "The disk is full: \(what); free some space on it and try again.")
+        }
+        if code == EACCES || code == EPERM || code == EROFS {
+            return StoreError(
+                .io, "Permission denied: \(what) (\(String(cString: strerror(code)))); is the folder read-only?")
         }
         return StoreError(.io, "Input/output error: \(what) (\(String(cString: strerror(code)))).")
     }

@@ -103,7 +103,7 @@ public final class Vault {
         do {
             try fm.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw StoreError(.io, "Could not create the vault directory \(dir.path).")
+            throw StoreError(.io, "Could not create the vault directory \(dir.path) (\(fileErrorReason(error))).")
         }
         let database = try openDatabase(dir, create: true)
         // SQLite gives the WAL and SHM files the main file's mode, so this keeps all three private.
@@ -177,8 +177,8 @@ public final class Vault {
                 try Schema.migrator.migrate(queue)
                 return queue
             }
-        } catch let error as StoreError where error.code == .diskFull {
-            throw diskFull(dir)
+        } catch let error as StoreError {
+            throw named(error, dir)
         }
     }
 
@@ -209,9 +209,34 @@ public final class Vault {
     func mapErrors<T>(_ body: () throws -> T) throws -> T {
         do {
             return try Self.mapErrors(body)
-        } catch let error as StoreError where error.code == .diskFull {
-            throw Self.diskFull(directory)
+        } catch let error as StoreError {
+            throw Self.named(error, directory)
         }
+    }
+
+    /// A full disk named by the vault's folder (SQLite reports a disk with no room left at all as an I/O error),
+    /// and a busy vault with the process that holds it.
+    static func named(_ error: StoreError, _ dir: URL) -> StoreError {
+        switch error.code {
+        case .diskFull: return diskFull(dir)
+        case .io where freeBytes(dir) < 1 << 20: return diskFull(dir)
+        case .busy:
+            guard let pid = LockWait.holder(of: databaseURL(dir)) else { return error }
+            let name = LockWait.processName(pid)
+            return StoreError(
+                .busy,
+                "The vault is in use by another \(name == "amanat" ? "amanat" : "process") (pid \(pid)\(name.map { $0 == "amanat" ? "" : ", \($0)" } ?? "")); try again when it finishes."
+            )
+        default: return error
+        }
+    }
+
+    /// The bytes free for this user on the disk holding `dir` (the maximum when it cannot be told).
+    static func freeBytes(_ dir: URL) -> UInt64 {
+        var info = statvfs()
+        guard statvfs(dir.path, &info) == 0 else { return .max }
+        let free = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
+        return free.overflow ? .max : free.partialValue
     }
 
     /// The sentence for a full disk under the vault in `dir`.
@@ -316,7 +341,7 @@ extension Vault {
         do {
             try fm.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw StoreError(.io, "Could not create the vault directory \(dir.path).")
+            throw StoreError(.io, "Could not create the vault directory \(dir.path) (\(fileErrorReason(error))).")
         }
         do {
             try AtomicFile.write(database, to: databaseURL(dir))
@@ -331,4 +356,21 @@ extension Vault {
             throw error
         }
     }
+}
+
+/// The system's reason for a failed file operation, in a few words ("Permission denied").
+public func fileErrorReason(_ error: Error) -> String {
+    if let cocoa = error as? CocoaError, let posix = cocoa.userInfo[NSUnderlyingErrorKey] as? POSIXError {
+        return String(cString: strerror(posix.code.rawValue))
+    }
+    if let cocoa = error as? CocoaError {
+        switch cocoa.code {
+        case .fileWriteNoPermission: return "permission denied"
+        case .fileWriteOutOfSpace: return "the disk is full"
+        case .fileWriteVolumeReadOnly: return "the disk is read-only"
+        case .fileWriteFileExists: return "a file of that name is in the way"
+        default: break
+        }
+    }
+    return error.localizedDescription
 }

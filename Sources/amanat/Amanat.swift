@@ -46,8 +46,26 @@ struct Amanat: AsyncParsableCommand {
     static func main() async {
         disableCoreDumps()
         ProgressLine.watchLockWaits()
+        // The parser wraps help to $COLUMNS and traps below about 27 columns: a narrower or unreadable value is
+        // taken as 40 (a terminal that narrow wraps the lines itself).
+        if let columns = ProcessInfo.processInfo.environment["COLUMNS"], (Int(columns) ?? 0) < 40 {
+            setenv("COLUMNS", "40", 1)
+        }
         let arguments = Array(CommandLine.arguments.dropFirst())
-        Foundation.exit(await execute(arguments, exitOnHelp: true))
+        let status = await execute(arguments, exitOnHelp: true)
+        // What was printed must have reached standard output (a full disk, a closed pipe), or the command failed.
+        // (Swift 6 does not let `stdout` be read directly: it is a C global, reached here through its symbol.)
+        if let symbol = dlsym(nil, "stdout"),
+            let output = symbol.assumingMemoryBound(to: UnsafeMutablePointer<FILE>?.self).pointee,
+            fflush(output) != 0 || ferror(output) != 0
+        {
+            try? FileHandle.standardError.write(
+                contentsOf: Data(
+                    "amanat: What this command printed could not be written to standard output (a full disk, or a closed output?).\n"
+                        .utf8))
+            Foundation.exit(status == 0 ? CLIError.Status.io.rawValue : status)
+        }
+        Foundation.exit(status)
     }
 
     /// Runs one command line (from the process's arguments, or a line typed in `amanat shell`) and returns its exit
@@ -71,8 +89,33 @@ struct Amanat: AsyncParsableCommand {
                     arguments: arguments)
             }
         }
+        if arguments.first == "help", let flag = arguments.dropFirst().first(where: { $0.hasPrefix("-") }) {
+            let command = arguments.dropFirst().prefix { !$0.hasPrefix("-") }.joined(separator: " ")
+            return ErrorReport.report(
+                CLIError(
+                    .usage,
+                    "`amanat help` takes a command, not its flags (\(flag)): `amanat help \(command.isEmpty ? "COMMAND" : command)` lists them."
+                ),
+                arguments: arguments)
+        }
+        if let word = arguments.first, let meant = Suggestion.aliases[word] {
+            return ErrorReport.report(
+                CLIError(
+                    .usage,
+                    "'\(word)' is not an amanat command; did you mean `amanat \(meant)`? See `amanat --help`."),
+                arguments: arguments)
+        }
         do {
             var command = try parseAsRoot(arguments)
+            // A command made only of subcommands, given none (`amanat add`): a usage error, not help and success.
+            if !(command is Amanat), !type(of: command).configuration.subcommands.isEmpty {
+                let place = CommandPlace(arguments: arguments)
+                let names = type(of: command).configuration.subcommands.map { $0._commandName }
+                throw CLIError(
+                    .usage,
+                    "`\(place.invocation)` needs one of: \(names.joined(separator: ", ")). See `\(place.invocation) --help`."
+                )
+            }
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -26,12 +26,17 @@ extension Amanat {
         var allowWeakPassphrase = false
 
         func run() throws {
-            let vault = try options.open()
+            let (vault, current) = try options.openKeepingPassphrase()
             let new = try Passphrase.read(
                 file: newPassphraseFile, prompt: "New passphrase: ", confirm: true,
                 environmentVariable: "AMANAT_NEW_PASSPHRASE")
-            try Passphrase.checkStrength(new, allowWeak: allowWeakPassphrase)
+            guard !new.constantTimeEquals(current) else {
+                throw CLIError(.usage, "The new passphrase is the one the vault already has; nothing was changed.")
+            }
+            try Passphrase.checkStrength(new, allowWeak: allowWeakPassphrase, command: "passphrase")
             try vault.changePassphrase(to: new)
+            // Inside `amanat shell`, a later `backup` must use the new passphrase.
+            if let session = Session.current, session.vault === vault { session.passphrase = new }
             note("Changed the passphrase of the vault in \(options.directory.path).")
         }
     }
@@ -88,6 +93,13 @@ extension Amanat {
         @Argument(help: "The backup file.") var file: String
 
         func run() throws {
+            // An age file for a recipient (an evidence bundle) is no backup: say so before asking for a passphrase.
+            if let stanzas = AgeStanzas.kinds(ofFile: file), !stanzas.isEmpty, !stanzas.contains("scrypt") {
+                throw CLIError(
+                    .damaged,
+                    "\(file) is not an Amanat backup: it is encrypted to an age recipient, as an evidence bundle is (open one with `amanat bundle open`)."
+                )
+            }
             let passphrase = try options.passphrase()
             let restored = try VaultBackup.restore(
                 from: URL(fileURLWithPath: file), passphrase: passphrase, at: options.directory)

@@ -69,7 +69,18 @@ struct BundleKeyOptions: ParsableArguments {
         } catch let error as AgeError {
             switch error.code {
             case .noMatch:
-                throw CLIError(.wrongPassphrase, "This bundle was not encrypted to that identity or passphrase.")
+                let stanzas = AgeStanzas.kinds(ofFile: path) ?? []
+                if stanzas == ["scrypt"] && !passphrase {
+                    throw CLIError(
+                        .wrongPassphrase,
+                        "\(path) is protected by a passphrase: add --passphrase (a backup of a vault is brought back with `amanat restore`)."
+                    )
+                }
+                throw CLIError(
+                    .wrongPassphrase,
+                    passphrase && stanzas.contains("scrypt")
+                        ? "Wrong passphrase for this bundle."
+                        : "This bundle was not encrypted to that identity or passphrase.")
             case .outOfMemory: throw CLIError(.io, error.message)
             default: throw CLIError(.damaged, "The bundle is damaged or was altered: \(error.message)")
             }
@@ -269,21 +280,26 @@ extension Amanat {
         func run() throws {
             let expected = try expectedVault(expectVault)
             let fm = FileManager.default
-            if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
-                throw CLIError(.exists, "\(out) is not empty; choose a new folder.")
-            }
+            try OutputFolder.check(out)
             let archive = try key.decryptArchive(path, vault: options.openIfPresent)
             let report = BundleVerifier.verify(archive, expectVault: expected)
             try finish(report, acceptUnproven: acceptUnproven)
             let root = URL(fileURLWithPath: out)
             for entry in archive.entries {
                 let url = root.appendingPathComponent(entry.path)
-                try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                do {
+                    try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                } catch {
+                    throw CLIError(
+                        .io,
+                        "The folder \(url.deletingLastPathComponent().path) cannot be created: \(OutputFolder.reason(error))."
+                    )
+                }
                 guard
                     fm.createFile(
                         atPath: url.path, contents: Data(entry.contents), attributes: [.posixPermissions: 0o600])
                 else {
-                    throw CLIError(.io, "Cannot write \(url.path).")
+                    throw CLIError(.io, "\(url.path) cannot be written (\(String(cString: strerror(errno)))).")
                 }
             }
             printProvenance(report)

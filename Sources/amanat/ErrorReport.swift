@@ -77,7 +77,7 @@ enum ErrorReport {
         if let range = message.range(of: "Unknown option '"), let end = message[range.upperBound...].firstIndex(of: "'")
         {
             let flag = String(message[range.upperBound..<end])
-            let names = place.options.keys.filter { $0.hasPrefix("--") }
+            let names = place.options.keys.filter { $0.hasPrefix("--") && $0 != flag }
             if let close = Suggestion.closest(to: flag, among: Array(names)) {
                 return "Unknown option '\(flag)'; did you mean \(close)? \(helpStep)"
             }
@@ -112,6 +112,7 @@ struct CommandPlace {
                 if options[name] == true, !word.contains("=") { index += 1 }
                 continue
             }
+            if word == "help" && path.isEmpty && command == Amanat.self { continue }  // the parser's `help COMMAND`
             let subcommands = command.configuration.subcommands
             guard !subcommands.isEmpty else { break }
             guard let next = subcommands.first(where: { $0._commandName == word }) else {
@@ -144,6 +145,12 @@ struct CommandPlace {
 
 /// "Did you mean": the known word closest to a mistyped one, when it is close enough to be meant.
 enum Suggestion {
+    /// Words from other tools that mean an amanat command.
+    static let aliases: [String: String] = [
+        "ls": "list", "rm": "delete", "del": "delete", "find": "search", "grep": "search", "log": "history",
+        "info": "status", "new": "add", "version": "--version", "-v": "--version", "check": "verify",
+    ]
+
     static func closest(to word: String, among candidates: [String]) -> String? {
         let typed = Array(word.lowercased())
         let limit = typed.count < 4 ? 1 : typed.count < 9 ? 2 : 3

@@ -106,6 +106,11 @@ extension Amanat {
                     )
                 }
             }
+            if unique.isEmpty {
+                throw CLIError(
+                    .noMatch,
+                    "Nothing was exported: every selected record was left out (see above); nothing was written.")
+            }
             sharedProgress.update("Gathering \(unique.count) record\(unique.count == 1 ? "" : "s") and their custody…")
             let archive = try BundleExporter.archive(from: vault, records: Array(unique.values), now: Date())
             sharedProgress.finish()

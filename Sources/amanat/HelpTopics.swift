@@ -98,7 +98,7 @@ enum HelpTopic: String, CaseIterable {
         case .environment:
             return "ENVIRONMENT\n\n"
                 + Self.environmentVariables.map { Self.entry($0.0, $0.1, label: 26, width: width) }.joined()
-                + "\nA flag given on the command line wins over its environment variable.\n"
+                + "\n" + "A flag given on the command line wins over its environment variable.".wrapped(width) + "\n"
         }
     }
 

@@ -17,9 +17,9 @@ extension Amanat {
                 --full shows every value whole, and for each amendment a word-level difference from the value it \
                 replaced: [-removed words-] {+added words+}.
 
-                --json prints {"record","deleted","origin","changes":[{"time","wall_millis","device","device_name", \
-                "seq","envelope","label","from_the_future","operations":[{"op","type","field","value","previous", \
-                "tag"}]}]} with exact values and UTC times.
+                --json prints the record, whether it is deleted, its origin and its changes (each with time, \
+                wall_millis, device, device_name, seq, envelope, label, from_the_future and operations), with exact \
+                values and UTC times; Docs/json.md has the exact shape.
 
                 Example:
                   amanat history 3f9a1c

@@ -11,7 +11,8 @@ extension Amanat {
                 calendar too with AMANAT_CALENDAR=persian), place (or title), tags; fitted to the terminal's width \
                 ($COLUMNS). Sorted by date unless --sort says otherwise (undated records last).
 
-                --json prints an array of {"id","kind","fields","tags","conflicts"}, sorted by id unless --sort is given.
+                --json prints an array of records (id, kind, fields, tags, conflicts; Docs/json.md has the exact \
+                shape), sorted by id unless --sort is given.
 
                 Selection (the same flags as `search` and `export`): --kind, --tag (repeat: every tag), --any-tag \
                 (repeat: any of them), --id (repeat), --since and --until (incident date, or a statement's issue date). \
@@ -41,6 +42,8 @@ extension Amanat {
                 throw CLIError(.usage, "\"\(sort ?? "")\" is not a sort order: use date, id, kind or place.")
             }
             let views = RecordTable.sorted(all.filter(filter.matches), by: order)
+            // A selection that matched nothing is an error, said once (with --json, after the empty array).
+            if views.isEmpty && selection.isGiven && !json { throw FilterOptions.nothingMatched(filter) }
             if json {
                 print(try RecordJSON.render(views.map(RecordJSON.init)))
             } else {

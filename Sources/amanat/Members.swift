@@ -11,9 +11,9 @@ extension Amanat {
             abstract: "List the devices of this vault: name, role, and whether they are active or revoked.",
             discussion: """
                 Membership is a signed log every replica checks: coordinators invite, change roles and revoke; \
-                members write records; readers only read. --json prints an array of {"device","name","role","status", \
-                "admitted_by","admitted_at","revoked_at","age_recipient","this_device"} (times in ISO 8601; a key or \
-                time that does not apply is left out). age_recipient is the member's own X25519 key as an age recipient.
+                members write records; readers only read. --json prints an array with, for each device, device, name, \
+                role, status, admitted_by, admitted_at, revoked_at, age_recipient and this_device (times in ISO 8601; a \
+                key or time that does not apply is left out; Docs/json.md has the exact shape). age_recipient is the member's own X25519 key as an age recipient.
 
                 Example:
                   amanat members

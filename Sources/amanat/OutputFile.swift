@@ -1,3 +1,4 @@
+import AmanatStore
 import Foundation
 
 /// Checks a file a command is about to write, before any work: its folder must exist, and an existing file is
@@ -14,6 +15,12 @@ enum OutputFile {
                 "The folder \(folder.path) does not exist (is the stick plugged in?); create it or choose another place."
             )
         }
+        guard access(folder.path, W_OK) == 0 else {
+            throw CLIError(
+                .io,
+                "The folder \(folder.path) cannot be written (\(String(cString: strerror(errno)))); nothing was written there."
+            )
+        }
         guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return }
         if isDirectory.boolValue {
             throw CLIError(.usage, "\(url.path) is a folder; give a file name inside it.")
@@ -21,5 +28,62 @@ enum OutputFile {
         guard force else {
             throw CLIError(.exists, "\(url.path) already exists; choose another name, or add --force to replace it.")
         }
+    }
+}
+
+/// A folder a command extracts into (`bundle open --out`): new or empty, in a folder that exists and can be written.
+enum OutputFolder {
+    static func check(_ path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) {
+            guard isFolder.boolValue else {
+                throw CLIError(.exists, "\(path) is a file, not a folder; choose a new folder to extract into.")
+            }
+            let entries: [String]
+            do {
+                entries = try FileManager.default.contentsOfDirectory(atPath: url.path)
+            } catch {
+                throw CLIError(.io, "The folder \(path) cannot be read: \(reason(error)).")
+            }
+            guard entries.isEmpty else { throw CLIError(.exists, "\(path) is not empty; choose a new folder.") }
+            guard access(url.path, W_OK) == 0 else {
+                throw CLIError(.io, "The folder \(path) cannot be written (\(String(cString: strerror(errno)))).")
+            }
+            return
+        }
+        let parent = url.deletingLastPathComponent()
+        guard FileManager.default.fileExists(atPath: parent.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw CLIError(.noInput, "The folder \(parent.path) does not exist; nothing was extracted.")
+        }
+        guard access(parent.path, W_OK) == 0 else {
+            throw CLIError(
+                .io,
+                "The folder \(parent.path) cannot be written (\(String(cString: strerror(errno)))); \(path) cannot be created there."
+            )
+        }
+    }
+
+    /// The system's reason for a file error, in a few words.
+    static func reason(_ error: Error) -> String { fileErrorReason(error) }
+}
+
+/// The kinds of recipient stanzas in an age file's header (`X25519`, `scrypt`), read without decrypting: enough to
+/// tell an evidence bundle from a passphrase-protected file. Nil when the file cannot be read or is not binary age.
+enum AgeStanzas {
+    static func kinds(ofFile path: String) -> Set<String>? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let head = try? handle.read(upToCount: 4096) else { return nil }
+        let lines = String(decoding: head, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.first == "age-encryption.org/v1" else { return nil }
+        var kinds = Set<String>()
+        for line in lines.dropFirst() {
+            if line.hasPrefix("--- ") { break }
+            if line.hasPrefix("-> "), let kind = line.dropFirst(3).split(separator: " ").first {
+                kinds.insert(String(kind))
+            }
+        }
+        return kinds
     }
 }

@@ -44,12 +44,13 @@ enum Passphrase {
 
     /// Refuses a passphrase shorter than ``minimumLength`` characters unless `allowWeak`; counted over the UTF-8
     /// bytes in place, so that no ordinary copy of the secret is made.
-    static func checkStrength(_ secret: SecureBytes, allowWeak: Bool) throws {
+    static func checkStrength(_ secret: SecureBytes, allowWeak: Bool, command: String = "init") throws {
         let characters = secret.withUnsafeBytes { raw in raw.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) } }
+        let hint = command == "init" ? "try `amanat init --generate-passphrase`" : "several random words are best"
         guard allowWeak || characters >= minimumLength else {
             throw CLIError(
                 .usage,
-                "The passphrase has \(characters) characters; a vault's passphrase needs at least \(minimumLength) (try `amanat init --generate-passphrase`), or pass --allow-weak-passphrase."
+                "The passphrase has \(characters) characters; a vault's passphrase needs at least \(minimumLength) (\(hint)), or pass --allow-weak-passphrase."
             )
         }
     }

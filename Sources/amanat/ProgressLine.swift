@@ -17,13 +17,13 @@ final class ProgressLine: @unchecked Sendable {
     private var last: ContinuousClock.Instant?
     private var shown = false
 
-    /// Draws `text` (at most ten times a second; the first update is always drawn).
-    func update(_ text: @autoclosure () -> String) {
+    /// Draws `text` (at most ten times a second; the first update, and a `final` one, always).
+    func update(_ text: @autoclosure () -> String, final: Bool = false) {
         guard Self.enabled else { return }
         lock.lock()
         defer { lock.unlock() }
         let now = ContinuousClock.now
-        if let last, now - last < .milliseconds(100) { return }
+        if !final, let last, now - last < .milliseconds(100) { return }
         last = now
         shown = true
         Self.write("\r\u{1B}[K" + text())
@@ -68,9 +68,10 @@ final class ProgressLine: @unchecked Sendable {
 
         func update(_ progress: SyncProgress) {
             if progress.phase == .pull { pulled = progress } else { pushed = progress }
+            // The last batch of a direction is always drawn, so the line never ends on a stale count.
             line.update(
-                "Syncing: pulled \(pulled.done) of \(pulled.total) changes (\(ProgressLine.bytes(pulled.bytes))), pushed \(pushed.done) of \(pushed.total) (\(ProgressLine.bytes(pushed.bytes)))…"
-            )
+                "Syncing: pulled \(pulled.done) of \(pulled.total) changes (\(ProgressLine.bytes(pulled.bytes))), pushed \(pushed.done) of \(pushed.total) (\(ProgressLine.bytes(pushed.bytes)))…",
+                final: progress.done >= progress.total)
         }
     }
 }

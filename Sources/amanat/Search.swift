@@ -43,6 +43,7 @@ extension Amanat {
             if json {
                 print(try RecordJSON.render(matches.map(RecordJSON.init)))
             } else {
+                if matches.isEmpty { throw FilterOptions.nothingMatched(filter, search: text) }
                 for line in RecordTable.lines(RecordTable.sorted(matches, by: .date)) { print(line) }
                 note("\(matches.count) match\(matches.count == 1 ? "" : "es")")
             }

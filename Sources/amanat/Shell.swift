@@ -1,3 +1,4 @@
+import AmanatCrypto
 import AmanatStore
 import ArgumentParser
 import Foundation
@@ -19,8 +20,12 @@ extension Amanat {
 
                 The session locks itself, wiping the keys from memory and exiting, after --idle without a command \
                 (default 5 minutes), on Ctrl-D at an empty prompt, or on `exit`. Commands that need the passphrase \
-                itself (passphrase, backup) ask for it again. `init`, `join`, `restore`, `serve` and `shell` are run \
-                from the command line, not here.
+                itself (passphrase, backup) use the one that unlocked the session. `init`, `join`, `restore`, \
+                `serve` and `shell` are run from the command line, not here. Ctrl-C while a command runs ends the \
+                session (and the keys with it).
+
+                Lines can come from a pipe too (no prompt is written then; a line starting with # is skipped): the \
+                exit status is that of the last command that failed, or 0.
 
                 Example:
                   amanat shell --idle 10m
@@ -35,13 +40,18 @@ extension Amanat {
 
         func run() async throws {
             let timeout = try Self.parseIdle(idle)
-            let vault = try options.open()
-            Session.current = Session(directory: options.directory, vault: vault)
-            note(
-                "Unlocked \(options.directory.path). Type a command (help lists them); the session locks after \(idle) idle, on Ctrl-D or on exit."
-            )
-            var reader = LineReader(prompt: "amanat> ")
+            let (vault, passphrase) = try options.openKeepingPassphrase()
+            Session.current = Session(directory: options.directory, vault: vault, passphrase: passphrase)
+            let interactive = isatty(STDIN_FILENO) == 1
+            if interactive {
+                note(
+                    "Unlocked \(options.directory.path). Type a command (help lists them); the session locks after \(Self.describe(timeout)) without one, on Ctrl-D or on exit."
+                )
+            }
+            // Lines read from a script get no prompt; the session's status is the last failed command's.
+            var reader = LineReader(prompt: interactive ? "amanat> " : "")
             var history: [String] = []
+            var failed: Int32 = 0
             defer { Session.current = nil }
             while true {
                 let line: String
@@ -49,9 +59,11 @@ extension Amanat {
                 case .line(let text): line = text
                 case .endOfInput:
                     note("Locked: the keys are wiped from memory.")
+                    if failed != 0 { throw ExitCode(failed) }
                     return
                 case .idle:
-                    note("Locked after \(idle) without a command: the keys are wiped from memory.")
+                    note("Locked after \(Self.describe(timeout)) without a command: the keys are wiped from memory.")
+                    if failed != 0 { throw ExitCode(failed) }
                     return
                 }
                 let words: [String]
@@ -59,13 +71,15 @@ extension Amanat {
                     words = try ShellWords.split(line)
                 } catch {
                     note("amanat: \(error)")
+                    failed = CLIError.Status.usage.rawValue
                     continue
                 }
-                guard let first = words.first else { continue }
+                guard let first = words.first, !first.hasPrefix("#") else { continue }
                 if history.last != line { history.append(line) }
                 switch first {
                 case "exit", "quit", "lock":
                     note("Locked: the keys are wiped from memory.")
+                    if failed != 0 { throw ExitCode(failed) }
                     return
                 case "history":
                     for (index, entry) in history.enumerated() { print("\(index + 1)  \(entry)") }
@@ -76,18 +90,33 @@ extension Amanat {
                     continue
                 case "init", "join", "restore", "serve", "shell":
                     note("amanat: `\(first)` is run from the command line, not inside `amanat shell`.")
+                    failed = CLIError.Status.usage.rawValue
+                    if interactive { note("(exit status \(failed))") }
                     continue
                 default:
                     break
                 }
                 let arguments = first == "amanat" ? Array(words.dropFirst()) : words
                 let status = await Amanat.execute(arguments)
-                if status != 0 { note("(exit status \(status))") }
+                if status != 0 {
+                    failed = status
+                    if interactive { note("(exit status \(status))") }
+                }
                 if !Vault.exists(at: options.directory) {
                     note("The vault is gone (wiped); the session ends.")
+                    if failed != 0 { throw ExitCode(failed) }
                     return
                 }
             }
+        }
+
+        /// `5 minutes`, `90 seconds`, `1 hour`.
+        static func describe(_ duration: Duration) -> String {
+            let seconds = Int(duration.components.seconds)
+            let (count, unit) =
+                seconds % 3600 == 0
+                ? (seconds / 3600, "hour") : seconds % 60 == 0 ? (seconds / 60, "minute") : (seconds, "second")
+            return "\(count) \(unit)\(count == 1 ? "" : "s")"
         }
 
         /// `90s`, `10m`, `1h` or a number of minutes, from 1 second to 24 hours.
@@ -113,10 +142,13 @@ final class Session: @unchecked Sendable {
 
     let directory: URL
     let vault: Vault
+    /// The passphrase that unlocked the session, for the commands that use it itself (backup, passphrase).
+    var passphrase: SecureBytes?
 
-    init(directory: URL, vault: Vault) {
+    init(directory: URL, vault: Vault, passphrase: SecureBytes?) {
         self.directory = directory
         self.vault = vault
+        self.passphrase = passphrase
     }
 }
 

@@ -9,9 +9,9 @@ extension Amanat {
         static let configuration = CommandConfiguration(
             abstract: "Show this device, the record and change counts, the version vector and the state digest.",
             discussion: """
-                Two replicas that have seen the same changes show the same state_digest. --json prints \
-                {"vault","device","device_name","role","records","changes","vector":{device:{"seq","head"}},"state_digest","forks", \
-                "held_back":[{"device","reason","changes"}]}. Changes held back are kept as evidence but not applied:
+                Two replicas that have seen the same changes show the same state_digest. --json prints an object with \
+                vault, device, device_name, role, records, changes, vector, state_digest, forks and held_back \
+                (Docs/json.md has its exact shape). Changes held back are kept as evidence but not applied: \
                 written by a device that is not a member, by a revoked device after its revocation, or by a reader. \
                 "vault" is the vault fingerprint (the vault id in groups of four hex digits): give it, through a channel \
                 you trust, to whoever receives your evidence bundles, so `amanat bundle verify --expect-vault` can pin it.

@@ -113,8 +113,13 @@ extension Amanat {
 
         func run() async throws {
             let url = URL(fileURLWithPath: file)
+            // The same checks as a sync's target (a folder, a device, a missing or unreadable file), never creating.
+            if !FileManager.default.fileExists(atPath: url.path) {
+                throw CLIError(.noInput, "There is no file at \(url.path); nothing was imported.")
+            }
+            _ = try SyncTarget.resolve(file, create: false, confirm: nil)
             guard let handle = FileHandle(forReadingAtPath: url.path) else {
-                throw CLIError(.noInput, "There is no readable file at \(file).")
+                throw CLIError(.io, "\(url.path) cannot be read (\(String(cString: strerror(errno)))).")
             }
             let head = String(decoding: (try? handle.read(upToCount: 40)) ?? Data(), as: UTF8.self)
             try? handle.close()
@@ -192,7 +197,7 @@ extension Amanat {
 /// One line on stderr saying what a sync did, and a warning line per fork or membership matter; stdout stays empty.
 func summarize(_ report: SyncReport, with target: String, vault: Vault) {
     var line = "Synced with \(target): \(report.pulled) change\(report.pulled == 1 ? "" : "s") pulled"
-    line += report.pullOnly ? " (the file is read-only: nothing pushed)." : ", \(report.pushed) pushed."
+    line += report.pullOnly ? " (the file or its folder is read-only: nothing pushed)." : ", \(report.pushed) pushed."
     note(line)
     for fork in report.forks {
         if fork.device == vault.deviceID {

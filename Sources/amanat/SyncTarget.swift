@@ -19,6 +19,10 @@ enum SyncTarget: Equatable {
 
     /// Resolves `target`. `create` is `--create`; `confirm` asks the user on a terminal (nil: no terminal).
     static func resolve(_ target: String, create: Bool, confirm: ((String) -> Bool)?) throws -> SyncTarget {
+        guard !target.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw CLIError(
+                .usage, "Give a sync file (on a USB stick) or a relay address (http://HOST:PORT) to sync with.")
+        }
         let lower = target.lowercased()
         if lower.hasPrefix("http://") || lower.hasPrefix("https://") { return .relay(target) }
         if let scheme = target.range(of: "://") {
@@ -43,14 +47,23 @@ enum SyncTarget: Equatable {
                     "\(url.path) is a folder; give the sync file inside it, for example \(url.appendingPathComponent("team.amanat-sync").path)."
                 )
             }
+            let type = (try? fm.attributesOfItem(atPath: url.path))?[.type] as? FileAttributeType
+            guard type == .typeRegular else {
+                throw CLIError(.usage, "\(url.path) is not a sync file: it is a device or another special file.")
+            }
+            guard access(url.path, R_OK) == 0 else {
+                throw CLIError(.io, "The sync file \(url.path) cannot be read (\(String(cString: strerror(errno)))).")
+            }
             try checkFreeSpace(url.deletingLastPathComponent(), writable: fm.isWritableFile(atPath: url.path))
             return .file(url)
         }
-        if looksLikeHost(target) {
-            throw CLIError(
-                .usage, "\(target) looks like a relay address, not a file; did you mean http://\(target) ?")
+        if let meant = relayAddress(meant: target) {
+            throw CLIError(.usage, "\(target) looks like a relay address, not a file; did you mean \(meant) ?")
         }
         let folder = url.deletingLastPathComponent()
+        if fm.fileExists(atPath: folder.path), access(folder.path, R_OK | X_OK) != 0 {
+            throw CLIError(.io, "The folder \(folder.path) cannot be read (\(String(cString: strerror(errno)))).")
+        }
         guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError(
                 .noInput,
@@ -86,6 +99,18 @@ enum SyncTarget: Equatable {
                 " The folder holds \(others.map { "`\($0)`" }.joined(separator: ", ")): did you mean \(others.count == 1 ? "that one" : "one of them")?"
         }
         throw CLIError(.noInput, message)
+    }
+
+    /// The relay URL a target was probably meant to be (`host:port`, `host:port/path`, `[::1]:8080`, an IPv4
+    /// address or a dotted host name, without `http://`), or nil for what looks like a path. Without a port, the one
+    /// `amanat serve` listens on by default is suggested.
+    static func relayAddress(meant target: String) -> String? {
+        guard !target.hasPrefix("/"), !target.hasPrefix("."), !target.hasSuffix(".amanat-sync") else { return nil }
+        let host = String(target.prefix { $0 != "/" })
+        let bracketed = host.hasPrefix("[") && (host.hasSuffix("]") || host.contains("]:"))
+        guard bracketed || looksLikeHost(host) else { return nil }
+        let hasPort = host.split(separator: ":").count == 2 || host.contains("]:")
+        return "http://" + host + (hasPort ? "" : ":8080") + target.dropFirst(host.count)
     }
 
     /// Whether `target` has the shape of `host:port`, an IPv4 address or a dotted host name rather than a path.

@@ -36,9 +36,12 @@ struct VaultOptions: ParsableArguments {
 
     /// Opens the vault and keeps the passphrase that opened it (for commands that encrypt with it again).
     func openKeepingPassphrase() throws -> (Vault, SecureBytes) {
-        guard Vault.exists(at: directory) else {
-            throw StoreError(.noVault, "There is no vault in \(directory.path); run `amanat init` or pass --vault DIR.")
+        if let session = Session.current, session.directory.standardizedFileURL == directory.standardizedFileURL,
+            let secret = session.passphrase
+        {
+            return (session.vault, secret)
         }
+        try requireVault()
         let secret = try passphrase()
         return (try Vault.open(at: directory, passphrase: secret), secret)
     }
@@ -54,9 +57,25 @@ struct VaultOptions: ParsableArguments {
         if let session = Session.current, session.directory.standardizedFileURL == directory.standardizedFileURL {
             return session.vault
         }
-        guard Vault.exists(at: directory) else {
-            throw StoreError(.noVault, "There is no vault in \(directory.path); run `amanat init` or pass --vault DIR.")
-        }
+        try requireVault()
         return try Vault.open(at: directory, passphrase: try passphrase())
+    }
+
+    /// Fails with the sentence that fits when the folder holds no vault that can be opened: none at all, a
+    /// folder that cannot be read, or a vault database whose keyring is gone.
+    func requireVault() throws {
+        guard !Vault.exists(at: directory) else { return }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: directory.path), access(directory.path, R_OK | X_OK) != 0 {
+            throw StoreError(
+                .io, "The folder \(directory.path) cannot be read (\(String(cString: strerror(errno)))).")
+        }
+        if fm.fileExists(atPath: directory.appendingPathComponent(Vault.databaseFileName).path) {
+            throw StoreError(
+                .damaged,
+                "The vault in \(directory.path) has lost its keyring (\(Vault.keyringFileName)), without which nothing in it can be read; restore the vault from a backup (`amanat restore`)."
+            )
+        }
+        throw StoreError(.noVault, "There is no vault in \(directory.path); run `amanat init` or pass --vault DIR.")
     }
 }

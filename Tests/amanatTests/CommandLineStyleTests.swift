@@ -43,7 +43,7 @@ import Testing
                         line.count <= width || !line.trimmingCharacters(in: .whitespaces).contains(" "), "\(where_)")
                     if line.hasPrefix(" ") {
                         #expect(next.hasPrefix(" "), "an example runs onto column 0 in \(where_)")
-                    } else if !next.hasPrefix(" ") && !line.hasSuffix(":") {
+                    } else if !next.hasPrefix(" ") {
                         let word = next.split(separator: " ").first.map(String.init) ?? next
                         #expect(line.count + 1 + word.count >= width, "a hard line break in \(where_)")
                     }
@@ -96,6 +96,14 @@ import Testing
             return Int(line.dropFirst(2).prefix { $0 != " " })
         }
         #expect(table == statuses, "README.md's table: \(table)")
+        var narrow = cli
+        narrow.environment["COLUMNS"] = "60"
+        for topic in ["exit-status", "environment"] {
+            let text = try narrow.run(["help", topic], withVault: false).stdout
+            for line in text.split(separator: "\n") where line.count > 60 {
+                #expect(!line.trimmingCharacters(in: .whitespaces).contains(" "), "help \(topic) at 60: \(line)")
+            }
+        }
         let env = try cli.run(["help", "environment"], withVault: false)
         // Every AMANAT_ variable the sources read is explained.
         let sources = repositoryRoot.appendingPathComponent("Sources")
@@ -165,5 +173,10 @@ import Testing
         #expect(text.hasPrefix(".\\\""), "not a troff page")
         for path in paths { #expect(text.contains(".It Em \(path[0])"), "the man page lacks \(path[0])") }
         #expect(text.contains("help exit-status"))
+        // The EXIT STATUS and ENVIRONMENT sections are amanat's own tables (Scripts/man-sections.py), not the
+        // generic "exits 0 on success".
+        #expect(!text.contains(".Ex -std"))
+        for status in [0, 1, 2, 3, 64, 65, 66, 67, 69, 73, 74, 75, 77] { #expect(text.contains("\n.It \(status)\n")) }
+        #expect(text.contains(".It Ev AMANAT_PASSPHRASE") && text.contains(".It Ev AMANAT_VAULT"))
     }
 }

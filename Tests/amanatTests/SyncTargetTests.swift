@@ -33,10 +33,17 @@ import Testing
     @Test func aRelayAddressWithoutItsSchemeIsRefusedWithAHint() throws {
         let s = try Setting()
         let cwd = FileManager.default.currentDirectoryPath
-        for target in ["127.0.0.1:18080", "relay.example.org", "192.168.1.20", "hub:8080"] {
-            try s.refused([target], status: 64, ["looks like a relay address", "did you mean http://\(target) ?"])
+        // Without a port, the port `amanat serve` listens on by default is suggested.
+        for (target, meant) in [
+            ("127.0.0.1:18080", "http://127.0.0.1:18080"), ("relay.example.org", "http://relay.example.org:8080"),
+            ("192.168.1.20", "http://192.168.1.20:8080"), ("hub:8080", "http://hub:8080"),
+            ("localhost:8080/x", "http://localhost:8080/x"), ("[::1]:8080", "http://[::1]:8080"),
+        ] {
+            try s.refused([target], status: 64, ["looks like a relay address", "did you mean \(meant) ?"])
             #expect(!FileManager.default.fileExists(atPath: "\(cwd)/\(target)"), "no file named \(target)")
         }
+        try s.refused([""], status: 64, ["Give a sync file"])
+        try s.refused(["/dev/null"], status: 64, ["/dev/null is not a sync file: it is a device"])
         try s.refused(["ftp://relay.example.org"], status: 64, ["starts with http:// or https://"])
         try s.refused(["http//192.168.1.20:8080"], status: 64, ["did you mean http://192.168.1.20:8080 ?"])
     }

@@ -113,7 +113,8 @@ import Testing
                 .init(after: prompt, send: "history\r"),
                 .init(after: prompt, send: "\u{4}"),
             ])
-        #expect(r.status == 0, "\(r.output)")
+        // The session's status is its last failed command's: `sohw` (64).
+        #expect(r.status == 64, "\(r.output)")
         #expect(r.output.components(separatedBy: "Statement 1").count == 3, "list ran twice: \(r.output)")
         #expect(
             r.output.contains("1  list --sort id\r\n2  sohw\r\n3  list --sort id\r\n4  add statement"), "\(r.output)")
@@ -128,13 +129,33 @@ import Testing
         }
     }
 
+    @Test func theShellReadsAScriptFromAPipe() throws {
+        let scratch = try Scratch()
+        let cli = try vaultWithRecords(scratch, count: 1)
+        let backup = scratch.path("laptop.backup").path
+        let script = """
+            # a comment line is skipped
+            add statement --title "From a script" --body x
+            backup --out \(backup)
+            list --sort id
+            """
+        let r = try cli.run(["shell"], stdin: script + "\n")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stderr.contains("amanat>"), "no prompt without a terminal: \(r.stderr)")
+        #expect(r.stdout.contains("From a script") && r.stdout.contains("Statement 0"), "\(r.stdout)")
+        // `backup` used the passphrase that unlocked the session (the environment's was removed once read).
+        #expect(FileManager.default.fileExists(atPath: backup), "\(r.stderr)")
+        let failing = try cli.run(["shell"], stdin: "lsit\nlist\n")
+        #expect(failing.status == 64 && failing.stderr.contains("did you mean `amanat list`?"), "\(failing.stderr)")
+    }
+
     @Test func theShellLocksItselfWhenIdle() throws {
         let scratch = try Scratch()
         let cli = try vaultWithRecords(scratch, count: 1)
         let start = ContinuousClock.now
         let r = try PseudoTerminal.run(cli, ["shell", "--idle", "1s"], deadline: .seconds(30))
         #expect(r.status == 0)
-        #expect(r.output.contains("Locked after 1s without a command"), "\(r.output)")
+        #expect(r.output.contains("Locked after 1 second without a command"), "\(r.output)")
         #expect(ContinuousClock.now - start < .seconds(30))
     }
 }
