@@ -369,6 +369,15 @@ enum DocumentedShapes {
         let folder = scratch.path("opened").path
         let opened = try check.check("bundle open", b, ["bundle", "open", bundle, "--out", folder])
         #expect(opened["out"]?.string == folder && (opened["files"]?.int ?? 0) > 4)
+        // Not of the vault expected: the report is printed, nothing is extracted, and the status stays 3.
+        let refused = try check.check(
+            "bundle open", b,
+            [
+                "bundle", "open", bundle, "--out", scratch.path("refused").path, "--expect-vault",
+                lawyer["vault"]?.string ?? "",
+            ], status: 3)
+        #expect(refused["outcome"]?.string == "unproven" && refused["files"]?.int == 0 && refused["out"] == nil)
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("refused").path))
         let tampered = scratch.path("opened/records/\(id).json")
         try Data("{}".utf8).write(to: tampered)
         let damaged = try check.check("bundle verify", b, ["bundle", "verify", folder], status: 65)
