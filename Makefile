@@ -41,6 +41,8 @@ install: setup man
 	@echo "Installed amanat, its man page and completions under $(DESTDIR)$(PREFIX)"
 
 bench: setup
+	@python3 -c "import loro" 2>/dev/null || python3 -m pip install --quiet loro 2>/dev/null \
+		|| echo "The Loro package cannot be installed: B2 is measured without its CRDT peer."
 	$(SWIFT) build -c release --product amanat-bench
 	$(SWIFT) build -c release --product amanat-load
 	.build/release/amanat-bench

@@ -4,7 +4,7 @@ import AmanatStore
 import Foundation
 
 /// One row of the results table.
-struct Row: Encodable, Sendable {
+struct Row: Codable, Sendable {
 
     var id: String
     var workload: String
@@ -15,6 +15,12 @@ struct Row: Encodable, Sendable {
     var met: Bool?
     var peak_rss_mib: Double
     var note: String?
+    /// The row's speed as a fraction of what its cryptography alone allows (``CryptoLimit``), where measured.
+    var limit_fraction: Double? = nil
+    /// The least fraction of the cryptographic limit the row should reach.
+    var limit_goal: Double? = nil
+    /// The most peak RSS the row (or its measured step) should need, in MiB.
+    var memory_goal_mib: Double? = nil
 }
 
 /// Vault-making helpers shared by the benchmarks; every vault lives under `root`.

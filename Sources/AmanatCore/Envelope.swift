@@ -116,6 +116,9 @@ public struct Envelope: Hashable, Sendable {
     /// The bytes the signature covers.
     public var signedMessage: [UInt8] { headerBytes + ciphertextHash }
 
+    /// The length of ``encoded()``, without encoding.
+    public var encodedLength: Int { Self.overhead + ciphertext.count }
+
     /// Whether the author's signature is valid.
     public func hasValidSignature() -> Bool {
         SigningKeyPair.verify(signature, of: signedMessage, publicKey: header.author.bytes)

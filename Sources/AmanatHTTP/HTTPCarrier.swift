@@ -72,6 +72,8 @@ public struct HTTPCarrier: ExchangeCarrier {
         public var now: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
         /// The relay's registration code, presented when this sync registers the vault (http-api.md §3).
         public var registrationCode: String?
+        /// Told before each wait between attempts: why the last one failed, and how long the wait is.
+        public var onRetry: (@Sendable (_ reason: String, _ delay: Duration) -> Void)?
 
         /// The defaults.
         public init() {}
@@ -268,6 +270,7 @@ public struct HTTPCarrier: ExchangeCarrier {
                         "The relay at \(baseURL) cannot be reached (\(error.reason)); check that `amanat serve` is running there and try again."
                     )
                 }
+                options.onRetry?(error.reason, delay)
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, options.maxBackoff)
                 attempt += 1

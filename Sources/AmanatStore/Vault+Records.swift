@@ -284,13 +284,43 @@ extension Vault {
         try mapErrors {
             try database.read { db in
                 var views: [RecordView] = []
+                var block: [(slot: Data, body: Data)] = []
+                block.reserveCapacity(Self.decodeBlock)
                 let cursor = try Row.fetchCursor(db, sql: "SELECT slot, body FROM record")
                 while let row = try cursor.next() {
-                    if let view = try decodeView(row["body"], slot: row["slot"]) { views.append(view) }
+                    block.append((row["slot"], row["body"]))
+                    if block.count == Self.decodeBlock {
+                        views += try decodeViews(block)
+                        block.removeAll(keepingCapacity: true)
+                    }
                 }
+                views += try decodeViews(block)
                 return views.sorted { $0.id < $1.id }
             }
         }
+    }
+
+    /// Rows read from SQLite before their decryption is shared out: enough to keep every core busy, few enough
+    /// that memory stays flat whatever the vault's size.
+    static let decodeBlock = 4096
+
+    /// Opens and decodes the view sections of `rows` on every core: each row is sealed on its own, so they are
+    /// independent (SQLite is read by this thread alone).
+    func decodeViews(_ rows: [(slot: Data, body: Data)]) throws -> [RecordView] {
+        let parts = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), max(rows.count / 256, 1))
+        guard parts > 1 else { return try rows.compactMap { try decodeView($0.body, slot: $0.slot) } }
+        let results = ParallelResults<RecordView>(parts: parts)
+        let key = localKey
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let range = (rows.count * part / parts)..<(rows.count * (part + 1) / parts)
+            results.set(part) {
+                try rows[range].compactMap { row in
+                    try StoredRow.decodeView(
+                        StoredRow.open(row.body, associatedData: Array(row.slot), what: "a stored record", key: key))
+                }
+            }
+        }
+        return try results.joined()
     }
 
     /// The records that were created and then deleted, sorted by id (for `list --deleted` and `undelete`).
@@ -389,5 +419,29 @@ extension Vault {
                 throw StoreError(.damaged, "The vault is damaged: a change of this record does not decrypt.")
             }
         }
+    }
+}
+
+/// The parts of a job shared out over threads, each written once by its own thread.
+final class ParallelResults<Element>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var parts: [Result<[Element], Error>?]
+
+    init(parts: Int) { self.parts = Array(repeating: nil, count: parts) }
+
+    func set(_ part: Int, _ body: () throws -> [Element]) {
+        let result = Result { try body() }
+        lock.lock()
+        parts[part] = result
+        lock.unlock()
+    }
+
+    /// Every part in order, or the first part's error.
+    func joined() throws -> [Element] {
+        lock.lock()
+        defer { lock.unlock() }
+        var all: [Element] = []
+        for part in parts { all += try part?.get() ?? [] }
+        return all
     }
 }

@@ -152,21 +152,33 @@ public final class Vault {
 
     static func openDatabase(_ dir: URL, create: Bool) throws -> DatabaseQueue {
         var config = Configuration()
-        config.busyMode = .timeout(10)
+        // Up to 10 s for another process to finish with the vault, in steps of 20 ms; after one second the
+        // command says who it is waiting for (``LockWait``).
+        let database = databaseURL(dir)
+        config.busyMode = .callback { tries in
+            if tries == 50 { LockWait.observer?(LockWait.holder(of: database)) }
+            guard tries < 500 else { return false }
+            usleep(20_000)
+            return true
+        }
         config.prepareDatabase { db in
             try SQLiteHardening.apply(db)
             try db.execute(sql: "PRAGMA secure_delete = ON")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
             try db.execute(sql: "PRAGMA cache_size = -32768")
         }
-        return try mapErrors {
-            let queue = try DatabaseQueue(path: databaseURL(dir).path, configuration: config)
-            try queue.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA journal_mode = WAL")
-                try db.execute(sql: "PRAGMA synchronous = FULL")
+        do {
+            return try mapErrors {
+                let queue = try DatabaseQueue(path: databaseURL(dir).path, configuration: config)
+                try queue.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA journal_mode = WAL")
+                    try db.execute(sql: "PRAGMA synchronous = FULL")
+                }
+                try Schema.migrator.migrate(queue)
+                return queue
             }
-            try Schema.migrator.migrate(queue)
-            return queue
+        } catch let error as StoreError where error.code == .diskFull {
+            throw diskFull(dir)
         }
     }
 
@@ -193,7 +205,21 @@ public final class Vault {
         }
     }
 
-    func mapErrors<T>(_ body: () throws -> T) throws -> T { try Self.mapErrors(body) }
+    /// Like the static form; a full disk is named by this vault's folder.
+    func mapErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try Self.mapErrors(body)
+        } catch let error as StoreError where error.code == .diskFull {
+            throw Self.diskFull(directory)
+        }
+    }
+
+    /// The sentence for a full disk under the vault in `dir`.
+    static func diskFull(_ dir: URL) -> StoreError {
+        StoreError(
+            .diskFull,
+            "The disk holding the vault \(dir.path) is full; nothing was changed. Free some space on it and try again.")
+    }
 
     /// Like ``mapErrors(_:)``, for a database that is not the vault's (`what` is "sync file" or "relay file"): its
     /// failures name that file, never the vault, and keep SQLite's result code.

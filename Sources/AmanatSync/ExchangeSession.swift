@@ -83,6 +83,8 @@ public struct ExchangeSession {
         if cursors.isEmpty && toPull == 0 { return report }
         var pushedCount = 0
         var pulledCount = 0
+        var pushedBytes = 0
+        var pulledBytes = 0
         var reportedDivergence = blocked  // forks already handled above
 
         while true {
@@ -113,7 +115,10 @@ public struct ExchangeSession {
             let result = try await carrier.exchange(vector: ours, push: batch, limit: batchSize)
             report.pushed += result.stored
             pushedCount += batch.count
-            if !batch.isEmpty { progress(SyncProgress(phase: .push, done: pushedCount, total: toPush)) }
+            pushedBytes += bytes
+            if !batch.isEmpty {
+                progress(SyncProgress(phase: .push, done: pushedCount, total: toPush, bytes: pushedBytes))
+            }
 
             var advanced = false
             if !result.envelopes.isEmpty {
@@ -126,7 +131,8 @@ public struct ExchangeSession {
                 pulledCount += result.envelopes.count
                 // `remaining` comes from the carrier: the sum saturates rather than overflow.
                 toPull = max(toPull, VersionVectors.saturatingSum(pulledCount, Int(clamping: result.remaining)))
-                progress(SyncProgress(phase: .pull, done: pulledCount, total: toPull))
+                pulledBytes += result.envelopes.reduce(0) { $0 + $1.encodedLength }
+                progress(SyncProgress(phase: .pull, done: pulledCount, total: toPull, bytes: pulledBytes))
             }
             for author in result.diverged where !reportedDivergence.contains(author) {
                 // The carrier's chain of this author does not contain our head: fetch its envelope at our head as

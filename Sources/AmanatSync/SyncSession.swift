@@ -14,6 +14,16 @@ public struct SyncProgress: Sendable {
     public var done: Int
     /// Envelopes to do in this phase, as the version vectors say.
     public var total: Int
+    /// Bytes of the envelopes done in this phase so far (as encoded on the carrier).
+    public var bytes: Int = 0
+
+    /// Creates a progress report.
+    public init(phase: Phase, done: Int, total: Int, bytes: Int = 0) {
+        self.phase = phase
+        self.done = done
+        self.total = total
+        self.bytes = bytes
+    }
 }
 
 /// What a sync did.
@@ -78,6 +88,7 @@ public struct SyncSession {
             if head.seq > after { cursors.append((author, after, head.seq)) }
         }
         var pulled = 0
+        var pulledBytes = 0
         while !cursors.isEmpty {
             var batch: [Envelope] = []
             var bytes = 0
@@ -105,7 +116,8 @@ public struct SyncSession {
             let forked = Set(result.forks.map(\.device))
             cursors.removeAll { $0.after >= $0.target || forked.contains($0.author) }
             pulled += batch.count
-            progress(SyncProgress(phase: .pull, done: pulled, total: toPull))
+            pulledBytes += batch.reduce(0) { $0 + $1.encodedLength }
+            progress(SyncProgress(phase: .pull, done: pulled, total: toPull, bytes: pulledBytes))
         }
 
         guard push else { return report }
@@ -116,6 +128,7 @@ public struct SyncSession {
         let mine = try vault.versionVector()
         let toPush = VersionVectors.count(mine, beyond: theirs)
         var pushedTotal = 0
+        var pushedBytes = 0
         // An author forked on the carrier is never extended; an author whose pull stopped at a fork is still
         // behind the carrier's head, so the loop below sends it nothing.
         for (author, head) in mine.sorted(by: { $0.key < $1.key }) where !forked.contains(author) {
@@ -125,7 +138,8 @@ public struct SyncSession {
                 guard let last = batch.last else { break }
                 report.pushed += try await carrier.push(batch)
                 pushedTotal += batch.count
-                progress(SyncProgress(phase: .push, done: pushedTotal, total: toPush))
+                pushedBytes += batch.reduce(0) { $0 + $1.encodedLength }
+                progress(SyncProgress(phase: .push, done: pushedTotal, total: toPush, bytes: pushedBytes))
                 after = last.header.seq
             }
         }

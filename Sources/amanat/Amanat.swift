@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -33,7 +34,7 @@ struct Amanat: AsyncParsableCommand {
             Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
             Members.self, Revoke.self, RoleCommand.self, Rename.self, DismissFork.self, Recover.self,
             Export.self, Bundle.self,
-            ChangePassphrase.self, Backup.self, Restore.self, Wipe.self, Serve.self,
+            ChangePassphrase.self, Backup.self, Restore.self, Wipe.self, Serve.self, Shell.self,
         ]
     )
 
@@ -44,18 +45,25 @@ struct Amanat: AsyncParsableCommand {
     /// and only here, as one `amanat: …` sentence and its documented exit status (``ErrorReport``).
     static func main() async {
         disableCoreDumps()
+        ProgressLine.watchLockWaits()
         let arguments = Array(CommandLine.arguments.dropFirst())
+        Foundation.exit(await execute(arguments, exitOnHelp: true))
+    }
+
+    /// Runs one command line (from the process's arguments, or a line typed in `amanat shell`) and returns its exit
+    /// status, having reported any failure (``ErrorReport``).
+    static func execute(_ arguments: [String], exitOnHelp: Bool = false) async -> Int32 {
         if arguments.count == 2, arguments[0] == "help" {
             if let topic = HelpTopic(named: arguments[1]) {
                 print(topic.text(width: HelpTopic.width), terminator: "")
-                return
+                return 0
             }
             let commands = configuration.subcommands.map { $0._commandName }
             if !commands.contains(arguments[1]) {
                 let topics = HelpTopic.allCases.map(\.rawValue)
                 let close = Suggestion.closest(to: arguments[1], among: commands + topics)
-                ErrorReport.exit(
-                    with: CLIError(
+                return ErrorReport.report(
+                    CLIError(
                         .usage,
                         "'\(arguments[1])' is neither a command nor a help topic (\(topics.joined(separator: ", ")))"
                             + (close.map { "; did you mean `amanat help \($0)`?" } ?? ".")
@@ -70,8 +78,10 @@ struct Amanat: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+            return 0
         } catch {
-            ErrorReport.exit(with: error, arguments: arguments)
+            if exitOnHelp { ErrorReport.exit(with: error, arguments: arguments) }
+            return ErrorReport.report(error, arguments: arguments)
         }
     }
 

@@ -11,31 +11,43 @@ import Foundation
 /// here too, with "did you mean" for mistyped commands, record kinds and flags, so a user meets one style.
 enum ErrorReport {
     static func exit(with error: Error, arguments: [String]) -> Never {
+        if error is CleanExit {
+            // --help, --version and `amanat help COMMAND`: the parser prints them and exits 0.
+            Amanat.exit(withError: error)
+        }
+        Foundation.exit(report(error, arguments: arguments))
+    }
+
+    /// Says what went wrong (nothing for a command that already did, or for help) and returns the exit status.
+    static func report(_ error: Error, arguments: [String]) -> Int32 {
         switch error {
         case let code as ExitCode:
             // A command that already said what went wrong (verify listing its problems) and chose its status.
-            Foundation.exit(code.rawValue)
+            return code.rawValue
         case is CleanExit:
-            // --help, --version and `amanat help COMMAND`: the parser prints them and exits 0.
-            Amanat.exit(withError: error)
+            print(Amanat.fullMessage(for: error))
+            return 0
         case is CLIError, is StoreError, is RelayClientError, is BundleError, is SchemaError, is CoreError,
             is CryptoError:
             let (status, message) = describe(error)
             write(message)
-            Foundation.exit(status.rawValue)
+            return status.rawValue
         default:
             break
         }
         let code = Amanat.exitCode(for: error)
-        if code == .success { Amanat.exit(withError: error) }
+        if code == .success {
+            print(Amanat.fullMessage(for: error))
+            return 0
+        }
         guard code.rawValue == CLIError.Status.usage.rawValue else {
             // Not the parser's and not ours: a bug.
             let (status, message) = describe(error)
             write(message)
-            Foundation.exit(status.rawValue)
+            return status.rawValue
         }
         write(usageSentence(for: error, arguments: arguments))
-        Foundation.exit(CLIError.Status.usage.rawValue)
+        return CLIError.Status.usage.rawValue
     }
 
     private static func write(_ message: String) {

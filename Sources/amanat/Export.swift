@@ -107,7 +107,9 @@ extension Amanat {
                     )
                 }
             }
+            sharedProgress.update("Gathering \(unique.count) record\(unique.count == 1 ? "" : "s") and their custody…")
             let archive = try BundleExporter.archive(from: vault, records: Array(unique.values), now: Date())
+            sharedProgress.finish()
             if passphrase {
                 let secret = try Passphrase.read(
                     file: nil, prompt: "Passphrase for the bundle: ", confirm: true,
@@ -125,11 +127,16 @@ extension Amanat {
                 let encryptor = try AgeEncryptor(recipients: recipients, armor: armor) { bytes in
                     try handle.write(contentsOf: bytes)
                 }
+                let progress = ProgressLine()
+                defer { progress.finish() }
                 var offset = 0
                 while offset < plaintext.count {
                     let end = min(offset + 1 << 20, plaintext.count)
                     try encryptor.write(Array(plaintext[offset..<end]))
                     offset = end
+                    progress.update(
+                        "Encrypting the bundle: \(ProgressLine.bytes(offset)) of \(ProgressLine.bytes(plaintext.count))…"
+                    )
                 }
                 try encryptor.finish()
                 try handle.synchronize()
@@ -140,7 +147,9 @@ extension Amanat {
                 try? handle.close()
                 try? FileManager.default.removeItem(atPath: url.path + ".partial")
                 if let error = error as? CocoaError, error.code == .fileWriteOutOfSpace {
-                    throw CLIError(.io, "The disk is full; the bundle was not written.")
+                    throw CLIError(
+                        .io,
+                        "The disk holding \(url.deletingLastPathComponent().path) is full; the bundle was not written.")
                 }
                 throw error
             }

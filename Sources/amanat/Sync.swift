@@ -52,11 +52,15 @@ extension Amanat {
                 var http = HTTPCarrier.Options()
                 http.registrationCode =
                     registrationCode ?? ProcessInfo.processInfo.environment["AMANAT_REGISTRATION_CODE"]
+                http.onRetry = sayRetry
+                let progress = ProgressLine.Sync()
                 let report = try await HTTPCarrier.with(
                     url: target, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
                     options: http
                 ) {
-                    try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
+                    defer { progress.line.finish() }
+                    return try await ExchangeSession(vault: vault, carrier: $0).run(
+                        push: true, progress: progress.update)
                 }
                 summarize(report, with: target, vault: vault)
                 try Arrivals(
@@ -68,7 +72,11 @@ extension Amanat {
             let url = URL(fileURLWithPath: target)
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: resolved == .newFile(url))
             if resolved == .newFile(url) { note("Created the sync file \(url.path).") }
-            let report = try await SyncSession(vault: vault, carrier: carrier).run(push: true, progress: showProgress)
+            let progress = ProgressLine.Sync()
+            defer { progress.line.finish() }
+            let report = try await SyncSession(vault: vault, carrier: carrier).run(
+                push: true, progress: progress.update)
+            progress.line.finish()
             summarize(report, with: target, vault: vault)
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
@@ -117,7 +125,11 @@ extension Amanat {
             let vault = try options.open()
             let before = try Arrivals.snapshot(vault)
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false, readOnly: true)
-            let report = try await SyncSession(vault: vault, carrier: carrier).run(push: false, progress: showProgress)
+            let progress = ProgressLine.Sync()
+            defer { progress.line.finish() }
+            let report = try await SyncSession(vault: vault, carrier: carrier).run(
+                push: false, progress: progress.update)
+            progress.line.finish()
             summarize(report, with: file, vault: vault)
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled, pushed: nil
@@ -127,6 +139,8 @@ extension Amanat {
         func importBundle() throws {
             let expected = try expectedVault(expectVault)
             var opened: Vault?
+            sharedProgress.update("Decrypting and verifying the bundle…")
+            defer { sharedProgress.finish() }
             let archive = try key.decryptArchive(file) {
                 opened = try options.openIfPresent()
                 return opened
@@ -172,9 +186,12 @@ extension Amanat {
 }
 
 /// Prints progress on stderr for syncs of more than one batch.
-func showProgress(_ p: SyncProgress) {
-    guard p.total > 1000 else { return }
-    note("\(p.phase == .pull ? "pulled" : "pushed") \(p.done)/\(p.total) changes")
+/// Says, on a terminal, that the relay did not answer and when the next attempt is.
+@Sendable func sayRetry(_ reason: String, _ delay: Duration) {
+    let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+    sharedProgress.say(
+        "Relay not answering (\(TerminalText.escape(reason))), retrying in \(String(format: seconds < 1 ? "%.2g" : "%.0f", seconds)) s…"
+    )
 }
 
 /// One line on stderr saying what a sync did, and a warning line per fork or membership matter; stdout stays empty.

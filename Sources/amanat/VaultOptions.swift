@@ -16,6 +16,8 @@ struct VaultOptions: ParsableArguments {
     /// The vault directory chosen by flag, environment or default.
     var directory: URL {
         if let vault { return URL(fileURLWithPath: vault) }
+        // Inside `amanat shell`, the vault it unlocked.
+        if let session = Session.current { return session.directory }
         if let env = ProcessInfo.processInfo.environment["AMANAT_VAULT"], !env.isEmpty {
             return URL(fileURLWithPath: env)
         }
@@ -46,8 +48,12 @@ struct VaultOptions: ParsableArguments {
         Vault.exists(at: directory) ? try open() : nil
     }
 
-    /// Opens the vault, failing with a clear sentence when it is missing or locked.
+    /// Opens the vault, failing with a clear sentence when it is missing or locked; inside `amanat shell`, the
+    /// vault the session unlocked.
     func open() throws -> Vault {
+        if let session = Session.current, session.directory.standardizedFileURL == directory.standardizedFileURL {
+            return session.vault
+        }
         guard Vault.exists(at: directory) else {
             throw StoreError(.noVault, "There is no vault in \(directory.path); run `amanat init` or pass --vault DIR.")
         }

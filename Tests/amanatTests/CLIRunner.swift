@@ -24,17 +24,22 @@ struct CLIRunner {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates.last!
     }()
 
+    /// The environment a command runs in: this process's, with the passphrase and `environment` added.
+    var processEnvironment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["AMANAT_PASSPHRASE"] = passphrase
+        env.removeValue(forKey: "AMANAT_VAULT")
+        for (k, v) in environment { env[k] = v }
+        return env
+    }
+
     /// Runs `amanat --vault VAULT args…` with the passphrase in the environment.
     @discardableResult
     func run(_ args: [String], stdin: String? = nil, withVault: Bool = true) throws -> Result {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = (withVault ? ["--vault", vault.path] : []) + args
-        var env = ProcessInfo.processInfo.environment
-        env["AMANAT_PASSPHRASE"] = passphrase
-        env.removeValue(forKey: "AMANAT_VAULT")
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
+        process.environment = processEnvironment
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
