@@ -30,7 +30,7 @@ extension Amanat {
 /// empty one is refused when `requireText` (a testimony without `--allow-empty`).
 func addRecord(
     options: VaultOptions, kind: String, fields: [(String, String?)], long: (field: String, source: TextEntry.Source),
-    what: String, requireText: Bool, tags: [String], calendar: RecordDates.Calendar, seal: Bool
+    what: String, requireText: Bool, tags: [String], calendar: RecordDates.Calendar, seal: Bool, json: Bool = false
 ) throws {
     var present = try Fields.normalize(
         kind: kind, fields.compactMap { name, value in value.map { (name, $0) } }, calendar: calendar, editing: false)
@@ -49,7 +49,17 @@ func addRecord(
     }
     if let text, !(text.isEmpty && long.source == .none) { present.append((long.field, text)) }
     let id = try vault.createRecord(kind: kind, fields: present, tags: tags, seal: seal)
-    print(id.hex)
+    guard json else {
+        print(id.hex)
+        return
+    }
+    let state = try vault.resolveRecord(id.hex, includeDeleted: true)
+    let created = state.changes.filter { $0.author == vault.deviceID }.min { $0.seq < $1.seq }
+    try JSONOutput.print(
+        AddedJSON(
+            id: id.hex, kind: kind, sealed: state.seal != nil, fields_set: present.map { $0.0 }.sorted(),
+            tags: state.tags,
+            change: created.map { SignedChangeJSON(author: $0.author, seq: $0.seq, timestamp: $0.timestamp) }))
 }
 
 extension Amanat {
@@ -76,6 +86,7 @@ extension Amanat {
         @Option(help: "A tag; repeat for several.") var tag: [String] = []
         @Option(help: "How to read dates: automatic, gregorian or persian (Solar Hijri).")
         var calendar: RecordDates.Calendar = .automatic
+        @Flag(help: "Print the new record's id, kind, fields and change as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let source = try TextEntry.source(flag: "body", text: body, file: bodyFile)
@@ -83,7 +94,7 @@ extension Amanat {
                 options: options, kind: "statement",
                 fields: [("title", title), ("issued_by", issuedBy), ("issued_on", issuedOn)],
                 long: ("body", source), what: "the statement's text", requireText: false, tags: tag, calendar: calendar,
-                seal: false)
+                seal: false, json: json)
         }
     }
 }
@@ -124,6 +135,7 @@ extension Amanat {
         @Option(help: "A tag; repeat for several.") var tag: [String] = []
         @Option(help: "How to read dates: automatic, gregorian or persian (Solar Hijri).")
         var calendar: RecordDates.Calendar = .automatic
+        @Flag(help: "Print the new record's id, kind, fields and change as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let source = try TextEntry.source(flag: "narrative", text: narrative, file: narrativeFile)
@@ -134,7 +146,7 @@ extension Amanat {
                     ("consent", consent),
                 ],
                 long: ("narrative", source), what: "the testimony", requireText: !allowEmpty, tags: tag,
-                calendar: calendar, seal: true)
+                calendar: calendar, seal: true, json: json)
         }
     }
 }

@@ -25,6 +25,12 @@ struct Arrivals: Encodable {
     var deleted: [Event] = []
     var undeleted: [Event] = []
     var new_conflicts: [Event] = []
+    // Set by `sync --json` and `import --json` only (JSONOutput.swift); left out of the JSON when nil.
+    var target: String?
+    var read_only: Bool?
+    var kept_apart: Int?
+    var forks: [ForkJSON]?
+    var bundle: ImportedBundleJSON?
 
     /// Every record state by id.
     static func snapshot(_ vault: Vault) throws -> [RecordID: RecordState] {

@@ -24,6 +24,7 @@ extension Amanat {
         @Option(help: "Read the new passphrase from the first line of this file.") var newPassphraseFile: String?
         @Flag(help: "Accept a new passphrase shorter than 12 characters (easy to guess once the vault is copied).")
         var allowWeakPassphrase = false
+        @Flag(help: "Print the vault whose passphrase changed as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let (vault, current) = try options.openKeepingPassphrase()
@@ -38,6 +39,13 @@ extension Amanat {
             // Inside `amanat shell`, a later `backup` must use the new passphrase.
             if let session = Session.current, session.vault === vault { session.passphrase = new }
             note("Changed the passphrase of the vault in \(options.directory.path).")
+            if json {
+                let ids = VaultIDs(vault.vaultID)
+                try JSONOutput.print(
+                    VaultFileJSON(
+                        directory: options.directory.path, device: vault.deviceID.hex, vault: ids.vault,
+                        vault_id: ids.vault_id))
+            }
         }
     }
 }
@@ -59,6 +67,7 @@ extension Amanat {
         @OptionGroup var options: VaultOptions
         @Option(help: "The backup file to write.") var out: String
         @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
+        @Flag(help: "Print the backup file and its size as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             try OutputFile.check(out, force: force)
@@ -68,6 +77,13 @@ extension Amanat {
             if force { try? FileManager.default.removeItem(at: url) }
             try VaultBackup.write(vault, passphrase: passphrase, to: url)
             note("Wrote a backup of \(options.directory.path) to \(out), protected by the vault's passphrase.")
+            if json {
+                let ids = VaultIDs(vault.vaultID)
+                try JSONOutput.print(
+                    VaultFileJSON(
+                        directory: options.directory.path, device: vault.deviceID.hex, vault: ids.vault,
+                        vault_id: ids.vault_id, out: out, bytes: fileSize(out)))
+            }
         }
     }
 }
@@ -91,6 +107,7 @@ extension Amanat {
 
         @OptionGroup var options: VaultOptions
         @Argument(help: "The backup file.") var file: String
+        @Flag(help: "Print the restored device and the one it replaces as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             // An age file for a recipient (an evidence bundle) is no backup: say so before asking for a passphrase.
@@ -103,8 +120,14 @@ extension Amanat {
             let passphrase = try options.passphrase()
             let restored = try VaultBackup.restore(
                 from: URL(fileURLWithPath: file), passphrase: passphrase, at: options.directory)
+            if json {
+                try JSONOutput.print(
+                    NewIdentityJSON(
+                        device: restored.vault.deviceID.hex, previous_device: restored.previousDevice.hex,
+                        new_identity: restored.newIdentity, directory: options.directory.path))
+            }
             if restored.newIdentity {
-                print(restored.vault.deviceID.hex)
+                if !json { print(restored.vault.deviceID.hex) }
                 note(
                     "Restored the backup into \(options.directory.path) as a new identity of the same member (the old one was \(restored.previousDevice.hex.prefix(12))). Sync with the team now."
                 )

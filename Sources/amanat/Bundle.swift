@@ -233,6 +233,8 @@ extension Amanat {
         @OptionGroup var key: BundleKeyOptions
         @Option(help: "The vault fingerprint you expect (from the team's `amanat status`).") var expectVault: String?
         @Argument(help: "The bundle file, or an opened bundle folder.") var path: String
+        @Flag(help: "Print the report as JSON, also when the bundle does not verify (exit status 3 or 65).")
+        var json = false
 
         func run() throws {
             let expected = try expectedVault(expectVault)
@@ -245,6 +247,11 @@ extension Amanat {
                 ? try BundleVerifier.archive(fromDirectory: URL(fileURLWithPath: path))
                 : try key.decryptArchive(path, vault: options.openIfPresent)
             let report = BundleVerifier.verify(archive, expectVault: expected)
+            if json {
+                try JSONOutput.print(BundleJSON(report))
+                try finish(report)
+                return
+            }
             if report.outcome != .damaged { printProvenance(report) }
             try finish(report)
             print(
@@ -276,6 +283,8 @@ extension Amanat {
         @Flag(help: "Extract an intact bundle even if its signers are not proven.") var acceptUnproven = false
         @Argument(help: "The bundle file.") var path: String
         @Option(help: "The folder to extract into (must not exist or be empty).") var out: String
+        @Flag(help: "Print the report and what was extracted as JSON, also when nothing is (exit status 3 or 65).")
+        var json = false
 
         func run() throws {
             let expected = try expectedVault(expectVault)
@@ -283,6 +292,11 @@ extension Amanat {
             try OutputFolder.check(out)
             let archive = try key.decryptArchive(path, vault: options.openIfPresent)
             let report = BundleVerifier.verify(archive, expectVault: expected)
+            if json, report.outcome == .damaged || (report.outcome == .unproven && !acceptUnproven) {
+                var refused = BundleJSON(report)
+                refused.files = 0
+                try JSONOutput.print(refused)
+            }
             try finish(report, acceptUnproven: acceptUnproven)
             let root = URL(fileURLWithPath: out)
             for entry in archive.entries {
@@ -301,6 +315,13 @@ extension Amanat {
                 else {
                     throw CLIError(.io, "\(url.path) cannot be written (\(String(cString: strerror(errno)))).")
                 }
+            }
+            if json {
+                var opened = BundleJSON(report)
+                opened.out = out
+                opened.files = archive.entries.count
+                try JSONOutput.print(opened)
+                return
             }
             printProvenance(report)
             print("\nok: verified and extracted \(archive.entries.count) files to \(out)")

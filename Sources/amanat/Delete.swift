@@ -18,13 +18,21 @@ extension Amanat {
 
         @OptionGroup var options: VaultOptions
         @Argument(help: "The record id or a unique prefix of it.") var id: String
+        @Flag(help: "Print the record and the change as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let vault = try options.open()
             let state = try vault.resolveRecord(id)
-            try vault.commit(record: state.id) { current in [(current ?? state).deleteOperation()] }
+            let change = try vault.commit(record: state.id) { current in [(current ?? state).deleteOperation()] }
             let short = state.id.hex.prefix(12)
             note("Deleted \(short). To undo: amanat undelete \(short)")
+            if json {
+                let after = try vault.resolveRecord(state.id.hex, includeDeleted: true)
+                try JSONOutput.print(
+                    DeletedJSON(
+                        record: state.id.hex, kind: state.creationKind, deleted: after.isDeleted,
+                        change: SignedChangeJSON(change)))
+            }
         }
     }
 }
@@ -47,6 +55,7 @@ extension Amanat {
 
         @OptionGroup var options: VaultOptions
         @Argument(help: "The deleted record's id or a unique prefix of it.") var id: String
+        @Flag(help: "Print the record and the change as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let vault = try options.open()
@@ -56,8 +65,15 @@ extension Amanat {
             guard !state.undeleteOperations().isEmpty else {
                 throw CLIError(.damaged, "Record \(short) has no value or tag left to restore.")
             }
-            try vault.commit(record: state.id) { current in (current ?? state).undeleteOperations() }
+            let change = try vault.commit(record: state.id) { current in (current ?? state).undeleteOperations() }
             note("Restored \(short).")
+            if json {
+                let after = try vault.resolveRecord(state.id.hex, includeDeleted: true)
+                try JSONOutput.print(
+                    DeletedJSON(
+                        record: state.id.hex, kind: state.creationKind, deleted: after.isDeleted,
+                        change: SignedChangeJSON(change)))
+            }
         }
     }
 }

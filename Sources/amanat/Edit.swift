@@ -27,6 +27,7 @@ extension Amanat {
         @Option(help: "How to read dates: automatic, gregorian or persian (Solar Hijri).")
         var calendar: RecordDates.Calendar = .automatic
         @Flag(help: "Allow emptying a testimony's narrative.") var allowEmpty = false
+        @Flag(help: "Print the record, the fields set and the change as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             guard !assignments.isEmpty else {
@@ -63,11 +64,19 @@ extension Amanat {
             let state = try vault.resolveRecord(id)
             let stored = try Fields.normalize(kind: state.creationKind, pairs, calendar: calendar, editing: true)
                 .filter { field, value in !value.isEmpty || !state.visibleValues(of: field).isEmpty }
-            try vault.commit(record: state.id) { current in
+            let change = try vault.commit(record: state.id) { current in
                 let base = current ?? state
                 return stored.map { base.setOperation(field: $0.0, value: $0.1) }
             }
             note("Edited \(state.id.hex.prefix(12)).")
+            if json {
+                let after = try vault.resolveRecord(state.id.hex, includeDeleted: true)
+                let conflicts = after.contentView(nowMillis: vault.wallClock())?.conflicts.keys.sorted() ?? []
+                try JSONOutput.print(
+                    EditedJSON(
+                        record: state.id.hex, kind: state.creationKind, fields_set: stored.map { $0.0 }.sorted(),
+                        conflicts: conflicts, change: SignedChangeJSON(change)))
+            }
         }
     }
 }

@@ -41,6 +41,7 @@ extension Amanat {
         @Flag(help: "Also export testimonies whose consent is restricted, unset or in conflict.")
         var includeRestricted = false
         @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
+        @Flag(help: "Print what was exported as JSON on stdout (Docs/json.md).") var json = false
 
         func run() throws {
             guard !recipient.isEmpty || passphrase else {
@@ -158,6 +159,14 @@ extension Amanat {
                 throw error
             }
             note("Exported \(unique.count) record\(unique.count == 1 ? "" : "s") to \(out).")
+            if json {
+                try JSONOutput.print(
+                    ExportedJSON(
+                        out: out, bytes: fileSize(out), records: unique.keys.map(\.hex).sorted(),
+                        selected: Set(selected.map(\.id)).count, left_out: Set(selected.map(\.id)).count - unique.count,
+                        left_out_by_consent: leftOut, encrypted_to: passphrase ? "passphrase" : "recipients",
+                        recipients: recipients.count, armor: armor))
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatCore
 import AmanatCrypto
 import ArgumentParser
@@ -16,6 +17,7 @@ extension Amanat {
                 """)
 
         @OptionGroup var options: VaultOptions
+        @Flag(help: "Print JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let vault = try options.open()
@@ -24,6 +26,15 @@ extension Amanat {
             }
             let recipient = try AgeX25519Recipient(publicKey: agreement.publicKey)
             let member = vault.membership.members[vault.deviceID]
+            if json {
+                let ids = VaultIDs(vault.vaultID)
+                try JSONOutput.print(
+                    IdentityJSON(
+                        device: vault.deviceID.hex, name: vault.memberName(vault.deviceID) ?? vault.keyring.deviceName,
+                        role: member.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member",
+                        age_recipient: recipient.stringValue, vault: ids.vault, vault_id: ids.vault_id))
+                return
+            }
             print("device: \(vault.deviceID.hex)")
             print("name:   \(TerminalText.escape(vault.memberName(vault.deviceID) ?? vault.keyring.deviceName))")
             print("role:   \(member.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member")")

@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatCrypto
 import AmanatStore
 import ArgumentParser
@@ -51,6 +52,8 @@ extension Amanat {
         @Flag(help: "Print a new random passphrase of 6 words (77 bits) and exit without creating a vault.")
         var generatePassphrase = false
 
+        @Flag(help: "Print the new device and vault as JSON (Docs/json.md).") var json = false
+
         /// The number of words `--generate-passphrase` prints.
         static let generatedWords = 6
 
@@ -58,9 +61,17 @@ extension Amanat {
             if generatePassphrase {
                 var rng = SystemRandomNumberGenerator()
                 let words = PassphraseWords.all
-                print(
-                    (0..<Self.generatedWords).map { _ in words[Int.random(in: 0..<words.count, using: &rng)] }
-                        .joined(separator: " "))
+                let generated = (0..<Self.generatedWords).map { _ in
+                    words[Int.random(in: 0..<words.count, using: &rng)]
+                }.joined(separator: " ")
+                if json {
+                    try JSONOutput.print(
+                        GeneratedPassphraseJSON(
+                            passphrase: generated, words: Self.generatedWords,
+                            entropy_bits: Int(Double(Self.generatedWords) * log2(Double(words.count)))))
+                    return
+                }
+                print(generated)
                 return
             }
             let dir = options.directory
@@ -73,6 +84,15 @@ extension Amanat {
                 at: dir, passphrase: passphrase, deviceName: deviceName,
                 strength: kdf.strength)
             note("Created a vault in \(dir.path) for device \"\(deviceName)\".")
+            if json {
+                let ids = VaultIDs(vault.vaultID)
+                try JSONOutput.print(
+                    InitJSON(
+                        device: vault.deviceID.hex, device_name: deviceName,
+                        role: vault.membership.members[vault.deviceID]?.currentRole.description ?? "coordinator",
+                        vault: ids.vault, vault_id: ids.vault_id, directory: dir.path))
+                return
+            }
             print(vault.deviceID.hex)
         }
     }

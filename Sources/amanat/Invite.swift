@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatCore
 import AmanatStore
 import ArgumentParser
@@ -25,6 +26,7 @@ extension Amanat {
         @Option(help: "Days the invitation stays valid.") var validDays: UInt64 = 7
         @Option(help: "The new device's role: coordinator, member (default) or reader.") var role: String = "member"
         @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
+        @Flag(help: "Print the invitation's file, role, expiry and code as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             // Before the invitation is issued: a refused file leaves no unused invitation behind.
@@ -39,6 +41,13 @@ extension Amanat {
             note(
                 "Wrote a one-time invitation for a \(role) to \(out), valid for \(validDays) days. Pass the code below separately:"
             )
+            if json {
+                try JSONOutput.print(
+                    InvitedJSON(
+                        out: out, role: role.description, valid_days: validDays, expires_at_millis: grant.expiresAt,
+                        expires_at: JSONOutput.iso(grant.expiresAt), code: code))
+                return
+            }
             print(code)
         }
     }
@@ -68,6 +77,7 @@ extension Amanat {
         var kdf: PasswordHashStrengthOption = .moderate
         @Flag(help: "Accept a passphrase shorter than 12 characters (easy to guess once the vault is copied).")
         var allowWeakPassphrase = false
+        @Flag(help: "Print the new device and the vault joined as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let dir = options.directory
@@ -86,6 +96,15 @@ extension Amanat {
             note(
                 "Joined the vault of \"\(grant.inviterName)\" as \(grant.role) \"\(deviceName)\". Sync to receive its records."
             )
+            if json {
+                let ids = VaultIDs(vault.vaultID)
+                try JSONOutput.print(
+                    JoinedJSON(
+                        device: vault.deviceID.hex, device_name: deviceName, role: grant.role.description,
+                        vault: ids.vault, vault_id: ids.vault_id, invited_by: grant.inviter.hex,
+                        inviter_name: grant.inviterName, directory: dir.path))
+                return
+            }
             print(vault.deviceID.hex)
         }
 

@@ -30,7 +30,9 @@ extension Amanat {
             var status: String
             var admitted_by: String?
             var admitted_at: String?
+            var admitted_at_millis: UInt64?
             var revoked_at: String?
+            var revoked_at_millis: UInt64?
             var age_recipient: String?
             var this_device: Bool
         }
@@ -43,7 +45,8 @@ extension Amanat {
                     device: m.device.hex, name: m.name, role: m.role.description,
                     status: m.revoked ? "revoked" : "active", admitted_by: m.admittedBy?.hex,
                     admitted_at: m.admittedAt.wallMillis == 0 ? nil : isoTime(m.admittedAt),
-                    revoked_at: m.revokedAt.map(isoTime),
+                    admitted_at_millis: m.admittedAt.wallMillis == 0 ? nil : m.admittedAt.wallMillis,
+                    revoked_at: m.revokedAt.map(isoTime), revoked_at_millis: m.revokedAt?.wallMillis,
                     age_recipient: m.agreementKey.flatMap { try? AgeX25519Recipient(publicKey: $0).stringValue },
                     this_device: m.device == vault.deviceID)
             }
@@ -100,6 +103,7 @@ extension Amanat {
             help: "Hold back every change it ever made, not only later ones (a device that never belonged to the team)."
         )
         var allChanges = false
+        @Flag(help: "Print the device revoked, and any revoked with it, as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let vault = try options.open()
@@ -118,6 +122,13 @@ extension Amanat {
             note(
                 "Revoked \(TerminalText.escape(vault.deviceLabel(member.device))); a new vault key was sealed to the \(vault.membership.activeMembers.count) remaining devices. Sync to pass it on."
             )
+            if json {
+                try JSONOutput.print(
+                    DeviceActionJSON(
+                        device: member.device.hex, name: vault.memberName(member.device), role: "revoked",
+                        also_revoked: heirs.map(\.device.hex).sorted(),
+                        remaining_devices: vault.membership.activeMembers.count, all_changes: allChanges))
+            }
         }
     }
 }
@@ -139,6 +150,7 @@ extension Amanat {
         @OptionGroup var options: VaultOptions
         @Argument(help: "The device: its name, or at least 6 hex digits of its id.") var device: String
         @Argument(help: "coordinator, member or reader.") var role: String
+        @Flag(help: "Print the device and its new role as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             guard let role = Role(name: role) else {
@@ -149,6 +161,12 @@ extension Amanat {
             let member = try vault.resolveMember(device)
             try vault.setRole(member.device, role)
             note("\(TerminalText.escape(vault.deviceLabel(member.device))) is now a \(role).")
+            if json {
+                try JSONOutput.print(
+                    DeviceActionJSON(
+                        device: member.device.hex, name: vault.memberName(member.device),
+                        role: vault.membership.members[member.device]?.currentRole.description ?? role.description))
+            }
         }
     }
 }
@@ -167,6 +185,7 @@ extension Amanat {
 
         @OptionGroup var options: VaultOptions
         @Argument(help: "The new name (at most 96 bytes).") var name: String
+        @Flag(help: "Print this device and its new name as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             guard !name.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -175,6 +194,10 @@ extension Amanat {
             let vault = try options.open()
             try vault.rename(name)
             note("This device is now \"\(TerminalText.escape(name))\".")
+            if json {
+                try JSONOutput.print(
+                    DeviceActionJSON(device: vault.deviceID.hex, name: vault.memberName(vault.deviceID) ?? name))
+            }
         }
     }
 }
@@ -195,12 +218,19 @@ extension Amanat {
 
         @OptionGroup var options: VaultOptions
         @Argument(help: "The forked device: its name, or at least 6 hex digits of its id.") var device: String
+        @Flag(help: "Print the device and how many forks were dismissed as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let vault = try options.open()
             let member = try vault.resolveMember(device)
+            let open = try vault.forks().filter { $0.device == member.device && !$0.dismissed }.count
             try vault.dismissForks(of: member.device)
             note("Dismissed the fork evidence of \(TerminalText.escape(vault.deviceLabel(member.device))); it is kept.")
+            if json {
+                try JSONOutput.print(
+                    DeviceActionJSON(
+                        device: member.device.hex, name: vault.memberName(member.device), dismissed_forks: open))
+            }
         }
     }
 }
@@ -222,6 +252,7 @@ extension Amanat {
                 """)
 
         @OptionGroup var options: VaultOptions
+        @Flag(help: "Print the new and the previous device id as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let passphrase = try options.passphrase()
@@ -231,6 +262,11 @@ extension Amanat {
             note(
                 "This laptop is now device \(result.device.hex.prefix(12)) (was \(old.hex.prefix(12))); \(result.resigned) change\(result.resigned == 1 ? "" : "s") that had not left it were signed again. Sync now; a coordinator gives the new identity the coordinator role again if it had it."
             )
+            if json {
+                try JSONOutput.print(
+                    NewIdentityJSON(device: result.device.hex, previous_device: old.hex, resigned: result.resigned))
+                return
+            }
             print(result.device.hex)
         }
     }

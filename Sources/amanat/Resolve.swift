@@ -18,6 +18,7 @@ extension Amanat {
         @Argument(help: "The record id or a unique prefix of it.") var id: String
         @Argument(help: "The field in conflict.") var field: String
         @Option(help: "The value to keep, or its op reference.") var keep: String
+        @Flag(help: "Print the field, the value kept and the change as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             let vault = try options.open()
@@ -33,10 +34,16 @@ extension Amanat {
                 throw CLIError(
                     .usage, "\"\(keep)\" is not one of the conflicting values of \(field); `amanat show` lists them.")
             }
-            try vault.commit(record: state.id) { current in
+            let change = try vault.commit(record: state.id) { current in
                 [.set(field: field, value: chosen.value, pred: (current ?? state).visibleValues(of: field).map(\.op))]
             }
             note("Resolved \(field) of \(state.id.hex.prefix(12)).")
+            if json {
+                try JSONOutput.print(
+                    ResolvedJSON(
+                        record: state.id.hex, field: field, kept: chosen.value, concurrent_values: values.count,
+                        change: SignedChangeJSON(change)))
+            }
         }
     }
 }

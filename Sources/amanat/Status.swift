@@ -41,6 +41,7 @@ extension Amanat {
 
         struct Output: Encodable {
             var vault: String
+            var vault_id: String
             var device: String
             var device_name: String
             var role: String
@@ -57,7 +58,7 @@ extension Amanat {
             let s = try vault.status()
             let me = vault.membership.members[vault.deviceID]
             let out = Output(
-                vault: VaultFingerprint.of(vault.vaultID), device: s.device.hex,
+                vault: VaultFingerprint.of(vault.vaultID), vault_id: Hex.encode(vault.vaultID), device: s.device.hex,
                 device_name: vault.memberName(vault.deviceID) ?? s.deviceName,
                 role: me.map { $0.isRevoked ? "revoked" : $0.currentRole.description } ?? "not a member",
                 records: s.records, changes: s.changes,

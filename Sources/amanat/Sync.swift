@@ -66,7 +66,7 @@ extension Amanat {
                 try Arrivals(
                     before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                     pushed: report.pushed
-                ).report(json: json)
+                ).with(report, target: target, vault: vault).report(json: json)
                 return
             }
             let url = URL(fileURLWithPath: target)
@@ -81,7 +81,7 @@ extension Amanat {
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                 pushed: report.pullOnly ? nil : report.pushed
-            ).report(json: json)
+            ).with(report, target: target, vault: vault).report(json: json)
         }
     }
 }
@@ -138,7 +138,7 @@ extension Amanat {
             summarize(report, with: file, vault: vault)
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled, pushed: nil
-            ).report(json: json)
+            ).with(report, target: file, vault: vault).report(json: json)
         }
 
         func importBundle() throws {
@@ -169,7 +169,12 @@ extension Amanat {
                 of: report, into: vault, kinds: Set(RecordSchema.fields.keys))
             defer {
                 if let after = try? Arrivals.snapshot(vault) {
-                    try? Arrivals(before: before, after: after, vault: vault, pulled: 0, pushed: nil).report(json: json)
+                    var arrivals = Arrivals(before: before, after: after, vault: vault, pulled: 0, pushed: nil)
+                    arrivals.target = file
+                    arrivals.bundle = ImportedBundleJSON(
+                        added: summary.added, extended: summary.extended, unchanged: summary.unchanged,
+                        skipped: summary.skipped)
+                    try? arrivals.report(json: json)
                 }
             }
             var line = "Verified the bundle and imported \(summary.added) record\(summary.added == 1 ? "" : "s")"

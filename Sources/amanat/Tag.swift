@@ -19,6 +19,8 @@ extension Amanat {
         @Argument(help: "The record id or a unique prefix of it.") var id: String
         @Option(help: "A tag to add; repeat for several.") var add: [String] = []
         @Option(help: "A tag to remove; repeat for several.") var remove: [String] = []
+        @Flag(help: "Print the tags added and removed, the record's tags and the change as JSON (Docs/json.md).")
+        var json = false
 
         func run() throws {
             guard !add.isEmpty || !remove.isEmpty else { throw CLIError(.usage, "Give --add TAG or --remove TAG.") }
@@ -29,13 +31,20 @@ extension Amanat {
             for tag in removing where !state.tags.contains(where: { RecordSchema.tagMatches($0, tag) }) {
                 throw CLIError(.usage, "Record \(state.id.hex.prefix(12)) has no tag \"\(tag)\".")
             }
-            try vault.commit(record: state.id) { current in
+            let change = try vault.commit(record: state.id) { current in
                 let base = current ?? state
                 // A tag stored before tags were normalised (`Detention`) is removed with any spelling of it.
                 let stored = removing.flatMap { tag in base.tags.filter { RecordSchema.tagMatches($0, tag) } }
                 return adding.map(base.addTagOperation) + stored.compactMap(base.removeTagOperation)
             }
             note("Tagged \(state.id.hex.prefix(12)).")
+            if json {
+                try JSONOutput.print(
+                    TaggedJSON(
+                        record: state.id.hex, added: adding, removed: removing,
+                        tags: try vault.resolveRecord(state.id.hex, includeDeleted: true).tags,
+                        change: SignedChangeJSON(change)))
+            }
         }
     }
 }

@@ -15,10 +15,12 @@ extension Amanat {
                 """)
 
         @OptionGroup var options: VaultOptions
+        @Flag(help: "Print the report as JSON, also when the vault does not verify (exit status 65).") var json = false
 
         func run() throws {
             let vault = try options.open()
             let report = try vault.verify()
+            if json { try JSONOutput.print(VerifyJSON(report)) }
             for held in report.heldBack {
                 note(
                     "held back: \(held.changes) change\(held.changes == 1 ? "" : "s") of \(TerminalText.escape(vault.deviceLabel(held.device))) (\(held.reason.rawValue)), kept as evidence and not applied"
@@ -30,6 +32,7 @@ extension Amanat {
                 )
             }
             if report.problems.isEmpty {
+                if json { return }
                 print(
                     "ok: \(report.envelopes) changes from \(report.devices) devices, \(report.records) records, \(report.seals) seals verified"
                 )

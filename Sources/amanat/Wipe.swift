@@ -15,11 +15,13 @@ extension Amanat {
 
         @OptionGroup var options: VaultOptions
         @Flag(help: "Confirm: really destroy this device's vault.") var yes = false
+        @Flag(help: "Print the folder wiped as JSON (Docs/json.md).") var json = false
 
         func run() throws {
             guard yes else { throw CLIError(.usage, "Wiping destroys this vault for good; add --yes to confirm.") }
             try Vault.wipe(at: options.directory)
             note("Wiped the vault in \(options.directory.path).")
+            if json { try JSONOutput.print(VaultFileJSON(directory: options.directory.path)) }
         }
     }
 }
