@@ -264,7 +264,7 @@ def decode_envelope(raw):
 
 @dataclass
 class Op:
-    type: str            # create, set, add-tag, remove-tag, delete, seal, origin, custody
+    type: str            # create, set, add-tag, remove-tag, delete, seal, origin, custody, attach, detach
     kind: str = ""       # create
     field: str = ""      # set
     value: str = ""      # set
@@ -275,6 +275,8 @@ class Op:
     record: bytes = b""                         # origin: the origin record id
     envelope: bytes = b""                       # custody: the kept envelope
     key: bytes = b""                            # custody: its envelope key, or empty
+    attachment: dict = dataclasses.field(default_factory=dict)  # attach: what it states (attachments.md §3)
+    target: tuple = ()                          # detach: the op id of the attach operation
 
 
 @dataclass
@@ -313,10 +315,48 @@ def decode_change(plain):
             if len(key) not in (0, 32):
                 raise Malformed("a custody key that is neither empty nor 32 bytes")
             ops.append(Op("custody", envelope=envelope, key=key))
+        elif t == 9:
+            ops.append(Op("attach", attachment=decode_attachment(r)))
+        elif t == 10:
+            ops.append(Op("detach", target=r.opid()))
         else:
             raise Malformed(f"unknown operation type {t}")
     r.rest_is_zero_padding()
     return Change(record, wall, counter, ops)
+
+
+def decode_attachment(r):
+    """attachments.md §3: what an attach operation states, with its checks."""
+    a = {"epoch": r.u32(), "size": r.u64(), "sha256": r.take(32), "media_type": r.string(), "name": r.string(),
+         "note": r.string(), "metadata_flags": r.u8(), "chunk_size": r.u32(), "chunk_root": r.take(32)}
+    count = r.varint()
+    if count * 32 > len(r.data) - r.pos:
+        raise Malformed("an attachment lists more chunks than the change holds")
+    a["chunks"] = [r.take(32) for _ in range(count)]
+    if a["metadata_flags"] & ~3:
+        raise Malformed("an attachment has unknown metadata flags")
+    if not 4096 <= a["chunk_size"] <= 4 << 20:
+        raise Malformed("an attachment has a chunk size outside 4 KiB to 4 MiB")
+    if a["epoch"] == 0:
+        raise Malformed("an attachment names the authority key epoch")
+    expected = 0 if a["size"] == 0 else (a["size"] - 1) // a["chunk_size"] + 1
+    if count != expected:
+        raise Malformed("an attachment lists a number of chunks that does not fit its size")
+    if chunk_root(a["chunk_size"], a["size"], a["chunks"]) != a["chunk_root"]:
+        raise Malformed("an attachment's chunk root does not match its chunk list")
+    return a
+
+
+def chunk_root(chunk_size, size, chunks):
+    """attachments.md §3: BLAKE2b-256("amanat/chunk-root/v1" ‖ u32 chunk-size ‖ u64 size ‖ address × n)."""
+    return blake2b(b"amanat/chunk-root/v1" + struct.pack(">IQ", chunk_size, size) + b"".join(chunks))
+
+
+def attachment_id(opid):
+    """attachments.md §3: BLAKE2b-128("amanat/attachment-id/v1" ‖ opid), in hex."""
+    device, seq, index = opid
+    data = b"amanat/attachment-id/v1" + device + varint_bytes(seq) + varint_bytes(index)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def seal_content_hash(kind, sets):
@@ -993,6 +1033,12 @@ def operation_text(op):
         return f"imported record {op.record.hex()} of vault {op.vault.hex()}"
     if op.type == "custody":
         return "kept original envelope " + hashlib.blake2b(op.envelope, digest_size=32).hexdigest()
+    if op.type == "attach":
+        a = op.attachment
+        name = a["name"] or "a file"
+        return f"attached {name} ({a['media_type']}, {a['size']} bytes, SHA-256 {a['sha256'].hex()})"
+    if op.type == "detach":
+        return "detached attachment " + attachment_id(op.target)[:12]
     return "sealed original content " + op.content_hash.hex()
 
 
