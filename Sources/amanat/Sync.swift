@@ -38,9 +38,14 @@ struct Sync: AsyncParsableCommand {
     @Flag(help: "Create the sync file if it does not exist yet (never done silently: a typo would make a new file).")
     var create = false
     @Flag(help: "Print what arrived as JSON on stdout.") var json = false
+    @Flag(help: "Sync only the text; attachments wait for a later sync or `amanat fetch`.") var noAttachments = false
+    @Option(help: "Leave attachments larger than SIZE (500k, 20M, 2G) for a later `amanat fetch`.")
+    var maxAttachmentSize: String?
 
     func run() async throws {
         try await runReportingErrorsAsync {
+            let limit = try attachmentLimit(maxAttachmentSize)
+            let chunkOptions = ChunkSyncOptions(maximumAttachmentSize: limit)
             // The target first: a mistyped target is the target's fault, never the vault's.
             let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
             let vault = try options.open()
@@ -49,17 +54,24 @@ struct Sync: AsyncParsableCommand {
                 var http = HTTPCarrier.Options()
                 http.registrationCode =
                     registrationCode ?? ProcessInfo.processInfo.environment["AMANAT_REGISTRATION_CODE"]
-                let report = try await HTTPCarrier.with(
+                let (report, chunks) = try await HTTPCarrier.with(
                     url: target, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
                     options: http
-                ) {
-                    try await ExchangeSession(vault: vault, carrier: $0).run(push: true, progress: showProgress)
+                ) { carrier in
+                    let text = try await ExchangeSession(vault: vault, carrier: carrier).run(
+                        push: true, progress: showProgress)
+                    let chunks =
+                        noAttachments
+                        ? nil : try await ChunkSync(vault: vault, carrier: carrier, options: chunkOptions).run()
+                    return (text, chunks)
                 }
                 summarize(report, with: target, vault: vault)
+                if let chunks { summarizeChunks(chunks, with: target) }
                 try Arrivals(
                     before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                     pushed: report.pushed
                 ).report(json: json)
+                if let chunks, let full = carrierFullError(chunks, target: target) { throw full }
                 return
             }
             let url = URL(fileURLWithPath: target)
@@ -67,10 +79,18 @@ struct Sync: AsyncParsableCommand {
             if resolved == .newFile(url) { note("Created the sync file \(url.path).") }
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: true, progress: showProgress)
             summarize(report, with: target, vault: vault)
+            var chunks: ChunkSyncReport?
+            if !noAttachments {
+                var options = chunkOptions
+                options.push = carrier.canWrite
+                chunks = try await ChunkSync(vault: vault, carrier: carrier, options: options).run()
+            }
+            if let chunks { summarizeChunks(chunks, with: target, pulledOnly: !carrier.canWrite) }
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                 pushed: report.pullOnly ? nil : report.pushed
             ).report(json: json)
+            if let chunks, let full = carrierFullError(chunks, target: target) { throw full }
         }
     }
 }
@@ -116,6 +136,9 @@ struct Import: AsyncParsableCommand {
             let carrier = try FileCarrier(url: url, vaultID: vault.vaultID, create: false, readOnly: true)
             let report = try await SyncSession(vault: vault, carrier: carrier).run(push: false, progress: showProgress)
             summarize(report, with: file, vault: vault)
+            let chunks = try await ChunkSync(vault: vault, carrier: carrier, options: ChunkSyncOptions(push: false))
+                .run()
+            summarizeChunks(chunks, with: file, pulledOnly: true)
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled, pushed: nil
             ).report(json: json)
