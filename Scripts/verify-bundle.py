@@ -656,8 +656,19 @@ def check_manifest_form(m):
 
 
 def check_manifest_record_form(r):
-    if not has_members(r, ["changes", "custody", "id", "kind", "record"], ["consent"]):
+    if not has_members(r, ["changes", "custody", "id", "kind", "record"], ["attachments", "consent"]):
         return False
+    if "attachments" in r:
+        attachments = r["attachments"]
+        if not (isinstance(attachments, list) and attachments and all(
+                has_members(a, ["attachment", "path", "sha256", "size"]) and is_hex(a["attachment"], 16)
+                and a["attachment"] == a["attachment"].lower() and is_hex(a["sha256"], 32)
+                and is_integer(a["size"], 0, SEQ_MAX) and isinstance(a["path"], str)
+                and a["path"].startswith(f"attachments/{r['id']}/{a['attachment'][:12]}.")
+                for a in attachments)):
+            return False
+        if not strictly_sorted([a["path"].encode("utf-8", "surrogatepass") for a in attachments]):
+            return False
     if not (is_hex(r["id"], 16) and isinstance(r["kind"], str) and r["record"] == f"records/{r['id']}.json"
             and r["custody"] == f"custody/{r['id']}.json"):
         return False
@@ -706,6 +717,7 @@ def check_files(files, manifest, report):
     named = {"README.txt", manifest["membership"]}
     named |= {d["chain"] for d in manifest["devices"]}
     named |= {r["record"] for r in manifest["records"]} | {r["custody"] for r in manifest["records"]}
+    named |= {a["path"] for r in manifest["records"] for a in r.get("attachments", [])}
     for path in sorted(named - set(listed)):
         report.problem(f"manifest.json names {path} but does not list it in files")
 
@@ -1108,7 +1120,7 @@ def replay(record_hex, disclosed, exported_at_ms):
 # bundle.md §7.6-§7.7: records, custody and completeness
 # ----------------------------------------------------------------------------------------------
 
-def check_record(entry, files, vault_id, chains, report, exported_at_ms):
+def check_record(entry, files, vault_id, chains, report, exported_at_ms, manifest_files=()):
     """Checks one record of the manifest. Returns (custody changes as (device hex, seq), what was
     verified of the record, or None if an integrity check failed)."""
     rid, short = entry["id"], entry["id"][:12]
@@ -1172,6 +1184,20 @@ def check_record(entry, files, vault_id, chains, report, exported_at_ms):
             failures.append("its sealed original does not match its seal (change.md §4)")
         if document["kind"] != entry["kind"]:
             failures.append(f"its kind is {document['kind']!r}, the manifest says {entry['kind']!r}")
+        # attachments.md / bundle.md §7 step 6: each attached file is the one a disclosed attach operation states.
+        attached = {attachment_id((d.device, d.seq, i)): op.attachment
+                    for d in disclosed for i, op in enumerate(d.change.ops) if op.type == "attach"}
+        listed = {f["path"]: f["sha256"] for f in manifest_files}
+        for a in entry.get("attachments", []):
+            spec = attached.get(a["attachment"])
+            if spec is None:
+                failures.append(f"its attachment {a['attachment'][:12]} is not attached by any disclosed change")
+            elif spec["sha256"].hex() != a["sha256"] or spec["size"] != a["size"]:
+                failures.append(f"the file of attachment {a['attachment'][:12]} is not the one its signed change "
+                                "states (SHA-256 or size)")
+            elif listed.get(a["path"]) != a["sha256"] or len(files.get(a["path"], b"")) != a["size"]:
+                failures.append(f"the file {a['path']} of attachment {a['attachment'][:12]} is missing or is not "
+                                "the one its signed change states")
         if canonical(document) != files.get(entry["record"]):
             failures.append(f"{entry['record']} is not exactly the document its disclosed changes produce "
                             "(bundle.md §5.1)")
@@ -1300,7 +1326,8 @@ def verify_bundle(files, expected_vault=None):
     entries = check_membership_file(files, manifest, vault_id, chains, report)  # §7.5
     custody_changes = []
     for entry in manifest["records"]:  # §7.6, §7.7
-        changes, line = check_record(entry, files, vault_id, chains, report, manifest["exported_at_ms"])
+        changes, line = check_record(entry, files, vault_id, chains, report, manifest["exported_at_ms"],
+                                     manifest["files"])
         custody_changes += [(entry["id"], device, seq) for device, seq in changes]
         report.records.append((entry["id"], record_name(entry), line))
     check_membership_proof(manifest, entries, vault_id, custody_changes, report)  # §7.8
