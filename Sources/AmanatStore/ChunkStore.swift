@@ -105,6 +105,66 @@ public struct ChunkStore: Sendable {
         return true
     }
 
+    /// Writes several sealed chunks with one round of flushing: every chunk not stored yet is written to its own
+    /// temporary file, then each file is fsynced (after the first, the others are cheap: the file system commits
+    /// them together), renamed to its name, and each touched folder fsynced once. A chunk gets its name only after
+    /// its bytes are on the disk, so a crash leaves whole chunks or none, as with ``write(_:sealed:)``. On a failure
+    /// nothing of the batch is left but whole chunks. Returns how many chunks were written.
+    @discardableResult
+    public func write(batch: [(address: [UInt8], sealed: [UInt8])]) throws -> Int {
+        var seen: Set<[UInt8]> = []
+        let todo = batch.filter { seen.insert($0.address).inserted && !has($0.address, sealedLength: $0.sealed.count) }
+        guard !todo.isEmpty else { return 0 }
+        let temporary = root.appendingPathComponent(".tmp")
+        for dir in [root, temporary] where !FileManager.default.fileExists(atPath: dir.path) {
+            if mkdir(dir.path, 0o700) != 0 && errno != EEXIST {
+                throw AtomicFile.ioError(errno, "could not create the folder \(dir.path)")
+            }
+        }
+        var temps: [URL] = []
+        var fds: [Int32] = []
+        func abandon(_ code: Int32, _ what: String) -> StoreError {
+            for fd in fds { close(fd) }
+            for temp in temps { unlink(temp.path) }
+            return AtomicFile.ioError(code, what)
+        }
+        for item in todo {
+            let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
+            let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            guard fd >= 0 else { throw abandon(errno, "could not create \(temp.path)") }
+            temps.append(temp)
+            fds.append(fd)
+            var written = 0
+            while written < item.sealed.count {
+                let n = item.sealed.withUnsafeBytes {
+                    Glibc.write(fd, $0.baseAddress! + written, item.sealed.count - written)
+                }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw abandon(errno, "could not write a chunk to \(root.path)")
+                }
+                written += n
+            }
+        }
+        for fd in fds where fsync(fd) != 0 { throw abandon(errno, "could not write a chunk to \(root.path)") }
+        for fd in fds { close(fd) }
+        fds = []
+        var shards: Set<String> = []
+        for (item, temp) in zip(todo, temps) {
+            let target = url(for: item.address)
+            let shard = target.deletingLastPathComponent()
+            if !shards.contains(shard.path) && mkdir(shard.path, 0o700) != 0 && errno != EEXIST {
+                throw abandon(errno, "could not create the folder \(shard.path)")
+            }
+            shards.insert(shard.path)
+            guard rename(temp.path, target.path) == 0 else {
+                throw abandon(errno, "could not store a chunk in \(root.path)")
+            }
+        }
+        for shard in shards { AtomicFile.syncDirectory(URL(fileURLWithPath: shard)) }
+        return todo.count
+    }
+
     /// Removes the chunks of `addresses` (the one function that destroys attachment content: `purge` calls it).
     /// Each file is overwritten with zeros and fsynced before it is unlinked; returns how many were removed.
     @discardableResult

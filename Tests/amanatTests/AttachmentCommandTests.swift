@@ -327,21 +327,22 @@ final class Background {
         let file = scratch.path("long.bin")
         try TestMedia.write(media, to: file)
         let chunks = cli.vault.appendingPathComponent("chunks")
-        // Feed the first half through a pipe, then hold it open: the attach is mid-file when it is killed.
+        // Feed 20 MiB through a pipe, then hold it open: the attach is mid-file when it is killed, with its first
+        // batch of 16 chunks stored and 4 more sealed in memory.
         let pipe = Pipe()
         let attach = try Background(cli, ["attach", id, "-"], stdin: pipe.fileHandleForReading)
-        try pipe.fileHandleForWriting.write(contentsOf: Data(media[0..<(12 * 1_048_576)]))
-        let midway = attach.kill(when: { TestMedia.chunkFiles(chunks) >= 12 })
+        try pipe.fileHandleForWriting.write(contentsOf: Data(media[0..<(20 * 1_048_576)]))
+        let midway = attach.kill(when: { TestMedia.chunkFiles(chunks) >= 16 })
         try? pipe.fileHandleForWriting.close()
         #expect(midway)
         let stored = TestMedia.chunkFiles(chunks)
-        #expect(stored == 12)
+        #expect(stored == 16)
         #expect(try attachments(cli, id).isEmpty)
         #expect(try cli.run(["verify"]).status == 0)
 
         let rerun = try cli.run(["attach", id, file.path])
         #expect(rerun.status == 0, "\(rerun.stderr)")
-        #expect(rerun.stderr.contains("13 chunks written, 12 already stored"), "\(rerun.stderr)")
+        #expect(rerun.stderr.contains("9 chunks written, 16 already stored"), "\(rerun.stderr)")
         let out = scratch.path("out.bin")
         _ = try cli.ok(["extract", id, rerun.stdout.trimmingCharacters(in: .newlines), "--out", out.path])
         #expect(Array(try Data(contentsOf: out)) == media)
