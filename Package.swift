@@ -75,6 +75,7 @@ let package = Package(
             name: "amanat-bench",
             dependencies: [
                 "AmanatBundle", "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "CSodium",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/AmanatBench"

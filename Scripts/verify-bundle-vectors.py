@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks the primitives of Scripts/verify-bundle.py against the test vectors in Protocol/vectors:
-canonical JSON (jcs-v1), changes (change-v1), envelopes and their keys (envelope-v1), membership
+canonical JSON (jcs-v1), changes (change-v1), attachment chunks (attachment-v1), envelopes and their keys (envelope-v1), membership
 entries and derivations (membership-v1) and the seal hash (seal-v1). Prints one line per group and
 exits 0 only if every vector agrees. Run by the test suite (PythonVerifierTests)."""
 
@@ -75,6 +75,15 @@ def op_json(op):
         return {"type": "origin", "vault": op.vault.hex(), "record": op.record.hex()}
     if op.type == "custody":
         return {"type": "custody", "envelope": op.envelope.hex(), "key": op.key.hex()}
+    if op.type == "attach":
+        a = op.attachment
+        return {"type": "attach", "attachment": {
+            "epoch": a["epoch"], "size": a["size"], "sha256": a["sha256"].hex(), "mediaType": a["media_type"],
+            "name": a["name"], "note": a["note"], "metadataFlags": a["metadata_flags"], "chunkSize": a["chunk_size"],
+            "chunkRoot": a["chunk_root"].hex(), "chunks": [c.hex() for c in a["chunks"]]}}
+    if op.type == "detach":
+        d, s, i = op.target
+        return {"type": "detach", "attachmentOp": {"device": d.hex(), "seq": s, "index": i}}
     return {"type": "seal", "contentHash": op.content_hash.hex()}
 
 
@@ -180,8 +189,32 @@ def seal():
     return len(v["cases"])
 
 
+def attachment():
+    """attachments.md §2-§3: chunk keys, sealed chunks, a chunk root and an attachment id."""
+    v = load("attachment-v1.json")
+    vault_key = bytes.fromhex(v["vaultKey"])
+    address_key, encryption_key = vb.kdf_derive(vault_key, 6, b"amnt-cha"), vb.kdf_derive(vault_key, 7, b"amnt-chk")
+    expect(address_key.hex() == v["addressKey"] and encryption_key.hex() == v["encryptionKey"], "attachment: keys")
+    for i, case in enumerate(v["chunks"]):
+        plain, sealed = bytes.fromhex(case["plaintext"]), bytes.fromhex(case["sealed"])
+        address = vb.blake2b(plain, key=address_key)
+        expect(address.hex() == case["address"], f"attachment chunk {i}: address")
+        expect(sealed[:5] == b"AMCK\x01" and sealed[5:37] == address, f"attachment chunk {i}: header")
+        opened = vb.aead_open(encryption_key, address[:24], b"amanat/chunk/v1" + address, sealed[37:])
+        expect(opened == plain, f"attachment chunk {i}: opens to its plaintext")
+        tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+        expect(vb.aead_open(encryption_key, address[:24], b"amanat/chunk/v1" + address, tampered[37:]) is None,
+               f"attachment chunk {i}: a flipped bit does not open")
+    addresses = [bytes.fromhex(c["address"]) for c in v["chunks"]]
+    expect(vb.chunk_root(v["chunkSize"], v["size"], addresses).hex() == v["chunkRoot"], "attachment: chunk root")
+    op = v["attachOp"]
+    expect(vb.attachment_id((bytes.fromhex(op["device"]), op["seq"], op["index"])) == v["attachmentID"],
+           "attachment: id")
+    return len(v["chunks"])
+
+
 if __name__ == "__main__":
-    for group in (jcs, change, envelope, membership, seal):
+    for group in (jcs, change, envelope, membership, seal, attachment):
         try:
             count = group()
             print(f"{group.__name__}: {count} vectors checked")

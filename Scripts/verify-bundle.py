@@ -264,7 +264,7 @@ def decode_envelope(raw):
 
 @dataclass
 class Op:
-    type: str            # create, set, add-tag, remove-tag, delete, seal, origin, custody
+    type: str            # create, set, add-tag, remove-tag, delete, seal, origin, custody, attach, detach
     kind: str = ""       # create
     field: str = ""      # set
     value: str = ""      # set
@@ -275,6 +275,8 @@ class Op:
     record: bytes = b""                         # origin: the origin record id
     envelope: bytes = b""                       # custody: the kept envelope
     key: bytes = b""                            # custody: its envelope key, or empty
+    attachment: dict = dataclasses.field(default_factory=dict)  # attach: what it states (attachments.md §3)
+    target: tuple = ()                          # detach: the op id of the attach operation
 
 
 @dataclass
@@ -313,10 +315,48 @@ def decode_change(plain):
             if len(key) not in (0, 32):
                 raise Malformed("a custody key that is neither empty nor 32 bytes")
             ops.append(Op("custody", envelope=envelope, key=key))
+        elif t == 9:
+            ops.append(Op("attach", attachment=decode_attachment(r)))
+        elif t == 10:
+            ops.append(Op("detach", target=r.opid()))
         else:
             raise Malformed(f"unknown operation type {t}")
     r.rest_is_zero_padding()
     return Change(record, wall, counter, ops)
+
+
+def decode_attachment(r):
+    """attachments.md §3: what an attach operation states, with its checks."""
+    a = {"epoch": r.u32(), "size": r.u64(), "sha256": r.take(32), "media_type": r.string(), "name": r.string(),
+         "note": r.string(), "metadata_flags": r.u8(), "chunk_size": r.u32(), "chunk_root": r.take(32)}
+    count = r.varint()
+    if count * 32 > len(r.data) - r.pos:
+        raise Malformed("an attachment lists more chunks than the change holds")
+    a["chunks"] = [r.take(32) for _ in range(count)]
+    if a["metadata_flags"] & ~3:
+        raise Malformed("an attachment has unknown metadata flags")
+    if not 4096 <= a["chunk_size"] <= 4 << 20:
+        raise Malformed("an attachment has a chunk size outside 4 KiB to 4 MiB")
+    if a["epoch"] == 0:
+        raise Malformed("an attachment names the authority key epoch")
+    expected = 0 if a["size"] == 0 else (a["size"] - 1) // a["chunk_size"] + 1
+    if count != expected:
+        raise Malformed("an attachment lists a number of chunks that does not fit its size")
+    if chunk_root(a["chunk_size"], a["size"], a["chunks"]) != a["chunk_root"]:
+        raise Malformed("an attachment's chunk root does not match its chunk list")
+    return a
+
+
+def chunk_root(chunk_size, size, chunks):
+    """attachments.md §3: BLAKE2b-256("amanat/chunk-root/v1" ‖ u32 chunk-size ‖ u64 size ‖ address × n)."""
+    return blake2b(b"amanat/chunk-root/v1" + struct.pack(">IQ", chunk_size, size) + b"".join(chunks))
+
+
+def attachment_id(opid):
+    """attachments.md §3: BLAKE2b-128("amanat/attachment-id/v1" ‖ opid), in hex."""
+    device, seq, index = opid
+    data = b"amanat/attachment-id/v1" + device + varint_bytes(seq) + varint_bytes(index)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def seal_content_hash(kind, sets):
@@ -616,8 +656,19 @@ def check_manifest_form(m):
 
 
 def check_manifest_record_form(r):
-    if not has_members(r, ["changes", "custody", "id", "kind", "record"], ["consent"]):
+    if not has_members(r, ["changes", "custody", "id", "kind", "record"], ["attachments", "consent"]):
         return False
+    if "attachments" in r:
+        attachments = r["attachments"]
+        if not (isinstance(attachments, list) and attachments and all(
+                has_members(a, ["attachment", "path", "sha256", "size"]) and is_hex(a["attachment"], 16)
+                and a["attachment"] == a["attachment"].lower() and is_hex(a["sha256"], 32)
+                and is_integer(a["size"], 0, SEQ_MAX) and isinstance(a["path"], str)
+                and a["path"].startswith(f"attachments/{r['id']}/{a['attachment'][:12]}.")
+                for a in attachments)):
+            return False
+        if not strictly_sorted([a["path"].encode("utf-8", "surrogatepass") for a in attachments]):
+            return False
     if not (is_hex(r["id"], 16) and isinstance(r["kind"], str) and r["record"] == f"records/{r['id']}.json"
             and r["custody"] == f"custody/{r['id']}.json"):
         return False
@@ -666,6 +717,7 @@ def check_files(files, manifest, report):
     named = {"README.txt", manifest["membership"]}
     named |= {d["chain"] for d in manifest["devices"]}
     named |= {r["record"] for r in manifest["records"]} | {r["custody"] for r in manifest["records"]}
+    named |= {a["path"] for r in manifest["records"] for a in r.get("attachments", [])}
     for path in sorted(named - set(listed)):
         report.problem(f"manifest.json names {path} but does not list it in files")
 
@@ -993,6 +1045,12 @@ def operation_text(op):
         return f"imported record {op.record.hex()} of vault {op.vault.hex()}"
     if op.type == "custody":
         return "kept original envelope " + hashlib.blake2b(op.envelope, digest_size=32).hexdigest()
+    if op.type == "attach":
+        a = op.attachment
+        name = a["name"] or "a file"
+        return f"attached {name} ({a['media_type']}, {a['size']} bytes, SHA-256 {a['sha256'].hex()})"
+    if op.type == "detach":
+        return "detached attachment " + attachment_id(op.target)[:12]
     return "sealed original content " + op.content_hash.hex()
 
 
@@ -1062,7 +1120,7 @@ def replay(record_hex, disclosed, exported_at_ms):
 # bundle.md §7.6-§7.7: records, custody and completeness
 # ----------------------------------------------------------------------------------------------
 
-def check_record(entry, files, vault_id, chains, report, exported_at_ms):
+def check_record(entry, files, vault_id, chains, report, exported_at_ms, manifest_files=()):
     """Checks one record of the manifest. Returns (custody changes as (device hex, seq), what was
     verified of the record, or None if an integrity check failed)."""
     rid, short = entry["id"], entry["id"][:12]
@@ -1126,6 +1184,20 @@ def check_record(entry, files, vault_id, chains, report, exported_at_ms):
             failures.append("its sealed original does not match its seal (change.md §4)")
         if document["kind"] != entry["kind"]:
             failures.append(f"its kind is {document['kind']!r}, the manifest says {entry['kind']!r}")
+        # attachments.md / bundle.md §7 step 6: each attached file is the one a disclosed attach operation states.
+        attached = {attachment_id((d.device, d.seq, i)): op.attachment
+                    for d in disclosed for i, op in enumerate(d.change.ops) if op.type == "attach"}
+        listed = {f["path"]: f["sha256"] for f in manifest_files}
+        for a in entry.get("attachments", []):
+            spec = attached.get(a["attachment"])
+            if spec is None:
+                failures.append(f"its attachment {a['attachment'][:12]} is not attached by any disclosed change")
+            elif spec["sha256"].hex() != a["sha256"] or spec["size"] != a["size"]:
+                failures.append(f"the file of attachment {a['attachment'][:12]} is not the one its signed change "
+                                "states (SHA-256 or size)")
+            elif listed.get(a["path"]) != a["sha256"] or len(files.get(a["path"], b"")) != a["size"]:
+                failures.append(f"the file {a['path']} of attachment {a['attachment'][:12]} is missing or is not "
+                                "the one its signed change states")
         if canonical(document) != files.get(entry["record"]):
             failures.append(f"{entry['record']} is not exactly the document its disclosed changes produce "
                             "(bundle.md §5.1)")
@@ -1254,7 +1326,8 @@ def verify_bundle(files, expected_vault=None):
     entries = check_membership_file(files, manifest, vault_id, chains, report)  # §7.5
     custody_changes = []
     for entry in manifest["records"]:  # §7.6, §7.7
-        changes, line = check_record(entry, files, vault_id, chains, report, manifest["exported_at_ms"])
+        changes, line = check_record(entry, files, vault_id, chains, report, manifest["exported_at_ms"],
+                                     manifest["files"])
         custody_changes += [(entry["id"], device, seq) for device, seq in changes]
         report.records.append((entry["id"], record_name(entry), line))
     check_membership_proof(manifest, entries, vault_id, custody_changes, report)  # §7.8

@@ -129,6 +129,26 @@ public struct BundleManifest: Sendable, Equatable {
         public var envelope: [UInt8]
     }
 
+    /// One attached file of an exported record (Protocol/bundle.md §4.1, `attachments.md`).
+    public struct Attachment: Sendable, Equatable {
+        /// The attachment id (32 hex digits): BLAKE2b-128 of its `attach` operation id.
+        public var attachment: String
+        /// Its file in the bundle: `attachments/<record id>/<attachment id>.<ext>`.
+        public var path: String
+        /// SHA-256 of that file: the SHA-256 the signed `attach` operation states.
+        public var sha256: [UInt8]
+        /// Its size in bytes.
+        public var size: UInt64
+
+        /// Creates an entry.
+        public init(attachment: String, path: String, sha256: [UInt8], size: UInt64) {
+            self.attachment = attachment
+            self.path = path
+            self.sha256 = sha256
+            self.size = size
+        }
+    }
+
     /// One exported record.
     public struct Record: Sendable, Equatable {
         public var id: RecordID
@@ -136,6 +156,8 @@ public struct BundleManifest: Sendable, Equatable {
         /// For testimonies: `share`, `anonymised`, `restricted`, `conflict` or `unset` at export.
         public var consent: String?
         public var changes: [StatedChange]
+        /// Its attached files in the bundle, sorted by path; the member is absent when there are none.
+        public var attachments: [Attachment] = []
         public var record: String { "records/\(id.hex).json" }
         public var custody: String { "custody/\(id.hex).json" }
     }
@@ -206,6 +228,20 @@ public struct BundleManifest: Sendable, Equatable {
                             ),
                         ]
                         if let consent = r.consent { m.append(("consent", .string(consent))) }
+                        if !r.attachments.isEmpty {
+                            m.append(
+                                (
+                                    "attachments",
+                                    .array(
+                                        r.attachments.map {
+                                            .object([
+                                                ("attachment", .string($0.attachment)), ("path", .string($0.path)),
+                                                ("sha256", .string(Hex.encode($0.sha256))),
+                                                ("size", .integer(Int64($0.size))),
+                                            ])
+                                        })
+                                ))
+                        }
                         return .object(m)
                     })
             ),
@@ -253,7 +289,7 @@ public struct BundleManifest: Sendable, Equatable {
         records = try r.array(top["records"], "records").map { item in
             let o = try r.object(
                 item, "an item of records", required: ["id", "kind", "record", "custody", "changes"],
-                optional: ["consent"])
+                optional: ["consent", "attachments"])
             let id = try r.record(o["id"], "a record id")
             let kind = try r.string(o["kind"], "a kind")
             let consent = try o["consent"].map { try r.string($0, "a consent") }
@@ -270,7 +306,29 @@ public struct BundleManifest: Sendable, Equatable {
                     envelope: try r.hex(co["envelope"], "an envelope hash", bytes: 32))
             }
             try r.ascending(changes.map { DeviceSeq(device: $0.device, seq: $0.seq) }, "the changes of a record")
-            let record = Record(id: id, kind: kind, consent: consent, changes: changes)
+            var record = Record(id: id, kind: kind, consent: consent, changes: changes)
+            if let list = o["attachments"] {
+                record.attachments = try r.array(list, "attachments").map { item in
+                    let a = try r.object(item, "an attachment", required: ["attachment", "path", "sha256", "size"])
+                    let entry = Attachment(
+                        attachment: try r.string(a["attachment"], "an attachment id"),
+                        path: try r.string(a["path"], "an attachment path"),
+                        sha256: try r.hex(a["sha256"], "an attachment sha256", bytes: 32),
+                        size: try r.nonNegative(a["size"], "an attachment size"))
+                    guard entry.attachment.count == 32, Hex.decode(entry.attachment) != nil,
+                        entry.attachment == entry.attachment.lowercased(),
+                        entry.path.hasPrefix("attachments/\(id.hex)/\(entry.attachment.prefix(12))."),
+                        TarArchive.isSafePath(entry.path)
+                    else {
+                        throw r.fail("an attachment of record \(id.hex.prefix(12)) has a malformed id or path")
+                    }
+                    return entry
+                }
+                guard !record.attachments.isEmpty else {
+                    throw r.fail("record \(id.hex.prefix(12)) has an empty attachments list")
+                }
+                try r.ascending(record.attachments.map { ByteKey(bytes: $0.path.utf8.map(Int.init)) }, "attachments")
+            }
             guard try r.string(o["record"], "a record path") == record.record,
                 try r.string(o["custody"], "a custody path") == record.custody
             else {

@@ -29,7 +29,9 @@ public enum BundleExporter {
 
     /// The archive of `records`: README, the signed manifest, the membership entries, record documents, custody of
     /// exactly their envelopes, and chain files (Protocol/bundle.md §2).
-    public static func archive(from vault: Vault, records: [RecordState], now: Date) throws -> TarArchive {
+    public static func archive(
+        from vault: Vault, records: [RecordState], now: Date, attachments: [RecordID: [BundleManifest.Attachment]] = [:]
+    ) throws -> TarArchive {
         guard !records.isEmpty else {
             throw BundleError(.emptySelection, "No record matches the selection; nothing was exported.")
         }
@@ -68,7 +70,10 @@ public enum BundleExporter {
             manifestRecords.append(
                 BundleManifest.Record(
                     id: state.id, kind: state.creationKind, consent: consent(of: state),
-                    changes: items.map { .init(device: $0.device, seq: $0.seq, envelope: $0.hash) }))
+                    changes: items.map { .init(device: $0.device, seq: $0.seq, envelope: $0.hash) },
+                    attachments: (attachments[state.id] ?? []).sorted {
+                        $0.path.utf8.lexicographicallyPrecedes($1.path.utf8)
+                    }))
         }
 
         // Every membership entry this vault holds, so the recipient can check each signer back to the founder.
@@ -119,9 +124,14 @@ public enum BundleExporter {
         let files =
             [("README.txt", readmeBytes), ("membership.json", membership)] + recordFiles + custodyFiles
             + chainFiles
+        // Attached files are streamed after the documents (``stream(_:attachments:vault:write:)``); their SHA-256 is
+        // the one their signed `attach` operation states, checked again while they are written.
+        let attachedFiles = manifestRecords.flatMap(\.attachments).map {
+            BundleManifest.File(path: $0.path, sha256: $0.sha256)
+        }
         let manifest = BundleManifest(
             vaultID: vault.vaultID, exportedAtMillis: exportedAt, exportedBy: vault.deviceID,
-            files: files.map { BundleManifest.File(path: $0.0, sha256: SHA256.hash($0.1)) }
+            files: (files.map { BundleManifest.File(path: $0.0, sha256: SHA256.hash($0.1)) } + attachedFiles)
                 .sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) },
             devices: devices, records: manifestRecords)
         let manifestBytes = manifest.json.canonical
@@ -134,6 +144,65 @@ public enum BundleExporter {
         archive.add("membership.json", membership)
         for (path, bytes) in recordFiles + custodyFiles + chainFiles { archive.add(path, bytes) }
         return archive
+    }
+
+    /// The file name of an attachment in a bundle: `attachments/<record id>/<first 12 of attachment id>.<ext>`, with an
+    /// extension from its media type so that a recipient's tools open it.
+    public static func attachmentPath(record: RecordID, attachment: AttachmentInfo) -> String {
+        let ext =
+            [
+                "image/jpeg": "jpg", "image/png": "png", "image/heic": "heic", "video/mp4": "mp4",
+                "video/quicktime": "mov", "audio/mp4": "m4a", "audio/mpeg": "mp3", "audio/ogg": "ogg",
+                "audio/wav": "wav", "application/pdf": "pdf",
+            ][attachment.mediaType] ?? "bin"
+        return "attachments/\(record.hex)/\(attachment.id.prefix(12)).\(ext)"
+    }
+
+    /// The manifest entries of the listed attachments of `states` (detached ones are not exported).
+    public static func attachmentEntries(of states: [RecordState]) -> [RecordID: [BundleManifest.Attachment]] {
+        var entries: [RecordID: [BundleManifest.Attachment]] = [:]
+        for state in states where !state.attachments.isEmpty {
+            entries[state.id] = state.attachments.map {
+                BundleManifest.Attachment(
+                    attachment: $0.id, path: attachmentPath(record: state.id, attachment: $0), sha256: $0.sha256,
+                    size: $0.size)
+            }
+        }
+        return entries
+    }
+
+    /// Writes the bundle's plaintext to `write` in pieces: the documents of `archive`, then each attachment streamed
+    /// from the vault's chunks (each chunk authenticated, the SHA-256 of the whole compared with the signed one), the
+    /// end of the archive and the Padmé padding. Memory holds one chunk at a time, however large the files.
+    public static func stream(
+        _ archive: TarArchive, attachments: [(record: RecordID, info: AttachmentInfo, path: String)], vault: Vault,
+        write: ([UInt8]) throws -> Void
+    ) throws {
+        var documents = archive.encoded()
+        documents.removeLast(1024)  // the end-of-archive marker comes after the attachments
+        var total = documents.count + 1024
+        for item in attachments {
+            let (size, overflow) = UInt64(total).addingReportingOverflow(512 + (item.info.size + 511) / 512 * 512)
+            guard !overflow, size < UInt64(Int.max / 2) else {
+                throw BundleError(.verificationFailed, "The attachments are too large for one bundle.")
+            }
+            total = Int(size)
+        }
+        try write(documents)
+        for item in attachments {
+            try write(TarArchive.header(path: item.path, size: Int(item.info.size)))
+            try vault.extract(item.info, record: item.record, into: write)
+            let remainder = Int(item.info.size % 512)
+            if remainder != 0 { try write([UInt8](repeating: 0, count: 512 - remainder)) }
+        }
+        try write([UInt8](repeating: 0, count: 1024))
+        var padding = Padme.paddedLength(total) - total
+        let zeros = [UInt8](repeating: 0, count: min(padding, 1 << 20))
+        while padding > 0 {
+            let n = min(padding, zeros.count)
+            try write(n == zeros.count ? zeros : Array(zeros[0..<n]))
+            padding -= n
+        }
     }
 
     /// The archive bytes padded with zeros to the Padmé length, so the bundle's size says little.

@@ -143,6 +143,34 @@ public enum BundleVerifier {
         return "unset"
     }
 
+    /// What is wrong with the attached files of a record, if anything (Protocol/bundle.md §7 step 6).
+    static func attachmentProblem(
+        _ entry: BundleManifest.Record, verified: [VerifiedCustody], manifest: BundleManifest, archive: TarArchive
+    ) -> String? {
+        var attached: [String: AttachmentSpec] = [:]
+        for change in verified {
+            for (index, op) in change.change.change.operations.enumerated() {
+                if case .attach(let spec) = op { attached[AttachmentInfo.id(of: change.change.opID(index))] = spec }
+            }
+        }
+        for a in entry.attachments {
+            guard let spec = attached[a.attachment] else {
+                return "its attachment \(a.attachment.prefix(12)) is not attached by any disclosed change."
+            }
+            guard spec.sha256 == a.sha256, spec.size == a.size else {
+                return
+                    "the file of attachment \(a.attachment.prefix(12)) is not the one its signed change states (SHA-256 or size)."
+            }
+            guard manifest.files.contains(where: { $0.path == a.path && $0.sha256 == a.sha256 }),
+                archive.file(a.path)?.count == Int(a.size)
+            else {
+                return
+                    "the file \(a.path) of attachment \(a.attachment.prefix(12)) is missing or is not the one its signed change states."
+            }
+        }
+        return nil
+    }
+
     public static func verify(_ archive: TarArchive, expectVault: [UInt8]? = nil) -> BundleReport {
         var report = BundleReport()
         guard let manifestBytes = archive.file("manifest.json") else {
@@ -214,7 +242,7 @@ public enum BundleVerifier {
         let named =
             ["README.txt", "membership.json"] + manifest.devices.map(\.chain)
             + manifest.records.flatMap {
-                [$0.record, $0.custody]
+                [$0.record, $0.custody] + $0.attachments.map(\.path)
             }
         for path in named where !listed.contains(Array(path.utf8)) {
             report.problems.append("manifest.json names \(path) but does not list its hash.")
@@ -415,6 +443,12 @@ public enum BundleVerifier {
             }
             guard archive.file(entry.record) == document.encoded else {
                 report.problems.append("\(name): \(entry.record) does not match its signed changes (it was altered).")
+                continue
+            }
+            // Attached files (attachments.md): each is the file a disclosed, signed `attach` operation of this record
+            // states — its SHA-256 and size — so the file is covered by the record's custody.
+            if let problem = Self.attachmentProblem(entry, verified: verified, manifest: manifest, archive: archive) {
+                report.problems.append("\(name): \(problem)")
                 continue
             }
             let disclosed = Set(verified.map { DeviceSeq(device: $0.change.author, seq: $0.change.seq) })

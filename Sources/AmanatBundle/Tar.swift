@@ -40,40 +40,45 @@ public struct TarArchive: Sendable, Equatable {
             && !path.unicodeScalars.contains { $0.value < 0x20 || $0 == "\\" }
     }
 
+    /// The 512-byte ustar header of a regular file (Protocol/bundle.md §2).
+    public static func header(path: String, size: Int, modificationTime: Int = 0) -> [UInt8] {
+        precondition(isSafePath(path), "unsafe tar path")
+        var header = [UInt8](repeating: 0, count: 512)
+        func put(_ text: String, at offset: Int, width: Int) {
+            for (i, b) in text.utf8.prefix(width).enumerated() { header[offset + i] = b }
+        }
+        func octal(_ value: Int, at offset: Int, width: Int) {
+            put(
+                String(repeating: "0", count: max(0, width - 1 - String(value, radix: 8).count))
+                    + String(value, radix: 8), at: offset, width: width - 1)
+        }
+        put(path, at: 0, width: 100)
+        octal(0o644, at: 100, width: 8)
+        octal(0, at: 108, width: 8)
+        octal(0, at: 116, width: 8)
+        octal(size, at: 124, width: 12)
+        octal(modificationTime, at: 136, width: 12)
+        header[156] = UInt8(ascii: "0")
+        put("ustar", at: 257, width: 6)
+        put("00", at: 263, width: 2)
+        put("amanat", at: 265, width: 32)
+        put("amanat", at: 297, width: 32)
+        for i in 148..<156 { header[i] = UInt8(ascii: " ") }
+        let sum = header.reduce(0) { $0 + Int($1) }
+        put(
+            String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8), at: 148,
+            width: 6)
+        header[154] = 0
+        header[155] = UInt8(ascii: " ")
+        return header
+    }
+
     /// The ustar bytes: a 512-byte header per file, contents padded to 512, then two zero blocks.
     public func encoded(modificationTime: Int = 0) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(entries.reduce(1024) { $0 + 512 + ($1.contents.count + 511) / 512 * 512 })
         for entry in entries {
-            precondition(Self.isSafePath(entry.path), "unsafe tar path")
-            var header = [UInt8](repeating: 0, count: 512)
-            func put(_ text: String, at offset: Int, width: Int) {
-                for (i, b) in text.utf8.prefix(width).enumerated() { header[offset + i] = b }
-            }
-            func octal(_ value: Int, at offset: Int, width: Int) {
-                put(
-                    String(repeating: "0", count: max(0, width - 1 - String(value, radix: 8).count))
-                        + String(value, radix: 8), at: offset, width: width - 1)
-            }
-            put(entry.path, at: 0, width: 100)
-            octal(0o644, at: 100, width: 8)
-            octal(0, at: 108, width: 8)
-            octal(0, at: 116, width: 8)
-            octal(entry.contents.count, at: 124, width: 12)
-            octal(modificationTime, at: 136, width: 12)
-            header[156] = UInt8(ascii: "0")
-            put("ustar", at: 257, width: 6)
-            put("00", at: 263, width: 2)
-            put("amanat", at: 265, width: 32)
-            put("amanat", at: 297, width: 32)
-            for i in 148..<156 { header[i] = UInt8(ascii: " ") }
-            let sum = header.reduce(0) { $0 + Int($1) }
-            put(
-                String(repeating: "0", count: 6 - String(sum, radix: 8).count) + String(sum, radix: 8), at: 148,
-                width: 6)
-            header[154] = 0
-            header[155] = UInt8(ascii: " ")
-            out += header
+            out += Self.header(path: entry.path, size: entry.contents.count, modificationTime: modificationTime)
             out += entry.contents
             out += [UInt8](repeating: 0, count: (512 - entry.contents.count % 512) % 512)
         }

@@ -56,6 +56,8 @@ extension RecordOperation {
         case seal = 6
         case origin = 7
         case custody = 8
+        case attach = 9
+        case detach = 10
     }
 
     func encode(into w: inout ByteWriter) {
@@ -89,6 +91,12 @@ extension RecordOperation {
             w.write(Tag.custody.rawValue)
             w.write(lengthPrefixed: envelope)
             w.write(lengthPrefixed: key)
+        case .attach(let spec):
+            w.write(Tag.attach.rawValue)
+            spec.encode(into: &w)
+        case .detach(let attachment):
+            w.write(Tag.detach.rawValue)
+            attachment.encode(into: &w)
         }
     }
 
@@ -111,6 +119,8 @@ extension RecordOperation {
                 throw CoreError(.malformed, "A custody operation holds a key that is neither empty nor 32 bytes.")
             }
             self = .custody(envelope: envelope, key: key)
+        case .attach: self = .attach(try AttachmentSpec(from: &r))
+        case .detach: self = .detach(attachment: try OpID(from: &r))
         }
     }
 

@@ -14,6 +14,10 @@ extension RecordOperation {
         case .seal(let hash): return "sealed original content \(Hex.encode(hash))"
         case .origin(let vault, let record): return "imported record \(record.hex) of vault \(Hex.encode(vault))"
         case .custody(let envelope, _): return "kept original envelope \(Hex.encode(BLAKE2b.hash(envelope)))"
+        case .attach(let spec):
+            let name = spec.name.isEmpty ? "a file" : spec.name
+            return "attached \(name) (\(spec.mediaType), \(spec.size) bytes, SHA-256 \(Hex.encode(spec.sha256)))"
+        case .detach(let op): return "detached attachment \(AttachmentInfo.id(of: op).prefix(12))"
         }
     }
 }

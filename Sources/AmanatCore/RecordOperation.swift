@@ -19,6 +19,12 @@ public enum RecordOperation: Hashable, Sendable {
     /// opens it, or a membership entry of the origin vault (empty key: its key derives from the vault id) — so
     /// that `history` and `verify` can show and check the original devices, times and seal.
     case custody(envelope: [UInt8], key: [UInt8])
+    /// Attaches a file: its SHA-256, size, media type, name, note and the ordered addresses of its encrypted chunks
+    /// (Protocol/change.md §3, Protocol/attachments.md). The operation's id identifies the attachment.
+    case attach(AttachmentSpec)
+    /// Detaches the attachment that the `attach` operation `attachment` added: it is no longer listed, but its
+    /// content stays as evidence until a coordinator purges it.
+    case detach(attachment: OpID)
 }
 
 /// The set of changes one command makes to one record, stamped by a hybrid logical clock.

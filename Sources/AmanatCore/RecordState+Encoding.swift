@@ -59,8 +59,10 @@ extension RecordState {
             w.write(bigEndian: c.timestamp.wallMillis)
             w.write(bigEndian: c.timestamp.counter)
         }
-        // Imported records only: the section is absent otherwise, so every other state encodes as before.
-        if origin != nil || !custody.isEmpty {
+        // Imported records and records with attachments only: the sections are absent otherwise, so every other
+        // state encodes as before.
+        let hasAttachments = !attachmentOps.isEmpty || !detached.isEmpty
+        if origin != nil || !custody.isEmpty || hasAttachments {
             if let origin {
                 w.write(1)
                 origin.op.encode(into: &w)
@@ -78,6 +80,27 @@ extension RecordState {
                 w.write(lengthPrefixed: item.envelope)
                 w.write(lengthPrefixed: item.key)
             }
+        }
+        if hasAttachments {
+            let ops = attachmentOps.keys.sorted()
+            w.write(varint: UInt64(ops.count))
+            for op in ops {
+                let a = attachmentOps[op]!
+                op.encode(into: &w)
+                w.write(bigEndian: a.timestamp.wallMillis)
+                w.write(bigEndian: a.timestamp.counter)
+                w.write(bigEndian: a.epoch)
+                w.write(bigEndian: a.size)
+                w.write(raw: a.sha256)
+                w.write(string: a.mediaType)
+                w.write(string: a.name)
+                w.write(string: a.note)
+                w.write(a.metadataFlags)
+                w.write(bigEndian: a.chunkSize)
+                w.write(raw: a.root)
+                w.write(varint: a.chunkCount)
+            }
+            RecordOperation.encode(Array(detached), into: &w)
         }
         return w.bytes
     }
@@ -134,8 +157,26 @@ extension RecordState {
             for _ in 0..<(try r.readCount(minimumElementSize: 2)) {
                 custody.insert(CustodyItem(envelope: try r.readLengthPrefixed(), key: try r.readLengthPrefixed()))
             }
-            guard origin != nil || !custody.isEmpty else {
-                throw CoreError(.malformed, "A stored record has an empty import section.")
+            if !r.isAtEnd {
+                for _ in 0..<(try r.readCount(minimumElementSize: 34)) {
+                    let op = try OpID(from: &r)
+                    let stamp = HLCTimestamp(
+                        wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
+                    attachmentOps[op] = AttachmentInfo(
+                        op: op, timestamp: stamp, epoch: try r.read(bigEndian: UInt32.self),
+                        size: try r.read(bigEndian: UInt64.self), sha256: try r.read(count: 32),
+                        mediaType: try r.readString(), name: try r.readString(), note: try r.readString(),
+                        metadataFlags: try r.readByte(), chunkSize: try r.read(bigEndian: UInt32.self),
+                        root: try r.read(count: 32), chunkCount: try r.readVarint())
+                }
+                detached = Set(try RecordOperation.decodeIDs(&r))
+                guard !attachmentOps.isEmpty || !detached.isEmpty else {
+                    throw CoreError(.malformed, "A stored record has an empty attachment section.")
+                }
+            } else {
+                guard origin != nil || !custody.isEmpty else {
+                    throw CoreError(.malformed, "A stored record has an empty import section.")
+                }
             }
         }
         guard r.isAtEnd else { throw CoreError(.malformed, "A stored record has unexpected trailing bytes.") }

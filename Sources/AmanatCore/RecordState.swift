@@ -90,6 +90,10 @@ public struct RecordState: Hashable, Sendable {
     public internal(set) var origin: OriginInfo?
     /// The original envelopes kept with an imported record: grow-only, checked by `verify` and shown by `history`.
     public internal(set) var custody: Set<CustodyItem> = []
+    /// Every attachment ever added, by its `attach` operation: grow-only (Protocol/attachments.md §3).
+    public internal(set) var attachmentOps: [OpID: AttachmentInfo] = [:]
+    /// The `attach` operations some known `detach` names.
+    public internal(set) var detached: Set<OpID> = []
 
     /// An empty state for `id`.
     public init(id: RecordID) { self.id = id }
@@ -98,7 +102,8 @@ public struct RecordState: Hashable, Sendable {
         a.id == b.id && a.creationOp == b.creationOp && a.creationKind == b.creationKind && a.values == b.values
             && a.overwritten == b.overwritten && a.tagAdds == b.tagAdds && a.removedTags == b.removedTags
             && a.deleteObserved == b.deleteObserved && a.seal == b.seal && a.changes == b.changes
-            && a.origin == b.origin && a.custody == b.custody
+            && a.origin == b.origin && a.custody == b.custody && a.attachmentOps == b.attachmentOps
+            && a.detached == b.detached
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -149,9 +154,25 @@ public struct RecordState: Hashable, Sendable {
                 if origin.map({ op < $0.op }) ?? true { origin = OriginInfo(op: op, vault: vault, record: record) }
             case .custody(let envelope, let key):
                 custody.insert(CustodyItem(envelope: envelope, key: key))
+            case .attach(let spec):
+                attachmentOps[op] = AttachmentInfo(op: op, timestamp: stamp, spec: spec)
+            case .detach(let attachment):
+                detached.insert(attachment)
             }
         }
         return true
+    }
+
+    /// The attachments listed (not detached), oldest first (by stamp, then operation id).
+    public var attachments: [AttachmentInfo] {
+        attachmentOps.values.filter { !detached.contains($0.op) }.sorted {
+            $0.timestamp != $1.timestamp ? $0.timestamp < $1.timestamp : $0.op < $1.op
+        }
+    }
+
+    /// Every attachment ever added, detached ones included, oldest first (their content stays as evidence).
+    public var allAttachments: [AttachmentInfo] {
+        attachmentOps.values.sorted { $0.timestamp != $1.timestamp ? $0.timestamp < $1.timestamp : $0.op < $1.op }
     }
 
     /// The operations that keep the record alive: its creation, visible values and visible tags.

@@ -10,6 +10,16 @@ public enum Sodium {
         precondition(initialized, "libsodium could not be initialised")
     }
 
+    /// `count` bytes that depend only on the 32-byte `seed` (libsodium's ChaCha20-based deterministic generator): for
+    /// reproducible test and benchmark data, never for keys.
+    public static func deterministicBytes(_ count: Int, seed: [UInt8]) -> [UInt8] {
+        ensureInitialized()
+        precondition(seed.count == Int(randombytes_SEEDBYTES))
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { randombytes_buf_deterministic($0.baseAddress!, count, seed) }
+        return out
+    }
+
     /// Returns `count` bytes from the operating system's CSPRNG.
     public static func randomBytes(_ count: Int) -> [UInt8] {
         ensureInitialized()

@@ -154,7 +154,7 @@ public struct HTTPCarrier: ExchangeCarrier {
     public var name: String { baseURL }
     public var canWrite: Bool { true }
 
-    private var vaultPath: String { "/v1/vaults/\(Hex.encode(vaultID))" }
+    var vaultPath: String { "/v1/vaults/\(Hex.encode(vaultID))" }
 
     // MARK: Carrier
 
@@ -233,7 +233,7 @@ public struct HTTPCarrier: ExchangeCarrier {
     // MARK: Transport
 
     /// Runs `request`; if the relay does not know the vault (404), registers it and runs `request` once more.
-    private func registeringIfNeeded(_ request: () async throws -> [UInt8]) async throws -> [UInt8] {
+    func registeringIfNeeded(_ request: () async throws -> [UInt8]) async throws -> [UInt8] {
         do {
             return try await request()
         } catch is UnknownVault {
@@ -265,7 +265,7 @@ public struct HTTPCarrier: ExchangeCarrier {
     }
 
     /// Sends a signed request with retries; returns the status and body of a 2xx answer.
-    private func exchangeRaw(_ method: String, _ path: String, body: [UInt8]) async throws -> (Int, [UInt8]) {
+    func exchangeRaw(_ method: String, _ path: String, body: [UInt8]) async throws -> (Int, [UInt8]) {
         var delay = options.initialBackoff
         var attempt = 1
         while true {
@@ -323,6 +323,11 @@ public struct HTTPCarrier: ExchangeCarrier {
         switch status {
         case 200..<300:
             return (status, answer)
+        case 404 where path.contains("/chunks/"):
+            return (status, [])  // the relay does not hold that chunk: an answer, not a failure
+        case 507:
+            throw CarrierFullError(
+                message: Self.errorMessage(answer) ?? "The relay at \(baseURL) has no room left for this vault.")
         case 404 where path.hasPrefix("/v1/vaults/"):
             throw UnknownVault()
         case 502, 503, 504:

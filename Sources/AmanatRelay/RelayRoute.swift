@@ -15,13 +15,19 @@ public enum RelayRoute: String, CaseIterable, Sendable {
     case pushEnvelopes
     /// `POST /v1/vaults/{vault}/exchange`: pushes a batch and pulls a batch in one round trip.
     case exchange
+    /// `POST /v1/vaults/{vault}/chunks`: which of the listed attachment chunks the relay holds.
+    case heldChunks
+    /// `GET /v1/vaults/{vault}/chunks/{chunk}`: one sealed chunk.
+    case fetchChunk
+    /// `PUT /v1/vaults/{vault}/chunks/{chunk}`: stores one sealed chunk (507 when the vault's quota is full).
+    case storeChunk
 
     /// The HTTP method.
     public var method: String {
         switch self {
-        case .health, .vector, .fetchEnvelopes: "GET"
-        case .register: "PUT"
-        case .pushEnvelopes, .exchange: "POST"
+        case .health, .vector, .fetchEnvelopes, .fetchChunk: "GET"
+        case .register, .storeChunk: "PUT"
+        case .pushEnvelopes, .exchange, .heldChunks: "POST"
         }
     }
 
@@ -33,6 +39,8 @@ public enum RelayRoute: String, CaseIterable, Sendable {
         case .vector: "/v1/vaults/{vault}/vector"
         case .fetchEnvelopes, .pushEnvelopes: "/v1/vaults/{vault}/envelopes"
         case .exchange: "/v1/vaults/{vault}/exchange"
+        case .heldChunks: "/v1/vaults/{vault}/chunks"
+        case .fetchChunk, .storeChunk: "/v1/vaults/{vault}/chunks/{chunk}"
         }
     }
 

@@ -50,6 +50,14 @@ public struct RelayServer: Sendable {
     public var maxConnectionsPerAddress = Self.defaultMaxConnectionsPerAddress
     /// The default of ``maxConnectionsPerAddress``.
     public static let defaultMaxConnectionsPerAddress = 32
+    /// The most bytes of attachment chunks one vault may store (`amanat serve --quota`); nil: no limit. A chunk
+    /// that would pass it is answered 507.
+    public var chunkQuota: UInt64? {
+        get { chunkUsage.quota }
+        set { chunkUsage.quota = newValue }
+    }
+    /// Bytes of chunks stored per vault, counted once from the disk and then kept up to date.
+    let chunkUsage = ChunkUsage()
 
     /// Creates a relay over a store; with `registrationCode`, only requests presenting it register new vaults.
     public init(store: RelayStore, logger: Logger, registrationCode: String? = nil) {
@@ -215,6 +223,8 @@ public struct RelayServer: Sendable {
                 stored: UInt32(result.stored), remaining: missing.remaining, diverged: missing.diverged,
                 envelopes: missing.bodies)
             return Self.binary(response.encoded())
+        case .heldChunks, .fetchChunk, .storeChunk:
+            return try handleChunks(route, vaultID: vaultID, request: request, context: context, body: body)
         case .health, .register:
             throw RelayHTTPError(.internalServerError, "Unreachable route.")
         }

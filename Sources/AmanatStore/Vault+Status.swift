@@ -64,6 +64,10 @@ public struct VerifyReport: Sendable {
     public var heldBack: [HeldBack] = []
     /// Record changes of key epochs this device was not given (after a revocation of this device).
     public var unreadable: Int = 0
+    /// Attachments whose every stored chunk was opened and whose SHA-256 was recomputed.
+    public var attachments: Int = 0
+    /// Chunks not stored here (an attachment not fetched yet, or a chunk removed): incomplete, not wrong.
+    public var missingChunks: [ChunkProblem] = []
 }
 
 extension Vault {
@@ -249,6 +253,25 @@ extension Vault {
                 problems.append("Record \(state.id.hex.prefix(12)), imported: \(problem)")
             }
         }
+        // Attachments: every stored chunk must open as the chunk its signed address names (Protocol/attachments.md §7).
+        var attachmentsChecked = 0
+        var missingChunks: [ChunkProblem] = []
+        if problems.isEmpty {
+            for problem in try attachmentProblems(Array(replayed.values)) {
+                if problem.problem == "missing" {
+                    missingChunks.append(problem)
+                } else if problem.position == 0 {
+                    problems.append(
+                        "Record \(problem.record.hex.prefix(12)), attachment \(problem.attachment.prefix(12)): its chunks open but their content does not match the signed SHA-256."
+                    )
+                } else {
+                    problems.append(
+                        "Record \(problem.record.hex.prefix(12)), attachment \(problem.attachment.prefix(12)): chunk \(problem.position) of \(problem.total) is \(problem.problem)."
+                    )
+                }
+            }
+            attachmentsChecked = replayed.values.reduce(0) { $0 + $1.allAttachments.count }
+        }
         for fork in try forks() where !fork.dismissed {
             problems.append(
                 "Device \(deviceLabel(fork.device)) forked its log at change \(fork.seq): it signed two different changes."
@@ -261,7 +284,7 @@ extension Vault {
             .sorted { ($0.device, $0.reason.rawValue) < ($1.device, $1.reason.rawValue) }
         return VerifyReport(
             devices: devices, envelopes: envelopes, records: replayed.count, seals: seals, problems: problems,
-            heldBack: heldBack, unreadable: unreadable)
+            heldBack: heldBack, unreadable: unreadable, attachments: attachmentsChecked, missingChunks: missingChunks)
     }
 
     private struct HeldKey: Hashable {

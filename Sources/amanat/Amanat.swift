@@ -35,6 +35,7 @@ struct Amanat: AsyncParsableCommand {
             Members.self, Revoke.self, RoleCommand.self, Rename.self, DismissFork.self, Recover.self,
             Export.self, Bundle.self,
             ChangePassphrase.self, Backup.self, Restore.self, Wipe.self, Serve.self, Shell.self,
+            Attach.self, Attachments.self, Extract.self, Detach.self, Fetch.self,
         ]
     )
 

@@ -113,7 +113,11 @@ extension Amanat {
                     "Nothing was exported: every selected record was left out (see above); nothing was written.")
             }
             sharedProgress.update("Gathering \(unique.count) record\(unique.count == 1 ? "" : "s") and their custody…")
-            let archive = try BundleExporter.archive(from: vault, records: Array(unique.values), now: Date())
+            // The listed attachments of the exported records travel with them, streamed from the vault's chunks.
+            let attachments = BundleExporter.attachmentEntries(of: Array(unique.values))
+            let streamed = try Self.attachmentsToStream(unique, vault: vault)
+            let archive = try BundleExporter.archive(
+                from: vault, records: Array(unique.values), now: Date(), attachments: attachments)
             sharedProgress.finish()
             if passphrase {
                 let secret = try Passphrase.read(
@@ -121,7 +125,6 @@ extension Amanat {
                     environmentVariable: "AMANAT_BUNDLE_PASSPHRASE")
                 recipients = [try AgeScryptRecipient(passphrase: secret)]
             }
-            let plaintext = BundleExporter.padded(archive.encoded())
             let url = URL(fileURLWithPath: out)
             guard
                 FileManager.default.createFile(
@@ -134,14 +137,16 @@ extension Amanat {
                 }
                 let progress = ProgressLine()
                 defer { progress.finish() }
-                var offset = 0
-                while offset < plaintext.count {
-                    let end = min(offset + 1 << 20, plaintext.count)
-                    try encryptor.write(Array(plaintext[offset..<end]))
-                    offset = end
-                    progress.update(
-                        "Encrypting the bundle: \(ProgressLine.bytes(offset)) of \(ProgressLine.bytes(plaintext.count))…"
-                    )
+                var written = 0
+                try BundleExporter.stream(archive, attachments: streamed, vault: vault) { piece in
+                    var offset = 0
+                    while offset < piece.count {
+                        let end = min(offset + 1 << 20, piece.count)
+                        try encryptor.write(offset == 0 && end == piece.count ? piece : Array(piece[offset..<end]))
+                        written += end - offset
+                        offset = end
+                        progress.update("Encrypting the bundle: \(ProgressLine.bytes(written))…")
+                    }
                 }
                 try encryptor.finish()
                 try handle.synchronize()
@@ -158,7 +163,8 @@ extension Amanat {
                 }
                 throw error
             }
-            note("Exported \(unique.count) record\(unique.count == 1 ? "" : "s") to \(out).")
+            let files = streamed.isEmpty ? "" : " with \(streamed.count) attached file\(streamed.count == 1 ? "" : "s")"
+            note("Exported \(unique.count) record\(unique.count == 1 ? "" : "s")\(files) to \(out).")
             if json {
                 try JSONOutput.print(
                     ExportedJSON(
@@ -167,6 +173,33 @@ extension Amanat {
                         left_out_by_consent: leftOut, encrypted_to: passphrase ? "passphrase" : "recipients",
                         recipients: recipients.count, armor: armor))
             }
+        }
+
+        /// The attachments of the exported records, in path order; refused before anything is written when one is
+        /// not complete on this device or is too large for a tar file.
+        static func attachmentsToStream(_ records: [RecordID: RecordState], vault: Vault) throws
+            -> [(record: RecordID, info: AttachmentInfo, path: String)]
+        {
+            var list: [(record: RecordID, info: AttachmentInfo, path: String)] = []
+            for state in records.values {
+                for info in state.attachments {
+                    guard info.size < 1 << 33 else {
+                        throw CLIError(
+                            .usage,
+                            "Attachment \(info.id.prefix(12)) of record \(state.id.hex.prefix(12)) is 8 GiB or larger, more than a bundle's tar format holds; export it with `amanat extract` instead."
+                        )
+                    }
+                    let presence = try vault.presence(of: info)
+                    guard presence.present == presence.total else {
+                        throw CLIError(
+                            .noInput,
+                            "Attachment \(info.id.prefix(12)) of record \(state.id.hex.prefix(12)) is \(presence.word) here (\(presence.present) of \(presence.total) chunks); run `amanat fetch \(state.id.hex.prefix(12)) TARGET` first. Nothing was exported."
+                        )
+                    }
+                    list.append((state.id, info, BundleExporter.attachmentPath(record: state.id, attachment: info)))
+                }
+            }
+            return list.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
         }
     }
 }

@@ -190,6 +190,8 @@ extension Amanat {
             case .seal: return "seal"
             case .origin: return "origin"
             case .custody: return "custody"
+            case .attach: return "attach"
+            case .detach: return "detach"
             }
         }
 
@@ -267,6 +269,10 @@ extension Amanat {
             case .seal(let hash): return "sealed original content \(Hex.encode(hash).prefix(16))…"
             case .custody(let envelope, _):
                 return "kept original envelope \(Hex.encode(BLAKE2b.hash(envelope)).prefix(12))"
+            case .attach(let spec):
+                let name = spec.name.isEmpty ? "(standard input)" : RecordText.oneLine(spec.name, 60)
+                return
+                    "attached \(name), \(spec.mediaType), \(spec.size) bytes, SHA-256 \(Hex.encode(spec.sha256))   [attachment \(AttachmentInfo.id(of: id).prefix(12))]"
             default: return op.summary
             }
         }

@@ -50,6 +50,8 @@ extension Amanat {
         @Option(help: "Seconds after which a connection on which nothing arrives is closed.") var idleTimeout = 30
         @Option(help: "The most connections one client address may hold open at once.")
         var maxConnectionsPerAddress = RelayServer.defaultMaxConnectionsPerAddress
+        @Option(help: "The most attachment bytes one vault may store (500M, 20G); a fuller vault is answered 507.")
+        var quota: String?
 
         func validate() throws {
             guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
@@ -65,7 +67,13 @@ extension Amanat {
             }
         }
 
+        /// `--quota` in bytes (checked in ``run()``).
+        var quotaBytes: UInt64? { quota.flatMap(Size.parse) }
+
         func run() async throws {
+            if let quota, Size.parse(quota) == nil {
+                throw CLIError(.usage, "--quota takes a size such as 500M or 20G, not \"\(quota)\".")
+            }
             let directory: URL
             if let data {
                 directory = URL(fileURLWithPath: data)
@@ -90,6 +98,7 @@ extension Amanat {
             var relay = RelayServer(store: store, logger: Logger(label: "amanat.relay"), registrationCode: code)
             relay.idleTimeout = .seconds(idleTimeout)
             relay.maxConnectionsPerAddress = maxConnectionsPerAddress
+            relay.chunkQuota = quotaBytes
             let shownHost = host.contains(":") ? "[\(host)]" : host
             let started = Started()
             do {

@@ -31,6 +31,9 @@ extension Amanat {
                     print("DELETED: restore with `amanat undelete \(state.id.hex.prefix(12))`")
                 }
                 print(RecordText.detail(view, state: state, device: vault.deviceLabel))
+                for info in state.attachments {
+                    print("attachment: " + Amanat.Attachments.line(info, try vault.presence(of: info), state: state))
+                }
             }
         }
     }

@@ -51,6 +51,16 @@ extension Amanat {
             var state_digest: String
             var forks: [Fork]
             var held_back: [Held]
+            /// Only when the vault has attachments.
+            var attachments: AttachmentCounts?
+        }
+
+        struct AttachmentCounts: Encodable {
+            var total: Int
+            var complete: Int
+            var partial: Int
+            var missing: Int
+            var missing_bytes: UInt64
         }
 
         func run() throws {
@@ -70,6 +80,11 @@ extension Amanat {
                 forks: s.forks.filter { !$0.dismissed }.map { Fork(device: $0.device.hex, seq: $0.seq) },
                 held_back: try vault.heldBackSummary().map {
                     Held(device: $0.device.hex, reason: $0.reason.rawValue, changes: $0.changes)
+                },
+                attachments: try vault.attachmentSummary().map {
+                    AttachmentCounts(
+                        total: $0.total, complete: $0.complete, partial: $0.partial, missing: $0.missing,
+                        missing_bytes: $0.missingBytes)
                 })
             if json {
                 print(try RecordJSON.render(out))
@@ -83,6 +98,12 @@ extension Amanat {
                 print("  \(device.prefix(12))  up to change \(head.seq)")
             }
             print("state digest: \(out.state_digest)")
+            if let a = out.attachments {
+                let left = a.missing_bytes > 0 ? "; \(Size.text(a.missing_bytes)) not here yet: `amanat fetch`" : ""
+                print(
+                    "attachments:  \(a.total) (\(a.complete) complete, \(a.partial) partial, \(a.missing) missing\(left))"
+                )
+            }
             for fork in s.forks where !fork.dismissed {
                 print(
                     "FORK: device \(TerminalText.escape(vault.deviceLabel(fork.device))) signed two different changes at \(fork.seq)"

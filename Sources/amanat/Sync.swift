@@ -42,8 +42,14 @@ extension Amanat {
             help: "Create the sync file if it does not exist yet (never done silently: a typo would make a new file).")
         var create = false
         @Flag(help: "Print what arrived as JSON on stdout.") var json = false
+        @Flag(help: "Sync only the text; attachments wait for a later sync or `amanat fetch`.") var noAttachments =
+            false
+        @Option(help: "Leave attachments larger than SIZE (500k, 20M, 2G) for a later `amanat fetch`.")
+        var maxAttachmentSize: String?
 
         func run() async throws {
+            let limit = try attachmentLimit(maxAttachmentSize)
+            let chunkOptions = ChunkSyncOptions(maximumAttachmentSize: limit)
             // The target first: a mistyped target is the target's fault, never the vault's.
             let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
             let vault = try options.open()
@@ -54,19 +60,29 @@ extension Amanat {
                     registrationCode ?? ProcessInfo.processInfo.environment["AMANAT_REGISTRATION_CODE"]
                 http.onRetry = sayRetry
                 let progress = ProgressLine.Sync()
-                let report = try await HTTPCarrier.with(
+                let (report, chunks) = try await HTTPCarrier.with(
                     url: target, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
                     options: http
-                ) {
-                    defer { progress.line.finish() }
-                    return try await ExchangeSession(vault: vault, carrier: $0).run(
-                        push: true, progress: progress.update)
+                ) { carrier in
+                    let text: SyncReport
+                    do {
+                        defer { progress.line.finish() }
+                        text = try await ExchangeSession(vault: vault, carrier: carrier).run(
+                            push: true, progress: progress.update)
+                    }
+                    // Text first, then the media: only the chunks the other side lacks travel.
+                    let chunks =
+                        noAttachments
+                        ? nil : try await ChunkSync(vault: vault, carrier: carrier, options: chunkOptions).run()
+                    return (text, chunks)
                 }
                 summarize(report, with: target, vault: vault)
+                if let chunks { summarizeChunks(chunks, with: target) }
                 try Arrivals(
                     before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                     pushed: report.pushed
                 ).with(report, target: target, vault: vault).report(json: json)
+                if let chunks, let full = carrierFullError(chunks, target: target) { throw full }
                 return
             }
             let url = URL(fileURLWithPath: target)
@@ -78,10 +94,18 @@ extension Amanat {
                 push: true, progress: progress.update)
             progress.line.finish()
             summarize(report, with: target, vault: vault)
+            var chunks: ChunkSyncReport?
+            if !noAttachments {
+                var options = chunkOptions
+                options.push = carrier.canWrite
+                chunks = try await ChunkSync(vault: vault, carrier: carrier, options: options).run()
+            }
+            if let chunks { summarizeChunks(chunks, with: target, pulledOnly: !carrier.canWrite) }
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                 pushed: report.pullOnly ? nil : report.pushed
             ).with(report, target: target, vault: vault).report(json: json)
+            if let chunks, let full = carrierFullError(chunks, target: target) { throw full }
         }
     }
 }
@@ -136,6 +160,9 @@ extension Amanat {
                 push: false, progress: progress.update)
             progress.line.finish()
             summarize(report, with: file, vault: vault)
+            let chunks = try await ChunkSync(vault: vault, carrier: carrier, options: ChunkSyncOptions(push: false))
+                .run()
+            summarizeChunks(chunks, with: file, pulledOnly: true)
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled, pushed: nil
             ).with(report, target: file, vault: vault).report(json: json)

@@ -31,10 +31,20 @@ extension Amanat {
                     "\(report.unreadable) change\(report.unreadable == 1 ? " is" : "s are") sealed with a vault key this device was not given (this device was revoked)."
                 )
             }
+            var incomplete: [String: (record: String, missing: Int, total: Int)] = [:]
+            for chunk in report.missingChunks {
+                incomplete[chunk.attachment, default: (chunk.record.hex, 0, chunk.total)].missing += 1
+            }
+            for (attachment, item) in incomplete.sorted(by: { $0.key < $1.key }) {
+                note(
+                    "incomplete: attachment \(attachment.prefix(12)) of record \(item.record.prefix(12)) is missing \(item.missing) of \(item.total) chunks here (`amanat fetch \(item.record.prefix(12)) TARGET` brings them)"
+                )
+            }
             if report.problems.isEmpty {
                 if json { return }
+                let attachments = report.attachments > 0 ? ", \(report.attachments) attachments" : ""
                 print(
-                    "ok: \(report.envelopes) changes from \(report.devices) devices, \(report.records) records, \(report.seals) seals verified"
+                    "ok: \(report.envelopes) changes from \(report.devices) devices, \(report.records) records, \(report.seals) seals\(attachments) verified"
                 )
                 return
             }

@@ -30,6 +30,22 @@ struct OperationVector: Codable, Equatable {
     var record: String?
     var envelope: String?
     var key: String?
+    var attachment: AttachmentVector?
+    var attachmentOp: OpIDVector?
+}
+
+/// What an `attach` operation states, in a vector file.
+struct AttachmentVector: Codable, Equatable {
+    var epoch: UInt32
+    var size: UInt64
+    var sha256: String
+    var mediaType: String
+    var name: String
+    var note: String
+    var metadataFlags: UInt8
+    var chunkSize: UInt32
+    var chunkRoot: String
+    var chunks: [String]
 }
 
 /// One change and its canonical encoding.
@@ -96,6 +112,14 @@ enum VectorCodec {
             OperationVector(type: "origin", vault: Hex.encode(vault), record: record.hex)
         case .custody(let envelope, let key):
             OperationVector(type: "custody", envelope: Hex.encode(envelope), key: Hex.encode(key))
+        case .attach(let spec):
+            OperationVector(
+                type: "attach",
+                attachment: AttachmentVector(
+                    epoch: spec.epoch, size: spec.size, sha256: Hex.encode(spec.sha256), mediaType: spec.mediaType,
+                    name: spec.name, note: spec.note, metadataFlags: spec.metadataFlags, chunkSize: spec.chunkSize,
+                    chunkRoot: Hex.encode(spec.root), chunks: spec.chunks.map { Hex.encode($0) }))
+        case .detach(let op): OperationVector(type: "detach", attachmentOp: vector(op))
         }
     }
 
@@ -113,6 +137,14 @@ enum VectorCodec {
                 vault: try unhex(try #require(v.vault)), record: try RecordID(try unhex(try #require(v.record))))
         case "custody":
             return .custody(envelope: try unhex(try #require(v.envelope)), key: try unhex(try #require(v.key)))
+        case "attach":
+            let a = try #require(v.attachment)
+            return .attach(
+                AttachmentSpec(
+                    epoch: a.epoch, size: a.size, sha256: try unhex(a.sha256), mediaType: a.mediaType, name: a.name,
+                    note: a.note, metadataFlags: a.metadataFlags, chunkSize: a.chunkSize,
+                    chunks: try a.chunks.map { try unhex($0) }))
+        case "detach": return .detach(attachment: try opID(try #require(v.attachmentOp)))
         default:
             Issue.record("unknown operation type \(v.type)")
             return .create(kind: "")
@@ -177,6 +209,20 @@ struct ProtocolVectorTests {
                     .custody(envelope: counting(from: 0x02, count: 3), key: []),
                 ])
             ),
+            (
+                "attach: a 10000-byte photo in three 4096-byte chunks, with location and device metadata",
+                change([
+                    .attach(
+                        AttachmentSpec(
+                            epoch: 1, size: 10_000, sha256: counting(from: 0x20, count: 32), mediaType: "image/jpeg",
+                            name: "IMG_0042.jpg", note: "یادداشت", metadataFlags: 3, chunkSize: 4096,
+                            chunks: [
+                                counting(from: 0x30, count: 32), counting(from: 0x50, count: 32),
+                                counting(from: 0x70, count: 32),
+                            ]))
+                ])
+            ),
+            ("detach", change([.detach(attachment: a2)])),
         ]
     }
 
@@ -273,7 +319,7 @@ struct ProtocolVectorTests {
         if Self.writing { try Self.write(produced, "change-v1.json") }
         let file = try Self.load(ChangeVectorFile.self, "change-v1.json")
         #expect(file == produced, "Protocol/vectors/change-v1.json is stale: rerun with AMANAT_WRITE_VECTORS=1")
-        #expect(file.cases.count == 11)
+        #expect(file.cases.count == 13)
         // Consume the file as another implementation would: from the JSON inputs to the bytes.
         for vector in file.cases {
             let change = Change(

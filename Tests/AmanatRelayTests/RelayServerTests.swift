@@ -293,6 +293,7 @@ struct Setup {
         let client = RelayHTTPClient(baseURL: relay.url)
         for route in RelayRoute.allCases {
             let path = route.path.replacingOccurrences(of: "{vault}", with: String(repeating: "0", count: 32))
+                .replacingOccurrences(of: "{chunk}", with: String(repeating: "0", count: 64))
             let answer = try await client.send(route.method, path, body: route.method == "GET" ? nil : [])
             #expect(answer.status == (route.isAuthenticated ? 401 : 200), "\(route.method) \(route.path)")
         }

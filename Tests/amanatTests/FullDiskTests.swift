@@ -4,14 +4,15 @@ import AmanatStore
 import Foundation
 import Testing
 
-/// A 1 MiB tmpfs, mounted for one test and unmounted when released; nil where mounting is not permitted.
+/// A small tmpfs (1 MiB unless told), mounted for one test and unmounted when released; nil where mounting is not
+/// permitted.
 final class TinyDisk {
     let url: URL
 
-    init?() {
+    init?(megabytes: Int = 1) {
         url = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-fulldisk-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        guard (try? shell("mount -t tmpfs -o size=1m tmpfs '\(url.path)'").0) == 0 else {
+        guard (try? shell("mount -t tmpfs -o size=\(megabytes)m tmpfs '\(url.path)'").0) == 0 else {
             try? FileManager.default.removeItem(at: url)
             return nil
         }

@@ -428,6 +428,17 @@ enum DocumentedShapes {
         let wiped = try check.check("wipe", elsewhere, ["wipe", "--yes"])
         #expect(wiped["directory"]?.string == elsewhere.vault.path)
 
+        // Attachments: the list of a record's files, and the status counts once the vault holds one.
+        let media = scratch.path("photo.jpg")
+        try Data([0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 0x42, count: 5000)).write(to: media)
+        _ = try a2.ok(["attach", id, media.path, "--note", "second session"])
+        let files = try check.check("attachments", a2, ["attachments", id])
+        let file = try #require(files.array?.first)
+        #expect(file["media_type"]?.string == "image/jpeg" && file["size"]?.int == 5004)
+        #expect(file["record"]?.string == id && file["state"]?.string == "complete")
+        let counted = try check.check("status", a2, ["status"])
+        #expect(counted["attachments"]?["complete"]?.int == 1, "\(counted)")
+
         // Every documented shape was exercised here.
         #expect(Set(check.shapes.keys).subtracting(check.exercised).isEmpty, "\(check.exercised)")
     }

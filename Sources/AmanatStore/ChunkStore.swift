@@ -1,0 +1,220 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A folder of sealed attachment chunks, one file each, named by address (Protocol/attachments.md §4): the vault's
+/// `chunks/` folder and a sync file's `.chunks` folder have the same layout.
+///
+/// A chunk is written to a temporary file in `.tmp/`, fsynced, renamed to `ab/cdef…` and the folder fsynced, so a
+/// crash leaves either the whole chunk or none under its name. The store holds only ciphertext.
+public struct ChunkStore: Sendable {
+    /// The folder.
+    public let root: URL
+
+    /// The largest sealed chunk a reader accepts: the largest chunk size and the sealing overhead.
+    public static let maximumSealedLength = Int(AttachmentSpec.chunkSizeRange.upperBound) + ChunkKeys.overhead
+
+    /// A store in `root` (nothing is created until the first write).
+    public init(root: URL) { self.root = root }
+
+    /// The file of `address`: `ab/cdef…` (the first byte in hex names the subfolder).
+    public func url(for address: [UInt8]) -> URL {
+        let hex = Hex.encode(address)
+        return root.appendingPathComponent(String(hex.prefix(2))).appendingPathComponent(String(hex.dropFirst(2)))
+    }
+
+    /// The size of the stored chunk of `address`, or nil when none is stored.
+    public func storedLength(_ address: [UInt8]) -> Int? {
+        var info = stat()
+        guard lstat(url(for: address).path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+        return Int(info.st_size)
+    }
+
+    /// Whether a chunk of `address` is stored with exactly `length` sealed bytes (a cheap completeness check; the
+    /// content is checked when it is read).
+    public func has(_ address: [UInt8], sealedLength length: Int) -> Bool { storedLength(address) == length }
+
+    /// The stored bytes of `address`, or nil when none is stored; a file larger than any chunk is refused unread.
+    public func read(_ address: [UInt8]) throws -> [UInt8]? {
+        let url = url(for: address)
+        guard let length = storedLength(address) else { return nil }
+        guard length <= Self.maximumSealedLength else {
+            throw StoreError(.damaged, "The chunk \(url.path) is larger than any chunk Amanat writes.")
+        }
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw AtomicFile.ioError(errno, "could not read \(url.path)")
+        }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: length)
+        var got = 0
+        while got < length {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, length - got) }
+            if n < 0 { throw AtomicFile.ioError(errno, "could not read \(url.path)") }
+            if n == 0 { break }
+            got += n
+        }
+        return Array(bytes[0..<got])
+    }
+
+    /// Writes a sealed chunk under `address` through a temporary file, fsync and rename; a chunk already stored with
+    /// the same length is left as it is (returns false). A full disk throws ``StoreError/Code/diskFull`` and leaves
+    /// nothing of this chunk behind.
+    @discardableResult
+    public func write(_ address: [UInt8], sealed: [UInt8]) throws -> Bool {
+        if has(address, sealedLength: sealed.count) { return false }
+        let target = url(for: address)
+        let shard = target.deletingLastPathComponent()
+        let temporary = root.appendingPathComponent(".tmp")
+        for dir in [root, shard, temporary] where !FileManager.default.fileExists(atPath: dir.path) {
+            if mkdir(dir.path, 0o700) != 0 && errno != EEXIST {
+                throw AtomicFile.ioError(errno, "could not create the folder \(dir.path)")
+            }
+        }
+        let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
+        let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else { throw AtomicFile.ioError(errno, "could not create \(temp.path)") }
+        var written = 0
+        var failure: Int32 = 0
+        while written < sealed.count {
+            let n = sealed.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, sealed.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                break
+            }
+            written += n
+        }
+        if failure == 0 && fsync(fd) != 0 { failure = errno }
+        close(fd)
+        if failure != 0 {
+            unlink(temp.path)
+            throw AtomicFile.ioError(failure, "could not write a chunk to \(root.path)")
+        }
+        guard rename(temp.path, target.path) == 0 else {
+            let e = errno
+            unlink(temp.path)
+            throw AtomicFile.ioError(e, "could not store a chunk in \(root.path)")
+        }
+        AtomicFile.syncDirectory(shard)
+        return true
+    }
+
+    /// Writes several sealed chunks with one round of flushing: every chunk not stored yet is written to its own
+    /// temporary file, then each file is fsynced (after the first, the others are cheap: the file system commits
+    /// them together), renamed to its name, and each touched folder fsynced once. A chunk gets its name only after
+    /// its bytes are on the disk, so a crash leaves whole chunks or none, as with ``write(_:sealed:)``. On a failure
+    /// nothing of the batch is left but whole chunks. Returns how many chunks were written.
+    @discardableResult
+    public func write(batch: [(address: [UInt8], sealed: [UInt8])]) throws -> Int {
+        var seen: Set<[UInt8]> = []
+        let todo = batch.filter { seen.insert($0.address).inserted && !has($0.address, sealedLength: $0.sealed.count) }
+        guard !todo.isEmpty else { return 0 }
+        let temporary = root.appendingPathComponent(".tmp")
+        for dir in [root, temporary] where !FileManager.default.fileExists(atPath: dir.path) {
+            if mkdir(dir.path, 0o700) != 0 && errno != EEXIST {
+                throw AtomicFile.ioError(errno, "could not create the folder \(dir.path)")
+            }
+        }
+        var temps: [URL] = []
+        var fds: [Int32] = []
+        func abandon(_ code: Int32, _ what: String) -> StoreError {
+            for fd in fds { close(fd) }
+            for temp in temps { unlink(temp.path) }
+            return AtomicFile.ioError(code, what)
+        }
+        for item in todo {
+            let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
+            let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            guard fd >= 0 else { throw abandon(errno, "could not create \(temp.path)") }
+            temps.append(temp)
+            fds.append(fd)
+            var written = 0
+            while written < item.sealed.count {
+                let n = item.sealed.withUnsafeBytes {
+                    Glibc.write(fd, $0.baseAddress! + written, item.sealed.count - written)
+                }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw abandon(errno, "could not write a chunk to \(root.path)")
+                }
+                written += n
+            }
+        }
+        for fd in fds where fsync(fd) != 0 { throw abandon(errno, "could not write a chunk to \(root.path)") }
+        for fd in fds { close(fd) }
+        fds = []
+        var shards: Set<String> = []
+        for (item, temp) in zip(todo, temps) {
+            let target = url(for: item.address)
+            let shard = target.deletingLastPathComponent()
+            if !shards.contains(shard.path) && mkdir(shard.path, 0o700) != 0 && errno != EEXIST {
+                throw abandon(errno, "could not create the folder \(shard.path)")
+            }
+            shards.insert(shard.path)
+            guard rename(temp.path, target.path) == 0 else {
+                throw abandon(errno, "could not store a chunk in \(root.path)")
+            }
+        }
+        for shard in shards { AtomicFile.syncDirectory(URL(fileURLWithPath: shard)) }
+        return todo.count
+    }
+
+    /// Removes the chunks of `addresses` (the one function that destroys attachment content: `purge` calls it).
+    /// Each file is overwritten with zeros and fsynced before it is unlinked; returns how many were removed.
+    @discardableResult
+    public func remove(_ addresses: [[UInt8]]) -> Int {
+        var removed = 0
+        for address in addresses {
+            let url = url(for: address)
+            guard let length = storedLength(address) else { continue }
+            let fd = open(url.path, O_WRONLY)
+            if fd >= 0 {
+                let zeros = [UInt8](repeating: 0, count: min(length, 1 << 20))
+                var done = 0
+                while done < length {
+                    let n = zeros.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, min(zeros.count, length - done)) }
+                    if n <= 0 { break }
+                    done += n
+                }
+                _ = fsync(fd)
+                close(fd)
+            }
+            if unlink(url.path) == 0 { removed += 1 }
+            AtomicFile.syncDirectory(url.deletingLastPathComponent())
+        }
+        return removed
+    }
+
+    /// Removes temporary files left by processes that no longer run (a killed attach or sync): ciphertext only,
+    /// never referenced, and never a whole chunk's name.
+    public func sweepTemporaryFiles() {
+        let temporary = root.appendingPathComponent(".tmp")
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: temporary.path) else { return }
+        for name in names {
+            guard let pid = Int32(name.prefix { $0 != "-" }), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(temporary.appendingPathComponent(name).path) }
+        }
+    }
+
+    /// Every address stored, in no particular order (for tests and `status`).
+    public func addresses() -> [[UInt8]] {
+        let fm = FileManager.default
+        guard let shards = try? fm.contentsOfDirectory(atPath: root.path) else { return [] }
+        var found: [[UInt8]] = []
+        for shard in shards where shard.count == 2 {
+            guard let names = try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(shard).path) else {
+                continue
+            }
+            for name in names where name.count == 62 {
+                if let bytes = Hex.decode(shard + name), bytes.count == 32 { found.append(bytes) }
+            }
+        }
+        return found
+    }
+}

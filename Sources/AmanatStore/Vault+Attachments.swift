@@ -1,0 +1,349 @@
+import AmanatCore
+import AmanatCrypto
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A source of file bytes read in pieces: a file, or standard input.
+public protocol ByteSource {
+    /// Up to `count` bytes; fewer only at the end (an empty array is the end).
+    mutating func read(_ count: Int) throws -> [UInt8]
+}
+
+/// A file descriptor read to exactly the requested count (pipes return short reads).
+public struct FileDescriptorSource: ByteSource {
+    let fd: Int32
+    let name: String
+
+    /// Reads from `fd` (not closed here); `name` appears in error messages.
+    public init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
+
+    public mutating func read(_ count: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AtomicFile.ioError(errno, "could not read \(name)")
+            }
+            if n == 0 { break }
+            got += n
+        }
+        if got < count { buffer.removeLast(count - got) }
+        return buffer
+    }
+}
+
+/// How complete an attachment is on this device.
+public struct AttachmentPresence: Sendable, Equatable {
+    /// Chunks stored (with the expected length; their content is checked by `verify` and `extract`).
+    public var present: Int
+    /// Chunks in all.
+    public var total: Int
+    /// Bytes of the missing chunks (plaintext).
+    public var missingBytes: UInt64
+
+    /// `complete`, `partial` or `missing`.
+    public var word: String { present == total ? "complete" : (present == 0 ? "missing" : "partial") }
+}
+
+/// What storing a file's chunks did.
+public struct StoredFile: Sendable {
+    /// What the `attach` operation will state.
+    public var spec: AttachmentSpec
+    /// Chunks written now.
+    public var written: Int
+    /// Chunks that were stored already (an earlier, interrupted run, or the same content attached before).
+    public var reused: Int
+}
+
+/// One problem with an attachment's stored chunks, as `verify` reports it.
+public struct ChunkProblem: Sendable, Equatable {
+    /// The attachment.
+    public var attachment: String
+    /// The record.
+    public var record: RecordID
+    /// The chunk's position, from 1.
+    public var position: Int
+    /// How many chunks the attachment has.
+    public var total: Int
+    /// `missing`, `truncated`, `swapped` or `tampered`.
+    public var problem: String
+}
+
+extension Vault {
+    /// Chunks sealed before one round of fsyncs when attaching.
+    static let attachBatch = 16
+
+    /// The folder of this vault's sealed chunks.
+    public var chunkStore: ChunkStore { ChunkStore(root: directory.appendingPathComponent("chunks")) }
+
+    /// The chunk keys of `epoch`, if this device holds that vault key.
+    public func chunkKeys(epoch: UInt32) -> ChunkKeys? { key(epoch: epoch).map(ChunkKeys.init) }
+
+    /// Reads `source` to its end in chunks of ``AttachmentSpec/defaultChunkSize``, seals and stores every chunk not
+    /// stored yet, and returns what the `attach` operation states. Memory holds one chunk at a time. Nothing is
+    /// referenced until ``attach(record:spec:)`` commits, so an interrupted run leaves only unreferenced ciphertext,
+    /// which the next run reuses.
+    public func storeFile(
+        from source: inout some ByteSource, name: String, note: String,
+        chunkSize: UInt32 = AttachmentSpec.defaultChunkSize,
+        inspect: (([UInt8], Int) -> Void)? = nil, progress: (UInt64) -> Void = { _ in }
+    ) throws -> StoredFile {
+        let keys = ChunkKeys(writeKey)
+        let store = chunkStore
+        store.sweepTemporaryFiles()
+        let sha = SHA256.Hasher()
+        var chunks: [[UInt8]] = []
+        var size: UInt64 = 0
+        var written = 0
+        var reused = 0
+        var head: [UInt8] = []
+        // Chunks are written in batches of 16 (16 MiB): one round of fsyncs per batch instead of one per chunk
+        // (Docs/performance.md B8); nothing references them until the attach change commits.
+        var pending: [(address: [UInt8], sealed: [UInt8])] = []
+        func flush() throws {
+            let count = pending.count
+            let wrote = try store.write(batch: pending)
+            written += wrote
+            reused += count - wrote
+            pending.removeAll(keepingCapacity: true)
+        }
+        while true {
+            let plaintext = try source.read(Int(chunkSize))
+            if plaintext.isEmpty { break }
+            if chunks.isEmpty { head = Array(plaintext.prefix(64)) }
+            inspect?(plaintext, chunks.count)
+            sha.update(plaintext)
+            let address = keys.address(of: plaintext)
+            if store.has(address, sealedLength: plaintext.count + ChunkKeys.overhead) {
+                reused += 1
+            } else {
+                pending.append((address, try keys.seal(plaintext).sealed))
+                if pending.count == Self.attachBatch { try flush() }
+            }
+            chunks.append(address)
+            size += UInt64(plaintext.count)
+            progress(size)
+            if plaintext.count < Int(chunkSize) { break }
+        }
+        try flush()
+        let spec = AttachmentSpec(
+            epoch: keys.epoch, size: size, sha256: sha.finalize(), mediaType: MediaType.sniff(head), name: name,
+            note: note, metadataFlags: 0, chunkSize: chunkSize, chunks: chunks)
+        return StoredFile(spec: spec, written: written, reused: reused)
+    }
+
+    /// Commits the signed change that attaches `spec` to `record`; returns the attachment.
+    public func attach(record: RecordID, spec: AttachmentSpec) throws -> AttachmentInfo {
+        let authored = try commit(record: record) { _ in [.attach(spec)] }
+        return AttachmentInfo(op: authored.opID(0), timestamp: authored.change.timestamp, spec: spec)
+    }
+
+    /// Commits the signed change that detaches `attachment` from `record`. Its chunks stay (evidence).
+    public func detach(record: RecordID, attachment: AttachmentInfo) throws {
+        try commit(record: record) { _ in [.detach(attachment: attachment.op)] }
+    }
+
+    /// The attachment of `state` whose id is `text` or starts with it (6 hex characters at least); detached ones
+    /// match only with `includeDetached`.
+    public func resolveAttachment(_ text: String, in state: RecordState, includeDetached: Bool = false) throws
+        -> AttachmentInfo
+    {
+        let prefix = text.lowercased()
+        guard prefix.count >= 6, prefix.allSatisfy(\.isHexDigit) else {
+            throw StoreError(
+                .unknownID,
+                "\"\(text)\" is not an attachment id: give at least 6 hexadecimal characters of one (`amanat attachments \(state.id.hex.prefix(12))` lists them)."
+            )
+        }
+        let pool = includeDetached ? state.allAttachments : state.attachments
+        let matches = pool.filter { $0.id.hasPrefix(prefix) }
+        if matches.count > 1 {
+            throw StoreError(
+                .ambiguousID, "The attachment id \(text) matches \(matches.count) attachments; give more characters.")
+        }
+        guard let match = matches.first else {
+            if state.allAttachments.contains(where: { $0.id.hasPrefix(prefix) }) {
+                throw StoreError(.unknownID, "Attachment \(text) of record \(state.id.hex.prefix(12)) was detached.")
+            }
+            throw StoreError(.unknownID, "Record \(state.id.hex.prefix(12)) has no attachment \(text).")
+        }
+        return match
+    }
+
+    /// The ordered chunk addresses of `info`, read from the signed `attach` operation in the log.
+    public func chunkAddresses(of info: AttachmentInfo) throws -> [[UInt8]] {
+        guard let envelope = try envelope(author: info.op.device, seq: info.op.seq),
+            let key = key(epoch: envelope.header.keyEpoch)
+        else {
+            throw StoreError(
+                .damaged, "The vault is damaged: the change that attached \(info.id.prefix(12)) is missing.")
+        }
+        guard let change = try? envelope.open(with: key), Int(info.op.index) < change.operations.count,
+            case .attach(let spec) = change.operations[Int(info.op.index)], spec.root == info.root
+        else {
+            throw StoreError(
+                .damaged, "The vault is damaged: the change that attached \(info.id.prefix(12)) does not decrypt.")
+        }
+        return spec.chunks
+    }
+
+    /// How complete `info` is here: a cheap check of which chunks are stored with the expected length.
+    public func presence(of info: AttachmentInfo) throws -> AttachmentPresence {
+        let addresses = try chunkAddresses(of: info)
+        let store = chunkStore
+        var present = 0
+        var missingBytes: UInt64 = 0
+        for (index, address) in addresses.enumerated() {
+            let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
+            if store.has(address, sealedLength: length + ChunkKeys.overhead) {
+                present += 1
+            } else {
+                missingBytes += UInt64(length)
+            }
+        }
+        return AttachmentPresence(present: present, total: addresses.count, missingBytes: missingBytes)
+    }
+
+    /// Opens every stored chunk of `info` and reports each that is missing, truncated, swapped or tampered; when all
+    /// open, the SHA-256 of the whole is compared with the signed one.
+    public func checkChunks(of info: AttachmentInfo, record: RecordID) throws -> [ChunkProblem] {
+        let addresses = try chunkAddresses(of: info)
+        guard let keys = chunkKeys(epoch: info.epoch) else { return [] }
+        let store = chunkStore
+        var problems: [ChunkProblem] = []
+        let sha = SHA256.Hasher()
+        for (index, address) in addresses.enumerated() {
+            let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
+            let problem: String?
+            if let sealed = try? store.read(address) {
+                switch keys.open(sealed, address: address, length: length) {
+                case .success(let plaintext):
+                    sha.update(plaintext)
+                    problem = nil
+                case .failure(let error): problem = error.problem.rawValue
+                }
+            } else {
+                problem = "missing"
+            }
+            if let problem {
+                problems.append(
+                    ChunkProblem(
+                        attachment: info.id, record: record, position: index + 1, total: addresses.count,
+                        problem: problem))
+            }
+        }
+        if problems.isEmpty && sha.finalize() != info.sha256 {
+            problems.append(
+                ChunkProblem(
+                    attachment: info.id, record: record, position: 0, total: addresses.count, problem: "tampered"))
+        }
+        return problems
+    }
+
+    /// Writes the plaintext of `info` to `fd`, chunk by chunk: each chunk is authenticated before any of its bytes
+    /// is written, and the SHA-256 of the whole is compared with the signed one at the end. Throws on the first
+    /// missing or damaged chunk (the caller removes what it wrote).
+    public func extract(_ info: AttachmentInfo, record: RecordID, to fd: Int32, name: String) throws {
+        try extract(info, record: record) { plaintext in
+            var done = 0
+            while done < plaintext.count {
+                let n = plaintext.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, plaintext.count - done) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw AtomicFile.ioError(errno, "could not write \(name)")
+                }
+                done += n
+            }
+        }
+    }
+
+    /// Hands the plaintext of `info` to `write`, one authenticated chunk at a time (see ``extract(_:record:to:name:)``).
+    public func extract(_ info: AttachmentInfo, record: RecordID, into write: ([UInt8]) throws -> Void) throws {
+        let addresses = try chunkAddresses(of: info)
+        guard let keys = chunkKeys(epoch: info.epoch) else {
+            throw StoreError(
+                .notAllowed, "Attachment \(info.id.prefix(12)) is sealed with a vault key this device was not given.")
+        }
+        let presence = try presence(of: info)
+        guard presence.present == presence.total else {
+            throw StoreError(
+                .noVault,
+                "Attachment \(info.id.prefix(12)) is incomplete here: \(presence.total - presence.present) of \(presence.total) chunks (\(presence.missingBytes) bytes) are missing; run `amanat fetch \(record.hex.prefix(12)) TARGET` with a sync file or relay that has them."
+            )
+        }
+        let sha = SHA256.Hasher()
+        for (index, address) in addresses.enumerated() {
+            let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
+            guard let sealed = try chunkStore.read(address) else {
+                throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(info.id.prefix(12)) is missing.")
+            }
+            switch keys.open(sealed, address: address, length: length) {
+            case .success(let plaintext):
+                sha.update(plaintext)
+                try write(plaintext)
+            case .failure(let error):
+                throw StoreError(
+                    .damaged,
+                    "Chunk \(index + 1) of \(addresses.count) of attachment \(info.id.prefix(12)) is \(error.problem.rawValue); nothing was extracted. Run `amanat verify`."
+                )
+            }
+        }
+        guard sha.finalize() == info.sha256 else {
+            throw StoreError(
+                .damaged,
+                "Attachment \(info.id.prefix(12)) does not match its signed SHA-256; nothing was extracted. Run `amanat verify`."
+            )
+        }
+    }
+
+    /// How many attachments (detached ones included) are complete, partial and missing here; nil when there are none.
+    public func attachmentSummary() throws -> (
+        total: Int, complete: Int, partial: Int, missing: Int, missingBytes: UInt64
+    )? {
+        var counts = (total: 0, complete: 0, partial: 0, missing: 0, missingBytes: UInt64(0))
+        for state in try allStates() {
+            for info in state.allAttachments {
+                let presence = try presence(of: info)
+                counts.total += 1
+                counts.missingBytes += presence.missingBytes
+                switch presence.word {
+                case "complete": counts.complete += 1
+                case "partial": counts.partial += 1
+                default: counts.missing += 1
+                }
+            }
+        }
+        return counts.total == 0 ? nil : counts
+    }
+
+    /// Every chunk problem of every attachment of every record (`verify`).
+    public func attachmentProblems(_ states: [RecordState]) throws -> [ChunkProblem] {
+        var problems: [ChunkProblem] = []
+        for state in states.sorted(by: { $0.id < $1.id }) {
+            for info in state.allAttachments { problems += try checkChunks(of: info, record: state.id) }
+        }
+        return problems
+    }
+
+    /// Destroys the stored chunks of `info` that no other attachment of the vault still uses (for `purge`). Returns
+    /// how many chunk files were removed.
+    @discardableResult
+    public func destroyChunks(of info: AttachmentInfo) throws -> Int {
+        let doomed = Set(try chunkAddresses(of: info).map { Hex.encode($0) })
+        var kept: Set<String> = []
+        for state in try allStates() {
+            for other in state.allAttachments where other.op != info.op {
+                for address in try chunkAddresses(of: other) { kept.insert(Hex.encode(address)) }
+            }
+        }
+        return chunkStore.remove(doomed.subtracting(kept).compactMap { Hex.decode($0) })
+    }
+}

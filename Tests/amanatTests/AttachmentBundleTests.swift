@@ -1,0 +1,90 @@
+import AmanatCrypto
+import AmanatStore
+import Foundation
+import Testing
+
+/// Evidence bundles with attached files: a recipient with only `age` and `tar` gets the original files, and both
+/// verifiers tie each file to the SHA-256 its signed `attach` change states.
+@Suite struct AttachmentBundleTests {
+    @Test func aBundleWithAttachmentsOpensWithAgeAndTarAndItsSHA256IsTheOneInCustody() throws {
+        #expect(FileManager.default.isExecutableFile(atPath: "/usr/bin/age"), "install Debian's age package")
+        let scratch = try Scratch()
+        let cli = scratch.runner()
+        try cli.initialize()
+        let id = try cli.ok([
+            "add", "testimony", "--witness", "W-017", "--narrative-file", samplePath, "--consent", "share",
+        ])
+        let other = try cli.ok(["add", "statement", "--title", "Not exported"])
+        let media = TestMedia.make(size: 2 * 1_048_576 + 999, seed: TestMedia.seed("bundle"))
+        let recording = scratch.path("interview.bin")
+        try TestMedia.write(media, to: recording)
+        let audio = try cli.ok(["attach", id, recording.path, "--note", "second session"])
+        let pdfBytes = Array("%PDF-1.7\nscan of a detention order\n".utf8)
+        try Data(pdfBytes).write(to: scratch.path("order.pdf"))
+        let pdf = try cli.ok(["attach", id, scratch.path("order.pdf").path])
+        let gone = try cli.ok(["attach", id, scratch.path("order.pdf").path])
+        _ = try cli.ok(["detach", id, gone])
+        try Data("unrelated".utf8).write(to: scratch.path("other.bin"))
+        _ = try cli.ok(["attach", other, scratch.path("other.bin").path])
+
+        let key = scratch.path("lawyer.txt").path
+        #expect(try shell("age-keygen -o '\(key)'").0 == 0)
+        let recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bundle = scratch.path("evidence.age").path
+        let exported = try cli.run(["export", "--out", bundle, "--recipient", recipient, "--id", id])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        #expect(exported.stderr.contains("with 2 attached files"), "\(exported.stderr)")
+
+        // Only age and tar.
+        let folder = scratch.path("opened")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let (status, _) = try shell("age -d -i '\(key)' '\(bundle)' | tar x -C '\(folder.path)'")
+        #expect(status == 0)
+        let audioFile = folder.appendingPathComponent("attachments/\(id)/\(audio.prefix(12)).bin")
+        let pdfFile = folder.appendingPathComponent("attachments/\(id)/\(pdf.prefix(12)).pdf")
+        #expect(Array(try Data(contentsOf: audioFile)) == media)
+        #expect(Array(try Data(contentsOf: pdfFile)) == pdfBytes)
+        let listed =
+            (try FileManager.default.subpathsOfDirectory(atPath: folder.appendingPathComponent("attachments").path))
+        #expect(listed.filter { !$0.hasSuffix("/") && $0.contains(".") }.count == 2, "\(listed)")
+        // sha256sum agrees with the SHA-256 in the signed change (history) and in the manifest.
+        let digest = try shell("sha256sum '\(audioFile.path)'").1.prefix(64)
+        #expect(digest == Hex.encode(SHA256.hash(media)))
+        #expect(try cli.ok(["history", id]).contains("SHA-256 \(digest)"))
+        let manifest = try String(contentsOf: folder.appendingPathComponent("manifest.json"), encoding: .utf8)
+        #expect(manifest.contains("\"sha256\":\"\(digest)\"") && manifest.contains("\"attachment\":\"\(audio)\""))
+        let custody = try String(contentsOf: folder.appendingPathComponent("records/\(id).json"), encoding: .utf8)
+        #expect(
+            custody.contains(
+                "attached interview.bin (application/octet-stream, \(media.count) bytes, SHA-256 \(digest))"))
+
+        // Both verifiers accept it, from the age file and from the opened folder.
+        let verified = try cli.run(["bundle", "verify", bundle, "--identity", key], withVault: false)
+        #expect(verified.status == 0, "\(verified.stdout) \(verified.stderr)")
+        #expect(try PythonVerifier.verify([bundle, "--identity", key]).status == 0)
+        #expect(try PythonVerifier.verify([folder.path]).status == 0)
+
+        // A changed byte of an attached file, or a file swapped for another, is named by both.
+        var altered = media
+        altered[1_000_000] ^= 0x01
+        try Data(altered).write(to: audioFile)
+        let swift = try cli.run(["bundle", "verify", folder.path], withVault: false)
+        #expect(swift.status == 65 && swift.stderr.contains("attachments/\(id)/\(audio.prefix(12)).bin was altered"))
+        let python = try PythonVerifier.verify([folder.path])
+        #expect(python.status != 0 && python.stdout.contains("attachments/\(id)/\(audio.prefix(12)).bin"))
+        try Data(pdfBytes).write(to: audioFile)
+        #expect(try cli.run(["bundle", "verify", folder.path], withVault: false).status == 65)
+        #expect(try PythonVerifier.verify([folder.path]).status != 0)
+
+        // An incomplete attachment is not exported: export says so and writes nothing.
+        let vault = try Vault.open(at: cli.vault, passphrase: SecureBytes(Array(cli.passphrase.utf8)))
+        let info = try #require(try vault.resolveRecord(id).attachments.first { $0.id == audio })
+        let chunk = vault.chunkStore.url(for: try vault.chunkAddresses(of: info)[1])
+        try FileManager.default.moveItem(at: chunk, to: scratch.path("aside"))
+        let refused = try cli.run([
+            "export", "--out", scratch.path("b2.age").path, "--recipient", recipient, "--id", id,
+        ])
+        #expect(refused.status == 66 && refused.stderr.contains("fetch"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("b2.age").path))
+    }
+}
