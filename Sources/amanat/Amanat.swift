@@ -18,9 +18,9 @@ struct Amanat: AsyncParsableCommand {
             its signers are not proven (or it is not of the --expect-vault vault, or unsigned format 1); 64 bad usage or
             value; 65 damaged or forged data;
             66 missing vault or input file; 67 unknown or ambiguous record id; 69 relay unreachable;
-            73 vault already exists; 74 input/output error or full disk; 75 vault busy; 77 wrong passphrase, the
-            relay refused this device's key or needs its registration code, or this device's role does not allow
-            the action.
+            73 vault already exists; 74 input/output error or full disk (or wipe could not destroy every file);
+            75 vault busy; 77 wrong passphrase, the relay refused this device's key or needs its registration code,
+            or this device's role does not allow the action.
 
             Example:
               export AMANAT_VAULT=~/vault
@@ -37,6 +37,7 @@ struct Amanat: AsyncParsableCommand {
             Members.self, Revoke.self, RoleCommand.self, Rename.self, DismissFork.self, Recover.self,
             Export.self, Bundle.self,
             ChangePassphrase.self, Backup.self, Restore.self, Wipe.self, Serve.self,
+            Amanat.Duress.self, Amanat.Config.self,
         ]
     )
 

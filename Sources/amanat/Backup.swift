@@ -31,8 +31,11 @@ struct ChangePassphrase: ParsableCommand {
                 file: newPassphraseFile, prompt: "New passphrase: ", confirm: true,
                 environmentVariable: "AMANAT_NEW_PASSPHRASE")
             try Passphrase.checkStrength(new, allowWeak: allowWeakPassphrase)
-            try vault.changePassphrase(to: new)
+            let hadDuress = try vault.changePassphrase(to: new)
             note("Changed the passphrase of the vault in \(options.directory.path).")
+            if hadDuress {
+                note("The duress passphrase was cleared with the old passphrase; set it again: amanat duress set")
+            }
         }
     }
 }
