@@ -120,13 +120,14 @@ public final class Vault {
                     try vault.saveAuthorization(db)
                 }
             }
+            try UnlockCounter().write(in: dir)
             var written = keyring
             try written.write(to: keyringURL(dir), passphrase: passphrase, strength: strength)
             vault.keyring = written
-            try UnlockCounter().write(in: dir)
         } catch {
             try? database.close()
             for suffix in ["", "-wal", "-shm"] { try? fm.removeItem(atPath: databaseURL(dir).path + suffix) }
+            try? fm.removeItem(at: UnlockCounter.url(dir))
             throw error
         }
         return vault
@@ -329,6 +330,7 @@ extension Vault {
             for url in [keyringURL(dir), databaseURL(dir)] {
                 for suffix in ["", "-wal", "-shm"] { try? fm.removeItem(atPath: url.path + suffix) }
             }
+            try? fm.removeItem(at: UnlockCounter.url(dir))
             throw error
         }
     }
