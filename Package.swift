@@ -63,6 +63,7 @@ let package = Package(
             dependencies: [
                 "AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "AmanatRelay", "AmanatHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // Fuzzing (Docs/reliability.md): the targets, and the driver Scripts/fuzz.sh links with libFuzzer.

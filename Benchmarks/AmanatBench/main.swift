@@ -58,7 +58,7 @@ func text(_ size: Int) -> String { Bench.text(size) }
 // MARK: the parent: one child process per row
 
 if !BenchProcess.isChild {
-    for id in ["B1", "B2", "B5", "B9", "B6", "B3", "B8"] where selected(id) {
+    for id in ["B1", "B2", "B5", "B9", "B6", "B3", "B8", "B10"] where selected(id) {
         log("\(id): in a process of its own…")
         rows += try BenchProcess.runRow(id, root: root)
     }
@@ -332,6 +332,52 @@ if runs("B3") {
 
 if runs("B8") {
     rows += try await measureAttachments(bench: bench, mib: scaled(1024), log: log)
+}
+
+// MARK: B10 — wipe a vault of 1 GiB
+
+if runs("B10") {
+    resetPeakMemory()
+    let target = Int64(Double(1 << 30) * scale)
+    log("B10: filling a vault with real records until its database holds \(target >> 20) MiB…")
+    let vault = try makeVault("b10")
+    let database = vault.directory.appendingPathComponent(Vault.databaseFileName)
+    func databaseBytes() -> Int64 {
+        ["", "-wal"].reduce(Int64(0)) { total, suffix in
+            total + ((try? FileManager.default.attributesOfItem(atPath: database.path + suffix)[.size] as? Int64) ?? 0)
+        }
+    }
+    // Statements of 64 KiB, 100 per transaction: each adds its envelope and its encrypted projection row.
+    while databaseBytes() < target { _ = try fill(vault, records: 100, bodySize: 65_536) }
+    let filled = databaseBytes()
+    let directory = vault.directory
+    var report = WipeReport()
+    let amanat = try seconds { report = try Vault.wipe(at: directory) }
+    // Baseline: deleting one plain file of the same size on the same disk.
+    let plainFile = root.appendingPathComponent("b10-plain.bin")
+    _ = FileManager.default.createFile(atPath: plainFile.path, contents: nil)
+    let handle = try FileHandle(forWritingTo: plainFile)
+    let chunk = Data(Sodium.randomBytes(1 << 20))
+    var written: Int64 = 0
+    while written < filled {
+        try handle.write(contentsOf: chunk)
+        written += Int64(chunk.count)
+    }
+    try handle.synchronize()
+    try handle.close()
+    let baseline = try seconds { try FileManager.default.removeItem(at: plainFile) }
+    let keysMs = report.secondsToDestroyKeys * 1000
+    rows.append(
+        Row(
+            id: "B10",
+            workload:
+                "wipe a vault whose database holds \(filled >> 20) MiB of real 64 KiB statements: time until the keys are destroyed (keyring overwritten, synced, deleted)",
+            status: report.complete ? "measured" : "FAILED",
+            figures: [
+                "keys_destroyed_ms": keysMs, "whole_wipe_ms": amanat * 1000, "plain_delete_ms": baseline * 1000,
+            ],
+            ratio: amanat / max(baseline, 1e-6), goal: "keys destroyed < 100 ms", met: keysMs < 100,
+            peak_rss_mib: peakMemoryMiB(), note: "ratio: whole wipe against deleting one plain file of the same size"))
 }
 
 // MARK: a child writes its rows for the parent and ends

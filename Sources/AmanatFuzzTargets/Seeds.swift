@@ -140,17 +140,25 @@ public enum FuzzSeeds {
         add(.invitation, "valid-plaintext", [1] + invitationPlain)
         add(.invitation, "valid-file", [0] + (try Invitation.seal(invitationPlain, code: Fixed.invitationCode)))
 
-        // keyring: a version 2 and a version 1 plaintext, and a whole file without its checksum.
+        // keyring: a version 3, 2 and 1 plaintext, and whole files (version 2 and 3) without their checksum.
         let keyring = Keyring.generate(deviceName: "seed laptop", salt: Array(repeating: 9, count: 16))
-        add(.keyring, "valid-plaintext-v2", [1] + keyring.secretBytes())
+        let v3Plain = keyring.secretBytes()
+        // Version 2 secrets end before version 3's duress record (flag, slot key, payload).
+        let v2Plain = Array(v3Plain.dropLast(1 + 32 + Keyring.duressPayloadLength))
+        add(.keyring, "valid-plaintext-v3", [5] + v3Plain)
+        add(.keyring, "valid-plaintext-v2", [1] + v2Plain)
         let firstRelease = Keyring(
             vaultID: keyring.vaultID, device: keyring.device, deviceName: "old laptop", keys: keyring.keys,
             agreement: nil)
         add(.keyring, "valid-plaintext-v1", [3] + firstRelease.secretBytes())
         let keyringFile = try Keyring.seal(
-            keyring.secretBytes(), version: 2, salt: Fixed.keyringSalt, opsLimit: Fixed.keyringOps,
+            v2Plain, version: 2, salt: Fixed.keyringSalt, opsLimit: Fixed.keyringOps,
             memLimit: Fixed.keyringMem, wrapKey: Fixed.keyringWrapKey)
         add(.keyring, "valid-file", [0] + Array(keyringFile.dropLast(32)))
+        let keyringFileV3 = try Keyring.seal(
+            v3Plain, version: 3, salt: Fixed.keyringSalt, opsLimit: Fixed.keyringOps,
+            memLimit: Fixed.keyringMem, wrapKey: Fixed.keyringWrapKey)
+        add(.keyring, "valid-file-v3", [0] + Array(keyringFileV3.dropLast(32)))
 
         // tar and bundle: a real bundle's plaintext archive, and a one-file archive.
         let archive = try BundleExporter.archive(

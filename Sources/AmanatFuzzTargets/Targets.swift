@@ -205,7 +205,8 @@ enum Targets {
 
     /// A keyring. The first byte picks the form: even, the rest is the file without its checksum (added here, and
     /// costs above the cheap range lowered so one run stays short); odd, the rest is the secret plaintext, sealed
-    /// as a keyring of version 1 (bit 1 set) or 2 under the fixed passphrase. Either is read with that passphrase.
+    /// as a keyring of version 1 (bit 1 set), else 3 (bit 2 set), else 2 under the fixed passphrase. Either is read
+    /// with that passphrase.
     static func keyring(_ bytes: [UInt8]) -> Bool {
         guard let mode = bytes.first else { return false }
         var rest = Array(bytes.dropFirst())
@@ -226,7 +227,8 @@ enum Targets {
         } else {
             guard
                 let sealed = try? Keyring.seal(
-                    rest, version: mode & 2 == 0 ? 2 : 1, salt: Fixed.keyringSalt, opsLimit: Fixed.keyringOps,
+                    rest, version: mode & 2 != 0 ? 1 : (mode & 4 != 0 ? 3 : 2), salt: Fixed.keyringSalt,
+                    opsLimit: Fixed.keyringOps,
                     memLimit: Fixed.keyringMem, wrapKey: Fixed.keyringWrapKey)
             else { return false }
             file = sealed

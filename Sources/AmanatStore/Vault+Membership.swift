@@ -196,7 +196,7 @@ extension Vault {
     func prepare(passphrase: SecureBytes) throws {
         if keyring.agreement == nil {
             // First-release keyring: give this device its agreement key (a key of its own, not derived).
-            let upgraded = keyring.withAgreement(.generate())
+            var upgraded = keyring.withAgreement(.generate())
             try upgraded.rewrite(to: Self.keyringURL(directory), passphrase: passphrase)
             keyring = upgraded
         }
@@ -714,7 +714,7 @@ extension Vault {
             keyring = oldKeyring
             throw error
         }
-        try newKeyring.rewrite(to: Self.keyringURL(directory), passphrase: passphrase)
+        try keyring.rewrite(to: Self.keyringURL(directory), passphrase: passphrase)
         return RecoverResult(device: newDevice, resigned: resigned)
     }
 }

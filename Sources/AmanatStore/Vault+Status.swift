@@ -326,28 +326,4 @@ extension Vault {
         }
         return nil
     }
-
-    /// Destroys the vault: the keyring first (crypto-shredding, so the rest is unreadable at once), then the rest.
-    public static func wipe(at dir: URL) throws {
-        let keyring = keyringURL(dir)
-        guard exists(at: dir) else {
-            throw StoreError(.noVault, "There is no vault in \(dir.path) to wipe.")
-        }
-        if let handle = FileHandle(forUpdatingAtPath: keyring.path) {
-            let size = (try? handle.seekToEnd()) ?? 0
-            try? handle.seek(toOffset: 0)
-            try? handle.write(contentsOf: Data(Sodium.randomBytes(Int(max(size, 4096)))))
-            try? handle.synchronize()
-            try? handle.close()
-        }
-        try? FileManager.default.removeItem(at: keyring)
-        AtomicFile.syncDirectory(dir)
-        let fm = FileManager.default
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            try? fm.removeItem(atPath: databaseURL(dir).path + suffix)
-        }
-        if let rest = try? fm.contentsOfDirectory(atPath: dir.path), rest.isEmpty {
-            try? fm.removeItem(at: dir)
-        }
-    }
 }

@@ -120,21 +120,45 @@ public final class Vault {
                     try vault.saveAuthorization(db)
                 }
             }
-            try keyring.write(to: keyringURL(dir), passphrase: passphrase, strength: strength)
+            try UnlockCounter().write(in: dir)
+            var written = keyring
+            try written.write(to: keyringURL(dir), passphrase: passphrase, strength: strength)
+            vault.keyring = written
         } catch {
             try? database.close()
             for suffix in ["", "-wal", "-shm"] { try? fm.removeItem(atPath: databaseURL(dir).path + suffix) }
+            try? fm.removeItem(at: UnlockCounter.url(dir))
             throw error
         }
         return vault
     }
 
     /// Opens the vault in `dir` with its passphrase.
+    ///
+    /// Every attempt is counted on disk before the passphrase is tried (Protocol/storage.md §2.1), and a duress
+    /// passphrase destroys this device's keys before anything else happens (§2, Docs/architecture.md).
     public static func open(at dir: URL, passphrase: SecureBytes) throws -> Vault {
+        try open(at: dir, passphrase: passphrase, duressAllowed: true)
+    }
+
+    static func open(at dir: URL, passphrase: SecureBytes, duressAllowed: Bool) throws -> Vault {
         guard exists(at: dir) else {
             throw StoreError(.noVault, "There is no vault in \(dir.path); run `amanat init` or pass --vault DIR.")
         }
-        let keyring = try Keyring.read(from: keyringURL(dir), passphrase: passphrase)
+        var keyring: Keyring
+        switch try unlockCounting(at: dir, passphrase: passphrase) {
+        case .keyring(let opened):
+            keyring = opened
+        case .duress(let setting):
+            // The keys are destroyed first; then the decoy (moved into this folder) opens, else a wrong passphrase.
+            guard actOnDuress(setting, at: dir), duressAllowed else { throw Keyring.wrongPassphrase }
+            return try open(at: dir, passphrase: passphrase, duressAllowed: false)
+        }
+        if let version = keyring.wrapping?.version, version < Keyring.formatVersion, keyring.agreement != nil {
+            // A version 2 keyring is rewritten as version 3 (with its always-present duress slot) at once: no key
+            // is derived again.
+            try keyring.rewrite(to: keyringURL(dir), passphrase: passphrase)
+        }
         guard FileManager.default.fileExists(atPath: databaseURL(dir).path) else {
             throw StoreError(.damaged, "The vault is damaged: its database file is missing.")
         }
@@ -286,8 +310,12 @@ public final class Vault {
 extension Vault {
     /// Re-wraps the keyring under `newPassphrase` with the same hashing costs; the file is replaced atomically, so
     /// the keyring is either the old one or the new one, never half of each.
-    public func changePassphrase(to newPassphrase: SecureBytes) throws {
-        try keyring.rewrite(to: Self.keyringURL(directory), passphrase: newPassphrase)
+    ///
+    /// The new passphrase gets a new salt, to which a duress passphrase is bound: a duress passphrase is therefore
+    /// cleared, and the result says whether one was (the user sets it again with `amanat duress set`).
+    @discardableResult
+    public func changePassphrase(to newPassphrase: SecureBytes) throws -> Bool {
+        try keyring.changePassphrase(to: Self.keyringURL(directory), passphrase: newPassphrase)
     }
 
     /// Writes a consistent copy of the database to `url` (SQLite `VACUUM INTO`): every row in it is as encrypted
@@ -353,6 +381,7 @@ extension Vault {
             for url in [keyringURL(dir), databaseURL(dir)] {
                 for suffix in ["", "-wal", "-shm"] { try? fm.removeItem(atPath: url.path + suffix) }
             }
+            try? fm.removeItem(at: UnlockCounter.url(dir))
             throw error
         }
     }

@@ -36,6 +36,7 @@ struct Amanat: AsyncParsableCommand {
             Export.self, Bundle.self,
             ChangePassphrase.self, Backup.self, Restore.self, Wipe.self, Serve.self, Shell.self,
             Attach.self, Attachments.self, Extract.self, Detach.self, Fetch.self,
+            Duress.self, Config.self,
         ]
     )
 

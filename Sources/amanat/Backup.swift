@@ -35,10 +35,13 @@ extension Amanat {
                 throw CLIError(.usage, "The new passphrase is the one the vault already has; nothing was changed.")
             }
             try Passphrase.checkStrength(new, allowWeak: allowWeakPassphrase, command: "passphrase")
-            try vault.changePassphrase(to: new)
+            let hadDuress = try vault.changePassphrase(to: new)
             // Inside `amanat shell`, a later `backup` must use the new passphrase.
             if let session = Session.current, session.vault === vault { session.passphrase = new }
             note("Changed the passphrase of the vault in \(options.directory.path).")
+            if hadDuress {
+                note("The duress passphrase was cleared with the old passphrase; set it again: amanat duress set")
+            }
             if json {
                 let ids = VaultIDs(vault.vaultID)
                 try JSONOutput.print(

@@ -74,6 +74,7 @@ enum HelpTopic: String, CaseIterable {
         ),
         ("AMANAT_NEW_PASSPHRASE", "The new passphrase for `amanat passphrase` (else --new-passphrase-file or asked)."),
         ("AMANAT_BUNDLE_PASSPHRASE", "The passphrase of a bundle made or opened with --passphrase."),
+        ("AMANAT_DURESS_PASSPHRASE", "The duress passphrase for `amanat duress set` (else --duress-file or asked)."),
         ("AMANAT_INVITE_CODE", "The invitation code for `amanat join` when --code is not given."),
         (
             "AMANAT_REGISTRATION_CODE",

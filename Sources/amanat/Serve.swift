@@ -3,6 +3,7 @@ import AmanatStore
 import AmanatSync
 import ArgumentParser
 import Foundation
+import NIOCore
 import Logging
 
 extension Amanat {
@@ -110,7 +111,17 @@ extension Amanat {
                 }
             } catch {
                 if !started.value {
-                    throw CLIError(.io, "Could not listen on \(shownHost):\(port); is another program using that port?")
+                    // The system's reason, by its errno: a port in use, an address not on this machine, a port
+                    // below 1024 without the right to it.
+                    let code = (error as? IOError)?.errnoCode
+                    let reason =
+                        switch code {
+                        case EADDRINUSE: "another program is using that port"
+                        case EADDRNOTAVAIL: "\(host) is not an address of this machine (try 0.0.0.0 for all of them)"
+                        case EACCES, EPERM: "this user may not use port \(port) (ports below 1024 need privileges)"
+                        default: "\(error)"
+                        }
+                    throw CLIError(.io, "Could not listen on \(shownHost):\(port): \(reason).")
                 }
                 throw error
             }

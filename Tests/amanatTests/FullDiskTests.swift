@@ -61,7 +61,10 @@ final class TinyDisk {
         let digest = try cli.digest()
         let records = try cli.list().count
         // The command line says so in one sentence, exits 74, and the vault is as it was.
-        let r = try cli.run(["add", "statement", "--title", "after", "--body", String(repeating: "y", count: 20_000)])
+        // Larger than anything the refused batch may have left unused in the WAL (its frames stay allocated and
+        // the next writer reuses them), so the disk really has no room for it.
+        let r = try cli.run(
+            ["add", "statement", "--title", "after", "--body-file", "-"], stdin: String(repeating: "y", count: 400_000))
         #expect(r.status == 74, "\(r.status): \(r.stderr)")
         #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
         #expect(r.stderr.contains("The disk holding the vault \(cli.vault.path) is full"), "\(r.stderr)")
