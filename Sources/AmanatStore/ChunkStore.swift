@@ -71,11 +71,7 @@ public struct ChunkStore: Sendable {
         let target = url(for: address)
         let shard = target.deletingLastPathComponent()
         let temporary = root.appendingPathComponent(".tmp")
-        for dir in [root, shard, temporary] where !FileManager.default.fileExists(atPath: dir.path) {
-            if mkdir(dir.path, 0o700) != 0 && errno != EEXIST {
-                throw AtomicFile.ioError(errno, "could not create the folder \(dir.path)")
-            }
-        }
+        for dir in [root, shard, temporary] { try Self.makeFolder(dir) }
         let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
         let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else { throw AtomicFile.ioError(errno, "could not create \(temp.path)") }
@@ -116,11 +112,7 @@ public struct ChunkStore: Sendable {
         let todo = batch.filter { seen.insert($0.address).inserted && !has($0.address, sealedLength: $0.sealed.count) }
         guard !todo.isEmpty else { return 0 }
         let temporary = root.appendingPathComponent(".tmp")
-        for dir in [root, temporary] where !FileManager.default.fileExists(atPath: dir.path) {
-            if mkdir(dir.path, 0o700) != 0 && errno != EEXIST {
-                throw AtomicFile.ioError(errno, "could not create the folder \(dir.path)")
-            }
-        }
+        for dir in [root, temporary] { try Self.makeFolder(dir) }
         var temps: [URL] = []
         var fds: [Int32] = []
         func abandon(_ code: Int32, _ what: String) -> StoreError {
@@ -153,8 +145,13 @@ public struct ChunkStore: Sendable {
         for (item, temp) in zip(todo, temps) {
             let target = url(for: item.address)
             let shard = target.deletingLastPathComponent()
-            if !shards.contains(shard.path) && mkdir(shard.path, 0o700) != 0 && errno != EEXIST {
-                throw abandon(errno, "could not create the folder \(shard.path)")
+            if !shards.contains(shard.path) {
+                do {
+                    try Self.makeFolder(shard)
+                } catch {
+                    for temp in temps { unlink(temp.path) }
+                    throw error
+                }
             }
             shards.insert(shard.path)
             guard rename(temp.path, target.path) == 0 else {
@@ -163,6 +160,24 @@ public struct ChunkStore: Sendable {
         }
         for shard in shards { AtomicFile.syncDirectory(URL(fileURLWithPath: shard)) }
         return todo.count
+    }
+
+    /// Makes sure `dir` is a real folder, creating it if missing. A symbolic link (or anything else) where a chunk
+    /// folder belongs is refused: a hostile stick could otherwise send chunks into any folder of this laptop.
+    static func makeFolder(_ dir: URL) throws {
+        var info = stat()
+        if lstat(dir.path, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFDIR else {
+                throw StoreError(
+                    .damaged,
+                    "\(dir.path) is a symbolic link or not a folder where a folder of attachment chunks belongs; nothing was written through it."
+                )
+            }
+            return
+        }
+        if mkdir(dir.path, 0o700) != 0 && errno != EEXIST {
+            throw AtomicFile.ioError(errno, "could not create the folder \(dir.path)")
+        }
     }
 
     /// Removes the chunks of `addresses` (the one function that destroys attachment content: `purge` calls it).

@@ -154,6 +154,11 @@ extension Vault {
             for suffix in ["", "-wal", "-shm"] where fm.fileExists(atPath: databaseURL(decoy).path + suffix) {
                 try move(databaseURL(decoy).path + suffix, to: databaseURL(dir).path + suffix)
             }
+            // The decoy's own attachments come with it (the real vault's chunks were destroyed with its keys).
+            let decoyChunks = decoy.appendingPathComponent(chunksFolderName).path
+            if fm.fileExists(atPath: decoyChunks) {
+                try move(decoyChunks, to: dir.appendingPathComponent(chunksFolderName).path)
+            }
             try move(keyringURL(decoy).path, to: keyringURL(dir).path)
         } catch {
             return false
@@ -162,6 +167,36 @@ extension Vault {
         try? fm.removeItem(at: UnlockCounter.url(decoy))
         if let rest = try? fm.contentsOfDirectory(atPath: decoy.path), rest.isEmpty { try? fm.removeItem(at: decoy) }
         return true
+    }
+
+    /// The folder of attachment chunks in a vault folder.
+    static let chunksFolderName = "chunks"
+
+    /// Deletes a folder tree without following symbolic links (a link is removed, never its target); returns the
+    /// files deleted, their bytes, and what could not be deleted.
+    static func removeTree(_ root: URL) -> (files: Int, bytes: UInt64, failures: [String]) {
+        var files = 0
+        var bytes: UInt64 = 0
+        var failures: [String] = []
+        func visit(_ path: String) {
+            var info = stat()
+            guard lstat(path, &info) == 0 else { return }
+            if info.st_mode & S_IFMT == S_IFDIR {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
+                    visit(path + "/" + name)
+                }
+                if rmdir(path) != 0 {
+                    failures.append("\(path) could not be removed (\(String(cString: strerror(errno))))")
+                }
+            } else if unlink(path) == 0 {
+                files += 1
+                bytes += UInt64(max(info.st_size, 0))
+            } else {
+                failures.append("\(path) could not be deleted (\(String(cString: strerror(errno))))")
+            }
+        }
+        visit(root.path)
+        return (files, bytes, failures)
     }
 
     private static func move(_ from: String, to: String) throws {
@@ -248,6 +283,18 @@ extension Vault {
             } else {
                 report.failed.append("\(name) could not be deleted (\(String(cString: strerror(errno))))")
             }
+        }
+        // The attachments' chunks (sealed under the vault key, which other members hold too) go with the rest.
+        let chunks = dir.appendingPathComponent(chunksFolderName)
+        var chunkInfo = stat()
+        if lstat(chunks.path, &chunkInfo) == 0 {
+            let (files, bytes, failures) = removeTree(chunks)
+            if files > 0 || failures.isEmpty {
+                report.destroyed.append(
+                    "\(chunksFolderName)/: \(files) attachment chunk file\(files == 1 ? "" : "s") (\(bytes >> 20) MiB) deleted"
+                )
+            }
+            report.failed += failures
         }
         AtomicFile.syncDirectory(dir)
         if removeFolder, let rest = try? fm.contentsOfDirectory(atPath: dir.path), rest.isEmpty {

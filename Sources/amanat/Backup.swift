@@ -80,6 +80,11 @@ extension Amanat {
             if force { try? FileManager.default.removeItem(at: url) }
             try VaultBackup.write(vault, passphrase: passphrase, to: url)
             note("Wrote a backup of \(options.directory.path) to \(out), protected by the vault's passphrase.")
+            if let media = try vault.attachmentSummary(), media.total > 0 {
+                note(
+                    "WARNING: the backup holds the records, not the \(media.total) attached file\(media.total == 1 ? "" : "s") (audio, video, photos): they come back from the team at the next sync after a restore (`amanat fetch`), so sync them to the team before you travel."
+                )
+            }
             if json {
                 let ids = VaultIDs(vault.vaultID)
                 try JSONOutput.print(

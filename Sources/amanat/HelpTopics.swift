@@ -46,7 +46,7 @@ enum HelpTopic: String, CaseIterable {
         (65, "Damaged or forged data: a corrupt vault file, a tampered envelope, sync file or bundle."),
         (
             66,
-            "Missing input: no vault there, an unreadable input file, a sync file that does not exist yet (without --create), or an output folder that does not exist."
+            "Missing input: no vault there, an unreadable input file, a sync file that does not exist yet (without --create), an output folder that does not exist, or an attachment that is not complete on this device (extract, export)."
         ),
         (
             67,
@@ -55,9 +55,12 @@ enum HelpTopic: String, CaseIterable {
         (69, "The relay cannot be reached, after retries."),
         (
             73,
-            "Already there: a vault exists in that folder, or the output file exists (export, invite, backup; --force replaces it)."
+            "Already there: a vault exists in that folder, or the output file exists (export, invite, backup, extract; --force replaces it)."
         ),
-        (74, "Input/output error, a full disk, or a read-only or full USB stick; the message names the path."),
+        (
+            74,
+            "Input/output error, a full disk, a read-only or full USB stick, media that did not fit on the stick or in the relay's --quota, or a wipe that could not destroy every file; the message names the path."
+        ),
         (75, "The vault is busy in another amanat process."),
         (
             77,

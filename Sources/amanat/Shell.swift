@@ -53,6 +53,9 @@ extension Amanat {
             var history: [String] = []
             var failed: Int32 = 0
             defer { Session.current = nil }
+            // The keyring as this session left it: changed or gone behind its back (a wipe, a duress passphrase
+            // or a passphrase change typed in another terminal), the session locks instead of working on.
+            var keyring = Self.keyringStamp(options.directory)
             while true {
                 let line: String
                 switch reader.read(timeout: timeout, history: history) {
@@ -97,7 +100,14 @@ extension Amanat {
                     break
                 }
                 let arguments = first == "amanat" ? Array(words.dropFirst()) : words
+                guard Self.keyringStamp(options.directory) == keyring else {
+                    note(
+                        "The vault's keyring changed outside this session (wiped, or its passphrase changed elsewhere): the session locks; the keys are wiped from memory."
+                    )
+                    throw ExitCode(CLIError.Status.busy.rawValue)
+                }
                 let status = await Amanat.execute(arguments)
+                keyring = Self.keyringStamp(options.directory)
                 if status != 0 {
                     failed = status
                     if interactive { note("(exit status \(status))") }
@@ -108,6 +118,15 @@ extension Amanat {
                     return
                 }
             }
+        }
+
+        /// The keyring file's identity and last change (inode, size, modification time), or nil when it is gone.
+        static func keyringStamp(_ dir: URL) -> [Int]? {
+            var info = stat()
+            guard stat(dir.appendingPathComponent(Vault.keyringFileName).path, &info) == 0 else { return nil }
+            return [
+                Int(info.st_ino), Int(info.st_size), Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec),
+            ]
         }
 
         /// `5 minutes`, `90 seconds`, `1 hour`.
