@@ -35,21 +35,9 @@ public final class HostileRelay: @unchecked Sendable {
         self.exchange = exchange
         self.laterExchange = laterExchange
         self.envelopes = envelopes
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
-                bind(listener, pointer, length) == 0 && listen(listener, 16) == 0
-                    && getsockname(listener, pointer, &length) == 0
-            }
-        }
-        guard listener >= 0, bound else { throw HostileRelayError() }
+        guard let (listener, boundPort) = loopbackSocket(listening: true) else { throw HostileRelayError() }
         fd = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        port = boundPort
         Thread.detachNewThread { [self] in
             while true {
                 let client = accept(listener, nil, nil)
@@ -151,3 +139,25 @@ public final class HostileRelay: @unchecked Sendable {
 
 /// The hostile relay could not listen.
 public struct HostileRelayError: Error {}
+
+/// A TCP socket bound to a free loopback port (listening when asked), or nil: the socket and its port.
+public func loopbackSocket(listening: Bool) -> (socket: Int32, port: Int)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+            bind(fd, pointer, length) == 0 && (!listening || listen(fd, 16) == 0)
+                && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else {
+        close(fd)
+        return nil
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}

@@ -1,3 +1,4 @@
+import AmanatTestSupport
 import Foundation
 import Testing
 
@@ -162,18 +163,9 @@ import Testing
 
 /// A loopback port nothing listens on (bound, then closed).
 func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
-            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-        }
+    guard let (fd, port) = loopbackSocket(listening: false) else {
+        throw PseudoTerminal.Failure(description: "cannot bind a loopback port")
     }
-    guard bound else { throw PseudoTerminal.Failure(description: "cannot bind a loopback port") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    close(fd)
+    return port
 }
