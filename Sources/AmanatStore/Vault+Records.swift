@@ -307,18 +307,20 @@ extension Vault {
     /// Opens and decodes the view sections of `rows` on every core: each row is sealed on its own, so they are
     /// independent (SQLite is read by this thread alone).
     func decodeViews(_ rows: [(slot: Data, body: Data)]) throws -> [RecordView] {
-        let parts = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), max(rows.count / 256, 1))
-        guard parts > 1 else { return try rows.compactMap { try decodeView($0.body, slot: $0.slot) } }
-        let results = ParallelResults<RecordView>(parts: parts)
         let key = localKey
+        // ``decodeView(_:slot:)`` without `self`, which the threads below may not capture.
+        let decode: @Sendable (ArraySlice<(slot: Data, body: Data)>) throws -> [RecordView] = { part in
+            try part.compactMap { row in
+                try StoredRow.decodeView(
+                    StoredRow.open(row.body, associatedData: Array(row.slot), what: "a stored record", key: key))
+            }
+        }
+        let parts = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), max(rows.count / 256, 1))
+        guard parts > 1 else { return try decode(rows[...]) }
+        let results = ParallelResults<RecordView>(parts: parts)
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let range = (rows.count * part / parts)..<(rows.count * (part + 1) / parts)
-            results.set(part) {
-                try rows[range].compactMap { row in
-                    try StoredRow.decodeView(
-                        StoredRow.open(row.body, associatedData: Array(row.slot), what: "a stored record", key: key))
-                }
-            }
+            results.set(part) { try decode(rows[range]) }
         }
         return try results.joined()
     }

@@ -256,7 +256,7 @@ public final class Vault {
     }
 
     /// The bytes free for this user on the disk holding `dir` (the maximum when it cannot be told).
-    static func freeBytes(_ dir: URL) -> UInt64 {
+    public static func freeBytes(_ dir: URL) -> UInt64 {
         var info = statvfs()
         guard statvfs(dir.path, &info) == 0 else { return .max }
         let free = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))

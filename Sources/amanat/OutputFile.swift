@@ -1,3 +1,4 @@
+import AmanatCrypto
 import AmanatStore
 import Foundation
 
@@ -68,22 +69,14 @@ enum OutputFolder {
     static func reason(_ error: Error) -> String { fileErrorReason(error) }
 }
 
-/// The kinds of recipient stanzas in an age file's header (`X25519`, `scrypt`), read without decrypting: enough to
-/// tell an evidence bundle from a passphrase-protected file. Nil when the file cannot be read or is not binary age.
+/// The kinds of recipient stanzas in an age file's header (`X25519`, `scrypt`), read without decrypting
+/// (``AgeDecryption/stanzaTypes(input:armor:)``): enough to tell an evidence bundle from a passphrase-protected file.
+/// Nil when the file cannot be read or is not an age file.
 enum AgeStanzas {
     static func kinds(ofFile path: String) -> Set<String>? {
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? handle.close() }
-        guard let head = try? handle.read(upToCount: 4096) else { return nil }
-        let lines = String(decoding: head, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.first == "age-encryption.org/v1" else { return nil }
-        var kinds = Set<String>()
-        for line in lines.dropFirst() {
-            if line.hasPrefix("--- ") { break }
-            if line.hasPrefix("-> "), let kind = line.dropFirst(3).split(separator: " ").first {
-                kinds.insert(String(kind))
-            }
-        }
-        return kinds
+        let source = AgeClosureSource { count in Array(try handle.read(upToCount: count) ?? Data()) }
+        return (try? AgeDecryption.stanzaTypes(input: source)).map(Set.init)
     }
 }

@@ -1,3 +1,4 @@
+import AmanatStore
 import Foundation
 
 #if canImport(Glibc)
@@ -131,10 +132,7 @@ enum SyncTarget: Equatable {
 
     /// Refuses a full or read-only stick with a sentence naming the folder.
     static func checkFreeSpace(_ folder: URL, writable: Bool) throws {
-        var info = statvfs()
-        guard statvfs(folder.path, &info) == 0 else { return }
-        let free = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
-        let bytes = free.overflow ? UInt64.max : free.partialValue
+        let bytes = Vault.freeBytes(folder)
         guard writable, bytes < minimumFreeBytes else { return }
         throw CLIError(
             .io,

@@ -112,6 +112,33 @@ import Testing
         #expect(try Data(contentsOf: backup) != before, "--force replaces the earlier backup")
     }
 
+    /// An age file is read for its recipients before any passphrase is asked: an evidence bundle (binary or
+    /// armored) is not a backup, and a passphrase bundle imported without --passphrase says to add it.
+    @Test func aBundleIsToldApartFromABackupByItsHeader() throws {
+        let scratch = try Scratch()
+        let cli = scratch.runner()
+        try cli.initialize()
+        _ = try cli.ok(["add", "statement", "--title", "T", "--body", "b"])
+        let recipient = try #require(
+            try cli.ok(["identity"]).split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.hasPrefix("age1") })
+        for armor in [false, true] {
+            let bundle = scratch.path("evidence-\(armor).age").path
+            _ = try cli.ok(["export", "--out", bundle, "--recipient", String(recipient)] + (armor ? ["--armor"] : []))
+            let restored = scratch.runner("restored-\(armor)")
+            let r = try restored.run(["restore", bundle])
+            #expect(r.status == 65, "\(r.stderr)")
+            #expect(r.stderr.contains("is not an Amanat backup: it is encrypted to an age recipient"), "\(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: restored.vault.path))
+        }
+        var withPassphrase = cli
+        withPassphrase.environment["AMANAT_BUNDLE_PASSPHRASE"] = "a bundle passphrase for the lawyer"
+        let protected = scratch.path("protected.age").path
+        _ = try withPassphrase.ok(["export", "--out", protected, "--passphrase"])
+        let r = try cli.run(["import", protected])
+        #expect(r.status == 77, "\(r.stderr)")
+        #expect(r.stderr.contains("is protected by a passphrase: add --passphrase"), "\(r.stderr)")
+    }
+
     @Test func thePassphraseChangesInOneStepAndAWeakOneIsRefused() throws {
         let dir = try TemporaryDirectory()
         let vault = try makeTeam(1, in: dir)[0]

@@ -26,17 +26,7 @@ public enum AgeDecryption {
         input: some AgeByteSource, identities: [any AgeIdentity], armor: AgeArmorMode = .auto,
         output: ([UInt8]) throws -> Void
     ) throws {
-        let raw = AgeBufferedReader(input)
-        let armored: Bool
-        switch armor {
-        case .armored: armored = true
-        case .binary: armored = false
-        case .auto:
-            let first = try raw.peek(1).first
-            armored = first.map { AgeArmor.isWhitespace($0) || $0 == UInt8(ascii: "-") } ?? false
-        }
-        let reader = armored ? AgeBufferedReader(AgeArmorDecoder(raw)) : raw
-
+        let reader = try headerReader(input, armor: armor)
         let header = try AgeHeader.parse(from: reader)
         try AgeHeader.validateNativeStanzas(header.stanzas)
         var found: SecureBytes?
@@ -60,6 +50,26 @@ public enum AgeDecryption {
         }
         let payloadKey = try AgeStream.payloadKey(fileKey: fileKey, nonce: nonce)
         try decryptPayload(reader: reader, key: payloadKey, output: output)
+    }
+
+    /// The recipient types of an age file's stanzas, in file order (`X25519`, `scrypt`), read from its header
+    /// without any identity: enough to tell a file for a recipient from one protected by a passphrase.
+    public static func stanzaTypes(input: some AgeByteSource, armor: AgeArmorMode = .auto) throws -> [String] {
+        try AgeHeader.parse(from: headerReader(input, armor: armor)).stanzas.map(\.type)
+    }
+
+    /// A reader positioned at the header: through the armor decoder when the input is armored (or looks it).
+    private static func headerReader(_ input: some AgeByteSource, armor: AgeArmorMode) throws -> AgeBufferedReader {
+        let raw = AgeBufferedReader(input)
+        let armored: Bool
+        switch armor {
+        case .armored: armored = true
+        case .binary: armored = false
+        case .auto:
+            let first = try raw.peek(1).first
+            armored = first.map { AgeArmor.isWhitespace($0) || $0 == UInt8(ascii: "-") } ?? false
+        }
+        return armored ? AgeBufferedReader(AgeArmorDecoder(raw)) : raw
     }
 
     private static func decryptPayload(
