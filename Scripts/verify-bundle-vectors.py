@@ -137,6 +137,11 @@ def envelope():
         expect(e.open(key) is not None and e.open(key).hex() == case["plaintext"], f"envelope {case['seq']}: opens")
         expect(e.open(bytes(32)) is None, f"envelope {case['seq']}: opens with a wrong key")
         vb.decode_change(e.open(key))
+        header, ciphertext_hash, signature = vb.decode_purged_envelope(bytes.fromhex(case["purged"]))
+        expect(header.raw == h.raw and ciphertext_hash == vb.blake2b(e.ciphertext) and signature == e.signature
+               and vb.blake2b(header.raw + ciphertext_hash + signature).hex() == case["envelopeHash"]
+               and vb.ed25519_verifies(author, header.raw + ciphertext_hash, signature),
+               f"envelope {case['seq']}: its purged form keeps the hash and the signature")
         previous = e.hash()
     return len(v["envelopes"])
 

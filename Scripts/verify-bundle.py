@@ -247,6 +247,17 @@ class Envelope:
         return aead_open(key, self.header.nonce, self.header.raw, self.ciphertext)
 
 
+def decode_purged_envelope(raw):
+    """envelope.md §7: header ‖ "AMNP" ‖ BLAKE2b-256(ciphertext) ‖ signature, 225 bytes: a purged envelope.
+    Returns (header, ciphertext hash, signature)."""
+    if len(raw) != HEADER_LENGTH + 4 + 32 + 64 or raw[HEADER_LENGTH:HEADER_LENGTH + 4] != b"AMNP":
+        raise Malformed("not a purged envelope")
+    header = decode_header(raw)
+    if header.ciphertext_length < 80:
+        raise Malformed("a purged envelope states an impossible ciphertext length")
+    return header, raw[HEADER_LENGTH + 4:HEADER_LENGTH + 36], raw[HEADER_LENGTH + 36:]
+
+
 def decode_envelope(raw):
     """envelope.md §1: header ‖ ciphertext ‖ signature, of exactly the stated length."""
     if len(raw) < HEADER_LENGTH:
@@ -783,7 +794,7 @@ def link_hash(chains, device_hex, seq):
 COORDINATOR, MEMBER, READER = 1, 2, 3
 ROLE_NAMES = {COORDINATOR: "coordinator", MEMBER: "member", READER: "reader"}
 ENTRY_TYPES = {1: "found", 2: "adopt", 3: "invite", 4: "join", 5: "set role", 6: "revoke", 7: "rename",
-               8: "dismiss fork", 9: "recover", 10: "grant"}
+               8: "dismiss fork", 9: "recover", 10: "grant", 11: "purge"}
 
 
 @dataclass
@@ -839,6 +850,17 @@ def decode_entry(plain, author, seq):
         body["grants"] = r.sorted_keys(r.varint(), 32, 80)
         if body["epoch"] < 2:
             raise Malformed("grant epoch below 2")
+    elif t == 11:
+        # membership.md §3.11: (author ‖ varint seq ‖ ciphertext hash) × n sorted by (author, seq), n ≥ 1;
+        # chunk addresses × m sorted; the sealed note (record id and reason, unreadable here).
+        targets = [(r.take(32), r.varint(), r.take(32)) for _ in range(r.varint())]
+        if not targets or any((a[0], a[1]) >= (b[0], b[1]) for a, b in zip(targets, targets[1:])) \
+                or any(not 1 <= seq <= (1 << 63) - 1 for _, seq, _ in targets):
+            raise Malformed("purge targets empty, out of order or with an impossible seq")
+        chunks = [r.take(32) for _ in range(r.varint())]
+        if any(a >= b for a, b in zip(chunks, chunks[1:])):
+            raise Malformed("purge chunks out of order")
+        body = dict(targets=targets, chunks=chunks, note=read_sealed_name(r))
     else:
         raise Malformed(f"unknown entry type {t}")
     r.rest_is_zero_padding()
@@ -978,7 +1000,7 @@ def evaluation_pass(entries, vault_id, excluded):
                     and e.author not in state.members and ed25519_verifies(b["key"], proof_message, b["proof"])):
                 state.admit(e.author, 1, READER if previous.role_now() == READER else MEMBER, order)
                 state.members[e.author].previous = b["key"]
-        elif e.type in ("grant", "dismiss fork"):
+        elif e.type in ("grant", "dismiss fork", "purge"):
             if state.coordinator_at(e.author, e.seq):
                 took_effect.append(e)  # no effect on who belongs; checked for completeness of the rule
         # `rename` changes only a sealed name, which a recipient cannot read. `adopt` is never

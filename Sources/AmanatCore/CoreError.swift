@@ -18,6 +18,8 @@ public struct CoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case unknownKeyEpoch
         /// A change would make an envelope over ``Envelope/maximumLength``.
         case tooLarge
+        /// The envelope's ciphertext was destroyed by a coordinator's purge.
+        case purged
     }
 
     /// The kind of failure.

@@ -96,6 +96,14 @@ public struct Envelope: Hashable, Sendable {
     public let hash: [UInt8]
     /// The encoded header bytes.
     public let headerBytes: [UInt8]
+    /// Whether the ciphertext was destroyed by a coordinator's purge: header, ciphertext hash and signature remain,
+    /// so the signature, the hash and the chain still verify; ``ciphertext`` is empty (Protocol/envelope.md §7).
+    public let isPurged: Bool
+
+    /// The four bytes after the header that mark a purged envelope's wire form (Protocol/envelope.md §7).
+    public static let purgedMarker: [UInt8] = Array("AMNP".utf8)
+    /// The length of a purged envelope's wire form: header, marker, ciphertext hash, signature.
+    public static let purgedLength = EnvelopeHeader.length + 4 + 32 + 64
 
     /// Assembles an envelope and computes its hashes.
     /// The largest envelope, header and signature included, that is created, accepted from a sync file or a relay,
@@ -111,21 +119,39 @@ public struct Envelope: Hashable, Sendable {
         headerBytes = header.encoded()
         ciphertextHash = BLAKE2b.hash(ciphertext)
         hash = BLAKE2b.hash(headerBytes + ciphertextHash + signature)
+        isPurged = false
+    }
+
+    /// A purged envelope: the header, the hash of the destroyed ciphertext and the signature.
+    public init(header: EnvelopeHeader, purgedCiphertextHash: [UInt8], signature: [UInt8]) {
+        self.header = header
+        ciphertext = []
+        self.signature = signature
+        headerBytes = header.encoded()
+        ciphertextHash = purgedCiphertextHash
+        hash = BLAKE2b.hash(headerBytes + ciphertextHash + signature)
+        isPurged = true
+    }
+
+    /// This envelope with its ciphertext destroyed: the same signature, hash and place in the chain.
+    public func purged() -> Envelope {
+        isPurged ? self : Envelope(header: header, purgedCiphertextHash: ciphertextHash, signature: signature)
     }
 
     /// The bytes the signature covers.
     public var signedMessage: [UInt8] { headerBytes + ciphertextHash }
 
     /// The length of ``encoded()``, without encoding.
-    public var encodedLength: Int { Self.overhead + ciphertext.count }
+    public var encodedLength: Int { isPurged ? Self.purgedLength : Self.overhead + ciphertext.count }
 
     /// Whether the author's signature is valid.
     public func hasValidSignature() -> Bool {
         SigningKeyPair.verify(signature, of: signedMessage, publicKey: header.author.bytes)
     }
 
-    /// The wire form: header ‖ ciphertext ‖ signature.
+    /// The wire form: header ‖ ciphertext ‖ signature; purged: header ‖ `AMNP` ‖ ciphertext hash ‖ signature.
     public func encoded() -> [UInt8] {
+        guard !isPurged else { return headerBytes + Self.purgedMarker + ciphertextHash + signature }
         var out = headerBytes
         out.reserveCapacity(headerBytes.count + ciphertext.count + signature.count)
         out.append(contentsOf: ciphertext)
@@ -133,10 +159,20 @@ public struct Envelope: Hashable, Sendable {
         return out
     }
 
-    /// Decodes the wire form; the byte count must match exactly.
+    /// Decodes the wire form, full or purged; the byte count must match exactly.
     public init(decoding bytes: [UInt8]) throws {
         var r = ByteReader(bytes)
         let header = try EnvelopeHeader(from: &r)
+        // A full envelope's ciphertext is at least 80 bytes (a padded change and the tag), so a 225-byte body
+        // with the marker after the header is never one (Protocol/envelope.md §7).
+        if bytes.count == Self.purgedLength, header.ciphertextLength >= 80,
+            Array(bytes[EnvelopeHeader.length..<EnvelopeHeader.length + 4]) == Self.purgedMarker
+        {
+            _ = try r.read(count: 4)
+            let hash = try r.read(count: 32)
+            self.init(header: header, purgedCiphertextHash: hash, signature: try r.read(count: 64))
+            return
+        }
         guard bytes.count == EnvelopeHeader.length + Int(header.ciphertextLength) + 64 else {
             throw CoreError(.malformed, "An envelope's length does not match its header.")
         }

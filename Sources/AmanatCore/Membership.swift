@@ -141,6 +141,131 @@ public enum MembershipOperation: Hashable, Sendable {
     /// A coordinator seals the vault key of an existing rotation `epoch` to members that lack it (a member whose
     /// join arrived after the rotation, or a recovered identity).
     case grant(epoch: UInt32, grants: [DeviceID: [UInt8]])
+    /// A coordinator destroys the content of a record: every store drops the ciphertext of the listed envelopes
+    /// and the listed attachment chunks (Protocol/membership.md §3.11).
+    case purge(Purge)
+}
+
+/// One envelope a purge destroys: its author, its seq and the BLAKE2b-256 hash of its ciphertext.
+public struct PurgeTarget: Hashable, Sendable, Comparable {
+    /// The envelope's author.
+    public var author: DeviceID
+    /// Its seq.
+    public var seq: UInt64
+    /// The hash of its ciphertext, which its signature covers: the purge names exactly that envelope.
+    public var ciphertextHash: [UInt8]
+
+    /// Creates a target.
+    public init(author: DeviceID, seq: UInt64, ciphertextHash: [UInt8]) {
+        self.author = author
+        self.seq = seq
+        self.ciphertextHash = ciphertextHash
+    }
+
+    public static func < (a: PurgeTarget, b: PurgeTarget) -> Bool {
+        a.author != b.author ? a.author < b.author : a.seq < b.seq
+    }
+}
+
+/// What a purge destroys, and why, sealed so that only members read the record and the reason.
+public struct Purge: Hashable, Sendable {
+    /// The envelopes whose ciphertext is destroyed, sorted by (author, seq), each once.
+    public var targets: [PurgeTarget]
+    /// The attachment chunks destroyed (their addresses), sorted, each once.
+    public var chunks: [[UInt8]]
+    /// The record id and the reason, sealed under a vault key.
+    public var note: SealedNote
+
+    /// Creates a purge; targets and chunks are sorted and made unique.
+    public init(targets: [PurgeTarget], chunks: [[UInt8]], note: SealedNote) {
+        var seen = Set<[UInt8]>()
+        self.targets = targets.sorted().filter {
+            seen.insert($0.author.bytes + withUnsafeBytes(of: $0.seq, Array.init)).inserted
+        }
+        self.chunks = Array(Set(chunks)).sorted { $0.lexicographicallyPrecedes($1) }
+        self.note = note
+    }
+}
+
+/// A purge's record id and reason, sealed under a vault key (Protocol/membership.md §4): relays and couriers, who
+/// read membership entries, learn that envelopes were purged together, never which record or why.
+public struct SealedNote: Hashable, Sendable {
+    /// The epoch of the vault key it is sealed under.
+    public var epoch: UInt32
+    /// The 24-byte nonce.
+    public var nonce: [UInt8]
+    /// XChaCha20-Poly1305 ciphertext of `u16 reason length ‖ record id ‖ reason`, zero-padded to 64 bytes.
+    public var ciphertext: [UInt8]
+
+    /// Reasons longer than this many UTF-8 bytes are refused.
+    public static let maximumReasonLength = 1000
+
+    /// Creates a sealed note from its parts.
+    public init(epoch: UInt32, nonce: [UInt8], ciphertext: [UInt8]) {
+        self.epoch = epoch
+        self.nonce = nonce
+        self.ciphertext = ciphertext
+    }
+
+    static func associatedData(vaultID: [UInt8], author: DeviceID, epoch: UInt32) -> [UInt8] {
+        var w = ByteWriter(capacity: 80)
+        w.write(raw: Array("amanat/purge-note/v1".utf8))
+        w.write(raw: vaultID)
+        w.write(raw: author.bytes)
+        w.write(bigEndian: epoch)
+        return w.bytes
+    }
+
+    /// Seals the record id and reason of a purge written by `author`.
+    public static func seal(record: RecordID, reason: String, key: VaultKey, vaultID: [UInt8], author: DeviceID)
+        throws -> SealedNote
+    {
+        let text = Array(reason.utf8)
+        guard text.count <= maximumReasonLength else {
+            throw CoreError(.malformed, "A purge reason must be at most \(maximumReasonLength) bytes.")
+        }
+        var w = ByteWriter(capacity: 64 + text.count)
+        w.write(bigEndian: UInt16(text.count))
+        w.write(raw: record.bytes)
+        w.write(raw: text)
+        var plain = w.bytes
+        plain.append(contentsOf: repeatElement(0, count: (64 - plain.count % 64) % 64))
+        let nonce = AEAD.randomNonce()
+        let ciphertext = try AEAD.seal(
+            plain, additionalData: associatedData(vaultID: vaultID, author: author, epoch: key.epoch), nonce: nonce,
+            key: key.subkey(id: 8, context: "amnt-prg"))
+        return SealedNote(epoch: key.epoch, nonce: nonce, ciphertext: ciphertext)
+    }
+
+    /// The record id and reason, if `key` (of this note's epoch) opens it.
+    public func open(key: VaultKey, vaultID: [UInt8], author: DeviceID) -> (record: RecordID, reason: String)? {
+        guard key.epoch == epoch,
+            let plain = try? AEAD.open(
+                ciphertext, additionalData: Self.associatedData(vaultID: vaultID, author: author, epoch: epoch),
+                nonce: nonce, key: key.subkey(id: 8, context: "amnt-prg"))
+        else { return nil }
+        var r = ByteReader(plain)
+        guard let length = try? r.read(bigEndian: UInt16.self), Int(length) <= Self.maximumReasonLength,
+            let id = try? r.read(count: 16), let record = try? RecordID(id), let text = try? r.read(count: Int(length)),
+            r.remaining.allSatisfy({ $0 == 0 })
+        else { return nil }
+        return (record, String(decoding: text, as: UTF8.self))
+    }
+
+    func encode(into w: inout ByteWriter) {
+        w.write(bigEndian: epoch)
+        w.write(raw: nonce)
+        w.write(lengthPrefixed: ciphertext)
+    }
+
+    init(_ r: inout ByteReader) throws {
+        epoch = try r.read(bigEndian: UInt32.self)
+        nonce = try r.read(count: 24)
+        ciphertext = try r.readLengthPrefixed()
+        guard ciphertext.count <= 2048, ciphertext.count >= AEAD.tagLength else {
+            throw CoreError(.malformed, "A sealed purge note has an impossible length.")
+        }
+    }
 }
 
 /// A membership operation with its author's hybrid-logical-clock stamp: the plaintext of an authority envelope.
@@ -245,6 +370,7 @@ extension MembershipEntry {
         case dismissFork = 8
         case recover = 9
         case grant = 10
+        case purge = 11
     }
 
     /// The canonical encoding, zero-padded to a multiple of 64 bytes like a change.
@@ -311,6 +437,17 @@ extension MembershipEntry {
             w.write(raw: proof)
             w.write(raw: agreementKey)
             name.encode(into: &w)
+        case .purge(let purge):
+            w.write(Tag.purge.rawValue)
+            w.write(varint: UInt64(purge.targets.count))
+            for target in purge.targets {
+                w.write(raw: target.author.bytes)
+                w.write(varint: target.seq)
+                w.write(raw: target.ciphertextHash)
+            }
+            w.write(varint: UInt64(purge.chunks.count))
+            for address in purge.chunks { w.write(raw: address) }
+            purge.note.encode(into: &w)
         }
         return Change.pad(w.bytes)
     }
@@ -378,6 +515,25 @@ extension MembershipEntry {
             operation = .recover(
                 previous: try DeviceID(r.read(count: 32)), proof: try r.read(count: 64),
                 agreementKey: try r.read(count: 32), name: try .init(&r))
+        case .purge:
+            var targets: [PurgeTarget] = []
+            for _ in 0..<(try r.readCount(minimumElementSize: 65)) {
+                let author = try DeviceID(r.read(count: 32))
+                let seq = try r.readVarint()
+                guard seq >= 1, seq <= UInt64(Int64.max) else {
+                    throw CoreError(.malformed, "A purge names an impossible sequence number.")
+                }
+                targets.append(PurgeTarget(author: author, seq: seq, ciphertextHash: try r.read(count: 32)))
+            }
+            guard !targets.isEmpty, zip(targets, targets.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw CoreError(.malformed, "A purge lists no envelope, or lists them out of order or twice.")
+            }
+            var chunks: [[UInt8]] = []
+            for _ in 0..<(try r.readCount(minimumElementSize: 32)) { chunks.append(try r.read(count: 32)) }
+            guard zip(chunks, chunks.dropFirst()).allSatisfy({ $0.lexicographicallyPrecedes($1) }) else {
+                throw CoreError(.malformed, "A purge lists its chunks out of order or twice.")
+            }
+            operation = .purge(Purge(targets: targets, chunks: chunks, note: try SealedNote(&r)))
         }
         guard r.remaining.allSatisfy({ $0 == 0 }) else {
             throw CoreError(.malformed, "A membership entry has unexpected bytes after its operation.")

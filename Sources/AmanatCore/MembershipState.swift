@@ -120,6 +120,43 @@ public struct MembershipState: Hashable, Sendable {
     public private(set) var void: [VoidEntry] = []
     /// Whether the vault was founded with membership (a valid `found` entry): then `adopt` has no effect.
     public private(set) var founded = false
+    /// Purges written by coordinators, in evaluation order.
+    public private(set) var purges: [PurgeGrant] = []
+    /// For each purged envelope (author ‖ seq), the index of the first purge in ``purges`` that names it.
+    private var purgedIndex: [[UInt8]: Int] = [:]
+
+    /// A purge that took effect.
+    public struct PurgeGrant: Hashable, Sendable {
+        /// The coordinator that wrote it.
+        public var author: DeviceID
+        /// Its seq in the coordinator's log.
+        public var seq: UInt64
+        /// When it was written.
+        public var timestamp: HLCTimestamp
+        /// What it destroys.
+        public var purge: Purge
+    }
+
+    /// The purge that names the envelope (`author`, `seq`) with ciphertext hash `ciphertextHash`, if any.
+    public func purge(naming author: DeviceID, seq: UInt64, ciphertextHash: [UInt8]) -> PurgeGrant? {
+        guard let index = purgedIndex[Self.envelopeKey(author, seq)] else { return nil }
+        let grant = purges[index]
+        guard
+            grant.purge.targets.contains(where: {
+                $0.author == author && $0.seq == seq && $0.ciphertextHash == ciphertextHash
+            })
+        else { return nil }
+        return grant
+    }
+
+    /// Whether a purge that took effect names `envelope` (by author, seq and ciphertext hash).
+    public func isPurged(_ envelope: Envelope) -> Bool {
+        purge(naming: envelope.header.author, seq: envelope.header.seq, ciphertextHash: envelope.ciphertextHash) != nil
+    }
+
+    static func envelopeKey(_ author: DeviceID, _ seq: UInt64) -> [UInt8] {
+        author.bytes + withUnsafeBytes(of: seq.bigEndian, Array.init)
+    }
 
     /// An issued invitation.
     public struct Invitation: Hashable, Sendable {
@@ -265,7 +302,7 @@ public struct MembershipState: Hashable, Sendable {
             }
             if revoked == true || rotated { return isCoordinator(authored.author, at: authored.seq) }
             return members[authored.author]?.isActive(at: authored.seq) == true
-        case .invite, .setRole, .grant, .dismissFork:
+        case .invite, .setRole, .grant, .dismissFork, .purge:
             return isCoordinator(authored.author, at: authored.seq)
         }
     }
@@ -371,6 +408,15 @@ public struct MembershipState: Hashable, Sendable {
                 return "a fork dismissal by a device that is not a coordinator"
             }
             dismissedForks.insert(ForkMark(device: device, seq: forkSeq, hash: hash))
+        case .purge(let purge):
+            guard isCoordinator(author, at: seq) else { return "a purge by a device that is not a coordinator" }
+            // Membership entries are never purged: they are the vault's authority, which every store must read.
+            let index = purges.count
+            purges.append(PurgeGrant(author: author, seq: seq, timestamp: stamp, purge: purge))
+            for target in purge.targets {
+                let key = Self.envelopeKey(target.author, target.seq)
+                if purgedIndex[key] == nil { purgedIndex[key] = index }
+            }
         case .recover(let previous, let proof, let agreementKey, let name):
             guard seq == 1, members[author] == nil else { return "a recovery that is not its device's first entry" }
             guard let old = members[previous], !old.isRevoked else {
@@ -447,6 +493,11 @@ public struct MembershipState: Hashable, Sendable {
                 w.write(varint: r.after)
                 w.write(r.role.rawValue)
             }
+        }
+        // Purges change what the projection holds: a new one rebuilds it.
+        for grant in purges {
+            w.write(raw: grant.author.bytes)
+            w.write(varint: grant.seq)
         }
         return BLAKE2b.hash(w.bytes)
     }

@@ -107,6 +107,12 @@ extension Envelope {
     }
 
     func openPlaintext(withKeyBytes key: UnsafePointer<UInt8>) throws -> [UInt8] {
+        guard !isPurged else {
+            throw CoreError(
+                .purged,
+                "Change \(header.seq) of device \(header.author.hex.prefix(12)) was purged by a coordinator: its content is gone."
+            )
+        }
         let plaintext: [UInt8]
         do {
             plaintext = try AEAD.open(ciphertext, additionalData: headerBytes, nonce: header.nonce, keyBytes: key)

@@ -36,6 +36,9 @@ final class ChunkUsage: @unchecked Sendable {
         lock.withLock { bytes[vault] = (bytes[vault] ?? UInt64(length)) - min(UInt64(length), bytes[vault] ?? 0) }
     }
 
+    /// Forgets a vault's measured usage (chunks were removed): the next reservation measures it again.
+    func forget(vault: String) { lock.withLock { bytes[vault] = nil } }
+
     /// Bytes used by a vault, for the 507 sentence.
     func used(vault: String) -> UInt64 { lock.withLock { bytes[vault] ?? 0 } }
 
@@ -120,6 +123,15 @@ extension RelayServer {
 
     static func expectNoBody(_ body: [UInt8]) throws {
         guard body.isEmpty else { throw RelayHTTPError(.badRequest, "This request takes no body.") }
+    }
+}
+
+extension RelayServer {
+    /// Removes the chunks a stored purge destroys (each overwritten first) and measures the vault's usage again.
+    func removePurgedChunks(_ result: RelayStoreResult, vaultID: [UInt8]) {
+        guard !result.purgedChunks.isEmpty else { return }
+        store.chunkStore(vaultID: vaultID).remove(result.purgedChunks)
+        chunkUsage.forget(vault: Hex.encode(vaultID))
     }
 }
 

@@ -199,6 +199,7 @@ public struct RelayServer: Sendable {
         case .pushEnvelopes:
             let envelopes = try Self.decode { try RelayWire.decodeEnvelopeList(body) }
             let result = try await store.store(vaultID: vaultID, envelopes: envelopes)
+            removePurgedChunks(result, vaultID: vaultID)
             if result.stored > 0 {
                 logger.info(
                     "stored", metadata: ["vault": .escaped(vaultHex.prefix(8)), "envelopes": "\(result.stored)"])
@@ -207,6 +208,7 @@ public struct RelayServer: Sendable {
         case .exchange:
             let (exchange, pushed) = try Self.decode { try RelayWire.ExchangeRequest.decode(body) }
             let result = try await store.store(vaultID: vaultID, envelopes: pushed)
+            removePurgedChunks(result, vaultID: vaultID)
             let limit = min(max(Int(exchange.limit), 1), RelayWire.maxEnvelopesPerMessage)
             let missing = try await store.missing(
                 vaultID: vaultID, for: exchange.vector, limit: limit, byteBudget: RelayWire.batchBytes)

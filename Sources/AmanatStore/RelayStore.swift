@@ -41,6 +41,11 @@ public struct RelayStoreResult: Sendable, Equatable {
     public var duplicates = 0
     /// Envelopes not stored because their author is not a member, or was revoked before writing them.
     public var refused = 0
+    /// Stored envelopes whose ciphertext a purge in this batch destroyed, or that arrived with content a purge had
+    /// destroyed.
+    public var purged = 0
+    /// Attachment chunks the purges of this batch destroy (the relay removes them once the batch is stored).
+    public var purgedChunks: [[UInt8]] = []
 
     /// An empty result.
     public init() {}
@@ -458,7 +463,14 @@ public final class RelayStore: @unchecked Sendable {
             ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq })
         }
         do {
-            return try await store(file, vaultID: vaultID, runs: runs)
+            let result = try await store(file, vaultID: vaultID, runs: runs)
+            if result.purged > 0 {
+                // The replaced pages' old frames leave the write-ahead log (freed pages are zeroed: secure_delete).
+                try? await file.pool.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+                }
+            }
+            return result
         } catch {
             // The batch did not commit: the cached membership may be ahead of the file.
             lock.withLock { memberships[Hex.encode(vaultID)] = nil }
@@ -518,20 +530,52 @@ public final class RelayStore: @unchecked Sendable {
                 }
                 for (author, run) in accepted {
                     for envelope in run {
+                        // A purge already names it: only its purged form is stored (Protocol/membership.md §3.11).
+                        let named = !envelope.isPurged && membership.isPurged(envelope)
                         try db.execute(
                             sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
                             arguments: [
                                 Data(author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash),
-                                Data(envelope.encoded()),
+                                Data(named ? envelope.purged().encoded() : envelope.encoded()),
                             ])
                         result.stored += 1
+                        if named { result.purged += 1 }
                     }
+                }
+                // A purge among the new entries: the relay destroys the ciphertext of what it names.
+                let newPurges = membership.purges.filter { grant in
+                    fresh.contains { $0.header.author == grant.author && $0.header.seq == grant.seq }
+                }
+                for grant in newPurges {
+                    result.purged += try Self.applyPurge(db, grant.purge)
+                    result.purgedChunks += grant.purge.chunks
                 }
                 // Writes are serialised by the pool, so the cache is updated in the order the batches commit.
                 self.lock.withLock { self.memberships[name] = membership }
                 return result
             }
         }
+    }
+
+    /// Replaces each stored envelope a purge names (same author, seq and ciphertext hash; never a membership entry)
+    /// by its purged form. Returns how many were replaced.
+    static func applyPurge(_ db: Database, _ purge: Purge) throws -> Int {
+        var replaced = 0
+        for target in purge.targets {
+            let arguments: StatementArguments = [Data(target.author.bytes), Int64(clamping: target.seq)]
+            guard
+                let body = try Data.fetchOne(
+                    db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?", arguments: arguments),
+                body.count != Envelope.purgedLength,
+                let envelope = try? Envelope(decoding: Array(body)), !envelope.isAuthority,
+                envelope.ciphertextHash == target.ciphertextHash
+            else { continue }
+            try db.execute(
+                sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?",
+                arguments: [Data(envelope.purged().encoded())] + arguments)
+            replaced += 1
+        }
+        return replaced
     }
 
     // MARK: Membership

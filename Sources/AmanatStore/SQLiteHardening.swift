@@ -16,6 +16,8 @@ enum SQLiteHardening {
             throw DatabaseError(resultCode: ResultCode(rawValue: code), message: "SQLite refused its defensive mode")
         }
         try db.execute(sql: "PRAGMA trusted_schema = OFF")
+        // Freed bytes are overwritten with zeros: a purge leaves no old ciphertext in free pages or cells.
+        try db.execute(sql: "PRAGMA secure_delete = ON")
     }
 
     /// Whether defensive mode is on for `db` (for tests).

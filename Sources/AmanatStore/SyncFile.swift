@@ -332,6 +332,42 @@ public final class SyncFile: @unchecked Sendable {
         }
     }
 
+    /// Replaces the file's copy of each envelope by the given purged form when it is the same envelope (same
+    /// author, seq and hash) still holding its ciphertext; `secure_delete` zeroes the freed bytes. Returns how many
+    /// were replaced. The caller (a vault) decided that a coordinator's purge names them.
+    @discardableResult
+    public func replaceWithPurged(_ envelopes: [Envelope]) throws -> Int {
+        guard !isReadOnly else { throw StoreError(.io, "The sync file \(url.path) is read-only.") }
+        let purged = envelopes.filter(\.isPurged)
+        guard !purged.isEmpty else { return 0 }
+        return try mapErrors {
+            try database.write { db in
+                var replaced = 0
+                for envelope in purged {
+                    let key = Data(envelope.header.author.bytes)
+                    guard envelope.header.seq <= UInt64(Self.seqMask),
+                        let device = try Int64.fetchOne(
+                            db, sql: "SELECT id FROM device WHERE key = ?", arguments: [key]),
+                        device >= 0, device <= Int64.max >> Self.seqBits
+                    else { continue }
+                    let id = device << Self.seqBits | Int64(envelope.header.seq)
+                    guard
+                        let sized = try Row.fetchOne(
+                            db, sql: "SELECT id, length(body) AS n FROM envelope WHERE id = ?", arguments: [id]),
+                        try Self.checkedLength(sized, id: id, author: key) != Envelope.purgedLength,
+                        let body = try Data.fetchOne(
+                            db, sql: "SELECT body FROM envelope WHERE id = ?", arguments: [id]),
+                        let stored = try? Envelope(decoding: Array(body)), stored.hash == envelope.hash
+                    else { continue }
+                    try db.execute(
+                        sql: "UPDATE envelope SET body = ? WHERE id = ?", arguments: [Data(envelope.encoded()), id])
+                    replaced += 1
+                }
+                return replaced
+            }
+        }
+    }
+
     /// SQLite's integrity check of the file: true when it passes.
     public func passesIntegrityCheck() throws -> Bool {
         try mapErrors {

@@ -15,6 +15,11 @@ public struct IngestResult: Sendable, Equatable {
     public var keptApart: Int = 0
     /// Envelopes of non-members dropped because the kept-apart store is full, or forks of non-members.
     public var dropped: Int = 0
+    /// Envelopes that arrived without their ciphertext while no purge known here names them (a purge that has not
+    /// arrived yet, or a carrier that stripped them): stored so, and counted as changes without content.
+    public var withoutContent: Int = 0
+    /// Envelopes that arrived with content a purge had destroyed: stored purged.
+    public var purgedOnArrival: Int = 0
 
     /// An empty result.
     public init() {}
@@ -56,9 +61,11 @@ extension Vault {
         let before = membership
         let keysBefore = rotatedKeys
         do {
-            return try mapErrors {
+            let result = try mapErrors {
                 try database.write { db in try ingest(db, byAuthor) }
             }
+            if membership.purges.count != before.purges.count || result.purgedOnArrival > 0 { finishPurges() }
+            return result
         } catch {
             membership = before
             rotatedKeys = keysBefore
@@ -68,6 +75,7 @@ extension Vault {
 
     private func ingest(_ db: Database, _ byAuthor: [DeviceID: [Envelope]]) throws -> IngestResult {
         var result = IngestResult()
+        let purgesBefore = membership.purges.count
         // 1. Classify each author's run against where its chain is: the log, or kept apart.
         var runs: [(author: DeviceID, fresh: [Envelope], apart: ChainHead, inLog: Bool)] = []
         for author in byAuthor.keys.sorted() {
@@ -123,8 +131,16 @@ extension Vault {
             var keptApartHere = 0
             for envelope in run.fresh {
                 if known {
-                    try insertEnvelope(db, envelope)
-                    if let opened = open(envelope) { newInLog.append(opened) }
+                    // A purge already names it (an old copy of a sync file, a replica that had not synced): only
+                    // its purged form is stored. One that arrives purged is kept so (no purge may name it yet).
+                    if envelope.isPurged || admitted.isPurged(envelope) {
+                        try insertEnvelope(db, envelope.purged())
+                        if envelope.isPurged && !admitted.isPurged(envelope) { result.withoutContent += 1 }
+                        if !envelope.isPurged { result.purgedOnArrival += 1 }
+                    } else {
+                        try insertEnvelope(db, envelope)
+                        if let opened = open(envelope) { newInLog.append(opened) }
+                    }
                     result.applied += 1
                 } else if run.apart.seq + UInt64(keptApartHere) < UInt64(Self.keptApartPerDevice),
                     keptApartTotal < Self.keptApartTotal
@@ -146,8 +162,82 @@ extension Vault {
         // 4. Reload what the log now says and open the keys it grants; then apply, or rebuild when the membership
         //    or the keys held changed (the rebuild also applies changes whose key arrived only now).
         if admitted != membership || fresh.contains(where: \.isAuthority) { try reloadMembership(db) }
+        if !membership.purges.isEmpty {
+            // A change to a purged record written before its author learned of the purge: dropped as well, and
+            // a coordinator's device names it in a follow-up purge so that relays and sync files drop it too.
+            let purged = purgedRecordIDs()
+            var late: [(record: RecordID, target: PurgeTarget)] = []
+            if membership.purges.count != purgesBefore {
+                try applyPurges(db)
+                late = try dropLateChanges(db, purged: purged)
+            } else {
+                for change in newInLog where purged.contains(change.change.record) {
+                    if let target = try dropContent(db, author: change.author, seq: change.seq) {
+                        late.append((change.change.record, target))
+                    }
+                }
+            }
+            newInLog.removeAll { purged.contains($0.change.record) }
+            result.purgedOnArrival += late.count
+            try purgeAgain(db, late)
+        }
         if try !settle(db) { try apply(db, newInLog) }
         return result
+    }
+
+    /// Replaces a stored envelope of the log by its purged form; returns what a purge would name of it.
+    @discardableResult
+    func dropContent(_ db: Database, author: DeviceID, seq: UInt64) throws -> PurgeTarget? {
+        let arguments: StatementArguments = [Data(author.bytes), Int64(clamping: seq)]
+        guard
+            let body = try Data.fetchOne(
+                db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?", arguments: arguments),
+            let envelope = try? Envelope(decoding: Array(body)), !envelope.isPurged
+        else { return nil }
+        try db.execute(
+            sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?",
+            arguments: [Data(envelope.purged().encoded())] + arguments)
+        return PurgeTarget(author: author, seq: seq, ciphertextHash: envelope.ciphertextHash)
+    }
+
+    /// Drops the content of every stored change to a purged record that no purge names (written concurrently
+    /// with the purge, or by this device before it learned of it).
+    func dropLateChanges(_ db: Database, purged: Set<RecordID>) throws -> [(record: RecordID, target: PurgeTarget)] {
+        guard !purged.isEmpty else { return [] }
+        var found: [(RecordID, DeviceID, UInt64)] = []
+        let cursor = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT e.body FROM envelope e
+                WHERE length(e.body) != ?
+                AND NOT EXISTS (SELECT 1 FROM authority a WHERE a.author = e.author AND a.seq = e.seq)
+                """, arguments: [Envelope.purgedLength])
+        while let row = try cursor.next() {
+            guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)), !envelope.isPurged,
+                let key = key(epoch: envelope.header.keyEpoch), let change = try? envelope.open(with: key),
+                purged.contains(change.record)
+            else { continue }
+            found.append((change.record, envelope.header.author, envelope.header.seq))
+        }
+        return try found.compactMap { record, author, seq in
+            try dropContent(db, author: author, seq: seq).map { (record, $0) }
+        }
+    }
+
+    /// On a coordinator's device: a follow-up purge for each record whose late changes were dropped here, with the
+    /// first purge's reason, so every store drops them too. Other devices wait for a coordinator's.
+    func purgeAgain(_ db: Database, _ late: [(record: RecordID, target: PurgeTarget)]) throws {
+        guard !late.isEmpty, let me = membership.members[deviceID], !me.isRevoked,
+            me.currentRole == .coordinator
+        else { return }
+        let reasons = Dictionary(purges().map { ($0.record, $0.reason) }, uniquingKeysWith: { first, _ in first })
+        for (record, items) in Dictionary(grouping: late, by: \.record).sorted(by: { $0.key < $1.key }) {
+            let note = try SealedNote.seal(
+                record: record, reason: reasons[record] ?? "", key: keyring.currentKey, vaultID: vaultID,
+                author: deviceID)
+            try appendEntry(db, .purge(Purge(targets: items.map(\.target), chunks: [], note: note)))
+        }
+        try reloadMembership(db)
     }
 
     /// Applies new record changes of the log to the projection, each only if the membership allows it.

@@ -304,6 +304,7 @@ extension Vault {
         try db.execute(sql: "DELETE FROM local WHERE key = 'future'")
         var states: [RecordID: RecordState] = [:]
         var refusedCreates: [DeviceID: Int] = [:]
+        let purged = purgedRecordIDs()
         let cursor = try Row.fetchCursor(
             db,
             sql: """
@@ -315,11 +316,13 @@ extension Vault {
                 throw StoreError(
                     .damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
             }
-            guard let key = key(epoch: envelope.header.keyEpoch) else { continue }
+            // A purged change has no content left to apply.
+            guard !envelope.isPurged, let key = key(epoch: envelope.header.keyEpoch) else { continue }
             guard let authored = try? envelope.openAuthored(with: key) else {
                 throw StoreError(
                     .damaged, "The vault is damaged: a stored change does not decrypt. Run `amanat verify`.")
             }
+            guard !purged.contains(authored.change.record) else { continue }
             if let reason = heldReason(authored) {
                 if reason == .notCreator { refusedCreates[authored.author, default: 0] += 1 }
                 continue

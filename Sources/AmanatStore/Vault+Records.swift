@@ -357,7 +357,15 @@ extension Vault {
             if deleted.count > 1 {
                 throw StoreError(.ambiguousID, "The id \(text) matches \(deleted.count) records; give more characters.")
             }
-            guard let state = deleted.first else { throw StoreError(.unknownID, "No record has the id \(text).") }
+            guard let state = deleted.first else {
+                if let purged = purges().last(where: { $0.record.hex.hasPrefix(prefix) }) {
+                    throw StoreError(
+                        .unknownID,
+                        "Record \(purged.record.hex.prefix(12)) was purged by \(deviceLabel(purged.by)): its content is gone on every device that synced since; `amanat history \(purged.record.hex.prefix(12))` says when and why."
+                    )
+                }
+                throw StoreError(.unknownID, "No record has the id \(text).")
+            }
             guard includeDeleted else {
                 throw StoreError(
                     .unknownID,

@@ -68,6 +68,11 @@ public struct VerifyReport: Sendable {
     public var attachments: Int = 0
     /// Chunks not stored here (an attachment not fetched yet, or a chunk removed): incomplete, not wrong.
     public var missingChunks: [ChunkProblem] = []
+    /// Changes whose content a coordinator's purge destroyed (their signatures and chains still checked).
+    public var purged: Int = 0
+    /// Changes stored without content that no purge known here names: a purge not received yet, or a carrier that
+    /// stripped them; a later sync with a carrier that has them puts the content back.
+    public var withoutContent: Int = 0
 }
 
 extension Vault {
@@ -156,6 +161,9 @@ extension Vault {
         var unreadable = 0
         var devices = 0
         var envelopes = 0
+        var purged = 0
+        var withoutContent = 0
+        let purgedRecords = purgedRecordIDs()
         let rows: [Row] = try mapErrors {
             try database.read { db in
                 try Row.fetchAll(db, sql: "SELECT author, seq, hash, body FROM envelope ORDER BY author, seq")
@@ -197,6 +205,10 @@ extension Vault {
                 )
             }
             for envelope in run {
+                if envelope.isPurged {
+                    if membership.isPurged(envelope) { purged += 1 } else { withoutContent += 1 }
+                    continue
+                }
                 if envelope.isAuthority {
                     // Signed and chained, but its author's garbage: it has no effect, and is held back as evidence.
                     if (try? envelope.openEntry()) == nil {
@@ -210,6 +222,13 @@ extension Vault {
                 }
                 do {
                     let authored = try envelope.openAuthored(with: key)
+                    if membership.isPurged(envelope) {
+                        problems.append(
+                            "Change \(envelope.header.seq) of device \(deviceLabel(envelope.header.author)) still holds content a purge destroyed."
+                        )
+                        continue
+                    }
+                    guard !purgedRecords.contains(authored.change.record) else { continue }
                     if let reason = heldReason(authored) {
                         held[HeldKey(device: authored.author, reason: reason), default: 0] += 1
                         continue
@@ -284,7 +303,8 @@ extension Vault {
             .sorted { ($0.device, $0.reason.rawValue) < ($1.device, $1.reason.rawValue) }
         return VerifyReport(
             devices: devices, envelopes: envelopes, records: replayed.count, seals: seals, problems: problems,
-            heldBack: heldBack, unreadable: unreadable, attachments: attachmentsChecked, missingChunks: missingChunks)
+            heldBack: heldBack, unreadable: unreadable, attachments: attachmentsChecked, missingChunks: missingChunks,
+            purged: purged, withoutContent: withoutContent)
     }
 
     private struct HeldKey: Hashable {

@@ -13,4 +13,13 @@ public protocol Carrier: Sendable {
     func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) async throws -> [Envelope]
     /// Stores envelopes the carrier lacks; returns how many it stored.
     func push(_ envelopes: [Envelope]) async throws -> Int
+    /// Replaces the carrier's copies of purged envelopes by their purged forms and removes purged chunks.
+    func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int
+}
+
+extension Carrier {
+    /// Replaces the carrier's copies of purged envelopes by their purged forms and removes purged attachment chunks
+    /// (a sync file, which cannot evaluate membership, is told by a vault that did). A relay applies purges itself
+    /// when it stores the purge entry, so by default nothing is done. Returns how many envelopes were replaced.
+    public func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int { 0 }
 }

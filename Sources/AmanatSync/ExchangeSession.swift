@@ -79,6 +79,7 @@ public struct ExchangeSession {
         }
         let toPush = cursors.reduce(0) { VersionVectors.saturatingSum($0, Int(clamping: $1.target - $1.after)) }
         var toPull = VersionVectors.count(theirs, beyond: ours)
+        try await VersionVectors.restoreContent(vault: vault, carrier: carrier, theirs: theirs, report: &report)
         // Nothing to push and nothing to pull (forks were checked above): one round trip is the whole sync.
         if cursors.isEmpty && toPull == 0 { return report }
         var pushedCount = 0
@@ -125,6 +126,7 @@ public struct ExchangeSession {
                 let ingested = try vault.ingest(result.envelopes)
                 report.pulled += ingested.applied
                 report.keptApart += ingested.keptApart
+                report.withoutContent += ingested.withoutContent
                 report.duplicates += ingested.duplicates
                 report.add(forks: ingested.forks)
                 advanced = ingested.applied > 0 || ingested.keptApart > 0

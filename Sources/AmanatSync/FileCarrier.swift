@@ -23,4 +23,11 @@ public struct FileCarrier: Carrier {
     }
 
     public func push(_ envelopes: [Envelope]) async throws -> Int { try file.append(envelopes) }
+
+    public func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int {
+        guard canWrite else { return 0 }
+        let replaced = try file.replaceWithPurged(envelopes)
+        if !chunks.isEmpty { chunkStore.remove(chunks) }
+        return replaced
+    }
 }

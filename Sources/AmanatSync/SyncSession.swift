@@ -40,6 +40,12 @@ public struct SyncReport: Sendable, Equatable {
     public var pullOnly = false
     /// Envelopes of devices that are not members, kept apart as evidence and not applied.
     public var keptApart = 0
+    /// Changes that arrived without content while no purge known here names them.
+    public var withoutContent = 0
+    /// Changes whose content was put back from the carrier's full copies.
+    public var restored = 0
+    /// The carrier's copies of purged changes replaced by their purged forms (a sync file).
+    public var purgedOnCarrier = 0
 
     /// An empty report.
     public init() {}
@@ -111,6 +117,7 @@ public struct SyncSession {
             let result = try vault.ingest(batch)
             report.pulled += result.applied
             report.keptApart += result.keptApart
+            report.withoutContent += result.withoutContent
             report.duplicates += result.duplicates
             report.add(forks: result.forks)
             let forked = Set(result.forks.map(\.device))
@@ -120,6 +127,7 @@ public struct SyncSession {
             progress(SyncProgress(phase: .pull, done: pulled, total: toPull, bytes: pulledBytes))
         }
 
+        try await VersionVectors.restoreContent(vault: vault, carrier: carrier, theirs: theirs, report: &report)
         guard push else { return report }
         guard carrier.canWrite else {
             report.pullOnly = true
@@ -142,6 +150,11 @@ public struct SyncSession {
                 progress(SyncProgress(phase: .push, done: pushedTotal, total: toPush, bytes: pushedBytes))
                 after = last.header.seq
             }
+        }
+        // A purge this vault knows reaches the carrier's older copies too (an authority decided by the vault).
+        if !vault.membership.purges.isEmpty {
+            report.purgedOnCarrier = try await carrier.applyPurges(
+                envelopes: try vault.purgedEnvelopes(), chunks: vault.purgedChunks)
         }
         return report
     }

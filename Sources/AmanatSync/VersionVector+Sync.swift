@@ -35,4 +35,18 @@ enum VersionVectors {
         }
         return forked
     }
+
+    /// Puts back content the vault holds without (envelopes that arrived purged while no purge known here names
+    /// them) from full copies the carrier has: at most 256 per sync, each fetched alone.
+    nonisolated(nonsending) static func restoreContent(
+        vault: Vault, carrier: any Carrier, theirs: [DeviceID: ChainHead], report: inout SyncReport
+    ) async throws {
+        var found: [Envelope] = []
+        for (author, seq) in try vault.changesWithoutContent(limit: 256) where (theirs[author]?.seq ?? 0) >= seq {
+            found += try await carrier.envelopes(of: author, after: seq - 1, limit: 1).filter {
+                $0.header.author == author && $0.header.seq == seq && !$0.isPurged
+            }
+        }
+        report.restored += try vault.restoreContent(found)
+    }
 }

@@ -30,6 +30,7 @@ struct Amanat: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Init.self, Add.self, List.self, Show.self, History.self, Edit.self, Tag.self, Delete.self, Undelete.self,
+            Purge.self,
             Resolve.self,
             Search.self, Status.self, Verify.self, Identity.self, Sync.self, Import.self, Invite.self, Join.self,
             Members.self, Revoke.self, RoleCommand.self, Rename.self, DismissFork.self, Recover.self,

@@ -64,7 +64,7 @@ enum HelpTopic: String, CaseIterable {
         (75, "The vault is busy in another amanat process."),
         (
             77,
-            "Not permitted: a wrong passphrase or invitation code, the relay refused this device's key or needs its registration code, or this device's role does not allow the action (a reader writing, a member revoking)."
+            "Not permitted: a wrong passphrase or invitation code, the relay refused this device's key or needs its registration code, or this device's role does not allow the action (a reader writing, a member revoking or purging)."
         ),
     ]
 

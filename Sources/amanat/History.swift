@@ -75,6 +75,18 @@ extension Amanat {
 
         func run() throws {
             let vault = try options.open()
+            if let purged = vault.purges().last(where: { $0.record.hex.hasPrefix(id.lowercased()) }), id.count >= 6 {
+                // All that is left of a purged record: who purged it, when and why.
+                if json { return try JSONOutput.print(PurgeJSON(purged, vault: vault)) }
+                print("Record \(purged.record.hex.prefix(12)) — purged")
+                print(
+                    "  \(Display.time(millis: purged.at.wallMillis))  purged by \(TerminalText.escape(vault.deviceLabel(purged.by))): \(TerminalText.escape(purged.reason))"
+                )
+                print(
+                    "  The content of its \(purged.changes) change\(purged.changes == 1 ? "" : "s") and \(purged.chunks) attachment chunk\(purged.chunks == 1 ? "" : "s") was destroyed; their signatures remain, so `amanat verify` still checks the log."
+                )
+                return
+            }
             let state = try vault.resolveRecord(id, includeDeleted: true)
             let now = vault.wallClock()
             var replay = RecordState(id: state.id)

@@ -242,6 +242,16 @@ func summarize(_ report: SyncReport, with target: String, vault: Vault) {
             )
         }
     }
+    if report.restored > 0 {
+        note(
+            "Put back the content of \(report.restored) change\(report.restored == 1 ? "" : "s") that had arrived without it (no purge names them)."
+        )
+    }
+    if report.withoutContent > 0 {
+        note(
+            "WARNING: \(report.withoutContent) change\(report.withoutContent == 1 ? "" : "s") arrived without content and no purge known here names \(report.withoutContent == 1 ? "it" : "them"); a later sync with a device that has the content puts it back (`amanat verify` counts them)."
+        )
+    }
     if report.keptApart > 0 {
         note(
             "WARNING: \(report.keptApart) change\(report.keptApart == 1 ? " was" : "s were") written by devices that are not members of this vault; kept apart as evidence, not applied. `amanat status` says from whom."

@@ -31,6 +31,16 @@ extension Amanat {
                     "\(report.unreadable) change\(report.unreadable == 1 ? " is" : "s are") sealed with a vault key this device was not given (this device was revoked)."
                 )
             }
+            if report.purged > 0 {
+                note(
+                    "purged: \(report.purged) change\(report.purged == 1 ? "" : "s") whose content a coordinator destroyed; their signatures and chains verified (`amanat history ID` says why)"
+                )
+            }
+            if report.withoutContent > 0 {
+                note(
+                    "WARNING: \(report.withoutContent) change\(report.withoutContent == 1 ? "" : "s") arrived without content and no purge known here names \(report.withoutContent == 1 ? "it" : "them") (a purge not received yet, or a carrier that stripped them); syncing with a device that has the content puts it back."
+                )
+            }
             var incomplete: [String: (record: String, missing: Int, total: Int)] = [:]
             for chunk in report.missingChunks {
                 incomplete[chunk.attachment, default: (chunk.record.hex, 0, chunk.total)].missing += 1

@@ -66,6 +66,20 @@ struct MembershipVectorTests {
             ciphertext: try AEAD.seal(plain, additionalData: ad, nonce: n, key: key.subkey(id: 5, context: "amnt-nam")))
     }
 
+    /// A purge note sealed as `SealedNote.seal` does, with a fixed nonce: `u16 length ‖ record ‖ reason`, zero-padded
+    /// to 64 bytes, under the `amnt-prg` subkey 8 with `"amanat/purge-note/v1" ‖ vault id ‖ author ‖ u32 epoch`.
+    static func purgeNote(record: RecordID, reason: String, author: DeviceID, vaultID: [UInt8]) throws -> SealedNote {
+        var plain =
+            [UInt8(reason.utf8.count >> 8), UInt8(reason.utf8.count & 0xff)] + record.bytes + Array(reason.utf8)
+        plain.append(contentsOf: repeatElement(0, count: (64 - plain.count % 64) % 64))
+        let key = VaultKey(epoch: 1, root: SecureBytes(vaultKeyBytes))
+        let n = counting(from: 0x70, count: 24)
+        let ad = Array("amanat/purge-note/v1".utf8) + vaultID + author.bytes + [0, 0, 0, 1]
+        return SealedNote(
+            epoch: 1, nonce: n,
+            ciphertext: try AEAD.seal(plain, additionalData: ad, nonce: n, key: key.subkey(id: 8, context: "amnt-prg")))
+    }
+
     static func produce() throws -> MembershipVectorFile {
         let founderKeys = try SigningKeyPair(seed: SecureBytes(founderSeed))
         let founder = try DeviceID(founderKeys.publicKey)
@@ -138,6 +152,20 @@ struct MembershipVectorTests {
                         agreementKey: founderAgreement.publicKey,
                         name: try name("Coordinator laptop", device: founder, vaultID: vaultID, nonce: 0x50)))
             ),
+            (
+                "purge a record", founder, 9,
+                entry(
+                    9,
+                    .purge(
+                        Purge(
+                            targets: [
+                                PurgeTarget(author: founder, seq: 2, ciphertextHash: counting(from: 0x61, count: 32)),
+                                PurgeTarget(author: joiner, seq: 4, ciphertextHash: counting(from: 0x62, count: 32)),
+                            ], chunks: [counting(from: 0x63, count: 32)],
+                            note: try purgeNote(
+                                record: RecordID.derived(author: founder, seq: 2), reason: "consent withdrawn",
+                                author: founder, vaultID: vaultID))))
+            ),
         ]
         let authority = VaultKey.authority(vaultID: vaultID)
         let nonce = counting(from: 0x60, count: 24)
@@ -197,6 +225,15 @@ struct MembershipVectorTests {
             #expect(name.open(key: key, vaultID: vaultID, device: founder) == "Coordinator laptop")
         } else {
             Issue.record("the first entry is not a found entry")
+        }
+        // The purge's note opens with the vault key to the record and the reason.
+        if case .purge(let purge) = authored.last?.entry.operation {
+            let opened = purge.note.open(key: key, vaultID: vaultID, author: founder)
+            #expect(opened?.record == RecordID.derived(author: founder, seq: 2))
+            #expect(opened?.reason == "consent withdrawn")
+            #expect(purge.targets.count == 2 && purge.chunks.count == 1)
+        } else {
+            Issue.record("the last entry is not a purge")
         }
         // The founding envelope decrypts with the authority key alone and chains from zero.
         let envelope = try Envelope(decoding: try unhex(file.foundEnvelope))

@@ -79,6 +79,8 @@ struct EnvelopeVector: Codable, Equatable {
     var signature: String
     var envelope: String
     var envelopeHash: String
+    /// The envelope purged (Protocol/envelope.md §7): header ‖ "AMNP" ‖ ciphertext hash ‖ signature.
+    var purged: String
 }
 
 struct EnvelopeVectorFile: Codable, Equatable {
@@ -285,7 +287,7 @@ struct ProtocolVectorTests {
                     envelopeKey: Hex.encode(key.envelopeKey(author: author, seq: seq).copyBytes()),
                     header: Hex.encode(e.headerBytes), ciphertextHash: Hex.encode(e.ciphertextHash),
                     signature: Hex.encode(e.signature), envelope: Hex.encode(e.encoded()),
-                    envelopeHash: Hex.encode(e.hash)))
+                    envelopeHash: Hex.encode(e.hash), purged: Hex.encode(e.purged().encoded())))
             previous = ChainHead(seq: seq, hash: e.hash)
         }
         return EnvelopeVectorFile(
@@ -369,6 +371,12 @@ struct ProtocolVectorTests {
 
             let decoded = try Envelope(decoding: try unhex(vector.envelope))
             #expect(decoded.header.vaultID == vaultID)
+            // The purged form: the same header, hash and signature; no content to open.
+            let purged = try Envelope(decoding: try unhex(vector.purged))
+            #expect(purged.isPurged && purged.ciphertext.isEmpty)
+            #expect(try unhex(vector.purged) == e.headerBytes + Array("AMNP".utf8) + e.ciphertextHash + e.signature)
+            #expect(Hex.encode(purged.hash) == vector.envelopeHash && purged.hasValidSignature())
+            #expect(throws: CoreError.self) { try purged.open(with: key) }
             #expect(Hex.encode(try decoded.open(with: key).encoded()) == vector.plaintext)
             envelopes.append(decoded)
             head = ChainHead(seq: vector.seq, hash: try unhex(vector.envelopeHash))

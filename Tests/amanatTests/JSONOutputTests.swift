@@ -302,6 +302,13 @@ enum DocumentedShapes {
         #expect(verified["ok"] == .bool(true) && verified["changes"] == status["changes"])
         let identity = try check.check("identity", a, ["identity"])
         #expect(identity["device"]?.string == me && identity["vault_id"] == status["vault_id"])
+        // A purged record: the purge is all that is left, and history says so in the same document.
+        let doomed = try a.ok(["add", "statement", "--title", "To be purged", "--body", "Withdrawn."])
+        let purge = try check.check("purge", a, ["purge", doomed, "--reason", "consent withdrawn", "--yes"])
+        #expect(purge["record"]?.string == doomed && purge["purged"]?["changes"]?.int == 1)
+        #expect(purge["purged"]?["reason"]?.string == "consent withdrawn")
+        let purgedHistory = try check.check("history", a, ["history", doomed])
+        #expect(purgedHistory == purge)
 
         // A second member, a sync file and a relay.
         let invitation = scratch.path("invite.amanat").path
@@ -477,7 +484,8 @@ enum DocumentedShapes {
         #expect(withJSON.subtracting(documented).isEmpty, "--json but not in Docs/json.md")
         #expect(documented.subtracting(withJSON).isEmpty, "in Docs/json.md but without --json")
         let named: Set<String> = [
-            "add statement", "add testimony", "edit", "tag", "delete", "undelete", "resolve", "search", "identity",
+            "add statement", "add testimony", "edit", "tag", "delete", "undelete", "purge", "resolve", "search",
+            "identity",
             "verify", "sync", "import", "export", "bundle verify", "bundle open", "invite", "join", "init", "members",
             "revoke", "role", "rename", "dismiss-fork", "recover", "backup", "restore", "passphrase", "history",
             "status", "list", "show",
