@@ -102,13 +102,18 @@ extension Vault {
     /// the limit (if reached, also by earlier attempts that were killed) wipes the vault, and success resets it.
     static func unlockCounting(at dir: URL, passphrase: SecureBytes) throws -> Keyring.Unlocked {
         let sealed = try Keyring.load(from: keyringURL(dir))
-        var counter = UnlockCounter.read(in: dir)
-        if counter.limit > 0, counter.failures >= counter.limit {
-            destroyForSafety(at: dir, sealed: sealed)
-            throw Keyring.wrongPassphrase
+        // Read, check and count under a lock of the vault folder: attempts started at the same moment (a guesser
+        // running many processes) are counted one by one, so no more than the limit ever reach the derivation.
+        var counter = try withCounterLock(dir) { () throws -> UnlockCounter in
+            var counter = UnlockCounter.read(in: dir)
+            if counter.limit > 0, counter.failures >= counter.limit {
+                destroyForSafety(at: dir, sealed: sealed)
+                throw Keyring.wrongPassphrase
+            }
+            counter.failures = counter.failures == .max ? .max : counter.failures + 1
+            try counter.write(in: dir)
+            return counter
         }
-        counter.failures = counter.failures == .max ? .max : counter.failures + 1
-        try counter.write(in: dir)
         let result: Keyring.Unlocked
         do {
             result = try Keyring.unlock(sealed, passphrase: passphrase)
@@ -117,10 +122,24 @@ extension Vault {
             throw error
         }
         if case .keyring = result {
-            counter.failures = 0
-            try counter.write(in: dir)
+            try withCounterLock(dir) {
+                counter = UnlockCounter.read(in: dir)
+                counter.failures = 0
+                try counter.write(in: dir)
+            }
         }
         return result
+    }
+
+    /// Runs `body` holding an exclusive `flock` of the vault folder (the counter file itself is replaced by each
+    /// write, so it cannot carry the lock). Held for the few milliseconds of a counter update, never a derivation.
+    static func withCounterLock<T>(_ dir: URL, _ body: () throws -> T) throws -> T {
+        let fd = Glibc.open(dir.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        }
+        defer { if fd >= 0 { close(fd) } }
+        return try body()
     }
 
     /// The duress passphrase was entered: this device's keys are destroyed first. In decoy mode the decoy vault is

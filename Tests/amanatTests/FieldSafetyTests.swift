@@ -221,6 +221,32 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: cli.vault.appendingPathComponent(Vault.databaseFileName).path))
     }
 
+    @Test func wrongPassphrasesTriedInParallelAreEachCounted() throws {
+        let scratch = try Scratch()
+        let cli = try vaultWithTestimony(scratch, kdf: "moderate")
+        _ = try cli.ok(["config", "set", "max-failed-unlocks", "3"])
+        // Eight guesses started at once, as a guesser with many processes would: each is counted, so the vault is
+        // wiped (without the lock, several read the same count and the limit is never reached).
+        var processes: [Process] = []
+        for guess in 0..<8 {
+            let process = Process()
+            process.executableURL = CLIRunner.binary
+            process.arguments = ["--vault", cli.vault.path, "list"]
+            var env = ProcessInfo.processInfo.environment
+            env["AMANAT_PASSPHRASE"] = "parallel guess \(guess)"
+            process.environment = env
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            processes.append(process)
+        }
+        for process in processes { try process.run() }
+        for process in processes { process.waitUntilExit() }
+        #expect(processes.allSatisfy { $0.terminationStatus == 77 })
+        let after = try cli.run(["list"])
+        #expect(after.status == 77 && after.stderr.hasPrefix("amanat: Wrong passphrase"), "\(after.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: cli.vault.appendingPathComponent(Vault.databaseFileName).path))
+    }
+
     @Test func anUnlockAttemptKilledDuringTheDerivationStillCounts() throws {
         let scratch = try Scratch()
         // The default (moderate) derivation takes long enough to be killed in the middle of it.
