@@ -234,6 +234,9 @@ public struct MembershipState: Hashable, Sendable {
                     state.void.append(
                         VoidEntry(
                             author: entry.author, seq: entry.seq, reason: "written after its author lost the right"))
+                    // Its author sealed changes with its rotation's key before it learned the revocation was void
+                    // (a concurrent demotion): that key stays readable, as for any member's revoke without effect.
+                    if state.keepKeyOnly(entry) { effective.append(entry) }
                     continue
                 }
                 let keyOnlyBefore = state.keyOnlyEpochs.count
@@ -305,6 +308,18 @@ public struct MembershipState: Hashable, Sendable {
         case .invite, .setRole, .grant, .dismissFork, .purge:
             return isCoordinator(authored.author, at: authored.seq)
         }
+    }
+
+    /// Keeps the rotation of a revoke that has no effect as key-only, when its author was an active member at that
+    /// seq and its epoch is not in use; returns whether it did.
+    mutating func keepKeyOnly(_ authored: AuthoredEntry) -> Bool {
+        guard case .revoke(_, _, let rotation) = authored.entry.operation,
+            let m = members[authored.author], m.isActive(at: authored.seq),
+            !allRotations.contains(where: { $0.rotation.epoch == rotation.epoch })
+        else { return false }
+        keyOnlyEpochs.append(
+            EpochGrant(author: authored.author, timestamp: authored.entry.timestamp, rotation: rotation))
+        return true
     }
 
     /// Whether `device` was an active coordinator for its change `seq`.
@@ -382,11 +397,7 @@ public struct MembershipState: Hashable, Sendable {
         case .revoke(let device, let after, let rotation):
             guard isCoordinator(author, at: seq) else {
                 // Its author sealed changes with this key before it learned it had no authority: keep it readable.
-                if let m = members[author], m.isActive(at: seq),
-                    !allRotations.contains(where: { $0.rotation.epoch == rotation.epoch })
-                {
-                    keyOnlyEpochs.append(EpochGrant(author: author, timestamp: stamp, rotation: rotation))
-                }
+                _ = keepKeyOnly(authored)
                 return "a revocation by a device that is not a coordinator"
             }
             guard var m = members[device] else { return "a revocation of a device that is not a member" }

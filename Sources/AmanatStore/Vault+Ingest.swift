@@ -120,6 +120,8 @@ extension Vault {
             admitted = try evaluateMembership(db, adding: fresh)
         }
         // 3. Place each run: an admitted device's into the log (its kept-apart chain first), a stranger's apart.
+        //    The record changes are opened on every core first; this thread then only places them.
+        let opened = openAll(fresh.filter { !$0.isAuthority && !$0.isPurged && !admitted.isPurged($0) })
         var newInLog: [AuthoredChange] = []
         var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
         for run in runs {
@@ -139,7 +141,7 @@ extension Vault {
                         if !envelope.isPurged { result.purgedOnArrival += 1 }
                     } else {
                         try insertEnvelope(db, envelope)
-                        if let opened = open(envelope) { newInLog.append(opened) }
+                        if let change = opened[envelope.hash] ?? nil { newInLog.append(change) }
                     }
                     result.applied += 1
                 } else if run.apart.seq + UInt64(keptApartHere) < UInt64(Self.keptApartPerDevice),
@@ -262,14 +264,35 @@ extension Vault {
         }
     }
 
-    /// Opens a record change with the key of its epoch; nil for a membership entry, for an envelope of an epoch
-    /// this device holds no key of (kept, unread, until a key arrives), and for one its own author sealed so that it
-    /// does not decrypt (kept as signed evidence, never applied: refusing it would let one member's garbage block
-    /// every honest sync through a shared file or relay). A courier cannot make such an envelope: the signature
-    /// covers the ciphertext's hash.
-    private func open(_ envelope: Envelope) -> AuthoredChange? {
-        guard !envelope.isAuthority, let key = key(epoch: envelope.header.keyEpoch) else { return nil }
-        return try? envelope.openAuthored(with: key)
+    /// Opens record changes with the keys of their epochs, on every core for a large batch (each envelope has its
+    /// own key and nonce, so they are independent), keyed by envelope hash. nil for an envelope of an epoch this
+    /// device holds no key of (kept, unread, until a key arrives), and for one its own author sealed so that it does
+    /// not decrypt (kept as signed evidence, never applied: refusing it would let one member's garbage block every
+    /// honest sync through a shared file or relay). A courier cannot make such an envelope: the signature covers
+    /// the ciphertext's hash.
+    private func openAll(_ envelopes: [Envelope]) -> [[UInt8]: AuthoredChange?] {
+        var keys: [UInt32: VaultKey] = [:]
+        for envelope in envelopes where keys[envelope.header.keyEpoch] == nil {
+            if let key = key(epoch: envelope.header.keyEpoch) { keys[envelope.header.keyEpoch] = key }
+        }
+        let open: @Sendable (ArraySlice<Envelope>) -> [(hash: [UInt8], change: AuthoredChange?)] = { [keys] part in
+            part.map { envelope in
+                (envelope.hash, keys[envelope.header.keyEpoch].flatMap { try? envelope.openAuthored(with: $0) })
+            }
+        }
+        let parts = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), max(envelopes.count / 128, 1))
+        let pairs: [(hash: [UInt8], change: AuthoredChange?)]
+        if parts > 1 {
+            let results = ParallelResults<(hash: [UInt8], change: AuthoredChange?)>(parts: parts)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let range = (envelopes.count * part / parts)..<(envelopes.count * (part + 1) / parts)
+                results.set(part) { open(envelopes[range]) }
+            }
+            pairs = (try? results.joined()) ?? open(envelopes[...])
+        } else {
+            pairs = open(envelopes[...])
+        }
+        return Dictionary(pairs.map { ($0.hash, $0.change) }, uniquingKeysWith: { first, _ in first })
     }
 
     func heldHead(_ db: Database, author: DeviceID) throws -> ChainHead {
