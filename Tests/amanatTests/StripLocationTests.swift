@@ -223,6 +223,29 @@ import Testing
         #expect(plain.status == 0, "\(plain.stderr)")
     }
 
+    /// A bundle with attachments written by the release before --strip-location (Tests/Fixtures/PreviousReleaseBundle)
+    /// still verifies with both verifiers, its files reported as the attached originals.
+    @Test func aBundleOfThePreviousReleaseStillVerifies() throws {
+        let fixture = repositoryRoot.appendingPathComponent("Tests/Fixtures/PreviousReleaseBundle")
+        let bundle = fixture.appendingPathComponent("bundle.age").path
+        let key = fixture.appendingPathComponent("key.txt").path
+        let vault = try String(contentsOf: fixture.appendingPathComponent("vault.txt"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let scratch = try Scratch()
+        let cli = scratch.runner()
+        let swift = try cli.run(
+            ["bundle", "verify", bundle, "--identity", key, "--expect-vault", vault, "--json"], withVault: false)
+        #expect(swift.status == 0, "\(swift.stdout)\(swift.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(swift.stdout.utf8)) as? [String: Any])
+        let records = try #require(report["records"] as? [[String: Any]])
+        let attachments = try #require(records.first?["attachments"] as? [[String: Any]])
+        #expect(attachments.count == 2 && attachments.allSatisfy { $0["stripped"] == nil }, "\(attachments)")
+        let text = try cli.run(["bundle", "verify", bundle, "--identity", key], withVault: false)
+        #expect(text.status == 0 && text.stdout.contains(".jpg: the attached original, SHA-256"), "\(text.stdout)")
+        let python = try PythonVerifier.verify([bundle, "--identity", key, "--expect-vault", vault])
+        #expect(python.status == 0 && python.stdout.contains(".jpg is the attached original"), "\(python.stdout)")
+    }
+
     static func open(_ bundle: String, key: String, into folder: URL) throws -> URL {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let (status, _) = try shell("age -d -i '\(key)' '\(bundle)' | tar x -C '\(folder.path)'")
