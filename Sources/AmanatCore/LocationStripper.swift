@@ -54,6 +54,8 @@ public final class LocationStripper {
 
     /// What was removed so far.
     public private(set) var removed: Set<Removed> = []
+    /// The most bytes it held at once (after taking a piece): one piece plus at most one metadata block.
+    public private(set) var peakHeld = 0
 
     enum Format { case jpeg, png, isobmff }
 
@@ -101,6 +103,7 @@ public final class LocationStripper {
             head = 0
         }
         pending += bytes
+        peakHeld = max(peakHeld, pending.count - head)
         try run(final: false)
         defer { out.removeAll(keepingCapacity: true) }
         return out

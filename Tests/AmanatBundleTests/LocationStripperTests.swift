@@ -67,6 +67,41 @@ import Testing
         try Self.expectWellFormed(stripped, sample.name)
     }
 
+    /// A 40 MiB video whose `moov` comes after its media, fed in 1 MiB chunks: the stripper holds about one chunk,
+    /// never the file, and the media bytes come out untouched.
+    @Test func aLargeVideoStreamsThroughInBoundedMemory() throws {
+        let video = LocationSamples.mp4(mdatSize: 40 << 20, moovLast: true)
+        let stripper = try #require(LocationStripper(mediaType: "video/mp4", size: UInt64(video.count)))
+        var out: [UInt8] = []
+        out.reserveCapacity(video.count)
+        var at = 0
+        while at < video.count {
+            let end = min(at + (1 << 20), video.count)
+            out += try stripper.feed(Array(video[at..<end]))
+            at = end
+        }
+        out += try stripper.finish()
+        #expect(out.count == video.count)
+        #expect(stripper.peakHeld <= 2 << 20, "held \(stripper.peakHeld) bytes")
+        #expect(out[0..<(40 << 20)] == video[0..<(40 << 20)], "the media passes through unchanged")
+        #expect(LocationSamples.survivingCoordinates(Array(out.suffix(8192))) == [])
+        #expect(stripper.removed == [.quicktimeXYZ, .loci, .quicktimeLocationKey, .xmpLocation])
+        // A large JPEG (its entropy-coded data padded out) streams the same way.
+        var jpeg = LocationSamples.jpeg()
+        let image = jpeg.count - 2
+        jpeg.insert(contentsOf: [UInt8](repeating: 0x5A, count: 8 << 20), at: image)
+        let big = try #require(LocationStripper(mediaType: "image/jpeg", size: UInt64(jpeg.count)))
+        var total = 0
+        at = 0
+        while at < jpeg.count {
+            let end = min(at + (1 << 20), jpeg.count)
+            total += try big.feed(Array(jpeg[at..<end])).count
+            at = end
+        }
+        total += try big.finish().count
+        #expect(total == jpeg.count && big.peakHeld <= 2 << 20 && big.removed == [.exifGPS, .xmpLocation])
+    }
+
     @Test func aFileWithoutLocationComesOutUnchanged() throws {
         let (jpeg, removed) = try Self.strip(LocationSamples.plainJPEG, "image/jpeg", piece: 100)
         #expect(jpeg == LocationSamples.plainJPEG && removed.isEmpty)

@@ -149,7 +149,11 @@ public enum LocationSamples {
 
     /// An MP4: `ftyp`, `moov` with `mvhd`, a `trak` and a `udta` holding `©xyz`, `loci` and a QuickTime `meta`
     /// (keys: location and make), an XMP `uuid` box, and `mdat`.
-    public static func mp4() -> [UInt8] {
+    public static func mp4() -> [UInt8] { mp4(mdatSize: 2000, moovLast: false) }
+
+    /// The MP4 of ``mp4()`` with `mdatSize` bytes of media, and its `moov` after `mdat` when `moovLast` (as phones
+    /// write a recording they could not size in advance).
+    public static func mp4(mdatSize: Int, moovLast: Bool) -> [UInt8] {
         let ftyp = box("ftyp", Array("isom".utf8) + [0, 0, 2, 0] + Array("isomiso2mp41".utf8))
         let mvhd = box("mvhd", [UInt8](repeating: 0, count: 100))
         let xyzText = Array("+34.5553+069.2075/".utf8)
@@ -175,8 +179,10 @@ public enum LocationSamples {
         let trak = box("trak", box("tkhd", [UInt8](repeating: 0, count: 84)))
         let moov = box("moov", mvhd + trak + box("udta", xyz + loci) + meta)
         let uuid = box("uuid", xmpUUID + xmp())
-        let mdat = box("mdat", [UInt8](repeating: 0xA9, count: 2000))
-        return ftyp + moov + uuid + mdat
+        var media = [UInt8](repeating: 0xA9, count: mdatSize)
+        for i in stride(from: 0, to: mdatSize, by: 4093) { media[i] = UInt8(truncatingIfNeeded: i / 4093) }
+        let mdat = box("mdat", media)
+        return moovLast ? ftyp + mdat + uuid + moov : ftyp + moov + uuid + mdat
     }
 
     static let xmpUUID: [UInt8] = [

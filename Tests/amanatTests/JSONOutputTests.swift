@@ -402,7 +402,9 @@ enum DocumentedShapes {
         #expect(strippedCopy?["original_sha256"]?.string == Hex.encode(SHA256.hash(LocationSamples.jpeg())))
         let mediaReport = try check.check("bundle verify", b, ["bundle", "verify", mediaBundle])
         let listedCopy = mediaReport["records"]?.array?.first?["attachments"]?.array?.first
-        #expect(listedCopy?["sha256"] == strippedCopy?["sha256"] && listedCopy?["stripped"]?["original_sha256"] == strippedCopy?["original_sha256"])
+        #expect(
+            listedCopy?["sha256"] == strippedCopy?["sha256"]
+                && listedCopy?["stripped"]?["original_sha256"] == strippedCopy?["original_sha256"])
 
         // A cloned laptop forks: verify fails and still prints its report; a coordinator dismisses the fork; the
         // clone continues as a new identity.

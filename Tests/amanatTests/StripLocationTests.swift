@@ -197,6 +197,32 @@ import Testing
         #expect(try cli.run(["bundle", "verify", bundle, "--identity", key], withVault: false).status == 0)
     }
 
+    /// A 3 MiB recording whose `moov` (with `©xyz`, `loci` and QuickTime location keys) comes after its media spans
+    /// three chunks: the copy loses its location, keeps every media byte, and both verifiers accept it.
+    @Test func aRecordingOfSeveralChunksWithItsMetadataLastIsStripped() throws {
+        let scratch = try Scratch()
+        let cli = scratch.runner()
+        try cli.initialize()
+        let id = try cli.ok(["add", "statement", "--title", "Recording at the checkpoint"])
+        let video = LocationSamples.mp4(mdatSize: 3 << 20, moovLast: true)
+        try Data(video).write(to: scratch.path("clip.mp4"))
+        let attachment = try cli.ok(["attach", id, scratch.path("clip.mp4").path])
+        #expect(try cli.ok(["attachments", id, "--json"]).contains("\"location_metadata\" : true"))
+        let key = scratch.path("key.txt").path
+        #expect(try shell("age-keygen -o '\(key)'").0 == 0)
+        let recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bundle = scratch.path("b.age").path
+        let exported = try cli.run(["export", "--out", bundle, "--recipient", recipient, "--strip-location"])
+        #expect(exported.status == 0 && exported.stderr.contains("Removed location metadata from 1 attached file"))
+        let folder = try Self.open(bundle, key: key, into: scratch.path("opened"))
+        let copy = try Self.read(folder, id, attachment, "mp4")
+        #expect(copy.count == video.count && copy.prefix(3 << 20) == video.prefix(3 << 20))
+        #expect(LocationSamples.survivingCoordinates(copy) == [])
+        #expect(LocationSamples.structureProblems(copy, format: "iso") == [])
+        #expect(try cli.run(["bundle", "verify", bundle, "--identity", key], withVault: false).status == 0)
+        #expect(try PythonVerifier.verify([folder.path]).status == 0)
+    }
+
     /// A photo whose EXIF the stripper cannot follow stops the export with one sentence, exit 65, and no file.
     @Test func aFileThatCannotBeStrippedStopsTheExportAndNothingIsWritten() throws {
         let scratch = try Scratch()
