@@ -120,7 +120,8 @@ public enum BundleExporter {
             devices.append(entry)
         }
         let membership = MembershipDocument(vaultID: vault.vaultID, entries: entries).json.canonical
-        let readmeBytes = Array(readme.utf8)
+        let hasCopies = manifestRecords.contains { $0.attachments.contains { $0.stripped != nil } }
+        let readmeBytes = Array((hasCopies ? readme + strippedReadme : readme).utf8)
         let files =
             [("README.txt", readmeBytes), ("membership.json", membership)] + recordFiles + custodyFiles
             + chainFiles
@@ -327,6 +328,18 @@ public enum BundleExporter {
     public static func padded(_ archiveBytes: [UInt8]) -> [UInt8] {
         archiveBytes + [UInt8](repeating: 0, count: Padme.paddedLength(archiveBytes.count) - archiveBytes.count)
     }
+
+    /// What README.txt adds when the bundle holds location-stripped copies (`export --strip-location`).
+    public static let strippedReadme = """
+
+
+        Location-stripped copies
+          Some files under attachments/ are copies with their location metadata (GPS coordinates,
+          place names) removed at the exporter's request; everything else in them is as recorded.
+          manifest.json marks each with "stripped": the SHA-256 of the copy, and the SHA-256 of the
+          original, which is the one the record's signed history states. The originals stay sealed in
+          the exporting team's vault: ask them for an original if you need to compare it.
+        """
 
     /// The README.txt a recipient reads first.
     public static let readme = """

@@ -68,6 +68,12 @@ import Testing
 
         let folder = try Self.open(bundle, key: key, into: scratch.path("opened"))
         let manifest = try String(contentsOf: folder.appendingPathComponent("manifest.json"), encoding: .utf8)
+        // README.txt tells a recipient without Amanat what the copies are; a bundle without copies says nothing.
+        let readme = try String(contentsOf: folder.appendingPathComponent("README.txt"), encoding: .utf8)
+        #expect(readme.contains("Location-stripped copies") && readme.contains("\"stripped\""))
+        #expect(
+            !(try String(contentsOf: plainFolder.appendingPathComponent("README.txt"), encoding: .utf8))
+                .contains("stripped"))
         for (sample, attachment) in zip(Self.samples, ids) {
             let copy = try Self.read(folder, id, attachment, sample.ext)
             let original = Hex.encode(SHA256.hash(sample.bytes))
