@@ -139,7 +139,7 @@ extension Amanat {
                 let located = streamed.filter { $0.info.hasLocation }.count
                 if located > 0 {
                     note(
-                        "\(located) attached file\(located == 1 ? " carries" : "s carry") GPS location in its metadata and \(located == 1 ? "goes" : "go") into the bundle as \(located == 1 ? "it is" : "they are"); give --strip-location to send copies without it."
+                        "\(located) attached file\(located == 1 ? " carries" : "s carry") GPS location in \(located == 1 ? "its" : "their") metadata and \(located == 1 ? "goes" : "go") into the bundle as \(located == 1 ? "it is" : "they are"); give --strip-location to send copies without it."
                     )
                 }
             }
