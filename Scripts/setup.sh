@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Amanat needs on Debian when it is missing: libsodium-dev, pkg-config, the age tool
-# (used by the interoperability tests) and PyNaCl for Python 3 (Scripts/verify-bundle.py, the independent
-# bundle verifier the tests run). Uses sudo when not root.
+# (used by the interoperability tests), PyNaCl for Python 3 (Scripts/verify-bundle.py, the independent
+# bundle verifier the tests run) and Pillow (the location-stripping tests check that it decodes the stripped
+# JPEG and PNG). Uses sudo when not root.
 set -euo pipefail
 need=()
 pkg-config --exists libsodium 2>/dev/null || need+=(libsodium-dev)
@@ -15,6 +16,7 @@ has_pynacl() {
     return 1
 }
 has_pynacl || need+=(python3-nacl)
+/usr/bin/python3 -c 'import PIL' 2>/dev/null || need+=(python3-pil)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "Installing ${need[*]} with apt-get…" >&2
 sudo=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks the primitives of Scripts/verify-bundle.py against the test vectors in Protocol/vectors:
 canonical JSON (jcs-v1), changes (change-v1), attachment chunks (attachment-v1), envelopes and their keys (envelope-v1), membership
-entries and derivations (membership-v1) and the seal hash (seal-v1). Prints one line per group and
+entries and derivations (membership-v1), the seal hash (seal-v1) and location-stripped attachments in a
+manifest (strip-v1). Prints one line per group and
 exits 0 only if every vector agrees. Run by the test suite (PythonVerifierTests)."""
 
 import importlib.util
@@ -218,8 +219,33 @@ def attachment():
     return len(v["chunks"])
 
 
+def strip():
+    """attachments.md §9, bundle.md §4.1: location-stripped copies (same length, no coordinate left, the stated
+    SHA-256s) and manifest attachment items with a `stripped` statement, accepted or refused as the vector says."""
+    import hashlib
+    v = load("strip-v1.json")
+    for f in v["files"]:
+        original, stripped = bytes.fromhex(f["original_hex"]), bytes.fromhex(f["stripped_hex"])
+        expect(hashlib.sha256(original).hexdigest() == f["original_sha256"], f"strip {f['name']}: original sha256")
+        expect(hashlib.sha256(stripped).hexdigest() == f["stripped_sha256"], f"strip {f['name']}: copy sha256")
+        expect(len(original) == len(stripped), f"strip {f['name']}: same length")
+        expect(f["removed"] and all(n in vb.REMOVED_NAMES for n in f["removed"]), f"strip {f['name']}: removed")
+        for text in f["coordinates"]:
+            expect(text.encode() in original and text.encode() not in stripped, f"strip {f['name']}: {text} gone")
+
+    def record(item_json):
+        rid = v["record"]
+        return {"attachments": [vb.parse_json(item_json.encode())], "changes": [], "custody": f"custody/{rid}.json",
+                "id": rid, "kind": "statement", "record": f"records/{rid}.json"}
+    for case in v["valid"]:
+        expect(vb.check_manifest_record_form(record(case["json"])), f"strip item {case['name']}: refused")
+    for case in v["invalid"]:
+        expect(not vb.check_manifest_record_form(record(case["json"])), f"strip item {case['name']}: accepted")
+    return len(v["files"]) + len(v["valid"]) + len(v["invalid"])
+
+
 if __name__ == "__main__":
-    for group in (jcs, change, envelope, membership, seal, attachment):
+    for group in (jcs, change, envelope, membership, seal, attachment, strip):
         try:
             count = group()
             print(f"{group.__name__}: {count} vectors checked")

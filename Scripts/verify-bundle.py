@@ -666,13 +666,27 @@ def check_manifest_form(m):
     return found
 
 
+# attachments.md §9: what a location-stripped copy may say was removed.
+REMOVED_NAMES = {"exif-gps", "xmp-location", "xmp-packet", "quicktime-xyz", "3gpp-loci", "quicktime-location-key"}
+
+
+def check_stripped_form(stripped):
+    """bundle.md §4.1: {original_sha256, original_size, removed}, removed a sorted non-empty list of known names."""
+    return (has_members(stripped, ["original_sha256", "original_size", "removed"])
+            and is_hex(stripped["original_sha256"], 32) and is_integer(stripped["original_size"], 0, SEQ_MAX)
+            and isinstance(stripped["removed"], list) and stripped["removed"]
+            and all(isinstance(n, str) and n in REMOVED_NAMES for n in stripped["removed"])
+            and strictly_sorted([n.encode("utf-8") for n in stripped["removed"]]))
+
+
 def check_manifest_record_form(r):
     if not has_members(r, ["changes", "custody", "id", "kind", "record"], ["attachments", "consent"]):
         return False
     if "attachments" in r:
         attachments = r["attachments"]
         if not (isinstance(attachments, list) and attachments and all(
-                has_members(a, ["attachment", "path", "sha256", "size"]) and is_hex(a["attachment"], 16)
+                has_members(a, ["attachment", "path", "sha256", "size"], ["stripped"])
+                and ("stripped" not in a or check_stripped_form(a["stripped"])) and is_hex(a["attachment"], 16)
                 and a["attachment"] == a["attachment"].lower() and is_hex(a["sha256"], 32)
                 and is_integer(a["size"], 0, SEQ_MAX) and isinstance(a["path"], str)
                 and a["path"].startswith(f"attachments/{r['id']}/{a['attachment'][:12]}.")
@@ -1212,14 +1226,21 @@ def check_record(entry, files, vault_id, chains, report, exported_at_ms, manifes
         listed = {f["path"]: f["sha256"] for f in manifest_files}
         for a in entry.get("attachments", []):
             spec = attached.get(a["attachment"])
+            # A location-stripped copy (bundle.md §4.1 `stripped`): the original it stands for is the one sealed
+            # in custody; the copy is covered by its SHA-256 in `files` and the manifest signature.
+            original = a.get("stripped", {"original_sha256": a["sha256"], "original_size": a["size"]})
             if spec is None:
                 failures.append(f"its attachment {a['attachment'][:12]} is not attached by any disclosed change")
-            elif spec["sha256"].hex() != a["sha256"] or spec["size"] != a["size"]:
-                failures.append(f"the file of attachment {a['attachment'][:12]} is not the one its signed change "
-                                "states (SHA-256 or size)")
+            elif spec["sha256"].hex() != original["original_sha256"] or spec["size"] != original["original_size"]:
+                if "stripped" in a:
+                    failures.append(f"attachment {a['attachment'][:12]} claims to be a location-stripped copy of an "
+                                    "original whose SHA-256 or size is not the one sealed in custody")
+                else:
+                    failures.append(f"the file of attachment {a['attachment'][:12]} is not the one its signed change "
+                                    "states (SHA-256 or size)")
             elif listed.get(a["path"]) != a["sha256"] or len(files.get(a["path"], b"")) != a["size"]:
                 failures.append(f"the file {a['path']} of attachment {a['attachment'][:12]} is missing or is not "
-                                "the one its signed change states")
+                                "the one the manifest states")
         if canonical(document) != files.get(entry["record"]):
             failures.append(f"{entry['record']} is not exactly the document its disclosed changes produce "
                             "(bundle.md §5.1)")
@@ -1235,11 +1256,12 @@ def check_record(entry, files, vault_id, chains, report, exported_at_ms, manifes
         report.problem(f"record {short}: {sentence}")
     if failures:
         return [], None
-    return [(d.device.hex(), d.seq) for d in disclosed], describe_record(document, len(statement) - len(items))
+    return [(d.device.hex(), d.seq) for d in disclosed], describe_record(document, len(statement) - len(items),
+                                                                        entry.get("attachments", []))
 
 
-def describe_record(document, undisclosed):
-    """What was verified of one record, with the completeness of bundle.md §7.7."""
+def describe_record(document, undisclosed, attachments=()):
+    """What was verified of one record, with the completeness of bundle.md §7.7 and its attached files."""
     labels = [h.get("label") for h in document["history"]]
     changes = len(document["history"])
     text = f"{changes} change{'s' if changes != 1 else ''} disclosed"
@@ -1250,6 +1272,13 @@ def describe_record(document, undisclosed):
         text += ", deleted"
     if undisclosed:
         text += f"; {undisclosed} change{'s' if undisclosed != 1 else ''} not disclosed"
+    for a in attachments:
+        if "stripped" in a:
+            s = a["stripped"]
+            text += (f"; {a['path']} is a location-stripped copy (removed: {', '.join(s['removed'])}), SHA-256 "
+                     f"{a['sha256']}, whose original's SHA-256 is {s['original_sha256']} (sealed in custody)")
+        else:
+            text += f"; {a['path']} is the attached original, SHA-256 {a['sha256']} (sealed in custody)"
     return text
 
 

@@ -139,14 +139,38 @@ public struct BundleManifest: Sendable, Equatable {
         public var sha256: [UInt8]
         /// Its size in bytes.
         public var size: UInt64
+        /// Set when the file is a copy with its location removed (`export --strip-location`): then `sha256` and
+        /// `size` are the copy's, and this names the original sealed in custody and what was removed.
+        public var stripped: Stripped?
 
         /// Creates an entry.
-        public init(attachment: String, path: String, sha256: [UInt8], size: UInt64) {
+        public init(attachment: String, path: String, sha256: [UInt8], size: UInt64, stripped: Stripped? = nil) {
             self.attachment = attachment
             self.path = path
             self.sha256 = sha256
             self.size = size
+            self.stripped = stripped
         }
+    }
+
+    /// What a location-stripped copy stands for (Protocol/bundle.md §4.1 `stripped`).
+    public struct Stripped: Sendable, Equatable {
+        /// The SHA-256 of the original, as the signed `attach` operation states it.
+        public var originalSHA256: [UInt8]
+        /// The original's size, as the signed `attach` operation states it.
+        public var originalSize: UInt64
+        /// What was removed: names of ``LocationStripper/Removed``, sorted, at least one.
+        public var removed: [String]
+
+        /// Creates the statement.
+        public init(originalSHA256: [UInt8], originalSize: UInt64, removed: [String]) {
+            self.originalSHA256 = originalSHA256
+            self.originalSize = originalSize
+            self.removed = removed
+        }
+
+        /// The names `removed` may hold.
+        public static let names: Set<String> = Set(LocationStripper.Removed.allCases.map(\.rawValue))
     }
 
     /// One exported record.
@@ -233,12 +257,24 @@ public struct BundleManifest: Sendable, Equatable {
                                 (
                                     "attachments",
                                     .array(
-                                        r.attachments.map {
-                                            .object([
-                                                ("attachment", .string($0.attachment)), ("path", .string($0.path)),
-                                                ("sha256", .string(Hex.encode($0.sha256))),
-                                                ("size", .integer(Int64($0.size))),
-                                            ])
+                                        r.attachments.map { a in
+                                            var members: [(String, JSONValue)] = [
+                                                ("attachment", .string(a.attachment)), ("path", .string(a.path)),
+                                                ("sha256", .string(Hex.encode(a.sha256))),
+                                                ("size", .integer(Int64(a.size))),
+                                            ]
+                                            if let s = a.stripped {
+                                                members.append(
+                                                    (
+                                                        "stripped",
+                                                        .object([
+                                                            ("original_sha256", .string(Hex.encode(s.originalSHA256))),
+                                                            ("original_size", .integer(Int64(s.originalSize))),
+                                                            ("removed", .array(s.removed.map(JSONValue.string))),
+                                                        ])
+                                                    ))
+                                            }
+                                            return .object(members)
                                         })
                                 ))
                         }
@@ -309,12 +345,28 @@ public struct BundleManifest: Sendable, Equatable {
             var record = Record(id: id, kind: kind, consent: consent, changes: changes)
             if let list = o["attachments"] {
                 record.attachments = try r.array(list, "attachments").map { item in
-                    let a = try r.object(item, "an attachment", required: ["attachment", "path", "sha256", "size"])
-                    let entry = Attachment(
+                    let a = try r.object(
+                        item, "an attachment", required: ["attachment", "path", "sha256", "size"],
+                        optional: ["stripped"])
+                    var entry = Attachment(
                         attachment: try r.string(a["attachment"], "an attachment id"),
                         path: try r.string(a["path"], "an attachment path"),
                         sha256: try r.hex(a["sha256"], "an attachment sha256", bytes: 32),
                         size: try r.nonNegative(a["size"], "an attachment size"))
+                    if let value = a["stripped"] {
+                        let s = try r.object(
+                            value, "a stripped statement", required: ["original_sha256", "original_size", "removed"])
+                        let removed = try r.array(s["removed"], "removed").map { try r.string($0, "a removed name") }
+                        guard !removed.isEmpty, removed.allSatisfy(Stripped.names.contains) else {
+                            throw r.fail(
+                                "attachment \(entry.attachment.prefix(12)) of record \(id.hex.prefix(12)) states an empty or unknown removed list"
+                            )
+                        }
+                        try r.ascending(removed.map { ByteKey(bytes: $0.utf8.map(Int.init)) }, "removed")
+                        entry.stripped = Stripped(
+                            originalSHA256: try r.hex(s["original_sha256"], "an original_sha256", bytes: 32),
+                            originalSize: try r.nonNegative(s["original_size"], "an original_size"), removed: removed)
+                    }
                     guard entry.attachment.count == 32, Hex.decode(entry.attachment) != nil,
                         entry.attachment == entry.attachment.lowercased(),
                         entry.path.hasPrefix("attachments/\(id.hex)/\(entry.attachment.prefix(12))."),

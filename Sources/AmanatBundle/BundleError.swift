@@ -12,6 +12,8 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case emptySelection
         /// This device has signed nothing yet, so no signed entry places it in the vault.
         case nothingSigned
+        /// `export --strip-location` cannot remove the location of an attached file (Protocol/attachments.md §9).
+        case cannotStrip
     }
 
     /// The kind of failure.

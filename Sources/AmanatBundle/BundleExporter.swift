@@ -120,7 +120,8 @@ public enum BundleExporter {
             devices.append(entry)
         }
         let membership = MembershipDocument(vaultID: vault.vaultID, entries: entries).json.canonical
-        let readmeBytes = Array(readme.utf8)
+        let hasCopies = manifestRecords.contains { $0.attachments.contains { $0.stripped != nil } }
+        let readmeBytes = Array((hasCopies ? readme + strippedReadme : readme).utf8)
         let files =
             [("README.txt", readmeBytes), ("membership.json", membership)] + recordFiles + custodyFiles
             + chainFiles
@@ -171,28 +172,146 @@ public enum BundleExporter {
         return entries
     }
 
+    /// A location-stripped copy of an attached file (`export --strip-location`, Protocol/attachments.md §9).
+    public struct StrippedCopy: Sendable, Equatable {
+        /// The copy's SHA-256 and size.
+        public var sha256: [UInt8]
+        public var size: UInt64
+        /// What was removed (names of ``LocationStripper/Removed``), sorted.
+        public var removed: [String]
+    }
+
+    /// The first pass of `export --strip-location`: streams every JPEG, PNG, HEIC, MP4, QuickTime and M4A attachment
+    /// of `attachments` from the vault's chunks through a ``LocationStripper`` and returns, by attachment id, the
+    /// SHA-256 and size of each copy that differs from its original (the manifest states them before the files are
+    /// written, so the copy is made twice; the second pass checks it came out the same). Throws
+    /// ``BundleError/Code/cannotStrip`` for a file whose structure the stripper cannot follow, or whose copy still
+    /// looks like it carries a location to the attach scanner; nothing is exported then.
+    public static func strippedCopies(
+        _ attachments: [(record: RecordID, info: AttachmentInfo, path: String)], vault: Vault,
+        progress: (String) -> Void = { _ in }
+    ) throws -> [String: StrippedCopy] {
+        var copies: [String: StrippedCopy] = [:]
+        for (index, item) in attachments.enumerated() {
+            let info = item.info
+            guard let stripper = LocationStripper(mediaType: info.mediaType, size: info.size) else { continue }
+            progress("Removing location metadata: attachment \(index + 1) of \(attachments.count)…")
+            let what = "Attachment \(info.id.prefix(12)) of record \(item.record.hex.prefix(12)) (\(info.mediaType))"
+            let hasher = SHA256.Hasher()
+            // The attach scanner's view of the copy: its first and last chunk.
+            let chunk = UInt64(info.chunkSize)
+            let lastStart = info.size == 0 ? 0 : (info.size - 1) / chunk * chunk
+            var first: [UInt8] = []
+            var last: [UInt8] = []
+            var written: UInt64 = 0
+            func take(_ bytes: [UInt8]) {
+                guard !bytes.isEmpty else { return }
+                hasher.update(bytes)
+                let start = written
+                written += UInt64(bytes.count)
+                if start < chunk { first += bytes.prefix(Int(min(chunk - start, UInt64(bytes.count)))) }
+                if written > lastStart {
+                    last += bytes.suffix(Int(min(written - lastStart, UInt64(bytes.count))))
+                }
+            }
+            do {
+                try vault.extract(info, record: item.record) { take(try stripper.feed($0)) }
+                take(try stripper.finish())
+            } catch let failure as LocationStripper.Failure {
+                throw BundleError(
+                    .cannotStrip,
+                    "\(what) cannot be stripped of its location: \(failure.reason). Nothing was exported; leave its record out of the selection, or export without --strip-location only if its location may be disclosed."
+                )
+            }
+            guard written == info.size else {
+                throw BundleError(.cannotStrip, "\(what): its stripped copy does not have the original's size.")
+            }
+            let scanner = MetadataScanner()
+            scanner.feed(first, 0)
+            if lastStart > 0 { scanner.feed(last, Int(lastStart / chunk)) }
+            if scanner.flags(mediaType: info.mediaType) & AttachmentSpec.locationFlag != 0 {
+                throw BundleError(
+                    .cannotStrip,
+                    "\(what) still carries something that looks like location metadata after stripping, in a place this version cannot edit. Nothing was exported; leave its record out of the selection."
+                )
+            }
+            let digest = hasher.finalize()
+            guard digest != info.sha256 else { continue }
+            copies[info.id] = StrippedCopy(
+                sha256: digest, size: written, removed: stripper.removed.sorted().map(\.rawValue))
+        }
+        return copies
+    }
+
+    /// The manifest entries of `entries` with each stripped copy's SHA-256 and size, and what it stands for.
+    public static func applying(
+        _ copies: [String: StrippedCopy], to entries: [RecordID: [BundleManifest.Attachment]]
+    ) -> [RecordID: [BundleManifest.Attachment]] {
+        entries.mapValues { list in
+            list.map { entry in
+                guard let copy = copies[entry.attachment] else { return entry }
+                return BundleManifest.Attachment(
+                    attachment: entry.attachment, path: entry.path, sha256: copy.sha256, size: copy.size,
+                    stripped: BundleManifest.Stripped(
+                        originalSHA256: entry.sha256, originalSize: entry.size, removed: copy.removed))
+            }
+        }
+    }
+
     /// Writes the bundle's plaintext to `write` in pieces: the documents of `archive`, then each attachment streamed
-    /// from the vault's chunks (each chunk authenticated, the SHA-256 of the whole compared with the signed one), the
-    /// end of the archive and the Padmé padding. Memory holds one chunk at a time, however large the files.
+    /// from the vault's chunks (each chunk authenticated, the SHA-256 of the whole compared with the signed one) —
+    /// through a ``LocationStripper`` for those in `stripped`, checked against the copy's SHA-256 of the first pass —,
+    /// the end of the archive and the Padmé padding. Memory holds one chunk at a time, however large the files.
     public static func stream(
         _ archive: TarArchive, attachments: [(record: RecordID, info: AttachmentInfo, path: String)], vault: Vault,
-        write: ([UInt8]) throws -> Void
+        stripped: [String: StrippedCopy] = [:], write: ([UInt8]) throws -> Void
     ) throws {
         var documents = archive.encoded()
         documents.removeLast(1024)  // the end-of-archive marker comes after the attachments
         var total = documents.count + 1024
+        func size(_ item: (record: RecordID, info: AttachmentInfo, path: String)) -> UInt64 {
+            stripped[item.info.id]?.size ?? item.info.size
+        }
         for item in attachments {
-            let (size, overflow) = UInt64(total).addingReportingOverflow(512 + (item.info.size + 511) / 512 * 512)
-            guard !overflow, size < UInt64(Int.max / 2) else {
+            let (sum, overflow) = UInt64(total).addingReportingOverflow(512 + (size(item) + 511) / 512 * 512)
+            guard !overflow, sum < UInt64(Int.max / 2) else {
                 throw BundleError(.verificationFailed, "The attachments are too large for one bundle.")
             }
-            total = Int(size)
+            total = Int(sum)
         }
         try write(documents)
         for item in attachments {
-            try write(TarArchive.header(path: item.path, size: Int(item.info.size)))
-            try vault.extract(item.info, record: item.record, into: write)
-            let remainder = Int(item.info.size % 512)
+            try write(TarArchive.header(path: item.path, size: Int(size(item))))
+            if let copy = stripped[item.info.id],
+                let stripper = LocationStripper(mediaType: item.info.mediaType, size: item.info.size)
+            {
+                let hasher = SHA256.Hasher()
+                var count: UInt64 = 0
+                func put(_ bytes: [UInt8]) throws {
+                    guard !bytes.isEmpty else { return }
+                    hasher.update(bytes)
+                    count += UInt64(bytes.count)
+                    guard count <= copy.size else { return }
+                    try write(bytes)
+                }
+                do {
+                    try vault.extract(item.info, record: item.record) { try put(try stripper.feed($0)) }
+                    try put(try stripper.finish())
+                } catch let failure as LocationStripper.Failure {
+                    throw BundleError(
+                        .cannotStrip,
+                        "Attachment \(item.info.id.prefix(12)) cannot be stripped of its location: \(failure.reason).")
+                }
+                guard count == copy.size, hasher.finalize() == copy.sha256 else {
+                    throw BundleError(
+                        .cannotStrip,
+                        "The location-stripped copy of attachment \(item.info.id.prefix(12)) came out differently the second time; the bundle was not written."
+                    )
+                }
+            } else {
+                try vault.extract(item.info, record: item.record, into: write)
+            }
+            let remainder = Int(size(item) % 512)
             if remainder != 0 { try write([UInt8](repeating: 0, count: 512 - remainder)) }
         }
         try write([UInt8](repeating: 0, count: 1024))
@@ -209,6 +328,18 @@ public enum BundleExporter {
     public static func padded(_ archiveBytes: [UInt8]) -> [UInt8] {
         archiveBytes + [UInt8](repeating: 0, count: Padme.paddedLength(archiveBytes.count) - archiveBytes.count)
     }
+
+    /// What README.txt adds when the bundle holds location-stripped copies (`export --strip-location`).
+    public static let strippedReadme = """
+
+
+        Location-stripped copies
+          Some files under attachments/ are copies with their location metadata (GPS coordinates,
+          place names) removed at the exporter's request; everything else in them is as recorded.
+          manifest.json marks each with "stripped": the SHA-256 of the copy, and the SHA-256 of the
+          original, which is the one the record's signed history states. The originals stay sealed in
+          the exporting team's vault: ask them for an original if you need to compare it.
+        """
 
     /// The README.txt a recipient reads first.
     public static let readme = """

@@ -157,15 +157,25 @@ public enum BundleVerifier {
             guard let spec = attached[a.attachment] else {
                 return "its attachment \(a.attachment.prefix(12)) is not attached by any disclosed change."
             }
-            guard spec.sha256 == a.sha256, spec.size == a.size else {
-                return
-                    "the file of attachment \(a.attachment.prefix(12)) is not the one its signed change states (SHA-256 or size)."
+            if let stripped = a.stripped {
+                // A location-stripped copy (export --strip-location): its original is the one sealed in custody; the
+                // copy itself is covered by the manifest's SHA-256 and signature.
+                guard spec.sha256 == stripped.originalSHA256, spec.size == stripped.originalSize else {
+                    return
+                        "attachment \(a.attachment.prefix(12)) claims to be a location-stripped copy of an original whose SHA-256 or size is not the one sealed in custody."
+                }
+            } else {
+                guard spec.sha256 == a.sha256, spec.size == a.size else {
+                    return
+                        "the file of attachment \(a.attachment.prefix(12)) is not the one its signed change states (SHA-256 or size)."
+                }
             }
             guard manifest.files.contains(where: { $0.path == a.path && $0.sha256 == a.sha256 }),
                 archive.file(a.path)?.count == Int(a.size)
             else {
-                return
-                    "the file \(a.path) of attachment \(a.attachment.prefix(12)) is missing or is not the one its signed change states."
+                return a.stripped == nil
+                    ? "the file \(a.path) of attachment \(a.attachment.prefix(12)) is missing or is not the one its signed change states."
+                    : "the location-stripped copy \(a.path) of attachment \(a.attachment.prefix(12)) is missing or is not the one the manifest states."
             }
         }
         return nil

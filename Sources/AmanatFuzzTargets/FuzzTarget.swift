@@ -34,6 +34,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case tar
     /// The bundle verifier on the archive behind the age layer.
     case bundle
+    /// The location stripper of `export --strip-location` on a photo or video.
+    case locationStripper = "location-stripper"
 
     /// Runs the target on `bytes`; true when the main decoder accepted them.
     @discardableResult
@@ -50,6 +52,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .age: Targets.age(bytes)
         case .tar: Targets.tar(bytes)
         case .bundle: Targets.bundle(bytes)
+        case .locationStripper: Targets.locationStripper(bytes)
         }
     }
 
@@ -57,7 +60,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     public var maximumLength: Int {
         switch self {
         case .syncFile: 256 * 1024
-        case .age, .tar, .bundle, .invitation: 64 * 1024
+        case .age, .tar, .bundle, .invitation, .locationStripper: 64 * 1024
         default: 16 * 1024
         }
     }

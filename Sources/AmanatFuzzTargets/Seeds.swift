@@ -169,6 +169,17 @@ public enum FuzzSeeds {
         small.add("a/b.txt", Array("hello".utf8))
         add(.tar, "valid-one-file", small.encoded())
 
+        // location-stripper: the sample files of the stripping vectors, each behind the byte that names its type.
+        let stripVectors = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: vectors.appendingPathComponent("strip-v1.json")))
+        for file in (stripVectors as? [String: Any])?["files"] as? [[String: Any]] ?? [] {
+            guard let name = file["name"] as? String, let hex = file["original_hex"] as? String,
+                let original = Hex.decode(hex),
+                let type = ["jpeg": UInt8(0), "png": 1, "heic": 2, "mp4": 3][name]
+            else { continue }
+            add(.locationStripper, "valid-\(name)", [type | 0x1C] + original)
+        }
+
         for target in FuzzTarget.allCases {
             let folder = corpus.appendingPathComponent(target.rawValue)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

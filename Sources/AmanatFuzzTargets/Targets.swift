@@ -269,6 +269,38 @@ enum Targets {
         return true
     }
 
+    /// A photo or video through the location stripper: the first byte picks the media type (JPEG, PNG, HEIC, MP4)
+    /// and the size of the pieces it is fed in; accepted when it strips. A copy must have the input's length, and the
+    /// same bytes fed whole and in pieces must give the same copy (a block that spans pieces is kept whole).
+    static func locationStripper(_ bytes: [UInt8]) -> Bool {
+        guard let first = bytes.first else { return false }
+        let types = ["image/jpeg", "image/png", "image/heic", "video/mp4"]
+        let file = Array(bytes.dropFirst())
+        func strip(piece: Int) -> [UInt8]? {
+            guard let stripper = LocationStripper(mediaType: types[Int(first & 3)], size: UInt64(file.count)) else {
+                return nil
+            }
+            var out: [UInt8] = []
+            var at = 0
+            do {
+                while at < file.count {
+                    let end = min(at + piece, file.count)
+                    out += try stripper.feed(Array(file[at..<end]))
+                    at = end
+                }
+                out += try stripper.finish()
+            } catch {
+                return nil
+            }
+            return out
+        }
+        let whole = strip(piece: max(1, file.count))
+        let pieces = strip(piece: Int(first >> 2) + 1)
+        require(whole?.count ?? file.count == file.count, "a stripped copy changed the file's length")
+        require(whole == pieces, "the stripper gave another copy (or answer) when fed in pieces")
+        return whole != nil
+    }
+
     /// The plaintext of a bundle (its tar archive) through the verifier; accepted when it verifies cleanly.
     static func bundle(_ bytes: [UInt8]) -> Bool {
         guard let archive = try? TarArchive(decoding: bytes) else { return false }

@@ -144,6 +144,18 @@ func printProvenance(_ report: BundleReport) {
                 ))
             for op in change.operations { print("      \(RecordText.oneLine(op, 90))") }
         }
+        for a in record.entry.attachments {
+            if let s = a.stripped {
+                print(
+                    TerminalText.escape(
+                        "  \(a.path): location-stripped copy (removed: \(s.removed.joined(separator: ", "))), SHA-256 \(Hex.encode(a.sha256)); its original's SHA-256 is \(Hex.encode(s.originalSHA256)) (sealed in custody, kept in the exporter's vault)"
+                    ))
+            } else {
+                print(
+                    TerminalText.escape(
+                        "  \(a.path): the attached original, SHA-256 \(Hex.encode(a.sha256)) (sealed in custody)"))
+            }
+        }
         if !record.undisclosed.isEmpty {
             let n = record.undisclosed.count
             print(

@@ -68,7 +68,7 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
             switch e.code {
             case .emptySelection: .noMatch
             case .nothingSigned: .usage
-            case .malformedArchive, .malformedDocument, .verificationFailed: .damaged
+            case .malformedArchive, .malformedDocument, .verificationFailed, .cannotStrip: .damaged
             }
         return (status, e.message)
     case let e as SchemaError:

@@ -22,6 +22,14 @@ extension Amanat {
                 --any-tag: any, --id, --since, --until; all of them must hold); without any, every record is exported. \
                 A selection that matches nothing exits with status 2. The size is padded (Padmé).
 
+                Attached files go into attachments/ as they were attached. With --strip-location, each JPEG, PNG, \
+                HEIC, MP4, QuickTime or M4A attachment goes in as a copy without GPS and place metadata (the EXIF GPS \
+                block, XMP GPS and place properties, ©xyz, loci and QuickTime location items), of the same size; the \
+                manifest states the copy's SHA-256, the original's SHA-256 as sealed in custody, and what was \
+                removed, and the original stays sealed in the vault (`amanat extract` gives it back). Camera make, \
+                model and serial are kept, and the picture or sound itself can still show the place. A file whose \
+                structure cannot be followed stops the export (status 65) and nothing is written.
+
                 Consent: testimonies whose consent is restricted, unset or in conflict are left out unless \
                 --include-restricted is given; the command says how many were left out and why, and the manifest \
                 records each exported testimony's consent.
@@ -30,6 +38,8 @@ extension Amanat {
                   amanat export --out evidence.age --tag detention \\
                     --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8…
                   age -d -i lawyer-key.txt evidence.age | tar t
+                  amanat export --out media.age --id 3f9a1c \\
+                    --strip-location --recipient age1ql3z…
                 """)
 
         @OptionGroup var options: VaultOptions
@@ -40,6 +50,11 @@ extension Amanat {
         @OptionGroup var selection: FilterOptions
         @Flag(help: "Also export testimonies whose consent is restricted, unset or in conflict.")
         var includeRestricted = false
+        @Flag(
+            help:
+                "Put copies of photos and videos without GPS/location metadata in the bundle; the originals stay sealed in the vault."
+        )
+        var stripLocation = false
         @Flag(help: "Replace the file given with --out if it exists (never done without this flag).") var force = false
         @Flag(help: "Print what was exported as JSON on stdout (Docs/json.md).") var json = false
 
@@ -114,8 +129,20 @@ extension Amanat {
             }
             sharedProgress.update("Gathering \(unique.count) record\(unique.count == 1 ? "" : "s") and their custody…")
             // The listed attachments of the exported records travel with them, streamed from the vault's chunks.
-            let attachments = BundleExporter.attachmentEntries(of: Array(unique.values))
+            var attachments = BundleExporter.attachmentEntries(of: Array(unique.values))
             let streamed = try Self.attachmentsToStream(unique, vault: vault)
+            var copies: [String: BundleExporter.StrippedCopy] = [:]
+            if stripLocation {
+                copies = try BundleExporter.strippedCopies(streamed, vault: vault) { sharedProgress.update($0) }
+                attachments = BundleExporter.applying(copies, to: attachments)
+            } else {
+                let located = streamed.filter { $0.info.hasLocation }.count
+                if located > 0 {
+                    note(
+                        "\(located) attached file\(located == 1 ? " carries" : "s carry") GPS location in \(located == 1 ? "its" : "their") metadata and \(located == 1 ? "goes" : "go") into the bundle as \(located == 1 ? "it is" : "they are"); give --strip-location to send copies without it."
+                    )
+                }
+            }
             let archive = try BundleExporter.archive(
                 from: vault, records: Array(unique.values), now: Date(), attachments: attachments)
             sharedProgress.finish()
@@ -138,7 +165,7 @@ extension Amanat {
                 let progress = ProgressLine()
                 defer { progress.finish() }
                 var written = 0
-                try BundleExporter.stream(archive, attachments: streamed, vault: vault) { piece in
+                try BundleExporter.stream(archive, attachments: streamed, vault: vault, stripped: copies) { piece in
                     var offset = 0
                     while offset < piece.count {
                         let end = min(offset + 1 << 20, piece.count)
@@ -165,13 +192,28 @@ extension Amanat {
             }
             let files = streamed.isEmpty ? "" : " with \(streamed.count) attached file\(streamed.count == 1 ? "" : "s")"
             note("Exported \(unique.count) record\(unique.count == 1 ? "" : "s")\(files) to \(out).")
+            let strippedList = streamed.compactMap { item in copies[item.info.id].map { (item, $0) } }
+            if stripLocation {
+                note(
+                    strippedList.isEmpty
+                        ? "No attached photo or video carried location metadata the stripper removes; every file is the original."
+                        : "Removed location metadata from \(strippedList.count) attached file\(strippedList.count == 1 ? "" : "s") (the bundle states each copy's SHA-256 and the original's); the originals stay sealed in this vault."
+                )
+            }
             if json {
                 try JSONOutput.print(
                     ExportedJSON(
                         out: out, bytes: fileSize(out), records: unique.keys.map(\.hex).sorted(),
                         selected: Set(selected.map(\.id)).count, left_out: Set(selected.map(\.id)).count - unique.count,
                         left_out_by_consent: leftOut, encrypted_to: passphrase ? "passphrase" : "recipients",
-                        recipients: recipients.count, armor: armor))
+                        recipients: recipients.count, armor: armor,
+                        stripped: stripLocation
+                            ? strippedList.map { item, copy in
+                                ExportedJSON.Stripped(
+                                    attachment: item.info.id, record: item.record.hex, path: item.path,
+                                    original_sha256: Hex.encode(item.info.sha256), sha256: Hex.encode(copy.sha256),
+                                    size: copy.size, removed: copy.removed)
+                            } : nil))
             }
         }
 

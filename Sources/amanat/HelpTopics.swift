@@ -43,7 +43,10 @@ enum HelpTopic: String, CaseIterable {
             64,
             "Bad usage or value: an unknown command or flag, a missing argument, an unknown field, a bad date or consent, a protected field, an empty narrative, a mistyped invitation code, a passphrase under 12 characters."
         ),
-        (65, "Damaged or forged data: a corrupt vault file, a tampered envelope, sync file or bundle."),
+        (
+            65,
+            "Damaged or forged data: a corrupt vault file, a tampered envelope, sync file or bundle; or an attached file export --strip-location cannot strip."
+        ),
         (
             66,
             "Missing input: no vault there, an unreadable input file, a sync file that does not exist yet (without --create), an output folder that does not exist, or an attachment that is not complete on this device (extract, export)."

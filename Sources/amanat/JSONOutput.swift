@@ -215,6 +215,18 @@ struct ExportedJSON: Encodable {
     var encrypted_to: String
     var recipients: Int
     var armor: Bool
+    /// With --strip-location: the attachments exported as location-stripped copies (absent without the flag).
+    var stripped: [Stripped]?
+
+    struct Stripped: Encodable {
+        var attachment: String
+        var record: String
+        var path: String
+        var original_sha256: String
+        var sha256: String
+        var size: UInt64
+        var removed: [String]
+    }
 }
 
 /// The size of a file, or 0 when it cannot be read.
@@ -280,6 +292,22 @@ struct BundleJSON: Encodable {
         var sealed_content_hash: String?
         var changes: [Change]
         var undisclosed_changes: Int
+        var attachments: [Attachment] = []
+    }
+
+    /// An attached file of a record: the original sealed in custody, or a location-stripped copy of it.
+    struct Attachment: Encodable {
+        struct Stripped: Encodable {
+            var original_sha256: String
+            var original_size: UInt64
+            var removed: [String]
+        }
+
+        var attachment: String
+        var path: String
+        var sha256: String
+        var size: UInt64
+        var stripped: Stripped?
     }
 
     var outcome: String
@@ -345,7 +373,16 @@ struct BundleJSON: Encodable {
                         device: $0.device.hex, seq: $0.seq, time_millis: $0.timeMillis,
                         time: JSONOutput.iso($0.timeMillis),
                         envelope: Hex.encode($0.envelope), label: $0.label, operations: $0.operations)
-                }, undisclosed_changes: record.undisclosed.count)
+                }, undisclosed_changes: record.undisclosed.count,
+                attachments: record.entry.attachments.map { a in
+                    Attachment(
+                        attachment: a.attachment, path: a.path, sha256: Hex.encode(a.sha256), size: a.size,
+                        stripped: a.stripped.map {
+                            Attachment.Stripped(
+                                original_sha256: Hex.encode($0.originalSHA256), original_size: $0.originalSize,
+                                removed: $0.removed)
+                        })
+                })
         }
     }
 }
