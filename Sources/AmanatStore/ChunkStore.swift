@@ -101,65 +101,98 @@ public struct ChunkStore: Sendable {
         return true
     }
 
-    /// Writes several sealed chunks with one round of flushing: every chunk not stored yet is written to its own
-    /// temporary file, then each file is fsynced (after the first, the others are cheap: the file system commits
-    /// them together), renamed to its name, and each touched folder fsynced once. A chunk gets its name only after
-    /// its bytes are on the disk, so a crash leaves whole chunks or none, as with ``write(_:sealed:)``. On a failure
-    /// nothing of the batch is left but whole chunks. Returns how many chunks were written.
-    @discardableResult
-    public func write(batch: [(address: [UInt8], sealed: [UInt8])]) throws -> Int {
-        var seen: Set<[UInt8]> = []
-        let todo = batch.filter { seen.insert($0.address).inserted && !has($0.address, sealedLength: $0.sealed.count) }
-        guard !todo.isEmpty else { return 0 }
-        let temporary = root.appendingPathComponent(".tmp")
-        for dir in [root, temporary] { try Self.makeFolder(dir) }
-        var temps: [URL] = []
-        var fds: [Int32] = []
-        func abandon(_ code: Int32, _ what: String) -> StoreError {
-            for fd in fds { close(fd) }
-            for temp in temps { unlink(temp.path) }
+    /// A sealed chunk written to a temporary file of `.tmp/` and still open: neither durable nor named yet
+    /// (``writeTemporary(_:sealed:)``, then ``commit(_:)``).
+    public struct PendingChunk: Sendable {
+        /// The chunk's address.
+        public let address: [UInt8]
+        /// The temporary file.
+        let path: String
+        /// Its descriptor, open until the commit.
+        let fd: Int32
+    }
+
+    /// Creates the store's folder and its `.tmp/` folder if missing (refusing symbolic links, ``makeFolder(_:)``).
+    public func prepareTemporaryFolder() throws {
+        for dir in [root, root.appendingPathComponent(".tmp")] { try Self.makeFolder(dir) }
+    }
+
+    /// Writes `sealed` to a new temporary file in `.tmp/` (created by ``prepareTemporaryFolder()``) without flushing
+    /// it: the file system writes it back while the next chunks are sealed, and ``commit(_:)`` makes it durable and
+    /// gives it its name. Ciphertext only; a failure leaves nothing behind.
+    public func writeTemporary(_ address: [UInt8], sealed: [UInt8]) throws -> PendingChunk {
+        let temp = root.appendingPathComponent(".tmp").appendingPathComponent(
+            "\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))"
+        ).path
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AtomicFile.ioError(errno, "could not create \(temp)") }
+        var written = 0
+        while written < sealed.count {
+            let n = sealed.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, sealed.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                close(fd)
+                unlink(temp)
+                throw AtomicFile.ioError(e, "could not write a chunk to \(root.path)")
+            }
+            written += n
+        }
+        return PendingChunk(address: address, path: temp, fd: fd)
+    }
+
+    /// Makes pending chunks durable and names them: each file is fsynced (the file system commits them together,
+    /// so after the first the others are cheap), closed and renamed to its address. A chunk gets its name only
+    /// after its bytes are on the disk, so a crash leaves whole chunks or none under their names. The renames are
+    /// durable once the returned folders are fsynced (``syncFolders(_:)``), which the caller does before anything
+    /// references the chunks. On a failure every temporary file not renamed yet is removed.
+    public func commit(_ pending: [PendingChunk]) throws -> Set<String> {
+        var closed = 0
+        func abandon(from index: Int, _ code: Int32, _ what: String) -> StoreError {
+            for item in pending[closed...] { close(item.fd) }
+            for item in pending[index...] { unlink(item.path) }
             return AtomicFile.ioError(code, what)
         }
-        for item in todo {
-            let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
-            let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-            guard fd >= 0 else { throw abandon(errno, "could not create \(temp.path)") }
-            temps.append(temp)
-            fds.append(fd)
-            var written = 0
-            while written < item.sealed.count {
-                let n = item.sealed.withUnsafeBytes {
-                    Glibc.write(fd, $0.baseAddress! + written, item.sealed.count - written)
-                }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw abandon(errno, "could not write a chunk to \(root.path)")
-                }
-                written += n
-            }
+        for item in pending where fsync(item.fd) != 0 {
+            throw abandon(from: 0, errno, "could not write a chunk to \(root.path)")
         }
-        for fd in fds where fsync(fd) != 0 { throw abandon(errno, "could not write a chunk to \(root.path)") }
-        for fd in fds { close(fd) }
-        fds = []
+        for item in pending {
+            close(item.fd)
+            closed += 1
+        }
         var shards: Set<String> = []
-        for (item, temp) in zip(todo, temps) {
+        for (index, item) in pending.enumerated() {
             let target = url(for: item.address)
             let shard = target.deletingLastPathComponent()
             if !shards.contains(shard.path) {
                 do {
                     try Self.makeFolder(shard)
                 } catch {
-                    for temp in temps { unlink(temp.path) }
+                    for rest in pending[index...] { unlink(rest.path) }
                     throw error
                 }
+                shards.insert(shard.path)
             }
-            shards.insert(shard.path)
-            guard rename(temp.path, target.path) == 0 else {
-                throw abandon(errno, "could not store a chunk in \(root.path)")
+            guard rename(item.path, target.path) == 0 else {
+                throw abandon(from: index, errno, "could not store a chunk in \(root.path)")
             }
         }
-        for shard in shards { AtomicFile.syncDirectory(URL(fileURLWithPath: shard)) }
-        return todo.count
+        return shards
+    }
+
+    /// Removes pending chunks that will not be committed (an attach that failed or stopped).
+    public func abandon(_ pending: [PendingChunk]) {
+        for item in pending {
+            close(item.fd)
+            unlink(item.path)
+        }
+    }
+
+    /// Fsyncs the shard folders ``commit(_:)`` renamed chunks into, and the store's folder (which holds new shard
+    /// folders): after this the committed chunks keep their names through a crash.
+    public func syncFolders(_ shards: Set<String>) {
+        for shard in shards.sorted() { AtomicFile.syncDirectory(URL(fileURLWithPath: shard)) }
+        AtomicFile.syncDirectory(root)
     }
 
     /// Makes sure `dir` is a real folder, creating it if missing. A symbolic link (or anything else) where a chunk
@@ -204,6 +237,17 @@ public struct ChunkStore: Sendable {
             AtomicFile.syncDirectory(url.deletingLastPathComponent())
         }
         return removed
+    }
+
+    /// Unlinks the chunks of `addresses` without overwriting them first: for chunks an attach wrote and then gave up
+    /// on (ciphertext nothing references), when the disk needs the room back at once.
+    public func discard(_ addresses: [[UInt8]]) {
+        var shards: Set<String> = []
+        for address in addresses {
+            let url = url(for: address)
+            if unlink(url.path) == 0 { shards.insert(url.deletingLastPathComponent().path) }
+        }
+        for shard in shards { AtomicFile.syncDirectory(URL(fileURLWithPath: shard)) }
     }
 
     /// Removes temporary files left by processes that no longer run (a killed attach or sync): ciphertext only,
