@@ -243,26 +243,44 @@ public struct ChunkKeys: Sendable {
     /// Seals a chunk whose ``address(of:)-(UnsafeRawBufferPointer)`` the caller computed: the sealed form is written
     /// in one allocation, the ciphertext straight after the header (no intermediate copies of a 1 MiB chunk).
     public func seal(_ plaintext: UnsafeRawBufferPointer, address: [UInt8]) throws -> [UInt8] {
-        precondition(address.count == 32)
         var failure: (any Error)?
         let sealed = [UInt8](unsafeUninitializedCapacity: Self.overhead + plaintext.count) { buffer, initialized in
             let raw = UnsafeMutableRawBufferPointer(buffer)
-            raw.copyBytes(from: Self.magic)
-            raw[4] = Self.version
-            UnsafeMutableRawBufferPointer(rebasing: raw[5..<Self.headerLength]).copyBytes(from: address)
             do {
-                try AEAD.seal(
-                    plaintext, additionalData: Self.associatedData(address), nonce: address[0..<AEAD.nonceLength],
-                    key: encryptionKey, into: UnsafeMutableRawBufferPointer(rebasing: raw[Self.headerLength...]))
+                try fill(raw, plaintext: plaintext, address: address)
             } catch {
                 failure = error
-                UnsafeMutableRawBufferPointer(rebasing: raw[Self.headerLength...]).initializeMemory(
-                    as: UInt8.self, repeating: 0)
+                raw.initializeMemory(as: UInt8.self, repeating: 0)
             }
             initialized = buffer.count
         }
         if let failure { throw failure }
         return sealed
+    }
+
+    /// Seals a chunk into page-aligned memory and lends the sealed bytes to `body` (the chunk store writes them to the
+    /// disk without a copy through the page cache); the memory is freed afterwards. Ciphertext only.
+    public func withSealed<R>(
+        _ plaintext: UnsafeRawBufferPointer, address: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> R {
+        let count = Self.overhead + plaintext.count
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 4096)
+        defer { memory.deallocate() }
+        try fill(memory, plaintext: plaintext, address: address)
+        return try body(UnsafeRawBufferPointer(memory))
+    }
+
+    /// Writes `magic ‖ version ‖ address ‖ ciphertext ‖ tag` into `out` (exactly ``overhead`` + plaintext bytes).
+    private func fill(_ out: UnsafeMutableRawBufferPointer, plaintext: UnsafeRawBufferPointer, address: [UInt8])
+        throws
+    {
+        precondition(address.count == 32 && out.count == Self.overhead + plaintext.count)
+        out.copyBytes(from: Self.magic)
+        out[4] = Self.version
+        UnsafeMutableRawBufferPointer(rebasing: out[5..<Self.headerLength]).copyBytes(from: address)
+        try AEAD.seal(
+            plaintext, additionalData: Self.associatedData(address), nonce: address[0..<AEAD.nonceLength],
+            key: encryptionKey, into: UnsafeMutableRawBufferPointer(rebasing: out[Self.headerLength...]))
     }
 
     /// What is wrong with a stored chunk, if anything.

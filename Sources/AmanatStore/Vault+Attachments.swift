@@ -207,7 +207,9 @@ extension Vault {
                                 return .stored(address)
                             }
                             return .pending(
-                                try store.writeTemporary(address, sealed: try keys.seal(buffer, address: address)))
+                                try keys.withSealed(buffer, address: address) {
+                                    try store.writeTemporary(address, sealed: $0)
+                                })
                         }
                     }
                 }
