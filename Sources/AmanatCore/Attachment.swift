@@ -226,16 +226,61 @@ public struct ChunkKeys: Sendable {
     /// The address of a chunk: keyed BLAKE2b-256 of its plaintext.
     public func address(of plaintext: [UInt8]) -> [UInt8] { BLAKE2b.hash(plaintext, key: addressKey) }
 
+    /// The address of a chunk the caller holds in a buffer.
+    public func address(of plaintext: UnsafeRawBufferPointer) -> [UInt8] { BLAKE2b.hash(plaintext, key: addressKey) }
+
     static func associatedData(_ address: [UInt8]) -> [UInt8] { Array("amanat/chunk/v1".utf8) + address }
 
     /// Seals a chunk: `magic ‖ version ‖ address ‖ XChaCha20-Poly1305(nonce = address[0..<24], ad = "amanat/chunk/v1" ‖
     /// address)`. Equal plaintexts give equal sealed chunks (the nonce is a keyed hash of the plaintext).
     public func seal(_ plaintext: [UInt8]) throws -> (address: [UInt8], sealed: [UInt8]) {
-        let address = address(of: plaintext)
-        let ciphertext = try AEAD.seal(
-            plaintext, additionalData: Self.associatedData(address), nonce: Array(address[0..<AEAD.nonceLength]),
-            key: encryptionKey)
-        return (address, Self.magic + [Self.version] + address + ciphertext)
+        try plaintext.withUnsafeBytes { buffer in
+            let address = address(of: buffer)
+            return (address, try seal(buffer, address: address))
+        }
+    }
+
+    /// Seals a chunk whose ``address(of:)-(UnsafeRawBufferPointer)`` the caller computed: the sealed form is written
+    /// in one allocation, the ciphertext straight after the header (no intermediate copies of a 1 MiB chunk).
+    public func seal(_ plaintext: UnsafeRawBufferPointer, address: [UInt8]) throws -> [UInt8] {
+        var failure: (any Error)?
+        let sealed = [UInt8](unsafeUninitializedCapacity: Self.overhead + plaintext.count) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            do {
+                try fill(raw, plaintext: plaintext, address: address)
+            } catch {
+                failure = error
+                raw.initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            initialized = buffer.count
+        }
+        if let failure { throw failure }
+        return sealed
+    }
+
+    /// Seals a chunk into page-aligned memory and lends the sealed bytes to `body` (the chunk store writes them to the
+    /// disk without a copy through the page cache); the memory is freed afterwards. Ciphertext only.
+    public func withSealed<R>(
+        _ plaintext: UnsafeRawBufferPointer, address: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> R {
+        let count = Self.overhead + plaintext.count
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 4096)
+        defer { memory.deallocate() }
+        try fill(memory, plaintext: plaintext, address: address)
+        return try body(UnsafeRawBufferPointer(memory))
+    }
+
+    /// Writes `magic ‖ version ‖ address ‖ ciphertext ‖ tag` into `out` (exactly ``overhead`` + plaintext bytes).
+    private func fill(_ out: UnsafeMutableRawBufferPointer, plaintext: UnsafeRawBufferPointer, address: [UInt8])
+        throws
+    {
+        precondition(address.count == 32 && out.count == Self.overhead + plaintext.count)
+        out.copyBytes(from: Self.magic)
+        out[4] = Self.version
+        UnsafeMutableRawBufferPointer(rebasing: out[5..<Self.headerLength]).copyBytes(from: address)
+        try AEAD.seal(
+            plaintext, additionalData: Self.associatedData(address), nonce: address[0..<AEAD.nonceLength],
+            key: encryptionKey, into: UnsafeMutableRawBufferPointer(rebasing: out[Self.headerLength...]))
     }
 
     /// What is wrong with a stored chunk, if anything.
@@ -251,32 +296,35 @@ public struct ChunkKeys: Sendable {
     /// Opens the sealed chunk that must be `address` with `length` plaintext bytes: the plaintext, or the problem.
     public func open(_ sealed: [UInt8], address: [UInt8], length: Int) -> Result<[UInt8], ChunkOpenError> {
         let expected = Self.overhead + length
-        guard sealed.count >= Self.headerLength, Array(sealed[0..<4]) == Self.magic, sealed[4] == Self.version else {
+        guard sealed.count >= Self.headerLength, sealed[0..<4].elementsEqual(Self.magic), sealed[4] == Self.version
+        else {
             return .failure(ChunkOpenError(problem: sealed.count < expected ? .truncated : .tampered))
         }
         let stated = Array(sealed[5..<Self.headerLength])
-        let ciphertext = Array(sealed[Self.headerLength...])
-        if stated != address {
-            // Another chunk's bytes under this address: swapped if they open as that chunk, else altered.
-            if let other = try? openCiphertext(ciphertext, address: stated),
-                BLAKE2b.hash(other, key: addressKey) == stated
-            {
-                return .failure(ChunkOpenError(problem: .swapped))
+        return sealed.withUnsafeBytes { whole in
+            let ciphertext = UnsafeRawBufferPointer(rebasing: whole[Self.headerLength...])
+            if stated != address {
+                // Another chunk's bytes under this address: swapped if they open as that chunk, else altered.
+                if let other = try? openCiphertext(ciphertext, address: stated),
+                    BLAKE2b.hash(other, key: addressKey) == stated
+                {
+                    return .failure(ChunkOpenError(problem: .swapped))
+                }
+                return .failure(ChunkOpenError(problem: sealed.count < expected ? .truncated : .tampered))
             }
-            return .failure(ChunkOpenError(problem: sealed.count < expected ? .truncated : .tampered))
+            if sealed.count < expected { return .failure(ChunkOpenError(problem: .truncated)) }
+            guard sealed.count == expected, let plaintext = try? openCiphertext(ciphertext, address: address),
+                BLAKE2b.hash(plaintext, key: addressKey) == address
+            else {
+                return .failure(ChunkOpenError(problem: .tampered))
+            }
+            return .success(plaintext)
         }
-        if sealed.count < expected { return .failure(ChunkOpenError(problem: .truncated)) }
-        guard sealed.count == expected, let plaintext = try? openCiphertext(ciphertext, address: address),
-            BLAKE2b.hash(plaintext, key: addressKey) == address
-        else {
-            return .failure(ChunkOpenError(problem: .tampered))
-        }
-        return .success(plaintext)
     }
 
-    private func openCiphertext(_ ciphertext: [UInt8], address: [UInt8]) throws -> [UInt8] {
+    private func openCiphertext(_ ciphertext: UnsafeRawBufferPointer, address: [UInt8]) throws -> [UInt8] {
         try AEAD.open(
-            ciphertext, additionalData: Self.associatedData(address), nonce: Array(address[0..<AEAD.nonceLength]),
+            ciphertext, additionalData: Self.associatedData(address), nonce: address[0..<AEAD.nonceLength],
             key: encryptionKey)
     }
 }

@@ -47,6 +47,71 @@ public enum AEAD {
         return out
     }
 
+    /// Encrypts bytes the caller holds into `out`, which must hold exactly `plaintext.count + tagLength` bytes
+    /// (ciphertext ‖ tag): no intermediate array, for attachment chunks sealed straight into their stored form.
+    public static func seal(
+        _ plaintext: UnsafeRawBufferPointer, additionalData: [UInt8], nonce: ArraySlice<UInt8>, key: SecureBytes,
+        into out: UnsafeMutableRawBufferPointer
+    ) throws {
+        Sodium.ensureInitialized()
+        guard key.count == keyLength else {
+            throw CryptoError(.invalidInput, "An encryption key has the wrong length.")
+        }
+        guard nonce.count == nonceLength else {
+            throw CryptoError(.invalidInput, "An encryption nonce has the wrong length.")
+        }
+        guard out.count == plaintext.count + tagLength, let outBase = out.baseAddress else {
+            throw CryptoError(.invalidInput, "An encryption buffer has the wrong length.")
+        }
+        var outLength: UInt64 = 0
+        let rc = key.withUnsafePointer { k in
+            nonce.withUnsafeBufferPointer { n in
+                crypto_aead_xchacha20poly1305_ietf_encrypt(
+                    outBase.assumingMemoryBound(to: UInt8.self), &outLength,
+                    plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
+                    additionalData, UInt64(additionalData.count), nil, n.baseAddress!, k)
+            }
+        }
+        guard rc == 0 else { throw CryptoError(.invalidInput, "Encryption failed.") }
+    }
+
+    /// Verifies and decrypts ciphertext ‖ tag held by the caller (a slice of a stored chunk, not copied first);
+    /// throws ``CryptoError/Code/authenticationFailed`` on any alteration.
+    public static func open(
+        _ ciphertext: UnsafeRawBufferPointer, additionalData: [UInt8], nonce: ArraySlice<UInt8>, key: SecureBytes
+    ) throws -> [UInt8] {
+        Sodium.ensureInitialized()
+        guard key.count == keyLength else { throw CryptoError(.invalidInput, "A decryption key has the wrong length.") }
+        guard nonce.count == nonceLength else {
+            throw CryptoError(.invalidInput, "A decryption nonce has the wrong length.")
+        }
+        guard ciphertext.count >= tagLength else {
+            throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
+        }
+        var outLength: UInt64 = 0
+        var rc: Int32 = -1
+        let length = ciphertext.count - tagLength
+        // At least one byte of capacity, so the output pointer exists even for an empty message.
+        let out = [UInt8](unsafeUninitializedCapacity: max(1, length)) { buffer, initialized in
+            rc = key.withUnsafePointer { k in
+                nonce.withUnsafeBufferPointer { n in
+                    crypto_aead_xchacha20poly1305_ietf_decrypt(
+                        buffer.baseAddress!, &outLength, nil,
+                        ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        UInt64(ciphertext.count), additionalData, UInt64(additionalData.count), n.baseAddress!, k)
+                }
+            }
+            // On failure the output is not trusted: zero it, so every byte is initialized either way.
+            if rc != 0 { buffer.initialize(repeating: 0) }
+            initialized = length
+        }
+        guard rc == 0 else {
+            throw CryptoError(
+                .authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
+        }
+        return out
+    }
+
     /// Verifies and decrypts ciphertext ‖ tag; throws ``CryptoError/Code/authenticationFailed`` on any alteration.
     public static func open(
         _ ciphertext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes

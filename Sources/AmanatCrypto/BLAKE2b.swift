@@ -22,6 +22,19 @@ public enum BLAKE2b {
         return out
     }
 
+    /// Hashes bytes the caller holds (a chunk in a reused buffer), keyed with a secret held in secure memory.
+    public static func hash(_ message: UnsafeRawBufferPointer, outputLength: Int = 32, key: SecureBytes) -> [UInt8] {
+        Sodium.ensureInitialized()
+        precondition((16...64).contains(outputLength) && (16...64).contains(key.count))
+        var out = [UInt8](repeating: 0, count: outputLength)
+        key.withUnsafePointer { k in
+            _ = crypto_generichash(
+                &out, outputLength, message.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(message.count), k,
+                key.count)
+        }
+        return out
+    }
+
     /// Derives a secret subkey: keyed BLAKE2b of `message` under `key`, output kept in secure memory.
     public static func deriveKey(from key: SecureBytes, message: [UInt8], outputLength: Int = 32) -> SecureBytes {
         Sodium.ensureInitialized()

@@ -77,9 +77,30 @@ public struct ChunkProblem: Sendable, Equatable {
     public var problem: String
 }
 
+/// What sealing one chunk found: stored already, or written to a temporary file awaiting its commit.
+enum SealedChunk: Sendable {
+    case stored([UInt8])
+    case pending(ChunkStore.PendingChunk)
+}
+
+/// The shard folders an attach renamed chunks into, gathered by its commit thread.
+final class ShardFolders: @unchecked Sendable {
+    // @unchecked Sendable: guarded by `lock`.
+    private let lock = NSLock()
+    private var folders: Set<String> = []
+    func add(_ more: Set<String>) { lock.withLock { folders.formUnion(more) } }
+    var all: Set<String> { lock.withLock { folders } }
+}
+
 extension Vault {
-    /// Chunks sealed before one round of fsyncs when attaching.
+    /// Chunks made durable and named together when attaching (one round of fsyncs per batch).
     static let attachBatch = 16
+    /// Chunks being sealed on the other core at once when attaching or extracting: enough to keep both cores busy,
+    /// few enough that memory stays flat (each holds a plaintext and a sealed chunk).
+    static let chunksInFlight = 3
+    /// The free space an attach leaves on the vault's disk: it stops before writing a chunk that would leave less
+    /// (an endless or huge source must not fill the disk the vault and the system need).
+    public static let attachReserve: UInt64 = 32 << 20
 
     /// The folder of this vault's sealed chunks.
     public var chunkStore: ChunkStore { ChunkStore(root: directory.appendingPathComponent("chunks")) }
@@ -87,10 +108,24 @@ extension Vault {
     /// The chunk keys of `epoch`, if this device holds that vault key.
     public func chunkKeys(epoch: UInt32) -> ChunkKeys? { key(epoch: epoch).map(ChunkKeys.init) }
 
+    /// The most chunks one attachment can list: its address list must fit the attach change's envelope.
+    static func maximumChunks(chunkSize: UInt32) -> Int { (Envelope.maximumLength - 64 * 1024) / 32 }
+
     /// Reads `source` to its end in chunks of ``AttachmentSpec/defaultChunkSize``, seals and stores every chunk not
-    /// stored yet, and returns what the `attach` operation states. Memory holds one chunk at a time. Nothing is
-    /// referenced until ``attach(record:spec:)`` commits, so an interrupted run leaves only unreferenced ciphertext,
-    /// which the next run reuses.
+    /// stored yet, and returns what the `attach` operation states. Nothing is referenced until
+    /// ``attach(record:spec:)`` commits, so an interrupted run leaves only unreferenced ciphertext, which the next
+    /// run reuses.
+    ///
+    /// A pipeline over both cores (Docs/architecture.md, "Attachment throughput"): this thread reads, hashes the
+    /// whole file (SHA-256) and inspects; ``chunksInFlight`` chunks at a time are addressed, sealed and written to
+    /// temporary files on other threads; every ``attachBatch`` chunks a commit thread fsyncs them and renames them
+    /// to their addresses while the next batch is sealed. The shard folders are fsynced once at the end, before this
+    /// returns, so every chunk the spec lists is durable under its name before the attach change can commit. Memory
+    /// holds a few chunks, whatever the file's size.
+    ///
+    /// Stops with ``StoreError/Code/diskFull`` before a chunk would leave less than ``attachReserve`` free on the
+    /// vault's disk (or the disk is full), and with ``StoreError/Code/invalid`` when the source is longer than one
+    /// attachment can list; either way the chunks this run wrote are removed (nothing references them).
     public func storeFile(
         from source: inout some ByteSource, name: String, note: String,
         chunkSize: UInt32 = AttachmentSpec.defaultChunkSize,
@@ -99,41 +134,103 @@ extension Vault {
         let keys = ChunkKeys(writeKey)
         let store = chunkStore
         store.sweepTemporaryFiles()
+        try store.prepareTemporaryFolder()
         let sha = SHA256.Hasher()
+        let maximumChunks = Self.maximumChunks(chunkSize: chunkSize)
         var chunks: [[UInt8]] = []
         var size: UInt64 = 0
         var written = 0
         var reused = 0
         var head: [UInt8] = []
-        // Chunks are written in batches of 16 (16 MiB): one round of fsyncs per batch instead of one per chunk
-        // (Docs/performance.md B8); nothing references them until the attach change commits.
-        var pending: [(address: [UInt8], sealed: [UInt8])] = []
-        func flush() throws {
-            let count = pending.count
-            let wrote = try store.write(batch: pending)
-            written += wrote
-            reused += count - wrote
-            pending.removeAll(keepingCapacity: true)
-        }
-        while true {
-            let plaintext = try source.read(Int(chunkSize))
-            if plaintext.isEmpty { break }
-            if chunks.isEmpty { head = Array(plaintext.prefix(64)) }
-            inspect?(plaintext, chunks.count)
-            sha.update(plaintext)
-            let address = keys.address(of: plaintext)
-            if store.has(address, sealedLength: plaintext.count + ChunkKeys.overhead) {
-                reused += 1
-            } else {
-                pending.append((address, try keys.seal(plaintext).sealed))
-                if pending.count == Self.attachBatch { try flush() }
+        // Addresses this run wrote (a chunk repeated in the file is written once; a stopped run removes them).
+        var mine: Set<[UInt8]> = []
+        var batch: [ChunkStore.PendingChunk] = []
+        let sealing = OrderedWork<Result<SealedChunk, any Error>>()
+        let committing = BackgroundJob()
+        let shards = ShardFolders()
+
+        func commitBatch() throws {
+            let ready = batch
+            batch = []
+            do {
+                try committing.start { shards.add(try store.commit(ready)) }
+            } catch {
+                store.abandon(ready)
+                throw error
             }
-            chunks.append(address)
-            size += UInt64(plaintext.count)
-            progress(size)
-            if plaintext.count < Int(chunkSize) { break }
         }
-        try flush()
+        func takeSealed() throws {
+            switch sealing.next() {
+            case .failure(let error): throw error
+            case .success(.stored(let address)):
+                chunks.append(address)
+                reused += 1
+            case .success(.pending(let chunk)):
+                chunks.append(chunk.address)
+                if mine.insert(chunk.address).inserted {
+                    written += 1
+                    batch.append(chunk)
+                    if batch.count == Self.attachBatch { try commitBatch() }
+                } else {
+                    store.abandon([chunk])
+                    reused += 1
+                }
+            }
+        }
+        do {
+            while true {
+                let plaintext = try source.read(Int(chunkSize))
+                if plaintext.isEmpty { break }
+                guard chunks.count + sealing.inFlight < maximumChunks else {
+                    throw StoreError(
+                        .invalid,
+                        "\(name.isEmpty ? "Standard input" : name) is larger than one attachment can be (\(UInt64(maximumChunks) * UInt64(chunkSize) >> 30) GiB); nothing was attached."
+                    )
+                }
+                // This chunk and those still being sealed are not on the disk yet (written ones are counted).
+                let room = UInt64(Self.chunksInFlight + 1) * UInt64(plaintext.count + ChunkKeys.overhead)
+                guard Self.freeBytes(store.root) >= Self.attachReserve + room else {
+                    throw StoreError(
+                        .diskFull,
+                        "Stopped reading \(name.isEmpty ? "standard input" : name) after \(size >> 20) MiB: the disk holding the vault \(directory.path) would have less than \(Self.attachReserve >> 20) MiB free; nothing was attached. Free some space on it and try again."
+                    )
+                }
+                if sealing.inFlight + chunks.count == 0 { head = Array(plaintext.prefix(64)) }
+                inspect?(plaintext, sealing.inFlight + chunks.count)
+                sha.update(plaintext)
+                size += UInt64(plaintext.count)
+                sealing.submit {
+                    Result {
+                        try plaintext.withUnsafeBytes { buffer in
+                            let address = keys.address(of: buffer)
+                            if store.has(address, sealedLength: buffer.count + ChunkKeys.overhead) {
+                                return .stored(address)
+                            }
+                            return .pending(
+                                try keys.withSealed(buffer, address: address) {
+                                    try store.writeTemporary(address, sealed: $0)
+                                })
+                        }
+                    }
+                }
+                if sealing.inFlight >= Self.chunksInFlight { try takeSealed() }
+                progress(size)
+                if plaintext.count < Int(chunkSize) { break }
+            }
+            while sealing.inFlight > 0 { try takeSealed() }
+            if !batch.isEmpty { try commitBatch() }
+            try committing.wait()
+        } catch {
+            for case .success(.pending(let chunk)) in sealing.drain() { store.abandon([chunk]) }
+            store.abandon(batch)
+            try? committing.wait()
+            if let stop = error as? StoreError, stop.code == .diskFull || stop.code == .invalid {
+                // Nothing will reference what this run wrote, and the disk needs the room back.
+                store.discard(Array(mine))
+            }
+            throw error
+        }
+        store.syncFolders(shards.all)
         let spec = AttachmentSpec(
             epoch: keys.epoch, size: size, sha256: sha.finalize(), mediaType: MediaType.sniff(head), name: name,
             note: note, metadataFlags: 0, chunkSize: chunkSize, chunks: chunks)
@@ -279,22 +376,41 @@ extension Vault {
                 "Attachment \(info.id.prefix(12)) is incomplete here: \(presence.total - presence.present) of \(presence.total) chunks (\(presence.missingBytes) bytes) are missing; run `amanat fetch \(record.hex.prefix(12)) TARGET` with a sync file or relay that has them."
             )
         }
+        // Other threads read and open the next chunks (AEAD and keyed hash) while this one hashes and writes: a
+        // chunk's bytes are handed on only after it opened, in file order.
         let sha = SHA256.Hasher()
-        for (index, address) in addresses.enumerated() {
+        let store = chunkStore
+        let opening = OrderedWork<Result<[UInt8], any Error>>()
+        var submitted = 0
+        func submitNext() {
+            let index = submitted
+            submitted += 1
+            let address = addresses[index]
             let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
-            guard let sealed = try chunkStore.read(address) else {
-                throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(info.id.prefix(12)) is missing.")
+            let id = info.id.prefix(12)
+            let total = addresses.count
+            opening.submit {
+                Result {
+                    guard let sealed = try store.read(address) else {
+                        throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
+                    }
+                    switch keys.open(sealed, address: address, length: length) {
+                    case .success(let plaintext): return plaintext
+                    case .failure(let error):
+                        throw StoreError(
+                            .damaged,
+                            "Chunk \(index + 1) of \(total) of attachment \(id) is \(error.problem.rawValue); nothing was extracted. Run `amanat verify`."
+                        )
+                    }
+                }
             }
-            switch keys.open(sealed, address: address, length: length) {
-            case .success(let plaintext):
-                sha.update(plaintext)
-                try write(plaintext)
-            case .failure(let error):
-                throw StoreError(
-                    .damaged,
-                    "Chunk \(index + 1) of \(addresses.count) of attachment \(info.id.prefix(12)) is \(error.problem.rawValue); nothing was extracted. Run `amanat verify`."
-                )
-            }
+        }
+        defer { _ = opening.drain() }
+        for _ in addresses.indices {
+            while submitted < addresses.count && opening.inFlight < Self.chunksInFlight { submitNext() }
+            let plaintext = try opening.next().get()
+            sha.update(plaintext)
+            try write(plaintext)
         }
         guard sha.finalize() == info.sha256 else {
             throw StoreError(

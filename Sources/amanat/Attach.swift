@@ -20,6 +20,10 @@ extension Amanat {
                 continues (chunks already stored are not written again). FILE - reads standard input. Prints the \
                 attachment id. Photos and videos that carry location or device metadata are warned about.
 
+                A source that does not end (a device, a stuck pipe) is stopped before the vault's disk would have \
+                less than 32 MiB free (exit 74), and one longer than an attachment can be (about 255 GiB) is refused \
+                (exit 64); either way nothing is attached and the chunks written for it are removed.
+
                 Example:
                   amanat attach 3f9a1c interview.m4a \\
                     --note "witness W-017, second session"

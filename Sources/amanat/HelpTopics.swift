@@ -41,7 +41,7 @@ enum HelpTopic: String, CaseIterable {
         ),
         (
             64,
-            "Bad usage or value: an unknown command or flag, a missing argument, an unknown field, a bad date or consent, a protected field, an empty narrative, a mistyped invitation code, a passphrase under 12 characters."
+            "Bad usage or value: an unknown command or flag, a missing argument, an unknown field, a bad date or consent, a protected field, an empty narrative, a mistyped invitation code, a passphrase under 12 characters, a file longer than an attachment can be."
         ),
         (
             65,
@@ -62,7 +62,7 @@ enum HelpTopic: String, CaseIterable {
         ),
         (
             74,
-            "Input/output error, a full disk, a read-only or full USB stick, media that did not fit on the stick or in the relay's --quota, or a wipe that could not destroy every file; the message names the path."
+            "Input/output error, a full disk (or an attach that would leave it under 32 MiB free), a read-only or full USB stick, media that did not fit on the stick or in the relay's --quota, or a wipe that could not destroy every file; the message names the path."
         ),
         (75, "The vault is busy in another amanat process."),
         (

@@ -159,3 +159,45 @@ struct AEADTests {
         }
     }
 }
+
+@Suite("AEAD over caller-held buffers")
+struct AEADBufferTests {
+    @Test("sealing into a buffer and opening from one give the same bytes as the array forms; alterations fail")
+    func buffersMatchArrays() throws {
+        let key = SecureBytes.random(count: AEAD.keyLength)
+        let nonce = Sodium.randomBytes(AEAD.nonceLength)
+        let ad = Array("amanat/chunk/v1".utf8)
+        for length in [0, 1, 4095, 65_537] {
+            let plaintext = Sodium.randomBytes(length)
+            let expected = try AEAD.seal(plaintext, additionalData: ad, nonce: nonce, key: key)
+            var out = [UInt8](repeating: 0, count: length + AEAD.tagLength)
+            try plaintext.withUnsafeBytes { p in
+                try out.withUnsafeMutableBytes { o in
+                    try AEAD.seal(p, additionalData: ad, nonce: nonce[...], key: key, into: o)
+                }
+            }
+            #expect(out == expected)
+            let opened = try out.withUnsafeBytes {
+                try AEAD.open($0, additionalData: ad, nonce: nonce[...], key: key)
+            }
+            #expect(opened == plaintext)
+            var altered = out
+            altered[altered.count - 1] ^= 1
+            #expect(throws: CryptoError.self) {
+                try altered.withUnsafeBytes { try AEAD.open($0, additionalData: ad, nonce: nonce[...], key: key) }
+            }
+            #expect(throws: CryptoError.self) {
+                try out.withUnsafeBytes { try AEAD.open($0, additionalData: ad + [1], nonce: nonce[...], key: key) }
+            }
+            // A buffer of the wrong size is refused, not overrun.
+            var short = [UInt8](repeating: 0, count: length + AEAD.tagLength - 1)
+            #expect(throws: CryptoError.self) {
+                try plaintext.withUnsafeBytes { p in
+                    try short.withUnsafeMutableBytes { o in
+                        try AEAD.seal(p, additionalData: ad, nonce: nonce[...], key: key, into: o)
+                    }
+                }
+            }
+        }
+    }
+}

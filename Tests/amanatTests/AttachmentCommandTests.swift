@@ -78,6 +78,15 @@ final class Background {
         try process.run()
     }
 
+    /// Waits at most `seconds` for the process to end (killing it then) and returns its exit status.
+    func wait(within seconds: Double) -> Int32 {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(10000) }
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     /// Waits (at most `seconds`) until `condition` holds, then kills the process with SIGKILL. Returns whether the
     /// condition was seen while the process still ran.
     func kill(when condition: () -> Bool, within seconds: Double = 60) -> Bool {
@@ -428,5 +437,46 @@ final class Background {
             #expect((try? keys.open(sealed, address: address, length: length).get()) != nil)
         }
         #expect(FileManager.default.fileExists(atPath: stick))
+    }
+
+    @Test(.enabled(if: TinyDisk.available, "mounting a tmpfs needs root"))
+    func anEndlessSourceStopsBeforeTheDiskFillsAndLeavesNothing() throws {
+        // A vault on a 100 MiB disk, and a source that never ends (random bytes, so no chunk repeats): the attach
+        // must stop while 32 MiB are still free, say so in one sentence, reference nothing and keep no chunk.
+        let disk = try #require(TinyDisk(megabytes: 100))
+        let cli = CLIRunner(vault: disk.url.appendingPathComponent("vault"))
+        try cli.initialize(name: "field laptop")
+        let id = try cli.ok([
+            "add", "testimony", "--witness", "W-017", "--narrative-file", samplePath, "--consent", "share",
+        ])
+        let digest = try cli.digest()
+        let r = try cli.run(["attach", id, "/dev/urandom"])
+        #expect(r.status == 74, "\(r.status): \(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("Stopped reading urandom after"), "\(r.stderr)")
+        #expect(r.stderr.contains("would have less than 32 MiB free; nothing was attached"), "\(r.stderr)")
+        #expect(try cli.digest() == digest)
+        #expect(try attachments(cli, id).isEmpty)
+        let chunks = cli.vault.appendingPathComponent("chunks")
+        #expect(TestMedia.chunkFiles(chunks) == 0, "the chunks written for it were removed")
+        let leftover =
+            (try? FileManager.default.contentsOfDirectory(atPath: chunks.appendingPathComponent(".tmp").path)) ?? []
+        #expect(leftover.isEmpty, "temporary files left: \(leftover)")
+        #expect(Vault.freeBytes(disk.url) > 90 << 20, "the room is given back")
+        #expect(try cli.ok(["verify"]).hasPrefix("ok:"))
+        // Standard input that never ends is stopped the same way.
+        let pipe = Pipe()
+        let writer = Thread {
+            // Fresh random bytes every time: repeated blocks would make equal chunks, stored once.
+            while (try? pipe.fileHandleForWriting.write(contentsOf: Data(Sodium.randomBytes(1 << 16)))) != nil {}
+        }
+        signal(SIGPIPE, SIG_IGN)
+        writer.start()
+        let attach = try Background(cli, ["attach", id, "-"], stdin: pipe.fileHandleForReading)
+        try pipe.fileHandleForReading.close()  // the writer sees the end when the attach stops reading
+        let status = attach.wait(within: 120)
+        #expect(status == 74)
+        #expect(try attachments(cli, id).isEmpty)
+        #expect(TestMedia.chunkFiles(chunks) == 0)
     }
 }

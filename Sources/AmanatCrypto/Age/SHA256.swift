@@ -1,38 +1,34 @@
-import CSodium
+import Crypto
 
-/// SHA-256 hashing (FIPS 180-4) over libsodium.
+/// SHA-256 hashing (FIPS 180-4) over swift-crypto (BoringSSL's assembly, with the processor's SHA extensions where
+/// it has them: attachments hash every byte, and libsodium's portable SHA-256 was their slowest step).
 public enum SHA256 {
     /// Digest length in bytes (32).
-    public static let digestLength = Int(crypto_hash_sha256_BYTES)
+    public static let digestLength = 32
 
     /// Hashes `message` in one call.
     public static func hash(_ message: [UInt8]) -> [UInt8] {
-        Sodium.ensureInitialized()
-        var out = [UInt8](repeating: 0, count: digestLength)
-        _ = crypto_hash_sha256(&out, message, UInt64(message.count))
-        return out
+        let hasher = Hasher()
+        hasher.update(message)
+        return hasher.finalize()
     }
 
     /// An incremental SHA-256 hasher for long or streamed inputs.
     public final class Hasher {
-        private var state = crypto_hash_sha256_state()
+        private var state = Crypto.SHA256()
 
         /// Starts a new hash.
-        public init() {
-            Sodium.ensureInitialized()
-            _ = crypto_hash_sha256_init(&state)
-        }
+        public init() {}
 
         /// Feeds bytes.
         public func update(_ bytes: [UInt8]) {
-            _ = crypto_hash_sha256_update(&state, bytes, UInt64(bytes.count))
+            bytes.withUnsafeBytes { state.update(bufferPointer: $0) }
         }
 
+        /// Feeds bytes the caller holds.
+        public func update(_ buffer: UnsafeRawBufferPointer) { state.update(bufferPointer: buffer) }
+
         /// Returns the digest; the hasher must not be used afterwards.
-        public func finalize() -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: SHA256.digestLength)
-            _ = crypto_hash_sha256_final(&state, &out)
-            return out
-        }
+        public func finalize() -> [UInt8] { Array(state.finalize()) }
     }
 }

@@ -1,0 +1,49 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatTestSupport
+import Foundation
+import Testing
+
+@testable import AmanatStore
+
+@Suite struct ChunkStoreTests {
+    /// Chunks written from page-aligned memory (whole pages with O_DIRECT, the last partial page through the page
+    /// cache) and from ordinary arrays read back byte for byte and open, whatever their length; on tmpfs too.
+    @Test func chunksWrittenWithAndWithoutODirectReadBackExactly() throws {
+        let dir = try TemporaryDirectory()
+        var roots = [dir.url.appendingPathComponent("chunks")]
+        let shm = URL(fileURLWithPath: "/dev/shm/amanat-chunks-\(UUID().uuidString)")
+        if FileManager.default.isWritableFile(atPath: "/dev/shm") { roots.append(shm) }
+        defer { try? FileManager.default.removeItem(at: shm) }
+        let keys = ChunkKeys(VaultKey(epoch: 1, root: SecureBytes.random(count: 32)))
+        for root in roots {
+            let store = ChunkStore(root: root)
+            try store.prepareTemporaryFolder()
+            var pending: [ChunkStore.PendingChunk] = []
+            var expected: [([UInt8], [UInt8], Int)] = []
+            for length in [1, 4096 - ChunkKeys.overhead, 4096, 8192 - ChunkKeys.overhead + 1, 1 << 20] {
+                let plaintext = Sodium.randomBytes(length)
+                let (address, sealed) = try keys.seal(plaintext)
+                let chunk = try plaintext.withUnsafeBytes { buffer in
+                    try keys.withSealed(buffer, address: address) { aligned in
+                        #expect(Array(aligned) == sealed)
+                        return try store.writeTemporary(address, sealed: aligned)
+                    }
+                }
+                pending.append(chunk)
+                expected.append((address, sealed, length))
+            }
+            let plain = Sodium.randomBytes(70_000)
+            let (plainAddress, plainSealed) = try keys.seal(plain)
+            pending.append(try store.writeTemporary(plainAddress, sealed: plainSealed))
+            expected.append((plainAddress, plainSealed, plain.count))
+            store.syncFolders(try store.commit(pending))
+            for (address, sealed, length) in expected {
+                #expect(try store.read(address) == sealed, "\(root.path), \(length) bytes")
+                #expect((try? keys.open(sealed, address: address, length: length).get()) != nil)
+            }
+            let leftover = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(".tmp").path)
+            #expect(leftover.isEmpty)
+        }
+    }
+}
