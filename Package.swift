@@ -140,8 +140,8 @@ let package = Package(
         .testTarget(
             name: "amanatTests",
             dependencies: [
-                "amanat", "AmanatTestSupport", "AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore",
-                "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift"),
+                "amanat", "AmanatTestSupport", "AmanatBundle", "AmanatHTTP", "AmanatSync", "AmanatStore",
+                "AmanatCore", "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift"),
             ]),
     ],
     swiftLanguageModes: [.v6]

@@ -255,6 +255,8 @@ def decode_purged_envelope(raw):
     header = decode_header(raw)
     if header.ciphertext_length < 80:
         raise Malformed("a purged envelope states an impossible ciphertext length")
+    if header.key_epoch == 0:
+        raise Malformed("a membership entry is never purged")
     return header, raw[HEADER_LENGTH + 4:HEADER_LENGTH + 36], raw[HEADER_LENGTH + 36:]
 
 

@@ -61,7 +61,14 @@ public enum BundleImporter {
         }
         var summary = ImportSummary()
         var groups: [(record: RecordID?, changes: [[RecordOperation]])] = []
+        // A record of this very vault that a coordinator purged never comes back from a bundle exported before the
+        // purge (a withdrawn consent): it is left out like a deleted one.
+        let purged = sourceVault == vault.vaultID ? Set(vault.purges().map(\.record)) : []
         for record in report.records {
+            if purged.contains(record.id) {
+                summary.skipped += 1
+                continue
+            }
             let document = record.document
             let items =
                 record.custody.map { CustodyItem(envelope: $0.envelope.encoded(), key: $0.envelopeKey) }

@@ -168,6 +168,11 @@ public struct Envelope: Hashable, Sendable {
         if bytes.count == Self.purgedLength, header.ciphertextLength >= 80,
             Array(bytes[EnvelopeHeader.length..<EnvelopeHeader.length + 4]) == Self.purgedMarker
         {
+            // Membership entries are never purged (Protocol/envelope.md §7): every store must read them, so a
+            // stripped one (a courier's doing) is refused like any damaged envelope, never stored without effect.
+            guard header.keyEpoch != VaultKey.authorityEpoch else {
+                throw CoreError(.malformed, "A membership entry arrived without its content; it is never purged.")
+            }
             _ = try r.read(count: 4)
             let hash = try r.read(count: 32)
             self.init(header: header, purgedCiphertextHash: hash, signature: try r.read(count: 64))

@@ -122,7 +122,9 @@ public struct MembershipState: Hashable, Sendable {
     public private(set) var founded = false
     /// Purges written by coordinators, in evaluation order.
     public private(set) var purges: [PurgeGrant] = []
-    /// For each purged envelope (author ‖ seq), the index of the first purge in ``purges`` that names it.
+    /// For each purged envelope (author ‖ seq ‖ ciphertext hash), the index of the first purge in ``purges`` that
+    /// names it. The hash is part of the key: a purge naming the same (author, seq) with another hash (a fork, or a
+    /// coordinator's mistake) must not hide a later purge that names the stored envelope.
     private var purgedIndex: [[UInt8]: Int] = [:]
 
     /// A purge that took effect.
@@ -139,19 +141,15 @@ public struct MembershipState: Hashable, Sendable {
 
     /// The purge that names the envelope (`author`, `seq`) with ciphertext hash `ciphertextHash`, if any.
     public func purge(naming author: DeviceID, seq: UInt64, ciphertextHash: [UInt8]) -> PurgeGrant? {
-        guard let index = purgedIndex[Self.envelopeKey(author, seq)] else { return nil }
-        let grant = purges[index]
-        guard
-            grant.purge.targets.contains(where: {
-                $0.author == author && $0.seq == seq && $0.ciphertextHash == ciphertextHash
-            })
-        else { return nil }
-        return grant
+        purgedIndex[Self.envelopeKey(author, seq) + ciphertextHash].map { purges[$0] }
     }
 
-    /// Whether a purge that took effect names `envelope` (by author, seq and ciphertext hash).
+    /// Whether a purge that took effect names `envelope` (by author, seq and ciphertext hash). Never a membership
+    /// entry: every store must read those, so a purge naming one has no effect on it.
     public func isPurged(_ envelope: Envelope) -> Bool {
-        purge(naming: envelope.header.author, seq: envelope.header.seq, ciphertextHash: envelope.ciphertextHash) != nil
+        !envelope.isAuthority
+            && purge(naming: envelope.header.author, seq: envelope.header.seq, ciphertextHash: envelope.ciphertextHash)
+                != nil
     }
 
     static func envelopeKey(_ author: DeviceID, _ seq: UInt64) -> [UInt8] {
@@ -425,7 +423,7 @@ public struct MembershipState: Hashable, Sendable {
             let index = purges.count
             purges.append(PurgeGrant(author: author, seq: seq, timestamp: stamp, purge: purge))
             for target in purge.targets {
-                let key = Self.envelopeKey(target.author, target.seq)
+                let key = Self.envelopeKey(target.author, target.seq) + target.ciphertextHash
                 if purgedIndex[key] == nil { purgedIndex[key] = index }
             }
         case .recover(let previous, let proof, let agreementKey, let name):

@@ -55,7 +55,8 @@ extension RelayServer {
     static let maxChunksPerQuery = 4096
 
     func handleChunks(
-        _ route: RelayRoute, vaultID: [UInt8], request: Request, context: BasicRequestContext, body: [UInt8]
+        _ route: RelayRoute, vaultID: [UInt8], request: Request, context: BasicRequestContext, body: [UInt8],
+        purged: Set<[UInt8]> = []
     ) throws -> Response {
         let store = store.chunkStore(vaultID: vaultID)
         let vaultHex = Hex.encode(vaultID)
@@ -89,7 +90,9 @@ extension RelayServer {
                 throw RelayHTTPError(
                     .unprocessableContent, "The body is not a sealed chunk of the address in the path.")
             }
-            if store.has(address, sealedLength: body.count) { return Self.json(.ok, #"{"stored":false}"#) }
+            if store.has(address, sealedLength: body.count) || purged.contains(address) {
+                return Self.json(.ok, #"{"stored":false}"#)
+            }
             guard chunkUsage.reserve(body.count, vault: vaultHex, store: store) else {
                 let quota = chunkUsage.quota ?? 0
                 throw RelayHTTPError(

@@ -226,7 +226,13 @@ public struct RelayServer: Sendable {
                 envelopes: missing.bodies)
             return Self.binary(response.encoded())
         case .heldChunks, .fetchChunk, .storeChunk:
-            return try handleChunks(route, vaultID: vaultID, request: request, context: context, body: body)
+            // A chunk a stored purge destroyed is never stored again (an upload that began before its replica
+            // learned of the purge).
+            let purged =
+                route == .storeChunk
+                ? Set(try await store.membership(vaultID: vaultID).purges.flatMap(\.purge.chunks)) : []
+            return try handleChunks(
+                route, vaultID: vaultID, request: request, context: context, body: body, purged: purged)
         case .health, .register:
             throw RelayHTTPError(.internalServerError, "Unreachable route.")
         }

@@ -211,7 +211,9 @@ extension Amanat {
                 line += "\(summary.extended == 1 ? "" : "s") imported before (their fields are not overwritten)"
             }
             if summary.unchanged > 0 { line += "; \(summary.unchanged) already imported" }
-            if summary.skipped > 0 { line += "; \(summary.skipped) deleted or of an unknown kind, left out" }
+            if summary.skipped > 0 {
+                line += "; \(summary.skipped) deleted, purged or of an unknown kind, left out"
+            }
             note(line + ".")
         }
     }
