@@ -101,24 +101,30 @@ extension Vault {
     /// The keyring unlocked under the unlock counter: the attempt is counted and synced before the derivation,
     /// the limit (if reached, also by earlier attempts that were killed) wipes the vault, and success resets it.
     static func unlockCounting(at dir: URL, passphrase: SecureBytes) throws -> Keyring.Unlocked {
-        let sealed = try Keyring.load(from: keyringURL(dir))
         // Read, check and count under a lock of the vault folder: attempts started at the same moment (a guesser
-        // running many processes) are counted one by one, so no more than the limit ever reach the derivation.
+        // running many processes) are counted one by one, so no more than the limit ever reach the derivation. The
+        // keyring is read under it too, so no attempt sees the folder between a wipe and its tombstone.
+        var sealed: Keyring.Sealed?
         var counter = try withCounterLock(dir) { () throws -> UnlockCounter in
+            let loaded = try Keyring.load(from: keyringURL(dir))
+            sealed = loaded
             var counter = UnlockCounter.read(in: dir)
             if counter.limit > 0, counter.failures >= counter.limit {
-                destroyForSafety(at: dir, sealed: sealed)
+                destroyForSafety(at: dir, sealed: loaded)
                 throw Keyring.wrongPassphrase
             }
             counter.failures = counter.failures == .max ? .max : counter.failures + 1
             try counter.write(in: dir)
             return counter
         }
+        guard let sealed else { throw Keyring.wrongPassphrase }
         let result: Keyring.Unlocked
         do {
             result = try Keyring.unlock(sealed, passphrase: passphrase)
         } catch let error as StoreError where error.code == .wrongPassphrase {
-            if counter.limit > 0, counter.failures >= counter.limit { destroyForSafety(at: dir, sealed: sealed) }
+            if counter.limit > 0, counter.failures >= counter.limit {
+                try withCounterLock(dir) { destroyForSafety(at: dir, sealed: sealed) }
+            }
             throw error
         }
         if case .keyring = result {

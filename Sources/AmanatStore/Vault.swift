@@ -142,7 +142,9 @@ public final class Vault {
     }
 
     static func open(at dir: URL, passphrase: SecureBytes, duressAllowed: Bool) throws -> Vault {
-        guard exists(at: dir) else {
+        // A keyring missing for an instant (another attempt is wiping under the unlock lock) is looked for again
+        // once that lock is free: the wipe leaves a tombstone, which reads as a wrong passphrase, not "no vault".
+        guard exists(at: dir) || ((try? withCounterLock(dir) { exists(at: dir) }) ?? false) else {
             throw StoreError(.noVault, "There is no vault in \(dir.path); run `amanat init` or pass --vault DIR.")
         }
         var keyring: Keyring
