@@ -232,9 +232,6 @@ public struct MembershipState: Hashable, Sendable {
                     state.void.append(
                         VoidEntry(
                             author: entry.author, seq: entry.seq, reason: "written after its author lost the right"))
-                    // Its author sealed changes with its rotation's key before it learned the revocation was void
-                    // (a concurrent demotion): that key stays readable, as for any member's revoke without effect.
-                    if state.keepKeyOnly(entry) { effective.append(entry) }
                     continue
                 }
                 let keyOnlyBefore = state.keyOnlyEpochs.count
