@@ -28,6 +28,60 @@ public enum Role: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertib
     public var canWrite: Bool { self != .reader }
 }
 
+/// What a sealed name and a sealed purge note share (Protocol/membership.md §4, §12): XChaCha20-Poly1305 under a
+/// subkey of the vault key of `epoch`, bound to `label ‖ vault id ‖ device ‖ u32 epoch`, and on the wire
+/// `u32 epoch ‖ nonce (24) ‖ varint length ‖ ciphertext`.
+enum VaultSealing {
+    static func associatedData(label: String, vaultID: [UInt8], device: DeviceID, epoch: UInt32) -> [UInt8] {
+        var w = ByteWriter(capacity: 80)
+        w.write(raw: Array(label.utf8))
+        w.write(raw: vaultID)
+        w.write(raw: device.bytes)
+        w.write(bigEndian: epoch)
+        return w.bytes
+    }
+
+    /// Seals `plain`; returns the nonce and the ciphertext.
+    static func seal(
+        _ plain: [UInt8], label: String, subkey: (id: UInt64, context: String), key: VaultKey, vaultID: [UInt8],
+        device: DeviceID
+    ) throws -> (nonce: [UInt8], ciphertext: [UInt8]) {
+        let nonce = AEAD.randomNonce()
+        let ciphertext = try AEAD.seal(
+            plain, additionalData: associatedData(label: label, vaultID: vaultID, device: device, epoch: key.epoch),
+            nonce: nonce, key: key.subkey(id: subkey.id, context: subkey.context))
+        return (nonce, ciphertext)
+    }
+
+    /// The plaintext, if `key` is of `epoch` and opens it.
+    static func open(
+        _ ciphertext: [UInt8], nonce: [UInt8], epoch: UInt32, label: String, subkey: (id: UInt64, context: String),
+        key: VaultKey, vaultID: [UInt8], device: DeviceID
+    ) -> [UInt8]? {
+        guard key.epoch == epoch else { return nil }
+        return try? AEAD.open(
+            ciphertext, additionalData: associatedData(label: label, vaultID: vaultID, device: device, epoch: epoch),
+            nonce: nonce, key: key.subkey(id: subkey.id, context: subkey.context))
+    }
+
+    static func encode(epoch: UInt32, nonce: [UInt8], ciphertext: [UInt8], into w: inout ByteWriter) {
+        w.write(bigEndian: epoch)
+        w.write(raw: nonce)
+        w.write(lengthPrefixed: ciphertext)
+    }
+
+    /// Reads the wire form; a ciphertext shorter than a tag or longer than `maximum` is malformed (`what` says which).
+    static func decode(_ r: inout ByteReader, maximum: Int, what: String) throws -> (UInt32, [UInt8], [UInt8]) {
+        let epoch = try r.read(bigEndian: UInt32.self)
+        let nonce = try r.read(count: 24)
+        let ciphertext = try r.readLengthPrefixed()
+        guard ciphertext.count <= maximum, ciphertext.count >= AEAD.tagLength else {
+            throw CoreError(.malformed, "A sealed \(what) has an impossible length.")
+        }
+        return (epoch, nonce, ciphertext)
+    }
+}
+
 /// A device name sealed under a vault key, so relays and couriers, who can read membership entries, never read
 /// names (Protocol/membership.md §4).
 public struct SealedName: Hashable, Sendable {
@@ -48,14 +102,8 @@ public struct SealedName: Hashable, Sendable {
         self.ciphertext = ciphertext
     }
 
-    static func associatedData(vaultID: [UInt8], device: DeviceID, epoch: UInt32) -> [UInt8] {
-        var w = ByteWriter(capacity: 80)
-        w.write(raw: Array("amanat/name/v1".utf8))
-        w.write(raw: vaultID)
-        w.write(raw: device.bytes)
-        w.write(bigEndian: epoch)
-        return w.bytes
-    }
+    static let label = "amanat/name/v1"
+    static let subkey: (id: UInt64, context: String) = (5, "amnt-nam")
 
     /// Seals `name` for `device` under `key`.
     public static func seal(_ name: String, key: VaultKey, vaultID: [UInt8], device: DeviceID) throws -> SealedName {
@@ -64,19 +112,17 @@ public struct SealedName: Hashable, Sendable {
             throw CoreError(.malformed, "A device name must be at most \(maximumLength) bytes.")
         }
         plain.append(contentsOf: repeatElement(0, count: 32 - plain.count % 32))
-        let nonce = AEAD.randomNonce()
-        let ciphertext = try AEAD.seal(
-            plain, additionalData: associatedData(vaultID: vaultID, device: device, epoch: key.epoch), nonce: nonce,
-            key: key.subkey(id: 5, context: "amnt-nam"))
-        return SealedName(epoch: key.epoch, nonce: nonce, ciphertext: ciphertext)
+        let sealed = try VaultSealing.seal(
+            plain, label: label, subkey: subkey, key: key, vaultID: vaultID, device: device)
+        return SealedName(epoch: key.epoch, nonce: sealed.nonce, ciphertext: sealed.ciphertext)
     }
 
     /// The name, if `key` (of this name's epoch) opens it.
     public func open(key: VaultKey, vaultID: [UInt8], device: DeviceID) -> String? {
-        guard key.epoch == epoch,
-            var plain = try? AEAD.open(
-                ciphertext, additionalData: Self.associatedData(vaultID: vaultID, device: device, epoch: epoch),
-                nonce: nonce, key: key.subkey(id: 5, context: "amnt-nam"))
+        guard
+            var plain = VaultSealing.open(
+                ciphertext, nonce: nonce, epoch: epoch, label: Self.label, subkey: Self.subkey, key: key,
+                vaultID: vaultID, device: device)
         else { return nil }
         // The name is followed by 1–32 zero bytes of padding.
         while plain.last == 0 { plain.removeLast() }
@@ -207,14 +253,8 @@ public struct SealedNote: Hashable, Sendable {
         self.ciphertext = ciphertext
     }
 
-    static func associatedData(vaultID: [UInt8], author: DeviceID, epoch: UInt32) -> [UInt8] {
-        var w = ByteWriter(capacity: 80)
-        w.write(raw: Array("amanat/purge-note/v1".utf8))
-        w.write(raw: vaultID)
-        w.write(raw: author.bytes)
-        w.write(bigEndian: epoch)
-        return w.bytes
-    }
+    static let label = "amanat/purge-note/v1"
+    static let subkey: (id: UInt64, context: String) = (8, "amnt-prg")
 
     /// Seals the record id and reason of a purge written by `author`.
     public static func seal(record: RecordID, reason: String, key: VaultKey, vaultID: [UInt8], author: DeviceID)
@@ -230,19 +270,17 @@ public struct SealedNote: Hashable, Sendable {
         w.write(raw: text)
         var plain = w.bytes
         plain.append(contentsOf: repeatElement(0, count: (64 - plain.count % 64) % 64))
-        let nonce = AEAD.randomNonce()
-        let ciphertext = try AEAD.seal(
-            plain, additionalData: associatedData(vaultID: vaultID, author: author, epoch: key.epoch), nonce: nonce,
-            key: key.subkey(id: 8, context: "amnt-prg"))
-        return SealedNote(epoch: key.epoch, nonce: nonce, ciphertext: ciphertext)
+        let sealed = try VaultSealing.seal(
+            plain, label: label, subkey: subkey, key: key, vaultID: vaultID, device: author)
+        return SealedNote(epoch: key.epoch, nonce: sealed.nonce, ciphertext: sealed.ciphertext)
     }
 
     /// The record id and reason, if `key` (of this note's epoch) opens it.
     public func open(key: VaultKey, vaultID: [UInt8], author: DeviceID) -> (record: RecordID, reason: String)? {
-        guard key.epoch == epoch,
-            let plain = try? AEAD.open(
-                ciphertext, additionalData: Self.associatedData(vaultID: vaultID, author: author, epoch: epoch),
-                nonce: nonce, key: key.subkey(id: 8, context: "amnt-prg"))
+        guard
+            let plain = VaultSealing.open(
+                ciphertext, nonce: nonce, epoch: epoch, label: Self.label, subkey: Self.subkey, key: key,
+                vaultID: vaultID, device: author)
         else { return nil }
         var r = ByteReader(plain)
         guard let length = try? r.read(bigEndian: UInt16.self), Int(length) <= Self.maximumReasonLength,
@@ -253,18 +291,11 @@ public struct SealedNote: Hashable, Sendable {
     }
 
     func encode(into w: inout ByteWriter) {
-        w.write(bigEndian: epoch)
-        w.write(raw: nonce)
-        w.write(lengthPrefixed: ciphertext)
+        VaultSealing.encode(epoch: epoch, nonce: nonce, ciphertext: ciphertext, into: &w)
     }
 
     init(_ r: inout ByteReader) throws {
-        epoch = try r.read(bigEndian: UInt32.self)
-        nonce = try r.read(count: 24)
-        ciphertext = try r.readLengthPrefixed()
-        guard ciphertext.count <= 2048, ciphertext.count >= AEAD.tagLength else {
-            throw CoreError(.malformed, "A sealed purge note has an impossible length.")
-        }
+        (epoch, nonce, ciphertext) = try VaultSealing.decode(&r, maximum: 2048, what: "purge note")
     }
 }
 
@@ -574,18 +605,11 @@ extension MembershipEntry {
 
 extension SealedName {
     func encode(into w: inout ByteWriter) {
-        w.write(bigEndian: epoch)
-        w.write(raw: nonce)
-        w.write(lengthPrefixed: ciphertext)
+        VaultSealing.encode(epoch: epoch, nonce: nonce, ciphertext: ciphertext, into: &w)
     }
 
     init(_ r: inout ByteReader) throws {
-        epoch = try r.read(bigEndian: UInt32.self)
-        nonce = try r.read(count: 24)
-        ciphertext = try r.readLengthPrefixed()
-        guard ciphertext.count <= 256, ciphertext.count >= AEAD.tagLength else {
-            throw CoreError(.malformed, "A sealed device name has an impossible length.")
-        }
+        (epoch, nonce, ciphertext) = try VaultSealing.decode(&r, maximum: 256, what: "device name")
     }
 }
 

@@ -532,7 +532,9 @@ import Testing
         let padded = plain + [UInt8](repeating: 0, count: 32 - plain.count % 32)
         let nonce = Sodium.randomBytes(24)
         let ciphertext = try AEAD.seal(
-            padded, additionalData: SealedName.associatedData(vaultID: vaultID, device: device, epoch: key.epoch),
+            padded,
+            additionalData: VaultSealing.associatedData(
+                label: SealedName.label, vaultID: vaultID, device: device, epoch: key.epoch),
             nonce: nonce, key: key.subkey(id: 5, context: "amnt-nam"))
         return SealedName(epoch: key.epoch, nonce: nonce, ciphertext: ciphertext)
     }
