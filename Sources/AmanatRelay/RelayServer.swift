@@ -21,14 +21,14 @@ struct RelayHTTPError: Error {
 /// The HTTP relay (Protocol/http-api.md): stores members' envelopes per vault, verified but never decrypted.
 ///
 /// ```swift
-/// let relay = RelayServer(store: try RelayStore(directory: dataDir), logger: logger)
+/// let relay = RelayServer(storage: try SQLiteRelayStorage(directory: dataDir), logger: logger)
 /// let running = try await relay.start(host: "127.0.0.1", port: 0)
 /// print(running.port)
 /// await running.stop()
 /// ```
 public struct RelayServer: Sendable {
-    /// Where envelopes are kept.
-    public let store: RelayStore
+    /// Where envelopes and chunks are kept.
+    public let store: any RelayStorage
     /// The relay's log (request summaries only, never payloads).
     public let logger: Logger
     /// Unix time in seconds; replaceable in tests.
@@ -52,18 +52,18 @@ public struct RelayServer: Sendable {
     public static let defaultMaxConnectionsPerAddress = 32
     /// The most bytes of attachment chunks one vault may store (`amanat serve --quota`); nil: no limit. A chunk
     /// that would pass it is answered 507.
-    public var chunkQuota: UInt64? {
-        get { chunkUsage.quota }
-        set { chunkUsage.quota = newValue }
-    }
-    /// Bytes of chunks stored per vault, counted once from the disk and then kept up to date.
-    let chunkUsage = ChunkUsage()
+    public var chunkQuota: UInt64?
 
-    /// Creates a relay over a store; with `registrationCode`, only requests presenting it register new vaults.
-    public init(store: RelayStore, logger: Logger, registrationCode: String? = nil) {
-        self.store = store
+    /// Creates a relay over a storage; with `registrationCode`, only requests presenting it register new vaults.
+    public init(storage: any RelayStorage, logger: Logger, registrationCode: String? = nil) {
+        self.store = storage
         self.logger = logger
         self.registrationCode = registrationCode.map(RelayWire.canonicalRegistrationCode)
+    }
+
+    /// Creates a relay over SQLite files (``SQLiteRelayStorage``).
+    public init(store: RelayStore, logger: Logger, registrationCode: String? = nil) {
+        self.init(storage: SQLiteRelayStorage(store), logger: logger, registrationCode: registrationCode)
     }
 
     /// The router, built from ``RelayRoute/allCases``.
@@ -147,7 +147,7 @@ public struct RelayServer: Sendable {
             throw RelayHTTPError(.unauthorized, "The request's device signature does not verify.")
         }
         if route == .register {
-            if let registrationCode, try store.registeredKey(of: vaultID) == nil,
+            if let registrationCode, try await store.registeredKey(of: vaultID) == nil,
                 !Sodium.constantTimeEquals(Array(registrationCode.utf8), body)
             {
                 throw RelayHTTPError(
@@ -158,7 +158,7 @@ public struct RelayServer: Sendable {
             }
             let created: Bool
             do {
-                created = try store.register(vaultID: vaultID, key: auth.key, now: now)
+                created = try await store.register(vaultID: vaultID, key: auth.key, now: now)
             } catch let error as RelayStoreError where error.code == .keyMismatch {
                 throw RelayHTTPError(.forbidden, error.message)
             }
@@ -166,7 +166,7 @@ public struct RelayServer: Sendable {
             if created { logger.notice("registered vault", metadata: ["vault": .escaped(vaultHex.prefix(8))]) }
             return Self.json(created ? .created : .ok, created ? #"{"registered":true}"# : #"{"registered":false}"#)
         }
-        guard let registered = try store.registeredKey(of: vaultID) else {
+        guard let registered = try await store.registeredKey(of: vaultID) else {
             throw RelayHTTPError(
                 .notFound, "This relay does not hold this vault yet; a member's first sync registers it.")
         }
@@ -224,7 +224,7 @@ public struct RelayServer: Sendable {
                 envelopes: missing.bodies)
             return Self.binary(response.encoded())
         case .heldChunks, .fetchChunk, .storeChunk:
-            return try handleChunks(route, vaultID: vaultID, request: request, context: context, body: body)
+            return try await handleChunks(route, vaultID: vaultID, request: request, context: context, body: body)
         case .health, .register:
             throw RelayHTTPError(.internalServerError, "Unreachable route.")
         }

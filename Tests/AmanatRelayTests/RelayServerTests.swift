@@ -14,22 +14,23 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 /// A relay with one registered vault of two members, and a raw HTTP client to attack it with.
 struct Setup {
     let dir: TemporaryDirectory
-    let relay: RunningRelay
+    let spec: TestStorage
+    let relay: TestRelay
     let client: RelayHTTPClient
     let team: [Vault]
-    let store: RelayStore
+    var store: any RelayStorage { relay.storage }
 
     var vaultHex: String { Hex.encode(team[0].vaultID) }
     var base: String { "/v1/vaults/\(vaultHex)" }
 
-    static func make() async throws -> Setup {
+    static func make(_ kind: RelayStorageKind) async throws -> Setup {
         let dir = try TemporaryDirectory()
-        let store = try RelayStore(directory: dir.path("relay"))
-        let relay = try await RunningRelay.start(RelayServer(store: store, logger: quietLogger))
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
         let team = try makeTeam(2, in: dir)
         _ = try team[0].createRecord(kind: "statement", fields: [("title", "first")], tags: [], seal: false)
         try await relaySync(team[0], relay.url)
-        return Setup(dir: dir, relay: relay, client: RelayHTTPClient(baseURL: relay.url), team: team, store: store)
+        return Setup(dir: dir, spec: spec, relay: relay, client: RelayHTTPClient(baseURL: relay.url), team: team)
     }
 
     func finish() async {
@@ -41,8 +42,9 @@ struct Setup {
 }
 
 @Suite struct RelayServerTests {
-    @Test func theDataDirectoryHoldsNoPlaintextAndNoKey() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func theStorageHoldsNoPlaintextAndNoKey(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         let narrative = try String(
             contentsOf: repositoryRoot.appendingPathComponent("seeds/coalition-statement-on-russia-recognition.txt"),
             encoding: .utf8)
@@ -62,20 +64,22 @@ struct Setup {
             ("vault key", s.team[0].keyring.currentKey.root.copyBytes()),
             ("relay seed", s.team[0].relaySigningKey.seed.copyBytes()),
         ]
-        let files =
-            FileManager.default.enumerator(at: s.dir.path("relay"), includingPropertiesForKeys: nil)?
-            .compactMap { $0 as? URL } ?? []
-        #expect(!files.isEmpty)
-        for file in files {
-            let bytes = try Data(contentsOf: file)
+        // Every file of the SQLite folder, or a pg_dump of the PostgreSQL database (bytea in hex: the secrets are
+        // looked for as bytes and as hex).
+        let contents = try s.spec.rawContents()
+        #expect(!contents.isEmpty)
+        #expect(contents.reduce(0) { $0 + $1.bytes.count } > narrative.utf8.count, "the ciphertext is there")
+        for (file, bytes) in contents {
             for (name, secret) in secrets {
-                #expect(bytes.range(of: Data(secret)) == nil, "\(name) found in \(file.lastPathComponent)")
+                #expect(bytes.range(of: Data(secret)) == nil, "\(name) found in \(file)")
+                #expect(bytes.range(of: Data(Hex.encode(secret).utf8)) == nil, "\(name) found in hex in \(file)")
             }
         }
     }
 
-    @Test func withoutTheVaultKeyNobodyReadsOrWrites() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func withoutTheVaultKeyNobodyReadsOrWrites(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         let member = s.team[1].relaySigningKey
         let vector = s.base + "/vector"
         let before = try await s.count()
@@ -159,8 +163,9 @@ struct Setup {
         await s.finish()
     }
 
-    @Test func malformedTruncatedAndOversizedBodiesAreRefusedAndTheRelayKeepsServing() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func malformedTruncatedAndOversizedBodiesAreRefusedAndTheRelayKeepsServing(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         let key = s.team[1].relaySigningKey
         let before = try await s.count()
         _ = try s.team[0].createRecord(kind: "statement", fields: [("title", "second")], tags: [], seal: false)
@@ -226,8 +231,9 @@ struct Setup {
         await s.finish()
     }
 
-    @Test func aForkPushedToTheRelayIsRefusedWith409AndTheFirstChainStays() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func aForkPushedToTheRelayIsRefusedWith409AndTheFirstChainStays(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         // A cloned laptop: the same device key in a second vault directory, writing its own change 2.
         let original = s.team[0]
         let clone = try cloneVault(original, to: s.dir.path("clone"))
