@@ -120,12 +120,22 @@ public final class PostgresRelayStorage: RelayStorage {
 
     /// Connects, then creates or migrates the schema (Protocol/relay-postgres.md §2). Throws one sentence when the
     /// database cannot be reached or was made by a newer relay.
-    public static func connect(_ location: PostgresLocation, maxVaults: Int = 1000, logger: Logger) async throws
-        -> PostgresRelayStorage
-    {
+    public static func connect(
+        _ location: PostgresLocation, maxVaults: Int = 1000, startTimeout: Duration = .seconds(15), logger: Logger
+    ) async throws -> PostgresRelayStorage {
         let storage = PostgresRelayStorage(location: location, maxVaults: maxVaults, logger: logger)
         do {
-            try await storage.migrate()
+            // A database that refuses the password or does not answer is retried by the pool in the background; the
+            // start waits for it a bounded time (the pool logs each failed attempt with the server's reason).
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await storage.migrate() }
+                group.addTask {
+                    try await Task.sleep(for: startTimeout)
+                    throw StoreError(.busy, "The database \(location.display) did not let the relay in within \(startTimeout).")
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
         } catch {
             await storage.close()
             throw error

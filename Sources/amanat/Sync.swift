@@ -65,16 +65,19 @@ extension Amanat {
             let limit = try attachmentLimit(maxAttachmentSize)
             let chunkOptions = ChunkSyncOptions(maximumAttachmentSize: limit)
             // The target first: a mistyped target is the target's fault, never the vault's.
-            let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
-            for other in targets.dropFirst() {
-                guard case .relay = resolved, case .relay = try SyncTarget.resolve(other, create: false, confirm: nil)
-                else {
-                    throw CLIError(
-                        .usage,
-                        "Only relay URLs can be given together (relays that share one database); sync with one sync file at a time."
-                    )
+            if targets.count > 1 {
+                // Several targets are relays over one database; a sync file never goes with another target.
+                for other in targets {
+                    let lower = other.lowercased()
+                    guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+                        throw CLIError(
+                            .usage,
+                            "Only relay URLs can be given together (relays that share one database); sync with one sync file at a time."
+                        )
+                    }
                 }
             }
+            let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
             let vault = try options.open()
             let before = try Arrivals.snapshot(vault)
             if case .relay = resolved {
