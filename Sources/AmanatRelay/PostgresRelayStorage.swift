@@ -131,7 +131,8 @@ public final class PostgresRelayStorage: RelayStorage {
                 group.addTask { try await storage.migrate() }
                 group.addTask {
                     try await Task.sleep(for: startTimeout)
-                    throw StoreError(.busy, "The database \(location.display) did not let the relay in within \(startTimeout).")
+                    throw StoreError(
+                        .busy, "The database \(location.display) did not let the relay in within \(startTimeout).")
                 }
                 defer { group.cancelAll() }
                 try await group.next()

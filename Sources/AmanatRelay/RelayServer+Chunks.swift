@@ -1,7 +1,7 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatStore
-import AmanatSync
+import AmanatWire
 import Foundation
 import Hummingbird
 import NIOCore
@@ -13,72 +13,72 @@ extension RelayServer {
     /// The most chunks one `POST …/chunks` may ask about.
     static let maxChunksPerQuery = 4096
 
-    func handleChunks(
-        _ route: RelayRoute, vaultID: [UInt8], request: Request, context: BasicRequestContext, body: [UInt8]
-    ) async throws -> Response {
-        let vaultHex = Hex.encode(vaultID)
-        switch route {
-        case .heldChunks:
-            // n × (32-byte address ‖ u32 sealed length) in; the held addresses, 32 bytes each, out.
-            guard body.count % 36 == 0, body.count / 36 <= Self.maxChunksPerQuery else {
-                throw RelayHTTPError(
-                    .badRequest, "The body must list at most \(Self.maxChunksPerQuery) chunks of 36 bytes each.")
-            }
-            let wanted = stride(from: 0, to: body.count, by: 36).map { start in
-                (
-                    address: Array(body[start..<start + 32]),
-                    sealedLength: body[(start + 32)..<(start + 36)].reduce(0) { $0 << 8 | Int($1) }
-                )
-            }
-            return Self.binary(try await store.heldChunks(vaultID: vaultID, wanted).flatMap { $0 })
-        case .fetchChunk:
-            try Self.expectNoBody(body)
-            let address = try Self.chunkAddress(context)
-            guard let sealed = try await store.readChunk(vaultID: vaultID, address: address) else {
-                throw RelayHTTPError(.notFound, "This relay does not hold that chunk.")
-            }
-            return Self.binary(sealed)
-        case .storeChunk:
-            let address = try Self.chunkAddress(context)
-            guard body.count >= ChunkKeys.overhead, body.count <= ChunkStore.maximumSealedLength,
-                Array(body[0..<4]) == ChunkKeys.magic, body[4] == ChunkKeys.version,
-                Array(body[5..<ChunkKeys.headerLength]) == address
-            else {
-                throw RelayHTTPError(
-                    .unprocessableContent, "The body is not a sealed chunk of the address in the path.")
-            }
-            let outcome: ChunkWriteOutcome
-            do {
-                outcome = try await store.storeChunk(vaultID: vaultID, address: address, sealed: body, quota: chunkQuota)
-            } catch let error as StoreError where error.code == .diskFull {
-                throw RelayHTTPError(
-                    Self.insufficientStorage, "The relay's disk is full; ask its operator to free space.")
-            }
-            switch outcome {
-            case .alreadyHeld: return Self.json(.ok, #"{"stored":false}"#)
-            case .overQuota:
-                let quota = chunkQuota ?? 0
-                throw RelayHTTPError(
-                    Self.insufficientStorage,
-                    "This vault's attachments on the relay have reached the relay's quota of \(quota / 1_048_576) MiB; ask its operator for a larger --quota."
-                )
-            case .stored: break
-            }
-            logger.info("stored chunk", metadata: ["vault": .escaped(vaultHex.prefix(8)), "bytes": "\(body.count)"])
+    /// `POST …/chunks`: n × (32-byte address ‖ u32 sealed length) in; the held addresses, 32 bytes each, out.
+    func heldChunks(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        let body = request.body
+        guard body.count % 36 == 0, body.count / 36 <= Self.maxChunksPerQuery else {
+            throw RelayHTTPError(
+                .badRequest, "The body must list at most \(Self.maxChunksPerQuery) chunks of 36 bytes each.")
+        }
+        let wanted = stride(from: 0, to: body.count, by: 36).map { start in
+            (
+                address: Array(body[start..<start + 32]),
+                sealedLength: body[(start + 32)..<(start + 36)].reduce(0) { $0 << 8 | Int($1) }
+            )
+        }
+        return Self.binary(try await store.heldChunks(vaultID: request.vaultID, wanted).flatMap { $0 })
+    }
+
+    /// `GET …/chunks/{chunk}`.
+    func fetchChunk(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        try Self.expectEmpty(request.body)
+        let address = try Self.chunkAddress(context)
+        guard let sealed = try await store.readChunk(vaultID: request.vaultID, address: address) else {
+            throw RelayHTTPError(.notFound, "This relay does not hold that chunk.")
+        }
+        return Self.binary(sealed)
+    }
+
+    /// `PUT …/chunks/{chunk}`: stores a sealed chunk of the address in the path, within the vault's quota.
+    func storeChunk(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        let body = request.body
+        let address = try Self.chunkAddress(context)
+        guard body.count >= ChunkKeys.overhead, body.count <= ChunkStore.maximumSealedLength,
+            Array(body[0..<4]) == ChunkKeys.magic, body[4] == ChunkKeys.version,
+            Array(body[5..<ChunkKeys.headerLength]) == address
+        else {
+            throw RelayHTTPError(.unprocessableContent, "The body is not a sealed chunk of the address in the path.")
+        }
+        let outcome: ChunkWriteOutcome
+        do {
+            outcome = try await store.storeChunk(
+                vaultID: request.vaultID, address: address, sealed: body, quota: chunkQuota)
+        } catch let error as StoreError where error.code == .diskFull {
+            throw RelayHTTPError(Self.insufficientStorage, "The relay's disk is full; ask its operator to free space.")
+        }
+        switch outcome {
+        case .alreadyHeld:
+            return Self.json(.ok, #"{"stored":false}"#)
+        case .overQuota:
+            let quota = chunkQuota ?? 0
+            throw RelayHTTPError(
+                Self.insufficientStorage,
+                "This vault's attachments on the relay have reached the relay's quota of \(quota / 1_048_576) MiB; ask its operator for a larger --quota."
+            )
+        case .stored:
+            metrics.storedChunk(bytes: body.count)
+            context.logger.info("stored chunk", metadata: ["bytes": "\(body.count)"])
             return Self.json(.created, #"{"stored":true}"#)
-        default:
-            throw RelayHTTPError(.internalServerError, "Unreachable route.")
         }
     }
 
-    static func chunkAddress(_ context: BasicRequestContext) throws -> [UInt8] {
+    static func chunkAddress(_ context: RelayRequestContext) throws -> [UInt8] {
         guard let hex = context.parameters.get("chunk"), hex.count == 64, let address = Hex.decode(hex) else {
             throw RelayHTTPError(.badRequest, "The chunk address in the path must be 64 hex digits.")
         }
         return address
-    }
-
-    static func expectNoBody(_ body: [UInt8]) throws {
-        guard body.isEmpty else { throw RelayHTTPError(.badRequest, "This request takes no body.") }
     }
 }

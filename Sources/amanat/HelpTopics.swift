@@ -52,7 +52,10 @@ enum HelpTopic: String, CaseIterable {
             67,
             "Unknown or ambiguous record id, a word that is not an id (try search), or a deleted record (try undelete)."
         ),
-        (69, "The relay cannot be reached, after retries (none of several relay URLs), or serve cannot use its --database."),
+        (
+            69,
+            "The relay cannot be reached, after retries (none of several relay URLs), or serve cannot use its --database."
+        ),
         (
             73,
             "Already there: a vault exists in that folder, or the output file exists (export, invite, backup, extract; --force replaces it)."

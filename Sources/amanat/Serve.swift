@@ -1,6 +1,7 @@
 import AmanatRelay
 import AmanatStore
 import AmanatSync
+import AmanatWire
 import ArgumentParser
 import Foundation
 import NIOCore
@@ -156,7 +157,8 @@ extension Amanat {
                     throw CLIError(.noInput, "The database password file \(file) cannot be read.")
                 }
                 password =
-                    String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+                    String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init)
+                    ?? ""
             }
             let location: PostgresLocation
             do {

@@ -5,6 +5,7 @@ import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
+import AmanatWire
 import Foundation
 import Testing
 
@@ -45,7 +46,8 @@ import Testing
         // A known secret, then two rounds that alternate relays between syncs.
         known.append(
             try team[0].createRecord(
-                kind: "testimony", fields: [("witness", "W-PG-SECRET-5150"), ("narrative", "taken from Herat at night")],
+                kind: "testimony",
+                fields: [("witness", "W-PG-SECRET-5150"), ("narrative", "taken from Herat at night")],
                 tags: ["pgsecret"], seal: true))
         for round in 0..<2 {
             for (index, vault) in team.enumerated() { try await relaySync(vault, urls[(index + round) % 2]) }

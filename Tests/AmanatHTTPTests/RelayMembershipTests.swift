@@ -5,6 +5,7 @@ import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
+import AmanatWire
 import Foundation
 import Testing
 

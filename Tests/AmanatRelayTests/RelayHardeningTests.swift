@@ -5,6 +5,7 @@ import AmanatHTTP
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
+import AmanatWire
 import Foundation
 import Logging
 import Testing

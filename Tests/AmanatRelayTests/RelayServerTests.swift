@@ -5,6 +5,7 @@ import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
+import AmanatWire
 import Foundation
 import Testing
 
@@ -300,10 +301,72 @@ struct Setup {
         for route in RelayRoute.allCases {
             let path = route.path.replacingOccurrences(of: "{vault}", with: String(repeating: "0", count: 32))
                 .replacingOccurrences(of: "{chunk}", with: String(repeating: "0", count: 64))
-            let answer = try await client.send(route.method, path, body: route.method == "GET" ? nil : [])
-            #expect(answer.status == (route.isAuthenticated ? 401 : 200), "\(route.method) \(route.path)")
+            do {
+                let answer = try await client.send(route.method, path, body: route.method == "GET" ? nil : [])
+                #expect(answer.status == (route.isAuthenticated ? 401 : 200), "\(route.method) \(route.path)")
+            } catch {
+                Issue.record("\(route.method) \(route.path): \(error)")
+            }
         }
         await client.shutdown()
         await relay.stop()
+    }
+}
+
+@Suite struct RelayOperatorTests {
+    @Test(arguments: RelayStorageKind.allCases)
+    func metricsCountRequestsAndWhatIsStoredAndLogsHoldNoContentsOrKeys(_ kind: RelayStorageKind) async throws {
+        let dir = try TemporaryDirectory()
+        let log = CollectedLog()
+        let relay = try await TestRelay.start(try testStorage(kind, dir.path("relay")), logger: log.logger())
+        let team = try makeTeam(2, in: dir)
+        _ = try team[0].createRecord(
+            kind: "testimony", fields: [("witness", "W-METRICS-3141"), ("location", "Mazar")], tags: ["detention"],
+            seal: true)
+        try await relaySync(team[0], relay.url)
+        try await relaySync(team[1], relay.url)
+        let client = RelayHTTPClient(baseURL: relay.url)
+        // A refusal is counted with its status too.
+        #expect(
+            try await client.sendSigned("GET", "/v1/vaults/\(Hex.encode(team[0].vaultID))/vector", key: .generate())
+                .status == 403)
+        let answer = try await client.send("GET", "/metrics")
+        await client.shutdown()
+        #expect(answer.status == 200)
+        let text = String(decoding: answer.body, as: UTF8.self)
+        let stored = try await relay.storage.count(vaultID: team[0].vaultID)
+        await relay.stop()
+
+        func value(_ name: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap {
+                Double($0.split(separator: " ")[1])
+            }
+        }
+        #expect(value("amanat_relay_vaults") == 1, "\(text)")
+        #expect(value("amanat_relay_envelopes") == Double(stored))
+        #expect(value("amanat_relay_envelopes_stored_total") == Double(stored), "this relay stored all of them")
+        #expect((value("amanat_relay_envelope_bytes") ?? 0) > 0)
+        #expect(value("amanat_relay_envelope_bytes_stored_total") == value("amanat_relay_envelope_bytes"))
+        #expect(text.contains(#"amanat_relay_requests_total{route="exchange",method="POST",status="200"}"#), "\(text)")
+        #expect(text.contains(#"amanat_relay_requests_total{route="vector",method="GET",status="403"}"#), "\(text)")
+        #expect(text.contains(#"amanat_relay_request_duration_seconds_bucket{route="exchange",le="0.1"}"#), "\(text)")
+        #expect(text.contains(#"amanat_relay_request_duration_seconds_count{route="exchange"}"#))
+
+        // The metrics name no vault or device; neither they nor the log hold record text or keys. (A refusal's log
+        // line shows the request's path, vault id included, as before.)
+        let logged = log.text
+        #expect(logged.contains("stored"), "\(logged)")
+        #expect(logged.contains(String(Hex.encode(team[0].vaultID).prefix(8))), "lines carry the vault's prefix")
+        for secret in [Hex.encode(team[0].vaultID), team[0].deviceID.hex, team[1].deviceID.hex] {
+            #expect(!text.contains(secret), "the metrics hold \(secret)")
+        }
+        for secret in [
+            "W-METRICS-3141", "Mazar", "detention", Hex.encode(team[0].relaySigningKey.publicKey),
+            Hex.encode(team[0].relaySigningKey.seed.copyBytes()),
+            Hex.encode(team[0].keyring.currentKey.root.copyBytes()),
+        ] {
+            #expect(!text.contains(secret), "the metrics hold \(secret)")
+            #expect(!logged.contains(secret), "the log holds \(secret)")
+        }
     }
 }

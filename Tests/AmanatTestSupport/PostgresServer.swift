@@ -1,6 +1,7 @@
 import AmanatCrypto
 import AmanatRelay
 import Foundation
+import Logging
 
 #if canImport(Glibc)
     import Glibc
@@ -95,13 +96,18 @@ public final class PostgresTestServer: Sendable {
         let server = PostgresTestServer(port: port, password: password, folder: folder, bin: bin, runAs: runAs)
         do {
             try server.run(
-                "initdb", ["-D", folder + "/data", "-U", user, "--pwfile=" + passwordFile, "-A", "scram-sha-256",
-                    "-E", "UTF8", "--locale=C", "--no-sync"], deadline: 120)
+                "initdb",
+                [
+                    "-D", folder + "/data", "-U", user, "--pwfile=" + passwordFile, "-A", "scram-sha-256",
+                    "-E", "UTF8", "--locale=C", "--no-sync",
+                ], deadline: 120)
             try server.run(
                 "pg_ctl",
-                ["-D", folder + "/data", "-l", folder + "/log", "-w", "-t", "60", "-o",
+                [
+                    "-D", folder + "/data", "-l", folder + "/log", "-w", "-t", "60", "-o",
                     "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-                    "start"], deadline: 90)
+                    "start",
+                ], deadline: 90)
         } catch {
             let log = (try? String(contentsOfFile: folder + "/log", encoding: .utf8)) ?? ""
             server.stop()
@@ -204,8 +210,11 @@ public final class PostgresTestServer: Sendable {
     public func psql(_ sql: String, database: String = "postgres") throws -> String {
         try run(
             "psql",
-            ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)", "-U", Self.user, "-d", database,
-                "-c", sql], deadline: 60, environment: ["PGPASSWORD": password])
+            [
+                "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)", "-U", Self.user, "-d",
+                database,
+                "-c", sql,
+            ], deadline: 60, environment: ["PGPASSWORD": password])
     }
 
     /// A plain-SQL dump of `database` (pg_dump), as an operator's backup would be.
@@ -336,10 +345,10 @@ public struct TestRelay: Sendable {
     /// Starts a relay over `spec` on a free loopback port (or `port`); `configure` adjusts the server first.
     public static func start(
         _ spec: TestStorage, port: Int = 0, maxVaults: Int = 1000, registrationCode: String? = nil,
-        configure: (inout RelayServer) -> Void = { _ in }
+        logger: Logger = quietLogger, configure: (inout RelayServer) -> Void = { _ in }
     ) async throws -> TestRelay {
         let storage = try await spec.open(maxVaults: maxVaults)
-        var server = RelayServer(storage: storage, logger: quietLogger, registrationCode: registrationCode)
+        var server = RelayServer(storage: storage, logger: logger, registrationCode: registrationCode)
         configure(&server)
         do {
             return TestRelay(
@@ -353,5 +362,43 @@ public struct TestRelay: Sendable {
     public func stop() async {
         await running.stop()
         await storage.close()
+    }
+}
+
+/// A log handler that keeps every line it is given, for tests that read what the relay logged.
+public final class CollectedLog: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private var lines: [String] = []
+
+    public init() {}
+
+    /// A logger writing here, at `level` and above.
+    public func logger(level: Logger.Level = .trace) -> Logger {
+        var logger = Logger(label: "amanat.relay.test") { _ in Handler(log: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    /// Every line so far: level, message and metadata.
+    public var text: String { lock.withLock { lines.joined(separator: "\n") } }
+
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+
+    struct Handler: LogHandler {
+        let log: CollectedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            var all = metadata
+            for (key, value) in event.metadata ?? [:] { all[key] = value }
+            log.append("\(event.level) \(event.message) \(all.sorted { $0.key < $1.key })")
+        }
     }
 }

@@ -25,8 +25,10 @@ import Testing
         let scratch = try Scratch()
         let (_, database, password) = try database()
         let environment = ["AMANAT_DATABASE_PASSWORD": password]
-        let one = try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
-        let two = try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        let one = try ServeProcess(
+            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        let two = try ServeProcess(
+            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
         defer {
             one.kill9()
             _ = two.stop()
@@ -50,7 +52,8 @@ import Testing
         let second = try b.run(["sync", one.url, two.url])
         #expect(second.status == 0, "\(second.stderr)")
         #expect(
-            second.stderr.contains("The relay at \(one.url) could not be reached; the sync went on through \(two.url)."),
+            second.stderr.contains(
+                "The relay at \(one.url) could not be reached; the sync went on through \(two.url)."),
             "\(second.stderr)")
         #expect(second.stderr.contains("Synced with \(two.url): 3 changes pulled, 1 pushed."), "\(second.stderr)")
         _ = try a.ok(["sync", two.url])
@@ -73,16 +76,27 @@ import Testing
         let (_, database, _) = try database()
         let runner = scratch.runner("relay")
         let cases: [([String], [String: String], Int32, String)] = [
-            (["serve", "--port", "0", "--database", "postgres://amanat:secret@127.0.0.1/x"], [:], 64,
-             "not in the URL"),
+            (
+                ["serve", "--port", "0", "--database", "postgres://amanat:secret@127.0.0.1/x"], [:], 64,
+                "not in the URL"
+            ),
             (["serve", "--port", "0", "--database", "mysql://amanat@127.0.0.1/x"], [:], 64, "must be a URL"),
             (["serve", "--port", "0", "--database", "postgres://127.0.0.1/x"], [:], 64, "must name a user"),
-            (["serve", "--port", "0", "--data", scratch.path("d").path, "--database", database], [:], 64,
-             "not both"),
-            (["serve", "--port", "0", "--database", database], ["AMANAT_DATABASE_PASSWORD": "wrong"], 69,
-             "Could not use the database"),
-            (["serve", "--port", "0", "--database", database, "--database-password-file", scratch.path("none").path],
-             [:], 66, "cannot be read"),
+            (
+                ["serve", "--port", "0", "--data", scratch.path("d").path, "--database", database], [:], 64,
+                "not both"
+            ),
+            (
+                ["serve", "--port", "0", "--database", database], ["AMANAT_DATABASE_PASSWORD": "wrong"], 69,
+                "Could not use the database"
+            ),
+            (
+                [
+                    "serve", "--port", "0", "--database", database, "--database-password-file",
+                    scratch.path("none").path,
+                ],
+                [:], 66, "cannot be read"
+            ),
         ]
         for (arguments, environment, expected, phrase) in cases {
             var r = runner

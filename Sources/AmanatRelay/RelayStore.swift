@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatCrypto
+import AmanatStore
 import Foundation
 import GRDB
 
