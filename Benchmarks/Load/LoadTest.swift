@@ -328,7 +328,10 @@ final class Relays: @unchecked Sendable {
 
     static func sqlite(_ work: URL, logger: Logger) async throws -> Relays {
         let storage = try SQLiteRelayStorage(directory: work.appendingPathComponent("relay"))
-        let relay = try await RunningRelay.start(RelayServer(storage: storage, logger: logger))
+        var server = RelayServer(storage: storage, logger: logger)
+        // Fifty devices share the loopback address here; on a network each would have its own.
+        server.maxConnectionsPerAddress = 1000
+        let relay = try await RunningRelay.start(server)
         return Relays(urls: [relay.url], inProcess: relay, storage: storage, processes: [])
     }
 
