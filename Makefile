@@ -47,14 +47,20 @@ bench: setup
 		|| echo "The Loro package cannot be installed: B2 is measured without its CRDT peer."
 	$(SWIFT) build -c release --product amanat-bench
 	$(SWIFT) build -c release --product amanat-load
+	$(SWIFT) build -c release --product amanat
 	.build/release/amanat-bench
 	.build/release/amanat-load --out Benchmarks/load-results.json
+	.build/release/amanat-load --storage postgres --out Benchmarks/load-results-postgres.json
 	@python3 Scripts/perf-table.py >/dev/null && echo "Docs/performance.md updated from Benchmarks/results.json"
 
 # Load test of the relay on loopback: AMANAT_LOAD_CLIENTS (50), AMANAT_LOAD_SECONDS (20), AMANAT_LOAD_VAULTS (10).
+# Twice: one relay over SQLite files, then two `amanat serve` processes over one PostgreSQL database (B7).
 load: setup
 	$(SWIFT) build -c release --product amanat-load
+	$(SWIFT) build -c release --product amanat
 	.build/release/amanat-load --out Benchmarks/load-results.json
+	.build/release/amanat-load --storage postgres --out Benchmarks/load-results-postgres.json
+	@python3 Scripts/perf-table.py >/dev/null && echo "Docs/performance.md updated with both B7 rows"
 
 # Fuzzing with libFuzzer and AddressSanitizer (Docs/reliability.md): every target for SECONDS seconds (60).
 # SECONDS is passed on as an option: inside bash it is a variable that counts up by itself.

@@ -22,6 +22,9 @@ let package = Package(
         // SHA-256 of attachments: BoringSSL's assembly (SHA extensions where the processor has them) is about five
         // times libsodium's portable C (Docs/performance.md B8). Already in the graph through the HTTP client.
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -40,22 +43,28 @@ let package = Package(
             ]
         ),
         .target(name: "AmanatBundle", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
-        .target(name: "AmanatSync", dependencies: ["AmanatStore", "AmanatCore", "AmanatCrypto"]),
+        // The relay's wire codec, shared by the relay and its client (Protocol/http-api.md §4).
+        .target(name: "AmanatWire", dependencies: ["AmanatCore", "AmanatCrypto"]),
+        .target(name: "AmanatSync", dependencies: ["AmanatWire", "AmanatStore", "AmanatCore", "AmanatCrypto"]),
         .target(
             name: "AmanatRelay",
             dependencies: [
-                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatWire", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
         .target(
             name: "AmanatHTTP",
             dependencies: [
-                "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatWire", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -65,15 +74,17 @@ let package = Package(
         .executableTarget(
             name: "amanat",
             dependencies: [
-                "AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "AmanatRelay", "AmanatHTTP",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "AmanatBundle", "AmanatWire", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "AmanatRelay",
+                "AmanatHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // Fuzzing (Docs/reliability.md): the targets, and the driver Scripts/fuzz.sh links with libFuzzer.
         .target(
             name: "AmanatFuzzTargets",
-            dependencies: ["AmanatBundle", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "CSodium"]
+            dependencies: [
+                "AmanatBundle", "AmanatWire", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto", "CSodium",
+            ]
         ),
         .executableTarget(name: "amanat-fuzz", dependencies: ["AmanatFuzzTargets"]),
         .executableTarget(
@@ -82,13 +93,15 @@ let package = Package(
                 "AmanatBundle", "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 "CSodium",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Benchmarks/AmanatBench"
         ),
         .executableTarget(
             name: "amanat-load",
             dependencies: [
-                "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatTestSupport", "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore",
+                "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Load"
@@ -96,7 +109,8 @@ let package = Package(
         .target(
             name: "AmanatTestSupport",
             dependencies: [
-                "AmanatBundle", "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatWire", "AmanatBundle", "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore",
+                "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/AmanatTestSupport"
@@ -107,7 +121,8 @@ let package = Package(
         .testTarget(
             name: "AmanatStoreTests",
             dependencies: [
-                "AmanatTestSupport", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatTestSupport", "AmanatWire", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore",
+                "AmanatCrypto",
             ],
             exclude: ["FirstReleaseVault"]),
         .testTarget(
@@ -116,13 +131,13 @@ let package = Package(
         .testTarget(
             name: "AmanatSyncTests",
             dependencies: [
-                "AmanatTestSupport", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
+                "AmanatTestSupport", "AmanatRelay", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         .testTarget(
             name: "AmanatRelayTests",
             dependencies: [
-                "AmanatTestSupport",
+                "AmanatTestSupport", "AmanatWire",
                 "AmanatRelay", "AmanatHTTP", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -130,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "AmanatHTTPTests",
             dependencies: [
-                "AmanatTestSupport",
+                "AmanatTestSupport", "AmanatWire",
                 "AmanatHTTP", "AmanatRelay", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -140,7 +155,8 @@ let package = Package(
         .testTarget(
             name: "amanatTests",
             dependencies: [
-                "amanat", "AmanatTestSupport", "AmanatBundle", "AmanatHTTP", "AmanatSync", "AmanatStore",
+                "amanat", "AmanatTestSupport", "AmanatWire", "AmanatBundle", "AmanatRelay", "AmanatHTTP", "AmanatSync",
+                "AmanatStore",
                 "AmanatCore", "AmanatCrypto", .product(name: "GRDB", package: "GRDB.swift"),
             ]),
     ],

@@ -22,17 +22,22 @@ for row in results["rows"]:
         limit += f" (≥ {row['limit_goal']:g})"
     note = f" {row['note']}" if row.get("note") and "Loro" in row["note"] else ""
     lines.append(f"| {row['id']} | {row['workload']} | {ratio} | {limit} | {row['goal']} | {met} | {figures}{note} | {rss} |")
-load_file = root / "Benchmarks/load-results.json"
-if load_file.exists():
-    load = json.loads(load_file.read_text())
+def load_row(load):
     rq, sy = load["request_latency_ms"], load["sync_latency_ms"]
     met = "yes" if load["errors"] == 0 and rq["p99"] < 100 else "**no**"
-    row = (f"| B7 | relay with {load['clients']} concurrent clients in {load['vaults']} vaults for {load['seconds']:.0f} s "
-           f"(`make load`) | — | 0 errors, p99 < 100 ms | {met} | errors = {load['errors']}, "
-           f"ingested/s = {load['ingested_per_second']:,.0f}, served/s = {load['served_per_second']:,.0f}, "
-           f"requests/s = {load['requests_per_second']:,.0f}, request p50 = {rq['p50']} ms, request p99 = {rq['p99']} ms, "
-           f"sync p50 = {sy['p50']} ms, sync p99 = {sy['p99']} ms | — |").replace("| — | 0 errors", "| — | — | 0 errors", 1)
-    lines = [row if l.startswith("| B7 |") else l for l in lines]
+    where = ("two relay processes over one PostgreSQL database" if load.get("storage") == "postgres"
+             else "one relay over SQLite files")
+    return (f"| B7 | {where}, {load['clients']} concurrent clients in {load['vaults']} vaults for {load['seconds']:.0f} s "
+            f"(`make load`) | — | — | 0 errors, p99 < 100 ms | {met} | errors = {load['errors']}, "
+            f"ingested/s = {load['ingested_per_second']:,.0f}, served/s = {load['served_per_second']:,.0f}, "
+            f"requests/s = {load['requests_per_second']:,.0f}, request p50 = {rq['p50']} ms, request p99 = {rq['p99']} ms, "
+            f"sync p50 = {sy['p50']} ms, sync p99 = {sy['p99']} ms | — |")
+load_rows = [load_row(json.loads(f.read_text())) for f in
+             [root / "Benchmarks/load-results.json", root / "Benchmarks/load-results-postgres.json"] if f.exists()]
+if load_rows:
+    at = next((i for i, l in enumerate(lines) if l.startswith("| B7 |")), len(lines))
+    lines = [l for l in lines if not l.startswith("| B7 |")]
+    lines[at:at] = load_rows
 doc = root / "Docs/performance.md"
 text = doc.read_text()
 table = "\n".join(lines)

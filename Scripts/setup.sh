@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Amanat needs on Debian when it is missing: libsodium-dev, pkg-config, the age tool
 # (used by the interoperability tests), PyNaCl for Python 3 (Scripts/verify-bundle.py, the independent
-# bundle verifier the tests run) and Pillow (the location-stripping tests check that it decodes the stripped
-# JPEG and PNG). Uses sudo when not root.
+# bundle verifier the tests run), Pillow (the location-stripping tests check that it decodes the stripped
+# JPEG and PNG) and PostgreSQL's server (the relay tests start their own server in a temporary folder; no cluster
+# of the system's is created or started). Uses sudo when not root.
 set -euo pipefail
 need=()
 pkg-config --exists libsodium 2>/dev/null || need+=(libsodium-dev)
@@ -17,9 +18,15 @@ has_pynacl() {
 }
 has_pynacl || need+=(python3-nacl)
 /usr/bin/python3 -c 'import PIL' 2>/dev/null || need+=(python3-pil)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "Installing ${need[*]} with apt-get…" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
+if [[ " ${need[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    # The tests run their own server: Debian's package must not create and start a system-wide one.
+    $sudo mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null

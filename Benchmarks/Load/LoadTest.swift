@@ -2,7 +2,13 @@
 // for a bounded time, and prints throughput, latency and errors (also written as JSON).
 //
 //   amanat-load [--clients 50] [--seconds 20] [--vaults 10] [--think-ms 100] [--out Benchmarks/load-results.json]
-//   (environment: AMANAT_LOAD_CLIENTS, AMANAT_LOAD_SECONDS, AMANAT_LOAD_VAULTS, AMANAT_LOAD_THINK_MS, AMANAT_LOAD_OUT)
+//               [--storage sqlite|postgres] [--amanat .build/release/amanat]
+//   (environment: AMANAT_LOAD_CLIENTS, AMANAT_LOAD_SECONDS, AMANAT_LOAD_VAULTS, AMANAT_LOAD_THINK_MS, AMANAT_LOAD_OUT,
+//    AMANAT_LOAD_STORAGE)
+//
+// With --storage sqlite (the default) the relay runs in this process over SQLite files. With --storage postgres, a
+// PostgreSQL server is started in a temporary folder (as the tests start it), and two `amanat serve --database`
+// processes serve from one database on two ports; the clients are split across both.
 //
 // Only 127.0.0.1 is ever contacted, and every loop stops at the deadline.
 import AmanatCore
@@ -11,6 +17,7 @@ import AmanatHTTP
 import AmanatRelay
 import AmanatStore
 import AmanatSync
+import AmanatTestSupport
 import Foundation
 import Logging
 
@@ -20,6 +27,8 @@ struct Settings {
     var vaults = 10
     var thinkMillis = 100
     var out = "Benchmarks/load-results.json"
+    var postgres = false
+    var amanat = ".build/release/amanat"
 
     init() {
         let env = ProcessInfo.processInfo.environment
@@ -28,6 +37,7 @@ struct Settings {
         vaults = env["AMANAT_LOAD_VAULTS"].flatMap(Int.init) ?? vaults
         thinkMillis = env["AMANAT_LOAD_THINK_MS"].flatMap(Int.init) ?? thinkMillis
         out = env["AMANAT_LOAD_OUT"] ?? out
+        postgres = env["AMANAT_LOAD_STORAGE"] == "postgres"
         var args = CommandLine.arguments.dropFirst().makeIterator()
         while let flag = args.next() {
             let value = args.next() ?? ""
@@ -37,6 +47,8 @@ struct Settings {
             case "--vaults": vaults = Int(value) ?? vaults
             case "--think-ms": thinkMillis = Int(value) ?? thinkMillis
             case "--out": out = value
+            case "--storage" where ["sqlite", "postgres"].contains(value): postgres = value == "postgres"
+            case "--amanat": amanat = value
             default:
                 FileHandle.standardError.write(Data("amanat-load: unknown option \(flag)\n".utf8))
                 exit(64)
@@ -167,10 +179,20 @@ struct LoadTest {
 
         var logger = Logger(label: "amanat.relay") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = .warning
-        let store = try RelayStore(directory: work.appendingPathComponent("relay"))
-        let relay = try await RunningRelay.start(RelayServer(store: store, logger: logger))
+        let relays: Relays
+        do {
+            if settings.postgres {
+                relays = try await .postgres(amanat: settings.amanat)
+            } else {
+                relays = try await .sqlite(work, logger: logger)
+            }
+        } catch {
+            print("could not start the relays: \(error)")
+            exit(1)
+        }
         print(
-            "relay on \(relay.url); \(settings.clients) clients in \(settings.vaults) vaults for \(settings.seconds) s")
+            "relays on \(relays.urls.joined(separator: ", ")) (\(settings.postgres ? "two processes over PostgreSQL" : "SQLite")); \(settings.clients) clients in \(settings.vaults) vaults for \(settings.seconds) s"
+        )
 
         // Every vault is founded by a coordinator that invites each of its clients before the run; each invitation
         // carries all of the coordinator's membership entries, so every client knows every other from the start.
@@ -211,7 +233,8 @@ struct LoadTest {
                             grant, at: dir, passphrase: secret, deviceName: "client \(client)", strength: .interactive)
                         carrier = TimedCarrier(
                             inner: try HTTPCarrier(
-                                url: relay.url, vaultID: vault.vaultID, key: vault.relaySigningKey,
+                                url: relays.urls[client % relays.urls.count], vaultID: vault.vaultID,
+                                key: vault.relaySigningKey,
                                 device: vault.keyring.device),
                             figures: figures)
                     } catch {
@@ -245,14 +268,15 @@ struct LoadTest {
             }
         }
         let elapsed = millis(ContinuousClock.now - (gate.startInstant ?? ContinuousClock.now)) / 1000
-        await relay.stop()
-        store.close()
+        await relays.stop()
 
         let result: [String: Any] = figures.snapshot { f in
             let requests = f.requestMillis.sorted()
             let syncs = f.syncMillis.sorted()
             func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
             return [
+                "storage": settings.postgres ? "postgres" : "sqlite",
+                "relays": relays.urls.count,
                 "clients": settings.clients,
                 "vaults": settings.vaults,
                 "seconds": round2(elapsed),
@@ -284,4 +308,94 @@ struct LoadTest {
         try? FileManager.default.removeItem(at: work)
         exit(figuresOK ? 0 : 1)
     }
+}
+
+/// The relays under load: one in this process over SQLite, or two `amanat serve --database` processes over one
+/// PostgreSQL database.
+final class Relays: @unchecked Sendable {
+    // @unchecked Sendable: set once at start, then only read.
+    let urls: [String]
+    private let inProcess: RunningRelay?
+    private let storage: (any RelayStorage)?
+    private let processes: [Process]
+
+    private init(urls: [String], inProcess: RunningRelay?, storage: (any RelayStorage)?, processes: [Process]) {
+        self.urls = urls
+        self.inProcess = inProcess
+        self.storage = storage
+        self.processes = processes
+    }
+
+    static func sqlite(_ work: URL, logger: Logger) async throws -> Relays {
+        let storage = try SQLiteRelayStorage(directory: work.appendingPathComponent("relay"))
+        var server = RelayServer(storage: storage, logger: logger)
+        // Fifty devices share the loopback address here; on a network each would have its own.
+        server.maxConnectionsPerAddress = 1000
+        let relay = try await RunningRelay.start(server)
+        return Relays(urls: [relay.url], inProcess: relay, storage: storage, processes: [])
+    }
+
+    static func postgres(amanat: String) async throws -> Relays {
+        guard FileManager.default.isExecutableFile(atPath: amanat) else {
+            throw LoadError(message: "\(amanat) is not built (swift build -c release --product amanat)")
+        }
+        let server = try PostgresTestServer.shared.get()
+        let location = try server.makeDatabase()
+        var processes: [Process] = []
+        var urls: [String] = []
+        for _ in 0..<2 {
+            let port = try PostgresTestServer.freePort()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: amanat)
+            process.arguments = [
+                "serve", "--port", "\(port)", "--log-level", "warning", "--max-connections-per-address", "1000",
+                "--database",
+                "postgres://\(location.user)@\(location.host):\(location.port)/\(location.database)?sslmode=disable",
+            ]
+            var environment = ProcessInfo.processInfo.environment
+            environment["AMANAT_DATABASE_PASSWORD"] = location.password
+            process.environment = environment
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            processes.append(process)
+            urls.append("http://127.0.0.1:\(port)")
+        }
+        let relays = Relays(urls: urls, inProcess: nil, storage: nil, processes: processes)
+        // Both answer their health route within 60 seconds, or the run stops.
+        let deadline = ContinuousClock.now + .seconds(60)
+        for url in urls {
+            while !(await healthy(url)) {
+                guard ContinuousClock.now < deadline, processes.allSatisfy(\.isRunning) else {
+                    await relays.stop()
+                    throw LoadError(message: "the relay at \(url) did not start")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        return relays
+    }
+
+    static func healthy(_ url: String) async -> Bool {
+        let client = RelayHTTPClient(baseURL: url)
+        let status = try? await client.send("GET", "/v1/health").status
+        await client.shutdown()
+        return status == 200
+    }
+
+    /// Stops every relay: SIGTERM, then SIGKILL after 20 seconds.
+    func stop() async {
+        await inProcess?.stop()
+        await storage?.close()
+        for process in processes where process.isRunning { process.terminate() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        for process in processes {
+            while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+    }
+}
+
+struct LoadError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }

@@ -3,6 +3,7 @@ import AmanatCore
 import AmanatCrypto
 import AmanatStore
 import AmanatSync
+import AmanatWire
 import Foundation
 
 /// Writes the seed corpus of every target (Fuzz/corpus/<target>/): the test vectors of Protocol/vectors and of the

@@ -3,6 +3,7 @@ import AmanatCore
 import AmanatCrypto
 import AmanatStore
 import AmanatSync
+import AmanatWire
 import CSodium
 import Foundation
 

@@ -1,6 +1,7 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatSync
+import AmanatWire
 import AsyncHTTPClient
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import AmanatCrypto
 import AmanatSync
+import AmanatWire
 import AsyncHTTPClient
 import Foundation
 import NIOCore

@@ -1,5 +1,5 @@
 import AmanatCore
-import AmanatSync
+import AmanatWire
 import Foundation
 import Hummingbird
 import Logging

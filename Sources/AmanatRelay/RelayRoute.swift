@@ -5,6 +5,8 @@ import Foundation
 public enum RelayRoute: String, CaseIterable, Sendable {
     /// `GET /v1/health`: unauthenticated liveness check.
     case health
+    /// `GET /metrics`: the operator's metrics in Prometheus' text format (unauthenticated; Docs/operating-a-relay.md).
+    case metrics
     /// `PUT /v1/vaults/{vault}`: registers the vault's relay key (trust on first use).
     case register
     /// `GET /v1/vaults/{vault}/vector`: the relay's version vector of the vault.
@@ -25,7 +27,7 @@ public enum RelayRoute: String, CaseIterable, Sendable {
     /// The HTTP method.
     public var method: String {
         switch self {
-        case .health, .vector, .fetchEnvelopes, .fetchChunk: "GET"
+        case .health, .metrics, .vector, .fetchEnvelopes, .fetchChunk: "GET"
         case .register, .storeChunk: "PUT"
         case .pushEnvelopes, .exchange, .heldChunks: "POST"
         }
@@ -35,6 +37,7 @@ public enum RelayRoute: String, CaseIterable, Sendable {
     public var path: String {
         switch self {
         case .health: "/v1/health"
+        case .metrics: "/metrics"
         case .register: "/v1/vaults/{vault}"
         case .vector: "/v1/vaults/{vault}/vector"
         case .fetchEnvelopes, .pushEnvelopes: "/v1/vaults/{vault}/envelopes"
@@ -50,5 +53,5 @@ public enum RelayRoute: String, CaseIterable, Sendable {
     }
 
     /// Whether requests must be signed with the vault's relay key.
-    public var isAuthenticated: Bool { self != .health }
+    public var isAuthenticated: Bool { self != .health && self != .metrics }
 }

@@ -1,7 +1,7 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatStore
-import AmanatSync
+import AmanatWire
 import Foundation
 import Hummingbird
 import Logging
@@ -20,15 +20,20 @@ struct RelayHTTPError: Error {
 
 /// The HTTP relay (Protocol/http-api.md): stores members' envelopes per vault, verified but never decrypted.
 ///
+/// Built the Hummingbird way: ``RelayAuthentication`` is a middleware that proves a signed request and puts the
+/// authenticated vault into the ``RelayRequestContext``; each route has one small handler; every answer is counted
+/// by ``MetricsMiddleware`` and every failure answered by ``ErrorMiddleware``; handlers log through the request's
+/// logger (its request id and the vault's first 8 hex digits, never contents).
+///
 /// ```swift
-/// let relay = RelayServer(store: try RelayStore(directory: dataDir), logger: logger)
-/// let running = try await relay.start(host: "127.0.0.1", port: 0)
+/// let relay = RelayServer(storage: try SQLiteRelayStorage(directory: dataDir), logger: logger)
+/// let running = try await RunningRelay.start(relay)
 /// print(running.port)
 /// await running.stop()
 /// ```
 public struct RelayServer: Sendable {
-    /// Where envelopes are kept.
-    public let store: RelayStore
+    /// Where envelopes and chunks are kept.
+    public let store: any RelayStorage
     /// The relay's log (request summaries only, never payloads).
     public let logger: Logger
     /// Unix time in seconds; replaceable in tests.
@@ -51,28 +56,38 @@ public struct RelayServer: Sendable {
     /// The default of ``maxConnectionsPerAddress``.
     public static let defaultMaxConnectionsPerAddress = 32
     /// The most bytes of attachment chunks one vault may store (`amanat serve --quota`); nil: no limit. A chunk
-    /// that would pass it is answered 507.
-    public var chunkQuota: UInt64? {
-        get { chunkUsage.quota }
-        set { chunkUsage.quota = newValue }
-    }
-    /// Bytes of chunks stored per vault, counted once from the disk and then kept up to date.
-    let chunkUsage = ChunkUsage()
+    /// that would pass it is answered 507. The storage decides it (for PostgreSQL, in the database).
+    public var chunkQuota: UInt64?
+    /// The operator's metrics (`GET /metrics`).
+    public let metrics = RelayMetrics()
 
-    /// Creates a relay over a store; with `registrationCode`, only requests presenting it register new vaults.
-    public init(store: RelayStore, logger: Logger, registrationCode: String? = nil) {
-        self.store = store
+    /// Creates a relay over a storage; with `registrationCode`, only requests presenting it register new vaults.
+    public init(storage: any RelayStorage, logger: Logger, registrationCode: String? = nil) {
+        self.store = storage
         self.logger = logger
         self.registrationCode = registrationCode.map(RelayWire.canonicalRegistrationCode)
     }
 
-    /// The router, built from ``RelayRoute/allCases``.
-    public func buildRouter() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    /// Creates a relay over SQLite files (``SQLiteRelayStorage``).
+    public init(store: RelayStore, logger: Logger, registrationCode: String? = nil) {
+        self.init(storage: SQLiteRelayStorage(store), logger: logger, registrationCode: registrationCode)
+    }
+
+    /// The router, built from ``RelayRoute/allCases``: the unauthenticated routes, registration behind the
+    /// signature check, and every other route behind the signature, registered-key, nonce and device checks.
+    public func buildRouter() -> Router<RelayRequestContext> {
+        let router = Router(context: RelayRequestContext.self)
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
         router.add(middleware: ErrorMiddleware(logger: logger))
+        let registration = router.group().add(middleware: RelayAuthentication(server: self, registered: false))
+        let members = router.group().add(middleware: RelayAuthentication(server: self, registered: true))
         for route in RelayRoute.allCases {
-            router.on(RouterPath(route.routerPath), method: route.httpMethod) { request, context in
-                try await handle(route, request: request, context: context)
+            let handler = handler(route)
+            let path = RouterPath(route.routerPath)
+            switch route {
+            case .health, .metrics: router.on(path, method: route.httpMethod, use: handler)
+            case .register: registration.on(path, method: route.httpMethod, use: handler)
+            default: members.on(path, method: route.httpMethod, use: handler)
             }
         }
         return router
@@ -105,171 +120,137 @@ public struct RelayServer: Sendable {
         return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
-    // MARK: Handling
+    // MARK: Handlers
 
-    private func handle(_ route: RelayRoute, request: Request, context: BasicRequestContext) async throws -> Response {
-        if route == .health {
-            return Self.json(.ok, #"{"status":"ok","protocol":1}"#)
-        }
-        guard let vaultHex = context.parameters.get("vault"), vaultHex.count == 32, let vaultID = Hex.decode(vaultHex)
-        else {
-            throw RelayHTTPError(.badRequest, "The vault id in the path must be 32 hex digits.")
-        }
-        // Cheap checks first, then the body, then the signature over it.
-        let auth = try Authentication(headers: request.headers)
-        let now = now()
-        guard abs(auth.timestamp - now) <= RelayWire.timestampWindow else {
-            throw RelayHTTPError(
-                .unauthorized,
-                "The request's timestamp is more than 5 minutes away from the relay's clock; check the clock.")
-        }
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > RelayWire.maxRequestBytes {
-            throw Self.tooLarge
-        }
-        var buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: RelayWire.maxRequestBytes)
-        } catch let error as HTTPResponseError where error.status == .contentTooLarge {
-            throw Self.tooLarge
-        }
-        let body = buffer.readBytes(length: buffer.readableBytes) ?? []
-        let message = RelayWire.canonicalRequest(
-            method: request.method.rawValue, pathAndQuery: request.head.path ?? "", timestamp: auth.timestamp,
-            nonce: auth.nonceHex, body: body)
-        guard SigningKeyPair.verify(auth.signature, of: message, publicKey: auth.key) else {
-            throw RelayHTTPError(
-                .unauthorized,
-                "The request's signature does not verify for this method, path, timestamp, nonce and body.")
-        }
-        if let device = auth.device, let deviceSignature = auth.deviceSignature,
-            !SigningKeyPair.verify(deviceSignature, of: message, publicKey: device.bytes)
-        {
-            throw RelayHTTPError(.unauthorized, "The request's device signature does not verify.")
-        }
-        if route == .register {
-            if let registrationCode, try store.registeredKey(of: vaultID) == nil,
-                !Sodium.constantTimeEquals(Array(registrationCode.utf8), body)
-            {
-                throw RelayHTTPError(
-                    .forbidden,
-                    body.isEmpty
-                        ? "This relay registers a new vault only with its registration code; ask the relay's operator for it."
-                        : "The registration code is wrong; ask the relay's operator for the right one.")
-            }
-            let created: Bool
-            do {
-                created = try store.register(vaultID: vaultID, key: auth.key, now: now)
-            } catch let error as RelayStoreError where error.code == .keyMismatch {
-                throw RelayHTTPError(.forbidden, error.message)
-            }
-            try await checkNonce(auth, vaultID: vaultID, now: now)
-            if created { logger.notice("registered vault", metadata: ["vault": .escaped(vaultHex.prefix(8))]) }
-            return Self.json(created ? .created : .ok, created ? #"{"registered":true}"# : #"{"registered":false}"#)
-        }
-        guard let registered = try store.registeredKey(of: vaultID) else {
-            throw RelayHTTPError(
-                .notFound, "This relay does not hold this vault yet; a member's first sync registers it.")
-        }
-        guard registered == auth.key else {
-            throw RelayHTTPError(
-                .forbidden, "This key is not the vault's registered relay key; only members may use it.")
-        }
-        try await checkNonce(auth, vaultID: vaultID, now: now)
-        try await checkDevice(auth, vaultID: vaultID)
+    typealias Handler = @Sendable (Request, RelayRequestContext) async throws -> Response
 
+    private func handler(_ route: RelayRoute) -> Handler {
         switch route {
-        case .vector:
-            try Self.expectEmpty(body)
-            let vector = try await store.versionVector(vaultID: vaultID)
-            return Self.binary(RelayWire.encodeVector(vector))
-        case .fetchEnvelopes:
-            try Self.expectEmpty(body)
-            let query = request.uri.queryParameters
-            guard let authorHex = query.get("author"), let authorBytes = Hex.decode(authorHex), authorBytes.count == 32,
-                let author = try? DeviceID(authorBytes), let after = query.get("after", as: UInt64.self),
-                after <= UInt64(Int64.max)
-            else {
-                throw RelayHTTPError(.badRequest, "The query must name author (64 hex digits) and after (a number).")
-            }
-            let limit = min(query.get("limit", as: Int.self) ?? 1000, RelayWire.maxEnvelopesPerMessage)
-            guard limit > 0 else { throw RelayHTTPError(.badRequest, "The limit must be a positive number.") }
-            let bodies = try await store.envelopes(
-                vaultID: vaultID, author: author, after: after, limit: limit, byteBudget: RelayWire.batchBytes)
-            return Self.binary(RelayWire.encodeEnvelopeList(bodies))
-        case .pushEnvelopes:
-            let envelopes = try Self.decode { try RelayWire.decodeEnvelopeList(body) }
-            let result = try await store.store(vaultID: vaultID, envelopes: envelopes)
-            removePurgedChunks(result, vaultID: vaultID)
-            if result.stored > 0 {
-                logger.info(
-                    "stored", metadata: ["vault": .escaped(vaultHex.prefix(8)), "envelopes": "\(result.stored)"])
-            }
-            return Self.json(.ok, #"{"stored":\#(result.stored),"duplicates":\#(result.duplicates)}"#)
-        case .exchange:
-            let (exchange, pushed) = try Self.decode { try RelayWire.ExchangeRequest.decode(body) }
-            let result = try await store.store(vaultID: vaultID, envelopes: pushed)
-            removePurgedChunks(result, vaultID: vaultID)
-            let limit = min(max(Int(exchange.limit), 1), RelayWire.maxEnvelopesPerMessage)
-            let missing = try await store.missing(
-                vaultID: vaultID, for: exchange.vector, limit: limit, byteBudget: RelayWire.batchBytes)
-            if result.stored > 0 || !missing.bodies.isEmpty {
-                logger.info(
-                    "exchange",
-                    metadata: [
-                        "vault": .escaped(vaultHex.prefix(8)), "stored": "\(result.stored)",
-                        "sent": "\(missing.bodies.count)",
-                        "remaining": "\(missing.remaining)",
-                    ])
-            }
-            let response = RelayWire.ExchangeResponse(
-                stored: UInt32(result.stored), remaining: missing.remaining, diverged: missing.diverged,
-                envelopes: missing.bodies)
-            return Self.binary(response.encoded())
-        case .heldChunks, .fetchChunk, .storeChunk:
-            // A chunk a stored purge destroyed is never stored again (an upload that began before its replica
-            // learned of the purge).
-            let purged =
-                route == .storeChunk
-                ? Set(try await store.membership(vaultID: vaultID).purges.flatMap(\.purge.chunks)) : []
-            return try handleChunks(
-                route, vaultID: vaultID, request: request, context: context, body: body, purged: purged)
-        case .health, .register:
-            throw RelayHTTPError(.internalServerError, "Unreachable route.")
+        case .health: { _, _ in Self.json(.ok, #"{"status":"ok","protocol":1}"#) }
+        case .metrics: { _, _ in try await metricsText() }
+        case .register: { _, context in try await register(context) }
+        case .vector: { _, context in try await vector(context) }
+        case .fetchEnvelopes: { request, context in try await fetchEnvelopes(request, context) }
+        case .pushEnvelopes: { _, context in try await pushEnvelopes(context) }
+        case .exchange: { _, context in try await exchange(context) }
+        case .heldChunks: { _, context in try await heldChunks(context) }
+        case .fetchChunk: { _, context in try await fetchChunk(context) }
+        case .storeChunk: { _, context in try await storeChunk(context) }
         }
     }
 
-    /// Once the relay has seen a revocation in the vault's membership log, every request must name its device,
-    /// and a revoked device is refused whatever it asks (Protocol/http-api.md §3).
-    private func checkDevice(_ auth: Authentication, vaultID: [UInt8]) async throws {
-        let membership = try await store.membership(vaultID: vaultID)
-        let revocations = membership.members.values.contains(where: \.isRevoked)
-        guard let device = auth.device else {
-            if revocations {
-                throw RelayHTTPError(
-                    .unauthorized,
-                    "A device of this vault was revoked: requests must name their device (Amanat-Device headers).")
-            }
-            return
-        }
-        if membership.members[device]?.isRevoked == true {
-            throw RelayHTTPError(.forbidden, "This device was revoked from this vault; the relay no longer serves it.")
-        }
+    /// `GET /metrics`: Prometheus text, with the storage's totals read now.
+    private func metricsText() async throws -> Response {
+        let text = metrics.render(try await store.totals())
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: text)))
     }
 
-    private func checkNonce(_ auth: Authentication, vaultID: [UInt8], now: Int64) async throws {
+    /// `PUT /v1/vaults/{vault}`: registers the vault's relay key; with a registration code, only when the body
+    /// presents it.
+    private func register(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        if let registrationCode, try await store.registeredKey(of: request.vaultID) == nil,
+            !Sodium.constantTimeEquals(Array(registrationCode.utf8), request.body)
+        {
+            throw RelayHTTPError(
+                .forbidden,
+                request.body.isEmpty
+                    ? "This relay registers a new vault only with its registration code; ask the relay's operator for it."
+                    : "The registration code is wrong; ask the relay's operator for the right one.")
+        }
+        let created: Bool
+        do {
+            created = try await store.register(vaultID: request.vaultID, key: request.key, now: now())
+        } catch let error as RelayStoreError where error.code == .keyMismatch {
+            throw RelayHTTPError(.forbidden, error.message)
+        }
+        try await checkNonce(request.nonce, timestamp: request.timestamp, vaultID: request.vaultID, now: now())
+        if created { context.logger.notice("registered vault") }
+        return Self.json(created ? .created : .ok, created ? #"{"registered":true}"# : #"{"registered":false}"#)
+    }
+
+    /// `GET …/vector`.
+    private func vector(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        try Self.expectEmpty(request.body)
+        return Self.binary(RelayWire.encodeVector(try await store.versionVector(vaultID: request.vaultID)))
+    }
+
+    /// `GET …/envelopes?author=…&after=…&limit=…`.
+    private func fetchEnvelopes(_ http: Request, _ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        try Self.expectEmpty(request.body)
+        let query = http.uri.queryParameters
+        guard let authorHex = query.get("author"), let authorBytes = Hex.decode(authorHex), authorBytes.count == 32,
+            let author = try? DeviceID(authorBytes), let after = query.get("after", as: UInt64.self),
+            after <= UInt64(Int64.max)
+        else {
+            throw RelayHTTPError(.badRequest, "The query must name author (64 hex digits) and after (a number).")
+        }
+        let limit = min(query.get("limit", as: Int.self) ?? 1000, RelayWire.maxEnvelopesPerMessage)
+        guard limit > 0 else { throw RelayHTTPError(.badRequest, "The limit must be a positive number.") }
+        let bodies = try await store.envelopes(
+            vaultID: request.vaultID, author: author, after: after, limit: limit, byteBudget: RelayWire.batchBytes)
+        return Self.binary(RelayWire.encodeEnvelopeList(bodies))
+    }
+
+    /// `POST …/envelopes`.
+    private func pushEnvelopes(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        let envelopes = try Self.decode { try RelayWire.decodeEnvelopeList(request.body) }
+        let result = try await storeCounted(envelopes, request, context)
+        return Self.json(.ok, #"{"stored":\#(result.stored),"duplicates":\#(result.duplicates)}"#)
+    }
+
+    /// `POST …/exchange`: stores a batch, answers with what the replica lacks.
+    private func exchange(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        let (exchange, pushed) = try Self.decode { try RelayWire.ExchangeRequest.decode(request.body) }
+        let result = try await storeCounted(pushed, request, context)
+        let limit = min(max(Int(exchange.limit), 1), RelayWire.maxEnvelopesPerMessage)
+        let missing = try await store.missing(
+            vaultID: request.vaultID, for: exchange.vector, limit: limit, byteBudget: RelayWire.batchBytes)
+        if result.stored > 0 || !missing.bodies.isEmpty {
+            context.logger.info(
+                "exchange",
+                metadata: [
+                    "stored": "\(result.stored)", "sent": "\(missing.bodies.count)",
+                    "remaining": "\(missing.remaining)",
+                ])
+        }
+        let response = RelayWire.ExchangeResponse(
+            stored: UInt32(result.stored), remaining: missing.remaining, diverged: missing.diverged,
+            envelopes: missing.bodies)
+        return Self.binary(response.encoded())
+    }
+
+    /// Stores pushed envelopes and counts what was new in the metrics.
+    private func storeCounted(_ envelopes: [Envelope], _ request: AuthenticatedRequest, _ context: RelayRequestContext)
+        async throws -> RelayStoreResult
+    {
+        let result = try await store.store(vaultID: request.vaultID, envelopes: envelopes)
+        if result.stored > 0 {
+            metrics.stored(envelopes: result.stored, bytes: result.bytes)
+            context.logger.info("stored", metadata: ["envelopes": "\(result.stored)"])
+        }
+        return result
+    }
+
+    func checkNonce(_ nonce: [UInt8], timestamp: Int64, vaultID: [UInt8], now: Int64) async throws {
         let fresh = try await store.useNonce(
-            vaultID: vaultID, nonce: auth.nonce, expires: max(auth.timestamp, now) + RelayWire.timestampWindow + 1,
-            now: now)
+            vaultID: vaultID, nonce: nonce, expires: max(timestamp, now) + RelayWire.timestampWindow + 1, now: now)
         guard fresh else {
             throw RelayHTTPError(.unauthorized, "This request was already received (a replayed nonce); it was ignored.")
         }
     }
 
-    private static let tooLarge = RelayHTTPError(
+    static let tooLarge = RelayHTTPError(
         .contentTooLarge,
         "The request body is larger than the relay's limit of \(RelayWire.maxRequestBytes / 1_048_576) MiB.")
 
-    private static func decode<T>(_ body: () throws -> T) throws -> T {
+    static func decode<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as CoreError {
@@ -277,7 +258,7 @@ public struct RelayServer: Sendable {
         }
     }
 
-    private static func expectEmpty(_ body: [UInt8]) throws {
+    static func expectEmpty(_ body: [UInt8]) throws {
         guard body.isEmpty else { throw RelayHTTPError(.badRequest, "This request takes no body.") }
     }
 
@@ -294,56 +275,8 @@ public struct RelayServer: Sendable {
     }
 }
 
-/// The four authentication headers of a request, parsed (Protocol/http-api.md §3).
-struct Authentication {
-    var key: [UInt8]
-    var timestamp: Int64
-    var nonce: [UInt8]
-    var nonceHex: String
-    var signature: [UInt8]
-    /// The device named by the optional device headers, and its signature of the request.
-    var device: DeviceID?
-    var deviceSignature: [UInt8]?
-
-    init(headers: HTTPFields) throws {
-        func field(_ name: String) -> String? { headers.first { $0.name.canonicalName == name }?.value }
-        guard let keyHex = field(RelayWire.Header.key), let stamp = field(RelayWire.Header.timestamp),
-            let nonceHex = field(RelayWire.Header.nonce), let signatureHex = field(RelayWire.Header.signature)
-        else {
-            throw RelayHTTPError(
-                .unauthorized,
-                "The request is not signed: it needs the Amanat-Key, -Timestamp, -Nonce and -Signature headers.")
-        }
-        guard keyHex.count == 64, let key = Hex.decode(keyHex), signatureHex.count == 128,
-            let signature = Hex.decode(signatureHex), nonceHex.count == 32, let nonce = Hex.decode(nonceHex),
-            stamp.count <= 12, let timestamp = Int64(stamp)
-        else {
-            throw RelayHTTPError(.unauthorized, "The request's authentication headers are malformed.")
-        }
-        self.key = key
-        self.timestamp = timestamp
-        self.nonce = nonce
-        self.nonceHex = nonceHex
-        self.signature = signature
-        switch (field(RelayWire.Header.device), field(RelayWire.Header.deviceSignature)) {
-        case (nil, nil):
-            device = nil
-            deviceSignature = nil
-        case (let deviceHex?, let signatureHex?):
-            guard deviceHex.count == 64, let bytes = Hex.decode(deviceHex), let id = try? DeviceID(bytes),
-                signatureHex.count == 128, let signature = Hex.decode(signatureHex)
-            else {
-                throw RelayHTTPError(.unauthorized, "The request's device headers are malformed.")
-            }
-            device = id
-            deviceSignature = signature
-        default:
-            throw RelayHTTPError(.unauthorized, "The request names a device without its signature, or the reverse.")
-        }
-    }
-}
-
-/// Turns every failure into a JSON error answer with one sentence, and logs it without payloads.
+/// Turns every failure into a JSON error answer with one sentence, and logs it through the request's logger without
+/// payloads.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
@@ -368,7 +301,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as StoreError {
             status = error.code == .busy ? .serviceUnavailable : .internalServerError
             message = "The relay could not use its storage; try again later."
-            logger.error("storage failure", metadata: ["error": .escaped(error.message)])
+            context.logger.error("storage failure", metadata: ["error": .escaped(error.message)])
         } catch let error as HTTPResponseError {
             status = error.status
             message =
@@ -380,10 +313,10 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             status = .internalServerError
             message = "The relay failed to answer; see its log."
-            logger.error("unexpected failure", metadata: ["error": "\(type(of: error))"])
+            context.logger.error("unexpected failure", metadata: ["error": "\(type(of: error))"])
         }
         let level: Logger.Level = status.code >= 500 ? .error : .notice
-        logger.log(
+        context.logger.log(
             level: level, "refused",
             metadata: [
                 "method": .escaped(request.method.rawValue), "path": .escaped(request.uri.path.prefix(80)),

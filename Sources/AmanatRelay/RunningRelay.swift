@@ -62,12 +62,12 @@ extension RelayServer {
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully (requests in flight finish). `onRunning` receives
     /// the bound port once the relay accepts connections. Throws if the relay cannot listen.
     public func serve(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void) async throws {
-        let removed = store.removeUnusedVaults(now: now())
+        let removed = (try? await store.removeUnusedVaults(now: now())) ?? 0
         if removed > 0 { logger.notice("removed vaults that never stored anything", metadata: ["count": "\(removed)"]) }
         let app = application(host: host, port: port, onRunning: onRunning)
         let group = ServiceGroup(
             configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        store.close()
+        await store.close()
     }
 }

@@ -67,7 +67,7 @@ public enum AtomicFile {
     }
 
     /// Flushes a directory entry so a rename or unlink survives power loss.
-    static func syncDirectory(_ dir: URL) { flush(dir) }
+    package static func syncDirectory(_ dir: URL) { flush(dir) }
 
     /// Flushes a file's or folder's contents to the disk (best effort: a path that cannot be opened is skipped).
     static func flush(_ url: URL) {
@@ -78,7 +78,7 @@ public enum AtomicFile {
         }
     }
 
-    static func ioError(_ code: Int32, _ what: String) -> StoreError {
+    package static func ioError(_ code: Int32, _ what: String) -> StoreError {
         if code == ENOSPC || code == EDQUOT {
             return StoreError(.diskFull, "The disk is full: \(what); free some space on it and try again.")
         }

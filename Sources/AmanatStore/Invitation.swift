@@ -149,10 +149,10 @@ public enum Invitation {
 }
 
 /// RFC 4648 base32 for invitation codes, grouped by 4 for reading aloud.
-enum Base32 {
+package enum Base32 {
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
-    static func groupedCode(_ bytes: [UInt8]) -> String {
+    package static func groupedCode(_ bytes: [UInt8]) -> String {
         var bits = 0
         var value = 0
         var out: [Character] = []

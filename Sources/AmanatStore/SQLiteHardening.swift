@@ -7,9 +7,9 @@ import GRDB
 /// schema is then the attacker's: `trusted_schema` off keeps functions with side effects and virtual tables out of
 /// triggers, views and defaults, and defensive mode refuses `writable_schema`, `journal_mode=OFF` and direct writes
 /// to shadow tables, so nothing read from a file can change how SQLite behaves (Protocol/sync-file.md §4).
-enum SQLiteHardening {
+package enum SQLiteHardening {
     /// Turns the defensive settings on for the connection `db`; throws when SQLite refuses.
-    static func apply(_ db: Database) throws {
+    package static func apply(_ db: Database) throws {
         guard let connection = db.sqliteConnection else { return }
         let code = amanat_sqlite_harden(connection)
         guard code == SQLITE_OK else {

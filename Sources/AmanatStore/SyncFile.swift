@@ -389,16 +389,17 @@ public final class SyncFile: @unchecked Sendable {
 }
 
 /// A column of a row from a file that may come from outside was NULL or of another type.
-struct UntrustedRowError: Error {
+package struct UntrustedRowError: Error {
     /// What was wrong, e.g. "body".
-    var column: String
+    package var column: String
 }
 
 extension Row {
     /// The value of `column` in a row of a file from outside: a NULL or a value of another type throws
     /// ``UntrustedRowError``, never traps as the non-optional subscript does.
-    func untrusted<Value: DatabaseValueConvertible>(_ column: String, as type: Value.Type = Value.self) throws -> Value
-    {
+    package func untrusted<Value: DatabaseValueConvertible>(
+        _ column: String, as type: Value.Type = Value.self
+    ) throws -> Value {
         guard let value = try? decode(Value.self, forColumn: column) else { throw UntrustedRowError(column: column) }
         return value
     }

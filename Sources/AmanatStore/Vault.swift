@@ -210,7 +210,7 @@ public final class Vault {
 
     /// Runs `body`, turning SQLite failures into store errors that say what to do.
     @discardableResult
-    static func mapErrors<T>(_ body: () throws -> T) throws -> T {
+    package static func mapErrors<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as DatabaseError {
@@ -275,7 +275,7 @@ public final class Vault {
     /// Like ``mapErrors(_:)``, for a database that is not the vault's (`what` is "sync file" or "relay file"): its
     /// failures name that file, never the vault, and keep SQLite's result code.
     @discardableResult
-    static func mapErrors<T>(file what: String, at url: URL, _ body: () throws -> T) throws -> T {
+    package static func mapErrors<T>(file what: String, at url: URL, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as DatabaseError {
@@ -287,7 +287,7 @@ public final class Vault {
     }
 
     /// The store error for an SQLite failure of the `what` at `url`.
-    static func fileError(_ error: DatabaseError, what: String, at url: URL) -> StoreError {
+    package static func fileError(_ error: DatabaseError, what: String, at url: URL) -> StoreError {
         let code = "SQLite code \(error.extendedResultCode.rawValue)"
         switch error.resultCode {
         case .SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_FORMAT:

@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatStore
+import AmanatWire
 
 /// What a relay answered to one exchange (Protocol/http-api.md §4.5).
 public struct ExchangeResult: Sendable {

@@ -55,7 +55,10 @@ enum HelpTopic: String, CaseIterable {
             67,
             "Unknown or ambiguous record id, a word that is not an id (try search), or a deleted record (try undelete)."
         ),
-        (69, "The relay cannot be reached, after retries."),
+        (
+            69,
+            "The relay cannot be reached, after retries (none of several relay URLs), or serve cannot use its --database."
+        ),
         (
             73,
             "Already there: a vault exists in that folder, or the output file exists (export, invite, backup, extract; --force replaces it)."
@@ -87,6 +90,10 @@ enum HelpTopic: String, CaseIterable {
             "The relay's registration code for a vault's first sync with it (else --registration-code)."
         ),
         ("AMANAT_RELAY_DATA", "The relay's data folder for `amanat serve` when --data is not given."),
+        (
+            "AMANAT_DATABASE_PASSWORD",
+            "The PostgreSQL password for `amanat serve --database` (else --database-password-file)."
+        ),
         ("AMANAT_CALENDAR", "persian shows and reads dates in the Solar Hijri calendar too (also --calendar)."),
         ("AMANAT_TIMEZONE", "An IANA zone name such as Asia/Kabul for the times shown (default: the system's)."),
         ("COLUMNS", "The width help and tables are fitted to (default: the terminal's)."),

@@ -1,6 +1,7 @@
 import AmanatRelay
 import AmanatStore
 import AmanatSync
+import AmanatWire
 import ArgumentParser
 import Foundation
 import NIOCore
@@ -27,6 +28,12 @@ extension Amanat {
                 slower than 1 KiB/s after 30 seconds. One address may hold at most --max-connections-per-address \
                 connections at once (default 32); a connection above it is closed at once.
 
+                With --database postgres://USER@HOST/DB the relay keeps everything in that PostgreSQL database instead, \
+                creating and migrating its tables itself; any number of relays on different machines or ports may share \
+                one database, and a member gives them all to `amanat sync URL1 URL2` to fail over. The password comes \
+                from --database-password-file or AMANAT_DATABASE_PASSWORD, never from the command line. \
+                Docs/operating-a-relay.md tells how to run, watch (GET /metrics) and back up a relay.
+
                 By default it listens on 127.0.0.1 only; use --host 0.0.0.0 to let other devices on the network reach it. \
                 It prints the URL it listens on (with --port 0, the port it chose) on stderr. Ctrl-C or SIGTERM stops it \
                 gracefully.
@@ -44,6 +51,10 @@ extension Amanat {
         @Option(help: "The TCP port (0 picks a free one).") var port = 8080
         @Option(help: "The relay's data directory (default: $AMANAT_RELAY_DATA, else ~/.amanat-relay).") var data:
             String?
+        @Option(help: "A PostgreSQL database to keep the relay's data in instead of --data: postgres://USER@HOST/DB.")
+        var database: String?
+        @Option(help: "A file holding the database password (default: $AMANAT_DATABASE_PASSWORD).")
+        var databasePasswordFile: String?
         @Option(help: "The most vaults the relay registers.") var maxVaults = 1000
         @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
         @Option(help: "Register new vaults only with the code in this file (created with a random code when missing).")
@@ -58,6 +69,12 @@ extension Amanat {
             guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("Unknown log level \(logLevel).")
+            }
+            guard database == nil || data == nil else {
+                throw ValidationError("Give --data or --database, not both.")
+            }
+            guard databasePasswordFile == nil || database != nil else {
+                throw ValidationError("--database-password-file goes with --database.")
             }
             guard maxVaults > 0 else { throw ValidationError("--max-vaults must be positive.") }
             guard (1...3600).contains(idleTimeout) else {
@@ -95,8 +112,9 @@ extension Amanat {
                     "Warning: without --registration-code-file, anyone who can reach this relay can register vaults and fill it."
                 )
             }
-            let store = try RelayStore(directory: directory, maxVaults: maxVaults)
-            var relay = RelayServer(store: store, logger: Logger(label: "amanat.relay"), registrationCode: code)
+            let logger = Logger(label: "amanat.relay")
+            let storage = try await openStorage(directory: directory, logger: logger)
+            var relay = RelayServer(storage: storage, logger: logger, registrationCode: code)
             relay.idleTimeout = .seconds(idleTimeout)
             relay.maxConnectionsPerAddress = maxConnectionsPerAddress
             relay.chunkQuota = quotaBytes
@@ -106,10 +124,11 @@ extension Amanat {
                 try await relay.serve(host: host, port: port) { bound in
                     started.mark()
                     note(
-                        "Relay listening on http://\(shownHost):\(bound) (data in \(directory.path)); stop it with Ctrl-C."
+                        "Relay listening on http://\(shownHost):\(bound) (\(storage.summary)); stop it with Ctrl-C."
                     )
                 }
             } catch {
+                await storage.close()
                 if !started.value {
                     // The system's reason, by its errno: a port in use, an address not on this machine, a port
                     // below 1024 without the right to it.
@@ -125,7 +144,38 @@ extension Amanat {
                 }
                 throw error
             }
+            await storage.close()
             note("Relay stopped.")
+        }
+
+        /// The storage: the PostgreSQL database of --database, else SQLite files in `directory`.
+        func openStorage(directory: URL, logger: Logger) async throws -> any RelayStorage {
+            guard let database else { return try SQLiteRelayStorage(directory: directory, maxVaults: maxVaults) }
+            var password = ProcessInfo.processInfo.environment["AMANAT_DATABASE_PASSWORD"]
+            if let file = databasePasswordFile {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw CLIError(.noInput, "The database password file \(file) cannot be read.")
+                }
+                password =
+                    String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init)
+                    ?? ""
+            }
+            let location: PostgresLocation
+            do {
+                location = try PostgresLocation(url: database, password: password)
+            } catch let error as RelayStoreError {
+                throw CLIError(.usage, error.message)
+            }
+            do {
+                return try await PostgresRelayStorage.connect(location, maxVaults: maxVaults, logger: logger)
+            } catch let error as RelayStoreError {
+                throw CLIError(.damaged, error.message)
+            } catch {
+                throw CLIError(
+                    .unavailable,
+                    "Could not use the database \(location.display): check that PostgreSQL runs there, the user and password, and the relay's log."
+                )
+            }
         }
 
         /// The registration code in `file`; when the file does not exist, a new random code written to it (mode 0600,

@@ -26,16 +26,30 @@ extension Amanat {
                 with a registration code takes a new vault only when its first sync presents that code (--registration-code, \
                 else $AMANAT_REGISTRATION_CODE); without it that sync exits 77.
 
+                Several relay URLs name relays that share one database (`amanat serve --database`): the sync uses the \
+                first, and when a relay cannot be reached it goes on through the next, without losing or repeating \
+                anything. The line it prints names the relay that finished the sync.
+
                 Example:
                   amanat sync /media/usb/team.amanat-sync --create
                   (--create: the first time)
                   amanat sync /media/usb/team.amanat-sync
                   amanat sync http://192.168.1.20:8080 \\
                     --registration-code ABCD-EFGH-IJKL-MNOP-QRST-UVWX
+                  amanat sync https://relay1.example.org \\
+                    https://relay2.example.org
                 """)
 
         @OptionGroup var options: VaultOptions
-        @Argument(help: "A sync file path, or a relay URL (http://host:port).") var target: String
+        @Argument(help: "A sync file path, or relay URLs (http://host:port) of relays sharing one database.")
+        var targets: [String] = []
+
+        /// The first target (a file, or the first relay).
+        var target: String { targets.first ?? "" }
+
+        func validate() throws {
+            guard !targets.isEmpty else { throw ValidationError("Missing a sync file or a relay URL to sync with.") }
+        }
         @Option(help: "The relay's registration code, needed by the first sync of a vault with a relay that has one.")
         var registrationCode: String?
         @Flag(
@@ -51,6 +65,18 @@ extension Amanat {
             let limit = try attachmentLimit(maxAttachmentSize)
             let chunkOptions = ChunkSyncOptions(maximumAttachmentSize: limit)
             // The target first: a mistyped target is the target's fault, never the vault's.
+            if targets.count > 1 {
+                // Several targets are relays over one database; a sync file never goes with another target.
+                for other in targets {
+                    let lower = other.lowercased()
+                    guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+                        throw CLIError(
+                            .usage,
+                            "Only relay URLs can be given together (relays that share one database); sync with one sync file at a time."
+                        )
+                    }
+                }
+            }
             let resolved = try SyncTarget.resolve(target, create: create, confirm: askOnTerminal)
             let vault = try options.open()
             let before = try Arrivals.snapshot(vault)
@@ -60,8 +86,8 @@ extension Amanat {
                     registrationCode ?? ProcessInfo.processInfo.environment["AMANAT_REGISTRATION_CODE"]
                 http.onRetry = sayRetry
                 let progress = ProgressLine.Sync()
-                let (report, chunks) = try await HTTPCarrier.with(
-                    url: target, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
+                let (report, chunks, target) = try await FailoverCarrier.with(
+                    urls: targets, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
                     options: http
                 ) { carrier in
                     let text: SyncReport
@@ -74,7 +100,10 @@ extension Amanat {
                     let chunks =
                         noAttachments
                         ? nil : try await ChunkSync(vault: vault, carrier: carrier, options: chunkOptions).run()
-                    return (text, chunks)
+                    for (from, to) in carrier.failovers {
+                        note("The relay at \(from) could not be reached; the sync went on through \(to).")
+                    }
+                    return (text, chunks, carrier.name)
                 }
                 summarize(report, with: target, vault: vault)
                 if let chunks { summarizeChunks(chunks, with: target) }

@@ -5,19 +5,21 @@ import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
+import AmanatWire
 import Foundation
 import Testing
 
 /// A real relay on loopback enforcing the vault's membership log (Protocol/membership.md §10, http-api.md §3).
 @Suite struct RelayMembershipTests {
-    @Test func aRevokedDeviceIsRefusedByTheRelayAndItsLaterChangesAreNeverStored() async throws {
+    @Test(arguments: RelayStorageKind.allCases)
+    func aRevokedDeviceIsRefusedByTheRelayAndItsLaterChangesAreNeverStored(_ kind: RelayStorageKind) async throws {
         let dir = try TemporaryDirectory()
-        let relay = try await startRelay(data: dir.path("relay"))
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
         let team = try makeTeam(3, in: dir)
         let (coordinator, revoked, offline) = (team[0], team[1], team[2])
         for vault in team + team { try await relaySync(vault, relay.url) }
-        let store = try RelayStore(directory: dir.path("relay"))
-        defer { store.close() }
+        let store = relay.storage
 
         // The revoked laptop writes while it does not know yet; the coordinator revokes it first.
         try coordinator.revoke(revoked.deviceID)
@@ -59,7 +61,7 @@ import Testing
         #expect(offline.membership.members[revoked.deviceID]?.isRevoked == true)
 
         // The relay still holds exactly one registered key, and the members keep syncing.
-        #expect(try store.registeredKey(of: coordinator.vaultID) == coordinator.relaySigningKey.publicKey)
+        #expect(try await store.registeredKey(of: coordinator.vaultID) == coordinator.relaySigningKey.publicKey)
         _ = try offline.createRecord(kind: "statement", fields: [("title", "still syncing")], tags: [], seal: false)
         try await relaySync(offline, relay.url)
         try await relaySync(coordinator, relay.url)
@@ -67,9 +69,11 @@ import Testing
         await relay.stop()
     }
 
-    @Test func theRelayDoesNotStoreChangesOfADeviceNobodyAdmitted() async throws {
+    @Test(arguments: RelayStorageKind.allCases)
+    func theRelayDoesNotStoreChangesOfADeviceNobodyAdmitted(_ kind: RelayStorageKind) async throws {
         let dir = try TemporaryDirectory()
-        let relay = try await startRelay(data: dir.path("relay"))
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
         let team = try makeTeam(2, in: dir)
         try await relaySync(team[0], relay.url)
         // A device minted from a copied vault key: a keyring that no invitation admitted.
@@ -81,8 +85,7 @@ import Testing
         let envelope = try Envelope.seal(
             change, vaultID: team[0].vaultID, key: try #require(team[0].key(epoch: 1)), signer: minted, seq: 1,
             previousHash: ChainHead.empty.hash)
-        let store = try RelayStore(directory: dir.path("relay"))
-        defer { store.close() }
+        let store = relay.storage
         let before = try await store.count(vaultID: team[0].vaultID)
         let client = RelayHTTPClient(baseURL: relay.url)
         defer { Task { await client.shutdown() } }

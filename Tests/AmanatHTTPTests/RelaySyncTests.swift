@@ -53,10 +53,10 @@ import Testing
         }
     }
 
-    @Test(arguments: [UInt64(11), 12, 13])
-    func threeReplicasConvergeThroughTheRelay(seed: UInt64) async throws {
+    @Test(arguments: RelayStorageKind.allCases, [UInt64(11), 12, 13])
+    func threeReplicasConvergeThroughTheRelay(_ kind: RelayStorageKind, seed: UInt64) async throws {
         let dir = try TemporaryDirectory()
-        let relay = try await startRelay(data: dir.path("relay"))
+        let relay = try await TestRelay.start(try testStorage(kind, dir.path("relay")))
         let team = try makeTeam(3, in: dir)
         var rng = SeededGenerator(seed: seed)
         var known: [RecordID] = []
@@ -72,9 +72,10 @@ import Testing
         await relay.stop()
     }
 
-    @Test func threeReplicasConvergeThroughAMixOfRelayAndSyncFiles() async throws {
+    @Test(arguments: RelayStorageKind.allCases)
+    func threeReplicasConvergeThroughAMixOfRelayAndSyncFiles(_ kind: RelayStorageKind) async throws {
         let dir = try TemporaryDirectory()
-        let relay = try await startRelay(data: dir.path("relay"))
+        let relay = try await TestRelay.start(try testStorage(kind, dir.path("relay")))
         let team = try makeTeam(3, in: dir)
         var rng = SeededGenerator(seed: 77)
         var known: [RecordID] = []
@@ -101,9 +102,10 @@ import Testing
         await relay.stop()
     }
 
-    @Test func aSyncThatFitsInOneBatchTakesTwoRoundTrips() async throws {
+    @Test(arguments: RelayStorageKind.allCases)
+    func aSyncThatFitsInOneBatchTakesTwoRoundTrips(_ kind: RelayStorageKind) async throws {
         let dir = try TemporaryDirectory()
-        let relay = try await startRelay(data: dir.path("relay"))
+        let relay = try await TestRelay.start(try testStorage(kind, dir.path("relay")))
         let team = try makeTeam(2, in: dir)
         _ = try team[0].createRecord(kind: "statement", fields: [("title", "one")], tags: [], seal: false)
         try await relaySync(team[0], relay.url)  // registers the vault
@@ -120,10 +122,11 @@ import Testing
         await relay.stop()
     }
 
-    @Test func aRestartedRelayInTheMiddleOfALargeSyncIsResumed() async throws {
+    @Test(arguments: RelayStorageKind.allCases)
+    func aRestartedRelayInTheMiddleOfALargeSyncIsResumed(_ kind: RelayStorageKind) async throws {
         let dir = try TemporaryDirectory()
-        let data = dir.path("relay")
-        var relay = try await startRelay(data: data)
+        let spec = try testStorage(kind, dir.path("relay"))
+        var relay = try await TestRelay.start(spec)
         let port = relay.port
         let team = try makeTeam(2, in: dir)
         var items: [(RecordID?, [RecordOperation])] = []
@@ -143,13 +146,13 @@ import Testing
         while progress.value < 1500 { try await Task.sleep(for: .milliseconds(5)) }
         await relay.stop()
         try await Task.sleep(for: .milliseconds(300))
-        relay = try await startRelay(data: data, port: port)
+        relay = try await TestRelay.start(spec, port: port)
         let pushReport = try await pusher.value
         // 5000 records and team[0]'s two membership entries (founding the vault, inviting team[1]).
         #expect(pushReport.pushed <= 5002)
-        let store = try RelayStore(directory: data)
+        let store = try await spec.open()
         #expect(try await store.count(vaultID: team[0].vaultID) == 5002)
-        store.close()
+        await store.close()
 
         // Pull them into the second replica in batches of 100, with another restart in the middle.
         progress.set(0)
@@ -160,7 +163,7 @@ import Testing
         while progress.value < 2000 { try await Task.sleep(for: .milliseconds(5)) }
         await relay.stop()
         try await Task.sleep(for: .milliseconds(300))
-        relay = try await startRelay(data: data, port: port)
+        relay = try await TestRelay.start(spec, port: port)
         _ = try await puller.value
         #expect(try team[1].changeCount() == 5002 + 1, "and its own join")
         #expect(try team[0].status().stateDigest == team[1].status().stateDigest)
@@ -168,9 +171,10 @@ import Testing
         await relay.stop()
     }
 
-    @Test func anUnreachableRelayIsReportedAsUnavailable() async throws {
+    @Test(arguments: RelayStorageKind.allCases)
+    func anUnreachableRelayIsReportedAsUnavailable(_ kind: RelayStorageKind) async throws {
         let dir = try TemporaryDirectory()
-        let relay = try await startRelay(data: dir.path("relay"))
+        let relay = try await TestRelay.start(try testStorage(kind, dir.path("relay")))
         let url = relay.url
         await relay.stop()
         let team = try makeTeam(1, in: dir)

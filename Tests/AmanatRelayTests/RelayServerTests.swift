@@ -5,6 +5,7 @@ import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport
+import AmanatWire
 import Foundation
 import Testing
 
@@ -14,22 +15,23 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 /// A relay with one registered vault of two members, and a raw HTTP client to attack it with.
 struct Setup {
     let dir: TemporaryDirectory
-    let relay: RunningRelay
+    let spec: TestStorage
+    let relay: TestRelay
     let client: RelayHTTPClient
     let team: [Vault]
-    let store: RelayStore
+    var store: any RelayStorage { relay.storage }
 
     var vaultHex: String { Hex.encode(team[0].vaultID) }
     var base: String { "/v1/vaults/\(vaultHex)" }
 
-    static func make() async throws -> Setup {
+    static func make(_ kind: RelayStorageKind) async throws -> Setup {
         let dir = try TemporaryDirectory()
-        let store = try RelayStore(directory: dir.path("relay"))
-        let relay = try await RunningRelay.start(RelayServer(store: store, logger: quietLogger))
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
         let team = try makeTeam(2, in: dir)
         _ = try team[0].createRecord(kind: "statement", fields: [("title", "first")], tags: [], seal: false)
         try await relaySync(team[0], relay.url)
-        return Setup(dir: dir, relay: relay, client: RelayHTTPClient(baseURL: relay.url), team: team, store: store)
+        return Setup(dir: dir, spec: spec, relay: relay, client: RelayHTTPClient(baseURL: relay.url), team: team)
     }
 
     func finish() async {
@@ -41,8 +43,9 @@ struct Setup {
 }
 
 @Suite struct RelayServerTests {
-    @Test func theDataDirectoryHoldsNoPlaintextAndNoKey() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func theStorageHoldsNoPlaintextAndNoKey(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         let narrative = try String(
             contentsOf: repositoryRoot.appendingPathComponent("seeds/coalition-statement-on-russia-recognition.txt"),
             encoding: .utf8)
@@ -62,20 +65,22 @@ struct Setup {
             ("vault key", s.team[0].keyring.currentKey.root.copyBytes()),
             ("relay seed", s.team[0].relaySigningKey.seed.copyBytes()),
         ]
-        let files =
-            FileManager.default.enumerator(at: s.dir.path("relay"), includingPropertiesForKeys: nil)?
-            .compactMap { $0 as? URL } ?? []
-        #expect(!files.isEmpty)
-        for file in files {
-            let bytes = try Data(contentsOf: file)
+        // Every file of the SQLite folder, or a pg_dump of the PostgreSQL database (bytea in hex: the secrets are
+        // looked for as bytes and as hex).
+        let contents = try s.spec.rawContents()
+        #expect(!contents.isEmpty)
+        #expect(contents.reduce(0) { $0 + $1.bytes.count } > narrative.utf8.count, "the ciphertext is there")
+        for (file, bytes) in contents {
             for (name, secret) in secrets {
-                #expect(bytes.range(of: Data(secret)) == nil, "\(name) found in \(file.lastPathComponent)")
+                #expect(bytes.range(of: Data(secret)) == nil, "\(name) found in \(file)")
+                #expect(bytes.range(of: Data(Hex.encode(secret).utf8)) == nil, "\(name) found in hex in \(file)")
             }
         }
     }
 
-    @Test func withoutTheVaultKeyNobodyReadsOrWrites() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func withoutTheVaultKeyNobodyReadsOrWrites(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         let member = s.team[1].relaySigningKey
         let vector = s.base + "/vector"
         let before = try await s.count()
@@ -159,8 +164,9 @@ struct Setup {
         await s.finish()
     }
 
-    @Test func malformedTruncatedAndOversizedBodiesAreRefusedAndTheRelayKeepsServing() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func malformedTruncatedAndOversizedBodiesAreRefusedAndTheRelayKeepsServing(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         let key = s.team[1].relaySigningKey
         let before = try await s.count()
         _ = try s.team[0].createRecord(kind: "statement", fields: [("title", "second")], tags: [], seal: false)
@@ -226,8 +232,9 @@ struct Setup {
         await s.finish()
     }
 
-    @Test func aForkPushedToTheRelayIsRefusedWith409AndTheFirstChainStays() async throws {
-        let s = try await Setup.make()
+    @Test(arguments: RelayStorageKind.allCases)
+    func aForkPushedToTheRelayIsRefusedWith409AndTheFirstChainStays(_ kind: RelayStorageKind) async throws {
+        let s = try await Setup.make(kind)
         // A cloned laptop: the same device key in a second vault directory, writing its own change 2.
         let original = s.team[0]
         let clone = try cloneVault(original, to: s.dir.path("clone"))
@@ -294,10 +301,72 @@ struct Setup {
         for route in RelayRoute.allCases {
             let path = route.path.replacingOccurrences(of: "{vault}", with: String(repeating: "0", count: 32))
                 .replacingOccurrences(of: "{chunk}", with: String(repeating: "0", count: 64))
-            let answer = try await client.send(route.method, path, body: route.method == "GET" ? nil : [])
-            #expect(answer.status == (route.isAuthenticated ? 401 : 200), "\(route.method) \(route.path)")
+            do {
+                let answer = try await client.send(route.method, path, body: route.method == "GET" ? nil : [])
+                #expect(answer.status == (route.isAuthenticated ? 401 : 200), "\(route.method) \(route.path)")
+            } catch {
+                Issue.record("\(route.method) \(route.path): \(error)")
+            }
         }
         await client.shutdown()
         await relay.stop()
+    }
+}
+
+@Suite struct RelayOperatorTests {
+    @Test(arguments: RelayStorageKind.allCases)
+    func metricsCountRequestsAndWhatIsStoredAndLogsHoldNoContentsOrKeys(_ kind: RelayStorageKind) async throws {
+        let dir = try TemporaryDirectory()
+        let log = CollectedLog()
+        let relay = try await TestRelay.start(try testStorage(kind, dir.path("relay")), logger: log.logger())
+        let team = try makeTeam(2, in: dir)
+        _ = try team[0].createRecord(
+            kind: "testimony", fields: [("witness", "W-METRICS-3141"), ("location", "Mazar")], tags: ["detention"],
+            seal: true)
+        try await relaySync(team[0], relay.url)
+        try await relaySync(team[1], relay.url)
+        let client = RelayHTTPClient(baseURL: relay.url)
+        // A refusal is counted with its status too.
+        #expect(
+            try await client.sendSigned("GET", "/v1/vaults/\(Hex.encode(team[0].vaultID))/vector", key: .generate())
+                .status == 403)
+        let answer = try await client.send("GET", "/metrics")
+        await client.shutdown()
+        #expect(answer.status == 200)
+        let text = String(decoding: answer.body, as: UTF8.self)
+        let stored = try await relay.storage.count(vaultID: team[0].vaultID)
+        await relay.stop()
+
+        func value(_ name: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap {
+                Double($0.split(separator: " ")[1])
+            }
+        }
+        #expect(value("amanat_relay_vaults") == 1, "\(text)")
+        #expect(value("amanat_relay_envelopes") == Double(stored))
+        #expect(value("amanat_relay_envelopes_stored_total") == Double(stored), "this relay stored all of them")
+        #expect((value("amanat_relay_envelope_bytes") ?? 0) > 0)
+        #expect(value("amanat_relay_envelope_bytes_stored_total") == value("amanat_relay_envelope_bytes"))
+        #expect(text.contains(#"amanat_relay_requests_total{route="exchange",method="POST",status="200"}"#), "\(text)")
+        #expect(text.contains(#"amanat_relay_requests_total{route="vector",method="GET",status="403"}"#), "\(text)")
+        #expect(text.contains(#"amanat_relay_request_duration_seconds_bucket{route="exchange",le="0.1"}"#), "\(text)")
+        #expect(text.contains(#"amanat_relay_request_duration_seconds_count{route="exchange"}"#))
+
+        // The metrics name no vault or device; neither they nor the log hold record text or keys. (A refusal's log
+        // line shows the request's path, vault id included, as before.)
+        let logged = log.text
+        #expect(logged.contains("stored"), "\(logged)")
+        #expect(logged.contains(String(Hex.encode(team[0].vaultID).prefix(8))), "lines carry the vault's prefix")
+        for secret in [Hex.encode(team[0].vaultID), team[0].deviceID.hex, team[1].deviceID.hex] {
+            #expect(!text.contains(secret), "the metrics hold \(secret)")
+        }
+        for secret in [
+            "W-METRICS-3141", "Mazar", "detention", Hex.encode(team[0].relaySigningKey.publicKey),
+            Hex.encode(team[0].relaySigningKey.seed.copyBytes()),
+            Hex.encode(team[0].keyring.currentKey.root.copyBytes()),
+        ] {
+            #expect(!text.contains(secret), "the metrics hold \(secret)")
+            #expect(!logged.contains(secret), "the log holds \(secret)")
+        }
     }
 }

@@ -7,6 +7,7 @@ import Testing
 
 @testable import AmanatCore
 @testable import AmanatStore
+import AmanatWire
 
 /// Every attack a hostile peer can make with what it sends — forged authorship, reused seqs with different content,
 /// `pred` naming ops of another field or no op at all, ops for unknown records, values and counts over every limit,

@@ -6,6 +6,7 @@ import Foundation
 import GRDB
 import Testing
 
+@testable import AmanatRelay
 @testable import AmanatStore
 
 /// Every database Amanat opens runs in SQLite's defensive mode with an untrusted schema, and a damaged relay file is

@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatSync
+import AmanatWire
 import Foundation
 
 #if canImport(Glibc)

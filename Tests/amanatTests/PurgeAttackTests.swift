@@ -1,6 +1,7 @@
 import AmanatCore
 import AmanatCrypto
 import AmanatHTTP
+import AmanatRelay
 import AmanatStore
 import AmanatSync
 import AmanatTestSupport

@@ -15,9 +15,17 @@ final class ServeProcess: @unchecked Sendable {
     private var output = Data()
     private let drained = DispatchSemaphore(value: 0)
 
-    init(data: URL, extra: [String] = []) throws {
+    convenience init(data: URL, extra: [String] = []) throws {
+        try self.init(arguments: ["serve", "--port", "0", "--data", data.path] + extra)
+    }
+
+    /// `amanat ARGUMENTS…` (a serve command listening on 127.0.0.1), with `environment` added to this process's.
+    init(arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = CLIRunner.binary
-        process.arguments = ["serve", "--port", "0", "--data", data.path] + extra
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
         let pipe = Pipe()
         process.standardError = pipe
         process.standardOutput = FileHandle.nullDevice
@@ -57,10 +65,21 @@ final class ServeProcess: @unchecked Sendable {
     var url: String { "http://127.0.0.1:\(port)" }
 
     /// Sends SIGTERM and waits: returns the exit status and everything the relay wrote on stderr.
-    func stop() -> (Int32, String) {
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        drained.wait()
+    private var stopped = false
+
+    /// Kills the relay at once (SIGKILL), as a crashed machine would stop it.
+    func kill9() { _ = end(SIGKILL) }
+
+    func stop() -> (Int32, String) { end(SIGTERM) }
+
+    /// Sends `signal` and waits, once; a second call answers what the first saw.
+    private func end(_ signal: Int32) -> (Int32, String) {
+        if !lock.withLock({ stopped }) {
+            kill(process.processIdentifier, signal)
+            process.waitUntilExit()
+            drained.wait()
+            lock.withLock { stopped = true }
+        }
         return (process.terminationStatus, lock.withLock { String(decoding: output, as: UTF8.self) })
     }
 }

@@ -2,6 +2,7 @@ import AmanatCore
 import AmanatCrypto
 import AmanatStore
 import AmanatSync
+import AmanatWire
 import Foundation
 import Testing
 

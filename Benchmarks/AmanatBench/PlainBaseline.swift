@@ -1,3 +1,4 @@
+import AmanatStore
 import Foundation
 import GRDB
 

@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatCrypto
+import AmanatStore
 import Foundation
 import GRDB
 
@@ -46,6 +47,8 @@ public struct RelayStoreResult: Sendable, Equatable {
     public var purged = 0
     /// Attachment chunks the purges of this batch destroy (the relay removes them once the batch is stored).
     public var purgedChunks: [[UInt8]] = []
+    /// Bytes of the envelopes stored (their wire forms).
+    public var bytes = 0
 
     /// An empty result.
     public init() {}
@@ -59,6 +62,9 @@ public struct RelayMissing: Sendable {
     public var remaining: UInt64 = 0
     /// Authors whose relay chain does not contain the replica's head.
     public var diverged: [DeviceID] = []
+
+    /// Nothing missing.
+    public init() {}
 }
 
 /// The relay's storage: one SQLite file per vault under a data directory, holding only what members pushed —
@@ -441,6 +447,17 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
+    /// The number of envelopes the relay holds for a vault and their bytes.
+    public func envelopeTotals(vaultID: [UInt8]) async throws -> (count: Int, bytes: UInt64) {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
+            try await file.pool.read { db in
+                let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM envelope")
+                return (Int(row?[0] as Int64? ?? 0), UInt64(clamping: row?[1] as Int64? ?? 0))
+            }
+        }
+    }
+
     // MARK: Writing
 
     /// Verifies and stores pushed envelopes in one transaction, all or nothing (Protocol/http-api.md §5).
@@ -532,13 +549,15 @@ public final class RelayStore: @unchecked Sendable {
                     for envelope in run {
                         // A purge already names it: only its purged form is stored (Protocol/membership.md §3.11).
                         let named = !envelope.isPurged && membership.isPurged(envelope)
+                        let body = named ? envelope.purged().encoded() : envelope.encoded()
                         try db.execute(
                             sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
                             arguments: [
                                 Data(author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash),
-                                Data(named ? envelope.purged().encoded() : envelope.encoded()),
+                                Data(body),
                             ])
                         result.stored += 1
+                        result.bytes += body.count
                         if named { result.purged += 1 }
                     }
                 }

@@ -1,0 +1,885 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// Where a PostgreSQL relay database is and how to log in: `postgres://USER@HOST[:PORT]/DB[?sslmode=…]`, the
+/// password given apart (``PostgresRelayStorage/Location/password``), never in the URL.
+public struct PostgresLocation: Sendable, Equatable {
+    /// How the connection is encrypted.
+    public enum TLSMode: String, Sendable {
+        /// Plain TCP (a loopback or a private network only).
+        case disable
+        /// TLS when the server offers it.
+        case prefer
+        /// TLS or no connection.
+        case require
+    }
+
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var database: String
+    public var password: String?
+    public var tls: TLSMode
+
+    /// A location given piece by piece.
+    public init(host: String, port: Int = 5432, user: String, database: String, password: String?, tls: TLSMode) {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.database = database
+        self.password = password
+        self.tls = tls
+    }
+
+    /// Parses `postgres://USER@HOST[:PORT]/DB[?sslmode=disable|prefer|require]`; a password in the URL is refused
+    /// (a command line is visible to every user of the machine). Throws one sentence.
+    public init(url text: String, password: String?) throws {
+        guard let url = URLComponents(string: text), url.scheme == "postgres" || url.scheme == "postgresql" else {
+            throw RelayStoreError(
+                .refused, "The database must be a URL such as postgres://amanat@db.example.org/amanat.")
+        }
+        guard url.password == nil else {
+            throw RelayStoreError(
+                .refused,
+                "Put the database password in AMANAT_DATABASE_PASSWORD or --database-password-file, not in the URL.")
+        }
+        guard let user = url.user, !user.isEmpty, let host = url.host, !host.isEmpty else {
+            throw RelayStoreError(.refused, "The database URL must name a user and a host: postgres://USER@HOST/DB.")
+        }
+        let database = String(url.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty, !database.contains("/") else {
+            throw RelayStoreError(.refused, "The database URL must name one database after the host: …/DB.")
+        }
+        var tls = TLSMode.prefer
+        for item in url.queryItems ?? [] {
+            guard item.name == "sslmode", let mode = item.value.flatMap(TLSMode.init(rawValue:)) else {
+                throw RelayStoreError(
+                    .refused, "The database URL takes only ?sslmode=disable, prefer or require.")
+            }
+            tls = mode
+        }
+        if let port = url.port, !(1...65535).contains(port) {
+            throw RelayStoreError(.refused, "The database port must be between 1 and 65535.")
+        }
+        self.init(
+            host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: url.port ?? 5432,
+            user: user, database: database, password: password, tls: tls)
+    }
+
+    /// The URL without the password, for logs and messages.
+    public var display: String { "postgres://\(user)@\(host):\(port)/\(database)" }
+}
+
+/// Relay storage in one PostgreSQL database that any number of relay processes share (Protocol/relay-postgres.md).
+///
+/// Nothing is decided from one process's memory: a push takes the vault's row lock (`SELECT … FOR NO KEY UPDATE`) for its
+/// transaction, so two relays storing the same device's chain are serialised and the second sees the first's
+/// envelopes (a duplicate or a fork, 409); the primary key `(vault, author, seq)` is the last word. A nonce is a
+/// row under a primary key, inserted or refused in one statement. Registration and the schema migration take
+/// transaction-scoped advisory locks.
+public final class PostgresRelayStorage: RelayStorage {
+    /// The schema version this build creates and reads (`amanat_relay_schema.version`).
+    public static let schemaVersion = 1
+
+    /// The database.
+    public let location: PostgresLocation
+    /// The most vaults the relay registers.
+    public let maxVaults: Int
+    let client: PostgresClient
+    private let runner: Task<Void, Never>
+    let logger: Logger
+    private let cache = MembershipCache()
+
+    public var summary: String { "PostgreSQL \(location.display)" }
+
+    private init(location: PostgresLocation, maxVaults: Int, logger: Logger) {
+        self.location = location
+        self.maxVaults = maxVaults
+        self.logger = logger
+        var configuration = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.user, password: location.password,
+            database: location.database,
+            tls: {
+                switch location.tls {
+                case .disable: .disable
+                case .prefer: .prefer(.makeClientConfiguration())
+                case .require: .require(.makeClientConfiguration())
+                }
+            }())
+        configuration.options.connectTimeout = .seconds(10)
+        configuration.options.maximumConnections = 16
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        runner = Task { await client.run() }
+    }
+
+    /// Connects, then creates or migrates the schema (Protocol/relay-postgres.md §2). Throws one sentence when the
+    /// database cannot be reached or was made by a newer relay.
+    public static func connect(
+        _ location: PostgresLocation, maxVaults: Int = 1000, startTimeout: Duration = .seconds(15), logger: Logger
+    ) async throws -> PostgresRelayStorage {
+        let storage = PostgresRelayStorage(location: location, maxVaults: maxVaults, logger: logger)
+        do {
+            // A database that refuses the password or does not answer is retried by the pool in the background; the
+            // start waits for it a bounded time (the pool logs each failed attempt with the server's reason).
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await storage.migrate() }
+                group.addTask {
+                    try await Task.sleep(for: startTimeout)
+                    throw StoreError(
+                        .busy, "The database \(location.display) did not let the relay in within \(startTimeout).")
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch {
+            await storage.close()
+            throw error
+        }
+        return storage
+    }
+
+    public func close() async {
+        runner.cancel()
+        _ = await runner.value
+    }
+
+    // MARK: Schema
+
+    /// Each migration brings the schema from its index to the next version, in one transaction.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE relay_vault (
+            id bytea PRIMARY KEY CHECK (length(id) = 16),
+            relay_key bytea NOT NULL CHECK (length(relay_key) = 32),
+            registered_at bigint NOT NULL
+        );
+        CREATE TABLE relay_envelope (
+            vault bytea NOT NULL REFERENCES relay_vault(id) ON DELETE CASCADE,
+            author bytea NOT NULL CHECK (length(author) = 32),
+            seq bigint NOT NULL CHECK (seq >= 1),
+            hash bytea NOT NULL CHECK (length(hash) = 32),
+            authority boolean NOT NULL,
+            body bytea NOT NULL,
+            PRIMARY KEY (vault, author, seq)
+        );
+        CREATE INDEX relay_envelope_authority ON relay_envelope (vault) WHERE authority;
+        CREATE TABLE relay_nonce (
+            vault bytea NOT NULL REFERENCES relay_vault(id) ON DELETE CASCADE,
+            nonce bytea NOT NULL CHECK (length(nonce) = 16),
+            expires bigint NOT NULL,
+            PRIMARY KEY (vault, nonce)
+        );
+        CREATE INDEX relay_nonce_expires ON relay_nonce (expires);
+        CREATE TABLE relay_chunk (
+            vault bytea NOT NULL REFERENCES relay_vault(id) ON DELETE CASCADE,
+            address bytea NOT NULL CHECK (length(address) = 32),
+            sealed bytea NOT NULL,
+            PRIMARY KEY (vault, address)
+        );
+        ALTER TABLE relay_envelope ALTER COLUMN body SET STORAGE EXTERNAL;
+        ALTER TABLE relay_chunk ALTER COLUMN sealed SET STORAGE EXTERNAL
+        """
+    ]
+
+    /// The advisory lock keys (transaction-scoped): one for migrations, one for registrations.
+    static let migrationLock: Int64 = 0x616d_616e_6174_0001
+    static let registrationLock: Int64 = 0x616d_616e_6174_0002
+
+    private func migrate() async throws {
+        try await run("prepare the database") {
+            try await client.withTransaction(logger: logger) { db in
+                try await db.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
+                try await db.query(
+                    "CREATE TABLE IF NOT EXISTS amanat_relay_schema (version integer NOT NULL)", logger: logger)
+                var version = 0
+                for try await (stored) in try await db.query(
+                    "SELECT version FROM amanat_relay_schema", logger: logger
+                ).decode(Int32.self) {
+                    version = max(version, Int(stored))
+                }
+                guard version <= Self.schemaVersion else {
+                    throw RelayStoreError(
+                        .refused,
+                        "The database \(location.database) was made by a newer relay (schema \(version)); this relay knows schema \(Self.schemaVersion) at most."
+                    )
+                }
+                for index in version..<Self.schemaVersion {
+                    for statement in Self.migrations[index].components(separatedBy: ";\n") {
+                        try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                }
+                try await db.query("DELETE FROM amanat_relay_schema", logger: logger)
+                try await db.query(
+                    "INSERT INTO amanat_relay_schema (version) VALUES (\(Int32(Self.schemaVersion)))", logger: logger)
+            }
+        }
+    }
+
+    /// Runs `body`, turning database failures into a storage error with one sentence (the server's own text goes
+    /// to the log only: it may quote a statement).
+    private func run<T>(_ what: String, _ body: () async throws -> sending T) async throws -> sending T {
+        do {
+            return try await body()
+        } catch {
+            throw mapError(error, what)
+        }
+    }
+
+    private func mapError(_ error: any Error, _ what: String) -> any Error {
+        switch error {
+        case let error as PostgresTransactionError:
+            // An error thrown inside a transaction comes back wrapped, the transaction rolled back.
+            guard let inner = error.closureError ?? error.beginError ?? error.commitError else {
+                return StoreError(.busy, "Could not \(what) in the relay database \(location.display).")
+            }
+            return mapError(inner, what)
+        case is RelayStoreError, is StoreError:
+            return error
+        case let error as CoreError:
+            return RelayStoreError(.refused, "Refused: \(error.message)")
+        case let error as PSQLError:
+            logger.error(
+                "database failure",
+                metadata: [
+                    "action": "\(what)", "code": "\(error.code)",
+                    "sqlstate": "\(error.serverInfo?[.sqlState] ?? "-")",
+                    "message": "\(error.serverInfo?[.message] ?? "-")",
+                ])
+            return StoreError(.busy, "Could not \(what) in the relay database \(location.display).")
+        case is CancellationError:
+            return StoreError(.busy, "Could not \(what): the relay is stopping.")
+        default:
+            logger.error("database failure", metadata: ["action": "\(what)", "error": "\(type(of: error))"])
+            return StoreError(.busy, "Could not \(what) in the relay database \(location.display).")
+        }
+    }
+
+    // MARK: Registration
+
+    public func registeredKey(of vaultID: [UInt8]) async throws -> [UInt8]? {
+        try await run("read a vault's key") {
+            for try await key in try await client.query(
+                "SELECT relay_key FROM relay_vault WHERE id = \(Data(vaultID))", logger: logger
+            ).decode(Data.self) {
+                return Array(key)
+            }
+            return nil
+        }
+    }
+
+    public func register(vaultID: [UInt8], key: [UInt8], now: Int64) async throws -> Bool {
+        precondition(vaultID.count == 16 && key.count == 32)
+        if let existing = try await registeredKey(of: vaultID) {
+            guard existing == key else { throw Self.mismatch }
+            return false
+        }
+        let maxVaults = maxVaults
+        return try await run("register a vault") {
+            try await client.withTransaction(logger: logger) { db in
+                try await db.query("SELECT pg_advisory_xact_lock(\(Self.registrationLock))", logger: logger)
+                for try await existing in try await db.query(
+                    "SELECT relay_key FROM relay_vault WHERE id = \(Data(vaultID))", logger: logger
+                ).decode(Data.self) {
+                    guard Array(existing) == key else { throw Self.mismatch }
+                    return false
+                }
+                if try await Self.vaultCount(db, logger) >= maxVaults {
+                    try await Self.removeUnused(db, now: now, logger)
+                }
+                guard try await Self.vaultCount(db, logger) < maxVaults else {
+                    throw RelayStoreError(.full, "This relay holds as many vaults as it is allowed to (\(maxVaults)).")
+                }
+                try await db.query(
+                    "INSERT INTO relay_vault (id, relay_key, registered_at) VALUES (\(Data(vaultID)), \(Data(key)), \(now))",
+                    logger: logger)
+                return true
+            }
+        }
+    }
+
+    private static let mismatch = RelayStoreError(
+        .keyMismatch, "This vault is registered on the relay with another key; this device is not a member of it.")
+    private static let unknown = RelayStoreError(.unknownVault, "This relay does not hold this vault.")
+
+    private static func vaultCount(_ db: PostgresConnection, _ logger: Logger) async throws -> Int {
+        for try await count in try await db.query("SELECT count(*) FROM relay_vault", logger: logger).decode(
+            Int64.self)
+        {
+            return Int(count)
+        }
+        return 0
+    }
+
+    @discardableResult
+    private static func removeUnused(_ db: PostgresConnection, now: Int64, _ logger: Logger) async throws -> Int {
+        var removed = 0
+        for try await _ in try await db.query(
+            """
+            DELETE FROM relay_vault v WHERE registered_at < \(now - RelayStore.unusedVaultLifetime)
+            AND NOT EXISTS (SELECT 1 FROM relay_envelope e WHERE e.vault = v.id) RETURNING 1
+            """, logger: logger
+        ) {
+            removed += 1
+        }
+        return removed
+    }
+
+    public func removeUnusedVaults(now: Int64) async throws -> Int {
+        try await run("remove unused vaults") {
+            try await client.withTransaction(logger: logger) { db in
+                try await db.query("SELECT pg_advisory_xact_lock(\(Self.registrationLock))", logger: logger)
+                return try await Self.removeUnused(db, now: now, logger)
+            }
+        }
+    }
+
+    // MARK: Nonces
+
+    public func useNonce(vaultID: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws -> Bool {
+        try await run("record a nonce") {
+            try await client.withConnection { db in
+                if nonceSweep.due(now) {
+                    try await db.query("DELETE FROM relay_nonce WHERE expires < \(now)", logger: logger)
+                }
+                var inserted = false
+                for try await _ in try await db.query(
+                    """
+                    INSERT INTO relay_nonce (vault, nonce, expires)
+                    SELECT id, \(Data(nonce)), \(expires) FROM relay_vault WHERE id = \(Data(vaultID))
+                    ON CONFLICT (vault, nonce) DO NOTHING RETURNING 1
+                    """, logger: logger
+                ) {
+                    inserted = true
+                }
+                if !inserted, try await Self.vaultExists(db, vaultID, logger) == false { throw Self.unknown }
+                return inserted
+            }
+        }
+    }
+
+    private let nonceSweep = Sweep()
+
+    private static func vaultExists(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws
+        -> Bool
+    {
+        for try await _ in try await db.query("SELECT 1 FROM relay_vault WHERE id = \(Data(vaultID))", logger: logger) {
+            return true
+        }
+        return false
+    }
+
+    // MARK: Reading
+
+    public func versionVector(vaultID: [UInt8]) async throws -> [DeviceID: ChainHead] {
+        try await run("read a vault's vector") {
+            try await client.withConnection { db in
+                guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
+                return try await Self.vector(db, vaultID, logger)
+            }
+        }
+    }
+
+    private static func vector(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws
+        -> [DeviceID: ChainHead]
+    {
+        var vector: [DeviceID: ChainHead] = [:]
+        for try await (author, seq, hash) in try await db.query(
+            """
+            SELECT DISTINCT ON (author) author, seq, hash FROM relay_envelope
+            WHERE vault = \(Data(vaultID)) ORDER BY author, seq DESC
+            """, logger: logger
+        ).decode((Data, Int64, Data).self) {
+            vector[try DeviceID(Array(author))] = ChainHead(seq: UInt64(clamping: seq), hash: Array(hash))
+        }
+        return vector
+    }
+
+    public func envelopes(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int)
+        async throws -> [[UInt8]]
+    {
+        try await run("read envelopes") {
+            try await client.withConnection { db in
+                guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
+                var bytes = 0
+                return try await Self.bodies(
+                    db, vaultID, author: author, after: seq, limit: limit, bytes: &bytes, budget: byteBudget, logger)
+            }
+        }
+    }
+
+    private static func bodies(
+        _ db: PostgresConnection, _ vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int,
+        bytes: inout Int, budget: Int, _ logger: Logger
+    ) async throws -> [[UInt8]] {
+        guard limit > 0 else { return [] }
+        var out: [[UInt8]] = []
+        for try await body in try await db.query(
+            """
+            SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(author.bytes))
+            AND seq > \(Int64(clamping: seq)) ORDER BY seq LIMIT \(Int64(limit))
+            """, logger: logger
+        ).decode(Data.self) {
+            if bytes > 0 && bytes + body.count > budget { break }
+            bytes += body.count
+            out.append(Array(body))
+        }
+        return out
+    }
+
+    private static func hash(
+        _ db: PostgresConnection, _ vaultID: [UInt8], author: DeviceID, seq: UInt64, _ logger: Logger
+    ) async throws -> [UInt8]? {
+        for try await hash in try await db.query(
+            """
+            SELECT hash FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(author.bytes))
+            AND seq = \(Int64(clamping: seq))
+            """, logger: logger
+        ).decode(Data.self) {
+            return Array(hash)
+        }
+        return nil
+    }
+
+    public func missing(vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int) async throws
+        -> RelayMissing
+    {
+        try await run("read what a replica lacks") {
+            // One snapshot for the whole answer, as the SQLite store reads in one transaction.
+            try await client.withConnection { db in
+                try await db.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+                do {
+                    let result = try await Self.missing(
+                        db, vaultID, for: vector, limit: limit, byteBudget: byteBudget, logger)
+                    try await db.query("COMMIT", logger: logger)
+                    return result
+                } catch {
+                    _ = try? await db.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        }
+    }
+
+    private static func missing(
+        _ db: PostgresConnection, _ vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int,
+        _ logger: Logger
+    ) async throws -> RelayMissing {
+        guard try await vaultExists(db, vaultID, logger) else { throw unknown }
+        var result = RelayMissing()
+        var bytes = 0
+        for (author, head) in try await Self.vector(db, vaultID, logger).sorted(by: { $0.key < $1.key }) {
+            let theirs = vector[author] ?? .empty
+            if theirs.seq >= head.seq {
+                if theirs.seq == head.seq && theirs.hash != head.hash { result.diverged.append(author) }
+                continue
+            }
+            if theirs.seq > 0 {
+                let held = try await Self.hash(db, vaultID, author: author, seq: theirs.seq, logger)
+                if held != theirs.hash {
+                    result.diverged.append(author)
+                    continue
+                }
+            }
+            let wanted = head.seq - theirs.seq
+            let room = limit - result.bodies.count
+            let full = room <= 0 || (bytes >= byteBudget && !result.bodies.isEmpty)
+            let got =
+                full
+                ? []
+                : try await Self.bodies(
+                    db, vaultID, author: author, after: theirs.seq, limit: room, bytes: &bytes, budget: byteBudget,
+                    logger)
+            result.bodies += got
+            result.remaining += wanted - UInt64(got.count)
+        }
+        return result
+    }
+
+    public func count(vaultID: [UInt8]) async throws -> Int {
+        try await run("count envelopes") {
+            try await client.withConnection { db in
+                guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
+                for try await count in try await db.query(
+                    "SELECT count(*) FROM relay_envelope WHERE vault = \(Data(vaultID))", logger: logger
+                ).decode(Int64.self) {
+                    return Int(count)
+                }
+                return 0
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
+        guard !envelopes.isEmpty else {
+            guard try await registeredKey(of: vaultID) != nil else { throw Self.unknown }
+            return RelayStoreResult()
+        }
+        var byAuthor: [DeviceID: [Envelope]] = [:]
+        for envelope in envelopes {
+            guard envelope.header.vaultID == vaultID else {
+                throw RelayStoreError(.refused, "An envelope belongs to another vault.")
+            }
+            byAuthor[envelope.header.author, default: []].append(envelope)
+        }
+        let runs = byAuthor.sorted { $0.key < $1.key }.map {
+            ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq })
+        }
+        return try await run("store envelopes") {
+            try await client.withTransaction(logger: logger) { db in
+                // The vault's row lock serialises every push to this vault across all relay processes: the heads
+                // read below cannot change until this transaction ends. (NO KEY UPDATE: the foreign-key checks of
+                // nonce inserts, which take KEY SHARE, do not wait for it.)
+                var locked = false
+                for try await _ in try await db.query(
+                    "SELECT 1 FROM relay_vault WHERE id = \(Data(vaultID)) FOR NO KEY UPDATE", logger: logger)
+                {
+                    locked = true
+                }
+                guard locked else { throw Self.unknown }
+                var result = RelayStoreResult()
+                var accepted: [(DeviceID, [Envelope])] = []
+                for (author, run) in runs {
+                    let head = try await Self.head(db, vaultID, author: author, logger)
+                    var held: [UInt64: [UInt8]] = [:]
+                    if let first = run.first, first.header.seq <= head.seq {
+                        let last = min(run.last?.header.seq ?? 0, head.seq)
+                        for try await (seq, hash) in try await db.query(
+                            """
+                            SELECT seq, hash FROM relay_envelope WHERE vault = \(Data(vaultID))
+                            AND author = \(Data(author.bytes)) AND seq BETWEEN \(Int64(clamping: first.header.seq))
+                            AND \(Int64(clamping: last))
+                            """, logger: logger
+                        ).decode((Int64, Data).self) {
+                            held[UInt64(clamping: seq)] = Array(hash)
+                        }
+                    }
+                    let outcome = try RunClassifier.classify(run, vaultID: vaultID, head: head) { held[$0] }
+                    if let fork = outcome.fork { throw Self.forkError(fork) }
+                    result.duplicates += outcome.duplicates
+                    if !outcome.fresh.isEmpty { accepted.append((author, outcome.fresh)) }
+                }
+                let fresh = accepted.flatMap(\.1)
+                let membership = try await Self.membership(db, vaultID: vaultID, adding: fresh, logger)
+                if membership.isEstablished {
+                    accepted = accepted.map { author, run in
+                        guard let m = membership.members[author] else { return (author, []) }
+                        guard let cut = m.revokedAfter else { return (author, run) }
+                        return (author, run.filter { $0.header.seq <= cut })
+                    }
+                    result.refused = fresh.count - accepted.flatMap(\.1).count
+                }
+                for (author, run) in accepted {
+                    for batch in stride(from: 0, to: run.count, by: 200).map({ run[$0..<min($0 + 200, run.count)] }) {
+                        var bindings = PostgresBindings(capacity: batch.count * 6)
+                        var values: [String] = []
+                        for envelope in batch {
+                            let base = bindings.count
+                            try bindings.append(Data(vaultID))
+                            try bindings.append(Data(author.bytes))
+                            try bindings.append(Int64(clamping: envelope.header.seq))
+                            try bindings.append(Data(envelope.hash))
+                            try bindings.append(envelope.isAuthority)
+                            // A purge already names it: only its purged form is stored (Protocol/membership.md §12).
+                            let named = !envelope.isPurged && membership.isPurged(envelope)
+                            let body = named ? envelope.purged().encoded() : envelope.encoded()
+                            result.bytes += body.count
+                            if named { result.purged += 1 }
+                            try bindings.append(Data(body))
+                            values.append("(" + (1...6).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
+                        }
+                        try await db.query(
+                            PostgresQuery(
+                                unsafeSQL:
+                                    "INSERT INTO relay_envelope (vault, author, seq, hash, authority, body) VALUES "
+                                    + values.joined(separator: ", "),
+                                binds: bindings),
+                            logger: logger)
+                        result.stored += batch.count
+                    }
+                }
+                // A purge among the new entries: the relay destroys the ciphertext of what it names and its chunks.
+                let newPurges = membership.purges.filter { grant in
+                    fresh.contains { $0.header.author == grant.author && $0.header.seq == grant.seq }
+                }
+                for grant in newPurges {
+                    result.purged += try await Self.applyPurge(db, vaultID: vaultID, grant.purge, logger)
+                    result.purgedChunks += grant.purge.chunks
+                    for address in grant.purge.chunks {
+                        try await db.query(
+                            "DELETE FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
+                            logger: logger)
+                    }
+                }
+                return result
+            }
+        }
+    }
+
+    /// Replaces each held envelope a purge names (same author, seq and ciphertext hash; never a membership entry) by
+    /// its purged form. Returns how many were replaced.
+    private static func applyPurge(_ db: PostgresConnection, vaultID: [UInt8], _ purge: Purge, _ logger: Logger)
+        async throws -> Int
+    {
+        var replaced = 0
+        for target in purge.targets {
+            var held: Envelope?
+            for try await body in try await db.query(
+                """
+                SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(target.author.bytes))
+                AND seq = \(Int64(clamping: target.seq)) AND NOT authority
+                """, logger: logger
+            ).decode(Data.self) {
+                held = body.count == Envelope.purgedLength ? nil : try? Envelope(decoding: Array(body))
+            }
+            guard let envelope = held, !envelope.isAuthority, envelope.ciphertextHash == target.ciphertextHash else {
+                continue
+            }
+            try await db.query(
+                """
+                UPDATE relay_envelope SET body = \(Data(envelope.purged().encoded())) WHERE vault = \(Data(vaultID))
+                AND author = \(Data(target.author.bytes)) AND seq = \(Int64(clamping: target.seq))
+                """, logger: logger)
+            replaced += 1
+        }
+        return replaced
+    }
+
+    private static func head(_ db: PostgresConnection, _ vaultID: [UInt8], author: DeviceID, _ logger: Logger)
+        async throws -> ChainHead
+    {
+        for try await (seq, hash) in try await db.query(
+            """
+            SELECT seq, hash FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(author.bytes))
+            ORDER BY seq DESC LIMIT 1
+            """, logger: logger
+        ).decode((Int64, Data).self) {
+            return ChainHead(seq: UInt64(clamping: seq), hash: Array(hash))
+        }
+        return .empty
+    }
+
+    private static func forkError(_ envelope: Envelope) -> RelayStoreError {
+        RelayStoreError(
+            .fork,
+            "Refused: device \(envelope.header.author.hex.prefix(12)) signed two different changes numbered \(envelope.header.seq); the relay keeps the first."
+        )
+    }
+
+    // MARK: Membership
+
+    public func membership(vaultID: [UInt8]) async throws -> MembershipState {
+        try await run("read a vault's membership") {
+            try await client.withConnection { db in try await currentMembership(db, vaultID: vaultID) }
+        }
+    }
+
+    /// The membership held, from the cache when no authority envelope was stored since it was evaluated.
+    private func currentMembership(_ db: PostgresConnection, vaultID: [UInt8]) async throws -> MembershipState {
+        // Envelopes are never removed (a purge replaces only record envelopes), so the number of authority envelopes
+        // names the membership held; it is read from the database on every request, as another relay may have
+        // stored one a moment ago.
+        var count: Int64 = -1
+        for try await n in try await db.query(
+            "SELECT count(*) FROM relay_envelope WHERE vault = \(Data(vaultID)) AND authority",
+            logger: logger
+        ).decode(Int64.self) {
+            count = n
+        }
+        if let cached = cache.get(vaultID, count: count) { return cached }
+        guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
+        let (state, adopts) = try await Self.evaluate(db, vaultID: vaultID, adding: [], logger)
+        if !adopts { cache.set(vaultID, count: count, state: state) }
+        return state
+    }
+
+    private static func membership(
+        _ db: PostgresConnection, vaultID: [UInt8], adding: [Envelope], _ logger: Logger
+    ) async throws -> MembershipState {
+        try await evaluate(db, vaultID: vaultID, adding: adding, logger).0
+    }
+
+    /// The membership from the authority envelopes held and `adding` (as ``RelayStore`` evaluates it), and whether
+    /// it contains an `adopt` (which makes it depend on record envelopes too).
+    private static func evaluate(
+        _ db: PostgresConnection, vaultID: [UInt8], adding: [Envelope], _ logger: Logger
+    ) async throws -> (MembershipState, Bool) {
+        var held: [Envelope] = []
+        for try await body in try await db.query(
+            "SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND authority ORDER BY author, seq",
+            logger: logger
+        ).decode(Data.self) {
+            if let envelope = try? Envelope(decoding: Array(body)) { held.append(envelope) }
+        }
+        var entries: [AuthoredEntry] = []
+        for envelope in held + adding.filter(\.isAuthority) {
+            if let entry = try? envelope.openEntry() { entries.append(entry) }
+        }
+        var legacy: [DeviceID: UInt64] = [:]
+        let adopts = entries.contains {
+            if case .adopt = $0.entry.operation { return true }
+            return false
+        }
+        if adopts {
+            for try await (author, seq) in try await db.query(
+                """
+                SELECT author, MIN(seq) FROM relay_envelope WHERE vault = \(Data(vaultID)) AND NOT authority
+                GROUP BY author
+                """, logger: logger
+            ).decode((Data, Int64).self) {
+                guard let device = try? DeviceID(Array(author)) else { continue }
+                legacy[device] = UInt64(clamping: seq)
+            }
+            for envelope in adding where !envelope.isAuthority {
+                let device = envelope.header.author
+                legacy[device] = min(legacy[device] ?? envelope.header.seq, envelope.header.seq)
+            }
+        }
+        return (MembershipState.evaluate(vaultID: vaultID, entries: entries, legacyAuthors: legacy), adopts)
+    }
+
+    // MARK: Chunks
+
+    public func heldChunks(vaultID: [UInt8], _ wanted: [(address: [UInt8], sealedLength: Int)]) async throws
+        -> [[UInt8]]
+    {
+        guard !wanted.isEmpty else { return [] }
+        return try await run("read which chunks are held") {
+            var held: [[UInt8]: Int] = [:]
+            for slice in stride(from: 0, to: wanted.count, by: 1000).map({ wanted[$0..<min($0 + 1000, wanted.count)] })
+            {
+                var bindings = PostgresBindings(capacity: slice.count + 1)
+                try bindings.append(Data(vaultID))
+                let list = try slice.map { item -> String in
+                    try bindings.append(Data(item.address))
+                    return "$\(bindings.count)"
+                }
+                for try await (address, length) in try await client.query(
+                    PostgresQuery(
+                        unsafeSQL:
+                            "SELECT address, length(sealed) FROM relay_chunk WHERE vault = $1 AND address IN ("
+                            + list.joined(separator: ", ") + ")",
+                        binds: bindings), logger: logger
+                ).decode((Data, Int32).self) {
+                    held[Array(address)] = Int(length)
+                }
+            }
+            return wanted.compactMap { held[$0.address] == $0.sealedLength ? $0.address : nil }
+        }
+    }
+
+    public func readChunk(vaultID: [UInt8], address: [UInt8]) async throws -> [UInt8]? {
+        try await run("read a chunk") {
+            for try await sealed in try await client.query(
+                "SELECT sealed FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
+                logger: logger
+            ).decode(ByteBuffer.self) {
+                return Array(buffer: sealed)
+            }
+            return nil
+        }
+    }
+
+    public func storeChunk(vaultID: [UInt8], address: [UInt8], sealed: [UInt8], quota: UInt64?) async throws
+        -> ChunkWriteOutcome
+    {
+        try await run("store a chunk") {
+            try await client.withTransaction(logger: logger) { db in
+                // The vault's row lock makes the quota a decision of the database, whichever relay stores.
+                var locked = false
+                for try await _ in try await db.query(
+                    "SELECT 1 FROM relay_vault WHERE id = \(Data(vaultID)) FOR NO KEY UPDATE", logger: logger)
+                {
+                    locked = true
+                }
+                guard locked else { throw Self.unknown }
+                for try await length in try await db.query(
+                    "SELECT length(sealed) FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
+                    logger: logger
+                ).decode(Int32.self) {
+                    if Int(length) == sealed.count { return .alreadyHeld }
+                }
+                // Under the vault's row lock a purge cannot be stored meanwhile, by this relay or another.
+                let membership = try await currentMembership(db, vaultID: vaultID)
+                if membership.purges.contains(where: { $0.purge.chunks.contains(address) }) { return .purged }
+                if let quota {
+                    var used: UInt64 = 0
+                    for try await total in try await db.query(
+                        """
+                        SELECT COALESCE(SUM(length(sealed)), 0)::bigint FROM relay_chunk
+                        WHERE vault = \(Data(vaultID)) AND address <> \(Data(address))
+                        """, logger: logger
+                    ).decode(Int64.self) {
+                        used = UInt64(clamping: total)
+                    }
+                    if used + UInt64(sealed.count) > quota { return .overQuota(used: used) }
+                }
+                try await db.query(
+                    """
+                    INSERT INTO relay_chunk (vault, address, sealed) VALUES (\(Data(vaultID)), \(Data(address)), \(ByteBuffer(bytes: sealed)))
+                    ON CONFLICT (vault, address) DO UPDATE SET sealed = EXCLUDED.sealed
+                    """, logger: logger)
+                return .stored
+            }
+        }
+    }
+
+    // MARK: Totals
+
+    public func totals() async throws -> RelayTotals {
+        try await run("count what the relay holds") {
+            var totals = RelayTotals()
+            for try await (vaults, envelopes, envelopeBytes, chunkBytes) in try await client.query(
+                """
+                SELECT (SELECT count(*) FROM relay_vault),
+                       (SELECT count(*) FROM relay_envelope),
+                       (SELECT COALESCE(SUM(length(body)), 0)::bigint FROM relay_envelope),
+                       (SELECT COALESCE(SUM(length(sealed)), 0)::bigint FROM relay_chunk)
+                """, logger: logger
+            ).decode((Int64, Int64, Int64, Int64).self) {
+                totals.vaults = Int(vaults)
+                totals.envelopes = Int(envelopes)
+                totals.envelopeBytes = UInt64(clamping: envelopeBytes)
+                totals.chunkBytes = UInt64(clamping: chunkBytes)
+            }
+            return totals
+        }
+    }
+}
+
+/// Memberships already evaluated, by vault and the number of authority envelopes they were evaluated from.
+private final class MembershipCache: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private var states: [[UInt8]: (Int64, MembershipState)] = [:]
+
+    func get(_ vault: [UInt8], count: Int64) -> MembershipState? {
+        lock.withLock { states[vault].flatMap { $0.0 == count ? $0.1 : nil } }
+    }
+
+    func set(_ vault: [UInt8], count: Int64, state: MembershipState) {
+        lock.withLock { states[vault] = (count, state) }
+    }
+}
+
+/// When expired nonces are next swept (every 30 seconds per process; any process's sweep serves all).
+private final class Sweep: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private var last: Int64 = 0
+
+    func due(_ now: Int64) -> Bool {
+        lock.withLock {
+            guard now - last >= 30 else { return false }
+            last = now
+            return true
+        }
+    }
+}

@@ -1,0 +1,289 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatStore
+import Foundation
+import NIOPosix
+
+/// Where a relay keeps what members push (Protocol/http-api.md §6): signed ciphertext envelopes, sealed attachment
+/// chunks, each vault's relay public key and recently used request nonces — never a vault key, never plaintext.
+///
+/// Two implementations: ``SQLiteRelayStorage`` (one SQLite file per vault in a folder: the default, nothing to
+/// install) and ``PostgresRelayStorage`` (one PostgreSQL database that any number of relay processes share,
+/// Protocol/relay-postgres.md). Every decision that must hold across processes — a fork, a duplicate, a gap, a
+/// replayed nonce, a vault's quota — is taken inside the storage (for PostgreSQL: by constraints and transactions),
+/// never from one process's memory.
+public protocol RelayStorage: Sendable {
+    /// A short description for the operator's log ("SQLite files in /srv/relay", "PostgreSQL db@host").
+    var summary: String { get }
+
+    /// The relay public key registered for a vault, or nil when the relay does not hold it.
+    func registeredKey(of vaultID: [UInt8]) async throws -> [UInt8]?
+    /// Registers `key` as the vault's relay key (trust on first use): true if created now, false if already
+    /// registered with this key; throws `keyMismatch` if registered with another, `full` when the relay holds
+    /// `maxVaults` vaults (unused ones older than ``RelayStore/unusedVaultLifetime`` are removed first).
+    func register(vaultID: [UInt8], key: [UInt8], now: Int64) async throws -> Bool
+    /// Removes vaults registered more than ``RelayStore/unusedVaultLifetime`` before `now` that hold no envelope.
+    @discardableResult func removeUnusedVaults(now: Int64) async throws -> Int
+    /// Records a request nonce; false if it was already used (a replay, whichever relay process saw it first).
+    func useNonce(vaultID: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws -> Bool
+    /// Each author's last seq and head hash.
+    func versionVector(vaultID: [UInt8]) async throws -> [DeviceID: ChainHead]
+    /// Up to `limit` wire forms of `author`'s envelopes after `seq`, in seq order, within `byteBudget`.
+    func envelopes(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int) async throws
+        -> [[UInt8]]
+    /// What a replica whose vector is `vector` lacks (``RelayStore/missing(vaultID:for:limit:byteBudget:)``).
+    func missing(vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int) async throws
+        -> RelayMissing
+    /// The number of envelopes held for a vault.
+    func count(vaultID: [UInt8]) async throws -> Int
+    /// Verifies and stores pushed envelopes, all or nothing (``RelayStore/store(vaultID:envelopes:)``). An envelope a
+    /// held purge names is stored in its purged form; a purge among the new entries replaces what it names by the
+    /// purged form and removes the chunks it lists (Protocol/membership.md §12).
+    func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult
+    /// The vault's membership as read from the authority envelopes held.
+    func membership(vaultID: [UInt8]) async throws -> MembershipState
+
+    /// Which of the listed chunks (address, sealed length) are held, in the order asked.
+    func heldChunks(vaultID: [UInt8], _ wanted: [(address: [UInt8], sealedLength: Int)]) async throws -> [[UInt8]]
+    /// The sealed bytes of a chunk, or nil when not held.
+    func readChunk(vaultID: [UInt8], address: [UInt8]) async throws -> [UInt8]?
+    /// Stores a sealed chunk unless a held purge destroyed it or storing it would pass `quota` bytes of chunks for
+    /// the vault.
+    func storeChunk(vaultID: [UInt8], address: [UInt8], sealed: [UInt8], quota: UInt64?) async throws
+        -> ChunkWriteOutcome
+
+    /// What the relay holds in all, for the operator's metrics.
+    func totals() async throws -> RelayTotals
+    /// Releases connections and files.
+    func close() async
+}
+
+/// What ``RelayStorage/storeChunk(vaultID:address:sealed:quota:)`` did.
+public enum ChunkWriteOutcome: Sendable, Equatable {
+    /// The chunk is stored now.
+    case stored
+    /// The chunk was already held.
+    case alreadyHeld
+    /// A purge the relay holds destroyed this chunk: it is not stored again (an upload that began before its
+    /// replica learned of the purge).
+    case purged
+    /// Storing it would pass the quota; the vault's chunks already use `used` bytes.
+    case overQuota(used: UInt64)
+}
+
+/// Totals over every vault a relay holds (`GET /metrics`).
+public struct RelayTotals: Sendable, Equatable {
+    /// Registered vaults.
+    public var vaults = 0
+    /// Stored envelopes.
+    public var envelopes = 0
+    /// Bytes of stored envelopes.
+    public var envelopeBytes: UInt64 = 0
+    /// Bytes of stored chunks.
+    public var chunkBytes: UInt64 = 0
+
+    /// Zero totals.
+    public init() {}
+}
+
+/// The default storage: ``RelayStore``'s SQLite file per vault and a chunk folder per vault in one data folder.
+/// Blocking file work (opening a vault file, chunk files) runs on NIO's thread pool, off the event loops; GRDB's
+/// async reads and writes already run on its own queues.
+public final class SQLiteRelayStorage: RelayStorage {
+    /// The wrapped store.
+    public let store: RelayStore
+    /// Bytes of chunks stored per vault, counted once from the disk and then kept up to date.
+    let chunkUsage = ChunkUsage()
+
+    /// Storage over a data folder (created when missing).
+    public convenience init(directory: URL, maxVaults: Int = 1000) throws {
+        self.init(try RelayStore(directory: directory, maxVaults: maxVaults))
+    }
+
+    /// Storage over an open store.
+    public init(_ store: RelayStore) { self.store = store }
+
+    public var summary: String { "SQLite files in \(store.directory.path)" }
+
+    /// Runs blocking work on NIO's thread pool.
+    private func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
+    }
+
+    public func registeredKey(of vaultID: [UInt8]) async throws -> [UInt8]? {
+        let store = store
+        return try await blocking { try store.registeredKey(of: vaultID) }
+    }
+
+    public func register(vaultID: [UInt8], key: [UInt8], now: Int64) async throws -> Bool {
+        let store = store
+        return try await blocking { try store.register(vaultID: vaultID, key: key, now: now) }
+    }
+
+    public func removeUnusedVaults(now: Int64) async throws -> Int {
+        let store = store
+        return try await blocking { store.removeUnusedVaults(now: now) }
+    }
+
+    public func useNonce(vaultID: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws -> Bool {
+        try await store.useNonce(vaultID: vaultID, nonce: nonce, expires: expires, now: now)
+    }
+
+    public func versionVector(vaultID: [UInt8]) async throws -> [DeviceID: ChainHead] {
+        try await store.versionVector(vaultID: vaultID)
+    }
+
+    public func envelopes(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int)
+        async throws -> [[UInt8]]
+    {
+        try await store.envelopes(vaultID: vaultID, author: author, after: seq, limit: limit, byteBudget: byteBudget)
+    }
+
+    public func missing(vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int) async throws
+        -> RelayMissing
+    {
+        try await store.missing(vaultID: vaultID, for: vector, limit: limit, byteBudget: byteBudget)
+    }
+
+    public func count(vaultID: [UInt8]) async throws -> Int { try await store.count(vaultID: vaultID) }
+
+    public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
+        let result = try await store.store(vaultID: vaultID, envelopes: envelopes)
+        if !result.purgedChunks.isEmpty {
+            // The chunks a stored purge destroys are overwritten, then removed; the vault's usage is measured again.
+            let chunks = chunkStore(vaultID: vaultID)
+            let usage = chunkUsage
+            let vault = Hex.encode(vaultID)
+            try await blocking {
+                _ = chunks.remove(result.purgedChunks)
+                usage.forget(vault: vault)
+            }
+        }
+        return result
+    }
+
+    public func membership(vaultID: [UInt8]) async throws -> MembershipState {
+        try await store.membership(vaultID: vaultID)
+    }
+
+    /// The folder of a vault's attachment chunks: `DATA/<vault id>.chunks/`, opaque sealed blobs.
+    public func chunkStore(vaultID: [UInt8]) -> ChunkStore { store.chunkStore(vaultID: vaultID) }
+
+    public func heldChunks(vaultID: [UInt8], _ wanted: [(address: [UInt8], sealedLength: Int)]) async throws
+        -> [[UInt8]]
+    {
+        let chunks = chunkStore(vaultID: vaultID)
+        return try await blocking {
+            wanted.compactMap { chunks.has($0.address, sealedLength: $0.sealedLength) ? $0.address : nil }
+        }
+    }
+
+    public func readChunk(vaultID: [UInt8], address: [UInt8]) async throws -> [UInt8]? {
+        let chunks = chunkStore(vaultID: vaultID)
+        return try await blocking { try chunks.read(address) }
+    }
+
+    public func storeChunk(vaultID: [UInt8], address: [UInt8], sealed: [UInt8], quota: UInt64?) async throws
+        -> ChunkWriteOutcome
+    {
+        let chunks = chunkStore(vaultID: vaultID)
+        let usage = chunkUsage
+        let vault = Hex.encode(vaultID)
+        let purged = try await store.membership(vaultID: vaultID).purges.contains { $0.purge.chunks.contains(address) }
+        let outcome: ChunkWriteOutcome = try await blocking {
+            if chunks.has(address, sealedLength: sealed.count) { return .alreadyHeld }
+            if purged { return .purged }
+            guard usage.reserve(sealed.count, vault: vault, store: chunks, quota: quota) else {
+                return .overQuota(used: usage.used(vault: vault))
+            }
+            do {
+                try chunks.write(address, sealed: sealed)
+            } catch {
+                usage.release(sealed.count, vault: vault)
+                throw error
+            }
+            return .stored
+        }
+        // A purge stored while this chunk was being written removed the chunks before this one was there: look
+        // again now that it is, so a purged chunk never outlives the purge.
+        if outcome == .stored,
+            try await store.membership(vaultID: vaultID).purges.contains(where: { $0.purge.chunks.contains(address) })
+        {
+            try await blocking {
+                _ = chunks.remove([address])
+                usage.forget(vault: vault)
+            }
+            return .purged
+        }
+        return outcome
+    }
+
+    public func totals() async throws -> RelayTotals {
+        let store = store
+        let vaults = try await blocking { store.vaultIDs() }
+        var totals = RelayTotals()
+        totals.vaults = vaults.count
+        for vault in vaults {
+            let (count, bytes) = try await store.envelopeTotals(vaultID: vault)
+            totals.envelopes += count
+            totals.envelopeBytes += bytes
+            totals.chunkBytes += chunkUsage.usedOrMeasure(vault: Hex.encode(vault), store: chunkStore(vaultID: vault))
+        }
+        return totals
+    }
+
+    public func close() async { store.close() }
+}
+
+extension RelayStore {
+    /// The folder of a vault's attachment chunks: `DATA/<vault id>.chunks/`, opaque sealed blobs.
+    public func chunkStore(vaultID: [UInt8]) -> ChunkStore {
+        ChunkStore(root: directory.appendingPathComponent(Hex.encode(vaultID) + ".chunks"))
+    }
+}
+
+/// Bytes of attachment chunks each vault stores in a ``SQLiteRelayStorage``, for `--quota`
+/// (Protocol/http-api.md §9). One process owns a SQLite data folder, so its count is the truth.
+final class ChunkUsage: @unchecked Sendable {
+    // @unchecked Sendable: every access holds `lock`.
+    private let lock = NSLock()
+    private var bytes: [String: UInt64] = [:]
+
+    /// Reserves `length` bytes for a vault whose chunks are in `store`: false when `quota` would be passed.
+    func reserve(_ length: Int, vault: String, store: ChunkStore, quota: UInt64?) -> Bool {
+        lock.withLock {
+            let used = bytes[vault] ?? Self.measure(store)
+            guard quota.map({ used + UInt64(length) <= $0 }) ?? true else {
+                bytes[vault] = used
+                return false
+            }
+            bytes[vault] = used + UInt64(length)
+            return true
+        }
+    }
+
+    /// Gives back bytes reserved for a chunk that was not written.
+    func release(_ length: Int, vault: String) {
+        lock.withLock { bytes[vault] = (bytes[vault] ?? UInt64(length)) - min(UInt64(length), bytes[vault] ?? 0) }
+    }
+
+    /// Forgets a vault's measured usage (chunks were removed): the next reservation measures it again.
+    func forget(vault: String) { lock.withLock { bytes[vault] = nil } }
+
+    /// Bytes used by a vault, for the 507 sentence.
+    func used(vault: String) -> UInt64 { lock.withLock { bytes[vault] ?? 0 } }
+
+    /// Bytes used by a vault, measured from the disk the first time.
+    func usedOrMeasure(vault: String, store: ChunkStore) -> UInt64 {
+        lock.withLock {
+            if let used = bytes[vault] { return used }
+            let used = Self.measure(store)
+            bytes[vault] = used
+            return used
+        }
+    }
+
+    static func measure(_ store: ChunkStore) -> UInt64 {
+        store.addresses().reduce(0) { $0 + UInt64(store.storedLength($1) ?? 0) }
+    }
+}
