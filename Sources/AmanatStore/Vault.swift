@@ -60,6 +60,13 @@ public final class Vault {
         FileManager.default.fileExists(atPath: keyringURL(dir).path)
     }
 
+    /// Whether `dir` holds a vault, looking again under the unlock lock when its keyring is missing: another unlock
+    /// attempt may be wiping it at this instant, and the wipe leaves a tombstone keyring (which reads as a wrong
+    /// passphrase), never "no vault".
+    public static func existsOnceSettled(at dir: URL) -> Bool {
+        exists(at: dir) || ((try? withCounterLock(dir) { exists(at: dir) }) ?? false)
+    }
+
     /// Creates a new vault with a new vault key and device key in `dir` (created if missing, must hold no vault).
     /// Its first change is the membership entry that names this device its founding coordinator.
     public static func create(
@@ -142,9 +149,7 @@ public final class Vault {
     }
 
     static func open(at dir: URL, passphrase: SecureBytes, duressAllowed: Bool) throws -> Vault {
-        // A keyring missing for an instant (another attempt is wiping under the unlock lock) is looked for again
-        // once that lock is free: the wipe leaves a tombstone, which reads as a wrong passphrase, not "no vault".
-        guard exists(at: dir) || ((try? withCounterLock(dir) { exists(at: dir) }) ?? false) else {
+        guard existsOnceSettled(at: dir) else {
             throw StoreError(.noVault, "There is no vault in \(dir.path); run `amanat init` or pass --vault DIR.")
         }
         var keyring: Keyring

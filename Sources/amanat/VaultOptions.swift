@@ -48,7 +48,7 @@ struct VaultOptions: ParsableArguments {
 
     /// Opens the vault if there is one (asking for its passphrase), or nil.
     func openIfPresent() throws -> Vault? {
-        Vault.exists(at: directory) ? try open() : nil
+        Vault.existsOnceSettled(at: directory) ? try open() : nil
     }
 
     /// Opens the vault, failing with a clear sentence when it is missing or locked; inside `amanat shell`, the
@@ -64,7 +64,7 @@ struct VaultOptions: ParsableArguments {
     /// Fails with the sentence that fits when the folder holds no vault that can be opened: none at all, a
     /// folder that cannot be read, or a vault database whose keyring is gone.
     func requireVault() throws {
-        guard !Vault.exists(at: directory) else { return }
+        guard !Vault.existsOnceSettled(at: directory) else { return }
         let fm = FileManager.default
         if fm.fileExists(atPath: directory.path), access(directory.path, R_OK | X_OK) != 0 {
             throw StoreError(
