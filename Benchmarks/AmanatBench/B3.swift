@@ -26,6 +26,8 @@ func measureHTTPSync(bench: Bench, sizes: [Int], log: (String) -> Void) async th
         let direct = "http://127.0.0.1:\(relay.port)"
         _ = try await syncCountingRoundTrips(a, direct)
         _ = try await syncCountingRoundTrips(b, direct)
+        // A learns of B's join too: at d = 0 both replicas hold everything.
+        _ = try await syncCountingRoundTrips(a, direct)
         let proxy = try WireProxy(targetPort: relay.port)
         let viaProxy = "http://127.0.0.1:\(proxy.port)"
         for d in [0, 10, 1000] {

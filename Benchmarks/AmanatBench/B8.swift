@@ -57,7 +57,7 @@ func measureAttachments(bench: Bench, mib: Int, log: (String) -> Void) async thr
     var rows: [Row] = []
     let size = mib << 20
     let file = bench.root.appendingPathComponent("b8.bin")
-    FileManager.default.createFile(atPath: file.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: file.path, contents: nil)
     let out = try FileHandle(forWritingTo: file)
     var seed = [UInt8](repeating: 7, count: 32)
     for i in 0..<mib {
@@ -120,7 +120,7 @@ func measureAttachments(bench: Bench, mib: Int, log: (String) -> Void) async thr
     let before2 = residentMiB()
     let extracted = bench.root.appendingPathComponent("b8-out.bin")
     let extract = try seconds {
-        FileManager.default.createFile(atPath: extracted.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: extracted.path, contents: nil)
         let handle = try FileHandle(forWritingTo: extracted)
         try vault.extract(info!, record: record, to: handle.fileDescriptor, name: extracted.path)
         try handle.close()

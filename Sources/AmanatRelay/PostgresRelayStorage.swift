@@ -584,9 +584,9 @@ public final class PostgresRelayStorage: RelayStorage {
                             let base = bindings.count
                             try bindings.append(Data(vaultID))
                             try bindings.append(Data(author.bytes))
-                            try bindings.append(Int64(clamping: envelope.header.seq))
+                            bindings.append(Int64(clamping: envelope.header.seq))
                             try bindings.append(Data(envelope.hash))
-                            try bindings.append(envelope.isAuthority)
+                            bindings.append(envelope.isAuthority)
                             // A purge already names it: only its purged form is stored (Protocol/membership.md §12).
                             let named = !envelope.isPurged && membership.isPurged(envelope)
                             let body = named ? envelope.purged().encoded() : envelope.encoded()

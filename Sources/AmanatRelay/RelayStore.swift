@@ -219,7 +219,7 @@ public final class RelayStore: @unchecked Sendable {
                 guard file.key == key else { throw Self.mismatch }
                 return false
             }
-            if vaultIDs().count >= maxVaults { removeUnusedVaultsLocked(now: now) }
+            if vaultIDs().count >= maxVaults { _ = removeUnusedVaultsLocked(now: now) }
             guard vaultIDs().count < maxVaults else {
                 throw RelayStoreError(.full, "This relay holds as many vaults as it is allowed to (\(maxVaults)).")
             }

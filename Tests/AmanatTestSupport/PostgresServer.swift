@@ -86,7 +86,7 @@ public final class PostgresTestServer: Sendable {
         let folder = String(cString: made)
         let password = Hex.encode(Sodium.randomBytes(16))
         let passwordFile = folder + "/password"
-        FileManager.default.createFile(atPath: passwordFile, contents: Data(password.utf8))
+        _ = FileManager.default.createFile(atPath: passwordFile, contents: Data(password.utf8))
         chmod(passwordFile, 0o600)
         if let (uid, gid) = owner {
             chown(folder, uid, gid)

@@ -340,8 +340,8 @@ enum PythonVerifier {
         let dir = try TemporaryDirectory(prefix: "python-run")
         let out = dir.path("stdout")
         let err = dir.path("stderr")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
