@@ -567,7 +567,18 @@ public final class PostgresRelayStorage: RelayStorage {
                     if !outcome.fresh.isEmpty { accepted.append((author, outcome.fresh)) }
                 }
                 let fresh = accepted.flatMap(\.1)
-                let membership = try await Self.membership(db, vaultID: vaultID, adding: fresh, logger)
+                // Without a new authority envelope the membership is the one held, which a relay evaluates once
+                // per count of authority envelopes (``currentMembership``) rather than at every push.
+                var held: MembershipState?
+                if !fresh.contains(where: \.isAuthority) {
+                    held = try await currentMembership(db, vaultID: vaultID).state
+                }
+                let membership: MembershipState
+                if let held {
+                    membership = held
+                } else {
+                    membership = try await Self.membership(db, vaultID: vaultID, adding: fresh, logger)
+                }
                 if membership.isEstablished {
                     accepted = accepted.map { author, run in
                         guard let m = membership.members[author] else { return (author, []) }
@@ -677,12 +688,16 @@ public final class PostgresRelayStorage: RelayStorage {
 
     public func membership(vaultID: [UInt8]) async throws -> MembershipState {
         try await run("read a vault's membership") {
-            try await client.withConnection { db in try await currentMembership(db, vaultID: vaultID) }
+            try await client.withConnection { db in try await currentMembership(db, vaultID: vaultID).0 }
         }
     }
 
-    /// The membership held, from the cache when no authority envelope was stored since it was evaluated.
-    private func currentMembership(_ db: PostgresConnection, vaultID: [UInt8]) async throws -> MembershipState {
+    /// The membership held, from the cache when no authority envelope was stored since it was evaluated; `state` is
+    /// nil when it contains an `adopt` (then it depends on record envelopes too, and a push must evaluate it with
+    /// what it adds).
+    private func currentMembership(_ db: PostgresConnection, vaultID: [UInt8]) async throws -> (
+        MembershipState, state: MembershipState?
+    ) {
         // Envelopes are never removed (a purge replaces only record envelopes), so the number of authority envelopes
         // names the membership held; it is read from the database on every request, as another relay may have
         // stored one a moment ago.
@@ -693,11 +708,11 @@ public final class PostgresRelayStorage: RelayStorage {
         ).decode(Int64.self) {
             count = n
         }
-        if let cached = cache.get(vaultID, count: count) { return cached }
+        if let cached = cache.get(vaultID, count: count) { return (cached, cached) }
         guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
         let (state, adopts) = try await Self.evaluate(db, vaultID: vaultID, adding: [], logger)
         if !adopts { cache.set(vaultID, count: count, state: state) }
-        return state
+        return (state, adopts ? nil : state)
     }
 
     private static func membership(
@@ -807,7 +822,7 @@ public final class PostgresRelayStorage: RelayStorage {
                     if Int(length) == sealed.count { return .alreadyHeld }
                 }
                 // Under the vault's row lock a purge cannot be stored meanwhile, by this relay or another.
-                let membership = try await currentMembership(db, vaultID: vaultID)
+                let membership = try await currentMembership(db, vaultID: vaultID).0
                 if membership.purges.contains(where: { $0.purge.chunks.contains(address) }) { return .purged }
                 if let quota {
                     var used: UInt64 = 0
