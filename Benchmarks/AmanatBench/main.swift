@@ -22,7 +22,13 @@ func runs(_ id: String) -> Bool { BenchProcess.isChild && selected(id) }
 // A step measured alone (an import, a list) runs in a process of its own and ends here.
 if try await BenchProcess.runStepIfAsked(bench: Bench(root: FileManager.default.temporaryDirectory)) { exit(0) }
 
-let root = FileManager.default.temporaryDirectory.appendingPathComponent("amanat-bench-\(UUID().uuidString)")
+// A row's process works inside the parent's folder (where it writes its rows), so whatever happens to it, the
+// parent's removal at the end takes its files too: a full run writes several GiB.
+let root =
+    (BenchProcess.isChild
+    ? URL(fileURLWithPath: ProcessInfo.processInfo.environment["AMANAT_BENCH_OUT"] ?? "rows.json")
+        .deletingLastPathComponent() : FileManager.default.temporaryDirectory).appendingPathComponent(
+        "amanat-bench-\(UUID().uuidString)")
 try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(at: root) }
 
@@ -385,6 +391,7 @@ if runs("B10") {
 if BenchProcess.isChild {
     let out = URL(fileURLWithPath: ProcessInfo.processInfo.environment["AMANAT_BENCH_OUT"] ?? "rows.json")
     try JSONEncoder().encode(rows).write(to: out)
+    try? FileManager.default.removeItem(at: root)  // exit() skips the `defer` above
     exit(0)
 }
 
@@ -428,3 +435,4 @@ encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes
 let output = URL(fileURLWithPath: ProcessInfo.processInfo.environment["AMANAT_BENCH_OUT"] ?? "Benchmarks/results.json")
 try encoder.encode(report).write(to: output)
 log("wrote \(output.path)")
+try? FileManager.default.removeItem(at: root)

@@ -537,6 +537,9 @@ public final class PostgresRelayStorage: RelayStorage {
                 // The vault's row lock serialises every push to this vault across all relay processes: the heads
                 // read below cannot change until this transaction ends. (NO KEY UPDATE: the foreign-key checks of
                 // nonce inserts, which take KEY SHARE, do not wait for it.)
+                // Each statement must see what the previous holder of the lock committed (a purge, a head), whatever
+                // default isolation the operator set: a REPEATABLE READ snapshot would be taken before the wait.
+                try await db.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", logger: logger)
                 var locked = false
                 for try await _ in try await db.query(
                     "SELECT 1 FROM relay_vault WHERE id = \(Data(vaultID)) FOR NO KEY UPDATE", logger: logger)
@@ -808,6 +811,9 @@ public final class PostgresRelayStorage: RelayStorage {
         try await run("store a chunk") {
             try await client.withTransaction(logger: logger) { db in
                 // The vault's row lock makes the quota a decision of the database, whichever relay stores.
+                // Each statement must see what the previous holder of the lock committed (a purge, a head), whatever
+                // default isolation the operator set: a REPEATABLE READ snapshot would be taken before the wait.
+                try await db.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", logger: logger)
                 var locked = false
                 for try await _ in try await db.query(
                     "SELECT 1 FROM relay_vault WHERE id = \(Data(vaultID)) FOR NO KEY UPDATE", logger: logger)

@@ -155,8 +155,9 @@ public final class SQLiteRelayStorage: RelayStorage {
             let usage = chunkUsage
             let vault = Hex.encode(vaultID)
             try await blocking {
+                let freed = result.purgedChunks.reduce(0) { $0 + (chunks.storedLength($1) ?? 0) }
                 _ = chunks.remove(result.purgedChunks)
-                usage.forget(vault: vault)
+                usage.release(freed, vault: vault)
             }
         }
         return result
@@ -169,17 +170,29 @@ public final class SQLiteRelayStorage: RelayStorage {
     /// The folder of a vault's attachment chunks: `DATA/<vault id>.chunks/`, opaque sealed blobs.
     public func chunkStore(vaultID: [UInt8]) -> ChunkStore { store.chunkStore(vaultID: vaultID) }
 
+    /// The chunk addresses the purges held for a vault destroyed. Their files are removed right after the purge is
+    /// stored; should that removal have been cut short (a crash between the commit and the unlink), such a chunk is
+    /// still never served, reported held or stored again.
+    private func purgedChunks(_ vaultID: [UInt8]) async throws -> Set<[UInt8]> {
+        Set(try await store.membership(vaultID: vaultID).purges.flatMap(\.purge.chunks))
+    }
+
     public func heldChunks(vaultID: [UInt8], _ wanted: [(address: [UInt8], sealedLength: Int)]) async throws
         -> [[UInt8]]
     {
         let chunks = chunkStore(vaultID: vaultID)
+        let purged = try await purgedChunks(vaultID)
         return try await blocking {
-            wanted.compactMap { chunks.has($0.address, sealedLength: $0.sealedLength) ? $0.address : nil }
+            wanted.compactMap {
+                !purged.contains($0.address) && chunks.has($0.address, sealedLength: $0.sealedLength)
+                    ? $0.address : nil
+            }
         }
     }
 
     public func readChunk(vaultID: [UInt8], address: [UInt8]) async throws -> [UInt8]? {
         let chunks = chunkStore(vaultID: vaultID)
+        guard try await !purgedChunks(vaultID).contains(address) else { return nil }
         return try await blocking { try chunks.read(address) }
     }
 
@@ -189,29 +202,31 @@ public final class SQLiteRelayStorage: RelayStorage {
         let chunks = chunkStore(vaultID: vaultID)
         let usage = chunkUsage
         let vault = Hex.encode(vaultID)
-        let purged = try await store.membership(vaultID: vaultID).purges.contains { $0.purge.chunks.contains(address) }
+        if try await purgedChunks(vaultID).contains(address) { return .purged }
         let outcome: ChunkWriteOutcome = try await blocking {
             if chunks.has(address, sealedLength: sealed.count) { return .alreadyHeld }
-            if purged { return .purged }
             guard usage.reserve(sealed.count, vault: vault, store: chunks, quota: quota) else {
                 return .overQuota(used: usage.used(vault: vault))
             }
+            let written: Bool
             do {
-                try chunks.write(address, sealed: sealed)
+                written = try chunks.write(address, sealed: sealed)
             } catch {
                 usage.release(sealed.count, vault: vault)
                 throw error
+            }
+            guard written else {
+                // The same chunk, uploaded at the same moment by another request, was there first.
+                usage.release(sealed.count, vault: vault)
+                return .alreadyHeld
             }
             return .stored
         }
         // A purge stored while this chunk was being written removed the chunks before this one was there: look
         // again now that it is, so a purged chunk never outlives the purge.
-        if outcome == .stored,
-            try await store.membership(vaultID: vaultID).purges.contains(where: { $0.purge.chunks.contains(address) })
-        {
+        if outcome == .stored, try await purgedChunks(vaultID).contains(address) {
             try await blocking {
-                _ = chunks.remove([address])
-                usage.forget(vault: vault)
+                if chunks.remove([address]) > 0 { usage.release(sealed.count, vault: vault) }
             }
             return .purged
         }
@@ -262,13 +277,14 @@ final class ChunkUsage: @unchecked Sendable {
         }
     }
 
-    /// Gives back bytes reserved for a chunk that was not written.
+    /// Gives back bytes reserved for a chunk that was not written, or of chunks removed. A vault not measured yet
+    /// stays unmeasured: its first reservation measures the disk, where the removed chunks are gone already.
     func release(_ length: Int, vault: String) {
-        lock.withLock { bytes[vault] = (bytes[vault] ?? UInt64(length)) - min(UInt64(length), bytes[vault] ?? 0) }
+        lock.withLock {
+            guard let used = bytes[vault] else { return }
+            bytes[vault] = used - min(UInt64(length), used)
+        }
     }
-
-    /// Forgets a vault's measured usage (chunks were removed): the next reservation measures it again.
-    func forget(vault: String) { lock.withLock { bytes[vault] = nil } }
 
     /// Bytes used by a vault, for the 507 sentence.
     func used(vault: String) -> UInt64 { lock.withLock { bytes[vault] ?? 0 } }

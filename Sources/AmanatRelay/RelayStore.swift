@@ -3,6 +3,7 @@ import AmanatCrypto
 import AmanatStore
 import Foundation
 import GRDB
+import Logging
 
 /// Why a relay refused a request about stored data.
 public struct RelayStoreError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -86,8 +87,12 @@ public final class RelayStore: @unchecked Sendable {
     /// The most vaults this relay registers.
     public let maxVaults: Int
     private let lock = NSLock()
+    private let logger = Logger(label: "amanat.relay.store")
     private var open: [String: VaultFile] = [:]
     private var memberships: [String: MembershipState] = [:]
+    /// Bumped by every write that sets or clears a vault's cached membership: a reader evaluating from an older
+    /// snapshot must not put its result over a newer one (it would undo a purge or a revocation until the next).
+    private var membershipWrites: [String: UInt64] = [:]
 
     final class VaultFile: @unchecked Sendable {
         // @unchecked Sendable: `lastPrune` is only read and written inside the pool's serialised writer.
@@ -483,14 +488,27 @@ public final class RelayStore: @unchecked Sendable {
             let result = try await store(file, vaultID: vaultID, runs: runs)
             if result.purged > 0 {
                 // The replaced pages' old frames leave the write-ahead log (freed pages are zeroed: secure_delete).
-                try? await file.pool.writeWithoutTransaction { db in
-                    try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+                // A reader holding an older snapshot makes the checkpoint answer "busy": try again for a while.
+                for attempt in 0..<50 {
+                    let busy = try? await file.pool.writeWithoutTransaction { db in
+                        try Int.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") ?? 1
+                    }
+                    if busy == 0 { break }
+                    if attempt == 49 {
+                        logger.warning(
+                            "The write-ahead log still holds purged ciphertext: a reader kept it busy; the next purge truncates it.",
+                            metadata: ["vault": .escaped(Hex.encode(vaultID).prefix(8))])
+                    }
+                    try? await Task.sleep(for: .milliseconds(20))
                 }
             }
             return result
         } catch {
             // The batch did not commit: the cached membership may be ahead of the file.
-            lock.withLock { memberships[Hex.encode(vaultID)] = nil }
+            lock.withLock {
+                memberships[Hex.encode(vaultID)] = nil
+                membershipWrites[Hex.encode(vaultID), default: 0] &+= 1
+            }
             throw error
         }
     }
@@ -570,7 +588,10 @@ public final class RelayStore: @unchecked Sendable {
                     result.purgedChunks += grant.purge.chunks
                 }
                 // Writes are serialised by the pool, so the cache is updated in the order the batches commit.
-                self.lock.withLock { self.memberships[name] = membership }
+                self.lock.withLock {
+                    self.memberships[name] = membership
+                    self.membershipWrites[name, default: 0] &+= 1
+                }
                 return result
             }
         }
@@ -603,12 +624,15 @@ public final class RelayStore: @unchecked Sendable {
     /// from the vault id; the relay reads who belongs and who was revoked, never names or records).
     public func membership(vaultID: [UInt8]) async throws -> MembershipState {
         let name = Hex.encode(vaultID)
-        if let cached = lock.withLock({ memberships[name] }) { return cached }
+        let (cached, writes) = lock.withLock { (memberships[name], membershipWrites[name] ?? 0) }
+        if let cached { return cached }
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
         let membership = try await Vault.mapErrorsAsync {
             try await file.pool.read { db in try Self.membership(db, vaultID: vaultID, adding: []) }
         }
-        lock.withLock { memberships[name] = membership }
+        lock.withLock {
+            if (membershipWrites[name] ?? 0) == writes { memberships[name] = membership }
+        }
         return membership
     }
 

@@ -135,6 +135,16 @@ import Testing
                 zip(chunks, sealedChunks).map { ChunkRef(address: $0, sealedLength: $1.count) })
             #expect(held.isEmpty, "the relay stored a chunk a purge destroyed")
         }
+        // The storage's own answer to such an upload (the HTTP answer is 200 {"stored":false} for it and for a
+        // chunk already held), and a destroyed chunk is never served.
+        for (address, sealed) in zip(chunks, sealedChunks) {
+            #expect(
+                try await relay.storage.storeChunk(vaultID: a.vaultID, address: address, sealed: sealed, quota: nil)
+                    == .purged)
+            #expect(try await relay.storage.readChunk(vaultID: a.vaultID, address: address) == nil)
+        }
+        // A pg_dump shows live rows only: the old row versions a purge leaves until they are overwritten are named in
+        // Protocol/relay-postgres.md §4, not checked here.
         #expect(onRelay.found(in: try spec.rawContents()) == [])
 
         // What is left still verifies and converges: a third replica joins through the relay alone.

@@ -110,7 +110,7 @@ import Testing
 
         let relayDir = try TemporaryDirectory()
         let relay = try RelayStore(directory: relayDir.url)
-        try relay.register(vaultID: a.vaultID, key: a.relaySigningKey.publicKey)
+        _ = try relay.register(vaultID: a.vaultID, key: a.relaySigningKey.publicKey)
         _ = try await relay.store(vaultID: a.vaultID, envelopes: everything)
         _ = try await relay.store(vaultID: a.vaultID, envelopes: [forged])
         _ = try await relay.store(vaultID: a.vaultID, envelopes: revocation)
@@ -156,7 +156,7 @@ import Testing
         // The relay learns A's log (with both purges) before B pushes its edit in full.
         let relayDir = try TemporaryDirectory()
         let relay = try RelayStore(directory: relayDir.url)
-        try relay.register(vaultID: a.vaultID, key: a.relaySigningKey.publicKey)
+        _ = try relay.register(vaultID: a.vaultID, key: a.relaySigningKey.publicKey)
         let aLog = try Self.log(of: a).filter { $0.header.author == a.deviceID }
         let bJoin = try b.envelopes(of: b.deviceID, after: 0, limit: Int(bHead.seq))
         _ = try await relay.store(vaultID: a.vaultID, envelopes: aLog + bJoin)
@@ -253,7 +253,7 @@ import Testing
 
         let relayDir = try TemporaryDirectory()
         let relay = try RelayStore(directory: relayDir.url)
-        try relay.register(vaultID: a.vaultID, key: a.relaySigningKey.publicKey)
+        _ = try relay.register(vaultID: a.vaultID, key: a.relaySigningKey.publicKey)
         let result = try await relay.store(vaultID: a.vaultID, envelopes: try Self.log(of: a))
         #expect(result.purged == 0 && result.refused == 0)
         relay.close()
