@@ -95,9 +95,10 @@ final class ShardFolders: @unchecked Sendable {
 extension Vault {
     /// Chunks made durable and named together when attaching (one round of fsyncs per batch).
     static let attachBatch = 16
-    /// Chunks being sealed on the other core at once when attaching or extracting: enough to keep both cores busy,
-    /// few enough that memory stays flat (each holds a plaintext and a sealed chunk).
-    static let chunksInFlight = 3
+    /// Chunks being sealed on the other core at once when attaching or extracting: enough to keep both cores busy
+    /// while some wait on their direct writes, few enough that memory stays flat (each holds a plaintext and a sealed
+    /// chunk). Measured (B8, 1 GiB): 3 in flight gave 397 MB/s attach and 470 extract, 6 gave 450 and 505, 8 no more.
+    static let chunksInFlight = 6
     /// The free space an attach leaves on the vault's disk: it stops before writing a chunk that would leave less
     /// (an endless or huge source must not fill the disk the vault and the system need).
     public static let attachReserve: UInt64 = 32 << 20
