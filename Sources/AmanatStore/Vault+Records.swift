@@ -295,7 +295,8 @@ extension Vault {
                     }
                 }
                 views += try decodeViews(block)
-                return views.sorted { $0.id < $1.id }
+                views.sort { $0.id < $1.id }  // in place: a sorted copy of 100k views was a second array at the peak
+                return views
             }
         }
     }
