@@ -336,11 +336,12 @@ final class Background {
         let file = scratch.path("long.bin")
         try TestMedia.write(media, to: file)
         let chunks = cli.vault.appendingPathComponent("chunks")
-        // Feed 20 MiB through a pipe, then hold it open: the attach is mid-file when it is killed, with its first
-        // batch of 16 chunks stored and 4 more sealed in memory.
+        // Feed 23 MiB through a pipe, then hold it open: the attach is mid-file when it is killed, with its first
+        // batch of 16 chunks stored and 7 more sealed or being sealed (a batch is handed on once 6 more chunks are in
+        // flight behind it: Vault.chunksInFlight).
         let pipe = Pipe()
         let attach = try Background(cli, ["attach", id, "-"], stdin: pipe.fileHandleForReading)
-        try pipe.fileHandleForWriting.write(contentsOf: Data(media[0..<(20 * 1_048_576)]))
+        try pipe.fileHandleForWriting.write(contentsOf: Data(media[0..<(23 * 1_048_576)]))
         let midway = attach.kill(when: { TestMedia.chunkFiles(chunks) >= 16 })
         try? pipe.fileHandleForWriting.close()
         #expect(midway)
