@@ -150,7 +150,8 @@ public final class SQLiteRelayStorage: RelayStorage {
     public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
         let result = try await store.store(vaultID: vaultID, envelopes: envelopes)
         if !result.purgedChunks.isEmpty {
-            // The chunks a stored purge destroys are overwritten, then removed; the vault's usage is measured again.
+            // The chunks a stored purge destroys are overwritten, then removed, and their bytes given back to the
+            // vault's usage.
             let chunks = chunkStore(vaultID: vaultID)
             let usage = chunkUsage
             let vault = Hex.encode(vaultID)
