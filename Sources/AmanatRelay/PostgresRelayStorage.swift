@@ -644,21 +644,19 @@ public final class PostgresRelayStorage: RelayStorage {
     {
         var replaced = 0
         for target in purge.targets {
-            var held: Envelope?
+            var purged: Data?
             for try await body in try await db.query(
                 """
                 SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(target.author.bytes))
                 AND seq = \(Int64(clamping: target.seq)) AND NOT authority
                 """, logger: logger
             ).decode(Data.self) {
-                held = body.count == Envelope.purgedLength ? nil : try? Envelope(decoding: Array(body))
+                purged = RelayStore.purgedForm(of: body, naming: target)
             }
-            guard let envelope = held, !envelope.isAuthority, envelope.ciphertextHash == target.ciphertextHash else {
-                continue
-            }
+            guard let purged else { continue }
             try await db.query(
                 """
-                UPDATE relay_envelope SET body = \(Data(envelope.purged().encoded())) WHERE vault = \(Data(vaultID))
+                UPDATE relay_envelope SET body = \(purged) WHERE vault = \(Data(vaultID))
                 AND author = \(Data(target.author.bytes)) AND seq = \(Int64(clamping: target.seq))
                 """, logger: logger)
             replaced += 1

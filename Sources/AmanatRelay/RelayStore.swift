@@ -606,16 +606,22 @@ public final class RelayStore: @unchecked Sendable {
             guard
                 let body = try Data.fetchOne(
                     db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?", arguments: arguments),
-                body.count != Envelope.purgedLength,
-                let envelope = try? Envelope(decoding: Array(body)), !envelope.isAuthority,
-                envelope.ciphertextHash == target.ciphertextHash
+                let purged = purgedForm(of: body, naming: target)
             else { continue }
             try db.execute(
-                sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?",
-                arguments: [Data(envelope.purged().encoded())] + arguments)
+                sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?", arguments: [purged] + arguments)
             replaced += 1
         }
         return replaced
+    }
+
+    /// The purged form of a held envelope body that `target` names: nil when the body is already purged, is a
+    /// membership entry (never purged) or has another ciphertext hash. Both relay storages decide by it.
+    static func purgedForm(of body: Data, naming target: PurgeTarget) -> Data? {
+        guard body.count != Envelope.purgedLength, let envelope = try? Envelope(decoding: Array(body)),
+            !envelope.isAuthority, envelope.ciphertextHash == target.ciphertextHash
+        else { return nil }
+        return Data(envelope.purged().encoded())
     }
 
     // MARK: Membership
