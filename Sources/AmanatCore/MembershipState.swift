@@ -217,8 +217,10 @@ public struct MembershipState: Hashable, Sendable {
         // Stamps are the authors' own claims. An entry that took effect because of where its stamp put it, but whose
         // author the final state says was revoked or demoted before that seq of its log, is excluded and the
         // entries are evaluated again: a revoked device cannot act by backdating. The excluded set only grows, so
-        // this ends, and it is a function of the set of entries.
-        var excluded = Set<[UInt8]>()
+        // this ends, and it is a function of the set of entries. A revoke excluded for its authority is first tried
+        // again as key-only (its author may still have been an active member, and sealed changes with its key before
+        // learning it had no authority); only if that is not entitled either is it excluded for good.
+        var excluded: [[UInt8]: Exclusion] = [:]
         while true {
             var state = MembershipState(vaultID: vaultID)
             state.founded = founded(entries, vaultID: vaultID)
@@ -228,10 +230,19 @@ public struct MembershipState: Hashable, Sendable {
                 // A forked author may have two entries at one seq; only the first evaluated counts.
                 let key = Self.key(entry)
                 guard seen.insert(key).inserted else { continue }
-                if excluded.contains(key) {
-                    state.void.append(
-                        VoidEntry(
-                            author: entry.author, seq: entry.seq, reason: "written after its author lost the right"))
+                if let exclusion = excluded[key] {
+                    if exclusion == .authority, state.keepKeyOnly(entry) {
+                        state.void.append(
+                            VoidEntry(
+                                author: entry.author, seq: entry.seq,
+                                reason: "a revocation written after its author lost the right; its key stays readable"))
+                        effective.append(entry)
+                    } else {
+                        state.void.append(
+                            VoidEntry(
+                                author: entry.author, seq: entry.seq, reason: "written after its author lost the right")
+                        )
+                    }
                     continue
                 }
                 let keyOnlyBefore = state.keyOnlyEpochs.count
@@ -243,10 +254,31 @@ public struct MembershipState: Hashable, Sendable {
                 }
             }
             state.settleRecoveries()
-            let late = effective.filter { !state.wasEntitled($0) }.map(Self.key)
+            let late = effective.filter { !state.wasEntitled($0) }
             if late.isEmpty { return state }
-            excluded.formUnion(late)
+            for entry in late {
+                let key = Self.key(entry)
+                // A revoke that took effect as a revocation or a rotation falls back to key-only; one that was
+                // already key-only (or any other entry) is excluded for good. Each key only moves up, so this ends.
+                let keyOnlyCandidate: Bool
+                if case .revoke = entry.entry.operation, excluded[key] == nil {
+                    keyOnlyCandidate = state.epochs.contains {
+                        $0.author == entry.author && $0.timestamp == entry.entry.timestamp
+                    }
+                } else {
+                    keyOnlyCandidate = false
+                }
+                excluded[key] = keyOnlyCandidate ? .authority : .all
+            }
         }
+    }
+
+    /// How far an entry is excluded from a pass.
+    enum Exclusion: Equatable {
+        /// Its author had no authority for it: a revoke's rotation may still be kept key-only.
+        case authority
+        /// No effect at all.
+        case all
     }
 
     static func key(_ entry: AuthoredEntry) -> [UInt8] {
@@ -300,9 +332,20 @@ public struct MembershipState: Hashable, Sendable {
             }
             if revoked == true || rotated { return isCoordinator(authored.author, at: authored.seq) }
             return members[authored.author]?.isActive(at: authored.seq) == true
-        case .invite, .setRole, .grant, .dismissFork, .purge:
+        case .grant(let epoch, _):
+            return mayGrant(authored.author, at: authored.seq, epoch: epoch)
+        case .invite, .setRole, .dismissFork, .purge:
             return isCoordinator(authored.author, at: authored.seq)
         }
+    }
+
+    /// Whether `device` may grant the key of `epoch` at its change `seq`: an active coordinator may grant any
+    /// rotation's key; any active member may grant a key-only rotation's key, which a member made and no
+    /// coordinator may hold (a coordinator's revocation of a coordinator, undone by a concurrent demotion, leaves
+    /// the key with members only). A grant gives an active member a key it is entitled to, nothing more.
+    public func mayGrant(_ device: DeviceID, at seq: UInt64, epoch: UInt32) -> Bool {
+        if isCoordinator(device, at: seq) { return true }
+        return members[device]?.isActive(at: seq) == true && keyOnlyEpochs.contains { $0.rotation.epoch == epoch }
     }
 
     /// Keeps the rotation of a revoke that has no effect as key-only, when its author was an active member at that
@@ -439,7 +482,9 @@ public struct MembershipState: Hashable, Sendable {
                 invitation: nil, since: seq, roles: [.init(after: 0, role: role)], legacyHead: 0,
                 recoveredFrom: previous)
         case .grant(let epoch, let grants):
-            guard isCoordinator(author, at: seq) else { return "a key grant by a device that is not a coordinator" }
+            guard mayGrant(author, at: seq, epoch: epoch) else {
+                return "a key grant by a device that is not a coordinator"
+            }
             for (device, box) in grants {
                 guard let m = members[device], !m.isRevoked else { continue }
                 if let i = epochs.firstIndex(where: { $0.rotation.epoch == epoch }) {

@@ -170,7 +170,11 @@ extension Vault {
             guard let box = grant.rotation.grants[deviceID],
                 let root = try? SealedBox.open(box, with: agreement), root.count == 32
             else { continue }
-            rotatedKeys[grant.rotation.epoch] = VaultKey(epoch: grant.rotation.epoch, root: root)
+            // The rotation names the relay key its vault key derives: a box holding any other key (a hostile
+            // granter's) is never used, so honest changes are not judged by a wrong key.
+            let key = VaultKey(epoch: grant.rotation.epoch, root: root)
+            guard key.relaySigningKey().publicKey == grant.rotation.relayKey else { continue }
+            rotatedKeys[grant.rotation.epoch] = key
         }
     }
 
@@ -371,13 +375,22 @@ extension Vault {
 
     /// A coordinator seals every rotated key it holds to each active member that has no grant of it yet (one
     /// whose join arrived after the rotation, a member a concurrent rotation left out, a recovered identity), so
-    /// nobody is locked out by being away. Revoked devices are never granted. Returns whether it wrote an entry.
+    /// nobody is locked out by being away. A member does the same for a key-only rotation's key that no active
+    /// coordinator was granted (Protocol/membership.md §5). Revoked devices are never granted. Returns whether it
+    /// wrote an entry.
     func grantMissingKeys(_ db: Database) throws -> Bool {
-        guard let me = membership.members[deviceID], !me.isRevoked, me.currentRole == .coordinator else {
-            return false
-        }
+        guard let me = membership.members[deviceID], !me.isRevoked else { return false }
+        let coordinator = me.currentRole == .coordinator
+        let keyOnly = Set(membership.keyOnlyEpochs.map(\.rotation.epoch))
         var wrote = false
         for rotation in membership.allRotations.map(\.rotation) {
+            if !coordinator {
+                guard keyOnly.contains(rotation.epoch) else { continue }
+                let coordinatorHoldsIt = rotation.grants.keys.contains {
+                    membership.members[$0].map { !$0.isRevoked && $0.currentRole == .coordinator } ?? false
+                }
+                if coordinatorHoldsIt { continue }
+            }
             guard let key = key(epoch: rotation.epoch) else { continue }
             var grants: [DeviceID: [UInt8]] = [:]
             let raw = key.root.copyBytes()

@@ -332,6 +332,43 @@ struct MembershipScenario {
         #expect(after.keyOnlyEpochs[0].rotation.grants[s.founder.id] != nil)
     }
 
+    @Test func aRevocationExcludedByAConcurrentDemotionStillKeepsItsKeyReadable() {
+        var s = MembershipScenario()
+        s.found()
+        let other = SimDevice()
+        s.join(other, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 20)
+        let member = SimDevice()
+        s.join(member, with: s.invite(by: s.founder, at: 11), at: 21)
+        // The founder revokes the member (its seq 4) and seals changes with the new key; the other coordinator,
+        // having seen only the founder's first three entries, demotes it a moment later. The first pass evaluates
+        // the revoke with authority, the final state says the founder was no coordinator at seq 4: the revoke is
+        // excluded, but its key was used, so it stays key-only.
+        let rotation = s.rotation()
+        s.write(s.founder, at: 100, .revoke(device: member.id, after: 1, rotation: rotation))
+        s.write(other, at: 101, .setRole(device: s.founder.id, role: .member, after: 3))
+        let state = s.evaluate()
+        #expect(state.members[member.id]?.isRevoked == false)
+        #expect(state.members[s.founder.id]?.currentRole == .member)
+        #expect(state.epochs.isEmpty && state.currentRotation == nil)
+        #expect(state.keyOnlyEpochs.map(\.rotation.epoch) == [rotation.epoch])
+        #expect(state.void.contains { $0.author == s.founder.id && $0.seq == 4 })
+        // Any order of the same entries gives the same state.
+        #expect(s.evaluate(s.entries.reversed()) == state)
+        // A founder that was no member at all at that seq (revoked before it) keeps nothing.
+        var t = MembershipScenario()
+        t.found()
+        let coordinator = SimDevice()
+        t.join(coordinator, with: t.invite(by: t.founder, role: .coordinator, at: 10), at: 20)
+        let target = SimDevice()
+        t.join(target, with: t.invite(by: t.founder, at: 11), at: 21)
+        t.write(t.founder, at: 100, .revoke(device: target.id, after: 1, rotation: t.rotation()))
+        t.write(coordinator, at: 101, .revoke(device: t.founder.id, after: 3, rotation: t.rotation()))
+        let revoked = t.evaluate()
+        #expect(revoked.members[t.founder.id]?.isRevoked == true)
+        #expect(revoked.members[target.id]?.isRevoked == false)
+        #expect(revoked.keyOnlyEpochs.isEmpty && revoked.epochs.count == 1)
+    }
+
     @Test func aRecoveredIdentitySharesItsPreviousIdentitysRevocationWhateverTheStamps() {
         var s = MembershipScenario()
         s.found()

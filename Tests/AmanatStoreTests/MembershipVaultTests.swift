@@ -394,6 +394,109 @@ import Testing
 
     // MARK: 8. Randomized convergence
 
+    /// Found by seed 17088949165628510631 of the randomized test below: a coordinator revokes a member and writes
+    /// with the new key while another coordinator, not yet aware of it, demotes it. The revocation has no effect,
+    /// but its key sealed a testimony: every replica, the member that was nearly revoked included, must read it.
+    @Test func aRevocationUndoneByAConcurrentDemotionKeepsWhatItsKeySealedReadableEverywhere() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (a, b, c) = (team[0], team[1], team[2])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        try a.revoke(c.deviceID)
+        let id = try a.createRecord(
+            kind: "statement", fields: [("title", "after the revocation")], tags: [], seal: false)
+        try b.setRole(a.deviceID, .member)  // b has not seen the revocation
+        var quiet = false
+        for _ in 0..<8 where !quiet {
+            var moved = 0
+            for vault in team {
+                let report = try await fileSync(vault, file)
+                moved += report.pulled + report.pushed + report.keptApart
+            }
+            quiet = moved == 0
+        }
+        #expect(quiet)
+        for vault in team {
+            #expect(vault.membership.members[c.deviceID]?.isRevoked == false, "\(vault.keyring.deviceName)")
+            #expect(vault.membership.members[a.deviceID]?.currentRole == .member)
+            #expect(vault.membership.keyOnlyEpochs.count == 1, "\(vault.keyring.deviceName)")
+            #expect(
+                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "after the revocation" },
+                "\(vault.keyring.deviceName) cannot read what the revocation's key sealed")
+            #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
+            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
+        }
+    }
+
+    /// Found by seed 9433002537304639165: a coordinator demoted concurrently revokes the only other coordinator.
+    /// Its rotation is key-only and grants everyone but that coordinator, so no coordinator holds the key: the
+    /// members that do grant it, and the coordinator reads what the key sealed.
+    @Test func aKeyOnlyRotationNoCoordinatorHoldsIsGrantedByTheMembersThatHoldIt() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (a, b) = (team[0], team[1])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        try a.setRole(b.deviceID, .member)
+        try b.revoke(a.deviceID)  // b has not seen its demotion
+        let id = try b.createRecord(
+            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
+        var quiet = false
+        for _ in 0..<8 where !quiet {
+            var moved = 0
+            for vault in team {
+                let report = try await fileSync(vault, file)
+                moved += report.pulled + report.pushed + report.keptApart
+            }
+            quiet = moved == 0
+        }
+        #expect(quiet)
+        let rotation = try #require(a.membership.keyOnlyEpochs.first?.rotation)
+        #expect(a.membership.members[a.deviceID]?.isRevoked == false)
+        #expect(a.membership.members[b.deviceID]?.currentRole == .member)
+        #expect(rotation.grants[a.deviceID] != nil, "nobody granted the coordinator the key-only rotation's key")
+        for vault in team {
+            #expect(
+                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
+                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
+            #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
+            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
+        }
+    }
+
+    /// A hostile coordinator grants a newcomer a box holding a key that is not the rotation's. The newcomer never
+    /// uses it: it would judge the honest author's changes by a wrong key and hold them back as its fault.
+    @Test func aGrantOfAWrongKeyIsNeverUsedToJudgeHonestChanges() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (a, b, c) = (team[0], team[1], team[2])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        // d is invited before the rotation and joins after it: no box of the new key is d's yet.
+        let invitation = try a.invite(role: .member, validFor: 86_400)
+        try a.revoke(c.deviceID)
+        let id = try a.createRecord(kind: "statement", fields: [("title", "after the rotation")], tags: [], seal: false)
+        try await fileSync(a, file)
+        let d = try Vault.join(
+            invitation, at: dir.path("d"), passphrase: passphrase, deviceName: "d", strength: .interactive)
+        try await fileSync(d, file)
+        let epoch = try #require(a.membership.currentRotation?.epoch)
+        let agreement = try #require(d.keyring.agreement?.publicKey)
+        // b's modified client, at b's own chain head, before its honest client could grant d the real key.
+        var hostile = ForgedChain(vaultID: b.vaultID, signer: b.keyring.device, head: try ownHead(of: b))
+        let wrong = try SealedBox.seal(Sodium.randomBytes(32), to: agreement)
+        let grant = try hostile.entry(.grant(epoch: epoch, grants: [d.deviceID: wrong]), at: stampNow())
+        #expect(try writeSyncFile(file, vaultID: b.vaultID, [grant]) == 1)
+        for vault in [a, d, a, d] { try await fileSync(vault, file) }
+        #expect(d.membership.currentRotation?.grants[d.deviceID] == wrong)
+        #expect(d.key(epoch: epoch) == nil, "the newcomer took the wrong key")
+        let held = try d.verify().heldBack
+        #expect(!held.contains { $0.device == a.deviceID }, "an honest change was judged by a wrong key: \(held)")
+        #expect(try !d.visibleRecords().contains { $0.id == id })
+        #expect(try a.visibleRecords().contains { $0.id == id })
+    }
+
     @Test func randomInvitationsRolesRevocationsAndEditsConverge() async throws {
         let seed =
             ProcessInfo.processInfo.environment["AMANAT_SEED"].flatMap { UInt64($0) }
