@@ -626,9 +626,11 @@ public final class PostgresRelayStorage: RelayStorage {
                 for grant in newPurges {
                     result.purged += try await Self.applyPurge(db, vaultID: vaultID, grant.purge, logger)
                     result.purgedChunks += grant.purge.chunks
-                    for address in grant.purge.chunks {
+                    if !grant.purge.chunks.isEmpty {
+                        // One statement for all of the purge's chunks (a bytea[] parameter), not one per address.
+                        let addresses = grant.purge.chunks.map { ByteBuffer(bytes: $0) }
                         try await db.query(
-                            "DELETE FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
+                            "DELETE FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = ANY(\(addresses))",
                             logger: logger)
                     }
                 }
