@@ -283,7 +283,13 @@ extension Vault {
     public func visibleRecords() throws -> [RecordView] {
         try mapErrors {
             try database.read { db in
+                // One pass over every row: SQLite's page cache would only keep pages this scan never reads again,
+                // up to 32 MiB of a 100k-record `list`'s peak. The operating system's file cache still has them.
+                try db.execute(sql: "PRAGMA cache_size = -\(Self.scanCacheKiB)")
+                defer { try? db.execute(sql: "PRAGMA cache_size = -\(Self.cacheKiB)") }
+                let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM record") ?? 0
                 var views: [RecordView] = []
+                views.reserveCapacity(count)  // growing by doubling kept the old and the new array at once
                 var block: [(slot: Data, body: Data)] = []
                 block.reserveCapacity(Self.decodeBlock)
                 let cursor = try Row.fetchCursor(db, sql: "SELECT slot, body FROM record")
@@ -300,6 +306,11 @@ extension Vault {
             }
         }
     }
+
+    /// SQLite's page cache for a vault's connection, in KiB.
+    static let cacheKiB = 32_768
+    /// SQLite's page cache while one pass reads the whole projection, in KiB.
+    static let scanCacheKiB = 1_024
 
     /// Rows read from SQLite before their decryption is shared out: enough to keep every core busy, few enough
     /// that memory stays flat whatever the vault's size.

@@ -196,7 +196,7 @@ public final class Vault {
             try SQLiteHardening.apply(db)
             try db.execute(sql: "PRAGMA secure_delete = ON")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
-            try db.execute(sql: "PRAGMA cache_size = -32768")
+            try db.execute(sql: "PRAGMA cache_size = -\(Vault.cacheKiB)")
         }
         do {
             return try mapErrors {
