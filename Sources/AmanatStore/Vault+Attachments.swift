@@ -24,18 +24,23 @@ public struct FileDescriptorSource: ByteSource {
     }
 
     public mutating func read(_ count: Int) throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var got = 0
-        while got < count {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw AtomicFile.ioError(errno, "could not read \(name)")
+        // Straight into the array's storage, without zero-filling a chunk first.
+        var failure: Int32 = 0
+        let buffer = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
+            var got = 0
+            while got < count {
+                let n = Glibc.read(fd, storage.baseAddress! + got, count - got)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    break
+                }
+                if n == 0 { break }
+                got += n
             }
-            if n == 0 { break }
-            got += n
+            initialized = got
         }
-        if got < count { buffer.removeLast(count - got) }
+        if failure != 0 { throw AtomicFile.ioError(failure, "could not read \(name)") }
         return buffer
     }
 }
