@@ -154,21 +154,69 @@ extension Vault {
     /// Stored envelopes that arrived without their ciphertext although no purge this vault knows names them: a
     /// purge not received yet, or a carrier that stripped them. At most `limit`, in (author, seq) order.
     public func changesWithoutContent(limit: Int = 1000) throws -> [(author: DeviceID, seq: UInt64)] {
+        try mapErrors { try database.read { db in Array(try withoutContent(db).prefix(limit)) } }
+    }
+
+    /// The next at most `limit` changes without content (``changesWithoutContent(limit:)``) that a carrier with the
+    /// heads `available` holds (seq at most its head for that author), in (author, seq) order from just after where
+    /// the previous call stopped, wrapping around. So changes no carrier can put back — a hostile member's own
+    /// stripped envelopes, which every carrier holds only so — take their turn and never keep later ones from
+    /// theirs. The position is kept, sealed, in the vault.
+    public func nextChangesWithoutContent(limit: Int, available: [DeviceID: ChainHead]) throws -> [(
+        author: DeviceID, seq: UInt64
+    )] {
         try mapErrors {
-            try database.read { db in
-                var found: [(DeviceID, UInt64)] = []
-                let cursor = try Row.fetchCursor(
-                    db, sql: "SELECT body FROM envelope WHERE length(body) = ? ORDER BY author, seq",
-                    arguments: [Envelope.purgedLength])
-                while found.count < limit, let row = try cursor.next() {
-                    guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)), envelope.isPurged,
-                        !membership.isPurged(envelope)
-                    else { continue }
-                    found.append((envelope.header.author, envelope.header.seq))
+            try database.write { db in
+                let candidates = try withoutContent(db).filter { change in
+                    available[change.author].map { change.seq <= $0.seq } ?? false
                 }
-                return found
+                let cursor = try storedRestoreCursor(db)
+                let split =
+                    cursor.map { c in
+                        candidates.firstIndex { ($0.author, $0.seq) > (c.author, c.seq) } ?? candidates.count
+                    } ?? 0
+                let window = Array((candidates[split...] + candidates[..<split]).prefix(limit))
+                if window.count == limit, let last = window.last, candidates.count > limit {
+                    var w = ByteWriter()
+                    w.write(raw: last.author.bytes)
+                    w.write(bigEndian: last.seq)
+                    try db.execute(
+                        sql: """
+                            INSERT INTO local(key, body) VALUES ('restore_cursor', ?)
+                            ON CONFLICT(key) DO UPDATE SET body = excluded.body
+                            """,
+                        arguments: [try sealRow(w.bytes, associatedData: Array("restore_cursor".utf8))])
+                } else {
+                    try db.execute(sql: "DELETE FROM local WHERE key = 'restore_cursor'")
+                }
+                return window
             }
         }
+    }
+
+    /// Every change without content that no purge names, in (author, seq) order.
+    func withoutContent(_ db: Database) throws -> [(author: DeviceID, seq: UInt64)] {
+        var found: [(author: DeviceID, seq: UInt64)] = []
+        let rows = try Row.fetchCursor(
+            db, sql: "SELECT body FROM envelope WHERE length(body) = ?", arguments: [Envelope.purgedLength])
+        while let row = try rows.next() {
+            guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)), envelope.isPurged,
+                !membership.isPurged(envelope)
+            else { continue }
+            found.append((envelope.header.author, envelope.header.seq))
+        }
+        return found.sorted { ($0.author, $0.seq) < ($1.author, $1.seq) }
+    }
+
+    /// Where the last ``nextChangesWithoutContent(limit:available:)`` stopped.
+    func storedRestoreCursor(_ db: Database) throws -> (author: DeviceID, seq: UInt64)? {
+        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'restore_cursor'") else {
+            return nil
+        }
+        var r = ByteReader(
+            try openRow(body, associatedData: Array("restore_cursor".utf8), what: "the restore position"))
+        let author = try DeviceID(try r.read(count: 32))
+        return (author, try r.read(bigEndian: UInt64.self))
     }
 
     /// Puts back the content of envelopes stored without it that no purge names, from full copies (same hash)

@@ -37,12 +37,13 @@ enum VersionVectors {
     }
 
     /// Puts back content the vault holds without (envelopes that arrived purged while no purge known here names
-    /// them) from full copies the carrier has: at most 256 per sync, each fetched alone.
+    /// them) from full copies the carrier has: at most 256 per sync, each fetched alone, taking turns across syncs
+    /// among those the carrier holds (``Vault/nextChangesWithoutContent(limit:available:)``).
     nonisolated(nonsending) static func restoreContent(
         vault: Vault, carrier: any Carrier, theirs: [DeviceID: ChainHead], report: inout SyncReport
     ) async throws {
         var found: [Envelope] = []
-        for (author, seq) in try vault.changesWithoutContent(limit: 256) where (theirs[author]?.seq ?? 0) >= seq {
+        for (author, seq) in try vault.nextChangesWithoutContent(limit: 256, available: theirs) {
             found += try await carrier.envelopes(of: author, after: seq - 1, limit: 1).filter {
                 $0.header.author == author && $0.header.seq == seq && !$0.isPurged
             }

@@ -277,6 +277,11 @@ public enum RelayStorageKind: String, CaseIterable, Sendable, CustomStringConver
     public var description: String { rawValue }
 }
 
+/// How long a test relay waits for its database. Longer than a relay's own 15 s: tests that block their thread
+/// (a command-line run waiting for its process) can hold every thread of the shared pool for a while on a
+/// 2-core machine, and the connection pool's tasks wait for one.
+let testStartTimeout: Duration = .seconds(90)
+
 /// A relay storage of `kind` for one test: SQLite files in `data`, or a new database on the shared PostgreSQL
 /// server. Throws ``PostgresUnavailable`` when PostgreSQL cannot run here.
 public func makeRelayStorage(_ kind: RelayStorageKind, data: URL, maxVaults: Int = 1000) async throws
@@ -288,7 +293,8 @@ public func makeRelayStorage(_ kind: RelayStorageKind, data: URL, maxVaults: Int
     case .postgres:
         let server = try PostgresTestServer.shared.get()
         let location = try server.makeDatabase()
-        return try await PostgresRelayStorage.connect(location, maxVaults: maxVaults, logger: quietLogger)
+        return try await PostgresRelayStorage.connect(
+            location, maxVaults: maxVaults, startTimeout: testStartTimeout, logger: quietLogger)
     }
 }
 
@@ -316,7 +322,8 @@ public struct TestStorage: Sendable {
     /// Opens the storage (each call a new connection pool, as a separate relay process would have).
     public func open(maxVaults: Int = 1000) async throws -> any RelayStorage {
         if let location {
-            return try await PostgresRelayStorage.connect(location, maxVaults: maxVaults, logger: quietLogger)
+            return try await PostgresRelayStorage.connect(
+                location, maxVaults: maxVaults, startTimeout: testStartTimeout, logger: quietLogger)
         }
         return try SQLiteRelayStorage(directory: data, maxVaults: maxVaults)
     }

@@ -213,6 +213,42 @@ import Testing
         }
     }
 
+    /// A member whose changes left its laptop only stripped (every carrier holds them so) sorts before an honest
+    /// member whose one change a courier stripped on the way to A. Each sync looks at 256 changes without content;
+    /// they take turns, so the honest change is put back within two syncs instead of never.
+    @Test func changesNoCarrierCanPutBackDoNotStarveOnesItCan() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        let a = team[0]
+        let (low, high) = team[1].deviceID < team[2].deviceID ? (team[1], team[2]) : (team[2], team[1])
+        let honest = dir.path("honest.sync")
+        for vault in team + team { try await fileSync(vault, honest) }
+        for i in 0..<270 {
+            _ = try low.createRecord(
+                kind: "statement", fields: [("title", "only stripped \(i)")], tags: [], seal: false)
+        }
+        let id = try high.createRecord(
+            kind: "statement", fields: [("title", "stripped on the way")], tags: [], seal: false)
+        try await fileSync(high, honest)
+        let strippedLow = try low.envelopes(of: low.deviceID, after: 0, limit: 1000).map {
+            $0.isAuthority ? $0 : $0.purged()
+        }
+        let strippedHigh = try high.envelopes(of: high.deviceID, after: 0, limit: 1000).map {
+            $0.isAuthority ? $0 : $0.purged()
+        }
+        _ = try writeSyncFile(honest, vaultID: a.vaultID, strippedLow)
+        let hostile = dir.path("hostile.sync")
+        _ = try writeSyncFile(hostile, vaultID: a.vaultID, strippedLow + strippedHigh)
+        try await fileSync(a, hostile)
+        #expect(try a.changesWithoutContent().count == 271)
+        #expect(try !a.visibleRecords().contains { $0.id == id })
+        var restored = 0
+        for _ in 0..<3 where restored == 0 { restored += try await fileSync(a, honest).restored }
+        #expect(restored == 1, "the honest change was starved by 270 that no carrier can put back")
+        #expect(try a.visibleRecords().contains { $0.id == id && $0.fields["title"] == "stripped on the way" })
+        #expect(try a.changesWithoutContent().count == 270)
+    }
+
     // MARK: A purge entry near the envelope limit
 
     /// A coordinator's purge naming 20,000 envelopes (1.3 MB; 100,000 fit under the 8 MiB limit), none of which
