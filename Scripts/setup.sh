@@ -3,7 +3,7 @@
 # (used by the interoperability tests), PyNaCl for Python 3 (Scripts/verify-bundle.py, the independent
 # bundle verifier the tests run), Pillow (the location-stripping tests check that it decodes the stripped
 # JPEG and PNG) and PostgreSQL's server (the relay tests start their own server in a temporary folder; no cluster
-# of the system's is created or started). Uses sudo when not root.
+# of the system's is created or started; openssl makes its self-signed certificate). Uses sudo when not root.
 set -euo pipefail
 need=()
 pkg-config --exists libsodium 2>/dev/null || need+=(libsodium-dev)
@@ -19,6 +19,7 @@ has_pynacl() {
 has_pynacl || need+=(python3-nacl)
 /usr/bin/python3 -c 'import PIL' 2>/dev/null || need+=(python3-pil)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "Installing ${need[*]} with apt-get…" >&2
 sudo=""

@@ -9,14 +9,18 @@ import PostgresNIO
 /// Where a PostgreSQL relay database is and how to log in: `postgres://USER@HOST[:PORT]/DB[?sslmode=…]`, the
 /// password given apart (``PostgresRelayStorage/Location/password``), never in the URL.
 public struct PostgresLocation: Sendable, Equatable {
-    /// How the connection is encrypted.
+    /// How the connection is encrypted, as libpq's `sslmode` says it.
     public enum TLSMode: String, Sendable {
         /// Plain TCP (a loopback or a private network only).
         case disable
-        /// TLS when the server offers it.
+        /// TLS when the server offers it; its certificate is not checked (libpq's `prefer`).
         case prefer
-        /// TLS or no connection.
+        /// TLS or no connection; the certificate is not checked (libpq's `require`).
         case require
+        /// TLS, with a certificate signed by a trusted authority (`sslrootcert`, else the system's).
+        case verifyCA = "verify-ca"
+        /// As `verify-ca`, and the certificate names the host.
+        case verifyFull = "verify-full"
     }
 
     public var host: String
@@ -25,19 +29,26 @@ public struct PostgresLocation: Sendable, Equatable {
     public var database: String
     public var password: String?
     public var tls: TLSMode
+    /// A PEM file of the authorities `verify-ca` and `verify-full` trust (`sslrootcert`); nil: the system's.
+    public var rootCertificates: String?
 
     /// A location given piece by piece.
-    public init(host: String, port: Int = 5432, user: String, database: String, password: String?, tls: TLSMode) {
+    public init(
+        host: String, port: Int = 5432, user: String, database: String, password: String?, tls: TLSMode,
+        rootCertificates: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.user = user
         self.database = database
         self.password = password
         self.tls = tls
+        self.rootCertificates = rootCertificates
     }
 
-    /// Parses `postgres://USER@HOST[:PORT]/DB[?sslmode=disable|prefer|require]`; a password in the URL is refused
-    /// (a command line is visible to every user of the machine). Throws one sentence.
+    /// Parses `postgres://USER@HOST[:PORT]/DB[?sslmode=disable|prefer|require|verify-ca|verify-full]
+    /// [&sslrootcert=PATH]`; a password in the URL is refused (a command line is visible to every user of the
+    /// machine). Throws one sentence.
     public init(url text: String, password: String?) throws {
         guard let url = URLComponents(string: text), url.scheme == "postgres" || url.scheme == "postgresql" else {
             throw RelayStoreError(
@@ -56,19 +67,46 @@ public struct PostgresLocation: Sendable, Equatable {
             throw RelayStoreError(.refused, "The database URL must name one database after the host: …/DB.")
         }
         var tls = TLSMode.prefer
+        var roots: String?
         for item in url.queryItems ?? [] {
+            if item.name == "sslrootcert", let path = item.value, !path.isEmpty {
+                roots = path
+                continue
+            }
             guard item.name == "sslmode", let mode = item.value.flatMap(TLSMode.init(rawValue:)) else {
                 throw RelayStoreError(
-                    .refused, "The database URL takes only ?sslmode=disable, prefer or require.")
+                    .refused,
+                    "The database URL takes only ?sslmode=disable, prefer, require, verify-ca or verify-full, and &sslrootcert=PATH."
+                )
             }
             tls = mode
+        }
+        if roots != nil && tls != .verifyCA && tls != .verifyFull {
+            throw RelayStoreError(
+                .refused, "sslrootcert is used only with sslmode=verify-ca or verify-full; add one of them.")
+        }
+        if let roots, !FileManager.default.isReadableFile(atPath: roots) {
+            throw RelayStoreError(.refused, "The sslrootcert file \(roots) cannot be read.")
         }
         if let port = url.port, !(1...65535).contains(port) {
             throw RelayStoreError(.refused, "The database port must be between 1 and 65535.")
         }
         self.init(
             host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: url.port ?? 5432,
-            user: user, database: database, password: password, tls: tls)
+            user: user, database: database, password: password, tls: tls, rootCertificates: roots)
+    }
+
+    /// The TLS settings for ``tls``: libpq's meaning of each mode.
+    func tlsConfiguration() -> PostgresClient.Configuration.TLS {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        switch tls {
+        case .disable: return .disable
+        case .prefer, .require: configuration.certificateVerification = .none
+        case .verifyCA: configuration.certificateVerification = .noHostnameVerification
+        case .verifyFull: configuration.certificateVerification = .fullVerification
+        }
+        if let rootCertificates { configuration.trustRoots = .file(rootCertificates) }
+        return tls == .prefer ? .prefer(configuration) : .require(configuration)
     }
 
     /// The URL without the password, for logs and messages.
@@ -103,14 +141,7 @@ public final class PostgresRelayStorage: RelayStorage {
         self.logger = logger
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.user, password: location.password,
-            database: location.database,
-            tls: {
-                switch location.tls {
-                case .disable: .disable
-                case .prefer: .prefer(.makeClientConfiguration())
-                case .require: .require(.makeClientConfiguration())
-                }
-            }())
+            database: location.database, tls: location.tlsConfiguration())
         configuration.options.connectTimeout = .seconds(10)
         configuration.options.maximumConnections = 16
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)

@@ -29,6 +29,9 @@ public final class PostgresTestServer: Sendable {
     let folder: String
     let bin: String
     let runAs: String?
+    /// The server's self-signed certificate (PEM; it names 127.0.0.1): the server accepts TLS connections with it,
+    /// and a client that trusts this file can verify them.
+    public var certificateFile: String { folder + "/server.crt" }
 
     /// The server of this test process, started on first use; or why there is none.
     public static let shared: Result<PostgresTestServer, PostgresUnavailable> = {
@@ -92,6 +95,24 @@ public final class PostgresTestServer: Sendable {
             chown(folder, uid, gid)
             chown(passwordFile, uid, gid)
         }
+        // A self-signed certificate for 127.0.0.1, so the relay's sslmode handling meets a real TLS server.
+        let certificate = [
+            "/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "3", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", folder + "/server.key", "-out", folder + "/server.crt",
+        ]
+        guard
+            (try? spawnAndWait(
+                certificate, environment: ProcessInfo.processInfo.environment, output: folder + "/openssl.log",
+                deadline: 60)) == 0
+        else {
+            throw PostgresUnavailable(reason: "openssl could not make the test server's certificate.")
+        }
+        chmod(folder + "/server.key", 0o600)
+        if let (uid, gid) = owner {
+            chown(folder + "/server.key", uid, gid)
+            chown(folder + "/server.crt", uid, gid)
+        }
         let port = try freePort()
         let server = PostgresTestServer(port: port, password: password, folder: folder, bin: bin, runAs: runAs)
         do {
@@ -105,7 +126,7 @@ public final class PostgresTestServer: Sendable {
                 "pg_ctl",
                 [
                     "-D", folder + "/data", "-l", folder + "/log", "-w", "-t", "60", "-o",
-                    "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                    "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c ssl=on -c ssl_cert_file=\(folder)/server.crt -c ssl_key_file=\(folder)/server.key",
                     "start",
                 ], deadline: 90)
         } catch {
