@@ -104,21 +104,22 @@ enum Size {
         return String(format: "%.1f %@", value, units[unit])
     }
 
-    /// Parses `500M`, `2G`, `700k`, `1048576` (binary units), refusing anything else before conversion.
+    /// Parses `500M`, `2G`, `700k`, `1048576` in binary units (`20G`, `20GB` and `20GiB` all mean 20 × 2³⁰ bytes),
+    /// refusing anything else (`1.5G`, `-1`, overflow) before conversion.
     static func parse(_ text: String) -> UInt64? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        guard let last = trimmed.last else { return nil }
-        var digits = trimmed
-        var shift: UInt64 = 0
-        switch last.lowercased() {
-        case "k": shift = 10
-        case "m": shift = 20
-        case "g": shift = 30
-        case "t": shift = 40
-        default: break
+        var digits = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [Character: UInt64] = ["k": 10, "m": 20, "g": 30, "t": 40]
+        if digits.hasSuffix("ib") {
+            digits.removeLast(2)
+            guard let unit = digits.last, units[unit] != nil else { return nil }
+        } else if digits.hasSuffix("b"), let unit = digits.dropLast().last, units[unit] != nil {
+            digits.removeLast()
         }
-        if shift > 0 { digits.removeLast() }
-        if digits.lowercased().hasSuffix("i") || digits.lowercased().hasSuffix("b") { return nil }
+        var shift: UInt64 = 0
+        if let unit = digits.last, let bits = units[unit] {
+            shift = bits
+            digits.removeLast()
+        }
         guard !digits.isEmpty, digits.count <= 15, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
             let value = UInt64(digits)
         else { return nil }

@@ -92,7 +92,7 @@ enum HelpTopic: String, CaseIterable {
         ("AMANAT_RELAY_DATA", "The relay's data folder for `amanat serve` when --data is not given."),
         (
             "AMANAT_DATABASE_PASSWORD",
-            "The PostgreSQL password for `amanat serve --database` (else --database-password-file)."
+            "The PostgreSQL password for `amanat serve --database` when no --database-password-file is given (the file wins)."
         ),
         ("AMANAT_CALENDAR", "persian shows and reads dates in the Solar Hijri calendar too (also --calendar)."),
         ("AMANAT_TIMEZONE", "An IANA zone name such as Asia/Kabul for the times shown (default: the system's)."),

@@ -32,6 +32,8 @@ extension Amanat {
                 creating and migrating its tables itself; any number of relays on different machines or ports may share \
                 one database, and a member gives them all to `amanat sync URL1 URL2` to fail over. The password comes \
                 from --database-password-file or AMANAT_DATABASE_PASSWORD, never from the command line. \
+                ?sslmode= is libpq's: prefer (the default) and require encrypt without checking the certificate; \
+                verify-full&sslrootcert=FILE checks it. \
                 Docs/operating-a-relay.md tells how to run, watch (GET /metrics) and back up a relay.
 
                 By default it listens on 127.0.0.1 only; use --host 0.0.0.0 to let other devices on the network reach it. \
@@ -42,16 +44,19 @@ extension Amanat {
                   amanat serve --host 0.0.0.0 --port 8080 \\
                     --data ~/amanat-relay \\
                     --registration-code-file ~/relay-code
-                  amanat sync http://192.168.1.20:8080 \\
-                    --registration-code CODE
-                  (on each member's device)
+                  AMANAT_REGISTRATION_CODE=CODE \\
+                    amanat sync http://192.168.1.20:8080
+                  (the vault's first sync; later ones need no code)
                 """)
 
         @Option(help: "The address to listen on.") var host = "127.0.0.1"
         @Option(help: "The TCP port (0 picks a free one).") var port = 8080
         @Option(help: "The relay's data directory (default: $AMANAT_RELAY_DATA, else ~/.amanat-relay).") var data:
             String?
-        @Option(help: "A PostgreSQL database to keep the relay's data in instead of --data: postgres://USER@HOST/DB.")
+        @Option(
+            help:
+                "A PostgreSQL database to keep the relay's data in instead of --data: postgres://USER@HOST/DB[?sslmode=…]."
+        )
         var database: String?
         @Option(help: "A file holding the database password (default: $AMANAT_DATABASE_PASSWORD).")
         var databasePasswordFile: String?
@@ -90,7 +95,12 @@ extension Amanat {
 
         func run() async throws {
             if let quota, Size.parse(quota) == nil {
-                throw CLIError(.usage, "--quota takes a size such as 500M or 20G, not \"\(quota)\".")
+                throw CLIError(
+                    .usage, "--quota takes a size in binary units such as 500M or 20G (or 20GiB), not \"\(quota)\".")
+            }
+            if quotaBytes == 0 {
+                throw CLIError(
+                    .usage, "--quota 0 would refuse every attachment; give a size such as 20G, or leave --quota out.")
             }
             let directory: URL
             if let data {
@@ -179,7 +189,7 @@ extension Amanat {
         }
 
         /// The registration code in `file`; when the file does not exist, a new random code written to it (mode 0600,
-        /// never overwriting) and printed on stderr.
+        /// never overwriting), and its path (not the code) said on stderr.
         static func registrationCode(file: String) throws -> String {
             let descriptor = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             if descriptor >= 0 {
@@ -192,7 +202,10 @@ extension Amanat {
                     unlink(file)
                     throw CLIError(.io, "Could not write the registration code to \(file).")
                 }
-                note("New registration code (written to \(file)); a team's first sync must present it: \(code)")
+                // The file only: stderr often ends in a journal kept longer and read more widely than a 0600 file.
+                note(
+                    "New registration code written to \(file) (readable by this user only); a team's first sync must present it."
+                )
                 return code
             }
             guard errno == EEXIST else { throw CLIError(.io, "Could not create the registration code file \(file).") }

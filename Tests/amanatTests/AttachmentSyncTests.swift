@@ -147,7 +147,8 @@ import Testing
         try TestMedia.write(media, to: file)
         _ = try a.ok(["attach", id, file.path])
         let relayData = scratch.path("relay")
-        let relay = try ServeProcess(data: relayData, extra: ["--quota", "3M"])
+        // `3MiB` (as `3M` and `3MB`) is 3 × 2²⁰ bytes, as the message below says.
+        let relay = try ServeProcess(data: relayData, extra: ["--quota", "3MiB"])
         let r = try a.run(["sync", relay.url])
         #expect(r.status == 74, "\(r.stderr)")
         #expect(r.stderr.contains("reached the relay's quota of 3 MiB"), "\(r.stderr)")
@@ -155,8 +156,14 @@ import Testing
         #expect(TestMedia.chunkFiles(relayData.appendingPathComponent(try vaultHex(a) + ".chunks")) == 2)
         let (_, log) = relay.stop()
         #expect(!log.contains("W-017"))
-        let bad = try a.run(["serve", "--quota", "lots", "--data", relayData.path], withVault: false)
-        #expect(bad.status == 64 && bad.stderr.hasPrefix("amanat: ") && bad.stderr.contains("--quota"))
+        for (quota, sentence) in [
+            ("lots", "--quota takes a size"), ("1.5G", "--quota takes a size"), ("3MiBB", "--quota takes a size"),
+            ("0", "--quota 0 would refuse every attachment"),
+        ] {
+            let bad = try a.run(["serve", "--quota", quota, "--data", relayData.path], withVault: false)
+            #expect(bad.status == 64 && bad.stderr.hasPrefix("amanat: ") && bad.stderr.contains(sentence), "\(quota)")
+            #expect(bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
+        }
     }
 
     func vaultHex(_ cli: CLIRunner) throws -> String {
