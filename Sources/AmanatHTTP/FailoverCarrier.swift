@@ -19,6 +19,7 @@ public final class FailoverCarrier: ExchangeCarrier, ChunkCarrier, @unchecked Se
     private let lock = NSLock()
     private var current = 0
     private var switched: [(from: String, to: String)] = []
+    private var answered: [Int] = []
 
     /// A carrier over `carriers` (at least one).
     public init(_ carriers: [HTTPCarrier]) {
@@ -63,6 +64,9 @@ public final class FailoverCarrier: ExchangeCarrier, ChunkCarrier, @unchecked Se
     /// Each move from a relay that could not be reached to the next, in order.
     public var failovers: [(from: String, to: String)] { lock.withLock { switched } }
 
+    /// The relays that served at least one request, in the order they first did.
+    public var served: [String] { lock.withLock { answered.map { carriers[$0].name } } }
+
     /// Runs `request` on the current relay, then on each other one in turn while they cannot be reached.
     private func run<T>(_ request: (HTTPCarrier) async throws -> T) async throws -> T {
         let start = lock.withLock { current }
@@ -71,11 +75,12 @@ public final class FailoverCarrier: ExchangeCarrier, ChunkCarrier, @unchecked Se
             let index = (start + step) % carriers.count
             do {
                 let result = try await request(carriers[index])
-                if index != start {
-                    lock.withLock {
+                lock.withLock {
+                    if index != start {
                         switched.append((carriers[current].name, carriers[index].name))
                         current = index
                     }
+                    if !answered.contains(index) { answered.append(index) }
                 }
                 return result
             } catch let error as RelayClientError where error.code == .unavailable {

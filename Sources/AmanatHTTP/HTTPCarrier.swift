@@ -276,7 +276,9 @@ public struct HTTPCarrier: ExchangeCarrier {
                 guard attempt < max(1, options.attempts) else {
                     throw RelayClientError(
                         .unavailable,
-                        "The relay at \(baseURL) cannot be reached (\(error.reason)); check that `amanat serve` is running there and try again."
+                        error.answered
+                            ? "The relay at \(baseURL) runs but could not serve the sync (\(error.reason)); try again later, or ask its operator."
+                            : "The relay at \(baseURL) cannot be reached (\(error.reason)); check that `amanat serve` is running there and try again."
                     )
                 }
                 options.onRetry?(error.reason, delay)
@@ -290,6 +292,8 @@ public struct HTTPCarrier: ExchangeCarrier {
     /// A failure worth retrying: no answer, or a relay that is restarting or overloaded.
     private struct Transient: Error {
         var reason: String
+        /// Whether the relay answered (502, 503, 504): it runs, but could not serve the request.
+        var answered = false
     }
 
     private func attemptOnce(_ method: String, _ path: String, body: [UInt8]) async throws -> (Int, [UInt8]) {
@@ -332,7 +336,9 @@ public struct HTTPCarrier: ExchangeCarrier {
         case 404 where path.hasPrefix("/v1/vaults/"):
             throw UnknownVault()
         case 502, 503, 504:
-            throw Transient(reason: "it answered \(status)")
+            // The relay's own sentence, when it gave one (503: it cannot use its storage now), said as it is.
+            let said = Self.errorMessage(answer).map { ": \(TerminalText.escape($0))" } ?? ""
+            throw Transient(reason: "it answered \(status)\(said)", answered: true)
         default:
             let code: RelayClientError.Code =
                 switch status {

@@ -101,9 +101,12 @@ extension Amanat {
                         noAttachments
                         ? nil : try await ChunkSync(vault: vault, carrier: carrier, options: chunkOptions).run()
                     for (from, to) in carrier.failovers {
-                        note("The relay at \(from) could not be reached; the sync went on through \(to).")
+                        note("The relay at \(from) stopped serving this sync; it went on through \(to).")
                     }
-                    return (text, chunks, carrier.name)
+                    // After a failover, what moved may have gone through more than one relay: the summary names
+                    // every relay that served part of this sync.
+                    let served = carrier.served
+                    return (text, chunks, (served.isEmpty ? [carrier.name] : served).joined(separator: " and "))
                 }
                 summarize(report, with: target, vault: vault)
                 if let chunks { summarizeChunks(chunks, with: target) }
