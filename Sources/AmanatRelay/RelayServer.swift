@@ -319,10 +319,32 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         context.logger.log(
             level: level, "refused",
             metadata: [
-                "method": .escaped(request.method.rawValue), "path": .escaped(request.uri.path.prefix(80)),
+                "method": .escaped(request.method.rawValue),
+                "path": .escaped(Self.loggedPath(request.uri.path.prefix(160))),
                 "status": "\(status.code)", "reason": .escaped(message),
             ])
         return RelayServer.json(status, Self.errorJSON(message))
+    }
+
+    /// A request's path for the log, with every run of 16 or more hex digits (a vault id, a chunk address) cut to
+    /// its first 8 and `…`, as the vault's prefix is on every line: the log says which vault without holding its id.
+    static func loggedPath(_ path: Substring) -> String {
+        var out = ""
+        var run = ""
+        func flush() {
+            out += run.count >= 16 ? run.prefix(8) + "…" : run
+            run = ""
+        }
+        for character in path {
+            if character.isHexDigit && character.isASCII {
+                run.append(character)
+            } else {
+                flush()
+                out.append(character)
+            }
+        }
+        flush()
+        return out
     }
 
     static func errorJSON(_ message: String) -> String {

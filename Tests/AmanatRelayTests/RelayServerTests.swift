@@ -352,11 +352,13 @@ struct Setup {
         #expect(text.contains(#"amanat_relay_request_duration_seconds_bucket{route="exchange",le="0.1"}"#), "\(text)")
         #expect(text.contains(#"amanat_relay_request_duration_seconds_count{route="exchange"}"#))
 
-        // The metrics name no vault or device; neither they nor the log hold record text or keys. (A refusal's log
-        // line shows the request's path, vault id included, as before.)
+        // The metrics name no vault or device; neither they nor the log hold record text or keys, and the log names a
+        // vault by its prefix only, a refusal's path included.
         let logged = log.text
         #expect(logged.contains("stored"), "\(logged)")
         #expect(logged.contains(String(Hex.encode(team[0].vaultID).prefix(8))), "lines carry the vault's prefix")
+        #expect(logged.contains("refused") && logged.contains("403"), "\(logged)")
+        #expect(!logged.contains(Hex.encode(team[0].vaultID)), "the log holds a whole vault id")
         for secret in [Hex.encode(team[0].vaultID), team[0].deviceID.hex, team[1].deviceID.hex] {
             #expect(!text.contains(secret), "the metrics hold \(secret)")
         }
