@@ -98,15 +98,23 @@ public struct PostgresLocation: Sendable, Equatable {
 
     /// The TLS settings for ``tls``: libpq's meaning of each mode.
     func tlsConfiguration() -> PostgresClient.Configuration.TLS {
+        switch tls {
+        case .disable: .disable
+        case .prefer: .prefer(clientTLS())
+        case .require, .verifyCA, .verifyFull: .require(clientTLS())
+        }
+    }
+
+    /// The client's TLS configuration: which certificate checks ``tls`` asks for, against which authorities.
+    func clientTLS() -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         switch tls {
-        case .disable: return .disable
-        case .prefer, .require: configuration.certificateVerification = .none
+        case .disable, .prefer, .require: configuration.certificateVerification = .none
         case .verifyCA: configuration.certificateVerification = .noHostnameVerification
         case .verifyFull: configuration.certificateVerification = .fullVerification
         }
         if let rootCertificates { configuration.trustRoots = .file(rootCertificates) }
-        return tls == .prefer ? .prefer(configuration) : .require(configuration)
+        return configuration
     }
 
     /// The URL without the password, for logs and messages.
@@ -154,6 +162,7 @@ public final class PostgresRelayStorage: RelayStorage {
     public static func connect(
         _ location: PostgresLocation, maxVaults: Int = 1000, startTimeout: Duration = .seconds(15), logger: Logger
     ) async throws -> PostgresRelayStorage {
+        try await probe(location, within: startTimeout, logger: logger)
         let storage = PostgresRelayStorage(location: location, maxVaults: maxVaults, logger: logger)
         do {
             // A database that refuses the password or does not answer is retried by the pool in the background; the
@@ -173,6 +182,68 @@ public final class PostgresRelayStorage: RelayStorage {
             throw error
         }
         return storage
+    }
+
+    /// One direct connection before the pool starts: a refusal no retry can cure — a wrong password, no such
+    /// database or user, a certificate that does not verify — ends the start at once with the server's own reason
+    /// (the pool would retry it until `startTimeout`, logging each attempt). Anything else (the server still
+    /// starting, not answering) is left to the pool's retries.
+    static func probe(_ location: PostgresLocation, within limit: Duration, logger: Logger) async throws {
+        let tls: PostgresConnection.Configuration.TLS
+        do {
+            if location.tls == .disable {
+                tls = .disable
+            } else {
+                let context = try NIOSSLContext(configuration: location.clientTLS())
+                tls = location.tls == .prefer ? .prefer(context) : .require(context)
+            }
+        } catch {
+            throw StoreError(
+                .busy, "The TLS settings for \(location.display) cannot be used (\(error)); check sslrootcert.")
+        }
+        let configuration = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.user, password: location.password,
+            database: location.database, tls: tls)
+        let attempt = Task {
+            try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        }
+        let timer = Task {
+            try await Task.sleep(for: limit)
+            attempt.cancel()
+        }
+        defer { timer.cancel() }
+        do {
+            let connection = try await attempt.value
+            try? await connection.close()
+        } catch let error as PSQLError {
+            let state = error.serverInfo?[.sqlState] ?? ""
+            let said = error.serverInfo?[.message].map { TerminalText.escape($0) } ?? ""
+            // 28000/28P01: authentication; 3D000: no such database; 42501: no permission to connect.
+            if ["28000", "28P01", "3D000", "42501"].contains(state) {
+                throw StoreError(
+                    .busy, "The database \(location.display) refused the relay: \(said) (SQLSTATE \(state)).")
+            }
+            if error.code == .sslUnsupported && location.tls != .prefer {
+                throw StoreError(
+                    .busy,
+                    "The database \(location.display) does not offer TLS, which sslmode=\(location.tls.rawValue) requires."
+                )
+            }
+            if let underlying = error.underlying as? NIOSSLError {
+                throw StoreError(
+                    .busy,
+                    "The database \(location.display)'s TLS certificate was not accepted (\(underlying)); with sslmode=verify-ca or verify-full, sslrootcert must name the authority that signed it."
+                )
+            }
+        } catch {
+            if let ssl = error as? NIOSSLError {
+                throw StoreError(
+                    .busy,
+                    "The database \(location.display)'s TLS certificate was not accepted (\(ssl)); with sslmode=verify-ca or verify-full, sslrootcert must name the authority that signed it."
+                )
+            }
+            // Not answering yet, or gone for now: the pool's retries and startTimeout decide.
+        }
     }
 
     public func close() async {

@@ -180,6 +180,8 @@ extension Amanat {
                 return try await PostgresRelayStorage.connect(location, maxVaults: maxVaults, logger: logger)
             } catch let error as RelayStoreError {
                 throw CLIError(.damaged, error.message)
+            } catch let error as StoreError where error.message.contains(location.display) {
+                throw CLIError(.unavailable, error.message)  // the server's own reason, or how long it waited
             } catch {
                 throw CLIError(
                     .unavailable,

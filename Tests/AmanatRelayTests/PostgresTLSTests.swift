@@ -42,11 +42,10 @@ import Testing
             await storage.close()
         }
 
-        // Checked against the system's authorities, the self-signed certificate is refused.
+        // Checked against the system's authorities, the self-signed certificate is refused, at once and saying so
+        // (not after the pool's retries, with a guess).
         location.tls = .verifyFull
-        await #expect(throws: (any Error).self, "verify-full trusted a certificate nobody signed") {
-            try await connect(location, within: 5)
-        }
+        try await expectRefusal(location, "TLS certificate was not accepted")
         // Trusting the server's own certificate, both checks pass: it names 127.0.0.1.
         location.rootCertificates = server.certificateFile
         for mode in [PostgresLocation.TLSMode.verifyCA, .verifyFull] {
@@ -55,6 +54,31 @@ import Testing
             #expect(try encryptedConnections(server, location.database) >= 1, "\(mode) did not encrypt")
             await storage.close()
         }
+    }
+
+    /// Starting a relay on `location` fails with a sentence holding `words`, before its 90 s start timeout.
+    func expectRefusal(
+        _ location: PostgresLocation, _ words: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        do {
+            let storage = try await connect(location)
+            await storage.close()
+            Issue.record("the relay started", sourceLocation: sourceLocation)
+        } catch {
+            #expect("\(error)".contains(words), "\(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// What no retry can cure ends a relay's start at once with the server's own reason.
+    @Test func aDatabaseThatRefusesTheRelayIsNamedWithTheServersReason() async throws {
+        let dir = try TemporaryDirectory()
+        let spec = try testStorage(.postgres, dir.path("relay"))
+        var location = try #require(spec.location)
+        location.password = "not the password"
+        try await expectRefusal(location, "password authentication failed for user \"amanat\" (SQLSTATE 28P01)")
+        location = try #require(spec.location)
+        location.database = "no_such_database"
+        try await expectRefusal(location, "(SQLSTATE 3D000)")
     }
 
     @Test func theDatabaseURLTakesLibpqsModesAndARootCertificateFile() throws {

@@ -88,7 +88,7 @@ import Testing
             ),
             (
                 ["serve", "--port", "0", "--database", database], ["AMANAT_DATABASE_PASSWORD": "wrong"], 69,
-                "Could not use the database"
+                "refused the relay: password authentication failed for user \"amanat\" (SQLSTATE 28P01)."
             ),
             (
                 [
