@@ -40,17 +40,43 @@ public struct ChunkStore: Sendable {
 
     /// The stored bytes of `address`, or nil when none is stored; a file larger than any chunk is refused unread.
     public func read(_ address: [UInt8]) throws -> [UInt8]? {
-        let url = url(for: address)
-        guard let length = storedLength(address) else { return nil }
-        guard length <= Self.maximumSealedLength else {
-            throw StoreError(.damaged, "The chunk \(url.path) is larger than any chunk Amanat writes.")
-        }
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else {
-            if errno == ENOENT { return nil }
-            throw AtomicFile.ioError(errno, "could not read \(url.path)")
-        }
+        guard let fd = try openForReading(address) else { return nil }
         defer { close(fd) }
+        return try read(fd, address: address)
+    }
+
+    /// Opens the stored chunk of `address` and asks the kernel to start reading it ahead, so that a later
+    /// ``read(_:address:)`` of it finds it in memory instead of waiting for the disk (extract opens the chunks a
+    /// few ahead of those being decrypted); nil when none is stored (a link or anything but a file counts as none).
+    /// The caller closes it.
+    public func openForReading(_ address: [UInt8]) throws -> Int32? {
+        let path = url(for: address).path
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT || errno == ELOOP || errno == ENOTDIR { return nil }
+            throw AtomicFile.ioError(errno, "could not read \(path)")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            return nil
+        }
+        _ = posix_fadvise(fd, 0, 0, Self.willNeed)
+        return fd
+    }
+
+    /// `POSIX_FADV_WILLNEED` (Linux's value; Glibc's Swift module does not export the macro).
+    static let willNeed: Int32 = 3
+
+    /// The bytes of the chunk `fd` (from ``openForReading(_:)``) of `address`; a file larger than any chunk is
+    /// refused unread.
+    public func read(_ fd: Int32, address: [UInt8]) throws -> [UInt8] {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw AtomicFile.ioError(errno, "could not read \(url(for: address).path)") }
+        guard info.st_size >= 0, info.st_size <= Self.maximumSealedLength else {
+            throw StoreError(.damaged, "The chunk \(url(for: address).path) is larger than any chunk Amanat writes.")
+        }
+        let length = Int(info.st_size)
         // Read straight into the array's storage: no zero-filling first and no copy after (a MiB each, per chunk).
         var failure: Int32 = 0
         let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
@@ -67,7 +93,7 @@ public struct ChunkStore: Sendable {
             }
             count = got
         }
-        if failure != 0 { throw AtomicFile.ioError(failure, "could not read \(url.path)") }
+        if failure != 0 { throw AtomicFile.ioError(failure, "could not read \(url(for: address).path)") }
         return bytes
     }
 

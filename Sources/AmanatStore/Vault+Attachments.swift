@@ -395,11 +395,16 @@ extension Vault {
             let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
             let id = info.id.prefix(12)
             let total = addresses.count
+            // Opened here, a few chunks ahead of the one being decrypted: the kernel reads it from the disk while
+            // the threads work on earlier ones, instead of a thread waiting for it.
+            let opened = Result { try store.openForReading(address) }
             opening.submit {
                 Result {
-                    guard let sealed = try store.read(address) else {
+                    guard let fd = try opened.get() else {
                         throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
                     }
+                    defer { close(fd) }
+                    let sealed = try store.read(fd, address: address)
                     switch keys.open(sealed, address: address, length: length) {
                     case .success(let plaintext): return plaintext
                     case .failure(let error):
