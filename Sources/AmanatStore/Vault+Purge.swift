@@ -110,7 +110,7 @@ extension Vault {
 
     /// The ids of purged records: a change to one of them that arrives later (written before its author learned
     /// of the purge) is never applied, and its content is dropped too.
-    func purgedRecordIDs() -> Set<RecordID> {
+    public func purgedRecordIDs() -> Set<RecordID> {
         guard !membership.purges.isEmpty else { return [] }
         return Set(purges().map(\.record))
     }

@@ -25,6 +25,8 @@ struct Arrivals: Encodable {
     var deleted: [Event] = []
     var undeleted: [Event] = []
     var new_conflicts: [Event] = []
+    /// Records a coordinator's purge that arrived destroyed here: by id only (their content is what it destroyed).
+    var purged: [String]?
     // Set by `sync --json` and `import --json` only (JSONOutput.swift); left out of the JSON when nil.
     var target: String?
     var read_only: Bool?
@@ -41,6 +43,9 @@ struct Arrivals: Encodable {
         self.pulled = pulled
         self.pushed = pushed
         let now = vault.wallClock()
+        let destroyed = vault.purgedRecordIDs()
+        let gone = before.keys.filter { after[$0] == nil && destroyed.contains($0) }.sorted()
+        if !gone.isEmpty { purged = gone.map(\.hex) }
         for id in after.keys.sorted() {
             guard let state = after[id] else { continue }
             let old = before[id]
@@ -73,6 +78,7 @@ struct Arrivals: Encodable {
 
     var isEmpty: Bool {
         created.isEmpty && edited.isEmpty && deleted.isEmpty && undeleted.isEmpty && new_conflicts.isEmpty
+            && purged == nil
     }
 
     /// At most this many records are named per kind of arrival (a first sync can bring thousands); `--json`
@@ -95,6 +101,12 @@ struct Arrivals: Encodable {
         add(created, "created")
         add(edited, "edited ")
         add(deleted, "DELETED")
+        for id in (purged ?? []).prefix(Self.linesPerKind) {
+            out.append("  PURGED \(id.prefix(12)) by a coordinator: its content is destroyed on this laptop")
+        }
+        if let purged, purged.count > Self.linesPerKind {
+            out.append("  … and \(purged.count - Self.linesPerKind) more (--json lists them all)")
+        }
         // A deleted record becomes visible again by an `undelete` or by an edit made while the delete had not been
         // seen (change.md §5): the arrivals cannot tell which, so they say both.
         add(undeleted, "VISIBLE AGAIN")
@@ -121,6 +133,7 @@ struct Arrivals: Encodable {
         count(created.count, "created")
         count(edited.count, "edited")
         count(deleted.count, "deleted")
+        count(purged?.count ?? 0, "purged")
         count(undeleted.count, "visible again")
         count(new_conflicts.count, "with a new conflict")
         return parts.isEmpty ? "no record changed" : parts.joined(separator: ", ")

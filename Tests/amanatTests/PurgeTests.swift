@@ -136,8 +136,13 @@ import Testing
         // The purge travels: A to the stick and the relay, then B from the stick and C from the relay.
         _ = try a.ok(["sync", stick])
         _ = try a.ok(["sync", relay.url])
-        _ = try b.ok(["sync", stick])
-        _ = try c.ok(["sync", relay.url])
+        // Each says what arrived: the record purged, by id only.
+        let arrivedB = try b.run(["sync", stick])
+        #expect(arrivedB.status == 0 && arrivedB.stderr.contains("1 record purged"), "\(arrivedB.stderr)")
+        #expect(arrivedB.stderr.contains("PURGED \(id.prefix(12))"), "\(arrivedB.stderr)")
+        #expect(!arrivedB.stderr.contains("W-017"), "\(arrivedB.stderr)")
+        let arrivedC = try JSONOutputTests.Checker().check("sync", c, ["sync", relay.url])
+        #expect(arrivedC["purged"]?.array?.compactMap(\.string) == [id], "\(arrivedC)")
         // B syncs the old copy of the stick: nothing comes back, and the copy loses the content too.
         _ = try b.ok(["sync", oldStick])
 
