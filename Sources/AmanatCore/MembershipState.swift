@@ -248,7 +248,11 @@ public struct MembershipState: Hashable, Sendable {
                 let keyOnlyBefore = state.keyOnlyEpochs.count
                 if let reason = state.apply(entry, legacyAuthors: legacyAuthors) {
                     state.void.append(VoidEntry(author: entry.author, seq: entry.seq, reason: reason))
-                    if state.keyOnlyEpochs.count > keyOnlyBefore { effective.append(entry) }
+                    // Kept key-only, or a revoke whose revocation took effect although its rotation did not (its
+                    // epoch was in use): both had an effect, so both face the final-state check.
+                    if state.keyOnlyEpochs.count > keyOnlyBefore || state.revoked(by: entry) {
+                        effective.append(entry)
+                    }
                 } else {
                     effective.append(entry)
                 }
@@ -348,6 +352,12 @@ public struct MembershipState: Hashable, Sendable {
         return members[device]?.isActive(at: seq) == true && keyOnlyEpochs.contains { $0.rotation.epoch == epoch }
     }
 
+    /// Whether `authored` is a revoke whose revocation is the one in force for its target.
+    func revoked(by authored: AuthoredEntry) -> Bool {
+        guard case .revoke(let device, _, _) = authored.entry.operation, let m = members[device] else { return false }
+        return m.revokedBy == authored.author && m.revokedAt == authored.entry.timestamp
+    }
+
     /// Keeps the rotation of a revoke that has no effect as key-only, when its author was an active member at that
     /// seq and its epoch is not in use; returns whether it did.
     mutating func keepKeyOnly(_ authored: AuthoredEntry) -> Bool {
@@ -445,9 +455,12 @@ public struct MembershipState: Hashable, Sendable {
                 m.revokedAt = stamp
                 members[device] = m
             }
-            guard !allRotations.contains(where: { $0.rotation.epoch == rotation.epoch }) else {
+            guard !epochs.contains(where: { $0.rotation.epoch == rotation.epoch }) else {
                 return "a key rotation to an epoch already in use"
             }
+            // A key-only rotation that took this number first gives it up, whatever its stamp (its author's claim):
+            // a member cannot cancel a coordinator's rotation by backdating its own to the same epoch.
+            keyOnlyEpochs.removeAll { $0.rotation.epoch == rotation.epoch }
             epochs.append(EpochGrant(author: author, timestamp: stamp, rotation: rotation))
         case .rename(let name):
             guard members[author]?.isActive(at: seq) == true else { return "a rename by a device that is not a member" }

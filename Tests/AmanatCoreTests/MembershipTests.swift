@@ -369,6 +369,50 @@ struct MembershipScenario {
         #expect(revoked.keyOnlyEpochs.isEmpty && revoked.epochs.count == 1)
     }
 
+    /// From the attack review: a member backdates a revoke without authority to the epoch of a coordinator's
+    /// rotation. Its key-only rotation must not take the number and cancel the coordinator's.
+    @Test func aKeyOnlyRotationNeverTakesAnEffectiveRotationsEpoch() {
+        var s = MembershipScenario()
+        s.found()
+        let member = SimDevice()
+        s.join(member, with: s.invite(by: s.founder, at: 10), at: 20)
+        let target = SimDevice()
+        s.join(target, with: s.invite(by: s.founder, at: 11), at: 21)
+        let rotation = s.rotation()
+        s.write(s.founder, at: 100, .revoke(device: target.id, after: 1, rotation: rotation))
+        let stolen = KeyRotation(epoch: rotation.epoch, relayKey: Sodium.randomBytes(32), grants: [:])
+        s.write(member, at: 50, .revoke(device: s.founder.id, after: 1, rotation: stolen))
+        let state = s.evaluate()
+        #expect(state.members[target.id]?.isRevoked == true)
+        #expect(state.currentRotation?.relayKey == rotation.relayKey, "the coordinator's rotation was cancelled")
+        #expect(state.keyOnlyEpochs.isEmpty)
+        #expect(s.evaluate(s.entries.reversed()) == state)
+    }
+
+    /// From the attack review: a demoted coordinator's revocation whose rotation reuses an epoch in use (so the
+    /// rotation has no effect) must still face the final-state check, as it does in the Python verifier.
+    @Test func aRevocationWhoseRotationHadNoEffectIsStillCheckedAgainstTheFinalState() {
+        var s = MembershipScenario()
+        s.found()
+        let demoted = SimDevice()
+        s.join(demoted, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 20)
+        let victim = SimDevice()
+        s.join(victim, with: s.invite(by: s.founder, at: 11), at: 21)
+        let gone = SimDevice()
+        s.join(gone, with: s.invite(by: s.founder, at: 12), at: 22)
+        let founders = s.rotation()
+        s.write(s.founder, at: 30, .revoke(device: gone.id, after: 1, rotation: founders))
+        // The founder demotes it from its seq 2 on; it backdates a revoke before the demotion, reusing the epoch of
+        // the founder's rotation (which it saw), so that its rotation has no effect but its revocation does.
+        let reused = KeyRotation(epoch: founders.epoch, relayKey: Sodium.randomBytes(32), grants: [:])
+        s.write(demoted, at: 36, .revoke(device: victim.id, after: 0, rotation: reused))
+        s.write(s.founder, at: 40, .setRole(device: demoted.id, role: .member, after: 1))
+        let state = s.evaluate()
+        #expect(state.members[demoted.id]?.currentRole == .member)
+        #expect(state.members[victim.id]?.isRevoked == false, "a demoted coordinator revoked a member by backdating")
+        #expect(state.members[gone.id]?.revokedBy == s.founder.id)
+    }
+
     @Test func aRecoveredIdentitySharesItsPreviousIdentitysRevocationWhateverTheStamps() {
         var s = MembershipScenario()
         s.found()
