@@ -338,7 +338,9 @@ public struct HTTPCarrier: ExchangeCarrier {
         case 502, 503, 504:
             // The relay's own sentence, when it gave one (503: it cannot use its storage now), said as it is.
             let said = Self.errorMessage(answer).map { ": \(TerminalText.escape($0))" } ?? ""
-            throw Transient(reason: "it answered \(status)\(said)", answered: true)
+            // Only a 503 is the relay's own "running, but cannot serve now"; a 502 or 504 usually comes from a proxy
+            // in front of a relay that is down.
+            throw Transient(reason: "it answered \(status)\(said)", answered: status == 503)
         default:
             let code: RelayClientError.Code =
                 switch status {

@@ -85,6 +85,13 @@ public struct PostgresLocation: Sendable, Equatable {
             throw RelayStoreError(
                 .refused, "sslrootcert is used only with sslmode=verify-ca or verify-full; add one of them.")
         }
+        if roots == nil && tls == .verifyCA {
+            // Any certificate a public authority signed, for any name, would pass: no check worth the name.
+            throw RelayStoreError(
+                .refused,
+                "sslmode=verify-ca needs &sslrootcert=FILE (the authority that signed the database's certificate); or use verify-full."
+            )
+        }
         if let roots, !FileManager.default.isReadableFile(atPath: roots) {
             throw RelayStoreError(.refused, "The sslrootcert file \(roots) cannot be read.")
         }
@@ -236,7 +243,8 @@ public final class PostgresRelayStorage: RelayStorage {
                 )
             }
         } catch {
-            if let ssl = error as? NIOSSLError {
+            if error is NIOSSLError || error is NIOSSLExtraError {
+                let ssl = error
                 throw StoreError(
                     .busy,
                     "The database \(location.display)'s TLS certificate was not accepted (\(ssl)); with sslmode=verify-ca or verify-full, sslrootcert must name the authority that signed it."

@@ -51,7 +51,8 @@ public struct ChunkStore: Sendable {
     /// The caller closes it.
     public func openForReading(_ address: [UInt8]) throws -> Int32? {
         let path = url(for: address).path
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO put in a chunk's place must not block the open (it is then refused as not a file).
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             if errno == ENOENT || errno == ELOOP || errno == ENOTDIR { return nil }
             throw AtomicFile.ioError(errno, "could not read \(path)")

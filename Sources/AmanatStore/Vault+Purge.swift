@@ -166,31 +166,35 @@ extension Vault {
         author: DeviceID, seq: UInt64
     )] {
         try mapErrors {
-            try database.write { db in
-                let candidates = try withoutContent(db).filter { change in
+            // Read first; the write lock is taken only to move the position, and only when there is a window.
+            let (candidates, cursor) = try database.read { db in
+                let all = try withoutContent(db).filter { change in
                     available[change.author].map { change.seq <= $0.seq } ?? false
                 }
-                let cursor = try storedRestoreCursor(db)
-                let split =
-                    cursor.map { c in
-                        candidates.firstIndex { ($0.author, $0.seq) > (c.author, c.seq) } ?? candidates.count
-                    } ?? 0
-                let window = Array((candidates[split...] + candidates[..<split]).prefix(limit))
-                if window.count == limit, let last = window.last, candidates.count > limit {
-                    var w = ByteWriter()
-                    w.write(raw: last.author.bytes)
-                    w.write(bigEndian: last.seq)
+                return (all, try storedRestoreCursor(db))
+            }
+            let split =
+                cursor.map { c in
+                    candidates.firstIndex { ($0.author, $0.seq) > (c.author, c.seq) } ?? candidates.count
+                } ?? 0
+            let window = Array((candidates[split...] + candidates[..<split]).prefix(limit))
+            // The position is where this window ended, whatever the carrier: a carrier holding few candidates (or
+            // claiming to) moves it on like any other, never back to the start.
+            if let last = window.last {
+                var w = ByteWriter()
+                w.write(raw: last.author.bytes)
+                w.write(bigEndian: last.seq)
+                let sealed = try sealRow(w.bytes, associatedData: Array("restore_cursor".utf8))
+                try database.write { db in
                     try db.execute(
                         sql: """
                             INSERT INTO local(key, body) VALUES ('restore_cursor', ?)
                             ON CONFLICT(key) DO UPDATE SET body = excluded.body
                             """,
-                        arguments: [try sealRow(w.bytes, associatedData: Array("restore_cursor".utf8))])
-                } else {
-                    try db.execute(sql: "DELETE FROM local WHERE key = 'restore_cursor'")
+                        arguments: [sealed])
                 }
-                return window
             }
+            return window
         }
     }
 

@@ -101,7 +101,9 @@ extension Amanat {
                         noAttachments
                         ? nil : try await ChunkSync(vault: vault, carrier: carrier, options: chunkOptions).run()
                     for (from, to) in carrier.failovers {
-                        note("The relay at \(from) stopped serving this sync; it went on through \(to).")
+                        note(
+                            "The relay at \(from) could not be reached or stopped answering; the sync went on through \(to)."
+                        )
                     }
                     // After a failover, what moved may have gone through more than one relay: the summary names
                     // every relay that served part of this sync.

@@ -89,12 +89,14 @@ import Testing
             url: "postgres://amanat@db.example.org/amanat?sslmode=verify-full&sslrootcert=\(ca)", password: nil)
         #expect(full.tls == .verifyFull && full.rootCertificates == ca)
         #expect(
-            try PostgresLocation(url: "postgres://amanat@db/amanat?sslmode=verify-ca", password: nil).tls == .verifyCA)
+            try PostgresLocation(url: "postgres://amanat@db/amanat?sslmode=verify-ca&sslrootcert=\(ca)", password: nil)
+                .tls == .verifyCA)
         #expect(try PostgresLocation(url: "postgres://amanat@db/amanat", password: nil).tls == .prefer)
         for (url, sentence) in [
             ("postgres://amanat@db/amanat?sslmode=require&sslrootcert=\(ca)", "sslrootcert is used only with"),
             ("postgres://amanat@db/amanat?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "cannot be read"),
             ("postgres://amanat@db/amanat?sslmode=allow", "takes only ?sslmode=disable"),
+            ("postgres://amanat@db/amanat?sslmode=verify-ca", "verify-ca needs &sslrootcert=FILE"),
         ] {
             #expect(throws: RelayStoreError.self) { try PostgresLocation(url: url, password: nil) }
             do {
