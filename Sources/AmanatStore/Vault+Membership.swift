@@ -391,10 +391,18 @@ extension Vault {
                 }
                 if coordinatorHoldsIt { continue }
             }
-            guard let key = key(epoch: rotation.epoch) else { continue }
+            // Only a key that is the rotation's (it derives the relay key the rotation names) is handed on.
+            guard let key = key(epoch: rotation.epoch), key.relaySigningKey().publicKey == rotation.relayKey else {
+                continue
+            }
             var grants: [DeviceID: [UInt8]] = [:]
             let raw = key.root.copyBytes()
-            for m in membership.activeMembers where rotation.grants[m.device] == nil {
+            let candidates = membership.activeMembers.filter { rotation.grants[$0.device] == nil }
+            guard !candidates.isEmpty else { continue }
+            // Never the same (epoch, member) twice from this device: a grant of ours that had no effect (it sorted
+            // before a rotation stamped in the future, say) would otherwise be written again at every settle.
+            let mine = try grantedByMe(db)
+            for m in candidates where !mine.contains(Self.grantKey(rotation.epoch, m.device)) {
                 // A key no box can be sealed to (a hostile all-zero key) is skipped, never a reason to fail.
                 guard let agreement = m.agreementKey, let box = try? SealedBox.seal(raw, to: agreement) else {
                     continue
@@ -406,6 +414,20 @@ extension Vault {
             wrote = true
         }
         return wrote
+    }
+
+    /// The (epoch, member) pairs this device's own grant entries name, whether or not they took effect.
+    func grantedByMe(_ db: Database) throws -> Set<[UInt8]> {
+        var pairs: Set<[UInt8]> = []
+        for entry in try loadEntries(db) where entry.author == deviceID {
+            guard case .grant(let epoch, let grants) = entry.entry.operation else { continue }
+            for device in grants.keys { pairs.insert(Self.grantKey(epoch, device)) }
+        }
+        return pairs
+    }
+
+    static func grantKey(_ epoch: UInt32, _ device: DeviceID) -> [UInt8] {
+        withUnsafeBytes(of: epoch.bigEndian, Array.init) + device.bytes
     }
 
     // MARK: Writing membership entries

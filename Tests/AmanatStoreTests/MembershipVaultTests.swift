@@ -497,6 +497,38 @@ import Testing
         #expect(try a.visibleRecords().contains { $0.id == id })
     }
 
+    /// From the attack review: a member's key-only rotation stamped an hour ahead. A member's grant of it, written
+    /// now, sorts before the rotation and has no effect; it must not be written again at every sync.
+    @Test func aGrantThatHadNoEffectIsNotWrittenAgainAndAgain() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        let (a, b, c) = (team[0], team[1], team[2])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        let root = Sodium.randomBytes(32)
+        let epoch = UInt32(77_777)
+        let agreement = try #require(c.keyring.agreement?.publicKey)
+        let rotation = KeyRotation(
+            epoch: epoch, relayKey: VaultKey(epoch: epoch, root: SecureBytes(root)).relaySigningKey().publicKey,
+            grants: [c.deviceID: try SealedBox.seal(root, to: agreement)])
+        var hostile = ForgedChain(vaultID: b.vaultID, signer: b.keyring.device, head: try ownHead(of: b))
+        let ahead = HLCTimestamp(wallMillis: stampNow().wallMillis + 3_600_000, counter: 0)
+        let revoke = try hostile.entry(.revoke(device: a.deviceID, after: 1, rotation: rotation), at: ahead)
+        #expect(try writeSyncFile(file, vaultID: b.vaultID, [revoke]) == 1)
+        try await fileSync(c, file)
+        // Every open settles the membership (and writes the grants a device owes).
+        var reopened = c
+        for _ in 0..<3 { reopened = try Vault.open(at: c.directory, passphrase: passphrase) }
+        let grants = try reopened.envelopes(of: c.deviceID, after: 0, limit: 1000).filter { envelope in
+            guard envelope.isAuthority, let entry = try? envelope.openEntry(),
+                case .grant(let granted, _) = entry.entry.operation
+            else { return false }
+            return granted == epoch
+        }
+        #expect(reopened.membership.keyOnlyEpochs.map(\.rotation.epoch) == [epoch])
+        #expect(grants.count == 1, "c wrote \(grants.count) grants of the same key to the same member")
+    }
+
     @Test func randomInvitationsRolesRevocationsAndEditsConverge() async throws {
         let seed =
             ProcessInfo.processInfo.environment["AMANAT_SEED"].flatMap { UInt64($0) }
