@@ -236,7 +236,7 @@ public final class PostgresRelayStorage: RelayStorage {
                     "The database \(location.display) does not offer TLS, which sslmode=\(location.tls.rawValue) requires."
                 )
             }
-            if let underlying = error.underlying as? NIOSSLError {
+            if let underlying = error.underlying, underlying is NIOSSLError || underlying is NIOSSLExtraError {
                 throw StoreError(
                     .busy,
                     "The database \(location.display)'s TLS certificate was not accepted (\(underlying)); with sslmode=verify-ca or verify-full, sslrootcert must name the authority that signed it."
