@@ -77,25 +77,7 @@ public struct ChunkStore: Sendable {
         guard info.st_size >= 0, info.st_size <= Self.maximumSealedLength else {
             throw StoreError(.damaged, "The chunk \(url(for: address).path) is larger than any chunk Amanat writes.")
         }
-        let length = Int(info.st_size)
-        // Read straight into the array's storage: no zero-filling first and no copy after (a MiB each, per chunk).
-        var failure: Int32 = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
-            var got = 0
-            while got < length {
-                let n = Glibc.read(fd, buffer.baseAddress! + got, length - got)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    break
-                }
-                if n == 0 { break }
-                got += n
-            }
-            count = got
-        }
-        if failure != 0 { throw AtomicFile.ioError(failure, "could not read \(url(for: address).path)") }
-        return bytes
+        return try FileDescriptorSource.read(fd, upTo: Int(info.st_size), name: url(for: address).path)
     }
 
     /// Writes a sealed chunk under `address` through a temporary file, fsync and rename; a chunk already stored with

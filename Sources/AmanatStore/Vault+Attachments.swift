@@ -24,9 +24,14 @@ public struct FileDescriptorSource: ByteSource {
     }
 
     public mutating func read(_ count: Int) throws -> [UInt8] {
-        // Straight into the array's storage, without zero-filling a chunk first.
+        try Self.read(fd, upTo: count, name: name)
+    }
+
+    /// Up to `count` bytes of `fd` (fewer only at its end), read straight into the array's storage: no zero-filling
+    /// first and no copy after (a MiB each, per chunk). A read error throws, naming `name`; EINTR is retried.
+    static func read(_ fd: Int32, upTo count: Int, name: String) throws -> [UInt8] {
         var failure: Int32 = 0
-        let buffer = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
             var got = 0
             while got < count {
                 let n = Glibc.read(fd, storage.baseAddress! + got, count - got)
@@ -41,7 +46,7 @@ public struct FileDescriptorSource: ByteSource {
             initialized = got
         }
         if failure != 0 { throw AtomicFile.ioError(failure, "could not read \(name)") }
-        return buffer
+        return bytes
     }
 }
 
