@@ -382,6 +382,7 @@ extension Vault {
         guard let me = membership.members[deviceID], !me.isRevoked else { return false }
         let coordinator = me.currentRole == .coordinator
         let keyOnly = Set(membership.keyOnlyEpochs.map(\.rotation.epoch))
+        var mine: Set<[UInt8]>?
         var wrote = false
         for rotation in membership.allRotations.map(\.rotation) {
             if !coordinator {
@@ -400,9 +401,10 @@ extension Vault {
             let candidates = membership.activeMembers.filter { rotation.grants[$0.device] == nil }
             guard !candidates.isEmpty else { continue }
             // Never the same (epoch, member) twice from this device: a grant of ours that had no effect (it sorted
-            // before a rotation stamped in the future, say) would otherwise be written again at every settle.
-            let mine = try grantedByMe(db)
-            for m in candidates where !mine.contains(Self.grantKey(rotation.epoch, m.device)) {
+            // before a rotation stamped in the future, say) would otherwise be written again at every settle. Read
+            // once per call, and only when some member lacks a box.
+            if mine == nil { mine = try grantedByMe(db) }
+            for m in candidates where mine?.contains(Self.grantKey(rotation.epoch, m.device)) != true {
                 // A key no box can be sealed to (a hostile all-zero key) is skipped, never a reason to fail.
                 guard let agreement = m.agreementKey, let box = try? SealedBox.seal(raw, to: agreement) else {
                     continue
