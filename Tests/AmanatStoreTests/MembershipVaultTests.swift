@@ -14,6 +14,22 @@ import Testing
         vault.membership.members[vault.deviceID].map { !$0.isRevoked && $0.currentRole == .coordinator } ?? false
     }
 
+    /// Every vault syncs with every file in turn, for at most `rounds` rounds, until a round moves nothing; returns
+    /// whether that happened.
+    func syncUntilQuiet(_ vaults: [Vault], through files: [URL], rounds: Int) async throws -> Bool {
+        for _ in 0..<rounds {
+            var moved = 0
+            for vault in vaults {
+                for file in files {
+                    let report = try await fileSync(vault, file)
+                    moved += report.pulled + report.pushed + report.keptApart
+                }
+            }
+            if moved == 0 { return true }
+        }
+        return false
+    }
+
     /// A team of two; `b` wrote a sealed testimony that `a` has. Returns the testimony's id and narrative.
     func teamWithTestimony(_ dir: TemporaryDirectory) async throws -> (Vault, Vault, RecordID, String) {
         let team = try makeTeam(2, in: dir)
@@ -407,16 +423,7 @@ import Testing
         let id = try a.createRecord(
             kind: "statement", fields: [("title", "after the revocation")], tags: [], seal: false)
         try b.setRole(a.deviceID, .member)  // b has not seen the revocation
-        var quiet = false
-        for _ in 0..<8 where !quiet {
-            var moved = 0
-            for vault in team {
-                let report = try await fileSync(vault, file)
-                moved += report.pulled + report.pushed + report.keptApart
-            }
-            quiet = moved == 0
-        }
-        #expect(quiet)
+        #expect(try await syncUntilQuiet(team, through: [file], rounds: 8))
         for vault in team {
             #expect(vault.membership.members[c.deviceID]?.isRevoked == false, "\(vault.keyring.deviceName)")
             #expect(vault.membership.members[a.deviceID]?.currentRole == .member)
@@ -442,16 +449,7 @@ import Testing
         try b.revoke(a.deviceID)  // b has not seen its demotion
         let id = try b.createRecord(
             kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
-        var quiet = false
-        for _ in 0..<8 where !quiet {
-            var moved = 0
-            for vault in team {
-                let report = try await fileSync(vault, file)
-                moved += report.pulled + report.pushed + report.keptApart
-            }
-            quiet = moved == 0
-        }
-        #expect(quiet)
+        #expect(try await syncUntilQuiet(team, through: [file], rounds: 8))
         let rotation = try #require(a.membership.keyOnlyEpochs.first?.rotation)
         #expect(a.membership.members[a.deviceID]?.isRevoked == false)
         #expect(a.membership.members[b.deviceID]?.currentRole == .member)
@@ -588,17 +586,7 @@ import Testing
             }
         }
         // Everyone syncs until nothing moves.
-        var quiet = false
-        for _ in 0..<12 where !quiet {
-            var moved = 0
-            for vault in vaults {
-                for file in files {
-                    let report = try await fileSync(vault, file)
-                    moved += report.pulled + report.pushed + report.keptApart
-                }
-            }
-            quiet = moved == 0
-        }
+        let quiet = try await syncUntilQuiet(vaults, through: files, rounds: 12)
         let trace = "seed \(seed)\n" + log.joined(separator: "\n")
         #expect(quiet, "syncs never went quiet; \(trace)")
         let reference = vaults[0].membership
