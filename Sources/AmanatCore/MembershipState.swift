@@ -81,14 +81,44 @@ public struct ReusedInvitation: Hashable, Sendable {
     public var refused: DeviceID
 }
 
-/// An effective key rotation: who made it, and its grants.
+/// A key rotation: who made it, the boxes it carried, and the boxes grant entries added.
 public struct EpochGrant: Hashable, Sendable {
-    /// The coordinator that rotated.
+    /// The device that rotated (a coordinator, or for a key-only rotation one that was no longer one).
     public var author: DeviceID
     /// The stamp of the rotation.
     public var timestamp: HLCTimestamp
-    /// The new key.
+    /// The new key, with the boxes the rotation itself carried.
     public var rotation: KeyRotation
+    /// Boxes that grant entries added, per member, in evaluation order; at most one per granter and member.
+    public var granted: [DeviceID: [GrantedBox]] = [:]
+
+    public init(author: DeviceID, timestamp: HLCTimestamp, rotation: KeyRotation) {
+        self.author = author
+        self.timestamp = timestamp
+        self.rotation = rotation
+    }
+
+    /// Every box sealed to `device`, the rotation's own first, then the grants' in evaluation order. Nobody but
+    /// `device` can tell a box of the rotation's key from one of garbage: it tries each (Protocol/membership.md §5).
+    public func boxes(for device: DeviceID) -> [[UInt8]] {
+        (rotation.grants[device].map { [$0] } ?? []) + (granted[device] ?? []).map(\.box)
+    }
+
+    /// Whether `device` holds a box from an authority: the rotation's own, or one a coordinator granted. A box a
+    /// member granted does not count: it may be garbage, so it never stops others from granting the real key.
+    public func hasAuthorityBox(for device: DeviceID) -> Bool {
+        rotation.grants[device] != nil || granted[device]?.contains(where: \.byCoordinator) == true
+    }
+}
+
+/// A box a grant entry added to a rotation.
+public struct GrantedBox: Hashable, Sendable {
+    /// The device that wrote the grant.
+    public var granter: DeviceID
+    /// Whether the granter was an active coordinator at that entry.
+    public var byCoordinator: Bool
+    /// The sealed box (`crypto_box_seal` of the 32-byte key).
+    public var box: [UInt8]
 }
 
 /// The membership of a vault: a deterministic function of the *set* of membership entries (Protocol/membership.md §5).
@@ -498,17 +528,22 @@ public struct MembershipState: Hashable, Sendable {
             guard mayGrant(author, at: seq, epoch: epoch) else {
                 return "a key grant by a device that is not a coordinator"
             }
-            for (device, box) in grants {
-                guard let m = members[device], !m.isRevoked else { continue }
-                if let i = epochs.firstIndex(where: { $0.rotation.epoch == epoch }) {
-                    if epochs[i].rotation.grants[device] == nil { epochs[i].rotation.grants[device] = box }
-                } else if let i = keyOnlyEpochs.firstIndex(where: { $0.rotation.epoch == epoch }) {
-                    if keyOnlyEpochs[i].rotation.grants[device] == nil {
-                        keyOnlyEpochs[i].rotation.grants[device] = box
-                    }
-                } else {
-                    return "a key grant for an epoch no rotation made"
+            let byCoordinator = isCoordinator(author, at: seq)
+            func add(_ grant: inout EpochGrant) {
+                for (device, box) in grants {
+                    guard let m = members[device], !m.isRevoked else { continue }
+                    var boxes = grant.granted[device] ?? []
+                    guard !boxes.contains(where: { $0.granter == author }) else { continue }
+                    boxes.append(GrantedBox(granter: author, byCoordinator: byCoordinator, box: box))
+                    grant.granted[device] = boxes
                 }
+            }
+            if let i = epochs.firstIndex(where: { $0.rotation.epoch == epoch }) {
+                add(&epochs[i])
+            } else if let i = keyOnlyEpochs.firstIndex(where: { $0.rotation.epoch == epoch }) {
+                add(&keyOnlyEpochs[i])
+            } else {
+                return "a key grant for an epoch no rotation made"
             }
         }
         return nil

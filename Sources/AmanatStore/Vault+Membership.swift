@@ -167,14 +167,15 @@ extension Vault {
     func openGrantedKeys() {
         guard let agreement = keyring.agreement else { return }
         for grant in membership.allRotations where rotatedKeys[grant.rotation.epoch] == nil {
-            guard let box = grant.rotation.grants[deviceID],
-                let root = try? SealedBox.open(box, with: agreement), root.count == 32
-            else { continue }
-            // The rotation names the relay key its vault key derives: a box holding any other key (a hostile
-            // granter's) is never used, so honest changes are not judged by a wrong key.
-            let key = VaultKey(epoch: grant.rotation.epoch, root: root)
-            guard key.relaySigningKey().publicKey == grant.rotation.relayKey else { continue }
-            rotatedKeys[grant.rotation.epoch] = key
+            for box in grant.boxes(for: deviceID) {
+                guard let root = try? SealedBox.open(box, with: agreement), root.count == 32 else { continue }
+                // The rotation names the relay key its vault key derives: a box holding any other key (a hostile
+                // granter's) is never used, so honest changes are not judged by a wrong key; the next box is tried.
+                let key = VaultKey(epoch: grant.rotation.epoch, root: root)
+                guard key.relaySigningKey().publicKey == grant.rotation.relayKey else { continue }
+                rotatedKeys[grant.rotation.epoch] = key
+                break
+            }
         }
     }
 
@@ -373,22 +374,24 @@ extension Vault {
             author: authored.author, seq: authored.seq, record: authored.change.record, creates: creates)
     }
 
-    /// A coordinator seals every rotated key it holds to each active member that has no grant of it yet (one
-    /// whose join arrived after the rotation, a member a concurrent rotation left out, a recovered identity), so
-    /// nobody is locked out by being away. A member does the same for a key-only rotation's key that no active
-    /// coordinator was granted (Protocol/membership.md §5). Revoked devices are never granted. Returns whether it
-    /// wrote an entry.
+    /// A coordinator seals every rotated key it holds to each active member that has no box of it from an
+    /// authority yet (one whose join arrived after the rotation, a member a concurrent rotation left out, a
+    /// recovered identity, one that only a member granted), so nobody is locked out by being away. A member does
+    /// the same for a key-only rotation's key that no active coordinator holds from an authority
+    /// (Protocol/membership.md §5). A member's box never counts: nobody but its recipient can tell it from garbage.
+    /// Revoked devices are never granted. Returns whether it wrote an entry.
     func grantMissingKeys(_ db: Database) throws -> Bool {
         guard let me = membership.members[deviceID], !me.isRevoked else { return false }
         let coordinator = me.currentRole == .coordinator
         let keyOnly = Set(membership.keyOnlyEpochs.map(\.rotation.epoch))
         var mine: Set<[UInt8]>?
         var wrote = false
-        for rotation in membership.allRotations.map(\.rotation) {
+        for grant in membership.allRotations {
+            let rotation = grant.rotation
             if !coordinator {
                 guard keyOnly.contains(rotation.epoch) else { continue }
-                let coordinatorHoldsIt = rotation.grants.keys.contains {
-                    membership.members[$0].map { !$0.isRevoked && $0.currentRole == .coordinator } ?? false
+                let coordinatorHoldsIt = membership.activeMembers.contains {
+                    $0.currentRole == .coordinator && grant.hasAuthorityBox(for: $0.device)
                 }
                 if coordinatorHoldsIt { continue }
             }
@@ -398,7 +401,7 @@ extension Vault {
             }
             var grants: [DeviceID: [UInt8]] = [:]
             let raw = key.root.copyBytes()
-            let candidates = membership.activeMembers.filter { rotation.grants[$0.device] == nil }
+            let candidates = membership.activeMembers.filter { !grant.hasAuthorityBox(for: $0.device) }
             guard !candidates.isEmpty else { continue }
             // Never the same (epoch, member) twice from this device: a grant of ours that had no effect (it sorted
             // before a rotation stamped in the future, say) would otherwise be written again at every settle. Read

@@ -60,8 +60,11 @@ struct MembershipScenario {
                 name: name("d", device)))
     }
 
-    func rotation() -> KeyRotation {
-        KeyRotation(epoch: UInt32.random(in: 2...UInt32.max), relayKey: Sodium.randomBytes(32), grants: [:])
+    /// A rotation to a random epoch, with a random box for each of `grants`.
+    func rotation(grants: [DeviceID] = []) -> KeyRotation {
+        KeyRotation(
+            epoch: UInt32.random(in: 2...UInt32.max), relayKey: Sodium.randomBytes(32),
+            grants: Dictionary(uniqueKeysWithValues: grants.map { ($0, Sodium.randomBytes(80)) }))
     }
 
     func evaluate(_ entries: [AuthoredEntry]? = nil) -> MembershipState {
@@ -329,7 +332,41 @@ struct MembershipScenario {
         s.write(s.founder, at: 50, .grant(epoch: rotation.epoch, grants: [s.founder.id: Sodium.randomBytes(80)]))
         let after = s.evaluate()
         #expect(after.keyOnlyEpochs.count == 1)
-        #expect(after.keyOnlyEpochs[0].rotation.grants[s.founder.id] != nil)
+        #expect(after.keyOnlyEpochs[0].hasAuthorityBox(for: s.founder.id))
+    }
+
+    /// Nobody but a box's recipient can tell the rotation's key from garbage: every granter's box is kept (one per
+    /// granter and member) for the recipient to try, and only a coordinator's counts as the member holding the key.
+    @Test func everyGrantersBoxIsKeptAndOnlyACoordinatorsCountsAsAuthority() throws {
+        var s = MembershipScenario()
+        s.found()
+        let coordinator = SimDevice()
+        s.join(coordinator, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 20)
+        let member = SimDevice()
+        s.join(member, with: s.invite(by: s.founder, at: 11), at: 21)
+        let hostile = SimDevice()
+        s.join(hostile, with: s.invite(by: s.founder, at: 12), at: 22)
+        let newcomer = SimDevice()
+        s.join(newcomer, with: s.invite(by: s.founder, at: 13), at: 23)
+        // The coordinator, demoted first, revokes the founder: a key-only rotation that grants only itself.
+        s.write(s.founder, at: 30, .setRole(device: coordinator.id, role: .member, after: 1))
+        let rotation = s.rotation(grants: [coordinator.id])
+        s.write(coordinator, at: 40, .revoke(device: s.founder.id, after: 1, rotation: rotation))
+        let garbage = Sodium.randomBytes(80)
+        let honest = Sodium.randomBytes(80)
+        s.write(hostile, at: 50, .grant(epoch: rotation.epoch, grants: [newcomer.id: garbage]))
+        s.write(hostile, at: 51, .grant(epoch: rotation.epoch, grants: [newcomer.id: Sodium.randomBytes(80)]))
+        s.write(member, at: 60, .grant(epoch: rotation.epoch, grants: [newcomer.id: honest]))
+        let state = s.evaluate()
+        let grant = try #require(state.keyOnlyEpochs.first)
+        #expect(grant.boxes(for: newcomer.id) == [garbage, honest], "a later box was dropped, or a second kept")
+        #expect(grant.boxes(for: coordinator.id) == [rotation.grants[coordinator.id]!])
+        #expect(grant.hasAuthorityBox(for: coordinator.id), "the rotation's own box is its author's authority")
+        #expect(!grant.hasAuthorityBox(for: newcomer.id), "a member's box counted as holding the key")
+        s.write(s.founder, at: 70, .grant(epoch: rotation.epoch, grants: [newcomer.id: Sodium.randomBytes(80)]))
+        let after = s.evaluate()
+        #expect(after.keyOnlyEpochs.first?.boxes(for: newcomer.id).count == 3)
+        #expect(after.keyOnlyEpochs.first?.hasAuthorityBox(for: newcomer.id) == true)
     }
 
     @Test func aRevocationExcludedByAConcurrentDemotionStillKeepsItsKeyReadable() {

@@ -50,7 +50,7 @@ import Testing
         }
         // does any rotation now grant the puppet?
         try await fileSync(a, sync); try await fileSync(a, file)
-        let granted = a.membership.allRotations.filter { $0.rotation.grants[puppet.device] != nil }.map(
+        let granted = a.membership.allRotations.filter { !$0.boxes(for: puppet.device).isEmpty }.map(
             \.rotation.epoch)
         #expect(granted.isEmpty, "no key is ever sealed to the puppet")
     }

@@ -344,7 +344,9 @@ import Testing
         }
         // The next rotation grants nothing to it.
         try a.revoke(c.deviceID)
-        #expect(a.membership.currentRotation?.grants[newID] == nil, "a later rotation gave the revoked device a key")
+        #expect(
+            a.membership.epochs.last?.boxes(for: newID).isEmpty == true,
+            "a later rotation gave the revoked device a key")
     }
 
     /// Someone who knows only the vault id fills the store of kept-apart envelopes with invented devices; a member
@@ -450,11 +452,84 @@ import Testing
         let id = try b.createRecord(
             kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
         #expect(try await syncUntilQuiet(team, through: [file], rounds: 8))
-        let rotation = try #require(a.membership.keyOnlyEpochs.first?.rotation)
+        let rotation = try #require(a.membership.keyOnlyEpochs.first)
         #expect(a.membership.members[a.deviceID]?.isRevoked == false)
         #expect(a.membership.members[b.deviceID]?.currentRole == .member)
-        #expect(rotation.grants[a.deviceID] != nil, "nobody granted the coordinator the key-only rotation's key")
+        #expect(!rotation.boxes(for: a.deviceID).isEmpty, "nobody granted the coordinator the key-only rotation's key")
         for vault in team {
+            #expect(
+                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
+                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
+            #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
+            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
+        }
+    }
+
+    /// From the attack review: a member's client grants the coordinator a key-only rotation left out a box of
+    /// garbage, before any honest member could grant the real key. A member's box never counts as the coordinator
+    /// holding the key, so the honest members still grant it, and the coordinator tries every box it was given.
+    @Test func aMembersGarbageBoxNeverKeepsTheRealKeyFromACoordinator() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (a, b, c, e) = (team[0], team[1], team[2], team[3])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        try a.setRole(b.deviceID, .member)
+        try b.revoke(a.deviceID)  // b has not seen its demotion: its rotation grants everyone but a
+        let id = try b.createRecord(
+            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
+        try await fileSync(b, file)
+        let epoch = try #require(b.membership.currentRotation?.epoch)
+        let agreement = try #require(a.keyring.agreement?.publicKey)
+        var hostile = ForgedChain(vaultID: e.vaultID, signer: e.keyring.device, head: try ownHead(of: e))
+        let garbage = try SealedBox.seal(Sodium.randomBytes(32), to: agreement)
+        let grant = try hostile.entry(.grant(epoch: epoch, grants: [a.deviceID: garbage]), at: stampNow())
+        #expect(try writeSyncFile(file, vaultID: e.vaultID, [grant]) == 1)
+        let honest = [a, b, c]
+        #expect(try await syncUntilQuiet(honest, through: [file], rounds: 8))
+        let keyOnly = try #require(a.membership.keyOnlyEpochs.first)
+        #expect(keyOnly.rotation.epoch == epoch && keyOnly.boxes(for: a.deviceID).first == garbage)
+        #expect(a.key(epoch: epoch) != nil, "the coordinator never got the key-only rotation's key")
+        for vault in honest {
+            #expect(
+                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
+                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
+            #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
+            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
+        }
+    }
+
+    /// From the attack review: the first box no longer wins. A newcomer joins after a key-only rotation a
+    /// coordinator holds; a member's client grants it garbage first. The coordinator still grants it the real
+    /// key, and the newcomer reads what that key sealed.
+    @Test func aMembersGarbageBoxNeverKeepsTheRealKeyFromANewcomer() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (a, b, c, e) = (team[0], team[1], team[2], team[3])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        let invitation = try a.invite(role: .member, validFor: 86_400)
+        try a.setRole(b.deviceID, .member)
+        try b.revoke(c.deviceID)  // b has not seen its demotion: its rotation grants a, b and e
+        let id = try b.createRecord(
+            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
+        try await fileSync(b, file)
+        let d = try Vault.join(
+            invitation, at: dir.path("d"), passphrase: passphrase, deviceName: "d", strength: .interactive)
+        try await fileSync(d, file)
+        let epoch = try #require(b.membership.currentRotation?.epoch)
+        let agreement = try #require(d.keyring.agreement?.publicKey)
+        var hostile = ForgedChain(vaultID: e.vaultID, signer: e.keyring.device, head: try ownHead(of: e))
+        let garbage = try SealedBox.seal(Sodium.randomBytes(32), to: agreement)
+        let grant = try hostile.entry(.grant(epoch: epoch, grants: [d.deviceID: garbage]), at: stampNow())
+        #expect(try writeSyncFile(file, vaultID: e.vaultID, [grant]) == 1)
+        let honest = [a, b, c, d]
+        #expect(try await syncUntilQuiet(honest, through: [file], rounds: 8))
+        let keyOnly = try #require(d.membership.keyOnlyEpochs.first)
+        #expect(keyOnly.rotation.epoch == epoch && keyOnly.boxes(for: d.deviceID).first == garbage)
+        #expect(d.membership.members[c.deviceID]?.isRevoked == false)
+        #expect(d.key(epoch: epoch) != nil, "the newcomer never got the key-only rotation's key")
+        for vault in honest {
             #expect(
                 try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
                 "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
@@ -487,7 +562,7 @@ import Testing
         let grant = try hostile.entry(.grant(epoch: epoch, grants: [d.deviceID: wrong]), at: stampNow())
         #expect(try writeSyncFile(file, vaultID: b.vaultID, [grant]) == 1)
         for vault in [a, d, a, d] { try await fileSync(vault, file) }
-        #expect(d.membership.currentRotation?.grants[d.deviceID] == wrong)
+        #expect(d.membership.epochs.last?.boxes(for: d.deviceID) == [wrong])
         #expect(d.key(epoch: epoch) == nil, "the newcomer took the wrong key")
         let held = try d.verify().heldBack
         #expect(!held.contains { $0.device == a.deviceID }, "an honest change was judged by a wrong key: \(held)")
