@@ -103,20 +103,14 @@ public struct EpochGrant: Hashable, Sendable {
     public func boxes(for device: DeviceID) -> [[UInt8]] {
         (rotation.grants[device].map { [$0] } ?? []) + (granted[device] ?? []).map(\.box)
     }
-
-    /// Whether `device` holds a box from an authority: the rotation's own, or one a coordinator granted. A box a
-    /// member granted does not count: it may be garbage, so it never stops others from granting the real key.
-    public func hasAuthorityBox(for device: DeviceID) -> Bool {
-        rotation.grants[device] != nil || granted[device]?.contains(where: \.byCoordinator) == true
-    }
 }
 
 /// A box a grant entry added to a rotation.
 public struct GrantedBox: Hashable, Sendable {
     /// The device that wrote the grant.
     public var granter: DeviceID
-    /// Whether the granter was an active coordinator at that entry.
-    public var byCoordinator: Bool
+    /// The grant entry's seq in the granter's log: whether it was a coordinator's is decided by the final state.
+    public var seq: UInt64
     /// The sealed box (`crypto_box_seal` of the 32-byte key).
     public var box: [UInt8]
 }
@@ -400,6 +394,17 @@ public struct MembershipState: Hashable, Sendable {
         return true
     }
 
+    /// Whether `device` holds a box of `grant`'s key from an authority: the rotation's own if the rotation is in
+    /// effect (a coordinator made it), or one granted by a device that was an active coordinator at that grant in
+    /// the final state. A box a member granted never counts, nor a key-only rotation's own (its author was no
+    /// coordinator): either may be garbage, and must not stop a coordinator from granting the real key.
+    public func hasAuthorityBox(_ grant: EpochGrant, for device: DeviceID) -> Bool {
+        if grant.rotation.grants[device] != nil, epochs.contains(where: { $0.rotation.epoch == grant.rotation.epoch }) {
+            return true
+        }
+        return grant.granted[device]?.contains { isCoordinator($0.granter, at: $0.seq) } == true
+    }
+
     /// Whether `device` was an active coordinator for its change `seq`.
     public func isCoordinator(_ device: DeviceID, at seq: UInt64) -> Bool {
         guard let m = members[device] else { return false }
@@ -528,13 +533,12 @@ public struct MembershipState: Hashable, Sendable {
             guard mayGrant(author, at: seq, epoch: epoch) else {
                 return "a key grant by a device that is not a coordinator"
             }
-            let byCoordinator = isCoordinator(author, at: seq)
             func add(_ grant: inout EpochGrant) {
                 for (device, box) in grants {
                     guard let m = members[device], !m.isRevoked else { continue }
                     var boxes = grant.granted[device] ?? []
                     guard !boxes.contains(where: { $0.granter == author }) else { continue }
-                    boxes.append(GrantedBox(granter: author, byCoordinator: byCoordinator, box: box))
+                    boxes.append(GrantedBox(granter: author, seq: seq, box: box))
                     grant.granted[device] = boxes
                 }
             }

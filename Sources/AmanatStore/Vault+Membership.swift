@@ -374,35 +374,40 @@ extension Vault {
             author: authored.author, seq: authored.seq, record: authored.change.record, creates: creates)
     }
 
-    /// A coordinator seals every rotated key it holds to each active member that has no box of it from an
-    /// authority yet (one whose join arrived after the rotation, a member a concurrent rotation left out, a
-    /// recovered identity, one that only a member granted), so nobody is locked out by being away. A member does
-    /// the same for a key-only rotation's key that no active coordinator holds from an authority
-    /// (Protocol/membership.md §5). A member's box never counts: nobody but its recipient can tell it from garbage.
-    /// Revoked devices are never granted. Returns whether it wrote an entry.
+    /// A coordinator seals every rotated key it holds to each active member that holds no box of it from an
+    /// authority (one whose join arrived after the rotation, a member a concurrent rotation left out, a recovered
+    /// identity, one that only members or a key-only rotation granted), so nobody is locked out by being away. A
+    /// member seals a key-only rotation's key only to the active coordinators, and only while none holds it from an
+    /// authority; a coordinator that opens it then grants everyone, so members' grants stay bounded by the number of
+    /// coordinators (in a vault with no active coordinator, members grant each other). Nobody but a box's recipient
+    /// can tell it from garbage, so a member's box never stops a grant (Protocol/membership.md §5). Revoked devices
+    /// are never granted. Returns whether it wrote an entry.
     func grantMissingKeys(_ db: Database) throws -> Bool {
         guard let me = membership.members[deviceID], !me.isRevoked else { return false }
         let coordinator = me.currentRole == .coordinator
         let keyOnly = Set(membership.keyOnlyEpochs.map(\.rotation.epoch))
+        let coordinators = membership.activeMembers.filter { $0.currentRole == .coordinator }
         var mine: Set<[UInt8]>?
         var wrote = false
         for grant in membership.allRotations {
             let rotation = grant.rotation
-            if !coordinator {
+            let recipients: [Member]
+            if coordinator {
+                recipients = membership.activeMembers
+            } else {
                 guard keyOnly.contains(rotation.epoch) else { continue }
-                let coordinatorHoldsIt = membership.activeMembers.contains {
-                    $0.currentRole == .coordinator && grant.hasAuthorityBox(for: $0.device)
-                }
-                if coordinatorHoldsIt { continue }
+                if coordinators.contains(where: { membership.hasAuthorityBox(grant, for: $0.device) }) { continue }
+                recipients =
+                    coordinators.isEmpty ? membership.activeMembers.filter { $0.device != deviceID } : coordinators
             }
+            let candidates = recipients.filter { !membership.hasAuthorityBox(grant, for: $0.device) }
+            guard !candidates.isEmpty else { continue }
             // Only a key that is the rotation's (it derives the relay key the rotation names) is handed on.
             guard let key = key(epoch: rotation.epoch), key.relaySigningKey().publicKey == rotation.relayKey else {
                 continue
             }
             var grants: [DeviceID: [UInt8]] = [:]
             let raw = key.root.copyBytes()
-            let candidates = membership.activeMembers.filter { !grant.hasAuthorityBox(for: $0.device) }
-            guard !candidates.isEmpty else { continue }
             // Never the same (epoch, member) twice from this device: a grant of ours that had no effect (it sorted
             // before a rotation stamped in the future, say) would otherwise be written again at every settle. Read
             // once per call, and only when some member lacks a box.

@@ -332,22 +332,25 @@ struct MembershipScenario {
         s.write(s.founder, at: 50, .grant(epoch: rotation.epoch, grants: [s.founder.id: Sodium.randomBytes(80)]))
         let after = s.evaluate()
         #expect(after.keyOnlyEpochs.count == 1)
-        #expect(after.keyOnlyEpochs[0].hasAuthorityBox(for: s.founder.id))
+        #expect(after.hasAuthorityBox(after.keyOnlyEpochs[0], for: s.founder.id))
     }
 
     /// Nobody but a box's recipient can tell the rotation's key from garbage: every granter's box is kept (one per
-    /// granter and member) for the recipient to try, and only a coordinator's counts as the member holding the key.
-    @Test func everyGrantersBoxIsKeptAndOnlyACoordinatorsCountsAsAuthority() throws {
+    /// granter and member) for the recipient to try, and only an authority's counts as the member holding the key —
+    /// an effective rotation's own box, or a grant by a device the final state says was a coordinator at it.
+    @Test func everyGrantersBoxIsKeptAndOnlyAnAuthoritysCountsAsHoldingTheKey() throws {
         var s = MembershipScenario()
         s.found()
         let coordinator = SimDevice()
         s.join(coordinator, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 20)
+        let demoted = SimDevice()
+        s.join(demoted, with: s.invite(by: s.founder, role: .coordinator, at: 11), at: 21)
         let member = SimDevice()
-        s.join(member, with: s.invite(by: s.founder, at: 11), at: 21)
+        s.join(member, with: s.invite(by: s.founder, at: 12), at: 22)
         let hostile = SimDevice()
-        s.join(hostile, with: s.invite(by: s.founder, at: 12), at: 22)
+        s.join(hostile, with: s.invite(by: s.founder, at: 13), at: 23)
         let newcomer = SimDevice()
-        s.join(newcomer, with: s.invite(by: s.founder, at: 13), at: 23)
+        s.join(newcomer, with: s.invite(by: s.founder, at: 14), at: 24)
         // The coordinator, demoted first, revokes the founder: a key-only rotation that grants only itself.
         s.write(s.founder, at: 30, .setRole(device: coordinator.id, role: .member, after: 1))
         let rotation = s.rotation(grants: [coordinator.id])
@@ -356,17 +359,30 @@ struct MembershipScenario {
         let honest = Sodium.randomBytes(80)
         s.write(hostile, at: 50, .grant(epoch: rotation.epoch, grants: [newcomer.id: garbage]))
         s.write(hostile, at: 51, .grant(epoch: rotation.epoch, grants: [newcomer.id: Sodium.randomBytes(80)]))
+        // A coordinator demoted (stamp 100) from its first entry on backdates a grant before its demotion: while
+        // evaluated it looked like a coordinator's, but the final state says it was a member's.
+        s.write(demoted, at: 55, .grant(epoch: rotation.epoch, grants: [newcomer.id: Sodium.randomBytes(80)]))
+        s.write(s.founder, at: 100, .setRole(device: demoted.id, role: .member, after: 1))
         s.write(member, at: 60, .grant(epoch: rotation.epoch, grants: [newcomer.id: honest]))
         let state = s.evaluate()
         let grant = try #require(state.keyOnlyEpochs.first)
-        #expect(grant.boxes(for: newcomer.id) == [garbage, honest], "a later box was dropped, or a second kept")
+        #expect(state.members[demoted.id]?.currentRole == .member)
+        #expect(grant.boxes(for: newcomer.id).count == 3, "a later box was dropped, or a granter's second kept")
+        #expect(grant.boxes(for: newcomer.id).first == garbage && grant.boxes(for: newcomer.id).last == honest)
         #expect(grant.boxes(for: coordinator.id) == [rotation.grants[coordinator.id]!])
-        #expect(grant.hasAuthorityBox(for: coordinator.id), "the rotation's own box is its author's authority")
-        #expect(!grant.hasAuthorityBox(for: newcomer.id), "a member's box counted as holding the key")
+        #expect(!state.hasAuthorityBox(grant, for: coordinator.id), "a key-only rotation's own box counted")
+        #expect(!state.hasAuthorityBox(grant, for: newcomer.id), "a member's box counted as holding the key")
         s.write(s.founder, at: 70, .grant(epoch: rotation.epoch, grants: [newcomer.id: Sodium.randomBytes(80)]))
         let after = s.evaluate()
-        #expect(after.keyOnlyEpochs.first?.boxes(for: newcomer.id).count == 3)
-        #expect(after.keyOnlyEpochs.first?.hasAuthorityBox(for: newcomer.id) == true)
+        let granted = try #require(after.keyOnlyEpochs.first)
+        #expect(granted.boxes(for: newcomer.id).count == 4)
+        #expect(after.hasAuthorityBox(granted, for: newcomer.id), "a coordinator's grant did not count")
+        // An effective rotation's own box is its coordinator's.
+        let effective = s.rotation(grants: [member.id])
+        s.write(s.founder, at: 80, .revoke(device: hostile.id, after: 1, rotation: effective))
+        let last = s.evaluate()
+        let inEffect = try #require(last.epochs.last)
+        #expect(inEffect.rotation.epoch == effective.epoch && last.hasAuthorityBox(inEffect, for: member.id))
     }
 
     @Test func aRevocationExcludedByAConcurrentDemotionStillKeepsItsKeyReadable() {

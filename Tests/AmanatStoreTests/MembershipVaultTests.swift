@@ -495,6 +495,7 @@ import Testing
                 try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
                 "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
             #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
+            #expect(vault.membership == a.membership, "\(vault.keyring.deviceName) disagrees on the membership")
             #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
         }
     }
@@ -534,7 +535,62 @@ import Testing
                 try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
                 "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
             #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
+            #expect(vault.membership == a.membership, "\(vault.keyring.deviceName) disagrees on the membership")
             #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
+        }
+        // The coordinator granted the newcomer: the honest members hand a key-only key to coordinators only.
+        #expect(try grantsWritten(by: a, epoch: epoch).contains(d.deviceID))
+        for member in [b, c] { #expect(try grantsWritten(by: member, epoch: epoch).allSatisfy { $0 == a.deviceID }) }
+    }
+
+    /// From the attack review: a member can make a key-only rotation whenever it likes (a revoke it has no authority
+    /// for) and grant its key to everyone. Members' boxes never count, so honest devices must not each answer by
+    /// granting everyone: members grant only the coordinators, which grant the rest — a handful of boxes, not n².
+    @Test func aMembersKeyOnlyRotationCostsHonestDevicesAFewGrantsNotOnePerPair() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(6, in: dir)
+        let (a, h) = (team[0], team[5])
+        let honest = Array(team[0..<5])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        let root = Sodium.randomBytes(32)
+        let epoch = UInt32(424_242)
+        let key = VaultKey(epoch: epoch, root: SecureBytes(root))
+        func box(_ vault: Vault) throws -> [UInt8] {
+            try SealedBox.seal(root, to: try #require(vault.keyring.agreement?.publicKey))
+        }
+        let rotation = KeyRotation(
+            epoch: epoch, relayKey: key.relaySigningKey().publicKey, grants: [h.deviceID: try box(h)])
+        var hostile = ForgedChain(vaultID: h.vaultID, signer: h.keyring.device, head: try ownHead(of: h))
+        let revoke = try hostile.entry(.revoke(device: team[4].deviceID, after: 1, rotation: rotation), at: stampNow())
+        var everyone: [DeviceID: [UInt8]] = [:]
+        for vault in honest { everyone[vault.deviceID] = try box(vault) }
+        let grant = try hostile.entry(.grant(epoch: epoch, grants: everyone), at: stampNow())
+        #expect(try writeSyncFile(file, vaultID: h.vaultID, [revoke, grant]) == 2)
+        // Members settle first, before the coordinator's grant can reach them.
+        #expect(try await syncUntilQuiet(Array(honest.dropFirst()) + [a], through: [file], rounds: 8))
+        for vault in honest {
+            #expect(vault.membership.keyOnlyEpochs.map(\.rotation.epoch) == [epoch], "\(vault.keyring.deviceName)")
+            #expect(vault.key(epoch: epoch) != nil, "\(vault.keyring.deviceName) cannot open the key")
+            #expect(vault.membership == a.membership, "\(vault.keyring.deviceName) disagrees on the membership")
+        }
+        var boxes = try grantsWritten(by: a, epoch: epoch).count
+        #expect(boxes <= honest.count + 1, "the coordinator granted \(boxes) boxes")
+        for member in honest.dropFirst() {
+            let recipients = try grantsWritten(by: member, epoch: epoch)
+            #expect(recipients.allSatisfy { $0 == a.deviceID }, "a member granted another member")
+            boxes += recipients.count
+        }
+        #expect(boxes <= 2 * honest.count, "honest devices wrote \(boxes) boxes for one hostile key-only rotation")
+    }
+
+    /// The members `vault`'s own grant entries of `epoch` name, in the order written.
+    func grantsWritten(by vault: Vault, epoch: UInt32) throws -> [DeviceID] {
+        try vault.envelopes(of: vault.deviceID, after: 0, limit: 10_000).flatMap { envelope -> [DeviceID] in
+            guard envelope.isAuthority, let entry = try? envelope.openEntry(),
+                case .grant(let granted, let grants) = entry.entry.operation, granted == epoch
+            else { return [] }
+            return grants.keys.sorted()
         }
     }
 
