@@ -16,7 +16,7 @@ public struct DeviceID: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     public var description: String { hex }
 
-    public static func < (a: DeviceID, b: DeviceID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public static func < (a: DeviceID, b: DeviceID) -> Bool { precedes(a.bytes, b.bytes) }
 }
 
 /// A record's identity: 16 random bytes chosen by the device that created it.
@@ -41,7 +41,7 @@ public struct RecordID: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     public var description: String { hex }
 
-    public static func < (a: RecordID, b: RecordID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public static func < (a: RecordID, b: RecordID) -> Bool { precedes(a.bytes, b.bytes) }
 }
 
 /// The identity of one operation: the change that holds it (author and seq) and its index in that change.
@@ -67,4 +67,28 @@ public struct OpID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// A short human reference: the first 8 hex digits of the device, the seq and the index.
     public var description: String { "\(device.hex.prefix(8))/\(seq).\(index)" }
+}
+
+/// Whether `a` sorts before `b`, byte by byte (as `lexicographicallyPrecedes`, whose generic code took a `list` of
+/// 100k records 13 % of its time to sort): a shorter array that is a prefix of the other sorts first.
+/// Eight bytes at a time, read as big-endian integers.
+@inline(__always)
+func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in
+            let n = min(x.count, y.count)
+            var i = 0
+            while i + 8 <= n {
+                let p = UInt64(bigEndian: x.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let q = UInt64(bigEndian: y.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                if p != q { return p < q }
+                i += 8
+            }
+            while i < n {
+                if x[i] != y[i] { return x[i] < y[i] }
+                i += 1
+            }
+            return x.count < y.count
+        }
+    }
 }

@@ -112,6 +112,41 @@ public enum AEAD {
         return out
     }
 
+    /// Verifies and decrypts a sealed row held by the caller, `nonce ‖ ciphertext ‖ tag`, bound to `additionalData`:
+    /// no intermediate array, for the rows a scan reads straight from SQLite's buffers.
+    public static func open(
+        sealed: UnsafeRawBufferPointer, additionalData: UnsafeRawBufferPointer, key: SecureBytes
+    ) throws -> [UInt8] {
+        Sodium.ensureInitialized()
+        guard key.count == keyLength else { throw CryptoError(.invalidInput, "A decryption key has the wrong length.") }
+        guard sealed.count >= nonceLength + tagLength, let base = sealed.baseAddress else {
+            throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
+        }
+        let nonce = base.assumingMemoryBound(to: UInt8.self)
+        let ciphertext = nonce + nonceLength
+        let cipherLength = sealed.count - nonceLength
+        let length = cipherLength - tagLength
+        let ad = additionalData.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        var rc: Int32 = -1
+        var outLength: UInt64 = 0
+        // At least one byte of capacity, so the output pointer exists even for an empty message.
+        let out = [UInt8](unsafeUninitializedCapacity: max(1, length)) { buffer, initialized in
+            rc = key.withUnsafePointer { k in
+                crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    buffer.baseAddress!, &outLength, nil, ciphertext, UInt64(cipherLength), ad,
+                    UInt64(additionalData.count), nonce, k)
+            }
+            // On failure the output is not trusted: zero it, so every byte is initialized either way.
+            if rc != 0 { buffer.initialize(repeating: 0) }
+            initialized = length
+        }
+        guard rc == 0 else {
+            throw CryptoError(
+                .authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
+        }
+        return out
+    }
+
     /// Verifies and decrypts ciphertext ‖ tag; throws ``CryptoError/Code/authenticationFailed`` on any alteration.
     public static func open(
         _ ciphertext: [UInt8], additionalData: [UInt8], nonce: [UInt8], key: SecureBytes

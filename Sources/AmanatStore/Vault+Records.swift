@@ -290,17 +290,20 @@ extension Vault {
                 let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM record") ?? 0
                 var views: [RecordView] = []
                 views.reserveCapacity(count)  // growing by doubling kept the old and the new array at once
-                var block: [(slot: Data, body: Data)] = []
-                block.reserveCapacity(Self.decodeBlock)
+                let decode = Self.viewDecoder(key: localKey)
+                var block = RowBlock()
                 let cursor = try Row.fetchCursor(db, sql: "SELECT slot, body FROM record")
                 while let row = try cursor.next() {
-                    block.append((row["slot"], row["body"]))
+                    // Copied straight from SQLite's buffer into the block's one array: no `Data` per row.
+                    try row.withUnsafeData(atIndex: 0) { slot in
+                        try row.withUnsafeData(atIndex: 1) { body in try block.append(slot: slot, body: body) }
+                    }
                     if block.count == Self.decodeBlock {
-                        views += try decodeViews(block)
-                        block.removeAll(keepingCapacity: true)
+                        views += try decode(block)
+                        block.removeAll()
                     }
                 }
-                views += try decodeViews(block)
+                views += try decode(block)
                 views.sort { $0.id < $1.id }  // in place: a sorted copy of 100k views was a second array at the peak
                 return views
             }
@@ -316,25 +319,39 @@ extension Vault {
     /// that memory stays flat whatever the vault's size.
     static let decodeBlock = 4096
 
-    /// Opens and decodes the view sections of `rows` on every core: each row is sealed on its own, so they are
-    /// independent (SQLite is read by this thread alone).
-    func decodeViews(_ rows: [(slot: Data, body: Data)]) throws -> [RecordView] {
-        let key = localKey
-        // ``decodeView(_:slot:)`` without `self`, which the threads below may not capture.
-        let decode: @Sendable (ArraySlice<(slot: Data, body: Data)>) throws -> [RecordView] = { part in
-            try part.compactMap { row in
-                try StoredRow.decodeView(
-                    StoredRow.open(row.body, associatedData: Array(row.slot), what: "a stored record", key: key))
+    /// Opens and decodes the view sections of a block's rows on every core: each row is sealed on its own, so they
+    /// are independent (SQLite is read by one thread alone). Captures the key, not the vault.
+    static func viewDecoder(key: SecureBytes) -> @Sendable (RowBlock) throws -> [RecordView] {
+        let decode: @Sendable (RowBlock, Range<Int>) throws -> [RecordView] = { block, rows in
+            try block.bytes.withUnsafeBytes { all in
+                var views: [RecordView] = []
+                views.reserveCapacity(rows.count)
+                for i in rows {
+                    let (slot, body) = block.ranges[i]
+                    let plain: [UInt8]
+                    do {
+                        plain = try AEAD.open(
+                            sealed: UnsafeRawBufferPointer(rebasing: all[body]),
+                            additionalData: UnsafeRawBufferPointer(rebasing: all[slot]), key: key)
+                    } catch {
+                        throw StoreError(
+                            .damaged, "The vault is damaged: a stored record does not decrypt. Run `amanat verify`.")
+                    }
+                    if let view = try StoredRow.decodeView(plain) { views.append(view) }
+                }
+                return views
             }
         }
-        let parts = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), max(rows.count / 256, 1))
-        guard parts > 1 else { return try decode(rows[...]) }
-        let results = ParallelResults<RecordView>(parts: parts)
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let range = (rows.count * part / parts)..<(rows.count * (part + 1) / parts)
-            results.set(part) { try decode(rows[range]) }
+        return { block in
+            let parts = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), max(block.count / 256, 1))
+            guard parts > 1 else { return try decode(block, 0..<block.count) }
+            let results = ParallelResults<RecordView>(parts: parts)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let range = (block.count * part / parts)..<(block.count * (part + 1) / parts)
+                results.set(part) { try decode(block, range) }
+            }
+            return try results.joined()
         }
-        return try results.joined()
     }
 
     /// The records that were created and then deleted, sorted by id (for `list --deleted` and `undelete`).
@@ -462,8 +479,33 @@ final class ParallelResults<Element>: @unchecked Sendable {
     func joined() throws -> [Element] {
         lock.lock()
         defer { lock.unlock() }
+        if parts.count == 1 { return try parts[0]?.get() ?? [] }
         var all: [Element] = []
         for part in parts { all += try part?.get() ?? [] }
         return all
+    }
+}
+
+/// Rows read from SQLite, kept in one array: each row's slot and sealed body are ranges of `bytes`.
+struct RowBlock: Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var ranges: [(slot: Range<Int>, body: Range<Int>)] = []
+
+    var count: Int { ranges.count }
+
+    mutating func append(slot: Data?, body: Data?) throws {
+        guard let slot, let body else {
+            throw StoreError(.damaged, "The vault is damaged: a stored record has no content.")
+        }
+        let start = bytes.count
+        bytes.append(contentsOf: slot)
+        let middle = bytes.count
+        bytes.append(contentsOf: body)
+        ranges.append((start..<middle, middle..<bytes.count))
+    }
+
+    mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        ranges.removeAll(keepingCapacity: true)
     }
 }

@@ -132,7 +132,11 @@ struct ByteCodecTests {
 
     @Test(
         "strings round-trip as varint length + UTF-8",
-        arguments: ["", "a", "ö", "افغانستان", "👩🏽‍⚖️", String(repeating: "x", count: 200)])
+        arguments: [
+            "", "a", "ö", "افغانستان", "👩🏽‍⚖️", String(repeating: "x", count: 200),
+            // U+FFFD itself and a byte-order mark: a decoder that repairs or strips would change their bytes.
+            "\u{FFFD}", "\u{FEFF}a", "a\u{0}b",
+        ])
     func strings(_ text: String) throws {
         var w = ByteWriter()
         w.write(string: text)
@@ -153,6 +157,7 @@ struct ByteCodecTests {
             [0xff],
             [0x61, 0x80],  // stray continuation
             [0xe2, 0x82],  // truncated sequence
+            [0xef, 0xbf, 0xbd, 0xc3],  // a real U+FFFD, then a truncated sequence
         ] as [[UInt8]])
     func invalidUTF8(_ raw: [UInt8]) {
         var w = ByteWriter()
