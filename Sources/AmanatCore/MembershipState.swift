@@ -483,7 +483,12 @@ public struct MembershipState: Hashable, Sendable {
                 _ = keepKeyOnly(authored)
                 return "a revocation by a device that is not a coordinator"
             }
-            guard var m = members[device] else { return "a revocation of a device that is not a member" }
+            guard var m = members[device] else {
+                // Its author believed the device a member (its join was later found void, say) and may have sealed
+                // changes with the new key already: keep it readable.
+                _ = keepKeyOnly(authored)
+                return "a revocation of a device that is not a member"
+            }
             if !m.isRevoked {
                 m.revokedAfter = max(after, m.since)
                 m.revokedBy = author

@@ -385,6 +385,25 @@ struct MembershipScenario {
         #expect(inEffect.rotation.epoch == effective.epoch && last.hasAuthorityBox(inEffect, for: member.id))
     }
 
+    /// Found by seed 2609750951284611051 of the randomized vault test: a coordinator revokes a device whose join
+    /// is later found void (its invitation came from a coordinator demoted before it). The revocation has no
+    /// effect, but its author wrote with the new key meanwhile: the key stays readable (key-only), not dropped.
+    @Test func aRevocationOfADeviceWhoseJoinTurnsOutVoidKeepsItsKeyReadable() {
+        var s = MembershipScenario()
+        s.found()
+        let coordinator = SimDevice()
+        s.join(coordinator, with: s.invite(by: s.founder, role: .coordinator, at: 10), at: 11)
+        s.write(s.founder, at: 12, .setRole(device: coordinator.id, role: .member, after: 1))
+        let stranger = SimDevice()
+        s.join(stranger, with: s.invite(by: coordinator, at: 15), at: 20)
+        let rotation = s.rotation(grants: [s.founder.id])
+        s.write(s.founder, at: 30, .revoke(device: stranger.id, after: 1, rotation: rotation))
+        let state = s.evaluate()
+        #expect(state.members[stranger.id] == nil, "the join with a demoted coordinator's invitation took effect")
+        #expect(state.epochs.isEmpty)
+        #expect(state.keyOnlyEpochs.map(\.rotation.epoch) == [rotation.epoch], "the used key was dropped")
+    }
+
     @Test func aRevocationExcludedByAConcurrentDemotionStillKeepsItsKeyReadable() {
         var s = MembershipScenario()
         s.found()
