@@ -235,7 +235,7 @@ extension Vault {
         let reasons = Dictionary(purges().map { ($0.record, $0.reason) }, uniquingKeysWith: { first, _ in first })
         for (record, items) in Dictionary(grouping: late, by: \.record).sorted(by: { $0.key < $1.key }) {
             let note = try SealedNote.seal(
-                record: record, reason: reasons[record] ?? "", key: keyring.currentKey, vaultID: vaultID,
+                record: record, reason: reasons[record] ?? "", key: writeKey, vaultID: vaultID,
                 author: deviceID)
             try appendEntry(db, .purge(Purge(targets: items.map(\.target), chunks: [], note: note)))
         }

@@ -52,8 +52,8 @@ extension Vault {
                 for info in other.allAttachments { mine.subtract(try chunkAddresses(of: info)) }
             }
         }
-        let key = keyring.currentKey
-        let note = try SealedNote.seal(record: record, reason: text, key: key, vaultID: vaultID, author: deviceID)
+        // The key the vault writes with: a device revoked before the purge must not learn the record or the reason.
+        let note = try SealedNote.seal(record: record, reason: text, key: writeKey, vaultID: vaultID, author: deviceID)
         let purge = Purge(targets: targets, chunks: Array(mine), note: note)
         try mapErrors {
             try database.write { db in

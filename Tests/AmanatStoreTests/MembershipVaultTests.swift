@@ -584,6 +584,27 @@ import Testing
         #expect(boxes <= 2 * honest.count, "honest devices wrote \(boxes) boxes for one hostile key-only rotation")
     }
 
+    /// A purge's note (which record, and why: a witness's safety, say) is sealed with the key the vault writes with,
+    /// so a device revoked before the purge, that still reads the stick, learns neither. Before, it was sealed with
+    /// the keyring's first key, which every device ever admitted holds.
+    @Test func aPurgeReasonIsSealedFromADeviceRevokedBeforeIt() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(3, in: dir)
+        let (a, b, c) = (team[0], team[1], team[2])
+        let file = dir.path("team.sync")
+        let id = try a.createRecord(kind: "statement", fields: [("title", "to be purged")], tags: [], seal: false)
+        for vault in team + team { try await fileSync(vault, file) }
+        try a.revoke(c.deviceID)
+        let info = try a.purge(record: id, reason: "the witness asked: her safety")
+        #expect(info.reason == "the witness asked: her safety")
+        let epoch = try #require(a.membership.currentRotation?.epoch)
+        #expect(a.membership.purges.last?.purge.note.epoch == epoch, "the note is not sealed with the write key")
+        for vault in [a, b, c] { try await fileSync(vault, file) }
+        #expect(b.purges().map(\.reason) == ["the witness asked: her safety"])
+        #expect(c.membership.purges.count == 1, "the revoked device did not even receive the purge entry")
+        #expect(c.purges().isEmpty, "the revoked device read the purge's record and reason")
+    }
+
     /// The members `vault`'s own grant entries of `epoch` name, in the order written.
     func grantsWritten(by vault: Vault, epoch: UInt32) throws -> [DeviceID] {
         try vault.envelopes(of: vault.deviceID, after: 0, limit: 10_000).flatMap { envelope -> [DeviceID] in
