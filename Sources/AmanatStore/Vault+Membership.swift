@@ -377,9 +377,10 @@ extension Vault {
     /// A coordinator seals every rotated key it holds to each active member that holds no box of it from an
     /// authority (one whose join arrived after the rotation, a member a concurrent rotation left out, a recovered
     /// identity, one that only members or a key-only rotation granted), so nobody is locked out by being away. A
-    /// member seals a key-only rotation's key only to the active coordinators, and only while none holds it from an
-    /// authority; a coordinator that opens it then grants everyone, so members' grants stay bounded by the number of
-    /// coordinators (in a vault with no active coordinator, members grant each other). Nobody but a box's recipient
+    /// member seals a key-only rotation's key to the active members that hold no box of it at all, and to the active
+    /// coordinators while none holds it from an authority; a coordinator that opens it then grants everyone, so
+    /// members' grants stay bounded by the coordinators and the members left without a box (in a vault with no active
+    /// coordinator, members grant each other). Nobody but a box's recipient
     /// can tell it from garbage, so a member's box never stops a grant (Protocol/membership.md §5). Revoked devices
     /// are never granted. Returns whether it wrote an entry.
     func grantMissingKeys(_ db: Database) throws -> Bool {
@@ -396,9 +397,17 @@ extension Vault {
                 recipients = membership.activeMembers
             } else {
                 guard keyOnly.contains(rotation.epoch) else { continue }
-                if coordinators.contains(where: { membership.hasAuthorityBox(grant, for: $0.device) }) { continue }
+                let others = membership.activeMembers.filter { $0.device != deviceID }
+                // A member with no box at all (a newcomer, one the rotation left out) gets the key from any member
+                // that holds it: the coordinators may be away for good. A coordinator gets it from members only
+                // while none holds it from an authority; one that opens it grants everyone.
+                let noCoordinatorHoldsIt = !coordinators.contains { membership.hasAuthorityBox(grant, for: $0.device) }
                 recipients =
-                    coordinators.isEmpty ? membership.activeMembers.filter { $0.device != deviceID } : coordinators
+                    coordinators.isEmpty
+                    ? others
+                    : others.filter { m in
+                        grant.boxes(for: m.device).isEmpty || (noCoordinatorHoldsIt && m.currentRole == .coordinator)
+                    }
             }
             let candidates = recipients.filter { !membership.hasAuthorityBox(grant, for: $0.device) }
             guard !candidates.isEmpty else { continue }

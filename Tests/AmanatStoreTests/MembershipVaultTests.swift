@@ -605,6 +605,37 @@ import Testing
         #expect(c.purges().isEmpty, "the revoked device read the purge's record and reason")
     }
 
+    /// From the second attack review: members hand a key-only key to coordinators, but a coordinator may be away
+    /// for good (its laptop seized). A member the rotation left out, and one that joined after it, hold no box at
+    /// all: the members that hold the key grant it to them, and they read what it sealed without the coordinator.
+    @Test func membersWithoutAnyBoxGetAKeyOnlyKeyWhileTheCoordinatorIsAway() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (a, b, c, e) = (team[0], team[1], team[2], team[3])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        let invitation = try a.invite(role: .member, validFor: 86_400)
+        try a.setRole(b.deviceID, .member)
+        try b.revoke(c.deviceID)  // b has not seen its demotion: its rotation grants a, b and e, not c
+        let id = try b.createRecord(
+            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
+        try await fileSync(b, file)
+        try await fileSync(a, file)  // a's last sync: it is away from now on
+        let d = try Vault.join(
+            invitation, at: dir.path("d"), passphrase: passphrase, deviceName: "d", strength: .interactive)
+        let epoch = try #require(b.membership.keyOnlyEpochs.isEmpty ? b.membership.currentRotation?.epoch : nil)
+        let present = [b, c, e, d]
+        #expect(try await syncUntilQuiet(present, through: [file], rounds: 8))
+        for vault in present {
+            #expect(vault.membership.keyOnlyEpochs.map(\.rotation.epoch) == [epoch], "\(vault.keyring.deviceName)")
+            #expect(vault.key(epoch: epoch) != nil, "\(vault.keyring.deviceName) never got the key-only key")
+            #expect(
+                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
+                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
+            #expect(vault.membership == b.membership, "\(vault.keyring.deviceName) disagrees on the membership")
+        }
+    }
+
     /// The members `vault`'s own grant entries of `epoch` name, in the order written.
     func grantsWritten(by vault: Vault, epoch: UInt32) throws -> [DeviceID] {
         try vault.envelopes(of: vault.deviceID, after: 0, limit: 10_000).flatMap { envelope -> [DeviceID] in
