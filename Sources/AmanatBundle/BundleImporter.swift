@@ -64,8 +64,18 @@ public enum BundleImporter {
         // A record of this very vault that a coordinator purged never comes back from a bundle exported before the
         // purge (a withdrawn consent): it is left out like a deleted one.
         let purged = sourceVault == vault.vaultID ? Set(vault.purges().map(\.record)) : []
+        // A purge's note may be sealed with a key that has not reached this device yet, but the envelopes it names
+        // are in the clear: a record whose kept originals a purge names is purged too.
+        func namedByAPurge(_ record: VerifiedRecord) -> Bool {
+            guard sourceVault == vault.vaultID, !vault.membership.purges.isEmpty else { return false }
+            return record.custody.contains {
+                vault.membership.purge(
+                    naming: $0.envelope.header.author, seq: $0.envelope.header.seq,
+                    ciphertextHash: $0.envelope.ciphertextHash) != nil
+            }
+        }
         for record in report.records {
-            if purged.contains(record.id) {
+            if purged.contains(record.id) || namedByAPurge(record) {
                 summary.skipped += 1
                 continue
             }
