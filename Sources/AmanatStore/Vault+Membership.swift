@@ -573,9 +573,15 @@ extension Vault {
             var clock = HybridLogicalClock()
             clock.observe(grant.stamp)
             try vault.saveClock(db, clock)
+            // The name is sealed with the key the vault writes with (the inviter's last rotation, known from the
+            // invitation's entries), not the keyring's highest epoch number, which may be an older rotation's key
+            // that a device revoked since still holds.
+            try vault.reloadMembership(db)
+            let sealed = try vault.sealWithWriteKey(deviceName, sealed: name)
             try vault.appendEntry(
                 db,
-                .join(invitation: grant.secret.publicKey, proof: proof, agreementKey: agreement.publicKey, name: name))
+                .join(invitation: grant.secret.publicKey, proof: proof, agreementKey: agreement.publicKey, name: sealed)
+            )
         }
     }
 
@@ -584,11 +590,20 @@ extension Vault {
         guard membership.members[deviceID] != nil else {
             throw StoreError(.notAllowed, "This device is not a member of this vault yet; sync first.")
         }
-        let sealed = try Self.sealName(name, keyring: keyring)
+        let sealed = try sealWithWriteKey(name, sealed: Self.sealName(name, keyring: keyring))
+        try writeEntry { _ in .rename(sealed) }
+    }
+
+    /// `name` sealed with the key the vault writes with: a device revoked before this entry cannot read it. `sealed`
+    /// is the same name already sealed (and checked) with the keyring's key, used when the epochs agree.
+    func sealWithWriteKey(_ name: String, sealed: SealedName) throws -> SealedName {
         let key = writeKey
-        let resealed =
-            key.epoch == sealed.epoch ? sealed : try SealedName.seal(name, key: key, vaultID: vaultID, device: deviceID)
-        try writeEntry { _ in .rename(resealed) }
+        guard key.epoch != sealed.epoch else { return sealed }
+        do {
+            return try SealedName.seal(name, key: key, vaultID: vaultID, device: deviceID)
+        } catch let error as CoreError {
+            throw StoreError(.invalid, error.message)
+        }
     }
 
     /// Gives `device` a role for its changes after the last one this device has seen.
@@ -738,7 +753,8 @@ extension Vault {
                     try writer.append(
                         .recover(
                             previous: old, proof: proof, agreementKey: agreement.publicKey,
-                            name: try Self.sealName(keyring.deviceName, keyring: newKeyring)))
+                            name: try sealWithWriteKey(
+                                keyring.deviceName, sealed: Self.sealName(keyring.deviceName, keyring: newKeyring))))
                     try writer.finish()
                     try reloadMembership(db)
                     writer = try LocalWriter(vault: self, db: db)

@@ -636,6 +636,53 @@ import Testing
         }
     }
 
+    /// From the second attack review: a newcomer's name was sealed with its keyring's highest epoch number, which
+    /// may be an older rotation's key that a device revoked since still holds. It is sealed with the key the vault
+    /// writes with, so that device cannot read who joined.
+    @Test func aNewcomersNameIsSealedFromADeviceRevokedBeforeItJoined() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (a, b, c, e) = (team[0], team[1], team[2], team[3])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        func rotation(_ epoch: UInt32, to members: [Vault]) throws -> KeyRotation {
+            let root = Sodium.randomBytes(32)
+            var boxes: [DeviceID: [UInt8]] = [:]
+            for m in members {
+                boxes[m.deviceID] = try SealedBox.seal(root, to: try #require(m.keyring.agreement?.publicKey))
+            }
+            let key = VaultKey(epoch: epoch, root: SecureBytes(root))
+            return KeyRotation(epoch: epoch, relayKey: key.relaySigningKey().publicKey, grants: boxes)
+        }
+        // Coordinator b rotates twice, the second time to a smaller epoch number: e, revoked by the second, holds the
+        // first rotation's key, the highest epoch number a newcomer's keyring will hold.
+        var chain = ForgedChain(vaultID: b.vaultID, signer: b.keyring.device, head: try ownHead(of: b))
+        let first = try chain.entry(
+            .revoke(
+                device: c.deviceID, after: try ownHead(of: c).seq, rotation: rotation(4_000_000_000, to: [a, b, e])),
+            at: stampNow())
+        let second = try chain.entry(
+            .revoke(device: e.deviceID, after: try ownHead(of: e).seq, rotation: rotation(7, to: [a, b])),
+            at: stampNow())
+        #expect(try writeSyncFile(file, vaultID: b.vaultID, [first, second]) == 2)
+        try await fileSync(a, file)
+        #expect(a.membership.currentRotation?.epoch == 7)
+        let d = try addMember(to: a, at: dir.path("d"), name: "d")
+        #expect(d.allKeys.map(\.epoch) == [1, 7, 4_000_000_000])
+        for vault in [d, a, e] { try await fileSync(vault, file) }
+        let join = try #require(
+            try d.envelopes(of: d.deviceID, after: 0, limit: 10).compactMap { try? $0.openEntry() }.first)
+        guard case .join(_, _, _, let name) = join.entry.operation else {
+            Issue.record("d's first entry is not its join")
+            return
+        }
+        #expect(name.epoch == 7, "the newcomer's name is sealed with epoch \(name.epoch)")
+        #expect(a.members().first { $0.device == d.deviceID }?.name == "d")
+        #expect(e.membership.members[d.deviceID] != nil, "e did not receive the join")
+        #expect(
+            e.members().first { $0.device == d.deviceID }?.name == nil, "the revoked device read the newcomer's name")
+    }
+
     /// The members `vault`'s own grant entries of `epoch` name, in the order written.
     func grantsWritten(by vault: Vault, epoch: UInt32) throws -> [DeviceID] {
         try vault.envelopes(of: vault.deviceID, after: 0, limit: 10_000).flatMap { envelope -> [DeviceID] in
