@@ -88,28 +88,11 @@ public enum AEAD {
         guard ciphertext.count >= tagLength else {
             throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
         }
-        var outLength: UInt64 = 0
-        var rc: Int32 = -1
-        let length = ciphertext.count - tagLength
-        // At least one byte of capacity, so the output pointer exists even for an empty message.
-        let out = [UInt8](unsafeUninitializedCapacity: max(1, length)) { buffer, initialized in
-            rc = key.withUnsafePointer { k in
-                nonce.withUnsafeBufferPointer { n in
-                    crypto_aead_xchacha20poly1305_ietf_decrypt(
-                        buffer.baseAddress!, &outLength, nil,
-                        ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                        UInt64(ciphertext.count), additionalData, UInt64(additionalData.count), n.baseAddress!, k)
-                }
-            }
-            // On failure the output is not trusted: zero it, so every byte is initialized either way.
-            if rc != 0 { buffer.initialize(repeating: 0) }
-            initialized = length
+        return try nonce.withUnsafeBufferPointer { n in
+            try decrypt(
+                ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), count: ciphertext.count,
+                additionalData: additionalData, additionalCount: additionalData.count, nonce: n.baseAddress!, key: key)
         }
-        guard rc == 0 else {
-            throw CryptoError(
-                .authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
-        }
-        return out
     }
 
     /// Verifies and decrypts a sealed row held by the caller, `nonce ‖ ciphertext ‖ tag`, bound to `additionalData`:
@@ -123,18 +106,26 @@ public enum AEAD {
             throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
         }
         let nonce = base.assumingMemoryBound(to: UInt8.self)
-        let ciphertext = nonce + nonceLength
-        let cipherLength = sealed.count - nonceLength
-        let length = cipherLength - tagLength
-        let ad = additionalData.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        var rc: Int32 = -1
+        return try decrypt(
+            nonce + nonceLength, count: sealed.count - nonceLength,
+            additionalData: additionalData.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            additionalCount: additionalData.count, nonce: nonce, key: key)
+    }
+
+    /// The one decryption both pointer forms share: `count` bytes of ciphertext ‖ tag (at least a tag's).
+    private static func decrypt(
+        _ ciphertext: UnsafePointer<UInt8>, count: Int, additionalData: UnsafePointer<UInt8>?, additionalCount: Int,
+        nonce: UnsafePointer<UInt8>, key: SecureBytes
+    ) throws -> [UInt8] {
         var outLength: UInt64 = 0
+        var rc: Int32 = -1
+        let length = count - tagLength
         // At least one byte of capacity, so the output pointer exists even for an empty message.
         let out = [UInt8](unsafeUninitializedCapacity: max(1, length)) { buffer, initialized in
             rc = key.withUnsafePointer { k in
                 crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    buffer.baseAddress!, &outLength, nil, ciphertext, UInt64(cipherLength), ad,
-                    UInt64(additionalData.count), nonce, k)
+                    buffer.baseAddress!, &outLength, nil, ciphertext, UInt64(count), additionalData,
+                    UInt64(additionalCount), nonce, k)
             }
             // On failure the output is not trusted: zero it, so every byte is initialized either way.
             if rc != 0 { buffer.initialize(repeating: 0) }

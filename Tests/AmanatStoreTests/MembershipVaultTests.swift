@@ -474,30 +474,15 @@ import Testing
         let (a, b, c, e) = (team[0], team[1], team[2], team[3])
         let file = dir.path("team.sync")
         for vault in team + team { try await fileSync(vault, file) }
-        try a.setRole(b.deviceID, .member)
-        try b.revoke(a.deviceID)  // b has not seen its demotion: its rotation grants everyone but a
-        let id = try b.createRecord(
-            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
-        try await fileSync(b, file)
-        let epoch = try #require(b.membership.currentRotation?.epoch)
-        let agreement = try #require(a.keyring.agreement?.publicKey)
-        var hostile = ForgedChain(vaultID: e.vaultID, signer: e.keyring.device, head: try ownHead(of: e))
-        let garbage = try SealedBox.seal(Sodium.randomBytes(32), to: agreement)
-        let grant = try hostile.entry(.grant(epoch: epoch, grants: [a.deviceID: garbage]), at: stampNow())
-        #expect(try writeSyncFile(file, vaultID: e.vaultID, [grant]) == 1)
+        // b's rotation grants everyone but a.
+        let (id, epoch) = try await keyOnlyRotation(demoting: b, by: a, revoking: a, through: file)
+        let garbage = try garbageGrant(from: e, to: a, epoch: epoch, through: file)
         let honest = [a, b, c]
         #expect(try await syncUntilQuiet(honest, through: [file], rounds: 8))
         let keyOnly = try #require(a.membership.keyOnlyEpochs.first)
         #expect(keyOnly.rotation.epoch == epoch && keyOnly.boxes(for: a.deviceID).first == garbage)
         #expect(a.key(epoch: epoch) != nil, "the coordinator never got the key-only rotation's key")
-        for vault in honest {
-            #expect(
-                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
-                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
-            #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
-            #expect(vault.membership == a.membership, "\(vault.keyring.deviceName) disagrees on the membership")
-            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
-        }
+        try expectConverged(honest, reading: id, like: a)
     }
 
     /// From the attack review: the first box no longer wins. A newcomer joins after a key-only rotation a
@@ -510,37 +495,25 @@ import Testing
         let file = dir.path("team.sync")
         for vault in team + team { try await fileSync(vault, file) }
         let invitation = try a.invite(role: .member, validFor: 86_400)
-        try a.setRole(b.deviceID, .member)
-        try b.revoke(c.deviceID)  // b has not seen its demotion: its rotation grants a, b and e
-        let id = try b.createRecord(
-            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
-        try await fileSync(b, file)
+        // b's rotation grants a, b and e, not c.
+        let (id, epoch) = try await keyOnlyRotation(demoting: b, by: a, revoking: c, through: file)
         let d = try Vault.join(
             invitation, at: dir.path("d"), passphrase: passphrase, deviceName: "d", strength: .interactive)
         try await fileSync(d, file)
-        let epoch = try #require(b.membership.currentRotation?.epoch)
-        let agreement = try #require(d.keyring.agreement?.publicKey)
-        var hostile = ForgedChain(vaultID: e.vaultID, signer: e.keyring.device, head: try ownHead(of: e))
-        let garbage = try SealedBox.seal(Sodium.randomBytes(32), to: agreement)
-        let grant = try hostile.entry(.grant(epoch: epoch, grants: [d.deviceID: garbage]), at: stampNow())
-        #expect(try writeSyncFile(file, vaultID: e.vaultID, [grant]) == 1)
+        let garbage = try garbageGrant(from: e, to: d, epoch: epoch, through: file)
         let honest = [a, b, c, d]
         #expect(try await syncUntilQuiet(honest, through: [file], rounds: 8))
         let keyOnly = try #require(d.membership.keyOnlyEpochs.first)
         #expect(keyOnly.rotation.epoch == epoch && keyOnly.boxes(for: d.deviceID).first == garbage)
         #expect(d.membership.members[c.deviceID]?.isRevoked == false)
         #expect(d.key(epoch: epoch) != nil, "the newcomer never got the key-only rotation's key")
-        for vault in honest {
-            #expect(
-                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
-                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
-            #expect(try vault.status().stateDigest == a.status().stateDigest, "\(vault.keyring.deviceName)")
-            #expect(vault.membership == a.membership, "\(vault.keyring.deviceName) disagrees on the membership")
-            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
-        }
-        // The coordinator granted the newcomer: the honest members hand a key-only key to coordinators only.
+        try expectConverged(honest, reading: id, like: a)
+        // The coordinator granted the newcomer; the members, who hold the key, granted only the coordinator and
+        // members without any box (c, left out by the rotation).
         #expect(try grantsWritten(by: a, epoch: epoch).contains(d.deviceID))
-        for member in [b, c] { #expect(try grantsWritten(by: member, epoch: epoch).allSatisfy { $0 == a.deviceID }) }
+        for member in [b, c] {
+            #expect(try grantsWritten(by: member, epoch: epoch).allSatisfy { $0 == a.deviceID || $0 == c.deviceID })
+        }
     }
 
     /// From the attack review: a member can make a key-only rotation whenever it likes (a revoke it has no authority
@@ -615,25 +588,18 @@ import Testing
         let file = dir.path("team.sync")
         for vault in team + team { try await fileSync(vault, file) }
         let invitation = try a.invite(role: .member, validFor: 86_400)
-        try a.setRole(b.deviceID, .member)
-        try b.revoke(c.deviceID)  // b has not seen its demotion: its rotation grants a, b and e, not c
-        let id = try b.createRecord(
-            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
-        try await fileSync(b, file)
+        // b's rotation grants a, b and e, not c.
+        let (id, epoch) = try await keyOnlyRotation(demoting: b, by: a, revoking: c, through: file)
         try await fileSync(a, file)  // a's last sync: it is away from now on
         let d = try Vault.join(
             invitation, at: dir.path("d"), passphrase: passphrase, deviceName: "d", strength: .interactive)
-        let epoch = try #require(b.membership.keyOnlyEpochs.isEmpty ? b.membership.currentRotation?.epoch : nil)
         let present = [b, c, e, d]
         #expect(try await syncUntilQuiet(present, through: [file], rounds: 8))
         for vault in present {
             #expect(vault.membership.keyOnlyEpochs.map(\.rotation.epoch) == [epoch], "\(vault.keyring.deviceName)")
             #expect(vault.key(epoch: epoch) != nil, "\(vault.keyring.deviceName) never got the key-only key")
-            #expect(
-                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
-                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
-            #expect(vault.membership == b.membership, "\(vault.keyring.deviceName) disagrees on the membership")
         }
+        try expectConverged(present, reading: id, like: b)
     }
 
     /// From the second attack review: a newcomer's name was sealed with its keyring's highest epoch number, which
@@ -681,6 +647,44 @@ import Testing
         #expect(e.membership.members[d.deviceID] != nil, "e did not receive the join")
         #expect(
             e.members().first { $0.device == d.deviceID }?.name == nil, "the revoked device read the newcomer's name")
+    }
+
+    /// `coordinator` demotes `b` while `b`, not aware of it, revokes `target` and seals a record with the new key,
+    /// then syncs through `file`: once both are known, b's rotation is key-only. Returns the record and the epoch.
+    func keyOnlyRotation(demoting b: Vault, by coordinator: Vault, revoking target: Vault, through file: URL)
+        async throws -> (RecordID, UInt32)
+    {
+        try coordinator.setRole(b.deviceID, .member)
+        try b.revoke(target.deviceID)
+        let id = try b.createRecord(
+            kind: "statement", fields: [("title", "sealed with b's key")], tags: [], seal: false)
+        try await fileSync(b, file)
+        return (id, try #require(b.membership.currentRotation?.epoch))
+    }
+
+    /// `hostile`'s modified client, at its own chain head, grants `target` a box of garbage for `epoch` through
+    /// `file`. Returns the box.
+    func garbageGrant(from hostile: Vault, to target: Vault, epoch: UInt32, through file: URL) throws -> [UInt8] {
+        let agreement = try #require(target.keyring.agreement?.publicKey)
+        var chain = ForgedChain(
+            vaultID: hostile.vaultID, signer: hostile.keyring.device, head: try ownHead(of: hostile))
+        let garbage = try SealedBox.seal(Sodium.randomBytes(32), to: agreement)
+        let grant = try chain.entry(.grant(epoch: epoch, grants: [target.deviceID: garbage]), at: stampNow())
+        #expect(try writeSyncFile(file, vaultID: hostile.vaultID, [grant]) == 1)
+        return garbage
+    }
+
+    /// Every vault reads the record `id` that b's key-only rotation sealed, and agrees with `reference` on the records
+    /// and the membership; none finds a problem.
+    func expectConverged(_ vaults: [Vault], reading id: RecordID, like reference: Vault) throws {
+        for vault in vaults {
+            #expect(
+                try vault.visibleRecords().contains { $0.id == id && $0.fields["title"] == "sealed with b's key" },
+                "\(vault.keyring.deviceName) cannot read what the key-only rotation sealed")
+            #expect(try vault.status().stateDigest == reference.status().stateDigest, "\(vault.keyring.deviceName)")
+            #expect(vault.membership == reference.membership, "\(vault.keyring.deviceName) disagrees on the membership")
+            #expect(try vault.verify().problems == [], "\(vault.keyring.deviceName)")
+        }
     }
 
     /// The members `vault`'s own grant entries of `epoch` name, in the order written.
