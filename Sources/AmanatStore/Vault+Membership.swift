@@ -380,9 +380,9 @@ extension Vault {
     /// member seals a key-only rotation's key to the active members that hold no box of it at all, and to the active
     /// coordinators while none holds it from an authority; a coordinator that opens it then grants everyone, so
     /// members' grants stay bounded by the coordinators and the members left without a box (in a vault with no active
-    /// coordinator, members grant each other). Nobody but a box's recipient
-    /// can tell it from garbage, so a member's box never stops a grant (Protocol/membership.md §5). Revoked devices
-    /// are never granted. Returns whether it wrote an entry.
+    /// coordinator, members grant each other). Nobody but a box's recipient can tell it from garbage, so a member's
+    /// box never stops a grant (Protocol/membership.md §5). Revoked devices are never granted. Returns whether it
+    /// wrote an entry.
     func grantMissingKeys(_ db: Database) throws -> Bool {
         guard let me = membership.members[deviceID], !me.isRevoked else { return false }
         let coordinator = me.currentRole == .coordinator
