@@ -61,10 +61,13 @@ extension Vault {
         (keyring.keys + rotatedKeys.values).sorted { $0.epoch < $1.epoch }
     }
 
-    /// The key new changes are sealed with: the last effective rotation's (granted to this device, or carried by
-    /// its invitation), else the keyring's.
+    /// The key new changes are sealed with: that of the last effective rotation this device holds (granted to it,
+    /// or carried by its invitation; Protocol/membership.md §8), else the original one. While the newest rotation's
+    /// grant is on its way, an older rotation's key: never the original, which every device revoked since holds.
     var writeKey: VaultKey {
-        if let rotation = membership.currentRotation, let key = key(epoch: rotation.epoch) { return key }
+        for grant in membership.epochs.reversed() {
+            if let key = key(epoch: grant.rotation.epoch) { return key }
+        }
         return keyring.key(epoch: 1) ?? keyring.currentKey
     }
 

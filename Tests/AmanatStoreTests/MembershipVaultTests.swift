@@ -611,24 +611,16 @@ import Testing
         let (a, b, c, e) = (team[0], team[1], team[2], team[3])
         let file = dir.path("team.sync")
         for vault in team + team { try await fileSync(vault, file) }
-        func rotation(_ epoch: UInt32, to members: [Vault]) throws -> KeyRotation {
-            let root = Sodium.randomBytes(32)
-            var boxes: [DeviceID: [UInt8]] = [:]
-            for m in members {
-                boxes[m.deviceID] = try SealedBox.seal(root, to: try #require(m.keyring.agreement?.publicKey))
-            }
-            let key = VaultKey(epoch: epoch, root: SecureBytes(root))
-            return KeyRotation(epoch: epoch, relayKey: key.relaySigningKey().publicKey, grants: boxes)
-        }
         // Coordinator b rotates twice, the second time to a smaller epoch number: e, revoked by the second, holds the
         // first rotation's key, the highest epoch number a newcomer's keyring will hold.
         var chain = ForgedChain(vaultID: b.vaultID, signer: b.keyring.device, head: try ownHead(of: b))
         let first = try chain.entry(
             .revoke(
-                device: c.deviceID, after: try ownHead(of: c).seq, rotation: rotation(4_000_000_000, to: [a, b, e])),
+                device: c.deviceID, after: try ownHead(of: c).seq,
+                rotation: forgedRotation(4_000_000_000, to: [a, b, e])),
             at: stampNow())
         let second = try chain.entry(
-            .revoke(device: e.deviceID, after: try ownHead(of: e).seq, rotation: rotation(7, to: [a, b])),
+            .revoke(device: e.deviceID, after: try ownHead(of: e).seq, rotation: forgedRotation(7, to: [a, b])),
             at: stampNow())
         #expect(try writeSyncFile(file, vaultID: b.vaultID, [first, second]) == 2)
         try await fileSync(a, file)
@@ -647,6 +639,46 @@ import Testing
         #expect(e.membership.members[d.deviceID] != nil, "e did not receive the join")
         #expect(
             e.members().first { $0.device == d.deviceID }?.name == nil, "the revoked device read the newcomer's name")
+    }
+
+    /// From the second attack review: a member the newest rotation left out (its grant still on its way) wrote with
+    /// the original key, which every device revoked since holds. It writes with the last rotation's key it holds,
+    /// as Protocol/membership.md §8 says, so a device revoked by that rotation cannot read it.
+    @Test func aMemberWithoutTheNewestKeyWritesWithTheLastRotationItHoldsNotTheOriginal() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(5, in: dir, roles: [.coordinator, .member, .member, .member])
+        let (a, b, c, e, m) = (team[0], team[1], team[2], team[3], team[4])
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        // Coordinator b revokes c (m is granted the new key), then e, leaving m out by mistake.
+        var chain = ForgedChain(vaultID: b.vaultID, signer: b.keyring.device, head: try ownHead(of: b))
+        let first = try chain.entry(
+            .revoke(
+                device: c.deviceID, after: try ownHead(of: c).seq, rotation: forgedRotation(500, to: [a, b, e, m])),
+            at: stampNow())
+        let second = try chain.entry(
+            .revoke(device: e.deviceID, after: try ownHead(of: e).seq, rotation: forgedRotation(600, to: [a, b])),
+            at: stampNow())
+        #expect(try writeSyncFile(file, vaultID: b.vaultID, [first, second]) == 2)
+        try await fileSync(m, file)
+        #expect(m.membership.currentRotation?.epoch == 600 && m.key(epoch: 600) == nil && m.key(epoch: 500) != nil)
+        let id = try m.createRecord(kind: "statement", fields: [("title", "written by m")], tags: [], seal: false)
+        let written = try #require(try m.envelopes(of: m.deviceID, after: 0, limit: 100).last { !$0.isAuthority })
+        #expect(written.header.keyEpoch == 500, "m wrote with epoch \(written.header.keyEpoch)")
+        for vault in [m, c, a] { try await fileSync(vault, file) }
+        #expect(try !c.visibleRecords().contains { $0.id == id }, "a device revoked by the first rotation read it")
+        #expect(try a.visibleRecords().contains { $0.id == id })
+    }
+
+    /// A rotation to `epoch` with a fresh key, sealed to each of `members`, as a coordinator's client makes one.
+    func forgedRotation(_ epoch: UInt32, to members: [Vault]) throws -> KeyRotation {
+        let root = Sodium.randomBytes(32)
+        var boxes: [DeviceID: [UInt8]] = [:]
+        for m in members {
+            boxes[m.deviceID] = try SealedBox.seal(root, to: try #require(m.keyring.agreement?.publicKey))
+        }
+        let key = VaultKey(epoch: epoch, root: SecureBytes(root))
+        return KeyRotation(epoch: epoch, relayKey: key.relaySigningKey().publicKey, grants: boxes)
     }
 
     /// `coordinator` demotes `b` while `b`, not aware of it, revokes `target` and seals a record with the new key,
