@@ -10,14 +10,21 @@ package enum StoredRow {
 
     /// Opens a sealed row, `nonce ‖ ciphertext ‖ tag` under the vault's local key, bound to `associatedData`.
     package static func open(_ body: Data, associatedData: [UInt8], what: String, key: SecureBytes) throws -> [UInt8] {
-        let bytes = Array(body)
-        guard bytes.count >= AEAD.nonceLength + AEAD.tagLength else {
+        try body.withUnsafeBytes { sealed in
+            try associatedData.withUnsafeBytes { ad in try open(sealed, associatedData: ad, what: what, key: key) }
+        }
+    }
+
+    /// The same, for a row held by the caller (a scan's block of rows read straight from SQLite): nothing is copied
+    /// before it is opened.
+    package static func open(
+        _ sealed: UnsafeRawBufferPointer, associatedData: UnsafeRawBufferPointer, what: String, key: SecureBytes
+    ) throws -> [UInt8] {
+        guard sealed.count >= AEAD.nonceLength + AEAD.tagLength else {
             throw StoreError(.damaged, "The vault is damaged: \(what) is truncated.")
         }
         do {
-            return try AEAD.open(
-                Array(bytes[AEAD.nonceLength...]), additionalData: associatedData,
-                nonce: Array(bytes[..<AEAD.nonceLength]), key: key)
+            return try AEAD.open(sealed: sealed, additionalData: associatedData, key: key)
         } catch {
             throw StoreError(.damaged, "The vault is damaged: \(what) does not decrypt. Run `amanat verify`.")
         }

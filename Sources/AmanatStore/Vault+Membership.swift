@@ -561,7 +561,8 @@ extension Vault {
         guard let device = try? DeviceID(keyring.device.publicKey), let agreement = keyring.agreement else {
             fatalError("unreachable: a new keyring has a device and an agreement key")
         }
-        let name = try sealName(deviceName, keyring: keyring)
+        // A name that cannot be sealed (too long) is refused before any folder is made; the join seals it below.
+        _ = try sealName(deviceName, keyring: keyring)
         let proof = grant.secret.sign(
             MembershipProof.joinMessage(vaultID: grant.vaultID, device: device, agreementKey: agreement.publicKey))
         return try create(at: dir, keyring: keyring, passphrase: passphrase, strength: strength) { db, vault in
@@ -580,7 +581,7 @@ extension Vault {
             // invitation's entries), not the keyring's highest epoch number, which may be an older rotation's key
             // that a device revoked since still holds.
             try vault.reloadMembership(db)
-            let sealed = try vault.sealWithWriteKey(deviceName, sealed: name)
+            let sealed = try vault.sealWithWriteKey(deviceName)
             try vault.appendEntry(
                 db,
                 .join(invitation: grant.secret.publicKey, proof: proof, agreementKey: agreement.publicKey, name: sealed)
@@ -593,20 +594,13 @@ extension Vault {
         guard membership.members[deviceID] != nil else {
             throw StoreError(.notAllowed, "This device is not a member of this vault yet; sync first.")
         }
-        let sealed = try sealWithWriteKey(name, sealed: Self.sealName(name, keyring: keyring))
+        let sealed = try sealWithWriteKey(name)
         try writeEntry { _ in .rename(sealed) }
     }
 
-    /// `name` sealed with the key the vault writes with: a device revoked before this entry cannot read it. `sealed`
-    /// is the same name already sealed (and checked) with the keyring's key, used when the epochs agree.
-    func sealWithWriteKey(_ name: String, sealed: SealedName) throws -> SealedName {
-        let key = writeKey
-        guard key.epoch != sealed.epoch else { return sealed }
-        do {
-            return try SealedName.seal(name, key: key, vaultID: vaultID, device: deviceID)
-        } catch let error as CoreError {
-            throw StoreError(.invalid, error.message)
-        }
+    /// `name` sealed with the key the vault writes with: a device revoked before this entry cannot read it.
+    func sealWithWriteKey(_ name: String) throws -> SealedName {
+        try Self.sealName(name, key: writeKey, vaultID: vaultID, device: deviceID)
     }
 
     /// Gives `device` a role for its changes after the last one this device has seen.
@@ -756,8 +750,7 @@ extension Vault {
                     try writer.append(
                         .recover(
                             previous: old, proof: proof, agreementKey: agreement.publicKey,
-                            name: try sealWithWriteKey(
-                                keyring.deviceName, sealed: Self.sealName(keyring.deviceName, keyring: newKeyring))))
+                            name: try sealWithWriteKey(keyring.deviceName)))
                     try writer.finish()
                     try reloadMembership(db)
                     writer = try LocalWriter(vault: self, db: db)

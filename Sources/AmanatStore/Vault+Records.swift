@@ -328,15 +328,9 @@ extension Vault {
                 views.reserveCapacity(rows.count)
                 for i in rows {
                     let (slot, body) = block.ranges[i]
-                    let plain: [UInt8]
-                    do {
-                        plain = try AEAD.open(
-                            sealed: UnsafeRawBufferPointer(rebasing: all[body]),
-                            additionalData: UnsafeRawBufferPointer(rebasing: all[slot]), key: key)
-                    } catch {
-                        throw StoreError(
-                            .damaged, "The vault is damaged: a stored record does not decrypt. Run `amanat verify`.")
-                    }
+                    let plain = try StoredRow.open(
+                        UnsafeRawBufferPointer(rebasing: all[body]),
+                        associatedData: UnsafeRawBufferPointer(rebasing: all[slot]), what: "a stored record", key: key)
                     if let view = try StoredRow.decodeView(plain) { views.append(view) }
                 }
                 return views
@@ -479,7 +473,6 @@ final class ParallelResults<Element>: @unchecked Sendable {
     func joined() throws -> [Element] {
         lock.lock()
         defer { lock.unlock() }
-        if parts.count == 1 { return try parts[0]?.get() ?? [] }
         var all: [Element] = []
         for part in parts { all += try part?.get() ?? [] }
         return all

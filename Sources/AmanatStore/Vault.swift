@@ -86,8 +86,13 @@ public final class Vault {
 
     static func sealName(_ name: String, keyring: Keyring) throws -> SealedName {
         guard let device = try? DeviceID(keyring.device.publicKey) else { fatalError("unreachable") }
+        return try sealName(name, key: keyring.currentKey, vaultID: keyring.vaultID, device: device)
+    }
+
+    /// `name` sealed under `key` for `device`'s entry; a name Amanat cannot seal (too long) is refused as invalid.
+    static func sealName(_ name: String, key: VaultKey, vaultID: [UInt8], device: DeviceID) throws -> SealedName {
         do {
-            return try SealedName.seal(name, key: keyring.currentKey, vaultID: keyring.vaultID, device: device)
+            return try SealedName.seal(name, key: key, vaultID: vaultID, device: device)
         } catch let error as CoreError {
             throw StoreError(.invalid, error.message)
         }
