@@ -417,10 +417,8 @@ import Testing
     /// but its key sealed a testimony: every replica, the member that was nearly revoked included, must read it.
     @Test func aRevocationUndoneByAConcurrentDemotionKeepsWhatItsKeySealedReadableEverywhere() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (team, file) = try await syncedTeam(3, in: dir, roles: [.coordinator, .member])
         let (a, b, c) = (team[0], team[1], team[2])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         try a.revoke(c.deviceID)
         let id = try a.createRecord(
             kind: "statement", fields: [("title", "after the revocation")], tags: [], seal: false)
@@ -443,10 +441,8 @@ import Testing
     /// members that do grant it, and the coordinator reads what the key sealed.
     @Test func aKeyOnlyRotationNoCoordinatorHoldsIsGrantedByTheMembersThatHoldIt() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (team, file) = try await syncedTeam(3, in: dir, roles: [.coordinator, .member])
         let (a, b) = (team[0], team[1])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         try a.setRole(b.deviceID, .member)
         try b.revoke(a.deviceID)  // b has not seen its demotion
         let id = try b.createRecord(
@@ -470,10 +466,8 @@ import Testing
     /// holding the key, so the honest members still grant it, and the coordinator tries every box it was given.
     @Test func aMembersGarbageBoxNeverKeepsTheRealKeyFromACoordinator() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (team, file) = try await syncedTeam(4, in: dir, roles: [.coordinator, .member, .member])
         let (a, b, c, e) = (team[0], team[1], team[2], team[3])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         // b's rotation grants everyone but a.
         let (id, epoch) = try await keyOnlyRotation(demoting: b, by: a, revoking: a, through: file)
         let garbage = try garbageGrant(from: e, to: a, epoch: epoch, through: file)
@@ -490,10 +484,8 @@ import Testing
     /// key, and the newcomer reads what that key sealed.
     @Test func aMembersGarbageBoxNeverKeepsTheRealKeyFromANewcomer() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (team, file) = try await syncedTeam(4, in: dir, roles: [.coordinator, .member, .member])
         let (a, b, c, e) = (team[0], team[1], team[2], team[3])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         let invitation = try a.invite(role: .member, validFor: 86_400)
         // b's rotation grants a, b and e, not c.
         let (id, epoch) = try await keyOnlyRotation(demoting: b, by: a, revoking: c, through: file)
@@ -521,11 +513,9 @@ import Testing
     /// granting everyone: members grant only the coordinators, which grant the rest — a handful of boxes, not n².
     @Test func aMembersKeyOnlyRotationCostsHonestDevicesAFewGrantsNotOnePerPair() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(6, in: dir)
+        let (team, file) = try await syncedTeam(6, in: dir)
         let (a, h) = (team[0], team[5])
         let honest = Array(team[0..<5])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         let root = Sodium.randomBytes(32)
         let epoch = UInt32(424_242)
         let key = VaultKey(epoch: epoch, root: SecureBytes(root))
@@ -583,10 +573,8 @@ import Testing
     /// all: the members that hold the key grant it to them, and they read what it sealed without the coordinator.
     @Test func membersWithoutAnyBoxGetAKeyOnlyKeyWhileTheCoordinatorIsAway() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (team, file) = try await syncedTeam(4, in: dir, roles: [.coordinator, .member, .member])
         let (a, b, c, e) = (team[0], team[1], team[2], team[3])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         let invitation = try a.invite(role: .member, validFor: 86_400)
         // b's rotation grants a, b and e, not c.
         let (id, epoch) = try await keyOnlyRotation(demoting: b, by: a, revoking: c, through: file)
@@ -607,10 +595,8 @@ import Testing
     /// writes with, so that device cannot read who joined.
     @Test func aNewcomersNameIsSealedFromADeviceRevokedBeforeItJoined() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(4, in: dir, roles: [.coordinator, .member, .member])
+        let (team, file) = try await syncedTeam(4, in: dir, roles: [.coordinator, .member, .member])
         let (a, b, c, e) = (team[0], team[1], team[2], team[3])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         // Coordinator b rotates twice, the second time to a smaller epoch number: e, revoked by the second, holds the
         // first rotation's key, the highest epoch number a newcomer's keyring will hold.
         var chain = ForgedChain(vaultID: b.vaultID, signer: b.keyring.device, head: try ownHead(of: b))
@@ -646,10 +632,8 @@ import Testing
     /// as Protocol/membership.md §8 says, so a device revoked by that rotation cannot read it.
     @Test func aMemberWithoutTheNewestKeyWritesWithTheLastRotationItHoldsNotTheOriginal() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(5, in: dir, roles: [.coordinator, .member, .member, .member])
+        let (team, file) = try await syncedTeam(5, in: dir, roles: [.coordinator, .member, .member, .member])
         let (a, b, c, e, m) = (team[0], team[1], team[2], team[3], team[4])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         // Coordinator b revokes c (m is granted the new key), then e, leaving m out by mistake.
         var chain = ForgedChain(vaultID: b.vaultID, signer: b.keyring.device, head: try ownHead(of: b))
         let first = try chain.entry(
@@ -668,6 +652,14 @@ import Testing
         for vault in [m, c, a] { try await fileSync(vault, file) }
         #expect(try !c.visibleRecords().contains { $0.id == id }, "a device revoked by the first rotation read it")
         #expect(try a.visibleRecords().contains { $0.id == id })
+    }
+
+    /// A team of `count` (`makeTeam`) in which everyone has synced twice through one file, so all know everyone.
+    func syncedTeam(_ count: Int, in dir: TemporaryDirectory, roles: [Role] = []) async throws -> ([Vault], URL) {
+        let team = try makeTeam(count, in: dir, roles: roles)
+        let file = dir.path("team.sync")
+        for vault in team + team { try await fileSync(vault, file) }
+        return (team, file)
     }
 
     /// A rotation to `epoch` with a fresh key, sealed to each of `members`, as a coordinator's client makes one.
@@ -733,10 +725,8 @@ import Testing
     /// uses it: it would judge the honest author's changes by a wrong key and hold them back as its fault.
     @Test func aGrantOfAWrongKeyIsNeverUsedToJudgeHonestChanges() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(3, in: dir, roles: [.coordinator, .member])
+        let (team, file) = try await syncedTeam(3, in: dir, roles: [.coordinator, .member])
         let (a, b, c) = (team[0], team[1], team[2])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         // d is invited before the rotation and joins after it: no box of the new key is d's yet.
         let invitation = try a.invite(role: .member, validFor: 86_400)
         try a.revoke(c.deviceID)
@@ -765,10 +755,8 @@ import Testing
     /// now, sorts before the rotation and has no effect; it must not be written again at every sync.
     @Test func aGrantThatHadNoEffectIsNotWrittenAgainAndAgain() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(3, in: dir)
+        let (team, file) = try await syncedTeam(3, in: dir)
         let (a, b, c) = (team[0], team[1], team[2])
-        let file = dir.path("team.sync")
-        for vault in team + team { try await fileSync(vault, file) }
         let root = Sodium.randomBytes(32)
         let epoch = UInt32(77_777)
         let agreement = try #require(c.keyring.agreement?.publicKey)
