@@ -258,16 +258,13 @@ public struct ChunkKeys: Sendable {
         return sealed
     }
 
-    /// Seals a chunk into page-aligned memory and lends the sealed bytes to `body` (the chunk store writes them to the
-    /// disk without a copy through the page cache); the memory is freed afterwards. Ciphertext only.
-    public func withSealed<R>(
-        _ plaintext: UnsafeRawBufferPointer, address: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R
-    ) throws -> R {
-        let count = Self.overhead + plaintext.count
-        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 4096)
-        defer { memory.deallocate() }
-        try fill(memory, plaintext: plaintext, address: address)
-        return try body(UnsafeRawBufferPointer(memory))
+    /// Seals a chunk into memory the caller holds, exactly ``overhead`` + `plaintext.count` bytes: attach seals into
+    /// page-aligned memory that the chunk store writes to the disk without a copy through the page cache.
+    /// Ciphertext only.
+    public func seal(_ plaintext: UnsafeRawBufferPointer, address: [UInt8], into out: UnsafeMutableRawBufferPointer)
+        throws
+    {
+        try fill(out, plaintext: plaintext, address: address)
     }
 
     /// Writes `magic ‖ version ‖ address ‖ ciphertext ‖ tag` into `out` (exactly ``overhead`` + plaintext bytes).
@@ -295,31 +292,55 @@ public struct ChunkKeys: Sendable {
 
     /// Opens the sealed chunk that must be `address` with `length` plaintext bytes: the plaintext, or the problem.
     public func open(_ sealed: [UInt8], address: [UInt8], length: Int) -> Result<[UInt8], ChunkOpenError> {
-        let expected = Self.overhead + length
+        var problem: ChunkOpenError?
+        let plaintext = [UInt8](unsafeUninitializedCapacity: max(1, length)) { buffer, initialized in
+            let out = UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[0..<length])
+            problem = sealed.withUnsafeBytes { open($0, address: address, into: out) }
+            // Opened, every byte was written; not, nothing of it is kept.
+            if problem != nil { out.initializeMemory(as: UInt8.self, repeating: 0) }
+            initialized = length
+        }
+        if let problem { return .failure(problem) }
+        return .success(plaintext)
+    }
+
+    /// Opens the sealed chunk held in `sealed` that must be `address` into `out`, which holds exactly the chunk's
+    /// plaintext length: nil when it opened and its content hashes to its address, else the problem (and nothing of
+    /// the chunk is left in `out`). Extract opens chunks straight into the page-aligned memory it writes the file
+    /// from.
+    public func open(_ sealed: UnsafeRawBufferPointer, address: [UInt8], into out: UnsafeMutableRawBufferPointer)
+        -> ChunkOpenError?
+    {
+        let expected = Self.overhead + out.count
         guard sealed.count >= Self.headerLength, sealed[0..<4].elementsEqual(Self.magic), sealed[4] == Self.version
         else {
-            return .failure(ChunkOpenError(problem: sealed.count < expected ? .truncated : .tampered))
+            return ChunkOpenError(problem: sealed.count < expected ? .truncated : .tampered)
         }
         let stated = Array(sealed[5..<Self.headerLength])
-        return sealed.withUnsafeBytes { whole in
-            let ciphertext = UnsafeRawBufferPointer(rebasing: whole[Self.headerLength...])
-            if stated != address {
-                // Another chunk's bytes under this address: swapped if they open as that chunk, else altered.
-                if let other = try? openCiphertext(ciphertext, address: stated),
-                    BLAKE2b.hash(other, key: addressKey) == stated
-                {
-                    return .failure(ChunkOpenError(problem: .swapped))
-                }
-                return .failure(ChunkOpenError(problem: sealed.count < expected ? .truncated : .tampered))
+        let ciphertext = UnsafeRawBufferPointer(rebasing: sealed[Self.headerLength...])
+        if stated != address {
+            // Another chunk's bytes under this address: swapped if they open as that chunk, else altered.
+            if let other = try? openCiphertext(ciphertext, address: stated),
+                BLAKE2b.hash(other, key: addressKey) == stated
+            {
+                return ChunkOpenError(problem: .swapped)
             }
-            if sealed.count < expected { return .failure(ChunkOpenError(problem: .truncated)) }
-            guard sealed.count == expected, let plaintext = try? openCiphertext(ciphertext, address: address),
-                BLAKE2b.hash(plaintext, key: addressKey) == address
-            else {
-                return .failure(ChunkOpenError(problem: .tampered))
-            }
-            return .success(plaintext)
+            return ChunkOpenError(problem: sealed.count < expected ? .truncated : .tampered)
         }
+        if sealed.count < expected { return ChunkOpenError(problem: .truncated) }
+        guard sealed.count == expected else { return ChunkOpenError(problem: .tampered) }
+        do {
+            try AEAD.open(
+                ciphertext, additionalData: Self.associatedData(address), nonce: address[0..<AEAD.nonceLength],
+                key: encryptionKey, into: out)
+        } catch {
+            return ChunkOpenError(problem: .tampered)
+        }
+        guard BLAKE2b.hash(UnsafeRawBufferPointer(out), key: addressKey) == address else {
+            out.initializeMemory(as: UInt8.self, repeating: 0)
+            return ChunkOpenError(problem: .tampered)
+        }
+        return nil
     }
 
     private func openCiphertext(_ ciphertext: UnsafeRawBufferPointer, address: [UInt8]) throws -> [UInt8] {
@@ -329,7 +350,7 @@ public struct ChunkKeys: Sendable {
     }
 }
 
-/// Why a stored chunk did not open (``ChunkKeys/open(_:address:length:)``).
+/// Why a stored chunk did not open (``ChunkKeys/open(_:address:into:)``).
 public struct ChunkOpenError: Error, Sendable, Equatable {
     /// The problem.
     public var problem: ChunkKeys.Problem

@@ -80,6 +80,43 @@ public enum AEAD {
     public static func open(
         _ ciphertext: UnsafeRawBufferPointer, additionalData: [UInt8], nonce: ArraySlice<UInt8>, key: SecureBytes
     ) throws -> [UInt8] {
+        try checkOpen(ciphertext, nonce: nonce, key: key)
+        return try outputArray(length: ciphertext.count - tagLength) { out in
+            try nonce.withUnsafeBufferPointer { n in
+                try decrypt(
+                    ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), count: ciphertext.count,
+                    additionalData: additionalData, additionalCount: additionalData.count, nonce: n.baseAddress!,
+                    key: key, into: out)
+            }
+        }
+    }
+
+    /// Like ``open(_:additionalData:nonce:key:)-(UnsafeRawBufferPointer,_,_,_)``, into `out`, which must hold
+    /// exactly `ciphertext.count - tagLength` bytes (an extracted chunk goes straight into the page-aligned memory
+    /// its file is written from). On a failure `out` is zeroed.
+    public static func open(
+        _ ciphertext: UnsafeRawBufferPointer, additionalData: [UInt8], nonce: ArraySlice<UInt8>, key: SecureBytes,
+        into out: UnsafeMutableRawBufferPointer
+    ) throws {
+        try checkOpen(ciphertext, nonce: nonce, key: key)
+        guard out.count == ciphertext.count - tagLength, out.count == 0 || out.baseAddress != nil else {
+            throw CryptoError(.invalidInput, "A decryption buffer has the wrong length.")
+        }
+        var one: UInt8 = 0
+        try withUnsafeMutablePointer(to: &one) { spare in
+            try nonce.withUnsafeBufferPointer { n in
+                try decrypt(
+                    ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), count: ciphertext.count,
+                    additionalData: additionalData, additionalCount: additionalData.count, nonce: n.baseAddress!,
+                    key: key, into: out.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? spare)
+            }
+        }
+    }
+
+    /// The checks both ciphertext-slice forms of `open` make before decrypting.
+    private static func checkOpen(_ ciphertext: UnsafeRawBufferPointer, nonce: ArraySlice<UInt8>, key: SecureBytes)
+        throws
+    {
         Sodium.ensureInitialized()
         guard key.count == keyLength else { throw CryptoError(.invalidInput, "A decryption key has the wrong length.") }
         guard nonce.count == nonceLength else {
@@ -87,11 +124,6 @@ public enum AEAD {
         }
         guard ciphertext.count >= tagLength else {
             throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
-        }
-        return try nonce.withUnsafeBufferPointer { n in
-            try decrypt(
-                ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), count: ciphertext.count,
-                additionalData: additionalData, additionalCount: additionalData.count, nonce: n.baseAddress!, key: key)
         }
     }
 
@@ -106,36 +138,46 @@ public enum AEAD {
             throw CryptoError(.authenticationFailed, "The ciphertext is too short to be authentic.")
         }
         let nonce = base.assumingMemoryBound(to: UInt8.self)
-        return try decrypt(
-            nonce + nonceLength, count: sealed.count - nonceLength,
-            additionalData: additionalData.baseAddress?.assumingMemoryBound(to: UInt8.self),
-            additionalCount: additionalData.count, nonce: nonce, key: key)
+        return try outputArray(length: sealed.count - nonceLength - tagLength) { out in
+            try decrypt(
+                nonce + nonceLength, count: sealed.count - nonceLength,
+                additionalData: additionalData.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                additionalCount: additionalData.count, nonce: nonce, key: key, into: out)
+        }
     }
 
-    /// The one decryption both pointer forms share: `count` bytes of ciphertext ‖ tag (at least a tag's).
-    private static func decrypt(
-        _ ciphertext: UnsafePointer<UInt8>, count: Int, additionalData: UnsafePointer<UInt8>?, additionalCount: Int,
-        nonce: UnsafePointer<UInt8>, key: SecureBytes
-    ) throws -> [UInt8] {
-        var outLength: UInt64 = 0
-        var rc: Int32 = -1
-        let length = count - tagLength
-        // At least one byte of capacity, so the output pointer exists even for an empty message.
+    /// A new array of `length` bytes that `fill` decrypts into (at least one byte of capacity, so the output pointer
+    /// exists even for an empty message).
+    private static func outputArray(length: Int, _ fill: (UnsafeMutablePointer<UInt8>) throws -> Void) throws
+        -> [UInt8]
+    {
+        var failure: (any Error)?
         let out = [UInt8](unsafeUninitializedCapacity: max(1, length)) { buffer, initialized in
-            rc = key.withUnsafePointer { k in
-                crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    buffer.baseAddress!, &outLength, nil, ciphertext, UInt64(count), additionalData,
-                    UInt64(additionalCount), nonce, k)
-            }
-            // On failure the output is not trusted: zero it, so every byte is initialized either way.
-            if rc != 0 { buffer.initialize(repeating: 0) }
+            do { try fill(buffer.baseAddress!) } catch { failure = error }
             initialized = length
         }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// The one decryption every pointer form shares: `count` bytes of ciphertext ‖ tag (at least a tag's) into `out`
+    /// (`count - tagLength` bytes), which is zeroed when they do not authenticate, so every byte is initialized
+    /// either way and nothing unauthenticated is left in it.
+    private static func decrypt(
+        _ ciphertext: UnsafePointer<UInt8>, count: Int, additionalData: UnsafePointer<UInt8>?, additionalCount: Int,
+        nonce: UnsafePointer<UInt8>, key: SecureBytes, into out: UnsafeMutablePointer<UInt8>
+    ) throws {
+        var outLength: UInt64 = 0
+        let length = count - tagLength
+        let rc = key.withUnsafePointer { k in
+            crypto_aead_xchacha20poly1305_ietf_decrypt(
+                out, &outLength, nil, ciphertext, UInt64(count), additionalData, UInt64(additionalCount), nonce, k)
+        }
         guard rc == 0 else {
+            out.update(repeating: 0, count: length)
             throw CryptoError(
                 .authenticationFailed, "The data could not be authenticated: wrong key, or it was altered.")
         }
-        return out
     }
 
     /// Verifies and decrypts ciphertext ‖ tag; throws ``CryptoError/Code/authenticationFailed`` on any alteration.

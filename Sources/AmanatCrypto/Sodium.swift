@@ -39,6 +39,11 @@ public enum Sodium {
 
     /// Overwrites a byte array with zeros in a way the compiler will not optimise away.
     public static func wipe(_ bytes: inout [UInt8]) {
-        bytes.withUnsafeMutableBytes { if let base = $0.baseAddress { sodium_memzero(base, $0.count) } }
+        bytes.withUnsafeMutableBytes { wipe($0) }
+    }
+
+    /// Overwrites memory the caller holds with zeros in a way the compiler will not optimise away.
+    public static func wipe(_ memory: UnsafeMutableRawBufferPointer) {
+        if let base = memory.baseAddress { sodium_memzero(base, memory.count) }
     }
 }

@@ -40,19 +40,65 @@ public struct ChunkStore: Sendable {
 
     /// The stored bytes of `address`, or nil when none is stored; a file larger than any chunk is refused unread.
     public func read(_ address: [UInt8]) throws -> [UInt8]? {
-        guard let fd = try openForReading(address) else { return nil }
+        guard let fd = try openChunk(address, direct: false) else { return nil }
         defer { close(fd) }
-        return try read(fd, address: address)
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw AtomicFile.ioError(errno, "could not read \(url(for: address).path)") }
+        guard info.st_size >= 0, info.st_size <= Self.maximumSealedLength else {
+            throw StoreError(.damaged, "The chunk \(url(for: address).path) is larger than any chunk Amanat writes.")
+        }
+        return try FileDescriptorSource.read(fd, upTo: Int(info.st_size), name: url(for: address).path)
     }
 
-    /// Opens the stored chunk of `address` and asks the kernel to start reading it ahead, so that a later
-    /// ``read(_:address:)`` of it finds it in memory instead of waiting for the disk (extract opens the chunks a
-    /// few ahead of those being decrypted); nil when none is stored (a link or anything but a file counts as none).
-    /// The caller closes it.
-    public func openForReading(_ address: [UInt8]) throws -> Int32? {
+    /// What ``read(_:into:)`` found.
+    public enum DirectRead: Equatable {
+        /// No chunk is stored under the address.
+        case missing
+        /// The chunk is not `into`'s length: read it with ``read(_:)`` and let the opening say what is wrong.
+        case otherLength
+        /// The chunk filled `into`.
+        case read
+    }
+
+    /// Reads the stored chunk of `address`, when it is exactly `into.count` bytes long, into `into`: page-aligned
+    /// memory at least that long rounded up to whole pages, so that the file is read with `O_DIRECT`, straight from
+    /// the disk into it. Extracting a GiB no longer copies every byte through the page cache nor fills it with pages
+    /// the read never needs again (Docs/performance.md, B8). A file system that refuses `O_DIRECT` is read plainly.
+    public func read(_ address: [UInt8], into: UnsafeMutableRawBufferPointer) throws -> DirectRead {
+        let length = into.count
+        let rounded = (length + 4095) & ~4095
+        precondition(into.baseAddress.map { Int(bitPattern: $0) & 4095 == 0 } ?? false)
+        let memory = UnsafeMutableRawBufferPointer(start: into.baseAddress, count: rounded)
+        guard let fd = try openChunk(address, direct: true) else { return .missing }
+        defer { close(fd) }
+        let path = url(for: address).path
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw AtomicFile.ioError(errno, "could not read \(path)") }
+        guard info.st_size == off_t(length) else { return .otherLength }
+        var got = 0
+        while got < length {
+            // Whole pages at page offsets while O_DIRECT holds; the kernel stops at the end of the file.
+            let n = pread(fd, memory.baseAddress! + got, rounded - got, off_t(got))
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EINVAL, fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~Self.directFlag) == 0 { continue }
+                throw AtomicFile.ioError(errno, "could not read \(path)")
+            }
+            if n == 0 { break }
+            got += n
+        }
+        // Shorter than it was a moment ago (cut while reading): the opening reports it truncated.
+        return got == length ? .read : .otherLength
+    }
+
+    /// Opens the stored chunk of `address` for reading, or nil when none is stored (a link or anything but a file
+    /// counts as none). `direct` asks for `O_DIRECT` where the file system allows it. The caller closes it.
+    private func openChunk(_ address: [UInt8], direct: Bool) throws -> Int32? {
         let path = url(for: address).path
         // O_NONBLOCK: a FIFO put in a chunk's place must not block the open (it is then refused as not a file).
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK
+        var fd = open(path, flags | (direct ? Self.directFlag : 0))
+        if fd < 0 && direct && errno == EINVAL { fd = open(path, flags) }
         guard fd >= 0 else {
             if errno == ENOENT || errno == ELOOP || errno == ENOTDIR { return nil }
             throw AtomicFile.ioError(errno, "could not read \(path)")
@@ -62,22 +108,7 @@ public struct ChunkStore: Sendable {
             close(fd)
             return nil
         }
-        _ = posix_fadvise(fd, 0, 0, Self.willNeed)
         return fd
-    }
-
-    /// `POSIX_FADV_WILLNEED` (Linux's value; Glibc's Swift module does not export the macro).
-    static let willNeed: Int32 = 3
-
-    /// The bytes of the chunk `fd` (from ``openForReading(_:)``) of `address`; a file larger than any chunk is
-    /// refused unread.
-    public func read(_ fd: Int32, address: [UInt8]) throws -> [UInt8] {
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw AtomicFile.ioError(errno, "could not read \(url(for: address).path)") }
-        guard info.st_size >= 0, info.st_size <= Self.maximumSealedLength else {
-            throw StoreError(.damaged, "The chunk \(url(for: address).path) is larger than any chunk Amanat writes.")
-        }
-        return try FileDescriptorSource.read(fd, upTo: Int(info.st_size), name: url(for: address).path)
     }
 
     /// Writes a sealed chunk under `address` through a temporary file, fsync and rename; a chunk already stored with
@@ -152,7 +183,7 @@ public struct ChunkStore: Sendable {
     }
 
     /// Like ``writeTemporary(_:sealed:)-([UInt8],_)``, from memory the caller holds. When that memory is page-aligned
-    /// (``ChunkKeys/withSealed(_:address:_:)``), the whole pages go to the disk with `O_DIRECT` and only the last
+    /// (``ChunkKeys/seal(_:address:into:)`` into ``ChunkSlots``), the whole pages go to the disk with `O_DIRECT` and only the last
     /// partial page through the page cache: copying every written byte into the page cache took about 2 ms of CPU
     /// per MiB here, more than sealing it (Docs/performance.md B8). A file system that refuses `O_DIRECT` (tmpfs)
     /// gets ordinary writes. Durability still comes from ``commit(_:)``'s fsync.

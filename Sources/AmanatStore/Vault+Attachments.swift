@@ -10,6 +10,17 @@ import Foundation
 public protocol ByteSource {
     /// Up to `count` bytes; fewer only at the end (an empty array is the end).
     mutating func read(_ count: Int) throws -> [UInt8]
+    /// Up to `buffer.count` bytes into `buffer`; fewer only at the end (0 is the end).
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+extension ByteSource {
+    /// Through ``read(_:)`` and a copy, for sources that have no better way.
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let bytes = try read(buffer.count)
+        buffer.copyBytes(from: bytes)
+        return bytes.count
+    }
 }
 
 /// A file descriptor read to exactly the requested count (pipes return short reads).
@@ -27,26 +38,39 @@ public struct FileDescriptorSource: ByteSource {
         try Self.read(fd, upTo: count, name: name)
     }
 
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try Self.read(fd, into: buffer, name: name)
+    }
+
     /// Up to `count` bytes of `fd` (fewer only at its end), read straight into the array's storage: no zero-filling
     /// first and no copy after (a MiB each, per chunk). A read error throws, naming `name`; EINTR is retried.
     static func read(_ fd: Int32, upTo count: Int, name: String) throws -> [UInt8] {
-        var failure: Int32 = 0
+        var failure: (any Error)?
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
-            var got = 0
-            while got < count {
-                let n = Glibc.read(fd, storage.baseAddress! + got, count - got)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    break
-                }
-                if n == 0 { break }
-                got += n
+            do {
+                initialized = try read(fd, into: UnsafeMutableRawBufferPointer(storage), name: name)
+            } catch {
+                failure = error
+                initialized = 0
             }
-            initialized = got
         }
-        if failure != 0 { throw AtomicFile.ioError(failure, "could not read \(name)") }
+        if let failure { throw failure }
         return bytes
+    }
+
+    /// Up to `buffer.count` bytes of `fd` into `buffer` (fewer only at its end); the count read.
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, name: String) throws -> Int {
+        var got = 0
+        while got < buffer.count {
+            let n = Glibc.read(fd, buffer.baseAddress! + got, buffer.count - got)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AtomicFile.ioError(errno, "could not read \(name)")
+            }
+            if n == 0 { break }
+            got += n
+        }
+        return got
     }
 }
 
@@ -102,6 +126,98 @@ final class ShardFolders: @unchecked Sendable {
     var all: Set<String> { lock.withLock { folders } }
 }
 
+/// Page-aligned memory for the chunks an attach or an extract has in flight: per slot, room for one sealed chunk and
+/// its plaintext, each rounded up to whole pages (`O_DIRECT` writes from and reads into the sealed one; extract
+/// writes the file from the plain one). Allocated once, so no MiB is allocated and faulted in per chunk; the
+/// plaintext is wiped before the memory is freed.
+final class ChunkSlots: @unchecked Sendable {
+    // @unchecked Sendable: one thread at a time uses a slot (the thread opening its chunk, then the owner).
+    let count: Int
+    private let sealed: [UnsafeMutableRawBufferPointer]
+    private let plain: [UnsafeMutableRawBufferPointer]
+
+    init(count: Int, chunkSize: Int) {
+        self.count = count
+        let sealedBytes = (chunkSize + ChunkKeys.overhead + 4095) & ~4095
+        let plainBytes = (chunkSize + 4095) & ~4095
+        sealed = (0..<count).map { _ in .allocate(byteCount: sealedBytes, alignment: 4096) }
+        plain = (0..<count).map { _ in .allocate(byteCount: plainBytes, alignment: 4096) }
+    }
+
+    /// The sealed and plain memory of `slot`.
+    func buffers(_ slot: Int) -> (sealed: UnsafeMutableRawBufferPointer, plain: UnsafeMutableRawBufferPointer) {
+        (sealed[slot], plain[slot])
+    }
+
+    deinit {
+        for memory in plain {
+            Sodium.wipe(memory)
+            memory.deallocate()
+        }
+        for memory in sealed { memory.deallocate() }
+    }
+}
+
+/// Writes an extracted file to a descriptor: whole pages from page-aligned memory with `O_DIRECT` while the file
+/// offset stays page-aligned, the rest (the last partial page) through the page cache. Writing a GiB through the
+/// page cache cost about 2 ms of CPU per MiB here, more than opening it, and on a virtual machine much more when
+/// the pages were never used (Docs/performance.md, B8). Only a regular file at an aligned offset, not opened for
+/// appending, is written directly; anything else (a pipe, a file system that refuses `O_DIRECT`) gets ordinary
+/// writes. ``finish()`` gives the descriptor its flags back.
+struct DirectFileWriter {
+    let fd: Int32
+    let name: String
+    private let flags: Int32
+    private var direct: Bool
+
+    init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+        flags = fcntl(fd, F_GETFL)
+        var info = stat()
+        let offset = lseek(fd, 0, SEEK_CUR)
+        direct =
+            ChunkStore.directFlag != 0 && flags >= 0 && flags & O_APPEND == 0 && fstat(fd, &info) == 0
+            && info.st_mode & S_IFMT == S_IFREG && offset >= 0 && offset & 4095 == 0
+            && fcntl(fd, F_SETFL, flags | ChunkStore.directFlag) == 0
+    }
+
+    mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        if direct {
+            let pages = Int(bitPattern: base) & 4095 == 0 ? bytes.count & ~4095 : 0
+            while done < pages {
+                let n = Glibc.write(fd, base + done, pages - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EINVAL { break }  // the file system wants another alignment: write plainly
+                    throw AtomicFile.ioError(errno, "could not write \(name)")
+                }
+                done += n
+                if n & 4095 != 0 { break }
+            }
+            // A partial page leaves the offset unaligned: from here on, through the page cache.
+            if done < bytes.count { finish() }
+        }
+        while done < bytes.count {
+            let n = Glibc.write(fd, base + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AtomicFile.ioError(errno, "could not write \(name)")
+            }
+            done += n
+        }
+    }
+
+    /// Stops writing directly and gives the descriptor its flags back.
+    mutating func finish() {
+        guard direct else { return }
+        direct = false
+        _ = fcntl(fd, F_SETFL, flags)
+    }
+}
+
 extension Vault {
     /// Chunks made durable and named together when attaching (one round of fsyncs per batch).
     static let attachBatch = 16
@@ -128,7 +244,8 @@ extension Vault {
     /// run reuses.
     ///
     /// A pipeline over both cores (Docs/architecture.md, "Attachment throughput"): this thread reads, hashes the
-    /// whole file (SHA-256) and inspects; ``chunksInFlight`` chunks at a time are addressed, sealed and written to
+    /// whole file (SHA-256) and shows `inspect` the first and the last chunk (where photos and videos keep their
+    /// metadata: ``MetadataScanner``); ``chunksInFlight`` chunks at a time are addressed, sealed and written to
     /// temporary files on other threads; every ``attachBatch`` chunks a commit thread fsyncs them and renames them
     /// to their addresses while the next batch is sealed. The shard folders are fsynced once at the end, before this
     /// returns, so every chunk the spec lists is durable under its name before the attach change can commit. Memory
@@ -159,6 +276,9 @@ extension Vault {
         let sealing = OrderedWork<Result<SealedChunk, any Error>>()
         let committing = BackgroundJob()
         let shards = ShardFolders()
+        // Each chunk is read into, and sealed from, its slot's memory, reused once the chunk is taken.
+        let slots = ChunkSlots(count: Self.chunksInFlight + 1, chunkSize: Int(chunkSize))
+        var last: (slot: Int, count: Int, index: Int)?
 
         func commitBatch() throws {
             let ready = batch
@@ -190,8 +310,12 @@ extension Vault {
         }
         do {
             while true {
-                let plaintext = try source.read(Int(chunkSize))
-                if plaintext.isEmpty { break }
+                let index = chunks.count + sealing.inFlight
+                let slot = index % slots.count
+                let memory = slots.buffers(slot).plain
+                let got = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: memory[0..<Int(chunkSize)]))
+                if got == 0 { break }
+                let plaintext = UnsafeRawBufferPointer(rebasing: memory[0..<got])
                 guard chunks.count + sealing.inFlight < maximumChunks else {
                     throw StoreError(
                         .invalid,
@@ -206,27 +330,32 @@ extension Vault {
                         "Stopped reading \(name.isEmpty ? "standard input" : name) after \(size >> 20) MiB: the disk holding the vault \(directory.path) would have less than \(Self.attachReserve >> 20) MiB free; nothing was attached. Free some space on it and try again."
                     )
                 }
-                if sealing.inFlight + chunks.count == 0 { head = Array(plaintext.prefix(64)) }
-                inspect?(plaintext, sealing.inFlight + chunks.count)
+                if index == 0 {
+                    head = Array(plaintext.prefix(64))
+                    inspect?(Array(plaintext), 0)
+                }
+                last = (slot, got, index)
                 sha.update(plaintext)
-                size += UInt64(plaintext.count)
+                size += UInt64(got)
                 sealing.submit {
                     Result {
-                        try plaintext.withUnsafeBytes { buffer in
-                            let address = keys.address(of: buffer)
-                            if store.has(address, sealedLength: buffer.count + ChunkKeys.overhead) {
-                                return .stored(address)
-                            }
-                            return .pending(
-                                try keys.withSealed(buffer, address: address) {
-                                    try store.writeTemporary(address, sealed: $0)
-                                })
-                        }
+                        let (sealedMemory, plainMemory) = slots.buffers(slot)
+                        let plaintext = UnsafeRawBufferPointer(rebasing: plainMemory[0..<got])
+                        let address = keys.address(of: plaintext)
+                        let sealed = UnsafeMutableRawBufferPointer(rebasing: sealedMemory[0..<got + ChunkKeys.overhead])
+                        if store.has(address, sealedLength: sealed.count) { return .stored(address) }
+                        try keys.seal(plaintext, address: address, into: sealed)
+                        return .pending(try store.writeTemporary(address, sealed: UnsafeRawBufferPointer(sealed)))
                     }
                 }
                 if sealing.inFlight >= Self.chunksInFlight { try takeSealed() }
                 progress(size)
-                if plaintext.count < Int(chunkSize) { break }
+                if got < Int(chunkSize) { break }
+            }
+            // The last chunk is still in its slot: nothing is read after it.
+            if let last, last.index > 0 {
+                inspect?(
+                    Array(UnsafeRawBufferPointer(rebasing: slots.buffers(last.slot).plain[0..<last.count])), last.index)
             }
             while sealing.inFlight > 0 { try takeSealed() }
             if !batch.isEmpty { try commitBatch() }
@@ -359,22 +488,29 @@ extension Vault {
     /// Writes the plaintext of `info` to `fd`, chunk by chunk: each chunk is authenticated before any of its bytes
     /// is written, and the SHA-256 of the whole is compared with the signed one at the end. Throws on the first
     /// missing or damaged chunk (the caller removes what it wrote).
+    ///
+    /// A regular file at a page-aligned offset is written with `O_DIRECT` (``DirectFileWriter``), from the
+    /// page-aligned memory each chunk is opened into; the descriptor's flags are as they were afterwards.
     public func extract(_ info: AttachmentInfo, record: RecordID, to fd: Int32, name: String) throws {
-        try extract(info, record: record) { plaintext in
-            var done = 0
-            while done < plaintext.count {
-                let n = plaintext.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, plaintext.count - done) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw AtomicFile.ioError(errno, "could not write \(name)")
-                }
-                done += n
-            }
-        }
+        var writer = DirectFileWriter(fd: fd, name: name)
+        defer { writer.finish() }
+        try extract(info, record: record, lending: { try writer.write($0) })
     }
 
     /// Hands the plaintext of `info` to `write`, one authenticated chunk at a time (see ``extract(_:record:to:name:)``).
     public func extract(_ info: AttachmentInfo, record: RecordID, into write: ([UInt8]) throws -> Void) throws {
+        try extract(info, record: record, lending: { try write(Array($0)) })
+    }
+
+    /// Lends the plaintext of `info` to `body`, one authenticated chunk at a time, in page-aligned memory that is
+    /// reused once `body` returns.
+    ///
+    /// Other threads read and open the next ``chunksInFlight`` chunks (`O_DIRECT` read, AEAD and keyed hash) while
+    /// this one hashes and hands them on, in file order. Each chunk in flight has its own page-aligned pair of
+    /// buffers, sealed and plain, allocated once: memory stays flat whatever the file's size.
+    public func extract(
+        _ info: AttachmentInfo, record: RecordID, lending body: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         let addresses = try chunkAddresses(of: info)
         guard let keys = chunkKeys(epoch: info.epoch) else {
             throw StoreError(
@@ -387,11 +523,10 @@ extension Vault {
                 "Attachment \(info.id.prefix(12)) is incomplete here: \(presence.total - presence.present) of \(presence.total) chunks (\(presence.missingBytes) bytes) are missing; run `amanat fetch \(record.hex.prefix(12)) TARGET` with a sync file or relay that has them."
             )
         }
-        // Other threads read and open the next chunks (AEAD and keyed hash) while this one hashes and writes: a
-        // chunk's bytes are handed on only after it opened, in file order.
         let sha = SHA256.Hasher()
         let store = chunkStore
-        let opening = OrderedWork<Result<[UInt8], any Error>>()
+        let slots = ChunkSlots(count: Self.chunksInFlight + 1, chunkSize: Int(info.chunkSize))
+        let opening = OrderedWork<Result<Int, any Error>>()
         var submitted = 0
         func submitNext() {
             let index = submitted
@@ -400,33 +535,47 @@ extension Vault {
             let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
             let id = info.id.prefix(12)
             let total = addresses.count
-            // Opened here, a few chunks ahead of the one being decrypted: the kernel reads it from the disk while
-            // the threads work on earlier ones, instead of a thread waiting for it.
-            let opened = Result { try store.openForReading(address) }
+            let slot = index % slots.count
             opening.submit {
                 Result {
-                    guard let fd = try opened.get() else {
-                        throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
-                    }
-                    defer { close(fd) }
-                    let sealed = try store.read(fd, address: address)
-                    switch keys.open(sealed, address: address, length: length) {
-                    case .success(let plaintext): return plaintext
-                    case .failure(let error):
-                        throw StoreError(
+                    let (sealedMemory, plainMemory) = slots.buffers(slot)
+                    let plain = UnsafeMutableRawBufferPointer(rebasing: plainMemory[0..<length])
+                    func damaged(_ problem: ChunkOpenError) -> StoreError {
+                        StoreError(
                             .damaged,
-                            "Chunk \(index + 1) of \(total) of attachment \(id) is \(error.problem.rawValue); nothing was extracted. Run `amanat verify`."
+                            "Chunk \(index + 1) of \(total) of attachment \(id) is \(problem.problem.rawValue); nothing was extracted. Run `amanat verify`."
                         )
                     }
+                    let sealedLength = ChunkKeys.overhead + length
+                    switch try store.read(
+                        address, into: UnsafeMutableRawBufferPointer(rebasing: sealedMemory[0..<sealedLength]))
+                    {
+                    case .missing:
+                        throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
+                    case .read:
+                        let sealed = UnsafeRawBufferPointer(rebasing: sealedMemory[0..<sealedLength])
+                        if let problem = keys.open(sealed, address: address, into: plain) { throw damaged(problem) }
+                    case .otherLength:
+                        // Not the length it must have: the exact reading says truncated, swapped or tampered.
+                        guard let sealed = try store.read(address) else {
+                            throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
+                        }
+                        switch keys.open(sealed, address: address, length: length) {
+                        case .failure(let problem): throw damaged(problem)
+                        case .success(let opened): plain.copyBytes(from: opened)  // rewritten whole meanwhile
+                        }
+                    }
+                    return length
                 }
             }
         }
         defer { _ = opening.drain() }
-        for _ in addresses.indices {
+        for index in addresses.indices {
             while submitted < addresses.count && opening.inFlight < Self.chunksInFlight { submitNext() }
-            let plaintext = try opening.next().get()
-            sha.update(plaintext)
-            try write(plaintext)
+            let length = try opening.next().get()
+            let plain = UnsafeRawBufferPointer(rebasing: slots.buffers(index % slots.count).plain[0..<length])
+            sha.update(plain)
+            try body(plain)
         }
         guard sha.finalize() == info.sha256 else {
             throw StoreError(

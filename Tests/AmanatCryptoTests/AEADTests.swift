@@ -189,6 +189,31 @@ struct AEADBufferTests {
             #expect(throws: CryptoError.self) {
                 try out.withUnsafeBytes { try AEAD.open($0, additionalData: ad + [1], nonce: nonce[...], key: key) }
             }
+            // Opened into a buffer: the same plaintext; altered, an error and a zeroed buffer (nothing
+            // unauthenticated is left in it); a buffer of another size is refused, not overrun.
+            var into = [UInt8](repeating: 0xEE, count: length)
+            try out.withUnsafeBytes { c in
+                try into.withUnsafeMutableBytes {
+                    try AEAD.open(c, additionalData: ad, nonce: nonce[...], key: key, into: $0)
+                }
+            }
+            #expect(into == plaintext)
+            #expect(throws: CryptoError.self) {
+                try altered.withUnsafeBytes { c in
+                    try into.withUnsafeMutableBytes {
+                        try AEAD.open(c, additionalData: ad, nonce: nonce[...], key: key, into: $0)
+                    }
+                }
+            }
+            #expect(into.allSatisfy { $0 == 0 })
+            var wrong = [UInt8](repeating: 0, count: length + 1)
+            #expect(throws: CryptoError.self) {
+                try out.withUnsafeBytes { c in
+                    try wrong.withUnsafeMutableBytes {
+                        try AEAD.open(c, additionalData: ad, nonce: nonce[...], key: key, into: $0)
+                    }
+                }
+            }
             // A buffer of the wrong size is refused, not overrun.
             var short = [UInt8](repeating: 0, count: length + AEAD.tagLength - 1)
             #expect(throws: CryptoError.self) {

@@ -24,12 +24,11 @@ import Testing
             for length in [1, 4096 - ChunkKeys.overhead, 4096, 8192 - ChunkKeys.overhead + 1, 1 << 20] {
                 let plaintext = Sodium.randomBytes(length)
                 let (address, sealed) = try keys.seal(plaintext)
-                let chunk = try plaintext.withUnsafeBytes { buffer in
-                    try keys.withSealed(buffer, address: address) { aligned in
-                        #expect(Array(aligned) == sealed)
-                        return try store.writeTemporary(address, sealed: aligned)
-                    }
-                }
+                let aligned = UnsafeMutableRawBufferPointer.allocate(byteCount: sealed.count, alignment: 4096)
+                defer { aligned.deallocate() }
+                try plaintext.withUnsafeBytes { try keys.seal($0, address: address, into: aligned) }
+                #expect(Array(aligned) == sealed)
+                let chunk = try store.writeTemporary(address, sealed: UnsafeRawBufferPointer(aligned))
                 pending.append(chunk)
                 expected.append((address, sealed, length))
             }
@@ -41,6 +40,19 @@ import Testing
             for (address, sealed, length) in expected {
                 #expect(try store.read(address) == sealed, "\(root.path), \(length) bytes")
                 #expect((try? keys.open(sealed, address: address, length: length).get()) != nil)
+                // Read back as extract reads it (O_DIRECT where the file system allows it, plainly on tmpfs) into
+                // page-aligned memory; a file of another length is left to the exact reading.
+                let memory = UnsafeMutableRawBufferPointer.allocate(
+                    byteCount: (sealed.count + 1 + 4095) & ~4095, alignment: 4096)
+                defer { memory.deallocate() }
+                let into = UnsafeMutableRawBufferPointer(rebasing: memory[0..<sealed.count])
+                #expect(try store.read(address, into: into) == .read, "\(root.path), \(length) bytes")
+                #expect(Array(into) == sealed, "\(root.path), \(length) bytes")
+                let longer = UnsafeMutableRawBufferPointer(rebasing: memory[0..<sealed.count + 1])
+                #expect(try store.read(address, into: longer) == .otherLength)
+                var missing = address
+                missing[31] ^= 1
+                #expect(try store.read(missing, into: into) == .missing)
             }
             let leftover = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(".tmp").path)
             #expect(leftover.isEmpty)
