@@ -42,6 +42,9 @@ public struct ChunkStore: Sendable {
     public func read(_ address: [UInt8]) throws -> [UInt8]? {
         guard let fd = try openChunk(address, direct: false) else { return nil }
         defer { close(fd) }
+        // The whole chunk is wanted: one read-ahead of all of it, not the kernel's growing windows (sync reads the
+        // chunks it sends this way).
+        _ = posix_fadvise(fd, 0, 0, Self.willNeed)
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw AtomicFile.ioError(errno, "could not read \(url(for: address).path)") }
         guard info.st_size >= 0, info.st_size <= Self.maximumSealedLength else {
@@ -49,6 +52,9 @@ public struct ChunkStore: Sendable {
         }
         return try FileDescriptorSource.read(fd, upTo: Int(info.st_size), name: url(for: address).path)
     }
+
+    /// `POSIX_FADV_WILLNEED` (Linux's value; Glibc's Swift module does not export the macro).
+    static let willNeed: Int32 = 3
 
     /// What ``read(_:into:)`` found.
     public enum DirectRead: Equatable {
