@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Appends the primitive encodings of Protocol/change.md §1 to a byte buffer.
 public struct ByteWriter: Sendable {
     /// The bytes written so far.
@@ -120,7 +126,10 @@ public struct ByteReader {
             // `String(decoding:)` repairs invalid UTF-8 rather than refusing it, and is much faster than the generic
             // `String(validating:)`: a string that differs from its bytes was repaired, so they were not UTF-8.
             var s = String(decoding: raw, as: UTF8.self)
-            let same = s.withUTF8 { $0.elementsEqual(raw) }
+            // memcmp: the generic `elementsEqual` compared a byte at a time (4 % of an export of 1 MiB narratives).
+            let same = s.withUTF8 {
+                $0.count == count && (count == 0 || memcmp($0.baseAddress!, raw.baseAddress!, count) == 0)
+            }
             guard same else { throw CoreError(.malformed, "A text field is not valid UTF-8.") }
             return s
         }
