@@ -270,22 +270,23 @@ if runs("B6") {
     let out = root.appendingPathComponent("b6.age")
     var archiveBytes = 0
     var tar: [UInt8] = []
+    // What `amanat export` runs: the archive's documents, streamed with their padding into the age encryptor.
+    var archive: TarArchive?
     let amanat = try seconds {
-        let archive = try BundleExporter.archive(from: vault, records: states, now: Date())
-        tar = BundleExporter.padded(archive.encoded())
-        archiveBytes = tar.count
+        archive = try BundleExporter.archive(from: vault, records: states, now: Date())
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         let handle = try FileHandle(forWritingTo: out)
         let encryptor = try AgeEncryptor(recipients: [identity.recipient]) { try handle.write(contentsOf: $0) }
-        var offset = 0
-        while offset < tar.count {
-            let end = min(offset + (1 << 20), tar.count)
-            try encryptor.write(Array(tar[offset..<end]))
-            offset = end
+        try BundleExporter.stream(archive!, attachments: [], vault: vault) {
+            try encryptor.write($0)
+            archiveBytes += $0.count
         }
         try encryptor.finish()
         try handle.close()
     }
+    // The same bytes as one tar file, for the `age` tool and the limit.
+    tar = BundleExporter.padded(archive!.encoded())
+    precondition(tar.count == archiveBytes, "the streamed export and the padded archive differ in length")
     let tarURL = root.appendingPathComponent("b6.tar")
     try Data(tar).write(to: tarURL)
     var ageTime: Double?

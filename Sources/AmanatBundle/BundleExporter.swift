@@ -27,6 +27,9 @@ public enum BundleExporter {
         return consent == "share" || consent == "anonymised"
     }
 
+    /// Records whose documents are written on the cores at once (``archive(from:records:now:attachments:)``).
+    static let documentBatch = 8
+
     /// The archive of `records`: README, the signed manifest, the membership entries, record documents, custody of
     /// exactly their envelopes, and chain files (Protocol/bundle.md §2).
     public static func archive(
@@ -42,38 +45,56 @@ public enum BundleExporter {
         let limit = UInt64(JSONValue.maximumInteger)
         let millis = now.timeIntervalSince1970 < 0 ? 0 : UInt64(now.timeIntervalSince1970 * 1000)
         let exportedAt = min(millis, limit)
-        for state in records.sorted(by: { $0.id < $1.id }) {
-            let changes = try vault.history(of: state)
-            var items: [BundleEnvelopeItem] = []
-            for (envelope, authored) in changes {
-                guard let key = vault.key(epoch: envelope.header.keyEpoch) else {
-                    throw StoreError(
-                        .damaged, "A change of record \(state.id.hex.prefix(12)) uses a key epoch this device lacks.")
+        // A few records at a time: their histories are read and opened here, then their documents (JSON, base64 of
+        // the custody envelopes) are written on both cores. Memory holds one batch's histories.
+        let sorted = records.sorted(by: { $0.id < $1.id })
+        for start in stride(from: 0, to: sorted.count, by: documentBatch) {
+            let batch = sorted[start..<min(start + documentBatch, sorted.count)]
+            var histories: [[(envelope: Envelope, change: AuthoredChange)]] = []
+            var custody: [[BundleEnvelopeItem]] = []
+            for state in batch {
+                let changes = try vault.history(of: state)
+                var items: [BundleEnvelopeItem] = []
+                for (envelope, authored) in changes {
+                    guard let key = vault.key(epoch: envelope.header.keyEpoch) else {
+                        throw StoreError(
+                            .damaged,
+                            "A change of record \(state.id.hex.prefix(12)) uses a key epoch this device lacks.")
+                    }
+                    guard authored.seq <= limit else {
+                        throw BundleError(
+                            .verificationFailed,
+                            "Record \(state.id.hex.prefix(12)) has a change whose position cannot be written exactly.")
+                    }
+                    let envelopeKey = key.envelopeKey(author: authored.author, seq: authored.seq)
+                    items.append(
+                        BundleEnvelopeItem(
+                            device: authored.author, seq: authored.seq, hash: envelope.hash,
+                            envelopeKey: envelopeKey.copyBytes(), envelope: envelope.encoded()))
+                    lastSeq[authored.author] = max(lastSeq[authored.author] ?? 0, authored.seq)
                 }
-                guard authored.seq <= limit else {
-                    throw BundleError(
-                        .verificationFailed,
-                        "Record \(state.id.hex.prefix(12)) has a change whose position cannot be written exactly.")
-                }
-                let envelopeKey = key.envelopeKey(author: authored.author, seq: authored.seq)
-                items.append(
-                    BundleEnvelopeItem(
-                        device: authored.author, seq: authored.seq, hash: envelope.hash,
-                        envelopeKey: envelopeKey.copyBytes(), envelope: envelope.encoded()))
-                lastSeq[authored.author] = max(lastSeq[authored.author] ?? 0, authored.seq)
+                items.sort { DeviceSeq(device: $0.device, seq: $0.seq) < DeviceSeq(device: $1.device, seq: $1.seq) }
+                histories.append(changes)
+                custody.append(items)
+                manifestRecords.append(
+                    BundleManifest.Record(
+                        id: state.id, kind: state.creationKind, consent: consent(of: state),
+                        changes: items.map { .init(device: $0.device, seq: $0.seq, envelope: $0.hash) },
+                        attachments: (attachments[state.id] ?? []).sorted {
+                            $0.path.utf8.lexicographicallyPrecedes($1.path.utf8)
+                        }))
             }
-            items.sort { DeviceSeq(device: $0.device, seq: $0.seq) < DeviceSeq(device: $1.device, seq: $1.seq) }
-            let document = try RecordDocument(state: state, changes: changes, exportedAtMillis: exportedAt)
-            recordFiles.append(("records/\(state.id.hex).json", document.encoded))
-            custodyFiles.append(
-                ("custody/\(state.id.hex).json", CustodyDocument(record: state.id, envelopes: items).json.canonical))
-            manifestRecords.append(
-                BundleManifest.Record(
-                    id: state.id, kind: state.creationKind, consent: consent(of: state),
-                    changes: items.map { .init(device: $0.device, seq: $0.seq, envelope: $0.hash) },
-                    attachments: (attachments[state.id] ?? []).sorted {
-                        $0.path.utf8.lexicographicallyPrecedes($1.path.utf8)
-                    }))
+            let states = Array(batch)
+            let documents = try ParallelResults.map(states.count) { i in
+                (
+                    try RecordDocument(state: states[i], changes: histories[i], exportedAtMillis: exportedAt).encoded,
+                    CustodyDocument(record: states[i].id, envelopes: custody[i]).json.canonical
+                )
+            }
+            for (state, (record, custody)) in zip(states, documents) {
+                recordFiles.append(("records/\(state.id.hex).json", record))
+                custodyFiles.append(("custody/\(state.id.hex).json", custody))
+            }
         }
 
         // Every membership entry this vault holds, so the recipient can check each signer back to the founder.
@@ -132,8 +153,10 @@ public enum BundleExporter {
         }
         let manifest = BundleManifest(
             vaultID: vault.vaultID, exportedAtMillis: exportedAt, exportedBy: vault.deviceID,
-            files: (files.map { BundleManifest.File(path: $0.0, sha256: SHA256.hash($0.1)) } + attachedFiles)
-                .sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) },
+            files: (try ParallelResults.map(files.count) {
+                BundleManifest.File(path: files[$0].0, sha256: SHA256.hash(files[$0].1))
+            } + attachedFiles)
+            .sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) },
             devices: devices, records: manifestRecords)
         let manifestBytes = manifest.json.canonical
         let signature = vault.keyring.device.sign(BundleManifest.signatureContext + manifestBytes)

@@ -456,13 +456,27 @@ extension Vault {
 }
 
 /// The parts of a job shared out over threads, each written once by its own thread.
-final class ParallelResults<Element>: @unchecked Sendable {
+public final class ParallelResults<Element>: @unchecked Sendable {
+    // @unchecked Sendable: `parts` is only touched under `lock`.
     private let lock = NSLock()
     private var parts: [Result<[Element], Error>?]
 
-    init(parts: Int) { self.parts = Array(repeating: nil, count: parts) }
+    /// Room for `parts` parts.
+    public init(parts: Int) { self.parts = Array(repeating: nil, count: parts) }
 
-    func set(_ part: Int, _ body: () throws -> [Element]) {
+    /// `body(i)` for every `i` in `0..<count`, spread over the cores, in order; the first error (in order) is thrown
+    /// after every part ended. `body` runs on several threads at once: it must only read what they share.
+    public static func map(_ count: Int, _ body: (Int) throws -> Element) throws -> [Element] {
+        let results = ParallelResults(parts: count)
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedBox(body)
+            DispatchQueue.concurrentPerform(iterations: count) { i in results.set(i) { [try shared.value(i)] } }
+        }
+        return try results.joined()
+    }
+
+    /// Stores part `part` (what `body` returns, or its error).
+    public func set(_ part: Int, _ body: () throws -> [Element]) {
         let result = Result { try body() }
         lock.lock()
         parts[part] = result
@@ -470,13 +484,20 @@ final class ParallelResults<Element>: @unchecked Sendable {
     }
 
     /// Every part in order, or the first part's error.
-    func joined() throws -> [Element] {
+    public func joined() throws -> [Element] {
         lock.lock()
         defer { lock.unlock() }
         var all: [Element] = []
         for part in parts { all += try part?.get() ?? [] }
         return all
     }
+}
+
+/// A value handed to the threads of `DispatchQueue.concurrentPerform`, which only read it.
+struct UncheckedBox<Value>: @unchecked Sendable {
+    // @unchecked Sendable: the threads only call or read `value`; its callers make sure that is safe.
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 /// Rows read from SQLite, kept in one array: each row's slot and sealed body are ranges of `bytes`.
