@@ -69,7 +69,8 @@ public struct ChunkStore: Sendable {
     /// Reads the stored chunk of `address`, when it is exactly `into.count` bytes long, into `into`: page-aligned
     /// memory at least that long rounded up to whole pages, so that the file is read with `O_DIRECT`, straight from
     /// the disk into it. Extracting a GiB no longer copies every byte through the page cache nor fills it with pages
-    /// the read never needs again (Docs/performance.md, B8). A file system that refuses `O_DIRECT` is read plainly.
+    /// the read never needs again (Docs/performance.md, B8). A file system that refuses `O_DIRECT` (at the open or at
+    /// the first read) is read plainly.
     public func read(_ address: [UInt8], into: UnsafeMutableRawBufferPointer) throws -> DirectRead {
         let length = into.count
         let rounded = (length + 4095) & ~4095
@@ -82,12 +83,17 @@ public struct ChunkStore: Sendable {
         guard fstat(fd, &info) == 0 else { throw AtomicFile.ioError(errno, "could not read \(path)") }
         guard info.st_size == off_t(length) else { return .otherLength }
         var got = 0
+        var plain = false
         while got < length {
             // Whole pages at page offsets while O_DIRECT holds; the kernel stops at the end of the file.
             let n = pread(fd, memory.baseAddress! + got, rounded - got, off_t(got))
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EINVAL, fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~Self.directFlag) == 0 { continue }
+                // A file system that took O_DIRECT at the open but not at the read: once more, plainly.
+                if errno == EINVAL, !plain, fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~Self.directFlag) == 0 {
+                    plain = true
+                    continue
+                }
                 throw AtomicFile.ioError(errno, "could not read \(path)")
             }
             if n == 0 { break }
@@ -189,9 +195,9 @@ public struct ChunkStore: Sendable {
     }
 
     /// Like ``writeTemporary(_:sealed:)-([UInt8],_)``, from memory the caller holds. When that memory is page-aligned
-    /// (``ChunkKeys/seal(_:address:into:)`` into ``ChunkSlots``), the whole pages go to the disk with `O_DIRECT` and only the last
-    /// partial page through the page cache: copying every written byte into the page cache took about 2 ms of CPU
-    /// per MiB here, more than sealing it (Docs/performance.md B8). A file system that refuses `O_DIRECT` (tmpfs)
+    /// (``ChunkKeys/seal(_:address:into:)`` into ``ChunkSlots``), the whole pages go to the disk with `O_DIRECT` and
+    /// only the last partial page through the page cache: copying every written byte into the page cache took about
+    /// 2 ms of CPU per MiB here, more than sealing it (Docs/performance.md B8). A file system that refuses `O_DIRECT`
     /// gets ordinary writes. Durability still comes from ``commit(_:)``'s fsync.
     public func writeTemporary(_ address: [UInt8], sealed: UnsafeRawBufferPointer) throws -> PendingChunk {
         let temp = root.appendingPathComponent(".tmp").appendingPathComponent(

@@ -131,17 +131,21 @@ final class ShardFolders: @unchecked Sendable {
 /// writes the file from the plain one). Allocated once, so no MiB is allocated and faulted in per chunk; the
 /// plaintext is wiped before the memory is freed.
 final class ChunkSlots: @unchecked Sendable {
-    // @unchecked Sendable: one thread at a time uses a slot (the thread opening its chunk, then the owner).
+    // @unchecked Sendable: one thread at a time uses a slot (the thread opening its chunk, then the owner); `held` is
+    // only touched by the owner.
     let count: Int
     private let sealed: [UnsafeMutableRawBufferPointer]
     private let plain: [UnsafeMutableRawBufferPointer]
+    private var held: [Int]
 
+    /// `count` slots for chunks of at most `chunkSize` bytes. Pages a slot never holds are never touched.
     init(count: Int, chunkSize: Int) {
         self.count = count
         let sealedBytes = (chunkSize + ChunkKeys.overhead + 4095) & ~4095
         let plainBytes = (chunkSize + 4095) & ~4095
         sealed = (0..<count).map { _ in .allocate(byteCount: sealedBytes, alignment: 4096) }
         plain = (0..<count).map { _ in .allocate(byteCount: plainBytes, alignment: 4096) }
+        held = Array(repeating: 0, count: count)
     }
 
     /// The sealed and plain memory of `slot`.
@@ -149,9 +153,13 @@ final class ChunkSlots: @unchecked Sendable {
         (sealed[slot], plain[slot])
     }
 
+    /// Notes (on the owner's thread) that `slot` holds `bytes` of plaintext, so that they are wiped at the end.
+    func hold(_ slot: Int, bytes: Int) { held[slot] = max(held[slot], bytes) }
+
     deinit {
-        for memory in plain {
-            Sodium.wipe(memory)
+        // Only what the slots held: wiping all of them would fault in pages a small file never used.
+        for (memory, bytes) in zip(plain, held) {
+            Sodium.wipe(UnsafeMutableRawBufferPointer(rebasing: memory[0..<bytes]))
             memory.deallocate()
         }
         for memory in sealed { memory.deallocate() }
@@ -314,6 +322,7 @@ extension Vault {
                 let slot = index % slots.count
                 let memory = slots.buffers(slot).plain
                 let got = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: memory[0..<Int(chunkSize)]))
+                slots.hold(slot, bytes: got)
                 if got == 0 { break }
                 let plaintext = UnsafeRawBufferPointer(rebasing: memory[0..<got])
                 guard chunks.count + sealing.inFlight < maximumChunks else {
@@ -525,7 +534,10 @@ extension Vault {
         }
         let sha = SHA256.Hasher()
         let store = chunkStore
-        let slots = ChunkSlots(count: Self.chunksInFlight + 1, chunkSize: Int(info.chunkSize))
+        // As many slots as chunks when there are fewer, each as large as the largest chunk.
+        let slots = ChunkSlots(
+            count: min(Self.chunksInFlight + 1, addresses.count),
+            chunkSize: Int(min(UInt64(info.chunkSize), info.size)))
         let opening = OrderedWork<Result<Int, any Error>>()
         var submitted = 0
         func submitNext() {
@@ -536,6 +548,7 @@ extension Vault {
             let id = info.id.prefix(12)
             let total = addresses.count
             let slot = index % slots.count
+            slots.hold(slot, bytes: length)
             opening.submit {
                 Result {
                     let (sealedMemory, plainMemory) = slots.buffers(slot)

@@ -8,7 +8,8 @@ import Testing
 
 @Suite struct ChunkStoreTests {
     /// Chunks written from page-aligned memory (whole pages with O_DIRECT, the last partial page through the page
-    /// cache) and from ordinary arrays read back byte for byte and open, whatever their length; on tmpfs too.
+    /// cache) and from ordinary arrays read back byte for byte and open, whatever their length; on tmpfs too
+    /// (which takes O_DIRECT on recent kernels and refused it on older ones).
     @Test func chunksWrittenWithAndWithoutODirectReadBackExactly() throws {
         let dir = try TemporaryDirectory()
         var roots = [dir.url.appendingPathComponent("chunks")]
@@ -40,7 +41,7 @@ import Testing
             for (address, sealed, length) in expected {
                 #expect(try store.read(address) == sealed, "\(root.path), \(length) bytes")
                 #expect((try? keys.open(sealed, address: address, length: length).get()) != nil)
-                // Read back as extract reads it (O_DIRECT where the file system allows it, plainly on tmpfs) into
+                // Read back as extract reads it (O_DIRECT where the file system allows it, plainly elsewhere) into
                 // page-aligned memory; a file of another length is left to the exact reading.
                 let memory = UnsafeMutableRawBufferPointer.allocate(
                     byteCount: (sealed.count + 1 + 4095) & ~4095, alignment: 4096)

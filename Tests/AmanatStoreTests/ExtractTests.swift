@@ -62,7 +62,7 @@ import Testing
             #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == before + media, "\(name)")
         }
 
-        // tmpfs refuses O_DIRECT: ordinary writes.
+        // tmpfs (which refused O_DIRECT before Linux 6.6 and takes it since).
         if FileManager.default.isWritableFile(atPath: "/dev/shm") {
             let path = "/dev/shm/amanat-extract-\(UUID().uuidString)"
             defer { unlink(path) }
@@ -98,6 +98,181 @@ import Testing
         var arrays: [UInt8] = []
         try vault.extract(info, record: record, into: { arrays += $0 })
         #expect(arrays == media)
+    }
+}
+
+extension ExtractTests {
+    enum Damage: String, CaseIterable { case cut, grown, flipped, swapped }
+
+    /// Damages the stored chunk `index` of `info` as `damage` says.
+    static func damage(_ vault: Vault, _ info: AttachmentInfo, chunk index: Int, _ damage: Damage) throws {
+        let addresses = try vault.chunkAddresses(of: info)
+        let store = vault.chunkStore
+        var bytes = try #require(try store.read(addresses[index]))
+        switch damage {
+        case .cut: bytes.removeLast()
+        case .grown: bytes.append(0)
+        case .flipped: bytes[bytes.count / 2] ^= 1
+        case .swapped: bytes = try #require(try store.read(addresses[index == 0 ? 1 : 0]))
+        }
+        let victim = store.url(for: addresses[index]).path
+        chmod(victim, 0o600)
+        try Data(bytes).write(to: URL(fileURLWithPath: victim))
+    }
+
+    static let words: [Damage: String] = [
+        .cut: "truncated", .grown: "tampered", .flipped: "tampered", .swapped: "swapped",
+    ]
+
+    /// A flipped or swapped chunk in the middle, while the file is written directly: the sentence names the chunk and
+    /// its problem, nothing of it or after it reaches the file, and the descriptor's flags are as they were.
+    @Test(arguments: [UInt32(16384), 5000])
+    func aDamagedChunkStopsADirectWriteAtTheChunkBefore(chunkSize: UInt32) throws {
+        for damage in [Damage.flipped, .swapped] {
+            let dir = try TemporaryDirectory()
+            let vault = try makeVault(in: dir)
+            let (info, record, media) = try Self.attached(
+                vault, dir: dir, size: 4 * Int(chunkSize) + 777, chunkSize: chunkSize)
+            try Self.damage(vault, info, chunk: 2, damage)
+            let path = dir.url.appendingPathComponent("out").path
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            let flags = fcntl(fd, F_GETFL)
+            var message = ""
+            do { try vault.extract(info, record: record, to: fd, name: "out") } catch { message = "\(error)" }
+            #expect(fcntl(fd, F_GETFL) == flags, "\(damage): flags restored after the failure")
+            close(fd)
+            #expect(
+                message.contains("Chunk 3 of 5") && message.contains("is \(Self.words[damage]!)"),
+                "\(damage): \(message)")
+            let written = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+            #expect(written.count <= 2 * Int(chunkSize), "\(damage): bytes of the bad chunk reached the file")
+            #expect(written == Array(media.prefix(written.count)), "\(damage)")
+        }
+    }
+
+    /// Damaged after the completeness check, while the first chunk is being handed on: a chunk of another length
+    /// falls back to the exact reading, and every problem is named as before the direct reads.
+    @Test func aChunkDamagedDuringTheExtractIsNamedAsBefore() throws {
+        for damage in Damage.allCases {
+            let dir = try TemporaryDirectory()
+            let vault = try makeVault(in: dir)
+            let (info, record, media) = try Self.attached(vault, dir: dir, size: 9 * 5000 + 777, chunkSize: 5000)
+            var out: [UInt8] = []
+            var message = ""
+            var first = true
+            do {
+                try vault.extract(
+                    info, record: record,
+                    lending: { chunk in
+                        if first {
+                            first = false
+                            try Self.damage(vault, info, chunk: 8, damage)
+                        }
+                        out += Array(chunk)
+                    })
+            } catch { message = "\(error)" }
+            #expect(
+                message.contains("Chunk 9 of 10") && message.contains("is \(Self.words[damage]!)"),
+                "\(damage): \(message)")
+            #expect(out == Array(media.prefix(8 * 5000)), "\(damage)")
+        }
+    }
+
+    /// A FIFO or a symbolic link put in a chunk's place during the extract: missing, and no hang.
+    @Test func aChunkReplacedByAFifoOrALinkIsMissing() throws {
+        for fifo in [true, false] {
+            let dir = try TemporaryDirectory()
+            let vault = try makeVault(in: dir)
+            let (info, record, _) = try Self.attached(vault, dir: dir, size: 9 * 5000 + 777, chunkSize: 5000)
+            let addresses = try vault.chunkAddresses(of: info)
+            let victim = vault.chunkStore.url(for: addresses[8]).path
+            let target = vault.chunkStore.url(for: addresses[0]).path
+            var first = true
+            var message = ""
+            do {
+                try vault.extract(
+                    info, record: record,
+                    lending: { _ in
+                        if first {
+                            first = false
+                            unlink(victim)
+                            #expect(fifo ? mkfifo(victim, 0o600) == 0 : symlink(target, victim) == 0)
+                        }
+                    })
+            } catch { message = "\(error)" }
+            #expect(message.contains("Chunk 9 of attachment") && message.contains("is missing"), "\(fifo): \(message)")
+        }
+    }
+
+    /// Many chunks and a slow consumer: a lent chunk never changes under it (the slots are reused only after).
+    @Test func aSlowConsumerSeesEveryChunkIntact() throws {
+        let dir = try TemporaryDirectory()
+        let vault = try makeVault(in: dir)
+        let (info, record, media) = try Self.attached(vault, dir: dir, size: 4096 * 200 + 17, chunkSize: 4096)
+        for round in 0..<3 {
+            var out: [UInt8] = []
+            var i = 0
+            try vault.extract(
+                info, record: record,
+                lending: { chunk in
+                    if i % 7 == round { usleep(2000) }
+                    let copy = Array(chunk)
+                    usleep(UInt32(i % 3) * 200)
+                    #expect(Array(chunk) == copy, "chunk \(i) changed while it was lent")
+                    out += copy
+                    i += 1
+                })
+            #expect(out == media)
+        }
+    }
+
+    /// The writer goes direct only where it can, and gives the descriptor its flags back.
+    @Test func theWriterWritesDirectlyOnlyToARegularFileAtAnAlignedOffset() throws {
+        let dir = try TemporaryDirectory()
+        func direct(_ fd: Int32) -> Bool { fcntl(fd, F_GETFL) & ChunkStore.directFlag != 0 }
+        let path = dir.url.appendingPathComponent("out").path
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        defer { close(fd) }
+        var writer = DirectFileWriter(fd: fd, name: "out")
+        #expect(direct(fd), "a new regular file is written directly")
+        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 4096)
+        defer { page.deallocate() }
+        page.initializeMemory(as: UInt8.self, repeating: 7)
+        try writer.write(UnsafeRawBufferPointer(page))
+        #expect(direct(fd), "whole pages keep it direct")
+        try writer.write(UnsafeRawBufferPointer(rebasing: page[0..<100]))
+        #expect(!direct(fd), "a partial page ends it")
+        writer.finish()
+        #expect(lseek(fd, 0, SEEK_CUR) == 8292)
+
+        #expect(write(fd, [1, 2, 3], 3) == 3)  // now at an unaligned offset
+        var unaligned = DirectFileWriter(fd: fd, name: "out")
+        #expect(!direct(fd))
+        unaligned.finish()
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]); close(ends[1]) }
+        var piped = DirectFileWriter(fd: ends[1], name: "pipe")
+        #expect(!direct(ends[1]))
+        piped.finish()
+    }
+
+    /// Authentic, but under an address that is not its content's keyed hash: tampered, and nothing is left in `out`
+    /// (the AEAD opened, so only the hash check can clear it).
+    @Test func aChunkSealedUnderAnotherAddressLeavesNothingInTheBuffer() throws {
+        let keys = ChunkKeys(VaultKey(epoch: 1, root: SecureBytes.random(count: 32)))
+        let plaintext = Sodium.randomBytes(5000)
+        let address = Sodium.randomBytes(32)
+        var sealed = [UInt8](repeating: 0, count: 5000 + ChunkKeys.overhead)
+        try plaintext.withUnsafeBytes { p in
+            try sealed.withUnsafeMutableBytes { try keys.seal(p, address: address, into: $0) }
+        }
+        var out = [UInt8](repeating: 0xEE, count: 5000)
+        let problem = sealed.withUnsafeBytes { s in
+            out.withUnsafeMutableBytes { keys.open(s, address: address, into: $0) }
+        }
+        #expect(problem?.problem == .tampered)
+        #expect(out.allSatisfy { $0 == 0 })
     }
 }
 
