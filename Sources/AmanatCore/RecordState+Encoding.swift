@@ -207,13 +207,19 @@ extension RecordState {
     }
 }
 
+extension Array where Element == RecordState {
+    /// The states in record-id order. Ids are sorted, not states: a state is a large value, and sorting 100k of
+    /// them copied each several times (most of `amanat status` on such a vault, and of every chunk sync).
+    public func sortedByID() -> [RecordState] { indices.sorted { self[$0].id < self[$1].id }.map { self[$0] } }
+}
+
 /// The digest two replicas compare to prove they converged.
 public enum StateDigest {
     /// BLAKE2b-256 over the canonical encodings of every record state, in record-id order (Protocol/change.md §8).
     public static func compute<S: Sequence>(_ states: S) -> [UInt8] where S.Element == RecordState {
         let hasher = BLAKE2b.Hasher()
         hasher.update(Array("amanat/state/v1".utf8))
-        for state in states.sorted(by: { $0.id < $1.id }) {
+        for state in Array(states).sortedByID() {
             var w = ByteWriter()
             w.write(lengthPrefixed: state.encoded())
             hasher.update(w.bytes)

@@ -621,7 +621,7 @@ extension Vault {
     /// Every chunk problem of every attachment of every record (`verify`).
     public func attachmentProblems(_ states: [RecordState]) throws -> [ChunkProblem] {
         var problems: [ChunkProblem] = []
-        for state in states.sorted(by: { $0.id < $1.id }) {
+        for state in states.sortedByID() {
             for info in state.allAttachments { problems += try checkChunks(of: info, record: state.id) }
         }
         return problems

@@ -350,7 +350,7 @@ extension Vault {
 
     /// The records that were created and then deleted, sorted by id (for `list --deleted` and `undelete`).
     public func deletedRecords() throws -> [RecordState] {
-        try allStates().filter(\.isDeleted).sorted { $0.id < $1.id }
+        try allStates().filter(\.isDeleted).sortedByID()
     }
 
     /// The state of the visible record whose id is `text` or starts with it (at least 6 hex characters); with

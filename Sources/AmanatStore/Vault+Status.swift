@@ -262,7 +262,7 @@ extension Vault {
             if let problem = try checkSeal(of: state, seal: seal) { problems.append(problem) }
         }
         // An imported record's kept original envelopes must still prove what `history` shows of them.
-        for state in replayed.values.sorted(by: { $0.id < $1.id }) {
+        for state in Array(replayed.values).sortedByID() {
             guard let origin = state.origin else { continue }
             let custody = CustodyReport(origin: origin, items: state.custody)
             let importing = try? history(of: state).first {

@@ -126,7 +126,7 @@ public struct ChunkSync {
         var held: [String: ChunkRef] = [:]
         let store = vault.chunkStore
         store.sweepTemporaryFiles()
-        for state in try vault.allStates().sorted(by: { $0.id < $1.id }) {
+        for state in try vault.allStates().sortedByID() {
             if let records = options.records, !records.contains(state.id) { continue }
             for info in state.allAttachments {
                 if let limit = options.maximumAttachmentSize, info.size > limit {

@@ -371,6 +371,11 @@ struct RecordStateEncodingTests {
         #expect(StateDigest.compute([b, c, a]) == d)
         #expect(StateDigest.compute([a, b]) != d)
         #expect(StateDigest.compute([]) != d)
+        // The order it hashes in: ids sorted, each state once.
+        let ids = [a, b, c].map(\.id).sorted(by: <)
+        #expect([c, a, b].sortedByID().map(\.id) == ids && [b, c, a].sortedByID().map(\.id) == ids)
+        #expect(
+            [c, a, b].sortedByID().map { $0.encoded() } == ids.map { id in [a, b, c].first { $0.id == id }!.encoded() })
     }
 }
 
