@@ -195,54 +195,24 @@ public struct ChunkStore: Sendable {
     }
 
     /// Like ``writeTemporary(_:sealed:)-([UInt8],_)``, from memory the caller holds. When that memory is page-aligned
-    /// (``ChunkKeys/seal(_:address:into:)`` into ``ChunkSlots``), the whole pages go to the disk with `O_DIRECT` and
-    /// only the last partial page through the page cache: copying every written byte into the page cache took about
-    /// 2 ms of CPU per MiB here, more than sealing it (Docs/performance.md B8). A file system that refuses `O_DIRECT`
-    /// gets ordinary writes. Durability still comes from ``commit(_:)``'s fsync.
+    /// (``ChunkKeys/seal(_:address:into:)`` into ``ChunkSlots``), ``DirectFileWriter`` writes the whole pages with
+    /// `O_DIRECT` and only the last partial page through the page cache: copying every written byte into the page
+    /// cache took about 2 ms of CPU per MiB here, more than sealing it (Docs/performance.md B8). A file system that
+    /// refuses `O_DIRECT` gets ordinary writes. Durability still comes from ``commit(_:)``'s fsync.
     public func writeTemporary(_ address: [UInt8], sealed: UnsafeRawBufferPointer) throws -> PendingChunk {
         let temp = root.appendingPathComponent(".tmp").appendingPathComponent(
             "\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))"
         ).path
-        let pages = sealed.count & ~4095
-        let aligned = sealed.baseAddress.map { Int(bitPattern: $0) & 4095 == 0 } ?? false
-        var direct = Self.directFlag != 0 && aligned && pages > 0
-        var fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct ? Self.directFlag : 0), 0o600)
-        if fd < 0 && direct && errno == EINVAL {
-            direct = false
-            fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        }
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AtomicFile.ioError(errno, "could not create \(temp)") }
-        func fail(_ code: Int32) -> StoreError {
+        do {
+            var writer = DirectFileWriter(fd: fd, name: "a chunk to \(root.path)")
+            defer { writer.finish() }
+            try writer.write(sealed)
+        } catch {
             close(fd)
             unlink(temp)
-            return AtomicFile.ioError(code, "could not write a chunk to \(root.path)")
-        }
-        var written = 0
-        if direct {
-            while written < pages {
-                let n = Glibc.write(fd, sealed.baseAddress! + written, pages - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EINVAL { break }  // the file system wants another alignment: write the rest plainly
-                    throw fail(errno)
-                }
-                if n == 0 || n % 4096 != 0 {
-                    written += n
-                    break
-                }
-                written += n
-            }
-            // The last partial page (and anything O_DIRECT did not take) goes through the page cache.
-            let flags = fcntl(fd, F_GETFL)
-            guard flags >= 0, fcntl(fd, F_SETFL, flags & ~Self.directFlag) == 0 else { throw fail(errno) }
-        }
-        while written < sealed.count {
-            let n = Glibc.write(fd, sealed.baseAddress! + written, sealed.count - written)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw fail(errno)
-            }
-            written += n
+            throw error
         }
         return PendingChunk(address: address, path: temp, fd: fd)
     }
@@ -381,5 +351,65 @@ public struct ChunkStore: Sendable {
             }
         }
         return found
+    }
+}
+
+/// Writes to a descriptor (a chunk file being stored, an extracted file): whole pages from page-aligned memory with
+/// `O_DIRECT` while the file offset stays page-aligned, the rest (the last partial page) through the page cache.
+/// Copying every written byte into the page cache cost about 2 ms of CPU per MiB here, more than sealing or opening
+/// it, and on a virtual machine much more when the pages were never used (Docs/performance.md, B8). Only a regular
+/// file at an aligned offset, not opened for appending, is written directly; anything else (a pipe, a file system
+/// that refuses `O_DIRECT`) gets ordinary writes. ``finish()`` gives the descriptor its flags back.
+struct DirectFileWriter {
+    let fd: Int32
+    let name: String
+    private let flags: Int32
+    private var direct: Bool
+
+    init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+        flags = fcntl(fd, F_GETFL)
+        var info = stat()
+        let offset = lseek(fd, 0, SEEK_CUR)
+        direct =
+            ChunkStore.directFlag != 0 && flags >= 0 && flags & O_APPEND == 0 && fstat(fd, &info) == 0
+            && info.st_mode & S_IFMT == S_IFREG && offset >= 0 && offset & 4095 == 0
+            && fcntl(fd, F_SETFL, flags | ChunkStore.directFlag) == 0
+    }
+
+    mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        if direct {
+            let pages = Int(bitPattern: base) & 4095 == 0 ? bytes.count & ~4095 : 0
+            while done < pages {
+                let n = Glibc.write(fd, base + done, pages - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EINVAL { break }  // the file system wants another alignment: write plainly
+                    throw AtomicFile.ioError(errno, "could not write \(name)")
+                }
+                done += n
+                if n & 4095 != 0 { break }
+            }
+            // A partial page leaves the offset unaligned: from here on, through the page cache.
+            if done < bytes.count { finish() }
+        }
+        while done < bytes.count {
+            let n = Glibc.write(fd, base + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AtomicFile.ioError(errno, "could not write \(name)")
+            }
+            done += n
+        }
+    }
+
+    /// Stops writing directly and gives the descriptor its flags back.
+    mutating func finish() {
+        guard direct else { return }
+        direct = false
+        _ = fcntl(fd, F_SETFL, flags)
     }
 }

@@ -166,66 +166,6 @@ final class ChunkSlots: @unchecked Sendable {
     }
 }
 
-/// Writes an extracted file to a descriptor: whole pages from page-aligned memory with `O_DIRECT` while the file
-/// offset stays page-aligned, the rest (the last partial page) through the page cache. Writing a GiB through the
-/// page cache cost about 2 ms of CPU per MiB here, more than opening it, and on a virtual machine much more when
-/// the pages were never used (Docs/performance.md, B8). Only a regular file at an aligned offset, not opened for
-/// appending, is written directly; anything else (a pipe, a file system that refuses `O_DIRECT`) gets ordinary
-/// writes. ``finish()`` gives the descriptor its flags back.
-struct DirectFileWriter {
-    let fd: Int32
-    let name: String
-    private let flags: Int32
-    private var direct: Bool
-
-    init(fd: Int32, name: String) {
-        self.fd = fd
-        self.name = name
-        flags = fcntl(fd, F_GETFL)
-        var info = stat()
-        let offset = lseek(fd, 0, SEEK_CUR)
-        direct =
-            ChunkStore.directFlag != 0 && flags >= 0 && flags & O_APPEND == 0 && fstat(fd, &info) == 0
-            && info.st_mode & S_IFMT == S_IFREG && offset >= 0 && offset & 4095 == 0
-            && fcntl(fd, F_SETFL, flags | ChunkStore.directFlag) == 0
-    }
-
-    mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard let base = bytes.baseAddress else { return }
-        var done = 0
-        if direct {
-            let pages = Int(bitPattern: base) & 4095 == 0 ? bytes.count & ~4095 : 0
-            while done < pages {
-                let n = Glibc.write(fd, base + done, pages - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EINVAL { break }  // the file system wants another alignment: write plainly
-                    throw AtomicFile.ioError(errno, "could not write \(name)")
-                }
-                done += n
-                if n & 4095 != 0 { break }
-            }
-            // A partial page leaves the offset unaligned: from here on, through the page cache.
-            if done < bytes.count { finish() }
-        }
-        while done < bytes.count {
-            let n = Glibc.write(fd, base + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw AtomicFile.ioError(errno, "could not write \(name)")
-            }
-            done += n
-        }
-    }
-
-    /// Stops writing directly and gives the descriptor its flags back.
-    mutating func finish() {
-        guard direct else { return }
-        direct = false
-        _ = fcntl(fd, F_SETFL, flags)
-    }
-}
-
 extension Vault {
     /// Chunks made durable and named together when attaching (one round of fsyncs per batch).
     static let attachBatch = 16
@@ -553,6 +493,9 @@ extension Vault {
                 Result {
                     let (sealedMemory, plainMemory) = slots.buffers(slot)
                     let plain = UnsafeMutableRawBufferPointer(rebasing: plainMemory[0..<length])
+                    func missing() -> StoreError {
+                        StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
+                    }
                     func damaged(_ problem: ChunkOpenError) -> StoreError {
                         StoreError(
                             .damaged,
@@ -563,16 +506,13 @@ extension Vault {
                     switch try store.read(
                         address, into: UnsafeMutableRawBufferPointer(rebasing: sealedMemory[0..<sealedLength]))
                     {
-                    case .missing:
-                        throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
+                    case .missing: throw missing()
                     case .read:
                         let sealed = UnsafeRawBufferPointer(rebasing: sealedMemory[0..<sealedLength])
                         if let problem = keys.open(sealed, address: address, into: plain) { throw damaged(problem) }
                     case .otherLength:
                         // Not the length it must have: the exact reading says truncated, swapped or tampered.
-                        guard let sealed = try store.read(address) else {
-                            throw StoreError(.noVault, "Chunk \(index + 1) of attachment \(id) is missing.")
-                        }
+                        guard let sealed = try store.read(address) else { throw missing() }
                         switch keys.open(sealed, address: address, length: length) {
                         case .failure(let problem): throw damaged(problem)
                         case .success(let opened): plain.copyBytes(from: opened)  // rewritten whole meanwhile

@@ -150,27 +150,34 @@ extension ExtractTests {
         }
     }
 
-    /// Damaged after the completeness check, while the first chunk is being handed on: a chunk of another length
-    /// falls back to the exact reading, and every problem is named as before the direct reads.
+    /// Extracts a new attachment of ten 5000-byte chunks (the last one short) and runs `meanwhile` once the first chunk
+    /// is handed on, after the completeness check: what was handed on, and the error's sentence.
+    static func extractChangedMidway(_ meanwhile: (Vault, AttachmentInfo) throws -> Void) throws -> (
+        out: [UInt8], message: String, media: [UInt8]
+    ) {
+        let dir = try TemporaryDirectory()
+        let vault = try makeVault(in: dir)
+        let (info, record, media) = try Self.attached(vault, dir: dir, size: 9 * 5000 + 777, chunkSize: 5000)
+        var out: [UInt8] = []
+        var message = ""
+        do {
+            try vault.extract(
+                info, record: record,
+                lending: { chunk in
+                    if out.isEmpty { try meanwhile(vault, info) }
+                    out += Array(chunk)
+                })
+        } catch { message = "\(error)" }
+        return (out, message, media)
+    }
+
+    /// Damaged during the extract: a chunk of another length falls back to the exact reading, and every problem is
+    /// named as before the direct reads.
     @Test func aChunkDamagedDuringTheExtractIsNamedAsBefore() throws {
         for damage in Damage.allCases {
-            let dir = try TemporaryDirectory()
-            let vault = try makeVault(in: dir)
-            let (info, record, media) = try Self.attached(vault, dir: dir, size: 9 * 5000 + 777, chunkSize: 5000)
-            var out: [UInt8] = []
-            var message = ""
-            var first = true
-            do {
-                try vault.extract(
-                    info, record: record,
-                    lending: { chunk in
-                        if first {
-                            first = false
-                            try Self.damage(vault, info, chunk: 8, damage)
-                        }
-                        out += Array(chunk)
-                    })
-            } catch { message = "\(error)" }
+            let (out, message, media) = try Self.extractChangedMidway { vault, info in
+                try Self.damage(vault, info, chunk: 8, damage)
+            }
             #expect(
                 message.contains("Chunk 9 of 10") && message.contains("is \(Self.words[damage]!)"),
                 "\(damage): \(message)")
@@ -181,25 +188,14 @@ extension ExtractTests {
     /// A FIFO or a symbolic link put in a chunk's place during the extract: missing, and no hang.
     @Test func aChunkReplacedByAFifoOrALinkIsMissing() throws {
         for fifo in [true, false] {
-            let dir = try TemporaryDirectory()
-            let vault = try makeVault(in: dir)
-            let (info, record, _) = try Self.attached(vault, dir: dir, size: 9 * 5000 + 777, chunkSize: 5000)
-            let addresses = try vault.chunkAddresses(of: info)
-            let victim = vault.chunkStore.url(for: addresses[8]).path
-            let target = vault.chunkStore.url(for: addresses[0]).path
-            var first = true
-            var message = ""
-            do {
-                try vault.extract(
-                    info, record: record,
-                    lending: { _ in
-                        if first {
-                            first = false
-                            unlink(victim)
-                            #expect(fifo ? mkfifo(victim, 0o600) == 0 : symlink(target, victim) == 0)
-                        }
-                    })
-            } catch { message = "\(error)" }
+            let (_, message, _) = try Self.extractChangedMidway { vault, info in
+                let addresses = try vault.chunkAddresses(of: info)
+                let victim = vault.chunkStore.url(for: addresses[8]).path
+                unlink(victim)
+                let made =
+                    fifo ? mkfifo(victim, 0o600) : symlink(vault.chunkStore.url(for: addresses[0]).path, victim)
+                #expect(made == 0)
+            }
             #expect(message.contains("Chunk 9 of attachment") && message.contains("is missing"), "\(fifo): \(message)")
         }
     }
