@@ -159,6 +159,7 @@ public final class PostgresRelayStorage: RelayStorage {
             database: location.database, tls: location.tlsConfiguration())
         configuration.options.connectTimeout = .seconds(10)
         configuration.options.maximumConnections = 16
+        configuration.options.additionalStartupParameters = [("plan_cache_mode", "force_generic_plan")]
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         runner = Task { await client.run() }
@@ -331,6 +332,25 @@ public final class PostgresRelayStorage: RelayStorage {
         }
     }
 
+    /// Runs `body` in a transaction that `begin` opens (with its isolation level: one statement, where
+    /// `withTransaction`'s `BEGIN` and a `SET TRANSACTION` would be two), committed when `body` returns and rolled
+    /// back when it throws.
+    private func transaction<T>(_ begin: StaticString, _ body: (PostgresConnection) async throws -> sending T)
+        async throws -> sending T
+    {
+        try await client.withConnection { db in
+            try await db.query(PostgresQuery(unsafeSQL: "\(begin)"), logger: logger)
+            do {
+                let result = try await body(db)
+                try await db.query("COMMIT", logger: logger)
+                return result
+            } catch {
+                _ = try? await db.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
     /// Runs `body`, turning database failures into a storage error with one sentence (the server's own text goes
     /// to the log only: it may quote a statement).
     private func run<T>(_ what: String, _ body: () async throws -> sending T) async throws -> sending T {
@@ -475,6 +495,30 @@ public final class PostgresRelayStorage: RelayStorage {
 
     private let nonceSweep = Sweep()
 
+    /// The vault's key, the nonce recorded (only for that key) and the number of authority envelopes held, in one
+    /// statement; the membership then comes from the cache unless an authority envelope arrived since.
+    public func admit(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
+        -> RelayAdmission
+    {
+        try await run("admit a request") {
+            try await client.withConnection { db in
+                if nonceSweep.due(now) {
+                    try await db.query("DELETE FROM relay_nonce WHERE expires < \(now)", logger: logger)
+                }
+                var found: (registered: Data, fresh: Int64, authorities: Int64)?
+                for try await row in try await db.execute(
+                    AdmitStatement(vaultID: vaultID, nonce: nonce, expires: expires, key: key), logger: logger)
+                {
+                    found = row
+                }
+                guard let found else { return RelayAdmission.unknownVault }
+                guard Array(found.registered) == key else { return .otherKey }
+                guard found.fresh == 1 else { return .replayed }
+                return .admitted(try await currentMembership(db, vaultID: vaultID, authorities: found.authorities).0)
+            }
+        }
+    }
+
     private static func vaultExists(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws
         -> Bool
     {
@@ -489,25 +533,30 @@ public final class PostgresRelayStorage: RelayStorage {
     public func versionVector(vaultID: [UInt8]) async throws -> [DeviceID: ChainHead] {
         try await run("read a vault's vector") {
             try await client.withConnection { db in
-                guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
-                return try await Self.vector(db, vaultID, logger)
+                guard let heads = try await Self.heads(db, vaultID, theirs: [:], logger) else { throw Self.unknown }
+                return heads.mapValues(\.head)
             }
         }
     }
 
-    private static func vector(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws
-        -> [DeviceID: ChainHead]
-    {
-        var vector: [DeviceID: ChainHead] = [:]
-        for try await (author, seq, hash) in try await db.query(
-            """
-            SELECT DISTINCT ON (author) author, seq, hash FROM relay_envelope
-            WHERE vault = \(Data(vaultID)) ORDER BY author, seq DESC
-            """, logger: logger
-        ).decode((Data, Int64, Data).self) {
-            vector[try DeviceID(Array(author))] = ChainHead(seq: UInt64(clamping: seq), hash: Array(hash))
+    /// Each author's head, and for each author the replica's `theirs` vector names at a seq above 0, the hash held
+    /// at that seq (nil when none is held): one statement (``HeadsStatement``), nil when the vault is not held.
+    private static func heads(
+        _ db: PostgresConnection, _ vaultID: [UInt8], theirs: [DeviceID: ChainHead], _ logger: Logger
+    ) async throws -> [DeviceID: (head: ChainHead, held: [UInt8]?)]? {
+        let named = theirs.filter { $0.value.seq > 0 }.map { ($0.key, $0.value.seq) }
+        var heads: [DeviceID: (head: ChainHead, held: [UInt8]?)] = [:]
+        var exists = false
+        for try await (author, seq, hash, held) in try await db.execute(
+            HeadsStatement(vaultID: vaultID, theirs: named), logger: logger)
+        {
+            exists = true
+            guard let author, let seq, let hash else { continue }
+            heads[try DeviceID(Array(author))] = (
+                ChainHead(seq: UInt64(clamping: seq), hash: Array(hash)), held.map { Array($0) }
+            )
         }
-        return vector
+        return exists ? heads : nil
     }
 
     public func envelopes(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int)
@@ -542,36 +591,13 @@ public final class PostgresRelayStorage: RelayStorage {
         return out
     }
 
-    private static func hash(
-        _ db: PostgresConnection, _ vaultID: [UInt8], author: DeviceID, seq: UInt64, _ logger: Logger
-    ) async throws -> [UInt8]? {
-        for try await hash in try await db.query(
-            """
-            SELECT hash FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(author.bytes))
-            AND seq = \(Int64(clamping: seq))
-            """, logger: logger
-        ).decode(Data.self) {
-            return Array(hash)
-        }
-        return nil
-    }
-
     public func missing(vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int) async throws
         -> RelayMissing
     {
         try await run("read what a replica lacks") {
             // One snapshot for the whole answer, as the SQLite store reads in one transaction.
-            try await client.withConnection { db in
-                try await db.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-                do {
-                    let result = try await Self.missing(
-                        db, vaultID, for: vector, limit: limit, byteBudget: byteBudget, logger)
-                    try await db.query("COMMIT", logger: logger)
-                    return result
-                } catch {
-                    _ = try? await db.query("ROLLBACK", logger: logger)
-                    throw error
-                }
+            try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { db in
+                try await Self.missing(db, vaultID, for: vector, limit: limit, byteBudget: byteBudget, logger)
             }
         }
     }
@@ -580,34 +606,56 @@ public final class PostgresRelayStorage: RelayStorage {
         _ db: PostgresConnection, _ vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int,
         _ logger: Logger
     ) async throws -> RelayMissing {
-        guard try await vaultExists(db, vaultID, logger) else { throw unknown }
+        guard let heads = try await Self.heads(db, vaultID, theirs: vector, logger) else { throw unknown }
         var result = RelayMissing()
-        var bytes = 0
-        for (author, head) in try await Self.vector(db, vaultID, logger).sorted(by: { $0.key < $1.key }) {
+        // The authors the replica lags behind (in id order), from where, and how many of each this answer may carry:
+        // each author gets what the limit leaves after the authors before it.
+        var wants: [(author: DeviceID, after: UInt64, wanted: UInt64, take: Int)] = []
+        var room = limit
+        for (author, (head, held)) in heads.sorted(by: { $0.key < $1.key }) {
             let theirs = vector[author] ?? .empty
             if theirs.seq >= head.seq {
                 if theirs.seq == head.seq && theirs.hash != head.hash { result.diverged.append(author) }
                 continue
             }
-            if theirs.seq > 0 {
-                let held = try await Self.hash(db, vaultID, author: author, seq: theirs.seq, logger)
-                if held != theirs.hash {
-                    result.diverged.append(author)
-                    continue
-                }
+            if theirs.seq > 0 && held != theirs.hash {
+                result.diverged.append(author)
+                continue
             }
             let wanted = head.seq - theirs.seq
-            let room = limit - result.bodies.count
-            let full = room <= 0 || (bytes >= byteBudget && !result.bodies.isEmpty)
-            let got =
-                full
-                ? []
-                : try await Self.bodies(
-                    db, vaultID, author: author, after: theirs.seq, limit: room, bytes: &bytes, budget: byteBudget,
-                    logger)
-            result.bodies += got
-            result.remaining += wanted - UInt64(got.count)
+            let take = Int(min(UInt64(max(room, 0)), wanted))
+            room -= take
+            wants.append((author, theirs.seq, wanted, take))
         }
+        var got = [Int](repeating: 0, count: wants.count)
+        if wants.contains(where: { $0.take > 0 }) {
+            // Every author's bodies in one statement, in author then seq order. Within the byte budget as an author
+            // at a time would take them: an author's bodies stop at the first that does not fit, and an author is
+            // skipped once the budget is spent (an answer cut by the budget may then carry fewer bodies of later
+            // authors than the limit left them; the replica asks again for the rest).
+            var bytes = 0
+            var current = -1
+            var open = false
+            for try await (ordinal, body) in try await db.execute(
+                BodiesStatement(vaultID: vaultID, wants: wants.map { ($0.author, $0.after, $0.take) }), logger: logger)
+            {
+                guard ordinal >= 1, ordinal <= Int64(wants.count) else { continue }
+                let index = Int(ordinal) - 1
+                if index != current {
+                    current = index
+                    open = !(bytes >= byteBudget && !result.bodies.isEmpty)
+                }
+                guard open, got[index] < wants[index].take else { continue }
+                if bytes > 0 && bytes + body.count > byteBudget {
+                    open = false
+                    continue
+                }
+                bytes += body.count
+                result.bodies.append(Array(body))
+                got[index] += 1
+            }
+        }
+        for (index, want) in wants.enumerated() { result.remaining += want.wanted - UInt64(got[index]) }
         return result
     }
 
@@ -643,24 +691,23 @@ public final class PostgresRelayStorage: RelayStorage {
             ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq })
         }
         return try await run("store envelopes") {
-            try await client.withTransaction(logger: logger) { db in
+            // Each statement must see what the previous holder of the vault's lock committed (a purge, a head),
+            // whatever default isolation the operator set: a REPEATABLE READ snapshot would be taken before the wait.
+            try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock serialises every push to this vault across all relay processes: the heads
                 // read below cannot change until this transaction ends. (NO KEY UPDATE: the foreign-key checks of
-                // nonce inserts, which take KEY SHARE, do not wait for it.)
-                // Each statement must see what the previous holder of the lock committed (a purge, a head), whatever
-                // default isolation the operator set: a REPEATABLE READ snapshot would be taken before the wait.
-                try await db.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", logger: logger)
+                // nonce inserts, which take KEY SHARE, do not wait for it.) The heads are read by the next
+                // statement, whose snapshot is taken after the wait.
                 var locked = false
-                for try await _ in try await db.query(
-                    "SELECT 1 FROM relay_vault WHERE id = \(Data(vaultID)) FOR NO KEY UPDATE", logger: logger)
-                {
+                for try await _ in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger) {
                     locked = true
                 }
                 guard locked else { throw Self.unknown }
                 var result = RelayStoreResult()
                 var accepted: [(DeviceID, [Envelope])] = []
+                let (heads, authorities) = try await Self.heads(db, vaultID, of: runs.map(\.0), logger)
                 for (author, run) in runs {
-                    let head = try await Self.head(db, vaultID, author: author, logger)
+                    let head = heads[author] ?? .empty
                     var held: [UInt64: [UInt8]] = [:]
                     if let first = run.first, first.header.seq <= head.seq {
                         let last = min(run.last?.header.seq ?? 0, head.seq)
@@ -684,7 +731,7 @@ public final class PostgresRelayStorage: RelayStorage {
                 // per count of authority envelopes (``currentMembership``) rather than at every push.
                 var held: MembershipState?
                 if !fresh.contains(where: \.isAuthority) {
-                    held = try await currentMembership(db, vaultID: vaultID).state
+                    held = try await currentMembership(db, vaultID: vaultID, authorities: authorities).state
                 }
                 let membership: MembershipState
                 if let held {
@@ -700,34 +747,33 @@ public final class PostgresRelayStorage: RelayStorage {
                     }
                     result.refused = fresh.count - accepted.flatMap(\.1).count
                 }
+                // Every accepted envelope in one statement: the columns go as arrays (no limit on parameters).
+                var authors: [ByteBuffer] = []
+                var seqs: [Int64] = []
+                var hashes: [ByteBuffer] = []
+                var authority: [Bool] = []
+                var bodies: [ByteBuffer] = []
                 for (author, run) in accepted {
-                    for batch in stride(from: 0, to: run.count, by: 200).map({ run[$0..<min($0 + 200, run.count)] }) {
-                        var bindings = PostgresBindings(capacity: batch.count * 6)
-                        var values: [String] = []
-                        for envelope in batch {
-                            let base = bindings.count
-                            try bindings.append(Data(vaultID))
-                            try bindings.append(Data(author.bytes))
-                            bindings.append(Int64(clamping: envelope.header.seq))
-                            try bindings.append(Data(envelope.hash))
-                            bindings.append(envelope.isAuthority)
-                            // A purge already names it: only its purged form is stored (Protocol/membership.md §12).
-                            let named = !envelope.isPurged && membership.isPurged(envelope)
-                            let body = named ? envelope.purged().encoded() : envelope.encoded()
-                            result.bytes += body.count
-                            if named { result.purged += 1 }
-                            try bindings.append(Data(body))
-                            values.append("(" + (1...6).map { "$\(base + $0)" }.joined(separator: ", ") + ")")
-                        }
-                        try await db.query(
-                            PostgresQuery(
-                                unsafeSQL:
-                                    "INSERT INTO relay_envelope (vault, author, seq, hash, authority, body) VALUES "
-                                    + values.joined(separator: ", "),
-                                binds: bindings),
-                            logger: logger)
-                        result.stored += batch.count
+                    for envelope in run {
+                        authors.append(ByteBuffer(bytes: author.bytes))
+                        seqs.append(Int64(clamping: envelope.header.seq))
+                        hashes.append(ByteBuffer(bytes: envelope.hash))
+                        authority.append(envelope.isAuthority)
+                        // A purge already names it: only its purged form is stored (Protocol/membership.md §12).
+                        let named = !envelope.isPurged && membership.isPurged(envelope)
+                        let body = named ? envelope.purged().encoded() : envelope.encoded()
+                        result.bytes += body.count
+                        if named { result.purged += 1 }
+                        bodies.append(ByteBuffer(bytes: body))
                     }
+                }
+                if !authors.isEmpty {
+                    _ = try await db.execute(
+                        InsertEnvelopesStatement(
+                            vaultID: vaultID, authors: authors, seqs: seqs, hashes: hashes, authority: authority,
+                            bodies: bodies),
+                        logger: logger)
+                    result.stored += authors.count
                 }
                 // A purge among the new entries: the relay destroys the ciphertext of what it names and its chunks.
                 let newPurges = membership.purges.filter { grant in
@@ -776,18 +822,22 @@ public final class PostgresRelayStorage: RelayStorage {
         return replaced
     }
 
-    private static func head(_ db: PostgresConnection, _ vaultID: [UInt8], author: DeviceID, _ logger: Logger)
-        async throws -> ChainHead
+    /// The heads of `authors` (absent: none held) and the number of authority envelopes held, in one statement.
+    private static func heads(_ db: PostgresConnection, _ vaultID: [UInt8], of authors: [DeviceID], _ logger: Logger)
+        async throws -> ([DeviceID: ChainHead], authorities: Int64)
     {
-        for try await (seq, hash) in try await db.query(
-            """
-            SELECT seq, hash FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(author.bytes))
-            ORDER BY seq DESC LIMIT 1
-            """, logger: logger
-        ).decode((Int64, Data).self) {
-            return ChainHead(seq: UInt64(clamping: seq), hash: Array(hash))
+        var heads: [DeviceID: ChainHead] = [:]
+        var authorities: Int64 = -1
+        for try await (author, seq, hash) in try await db.execute(
+            PushHeadsStatement(vaultID: vaultID, authors: authors), logger: logger)
+        {
+            if let author, let hash {
+                heads[try DeviceID(Array(author))] = ChainHead(seq: UInt64(clamping: seq), hash: Array(hash))
+            } else {
+                authorities = seq
+            }
         }
-        return .empty
+        return (heads, authorities)
     }
 
     private static func forkError(_ envelope: Envelope) -> RelayStoreError {
@@ -807,19 +857,23 @@ public final class PostgresRelayStorage: RelayStorage {
 
     /// The membership held, from the cache when no authority envelope was stored since it was evaluated; `state` is
     /// nil when it contains an `adopt` (then it depends on record envelopes too, and a push must evaluate it with
-    /// what it adds).
-    private func currentMembership(_ db: PostgresConnection, vaultID: [UInt8]) async throws -> (
-        MembershipState, state: MembershipState?
-    ) {
+    /// what it adds). `authorities` is the number of authority envelopes held, when the caller has just read it.
+    private func currentMembership(_ db: PostgresConnection, vaultID: [UInt8], authorities: Int64? = nil)
+        async throws -> (MembershipState, state: MembershipState?)
+    {
         // Envelopes are never removed (a purge replaces only record envelopes), so the number of authority envelopes
         // names the membership held; it is read from the database on every request, as another relay may have
         // stored one a moment ago.
         var count: Int64 = -1
-        for try await n in try await db.query(
-            "SELECT count(*) FROM relay_envelope WHERE vault = \(Data(vaultID)) AND authority",
-            logger: logger
-        ).decode(Int64.self) {
-            count = n
+        if let authorities {
+            count = authorities
+        } else {
+            for try await n in try await db.query(
+                "SELECT count(*) FROM relay_envelope WHERE vault = \(Data(vaultID)) AND authority",
+                logger: logger
+            ).decode(Int64.self) {
+                count = n
+            }
         }
         if let cached = cache.get(vaultID, count: count) { return (cached, cached) }
         guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
@@ -925,9 +979,7 @@ public final class PostgresRelayStorage: RelayStorage {
                 // default isolation the operator set: a REPEATABLE READ snapshot would be taken before the wait.
                 try await db.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", logger: logger)
                 var locked = false
-                for try await _ in try await db.query(
-                    "SELECT 1 FROM relay_vault WHERE id = \(Data(vaultID)) FOR NO KEY UPDATE", logger: logger)
-                {
+                for try await _ in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger) {
                     locked = true
                 }
                 guard locked else { throw Self.unknown }

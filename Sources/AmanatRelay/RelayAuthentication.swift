@@ -121,24 +121,28 @@ struct RelayAuthentication: RouterMiddleware {
             nonce: auth.nonce, body: body)
         context.logger[metadataKey: "vault"] = .escaped(vaultHex.prefix(8))
         if registered {
-            guard let key = try await server.store.registeredKey(of: vaultID) else {
+            switch try await server.store.admit(
+                vaultID: vaultID, key: auth.key, nonce: auth.nonce,
+                expires: RelayServer.nonceExpiry(timestamp: auth.timestamp, now: now), now: now)
+            {
+            case .unknownVault:
                 throw RelayHTTPError(
                     .notFound, "This relay does not hold this vault yet; a member's first sync registers it.")
-            }
-            guard key == auth.key else {
+            case .otherKey:
                 throw RelayHTTPError(
                     .forbidden, "This key is not the vault's registered relay key; only members may use it.")
+            case .replayed:
+                throw RelayServer.replayed
+            case .admitted(let membership):
+                try checkDevice(auth.device, membership)
             }
-            try await server.checkNonce(auth.nonce, timestamp: auth.timestamp, vaultID: vaultID, now: now)
-            try await checkDevice(auth.device, vaultID: vaultID)
         }
         return try await next(request, context)
     }
 
     /// Once the relay has seen a revocation in the vault's membership log, every request must name its device,
     /// and a revoked device is refused whatever it asks (Protocol/http-api.md §3).
-    private func checkDevice(_ device: DeviceID?, vaultID: [UInt8]) async throws {
-        let membership = try await server.store.membership(vaultID: vaultID)
+    private func checkDevice(_ device: DeviceID?, _ membership: MembershipState) throws {
         guard let device else {
             if membership.members.values.contains(where: \.isRevoked) {
                 throw RelayHTTPError(

@@ -240,11 +240,17 @@ public struct RelayServer: Sendable {
 
     func checkNonce(_ nonce: [UInt8], timestamp: Int64, vaultID: [UInt8], now: Int64) async throws {
         let fresh = try await store.useNonce(
-            vaultID: vaultID, nonce: nonce, expires: max(timestamp, now) + RelayWire.timestampWindow + 1, now: now)
-        guard fresh else {
-            throw RelayHTTPError(.unauthorized, "This request was already received (a replayed nonce); it was ignored.")
-        }
+            vaultID: vaultID, nonce: nonce, expires: Self.nonceExpiry(timestamp: timestamp, now: now), now: now)
+        guard fresh else { throw Self.replayed }
     }
+
+    /// Until when a nonce is kept: past it, a request carrying it is outside the timestamp window anyway.
+    static func nonceExpiry(timestamp: Int64, now: Int64) -> Int64 {
+        max(timestamp, now) + RelayWire.timestampWindow + 1
+    }
+
+    static let replayed = RelayHTTPError(
+        .unauthorized, "This request was already received (a replayed nonce); it was ignored.")
 
     static let tooLarge = RelayHTTPError(
         .contentTooLarge,

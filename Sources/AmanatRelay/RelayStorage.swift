@@ -42,6 +42,11 @@ public protocol RelayStorage: Sendable {
     func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult
     /// The vault's membership as read from the authority envelopes held.
     func membership(vaultID: [UInt8]) async throws -> MembershipState
+    /// Admits a signed request to a registered vault (Protocol/http-api.md §3): the vault is held, `key` is its
+    /// registered relay key, and the nonce is new — recorded now, and only when the key is the vault's. Then the
+    /// vault's membership, for the device check.
+    func admit(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
+        -> RelayAdmission
 
     /// Which of the listed chunks (address, sealed length) are held, in the order asked.
     func heldChunks(vaultID: [UInt8], _ wanted: [(address: [UInt8], sealedLength: Int)]) async throws -> [[UInt8]]
@@ -56,6 +61,30 @@ public protocol RelayStorage: Sendable {
     func totals() async throws -> RelayTotals
     /// Releases connections and files.
     func close() async
+}
+
+/// What ``RelayStorage/admit(vaultID:key:nonce:expires:now:)`` found, in the order it checks.
+public enum RelayAdmission: Sendable {
+    /// The relay does not hold the vault.
+    case unknownVault
+    /// The vault is registered with another relay key.
+    case otherKey
+    /// The nonce was already used (a replay, whichever relay process saw it first).
+    case replayed
+    /// Admitted: the nonce is recorded; the vault's membership as held.
+    case admitted(MembershipState)
+}
+
+extension RelayStorage {
+    /// The checks one after the other, for a storage where each is a local read.
+    public func admit(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
+        -> RelayAdmission
+    {
+        guard let registered = try await registeredKey(of: vaultID) else { return .unknownVault }
+        guard registered == key else { return .otherKey }
+        guard try await useNonce(vaultID: vaultID, nonce: nonce, expires: expires, now: now) else { return .replayed }
+        return .admitted(try await membership(vaultID: vaultID))
+    }
 }
 
 /// What ``RelayStorage/storeChunk(vaultID:address:sealed:quota:)`` did.
