@@ -9,7 +9,8 @@ import PostgresNIO
 // for its parameters a few times, then the server keeps its generic plan. Each takes its arrays whole, so one text
 // serves any number of authors or envelopes.
 
-/// A prepared statement whose bindings are made when it is built.
+/// A prepared statement whose bindings are made when it is built. Each names itself: postgres-nio's default name is
+/// `String(reflecting:)` of the type, computed again at every execution.
 protocol RelayStatement: PostgresPreparedStatement {
     var bindings: PostgresBindings { get }
 }
@@ -21,6 +22,7 @@ extension RelayStatement {
 /// The vault's relay key, whether the nonce was recorded now (only for that key: 1, else 0) and the number of
 /// authority envelopes held; no row when the vault is not held.
 struct AdmitStatement: RelayStatement {
+    static let name = "amanat_admit"
     static let sql = """
         WITH v AS (SELECT id, relay_key FROM relay_vault WHERE id = $1),
         n AS (
@@ -51,6 +53,7 @@ struct AdmitStatement: RelayStatement {
 /// The authors are found by a skip scan of the primary key (one index descent per author) and each head by one
 /// more, so the cost grows with the number of authors, not with the envelopes held.
 struct HeadsStatement: RelayStatement {
+    static let name = "amanat_heads"
     static let sql = """
         WITH RECURSIVE authors (author) AS (
             (SELECT author FROM relay_envelope WHERE vault = $1 ORDER BY author LIMIT 1)
@@ -84,6 +87,7 @@ struct HeadsStatement: RelayStatement {
 /// For each (author, after, take) in order, up to `take` bodies of the author's envelopes after `after`, in seq
 /// order, each with its author's 1-based position in the lists.
 struct BodiesStatement: RelayStatement {
+    static let name = "amanat_bodies"
     static let sql = """
         SELECT w.ord, e.body
         FROM unnest($2::bytea[], $3::int8[], $4::int8[]) WITH ORDINALITY AS w (author, after, take, ord)
@@ -108,6 +112,7 @@ struct BodiesStatement: RelayStatement {
 
 /// Takes the vault's row lock (one row when the vault is held).
 struct LockVaultStatement: RelayStatement {
+    static let name = "amanat_lock_vault"
     static let sql = "SELECT 1 FROM relay_vault WHERE id = $1 FOR NO KEY UPDATE"
     typealias Row = Int32
     let bindings: PostgresBindings
@@ -124,6 +129,7 @@ struct LockVaultStatement: RelayStatement {
 /// The heads of the authors in $2 (a row each for those with envelopes), then one row with a null author whose seq
 /// is the number of authority envelopes held.
 struct PushHeadsStatement: RelayStatement {
+    static let name = "amanat_push_heads"
     static let sql = """
         SELECT a.author, h.seq, h.hash FROM unnest($2::bytea[]) AS a (author)
         CROSS JOIN LATERAL (SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
@@ -145,6 +151,7 @@ struct PushHeadsStatement: RelayStatement {
 
 /// Inserts envelopes of one vault: the lists zipped row by row.
 struct InsertEnvelopesStatement: RelayStatement {
+    static let name = "amanat_insert_envelopes"
     static let sql = """
         INSERT INTO relay_envelope (vault, author, seq, hash, authority, body)
         SELECT $1, * FROM unnest($2::bytea[], $3::int8[], $4::bytea[], $5::bool[], $6::bytea[])

@@ -56,6 +56,24 @@ import Testing
         }
     }
 
+    /// `verify-full` checks that the certificate names the server, `verify-ca` only that a trusted authority signed
+    /// it: a server of its own whose certificate names only `db.example.org`, reached at 127.0.0.1 and trusted.
+    @Test func verifyFullRefusesACertificateThatNamesAnotherServerAndVerifyCADoesNot() async throws {
+        // Skipped, as the other PostgreSQL cases are, where PostgreSQL cannot run.
+        _ = try testStorage(.postgres, try TemporaryDirectory().path("relay"))
+        let server = try PostgresTestServer.startPrivate(certificateNames: "DNS:db.example.org")
+        defer { server.stop() }
+        var location = try server.makeDatabase()
+        location.rootCertificates = server.certificateFile
+
+        location.tls = .verifyFull
+        try await expectRefusal(location, "TLS certificate was not accepted")
+        location.tls = .verifyCA
+        let storage = try await connect(location)
+        #expect(try encryptedConnections(server, location.database) >= 1, "verify-ca did not encrypt")
+        await storage.close()
+    }
+
     /// Starting a relay on `location` fails with a sentence holding `words`, before its 90 s start timeout.
     func expectRefusal(
         _ location: PostgresLocation, _ words: String, sourceLocation: SourceLocation = #_sourceLocation

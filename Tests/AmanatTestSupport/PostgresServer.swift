@@ -67,7 +67,14 @@ public final class PostgresTestServer: Sendable {
             .first { FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
     }
 
-    private static func start() throws -> PostgresTestServer {
+    /// A server of its own, whose certificate's subject alternative names are `names` (OpenSSL's syntax, such as
+    /// `DNS:db.example.org`), for a test that needs a certificate the shared server's does not give; the caller stops
+    /// it (``stop()``), and the watchdog does if the process dies.
+    public static func startPrivate(certificateNames names: String) throws -> PostgresTestServer {
+        try start(certificateNames: names)
+    }
+
+    private static func start(certificateNames: String = "IP:127.0.0.1") throws -> PostgresTestServer {
         guard let bin = serverPrograms() else {
             throw PostgresUnavailable(
                 reason:
@@ -95,10 +102,11 @@ public final class PostgresTestServer: Sendable {
             chown(folder, uid, gid)
             chown(passwordFile, uid, gid)
         }
-        // A self-signed certificate for 127.0.0.1, so the relay's sslmode handling meets a real TLS server.
+        // A self-signed certificate (for 127.0.0.1 unless told otherwise), so the relay's sslmode handling meets a real
+        // TLS server.
         let certificate = [
             "/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-days", "3", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-days", "3", "-subj", "/CN=amanat test server", "-addext", "subjectAltName=\(certificateNames)",
             "-keyout", folder + "/server.key", "-out", folder + "/server.crt",
         ]
         guard
