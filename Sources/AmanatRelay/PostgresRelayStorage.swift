@@ -159,11 +159,14 @@ public final class PostgresRelayStorage: RelayStorage {
             database: location.database, tls: location.tlsConfiguration())
         configuration.options.connectTimeout = .seconds(10)
         configuration.options.maximumConnections = 16
-        configuration.options.additionalStartupParameters = [("plan_cache_mode", "force_generic_plan")]
+        configuration.options.additionalStartupParameters = Self.startupParameters
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         runner = Task { await client.run() }
     }
+
+    /// Sent when each connection starts: generic plans for the prepared statements (PostgresStatements.swift).
+    static let startupParameters = [("plan_cache_mode", "force_generic_plan")]
 
     /// Connects, then creates or migrates the schema (Protocol/relay-postgres.md §2). Throws one sentence when the
     /// database cannot be reached or was made by a newer relay.
@@ -209,9 +212,10 @@ public final class PostgresRelayStorage: RelayStorage {
             throw StoreError(
                 .busy, "The TLS settings for \(location.display) cannot be used (\(error)); check sslrootcert.")
         }
-        let configuration = PostgresConnection.Configuration(
+        var configuration = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.user, password: location.password,
             database: location.database, tls: tls)
+        configuration.options.additionalStartupParameters = startupParameters
         let attempt = Task {
             try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
         }
@@ -230,6 +234,13 @@ public final class PostgresRelayStorage: RelayStorage {
             if ["28000", "28P01", "3D000", "42501"].contains(state) {
                 throw StoreError(
                     .busy, "The database \(location.display) refused the relay: \(said) (SQLSTATE \(state)).")
+            }
+            // An unknown setting (PostgreSQL before 12), or a pooler that refuses startup parameters (PgBouncer).
+            if state == "42704" || said.contains("plan_cache_mode") {
+                throw StoreError(
+                    .busy,
+                    "The database \(location.display) refused the relay's setting plan_cache_mode: \(said) (SQLSTATE \(state)). The relay needs PostgreSQL 12 or later; a PgBouncer in between must list plan_cache_mode in ignore_startup_parameters."
+                )
             }
             if error.code == .sslUnsupported && location.tls != .prefer {
                 throw StoreError(
@@ -338,7 +349,7 @@ public final class PostgresRelayStorage: RelayStorage {
     private func transaction<T>(_ begin: StaticString, _ body: (PostgresConnection) async throws -> sending T)
         async throws -> sending T
     {
-        try await client.withConnection { db in
+        try await connection { db in
             try await db.query(PostgresQuery(unsafeSQL: "\(begin)"), logger: logger)
             do {
                 let result = try await body(db)
@@ -346,6 +357,21 @@ public final class PostgresRelayStorage: RelayStorage {
                 return result
             } catch {
                 _ = try? await db.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` on a connection of the pool, for the paths that run prepared statements. A database error closes
+    /// the connection, and the pool opens another: postgres-nio remembers a statement whose preparation failed (a
+    /// lock or statement timeout while an operator's maintenance holds a table, a cancelled backend) for the whole
+    /// life of the connection, so every later request that reached that connection would fail too.
+    private func connection<T>(_ body: (PostgresConnection) async throws -> sending T) async throws -> sending T {
+        try await client.withConnection { db in
+            do {
+                return try await body(db)
+            } catch let error as PSQLError {
+                try? await db.close()
                 throw error
             }
         }
@@ -501,7 +527,7 @@ public final class PostgresRelayStorage: RelayStorage {
         -> RelayAdmission
     {
         try await run("admit a request") {
-            try await client.withConnection { db in
+            try await connection { db in
                 if nonceSweep.due(now) {
                     try await db.query("DELETE FROM relay_nonce WHERE expires < \(now)", logger: logger)
                 }
@@ -532,7 +558,7 @@ public final class PostgresRelayStorage: RelayStorage {
 
     public func versionVector(vaultID: [UInt8]) async throws -> [DeviceID: ChainHead] {
         try await run("read a vault's vector") {
-            try await client.withConnection { db in
+            try await connection { db in
                 guard let heads = try await Self.heads(db, vaultID, theirs: [:], logger) else { throw Self.unknown }
                 return heads.mapValues(\.head)
             }
@@ -595,11 +621,60 @@ public final class PostgresRelayStorage: RelayStorage {
         -> RelayMissing
     {
         try await run("read what a replica lacks") {
-            // One snapshot for the whole answer, as the SQLite store reads in one transaction.
-            try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { db in
-                try await Self.missing(db, vaultID, for: vector, limit: limit, byteBudget: byteBudget, logger)
+            // One snapshot for the whole answer, as the SQLite store reads in one transaction: one statement.
+            let answer = try await connection { db in
+                try await Self.missingAtOnce(db, vaultID, for: vector, limit: limit, byteBudget: byteBudget, logger)
+            }
+            if let answer { return answer }
+            logger.warning("the missing envelopes came out of order; read again in two statements")
+            return try await missingInTwoReads(vaultID: vaultID, for: vector, limit: limit, byteBudget: byteBudget)
+        }
+    }
+
+    /// The same answer as ``missing(vaultID:for:limit:byteBudget:)``, read in two statements (the heads, then the
+    /// bodies) in one `REPEATABLE READ` transaction: what it falls back to when the one statement's rows do not come
+    /// in the order it reads them in.
+    package func missingInTwoReads(
+        vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int
+    ) async throws -> RelayMissing {
+        try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { db in
+            try await Self.missing(db, vaultID, for: vector, limit: limit, byteBudget: byteBudget, logger)
+        }
+    }
+
+    /// What a replica lacks, from ``MissingStatement``; nil when its rows did not come in the order the statement's
+    /// plan gives them (the vault row, every author's head, then the bodies by author and seq).
+    private static func missingAtOnce(
+        _ db: PostgresConnection, _ vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int,
+        _ logger: Logger
+    ) async throws -> RelayMissing? {
+        var answer = MissingAnswer(vector: vector, limit: limit, byteBudget: byteBudget)
+        var exists = false
+        var heads: [(author: DeviceID, seq: UInt64, diverged: Bool)] = []
+        var phase: Int32 = -2
+        for try await (kind, author, seq, diverged, body) in try await db.execute(
+            MissingStatement(vaultID: vaultID, theirs: vector.map { ($0.key, $0.value) }, limit: limit), logger: logger)
+        {
+            guard kind >= phase, (-1...1).contains(kind) else { return nil }
+            if kind != phase {
+                if kind == 1 { answer.plan(heads) }
+                phase = kind
+            }
+            switch kind {
+            case -1:
+                exists = true
+            case 0:
+                guard let author, let id = try? DeviceID(Array(author)) else { return nil }
+                heads.append((id, UInt64(clamping: seq), diverged))
+            default:
+                guard let author, let body, let id = try? DeviceID(Array(author)),
+                    answer.add(author: id, seq: UInt64(clamping: seq), body: { Array(body) })
+                else { return nil }
             }
         }
+        guard exists else { throw unknown }
+        if phase < 1 { answer.plan(heads) }
+        return answer.finished()
     }
 
     private static func missing(
@@ -607,56 +682,32 @@ public final class PostgresRelayStorage: RelayStorage {
         _ logger: Logger
     ) async throws -> RelayMissing {
         guard let heads = try await Self.heads(db, vaultID, theirs: vector, logger) else { throw unknown }
-        var result = RelayMissing()
-        // The authors the replica lags behind (in id order), from where, and how many of each this answer may carry:
-        // each author gets what the limit leaves after the authors before it.
-        var wants: [(author: DeviceID, after: UInt64, wanted: UInt64, take: Int)] = []
-        var room = limit
-        for (author, (head, held)) in heads.sorted(by: { $0.key < $1.key }) {
-            let theirs = vector[author] ?? .empty
-            if theirs.seq >= head.seq {
-                if theirs.seq == head.seq && theirs.hash != head.hash { result.diverged.append(author) }
-                continue
-            }
-            if theirs.seq > 0 && held != theirs.hash {
-                result.diverged.append(author)
-                continue
-            }
-            let wanted = head.seq - theirs.seq
-            let take = Int(min(UInt64(max(room, 0)), wanted))
-            room -= take
-            wants.append((author, theirs.seq, wanted, take))
-        }
-        var got = [Int](repeating: 0, count: wants.count)
-        if wants.contains(where: { $0.take > 0 }) {
-            // Every author's bodies in one statement, in author then seq order. Within the byte budget as an author
-            // at a time would take them: an author's bodies stop at the first that does not fit, and an author is
-            // skipped once the budget is spent (an answer cut by the budget may then carry fewer bodies of later
-            // authors than the limit left them; the replica asks again for the rest).
-            var bytes = 0
-            var current = -1
-            var open = false
-            for try await (ordinal, body) in try await db.execute(
-                BodiesStatement(vaultID: vaultID, wants: wants.map { ($0.author, $0.after, $0.take) }), logger: logger)
+        var answer = MissingAnswer(vector: vector, limit: limit, byteBudget: byteBudget)
+        answer.plan(
+            heads.map { author, value in
+                let theirs = vector[author] ?? .empty
+                let diverged =
+                    theirs.seq >= value.head.seq
+                    ? theirs.seq == value.head.seq && theirs.hash != value.head.hash
+                    : theirs.seq > 0 && value.held != theirs.hash
+                return (author, value.head.seq, diverged)
+            })
+        if answer.wants.contains(where: { $0.take > 0 }) {
+            // Every lagging author's bodies in one statement, in author then seq order.
+            for try await (ordinal, seq, body) in try await db.execute(
+                BodiesStatement(vaultID: vaultID, wants: answer.wants.map { ($0.author, $0.after, $0.take) }),
+                logger: logger)
             {
-                guard ordinal >= 1, ordinal <= Int64(wants.count) else { continue }
-                let index = Int(ordinal) - 1
-                if index != current {
-                    current = index
-                    open = !(bytes >= byteBudget && !result.bodies.isEmpty)
+                guard ordinal >= 1, ordinal <= Int64(answer.wants.count),
+                    answer.add(
+                        author: answer.wants[Int(ordinal) - 1].author, seq: UInt64(clamping: seq), body: { Array(body) }
+                    )
+                else {
+                    throw StoreError(.damaged, "The relay database holds a chain with a gap; it cannot be served.")
                 }
-                guard open, got[index] < wants[index].take else { continue }
-                if bytes > 0 && bytes + body.count > byteBudget {
-                    open = false
-                    continue
-                }
-                bytes += body.count
-                result.bodies.append(Array(body))
-                got[index] += 1
             }
         }
-        for (index, want) in wants.enumerated() { result.remaining += want.wanted - UInt64(got[index]) }
-        return result
+        return answer.finished()
     }
 
     public func count(vaultID: [UInt8]) async throws -> Int {

@@ -5,9 +5,10 @@ import PostgresNIO
 
 // The statements every request runs, prepared once per connection (postgres-nio sends `Parse` the first time a
 // connection sees a statement's name, then only `Bind` and `Execute`). Parsing, analysing and planning a statement
-// again at each request was half of the PostgreSQL server's CPU under `make load`; a prepared statement is planned
-// for its parameters a few times, then the server keeps its generic plan. Each takes its arrays whole, so one text
-// serves any number of authors or envelopes.
+// again at each request was half of the PostgreSQL server's CPU under `make load`. The relay asks for generic plans
+// when it connects (`plan_cache_mode=force_generic_plan`, which applies to its other, unnamed statements too: all
+// are lookups by key), so each statement here is planned once per connection. Each takes its lists as arrays, so
+// one text serves any number of authors or envelopes.
 
 /// A prepared statement whose bindings are made when it is built. Each names itself: postgres-nio's default name is
 /// `String(reflecting:)` of the type, computed again at every execution.
@@ -54,6 +55,8 @@ struct AdmitStatement: RelayStatement {
 /// more, so the cost grows with the number of authors, not with the envelopes held.
 struct HeadsStatement: RelayStatement {
     static let name = "amanat_heads"
+    // The replica's vector is joined (a hash join), never searched once per author: a hostile vector may name a
+    // hundred thousand devices.
     static let sql = """
         WITH RECURSIVE authors (author) AS (
             (SELECT author FROM relay_envelope WHERE vault = $1 ORDER BY author LIMIT 1)
@@ -61,14 +64,17 @@ struct HeadsStatement: RelayStatement {
             SELECT (SELECT e.author FROM relay_envelope e WHERE e.vault = $1 AND e.author > a.author
                     ORDER BY e.author LIMIT 1)
             FROM authors a WHERE a.author IS NOT NULL
-        ), theirs (author, seq) AS (SELECT * FROM unnest($2::bytea[], $3::int8[]))
-        SELECT a.author, h.seq, h.hash,
-            (SELECT e.hash FROM theirs t JOIN relay_envelope e
-                ON e.vault = $1 AND e.author = t.author AND e.seq = t.seq WHERE t.author = a.author)
-        FROM relay_vault v LEFT JOIN (authors a CROSS JOIN LATERAL (
-            SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
-            ORDER BY e.seq DESC LIMIT 1) h) ON true
-        WHERE v.id = $1
+        ), heads AS (
+            SELECT a.author, h.seq, h.hash FROM authors a CROSS JOIN LATERAL (
+                SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
+                ORDER BY e.seq DESC LIMIT 1) h
+        ), theirs (author, seq) AS (SELECT * FROM unnest($2::bytea[], $3::int8[])
+        ), held AS (
+            SELECT h.author, h.seq, h.hash, (SELECT e.hash FROM relay_envelope e
+                WHERE e.vault = $1 AND e.author = h.author AND e.seq = t.seq) AS held
+            FROM heads h LEFT JOIN theirs t ON t.author = h.author
+        )
+        SELECT x.author, x.seq, x.hash, x.held FROM relay_vault v LEFT JOIN held x ON true WHERE v.id = $1
         """
     typealias Row = (Data?, Int64?, Data?, Data?)
     let bindings: PostgresBindings
@@ -84,18 +90,18 @@ struct HeadsStatement: RelayStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// For each (author, after, take) in order, up to `take` bodies of the author's envelopes after `after`, in seq
-/// order, each with its author's 1-based position in the lists.
+/// For each (author, after, take) in order, up to `take` of the author's envelopes after `after` (seq and body), in
+/// seq order, each with its author's 1-based position in the lists.
 struct BodiesStatement: RelayStatement {
     static let name = "amanat_bodies"
     static let sql = """
-        SELECT w.ord, e.body
+        SELECT w.ord, e.seq, e.body
         FROM unnest($2::bytea[], $3::int8[], $4::int8[]) WITH ORDINALITY AS w (author, after, take, ord)
         CROSS JOIN LATERAL (SELECT seq, body FROM relay_envelope e WHERE e.vault = $1
             AND e.author = w.author AND e.seq > w.after ORDER BY e.seq LIMIT w.take) e
         ORDER BY w.ord, e.seq
         """
-    typealias Row = (Int64, Data)
+    typealias Row = (Int64, Int64, Data)
     let bindings: PostgresBindings
 
     init(vaultID: [UInt8], wants: [(author: DeviceID, after: UInt64, take: Int)]) throws {
@@ -177,4 +183,66 @@ struct InsertEnvelopesStatement: RelayStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { () }
+}
+
+/// What a replica lacks, in one statement and so in one snapshot: first one row (kind -1) when the vault is held;
+/// then a row (kind 0) per author with the head's seq and whether the replica's head of that author diverged (a
+/// hash at a seq the relay holds that is not the relay's); then (kind 1) the bodies of each author the replica lags
+/// behind, in author then seq order, each author's share being what the limit $5 leaves after the authors before it.
+/// The replica's vector is $2 (authors), $3 (seqs), $4 (hashes).
+///
+/// The reader checks that the rows come in that order (PostgreSQL's plan gives it; SQL does not promise it without
+/// an `ORDER BY`, which would sort every body) and reads the answer again in two statements if they do not.
+struct MissingStatement: RelayStatement {
+    static let name = "amanat_missing"
+    static let sql = """
+        WITH RECURSIVE authors (author) AS (
+            (SELECT author FROM relay_envelope WHERE vault = $1 ORDER BY author LIMIT 1)
+            UNION ALL
+            SELECT (SELECT e.author FROM relay_envelope e WHERE e.vault = $1 AND e.author > a.author
+                    ORDER BY e.author LIMIT 1)
+            FROM authors a WHERE a.author IS NOT NULL
+        ), heads AS (
+            SELECT a.author, h.seq, h.hash FROM authors a CROSS JOIN LATERAL (
+                SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
+                ORDER BY e.seq DESC LIMIT 1) h
+        ), theirs (author, seq, hash) AS (SELECT * FROM unnest($2::bytea[], $3::int8[], $4::bytea[])
+        ), status AS (
+            SELECT h.author, h.seq AS head, coalesce(t.seq, 0) AS after,
+                CASE
+                    WHEN coalesce(t.seq, 0) >= h.seq THEN coalesce(t.seq, 0) = h.seq AND t.hash <> h.hash
+                    WHEN coalesce(t.seq, 0) > 0 THEN (SELECT e.hash FROM relay_envelope e
+                        WHERE e.vault = $1 AND e.author = h.author AND e.seq = t.seq) IS DISTINCT FROM t.hash
+                    ELSE false
+                END AS diverged
+            FROM heads h LEFT JOIN theirs t ON t.author = h.author
+        ), lagging AS (
+            SELECT author, after, head - after AS wanted,
+                coalesce(sum(head - after) OVER (ORDER BY author ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                    AS before
+            FROM status WHERE NOT diverged AND after < head
+        )
+        SELECT -1::int4 AS kind, NULL::bytea AS author, 0::int8 AS seq, false AS diverged, NULL::bytea AS body
+            FROM relay_vault WHERE id = $1
+        UNION ALL
+        SELECT 0, author, head, diverged, NULL FROM status
+        UNION ALL
+        SELECT 1, l.author, e.seq, false, e.body FROM lagging l CROSS JOIN LATERAL (
+            SELECT seq, body FROM relay_envelope e WHERE e.vault = $1 AND e.author = l.author AND e.seq > l.after
+            ORDER BY e.seq LIMIT greatest(0, least(l.wanted, $5 - l.before))::int8) e
+        """
+    typealias Row = (Int32, Data?, Int64, Bool, Data?)
+    let bindings: PostgresBindings
+
+    init(vaultID: [UInt8], theirs: [(DeviceID, ChainHead)], limit: Int) throws {
+        var bindings = PostgresBindings(capacity: 5)
+        try bindings.append(Data(vaultID))
+        bindings.append(theirs.map { ByteBuffer(bytes: $0.0.bytes) })
+        bindings.append(theirs.map { Int64(clamping: $0.1.seq) })
+        bindings.append(theirs.map { ByteBuffer(bytes: $0.1.hash) })
+        bindings.append(Int64(limit))
+        self.bindings = bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

@@ -56,7 +56,7 @@ public struct RelayStoreResult: Sendable, Equatable {
 }
 
 /// The envelopes a replica lacks, as a relay answers them.
-public struct RelayMissing: Sendable {
+public struct RelayMissing: Sendable, Equatable {
     /// Wire forms, by author in seq order.
     public var bodies: [[UInt8]] = []
     /// Envelopes still missing after these.
@@ -402,7 +402,8 @@ public final class RelayStore: @unchecked Sendable {
         return out
     }
 
-    /// What a replica whose vector is `vector` lacks: up to `limit` envelopes within `byteBudget`, authors in order.
+    /// What a replica whose vector is `vector` lacks: up to `limit` envelopes within `byteBudget`, authors in order,
+    /// each lagging author's share of the limit being what the shares before it leave (Protocol/http-api.md §4.5).
     /// An author whose relay chain does not hold the replica's head hash is reported as diverged, and nothing of it
     /// is sent.
     public func missing(vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int) async throws
@@ -413,6 +414,9 @@ public final class RelayStore: @unchecked Sendable {
             try await file.pool.read { db in
                 var result = RelayMissing()
                 var bytes = 0
+                // Each lagging author's share of the limit is what the shares of the authors before it leave, whether
+                // or not the byte budget let those be sent: the PostgreSQL storage gives the same answer.
+                var planned = 0
                 for (author, head) in try Self.vector(db).sorted(by: { $0.key < $1.key }) {
                     let theirs = vector[author] ?? .empty
                     if theirs.seq >= head.seq {
@@ -429,13 +433,14 @@ public final class RelayStore: @unchecked Sendable {
                         }
                     }
                     let wanted = head.seq - theirs.seq
-                    let room = limit - result.bodies.count
-                    let full = room <= 0 || (bytes >= byteBudget && !result.bodies.isEmpty)
+                    let share = Int(min(UInt64(max(limit - planned, 0)), wanted))
+                    planned += share
+                    let full = share <= 0 || (bytes >= byteBudget && !result.bodies.isEmpty)
                     let got =
                         full
                         ? []
                         : try Self.bodies(
-                            db, author: author, after: theirs.seq, limit: room, bytes: &bytes, budget: byteBudget)
+                            db, author: author, after: theirs.seq, limit: share, bytes: &bytes, budget: byteBudget)
                     result.bodies += got
                     result.remaining += wanted - UInt64(got.count)
                 }
