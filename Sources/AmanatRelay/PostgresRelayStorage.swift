@@ -526,21 +526,41 @@ public final class PostgresRelayStorage: RelayStorage {
     public func admit(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
         -> RelayAdmission
     {
+        try await admit(vaultID: vaultID, key: key, nonce: nonce, expires: expires, now: now, withVector: false).0
+    }
+
+    /// The admission and the vault's vector, in the same statement.
+    public func admitWithVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64)
+        async throws -> (RelayAdmission, [DeviceID: ChainHead])
+    {
+        try await admit(vaultID: vaultID, key: key, nonce: nonce, expires: expires, now: now, withVector: true)
+    }
+
+    private func admit(
+        vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64, withVector: Bool
+    ) async throws -> (RelayAdmission, [DeviceID: ChainHead]) {
         try await run("admit a request") {
             try await connection { db in
                 if nonceSweep.due(now) {
                     try await db.query("DELETE FROM relay_nonce WHERE expires < \(now)", logger: logger)
                 }
                 var found: (registered: Data, fresh: Int64, authorities: Int64)?
-                for try await row in try await db.execute(
-                    AdmitStatement(vaultID: vaultID, nonce: nonce, expires: expires, key: key), logger: logger)
+                var vector: [DeviceID: ChainHead] = [:]
+                for try await (kind, registered, fresh, authorities, author, seq, hash) in try await db.execute(
+                    AdmitStatement(vaultID: vaultID, nonce: nonce, expires: expires, key: key, withVector: withVector),
+                    logger: logger)
                 {
-                    found = row
+                    if kind == 0, let registered, let fresh, let authorities {
+                        found = (registered, fresh, authorities)
+                    } else if kind == 1, let author, let seq, let hash {
+                        vector[try DeviceID(Array(author))] = ChainHead(seq: UInt64(clamping: seq), hash: Array(hash))
+                    }
                 }
-                guard let found else { return RelayAdmission.unknownVault }
-                guard Array(found.registered) == key else { return .otherKey }
-                guard found.fresh == 1 else { return .replayed }
-                return .admitted(try await currentMembership(db, vaultID: vaultID, authorities: found.authorities).0)
+                guard let found else { return (RelayAdmission.unknownVault, [:]) }
+                guard Array(found.registered) == key else { return (.otherKey, [:]) }
+                guard found.fresh == 1 else { return (.replayed, [:]) }
+                let membership = try await currentMembership(db, vaultID: vaultID, authorities: found.authorities).0
+                return (.admitted(membership), vector)
             }
         }
     }

@@ -21,27 +21,42 @@ extension RelayStatement {
 }
 
 /// The vault's relay key, whether the nonce was recorded now (only for that key: 1, else 0) and the number of
-/// authority envelopes held; no row when the vault is not held.
+/// authority envelopes held (kind 0; no such row when the vault is not held); then, when $5 is true and the key is
+/// the vault's, each author's head (kind 1): `GET …/vector` is answered by the statement that admits it.
 struct AdmitStatement: RelayStatement {
     static let name = "amanat_admit"
     static let sql = """
-        WITH v AS (SELECT id, relay_key FROM relay_vault WHERE id = $1),
+        WITH RECURSIVE v AS (SELECT id, relay_key FROM relay_vault WHERE id = $1),
         n AS (
             INSERT INTO relay_nonce (vault, nonce, expires) SELECT id, $2, $3 FROM v WHERE relay_key = $4
-            ON CONFLICT (vault, nonce) DO NOTHING RETURNING 1)
-        SELECT v.relay_key, (SELECT count(*) FROM n),
-            (SELECT count(*) FROM relay_envelope WHERE vault = $1 AND authority)
+            ON CONFLICT (vault, nonce) DO NOTHING RETURNING 1
+        ), authors (author) AS (
+            (SELECT author FROM relay_envelope WHERE vault = $1 AND $5 AND EXISTS (SELECT 1 FROM v WHERE relay_key = $4)
+                ORDER BY author LIMIT 1)
+            UNION ALL
+            SELECT (SELECT e.author FROM relay_envelope e WHERE e.vault = $1 AND e.author > a.author
+                    ORDER BY e.author LIMIT 1)
+            FROM authors a WHERE a.author IS NOT NULL
+        )
+        SELECT 0::int4 AS kind, v.relay_key, (SELECT count(*) FROM n) AS fresh,
+            (SELECT count(*) FROM relay_envelope WHERE vault = $1 AND authority) AS authorities,
+            NULL::bytea AS author, NULL::int8 AS seq, NULL::bytea AS hash
         FROM v
+        UNION ALL
+        SELECT 1, NULL, NULL, NULL, a.author, h.seq, h.hash FROM authors a CROSS JOIN LATERAL (
+            SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
+            ORDER BY e.seq DESC LIMIT 1) h
         """
-    typealias Row = (Data, Int64, Int64)
+    typealias Row = (Int32, Data?, Int64?, Int64?, Data?, Int64?, Data?)
     let bindings: PostgresBindings
 
-    init(vaultID: [UInt8], nonce: [UInt8], expires: Int64, key: [UInt8]) throws {
-        var bindings = PostgresBindings(capacity: 4)
+    init(vaultID: [UInt8], nonce: [UInt8], expires: Int64, key: [UInt8], withVector: Bool) throws {
+        var bindings = PostgresBindings(capacity: 5)
         try bindings.append(Data(vaultID))
         try bindings.append(Data(nonce))
         bindings.append(expires)
         try bindings.append(Data(key))
+        bindings.append(withVector)
         self.bindings = bindings
     }
 

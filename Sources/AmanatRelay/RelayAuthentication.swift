@@ -14,6 +14,8 @@ public struct RelayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The request's vault, key and body, once authenticated.
     public var authenticated: AuthenticatedRequest?
+    /// The vault's vector, read with the admission on the route that answers it (`GET …/vector`).
+    public var vector: [DeviceID: ChainHead]?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -75,6 +77,9 @@ struct RelayAuthentication: RouterMiddleware {
     let server: RelayServer
     /// Whether the vault must already be registered (every route but registration).
     let registered: Bool
+    /// Whether the route answers the vault's vector, which the storage then reads with the admission (one statement
+    /// for PostgreSQL) into the context.
+    var readsVector = false
 
     func handle(
         _ request: Request, context: RelayRequestContext,
@@ -121,10 +126,18 @@ struct RelayAuthentication: RouterMiddleware {
             nonce: auth.nonce, body: body)
         context.logger[metadataKey: "vault"] = .escaped(vaultHex.prefix(8))
         if registered {
-            switch try await server.store.admit(
-                vaultID: vaultID, key: auth.key, nonce: auth.nonce,
-                expires: RelayServer.nonceExpiry(timestamp: auth.timestamp, now: now), now: now)
-            {
+            let expires = RelayServer.nonceExpiry(timestamp: auth.timestamp, now: now)
+            let admission: RelayAdmission
+            if readsVector {
+                let vector: [DeviceID: ChainHead]
+                (admission, vector) = try await server.store.admitWithVector(
+                    vaultID: vaultID, key: auth.key, nonce: auth.nonce, expires: expires, now: now)
+                context.vector = vector
+            } else {
+                admission = try await server.store.admit(
+                    vaultID: vaultID, key: auth.key, nonce: auth.nonce, expires: expires, now: now)
+            }
+            switch admission {
             case .unknownVault:
                 throw RelayHTTPError(
                     .notFound, "This relay does not hold this vault yet; a member's first sync registers it.")

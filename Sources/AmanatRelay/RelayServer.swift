@@ -81,12 +81,15 @@ public struct RelayServer: Sendable {
         router.add(middleware: ErrorMiddleware(logger: logger))
         let registration = router.group().add(middleware: RelayAuthentication(server: self, registered: false))
         let members = router.group().add(middleware: RelayAuthentication(server: self, registered: true))
+        let vector = router.group().add(
+            middleware: RelayAuthentication(server: self, registered: true, readsVector: true))
         for route in RelayRoute.allCases {
             let handler = handler(route)
             let path = RouterPath(route.routerPath)
             switch route {
             case .health, .metrics: router.on(path, method: route.httpMethod, use: handler)
             case .register: registration.on(path, method: route.httpMethod, use: handler)
+            case .vector: vector.on(path, method: route.httpMethod, use: handler)
             default: members.on(path, method: route.httpMethod, use: handler)
             }
         }
@@ -175,7 +178,13 @@ public struct RelayServer: Sendable {
     private func vector(_ context: RelayRequestContext) async throws -> Response {
         let request = try context.vault()
         try Self.expectEmpty(request.body)
-        return Self.binary(RelayWire.encodeVector(try await store.versionVector(vaultID: request.vaultID)))
+        let vector: [DeviceID: ChainHead]
+        if let read = context.vector {
+            vector = read
+        } else {
+            vector = try await store.versionVector(vaultID: request.vaultID)
+        }
+        return Self.binary(RelayWire.encodeVector(vector))
     }
 
     /// `GET …/envelopes?author=…&after=…&limit=…`.

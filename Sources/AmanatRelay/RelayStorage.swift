@@ -47,6 +47,10 @@ public protocol RelayStorage: Sendable {
     /// vault's membership, for the device check.
     func admit(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
         -> RelayAdmission
+    /// ``admit(vaultID:key:nonce:expires:now:)`` and, when admitted, the vault's vector (empty otherwise): what
+    /// `GET …/vector` answers.
+    func admitWithVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
+        -> (RelayAdmission, [DeviceID: ChainHead])
 
     /// Which of the listed chunks (address, sealed length) are held, in the order asked.
     func heldChunks(vaultID: [UInt8], _ wanted: [(address: [UInt8], sealedLength: Int)]) async throws -> [[UInt8]]
@@ -84,6 +88,15 @@ extension RelayStorage {
         guard registered == key else { return .otherKey }
         guard try await useNonce(vaultID: vaultID, nonce: nonce, expires: expires, now: now) else { return .replayed }
         return .admitted(try await membership(vaultID: vaultID))
+    }
+
+    /// The admission, then the vector.
+    public func admitWithVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64)
+        async throws -> (RelayAdmission, [DeviceID: ChainHead])
+    {
+        let admission = try await admit(vaultID: vaultID, key: key, nonce: nonce, expires: expires, now: now)
+        guard case .admitted = admission else { return (admission, [:]) }
+        return (admission, try await versionVector(vaultID: vaultID))
     }
 }
 

@@ -117,6 +117,20 @@ import Testing
         #expect(again.isReplayed)
         // The nonce is the one `useNonce` knows: a replay whichever way it is checked.
         #expect(try await storage.useNonce(vaultID: vaultID, nonce: nonce, expires: now + 301, now: now) == false)
+
+        // `GET …/vector` is admitted with the vector read alongside: the vault's vector when admitted, nothing else.
+        let vector = try await storage.versionVector(vaultID: vaultID)
+        let (withVector, read) = try await storage.admitWithVector(
+            vaultID: vaultID, key: key, nonce: Sodium.randomBytes(16), expires: now + 301, now: now)
+        #expect(withVector.membership?.members.count == 3)
+        #expect(read == vector && read.count == 3)
+        let (replayed, none) = try await storage.admitWithVector(
+            vaultID: vaultID, key: key, nonce: nonce, expires: now + 301, now: now)
+        #expect(replayed.isReplayed && none.isEmpty)
+        let (refused, nothing) = try await storage.admitWithVector(
+            vaultID: vaultID, key: SigningKeyPair.generate().publicKey, nonce: Sodium.randomBytes(16),
+            expires: now + 301, now: now)
+        #expect(refused.isOtherKey && nothing.isEmpty, "a vector was read for another key")
     }
 
     /// The answer Protocol/http-api.md §4.5 describes, for a replica that has nothing: each author's share of
