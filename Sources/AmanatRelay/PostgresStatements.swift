@@ -30,22 +30,21 @@ struct AdmitStatement: RelayStatement {
         n AS (
             INSERT INTO relay_nonce (vault, nonce, expires) SELECT id, $2, $3 FROM v WHERE relay_key = $4
             ON CONFLICT (vault, nonce) DO NOTHING RETURNING 1
-        ), authors (author) AS (
-            (SELECT author FROM relay_envelope WHERE vault = $1 AND $5 AND EXISTS (SELECT 1 FROM v WHERE relay_key = $4)
-                ORDER BY author LIMIT 1)
+        ), heads (author, seq, hash) AS (
+            (SELECT author, seq, hash FROM relay_envelope
+                WHERE vault = $1 AND $5 AND EXISTS (SELECT 1 FROM v WHERE relay_key = $4)
+                ORDER BY author DESC, seq DESC LIMIT 1)
             UNION ALL
-            SELECT (SELECT e.author FROM relay_envelope e WHERE e.vault = $1 AND e.author > a.author
-                    ORDER BY e.author LIMIT 1)
-            FROM authors a WHERE a.author IS NOT NULL
+            SELECT x.author, x.seq, x.hash FROM heads h CROSS JOIN LATERAL (
+                SELECT e.author, e.seq, e.hash FROM relay_envelope e WHERE e.vault = $1 AND e.author < h.author
+                ORDER BY e.author DESC, e.seq DESC LIMIT 1) x
         )
         SELECT 0::int4 AS kind, v.relay_key, (SELECT count(*) FROM n) AS fresh,
             (SELECT count(*) FROM relay_envelope WHERE vault = $1 AND authority) AS authorities,
             NULL::bytea AS author, NULL::int8 AS seq, NULL::bytea AS hash
         FROM v
         UNION ALL
-        SELECT 1, NULL, NULL, NULL, a.author, h.seq, h.hash FROM authors a CROSS JOIN LATERAL (
-            SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
-            ORDER BY e.seq DESC LIMIT 1) h
+        SELECT 1, NULL, NULL, NULL, author, seq, hash FROM heads
         """
     typealias Row = (Int32, Data?, Int64?, Int64?, Data?, Int64?, Data?)
     let bindings: PostgresBindings
@@ -66,23 +65,19 @@ struct AdmitStatement: RelayStatement {
 /// Each author's head (seq and hash) and, for the authors listed in $2 with their seqs in $3, the hash held at that
 /// seq (null when none). One row with nulls when the vault holds no envelope; no row when the vault is not held.
 ///
-/// The authors are found by a skip scan of the primary key (one index descent per author) and each head by one
-/// more, so the cost grows with the number of authors, not with the envelopes held.
+/// The heads are found by a skip scan of the primary key backwards: each descent lands on the last envelope of the
+/// next author down, its head. The cost grows with the number of authors, not with the envelopes held.
 struct HeadsStatement: RelayStatement {
     static let name = "amanat_heads"
     // The replica's vector is joined (a hash join), never searched once per author: a hostile vector may name a
     // hundred thousand devices.
     static let sql = """
-        WITH RECURSIVE authors (author) AS (
-            (SELECT author FROM relay_envelope WHERE vault = $1 ORDER BY author LIMIT 1)
+        WITH RECURSIVE heads (author, seq, hash) AS (
+            (SELECT author, seq, hash FROM relay_envelope WHERE vault = $1 ORDER BY author DESC, seq DESC LIMIT 1)
             UNION ALL
-            SELECT (SELECT e.author FROM relay_envelope e WHERE e.vault = $1 AND e.author > a.author
-                    ORDER BY e.author LIMIT 1)
-            FROM authors a WHERE a.author IS NOT NULL
-        ), heads AS (
-            SELECT a.author, h.seq, h.hash FROM authors a CROSS JOIN LATERAL (
-                SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
-                ORDER BY e.seq DESC LIMIT 1) h
+            SELECT x.author, x.seq, x.hash FROM heads h CROSS JOIN LATERAL (
+                SELECT e.author, e.seq, e.hash FROM relay_envelope e WHERE e.vault = $1 AND e.author < h.author
+                ORDER BY e.author DESC, e.seq DESC LIMIT 1) x
         ), theirs (author, seq) AS (SELECT * FROM unnest($2::bytea[], $3::int8[])
         ), held AS (
             SELECT h.author, h.seq, h.hash, (SELECT e.hash FROM relay_envelope e
@@ -211,16 +206,12 @@ struct InsertEnvelopesStatement: RelayStatement {
 struct MissingStatement: RelayStatement {
     static let name = "amanat_missing"
     static let sql = """
-        WITH RECURSIVE authors (author) AS (
-            (SELECT author FROM relay_envelope WHERE vault = $1 ORDER BY author LIMIT 1)
+        WITH RECURSIVE heads (author, seq, hash) AS (
+            (SELECT author, seq, hash FROM relay_envelope WHERE vault = $1 ORDER BY author DESC, seq DESC LIMIT 1)
             UNION ALL
-            SELECT (SELECT e.author FROM relay_envelope e WHERE e.vault = $1 AND e.author > a.author
-                    ORDER BY e.author LIMIT 1)
-            FROM authors a WHERE a.author IS NOT NULL
-        ), heads AS (
-            SELECT a.author, h.seq, h.hash FROM authors a CROSS JOIN LATERAL (
-                SELECT seq, hash FROM relay_envelope e WHERE e.vault = $1 AND e.author = a.author
-                ORDER BY e.seq DESC LIMIT 1) h
+            SELECT x.author, x.seq, x.hash FROM heads h CROSS JOIN LATERAL (
+                SELECT e.author, e.seq, e.hash FROM relay_envelope e WHERE e.vault = $1 AND e.author < h.author
+                ORDER BY e.author DESC, e.seq DESC LIMIT 1) x
         ), theirs (author, seq, hash) AS (SELECT * FROM unnest($2::bytea[], $3::int8[], $4::bytea[])
         ), status AS (
             SELECT h.author, h.seq AS head, coalesce(t.seq, 0) AS after,
