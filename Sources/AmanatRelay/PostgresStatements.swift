@@ -10,6 +10,22 @@ import PostgresNIO
 // are lookups by key), so each statement here is planned once per connection. Each takes its lists as arrays, so
 // one text serves any number of authors or envelopes.
 
+/// The common table expression `heads (author, seq, hash)`: the head of each author of the vault `$1`, when
+/// `condition` holds. A skip scan of the primary key backwards: each descent lands on the last envelope of the next
+/// author down, its head, so the cost grows with the number of authors, not with the envelopes held.
+func headsOfVault(when condition: String = "true") -> String {
+    """
+    heads (author, seq, hash) AS (
+        (SELECT author, seq, hash FROM relay_envelope WHERE vault = $1 AND \(condition)
+            ORDER BY author DESC, seq DESC LIMIT 1)
+        UNION ALL
+        SELECT x.author, x.seq, x.hash FROM heads h CROSS JOIN LATERAL (
+            SELECT e.author, e.seq, e.hash FROM relay_envelope e WHERE e.vault = $1 AND e.author < h.author
+            ORDER BY e.author DESC, e.seq DESC LIMIT 1) x
+    )
+    """
+}
+
 /// A prepared statement whose bindings are made when it is built. Each names itself: postgres-nio's default name is
 /// `String(reflecting:)` of the type, computed again at every execution.
 protocol RelayStatement: PostgresPreparedStatement {
@@ -30,15 +46,7 @@ struct AdmitStatement: RelayStatement {
         n AS (
             INSERT INTO relay_nonce (vault, nonce, expires) SELECT id, $2, $3 FROM v WHERE relay_key = $4
             ON CONFLICT (vault, nonce) DO NOTHING RETURNING 1
-        ), heads (author, seq, hash) AS (
-            (SELECT author, seq, hash FROM relay_envelope
-                WHERE vault = $1 AND $5 AND EXISTS (SELECT 1 FROM v WHERE relay_key = $4)
-                ORDER BY author DESC, seq DESC LIMIT 1)
-            UNION ALL
-            SELECT x.author, x.seq, x.hash FROM heads h CROSS JOIN LATERAL (
-                SELECT e.author, e.seq, e.hash FROM relay_envelope e WHERE e.vault = $1 AND e.author < h.author
-                ORDER BY e.author DESC, e.seq DESC LIMIT 1) x
-        )
+        ), \(headsOfVault(when: "$5 AND EXISTS (SELECT 1 FROM v WHERE relay_key = $4)"))
         SELECT 0::int4 AS kind, v.relay_key, (SELECT count(*) FROM n) AS fresh,
             (SELECT count(*) FROM relay_envelope WHERE vault = $1 AND authority) AS authorities,
             NULL::bytea AS author, NULL::int8 AS seq, NULL::bytea AS hash
@@ -65,20 +73,13 @@ struct AdmitStatement: RelayStatement {
 /// Each author's head (seq and hash) and, for the authors listed in $2 with their seqs in $3, the hash held at that
 /// seq (null when none). One row with nulls when the vault holds no envelope; no row when the vault is not held.
 ///
-/// The heads are found by a skip scan of the primary key backwards: each descent lands on the last envelope of the
-/// next author down, its head. The cost grows with the number of authors, not with the envelopes held.
+/// The heads come from ``headsOfVault(when:)``.
 struct HeadsStatement: RelayStatement {
     static let name = "amanat_heads"
     // The replica's vector is joined (a hash join), never searched once per author: a hostile vector may name a
     // hundred thousand devices.
     static let sql = """
-        WITH RECURSIVE heads (author, seq, hash) AS (
-            (SELECT author, seq, hash FROM relay_envelope WHERE vault = $1 ORDER BY author DESC, seq DESC LIMIT 1)
-            UNION ALL
-            SELECT x.author, x.seq, x.hash FROM heads h CROSS JOIN LATERAL (
-                SELECT e.author, e.seq, e.hash FROM relay_envelope e WHERE e.vault = $1 AND e.author < h.author
-                ORDER BY e.author DESC, e.seq DESC LIMIT 1) x
-        ), theirs (author, seq) AS (SELECT * FROM unnest($2::bytea[], $3::int8[])
+        WITH RECURSIVE \(headsOfVault()), theirs (author, seq) AS (SELECT * FROM unnest($2::bytea[], $3::int8[])
         ), held AS (
             SELECT h.author, h.seq, h.hash, (SELECT e.hash FROM relay_envelope e
                 WHERE e.vault = $1 AND e.author = h.author AND e.seq = t.seq) AS held
@@ -206,13 +207,7 @@ struct InsertEnvelopesStatement: RelayStatement {
 struct MissingStatement: RelayStatement {
     static let name = "amanat_missing"
     static let sql = """
-        WITH RECURSIVE heads (author, seq, hash) AS (
-            (SELECT author, seq, hash FROM relay_envelope WHERE vault = $1 ORDER BY author DESC, seq DESC LIMIT 1)
-            UNION ALL
-            SELECT x.author, x.seq, x.hash FROM heads h CROSS JOIN LATERAL (
-                SELECT e.author, e.seq, e.hash FROM relay_envelope e WHERE e.vault = $1 AND e.author < h.author
-                ORDER BY e.author DESC, e.seq DESC LIMIT 1) x
-        ), theirs (author, seq, hash) AS (SELECT * FROM unnest($2::bytea[], $3::int8[], $4::bytea[])
+        WITH RECURSIVE \(headsOfVault()), theirs (author, seq, hash) AS (SELECT * FROM unnest($2::bytea[], $3::int8[], $4::bytea[])
         ), status AS (
             SELECT h.author, h.seq AS head, coalesce(t.seq, 0) AS after,
                 CASE
