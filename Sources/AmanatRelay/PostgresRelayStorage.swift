@@ -362,7 +362,8 @@ public final class PostgresRelayStorage: RelayStorage {
         }
     }
 
-    /// Runs `body` on a connection of the pool, for the paths that run prepared statements. A database error closes
+    /// Runs `body` on a connection of the pool: every path that runs a prepared statement goes through it (or through
+    /// ``transaction(_:_:)``, which does). A database error closes
     /// the connection, and the pool opens another: postgres-nio remembers a statement whose preparation failed (a
     /// lock or statement timeout while an operator's maintenance holds a table, a cancelled backend) for the whole
     /// life of the connection, so every later request that reached that connection would fail too.
@@ -762,18 +763,10 @@ public final class PostgresRelayStorage: RelayStorage {
             ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq })
         }
         return try await run("store envelopes") {
-            // Each statement must see what the previous holder of the vault's lock committed (a purge, a head),
-            // whatever default isolation the operator set: a REPEATABLE READ snapshot would be taken before the wait.
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock serialises every push to this vault across all relay processes: the heads
-                // read below cannot change until this transaction ends. (NO KEY UPDATE: the foreign-key checks of
-                // nonce inserts, which take KEY SHARE, do not wait for it.) The heads are read by the next
-                // statement, whose snapshot is taken after the wait.
-                var locked = false
-                for try await _ in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger) {
-                    locked = true
-                }
-                guard locked else { throw Self.unknown }
+                // read below cannot change until this transaction ends.
+                try await Self.lockVault(db, vaultID, logger)
                 var result = RelayStoreResult()
                 var accepted: [(DeviceID, [Envelope])] = []
                 let (heads, authorities) = try await Self.heads(db, vaultID, of: runs.map(\.0), logger)
@@ -891,6 +884,19 @@ public final class PostgresRelayStorage: RelayStorage {
             replaced += 1
         }
         return replaced
+    }
+
+    /// Takes the vault's row lock for the transaction (`NO KEY UPDATE`: the foreign-key checks of nonce inserts,
+    /// which take `KEY SHARE`, do not wait for it); throws when the vault is not held. The transaction must be
+    /// `READ COMMITTED`, whatever default isolation the operator set: each later statement then sees what the previous
+    /// holder of the lock committed (a purge, a head), where a `REPEATABLE READ` snapshot would be taken before the
+    /// wait.
+    private static func lockVault(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws {
+        var locked = false
+        for try await _ in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger) {
+            locked = true
+        }
+        guard locked else { throw unknown }
     }
 
     /// The heads of `authors` (absent: none held) and the number of authority envelopes held, in one statement.
@@ -1044,16 +1050,9 @@ public final class PostgresRelayStorage: RelayStorage {
         -> ChunkWriteOutcome
     {
         try await run("store a chunk") {
-            try await client.withTransaction(logger: logger) { db in
+            try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock makes the quota a decision of the database, whichever relay stores.
-                // Each statement must see what the previous holder of the lock committed (a purge, a head), whatever
-                // default isolation the operator set: a REPEATABLE READ snapshot would be taken before the wait.
-                try await db.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", logger: logger)
-                var locked = false
-                for try await _ in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger) {
-                    locked = true
-                }
-                guard locked else { throw Self.unknown }
+                try await Self.lockVault(db, vaultID, logger)
                 for try await length in try await db.query(
                     "SELECT length(sealed) FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
                     logger: logger
