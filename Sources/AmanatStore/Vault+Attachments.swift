@@ -434,16 +434,23 @@ extension Vault {
         return problems
     }
 
-    /// Writes the plaintext of `info` to `fd`, chunk by chunk: each chunk is authenticated before any of its bytes
-    /// is written, and the SHA-256 of the whole is compared with the signed one at the end. Throws on the first
-    /// missing or damaged chunk (the caller removes what it wrote).
+    /// Writes the plaintext of `info` to `fd`, chunk by chunk: each chunk is authenticated (AEAD under its address)
+    /// before any of its bytes is written, and the SHA-256 of the whole is compared with the signed one at the end.
+    /// Throws on the first missing or damaged chunk, or on a whole that does not match (the caller removes what it
+    /// wrote).
     ///
     /// A regular file at a page-aligned offset is written with `O_DIRECT` (``DirectFileWriter``), from the
     /// page-aligned memory each chunk is opened into; the descriptor's flags are as they were afterwards.
+    ///
+    /// Into a regular file, which the caller removes on a failure, each chunk's keyed hash is left to the SHA-256 of
+    /// the whole (Protocol/attachments.md §2, "Readers of a whole attachment"); into anything else (a pipe, a
+    /// terminal), where written bytes cannot be taken back, every chunk is checked in full before it is written.
     public func extract(_ info: AttachmentInfo, record: RecordID, to fd: Int32, name: String) throws {
         var writer = DirectFileWriter(fd: fd, name: name)
         defer { writer.finish() }
-        try extract(info, record: record, lending: { try writer.write($0) })
+        var target = stat()
+        let regular = fstat(fd, &target) == 0 && target.st_mode & S_IFMT == S_IFREG
+        try extract(info, record: record, hashingEachChunk: !regular, lending: { try writer.write($0) })
     }
 
     /// Hands the plaintext of `info` to `write`, one authenticated chunk at a time (see ``extract(_:record:to:name:)``).
@@ -454,11 +461,15 @@ extension Vault {
     /// Lends the plaintext of `info` to `body`, one authenticated chunk at a time, in page-aligned memory that is
     /// reused once `body` returns.
     ///
-    /// Other threads read and open the next ``chunksInFlight`` chunks (`O_DIRECT` read, AEAD and keyed hash) while
-    /// this one hashes and hands them on, in file order. Each chunk in flight has its own page-aligned pair of
+    /// Other threads read and open the next ``chunksInFlight`` chunks (`O_DIRECT` read, AEAD and, with
+    /// `hashingEachChunk`, the keyed hash of the content) while this one hashes them (SHA-256) and hands them on, in
+    /// file order. `hashingEachChunk: false` is for a caller that discards what `body` was given when this throws:
+    /// the SHA-256 of the whole, compared at the end, then stands in for each chunk's keyed hash
+    /// (Protocol/attachments.md §2); every stored chunk was hashed when it was sealed here or received. Each chunk in flight has its own page-aligned pair of
     /// buffers, sealed and plain, allocated once: memory stays flat whatever the file's size.
     public func extract(
-        _ info: AttachmentInfo, record: RecordID, lending body: (UnsafeRawBufferPointer) throws -> Void
+        _ info: AttachmentInfo, record: RecordID, hashingEachChunk: Bool = true,
+        lending body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let addresses = try chunkAddresses(of: info)
         guard let keys = chunkKeys(epoch: info.epoch) else {
@@ -509,7 +520,11 @@ extension Vault {
                     case .missing: throw missing()
                     case .read:
                         let sealed = UnsafeRawBufferPointer(rebasing: sealedMemory[0..<sealedLength])
-                        if let problem = keys.open(sealed, address: address, into: plain) { throw damaged(problem) }
+                        if let problem = keys.open(
+                            sealed, address: address, into: plain, hashingContent: hashingEachChunk)
+                        {
+                            throw damaged(problem)
+                        }
                     case .otherLength:
                         // Not the length it must have: the exact reading says truncated, swapped or tampered.
                         guard let sealed = try store.read(address) else { throw missing() }

@@ -130,8 +130,15 @@ extension Amanat {
                 }
                 close(fd)
             } catch {
+                // Nothing of a refused attachment stays: a regular file is emptied and, when `out` names it rather
+                // than a link to it, removed; a pipe or a terminal (never removed) was written only checked chunks.
+                var written = stat()
+                var named = stat()
+                if fstat(fd, &written) == 0 && written.st_mode & S_IFMT == S_IFREG {
+                    _ = ftruncate(fd, 0)
+                    if lstat(out, &named) == 0 && named.st_mode & S_IFMT == S_IFREG { unlink(out) }
+                }
                 close(fd)
-                unlink(out)
                 throw error
             }
             note(

@@ -329,6 +329,75 @@ final class Background {
         #expect(Array(try Data(contentsOf: out)) == media)
     }
 
+    /// A holder of the vault key can seal other content under an address the signed change lists: the AEAD opens.
+    /// `extract` into a file skips each chunk's keyed hash (Protocol/attachments.md §2, "Readers of a whole
+    /// attachment"), so the SHA-256 of the whole must refuse it; into a pipe, and in a bundle, the chunk itself is
+    /// refused before any of it is handed on; `verify` names it.
+    @Test func aChunkResealedOverOtherContentByAKeyHolderIsNeverExtracted() throws {
+        let scratch = try Scratch()
+        let (cli, id) = try vaultWithTestimony(scratch)
+        let media = TestMedia.make(size: 3 * 1_048_576 + 5, seed: TestMedia.seed("resealedChunk"))
+        let file = scratch.path("video.bin")
+        try TestMedia.write(media, to: file)
+        let attachment = try cli.ok(["attach", id, file.path])
+        let vault = try Vault.open(at: cli.vault, passphrase: SecureBytes(Array(cli.passphrase.utf8)))
+        let info = try #require(try vault.resolveRecord(id).attachments.first)
+        let addresses = try vault.chunkAddresses(of: info)
+        let keys = try #require(vault.chunkKeys(epoch: info.epoch))
+        // Chunk 2's place, its length, other bytes: sealed with the vault's own chunk keys under chunk 2's address.
+        var other = Array(media[1_048_576..<2 * 1_048_576])
+        other[12345] ^= 0x40
+        let forged = try other.withUnsafeBytes { try keys.seal($0, address: addresses[1]) }
+        let original = try Data(contentsOf: vault.chunkStore.url(for: addresses[1]))
+        try Data(forged).write(to: vault.chunkStore.url(for: addresses[1]))
+
+        let out = scratch.path("out.bin")
+        let wrong = try cli.run(["extract", id, attachment, "--out", out.path])
+        #expect(wrong.status == 65, "\(wrong.stderr)")
+        #expect(wrong.stderr.contains("does not match its signed SHA-256"), "\(wrong.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+        let verify = try cli.run(["verify"])
+        #expect(verify.status == 65 && verify.stderr.contains("chunk 2 of 4 is tampered"), "\(verify.stderr)")
+
+        // Into a pipe nothing written can be taken back: every chunk is checked in full before it is written, so
+        // the reader gets chunk 1 and no byte of the forged chunk 2, and the pipe itself is left where it was.
+        let fifo = scratch.path("pipe").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let received = PipedBytes()
+        let drained = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            if let reader = FileHandle(forReadingAtPath: fifo) {
+                while let piece = try? reader.read(upToCount: 1 << 16), !piece.isEmpty {
+                    received.append(Array(piece))
+                }
+            }
+            drained.signal()
+        }
+        let piped = try cli.run(["extract", id, attachment, "--out", fifo, "--force"])
+        #expect(drained.wait(timeout: .now() + 60) == .success)
+        #expect(piped.status == 65 && piped.stderr.contains("Chunk 2 of 4"), "\(piped.stderr)")
+        #expect(piped.stderr.contains("tampered"), "\(piped.stderr)")
+        // (Compared as a Bool: a failed `==` of two MiB arrays would make the test library diff them for hours.)
+        let gotChunkOneOnly = received.bytes == Array(media[0..<1_048_576])
+        #expect(gotChunkOneOnly, "the pipe got \(received.bytes.count) bytes")
+        #expect(FileManager.default.fileExists(atPath: fifo))
+
+        // A bundle is checked chunk by chunk too, and none is left, not even a partial one.
+        let key = scratch.path("age.key").path
+        #expect(try shell("age-keygen -o '\(key)'").0 == 0)
+        let recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bundle = scratch.path("case.amanat-bundle").path
+        let exported = try cli.run(["export", "--out", bundle, "--recipient", recipient, "--id", id])
+        #expect(exported.status == 65 && exported.stderr.contains("Chunk 2 of 4"), "\(exported.stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: scratch.url.path)
+        #expect(!left.contains { $0.hasPrefix("case.amanat-bundle") }, "\(left)")
+
+        try original.write(to: vault.chunkStore.url(for: addresses[1]))
+        _ = try cli.ok(["extract", id, attachment, "--out", out.path])
+        let restored = Array(try Data(contentsOf: out)) == media
+        #expect(restored)
+    }
+
     @Test func aKilledAttachLeavesNothingReferencedAndTheRerunContinues() throws {
         let scratch = try Scratch()
         let (cli, id) = try vaultWithTestimony(scratch)
@@ -480,4 +549,13 @@ final class Background {
         #expect(try attachments(cli, id).isEmpty)
         #expect(TestMedia.chunkFiles(chunks) == 0)
     }
+}
+
+/// Bytes a reader thread gathers from a pipe.
+private final class PipedBytes: @unchecked Sendable {
+    // @unchecked Sendable: guarded by `lock`.
+    private let lock = NSLock()
+    private var gathered: [UInt8] = []
+    func append(_ more: [UInt8]) { lock.withLock { gathered += more } }
+    var bytes: [UInt8] { lock.withLock { gathered } }
 }
