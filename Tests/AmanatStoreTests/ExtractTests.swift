@@ -59,7 +59,7 @@ import Testing
             try Self.extract(vault, info, record, to: fd, name)
             #expect(lseek(fd, 0, SEEK_CUR) == off_t(before.count + media.count), "\(name): the offset is the end")
             close(fd)
-            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == before + media, "\(name)")
+            #expect(Bytes(try Data(contentsOf: URL(fileURLWithPath: path))) == Bytes(before + media), "\(name)")
         }
 
         // tmpfs (which refused O_DIRECT before Linux 6.6 and takes it since).
@@ -70,7 +70,7 @@ import Testing
             #expect(fd >= 0)
             try Self.extract(vault, info, record, to: fd, "tmpfs")
             close(fd)
-            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: path))) == media, "tmpfs")
+            #expect(Bytes(try Data(contentsOf: URL(fileURLWithPath: path))) == Bytes(media), "tmpfs")
         }
 
         // A pipe (not a regular file): read on another thread while extract writes.
@@ -92,12 +92,12 @@ import Testing
         close(ends[1])
         #expect(done.wait(timeout: .now() + 30) == .success, "the pipe's reader did not finish")
         close(reader)
-        #expect(collected.bytes == media, "pipe")
+        #expect(Bytes(collected.bytes) == Bytes(media), "pipe")
 
         // And as arrays, for bundles.
         var arrays: [UInt8] = []
         try vault.extract(info, record: record, into: { arrays += $0 })
-        #expect(arrays == media)
+        #expect(Bytes(arrays) == Bytes(media))
     }
 }
 
@@ -181,7 +181,7 @@ extension ExtractTests {
             #expect(
                 message.contains("Chunk 9 of 10") && message.contains("is \(Self.words[damage]!)"),
                 "\(damage): \(message)")
-            #expect(out == Array(media.prefix(8 * 5000)), "\(damage)")
+            #expect(Bytes(out) == Bytes(media.prefix(8 * 5000)), "\(damage)")
         }
     }
 
@@ -214,11 +214,11 @@ extension ExtractTests {
                     if i % 7 == round { usleep(2000) }
                     let copy = Array(chunk)
                     usleep(UInt32(i % 3) * 200)
-                    #expect(Array(chunk) == copy, "chunk \(i) changed while it was lent")
+                    #expect(Bytes(chunk) == Bytes(copy), "chunk \(i) changed while it was lent")
                     out += copy
                     i += 1
                 })
-            #expect(out == media)
+            #expect(Bytes(out) == Bytes(media))
         }
     }
 

@@ -2,6 +2,7 @@ import AmanatCrypto
 import AmanatStore
 import Foundation
 import Testing
+import AmanatTestSupport
 
 /// Evidence bundles with attached files: a recipient with only `age` and `tar` gets the original files, and both
 /// verifiers tie each file to the SHA-256 its signed `attach` change states.
@@ -42,8 +43,8 @@ import Testing
         #expect(status == 0)
         let audioFile = folder.appendingPathComponent("attachments/\(id)/\(audio.prefix(12)).bin")
         let pdfFile = folder.appendingPathComponent("attachments/\(id)/\(pdf.prefix(12)).pdf")
-        #expect(Array(try Data(contentsOf: audioFile)) == media)
-        #expect(Array(try Data(contentsOf: pdfFile)) == pdfBytes)
+        #expect(Bytes(try Data(contentsOf: audioFile)) == Bytes(media))
+        #expect(Bytes(try Data(contentsOf: pdfFile)) == Bytes(pdfBytes))
         let listed =
             (try FileManager.default.subpathsOfDirectory(atPath: folder.appendingPathComponent("attachments").path))
         #expect(listed.filter { !$0.hasSuffix("/") && $0.contains(".") }.count == 2, "\(listed)")

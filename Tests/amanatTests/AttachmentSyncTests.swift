@@ -3,6 +3,7 @@ import AmanatCrypto
 import AmanatStore
 import Foundation
 import Testing
+import AmanatTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -48,7 +49,7 @@ import Testing
         #expect(pull.status == 0 && count("pulled", in: pull.stderr) == 201, "\(pull.stderr)")
         let out = scratch.path("out.bin")
         _ = try b.ok(["extract", id, attachment, "--out", out.path])
-        #expect(try Data(contentsOf: out) == Data(media))
+        #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
         try FileManager.default.removeItem(at: out)
 
         // Through the relay, to a third device.
@@ -64,7 +65,7 @@ import Testing
         let got = try c.run(["sync", relay.url])
         #expect(got.status == 0 && count("pulled", in: got.stderr) == 201, "\(got.stderr)")
         _ = try c.ok(["extract", id, attachment, "--out", out.path])
-        #expect(try Data(contentsOf: out) == Data(media))
+        #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
         try FileManager.default.removeItem(at: out)
         _ = relay.stop()
 
@@ -104,7 +105,7 @@ import Testing
         #expect(pulled.status == 0 && count("pulled", in: pulled.stderr) == chunks - have, "\(pulled.stderr)")
         let out = scratch.path("b.bin")
         _ = try b.ok(["extract", id, attachment, "--out", out.path])
-        #expect(try Data(contentsOf: out) == Data(media))
+        #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
 
         // A push to the relay, killed mid-way; then a pull by another device during which the relay is killed
         // and restarted on the same data: each rerun sends only the missing chunks.
@@ -135,7 +136,7 @@ import Testing
         let after = try c.run(["sync", relay.url])
         #expect(after.status == 0 && count("pulled", in: after.stderr) == chunks - cHave, "\(after.stderr)")
         _ = try c.ok(["extract", id, attachment, "--out", scratch.path("c.bin").path])
-        #expect(try Data(contentsOf: scratch.path("c.bin")) == Data(media))
+        #expect(Bytes(try Data(contentsOf: scratch.path("c.bin"))) == Bytes(media))
         _ = relay.stop()
     }
 
