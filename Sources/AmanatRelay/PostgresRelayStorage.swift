@@ -610,7 +610,7 @@ public final class PostgresRelayStorage: RelayStorage {
         async throws -> [[UInt8]]
     {
         try await run("read envelopes") {
-            try await client.withConnection { db in
+            try await connection { db in
                 guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
                 var bytes = 0
                 return try await Self.bodies(
@@ -625,12 +625,11 @@ public final class PostgresRelayStorage: RelayStorage {
     ) async throws -> [[UInt8]] {
         guard limit > 0 else { return [] }
         var out: [[UInt8]] = []
-        for try await body in try await db.query(
-            """
-            SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(Data(author.bytes))
-            AND seq > \(Int64(clamping: seq)) ORDER BY seq LIMIT \(Int64(limit))
-            """, logger: logger
-        ).decode(Data.self) {
+        for try await body in try await db.execute(
+            EnvelopesStatement(
+                vaultID: vaultID, author: author, after: seq, limit: limit, byteBudget: budget - bytes),
+            logger: logger)
+        {
             if bytes > 0 && bytes + body.count > budget { break }
             bytes += body.count
             out.append(Array(body))
@@ -674,7 +673,9 @@ public final class PostgresRelayStorage: RelayStorage {
         var heads: [(author: DeviceID, seq: UInt64, diverged: Bool)] = []
         var phase: Int32 = -2
         for try await (kind, author, seq, diverged, body) in try await db.execute(
-            MissingStatement(vaultID: vaultID, theirs: vector.map { ($0.key, $0.value) }, limit: limit), logger: logger)
+            MissingStatement(
+                vaultID: vaultID, theirs: vector.map { ($0.key, $0.value) }, limit: limit, byteBudget: byteBudget),
+            logger: logger)
         {
             guard kind >= phase, (-1...1).contains(kind) else { return nil }
             if kind != phase {
@@ -716,7 +717,9 @@ public final class PostgresRelayStorage: RelayStorage {
         if answer.wants.contains(where: { $0.take > 0 }) {
             // Every lagging author's bodies in one statement, in author then seq order.
             for try await (ordinal, seq, body) in try await db.execute(
-                BodiesStatement(vaultID: vaultID, wants: answer.wants.map { ($0.author, $0.after, $0.take) }),
+                BodiesStatement(
+                    vaultID: vaultID, wants: answer.wants.map { ($0.author, $0.after, $0.take) },
+                    byteBudget: byteBudget),
                 logger: logger)
             {
                 guard ordinal >= 1, ordinal <= Int64(answer.wants.count),

@@ -102,25 +102,26 @@ struct HeadsStatement: RelayStatement {
 }
 
 /// For each (author, after, take) in order, up to `take` of the author's envelopes after `after` (seq and body), in
-/// seq order, each with its author's 1-based position in the lists.
+/// seq order, each with its author's 1-based position in the lists; of each author only the bodies that can fit the
+/// byte budget $5 (``withinBudget(author:after:take:budget:)``).
 struct BodiesStatement: RelayStatement {
     static let name = "amanat_bodies"
     static let sql = """
         SELECT w.ord, e.seq, e.body
         FROM unnest($2::bytea[], $3::int8[], $4::int8[]) WITH ORDINALITY AS w (author, after, take, ord)
-        CROSS JOIN LATERAL (SELECT seq, body FROM relay_envelope e WHERE e.vault = $1
-            AND e.author = w.author AND e.seq > w.after ORDER BY e.seq LIMIT w.take) e
+        CROSS JOIN LATERAL (\(withinBudget(author: "w.author", after: "w.after", take: "w.take", budget: "$5"))) e
         ORDER BY w.ord, e.seq
         """
     typealias Row = (Int64, Int64, Data)
     let bindings: PostgresBindings
 
-    init(vaultID: [UInt8], wants: [(author: DeviceID, after: UInt64, take: Int)]) throws {
-        var bindings = PostgresBindings(capacity: 4)
+    init(vaultID: [UInt8], wants: [(author: DeviceID, after: UInt64, take: Int)], byteBudget: Int) throws {
+        var bindings = PostgresBindings(capacity: 5)
         try bindings.append(Data(vaultID))
         bindings.append(wants.map { ByteBuffer(bytes: $0.author.bytes) })
         bindings.append(wants.map { Int64(clamping: $0.after) })
         bindings.append(wants.map { Int64($0.take) })
+        bindings.append(Int64(byteBudget))
         self.bindings = bindings
     }
 
@@ -228,20 +229,64 @@ struct MissingStatement: RelayStatement {
         UNION ALL
         SELECT 0, author, head, diverged, NULL FROM status
         UNION ALL
-        SELECT 1, l.author, e.seq, false, e.body FROM lagging l CROSS JOIN LATERAL (
-            SELECT seq, body FROM relay_envelope e WHERE e.vault = $1 AND e.author = l.author AND e.seq > l.after
-            ORDER BY e.seq LIMIT greatest(0, least(l.wanted, $5 - l.before))::int8) e
+        SELECT 1, l.author, e.seq, false, e.body FROM lagging l CROSS JOIN LATERAL (\(withinBudget(
+            author: "l.author", after: "l.after", take: "greatest(0, least(l.wanted, $5 - l.before))", budget: "$6"))) e
         """
     typealias Row = (Int32, Data?, Int64, Bool, Data?)
     let bindings: PostgresBindings
 
-    init(vaultID: [UInt8], theirs: [(DeviceID, ChainHead)], limit: Int) throws {
-        var bindings = PostgresBindings(capacity: 5)
+    init(vaultID: [UInt8], theirs: [(DeviceID, ChainHead)], limit: Int, byteBudget: Int) throws {
+        var bindings = PostgresBindings(capacity: 6)
         try bindings.append(Data(vaultID))
         bindings.append(theirs.map { ByteBuffer(bytes: $0.0.bytes) })
         bindings.append(theirs.map { Int64(clamping: $0.1.seq) })
         bindings.append(theirs.map { ByteBuffer(bytes: $0.1.hash) })
         bindings.append(Int64(limit))
+        bindings.append(Int64(byteBudget))
+        self.bindings = bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The seqs of `author` (in vault $1) after `after`, at most `take` of them, in seq order, that can still fit a byte
+/// budget of `budget`, with their bodies: each seq whose bodies before it, of this author's rows here, add up to less
+/// than `budget`. A body is read only for these seqs, one index lookup each: the sizes come from the rows
+/// (`octet_length` of a stored body reads its length, not the body), so an answer whose budget is spent after a few
+/// large envelopes does not read, and send the relay, the rest of the limit's bodies.
+///
+/// Every body the reader takes is among them: it takes an author's bodies in order until the first that does not
+/// fit, so when it takes a body it took all of the author's bodies before it, and they fit the budget with it.
+func withinBudget(author: String, after: String, take: String, budget: String) -> String {
+    """
+    SELECT seq, (SELECT body FROM relay_envelope b WHERE b.vault = $1 AND b.author = \(author) AND b.seq = running.seq)
+        AS body
+    FROM (
+        SELECT seq, sum(size) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) - size AS before FROM (
+            SELECT seq, octet_length(body) AS size FROM relay_envelope
+            WHERE vault = $1 AND author = \(author) AND seq > \(after) ORDER BY seq LIMIT (\(take))::int8) sized
+        ) running
+    WHERE before < \(budget) ORDER BY seq
+    """
+}
+
+/// Up to $4 envelopes of author $2 after seq $3, in seq order, as many as can fit the byte budget $5 (the first
+/// always): what `GET …/envelopes` sends (``withinBudget(author:after:take:budget:)``).
+struct EnvelopesStatement: RelayStatement {
+    static let name = "amanat_envelopes"
+    static let sql = """
+        SELECT e.body FROM (\(withinBudget(author: "$2", after: "$3", take: "$4", budget: "$5"))) e ORDER BY e.seq
+        """
+    typealias Row = Data
+    let bindings: PostgresBindings
+
+    init(vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int, byteBudget: Int) throws {
+        var bindings = PostgresBindings(capacity: 5)
+        try bindings.append(Data(vaultID))
+        try bindings.append(Data(author.bytes))
+        bindings.append(Int64(clamping: seq))
+        bindings.append(Int64(limit))
+        bindings.append(Int64(max(byteBudget, 1)))
         self.bindings = bindings
     }
 

@@ -93,6 +93,84 @@ import Testing
         }
     }
 
+    /// A replica far behind a chain of large envelopes is sent those that fit the byte budget. PostgreSQL must not
+    /// read the bodies past them: each exchange with such a replica would read the whole limit's worth, and a new
+    /// member's first sync of n large envelopes a number growing with n² (the SQLite store stops at the budget).
+    /// Counted by the database itself, in the statistics of the envelopes' out-of-line storage (TOAST), read once
+    /// the relay's connections have ended and reported them.
+    @Test func postgresReadsNoBodyPastTheByteBudget() async throws {
+        let dir = try TemporaryDirectory()
+        let spec = try testStorage(.postgres, dir.path("relay"))
+        let server = try PostgresTestServer.shared.get()
+        let database = try #require(spec.location).database
+        let vault = try makeTeam(1, in: dir)[0]
+        for n in 0..<48 {
+            // 200 KiB of text a record, which no compression shrinks once sealed: 9.6 MB in all.
+            let body = Hex.encode(Sodium.randomBytes(100 * 1024))
+            _ = try vault.createRecord(
+                kind: "statement", fields: [("title", "large \(n)"), ("body", body)], tags: [], seal: false)
+        }
+        let relay = try await TestRelay.start(spec)
+        do { try await relaySync(vault, relay.url) } catch {
+            await relay.stop()
+            throw error
+        }
+        await relay.stop()
+
+        /// The one number a query printed (psql's aligned output: a header, the value, a row count).
+        func number(_ sql: String) throws -> Int {
+            let lines = try server.psql(sql, database: database).split(separator: "\n")
+            let value = lines.map { $0.trimmingCharacters(in: .whitespaces) }.first {
+                !$0.isEmpty && $0.allSatisfy(\.isNumber)
+            }
+            return try #require(value.flatMap { Int($0) }, "\(lines)")
+        }
+        /// Blocks of the envelopes' TOAST table read or found in the buffer cache, once no other session is left.
+        func toastBlocks() throws -> Int {
+            let deadline = Date().addingTimeInterval(30)
+            while try number(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ) != 0 {
+                guard Date() < deadline else { throw SessionsLeft() }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            return try number(
+                """
+                SELECT coalesce(toast_blks_read, 0) + coalesce(toast_blks_hit, 0) FROM pg_statio_all_tables
+                WHERE relid = 'relay_envelope'::regclass
+                """)
+        }
+
+        let before = try toastBlocks()
+        let storage = try await spec.open()
+        let budget = 1 << 20
+        let answer: RelayMissing
+        let envelopes: [[UInt8]]
+        let chain: UInt64
+        do {
+            chain = try #require(try await storage.versionVector(vaultID: vault.vaultID)[vault.deviceID]).seq
+            answer = try await storage.missing(vaultID: vault.vaultID, for: [:], limit: 1000, byteBudget: budget)
+            envelopes = try await storage.envelopes(
+                vaultID: vault.vaultID, author: vault.deviceID, after: 0, limit: 1000, byteBudget: budget)
+        } catch {
+            await storage.close()
+            throw error
+        }
+        await storage.close()
+        let read = try toastBlocks() - before
+
+        let sent = answer.bodies.reduce(0) { $0 + $1.count }
+        #expect(answer.bodies.count >= 3 && answer.bodies.count < 10, "\(answer.bodies.count) bodies in 1 MiB")
+        #expect(envelopes == answer.bodies)
+        #expect(answer.remaining == chain - UInt64(answer.bodies.count))
+        // Two reads of `sent` bytes, 8 KiB blocks of about 8 KB of body each: about 2 × sent / 8000, and far from
+        // the 2 × 9.6 MB of reading every body of the chain.
+        #expect(read > 0, "the statistics counted no read")
+        #expect(read < 3 * sent / 8000, "\(read) blocks read to send \(sent) bytes twice")
+    }
+
+    struct SessionsLeft: Error {}
+
     @Test(arguments: RelayStorageKind.allCases)
     func aRequestIsAdmittedOnlyWithTheVaultsKeyAndANewNonce(_ kind: RelayStorageKind) async throws {
         try await Self.withTeam(kind) { team, storage in try await admits(team, storage) }
