@@ -249,24 +249,26 @@ struct MissingStatement: RelayStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// The seqs of `author` (in vault $1) after `after`, at most `take` of them, in seq order, that can still fit a byte
-/// budget of `budget`, with their bodies: each seq whose bodies before it, of this author's rows here, add up to less
-/// than `budget`. A body is read only for these seqs, one index lookup each: the sizes come from the rows
-/// (`octet_length` of a stored body reads its length, not the body), so an answer whose budget is spent after a few
-/// large envelopes does not read, and send the relay, the rest of the limit's bodies.
+/// The seqs of `author` (in vault $1) after `after`, at most `take` of them, in seq order, with their bodies, of
+/// those that can still fit a byte budget of `budget`: the first, and each whose body ends within `budget` when added
+/// to the author's bodies before it here. A body is read only for these seqs, one index lookup each: the sizes come
+/// from the rows (`octet_length` of a stored body reads its length, not the body), so an answer whose budget is
+/// spent after a few large envelopes does not read, and send the relay, the rest of the limit's bodies. The budget
+/// applies per author: authors after the one that spent it are still read up to it (the reader then drops them).
 ///
 /// Every body the reader takes is among them: it takes an author's bodies in order until the first that does not
-/// fit, so when it takes a body it took all of the author's bodies before it, and they fit the budget with it.
+/// fit, counting what earlier authors took too, so when it takes a body other than the first it took all of the
+/// author's bodies before it, and they fit the budget with it.
 func withinBudget(author: String, after: String, take: String, budget: String) -> String {
     """
     SELECT seq, (SELECT body FROM relay_envelope b WHERE b.vault = $1 AND b.author = \(author) AND b.seq = running.seq)
         AS body
     FROM (
-        SELECT seq, sum(size) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) - size AS before FROM (
+        SELECT seq, size, sum(size) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) - size AS before FROM (
             SELECT seq, octet_length(body) AS size FROM relay_envelope
             WHERE vault = $1 AND author = \(author) AND seq > \(after) ORDER BY seq LIMIT (\(take))::int8) sized
         ) running
-    WHERE before < \(budget) ORDER BY seq
+    WHERE before = 0 OR before + size <= \(budget) ORDER BY seq
     """
 }
 
@@ -286,7 +288,7 @@ struct EnvelopesStatement: RelayStatement {
         try bindings.append(Data(author.bytes))
         bindings.append(Int64(clamping: seq))
         bindings.append(Int64(limit))
-        bindings.append(Int64(max(byteBudget, 1)))
+        bindings.append(Int64(byteBudget))
         self.bindings = bindings
     }
 

@@ -111,6 +111,10 @@ import Testing
                 kind: "statement", fields: [("title", "large \(n)"), ("body", body)], tags: [], seal: false)
         }
         let relay = try await TestRelay.start(spec)
+        // No autovacuum worker may read the table between the two counts.
+        try server.psql(
+            "ALTER TABLE relay_envelope SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)",
+            database: database)
         do { try await relaySync(vault, relay.url) } catch {
             await relay.stop()
             throw error
@@ -145,11 +149,16 @@ import Testing
         let storage = try await spec.open()
         let budget = 1 << 20
         let answer: RelayMissing
+        let inTwoReads: RelayMissing
         let envelopes: [[UInt8]]
         let chain: UInt64
         do {
             chain = try #require(try await storage.versionVector(vaultID: vault.vaultID)[vault.deviceID]).seq
             answer = try await storage.missing(vaultID: vault.vaultID, for: [:], limit: 1000, byteBudget: budget)
+            // The fallback when the one statement's rows come out of order: the same answer, read the same way.
+            let postgres = try #require(storage as? PostgresRelayStorage)
+            inTwoReads = try await postgres.missingInTwoReads(
+                vaultID: vault.vaultID, for: [:], limit: 1000, byteBudget: budget)
             envelopes = try await storage.envelopes(
                 vaultID: vault.vaultID, author: vault.deviceID, after: 0, limit: 1000, byteBudget: budget)
         } catch {
@@ -162,11 +171,12 @@ import Testing
         let sent = answer.bodies.reduce(0) { $0 + $1.count }
         #expect(answer.bodies.count >= 3 && answer.bodies.count < 10, "\(answer.bodies.count) bodies in 1 MiB")
         #expect(envelopes == answer.bodies)
+        #expect(inTwoReads == answer)
         #expect(answer.remaining == chain - UInt64(answer.bodies.count))
-        // Two reads of `sent` bytes, 8 KiB blocks of about 8 KB of body each: about 2 × sent / 8000, and far from
-        // the 2 × 9.6 MB of reading every body of the chain.
+        // Three reads of `sent` bytes, 8 KiB blocks of about 8 KB of body each: about 3 × sent / 8000, and far from
+        // the 3 × 9.6 MB of reading every body of the chain.
         #expect(read > 0, "the statistics counted no read")
-        #expect(read < 3 * sent / 8000, "\(read) blocks read to send \(sent) bytes twice")
+        #expect(read < 4 * sent / 8000, "\(read) blocks read to send \(sent) bytes three times")
     }
 
     struct SessionsLeft: Error {}
