@@ -465,8 +465,9 @@ extension Vault {
     /// `hashingEachChunk`, the keyed hash of the content) while this one hashes them (SHA-256) and hands them on, in
     /// file order. `hashingEachChunk: false` is for a caller that discards what `body` was given when this throws:
     /// the SHA-256 of the whole, compared at the end, then stands in for each chunk's keyed hash
-    /// (Protocol/attachments.md §2); every stored chunk was hashed when it was sealed here or received. Each chunk in flight has its own page-aligned pair of
-    /// buffers, sealed and plain, allocated once: memory stays flat whatever the file's size.
+    /// (Protocol/attachments.md §2); every stored chunk was hashed when it was sealed here or received. Each chunk
+    /// in flight has its own page-aligned pair of buffers, sealed and plain, allocated once: memory stays flat
+    /// whatever the file's size.
     public func extract(
         _ info: AttachmentInfo, record: RecordID, hashingEachChunk: Bool = true,
         lending body: (UnsafeRawBufferPointer) throws -> Void
