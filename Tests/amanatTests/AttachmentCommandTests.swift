@@ -118,6 +118,20 @@ final class Background {
         return (cli, id)
     }
 
+    /// A vault with one testimony and `size` bytes of media attached as video.bin, opened here to reach its chunks.
+    func vaultWithVideo(_ scratch: Scratch, size: Int, seed: String) throws -> (
+        cli: CLIRunner, id: String, media: [UInt8], attachment: String, vault: Vault, info: AttachmentInfo
+    ) {
+        let (cli, id) = try vaultWithTestimony(scratch)
+        let media = TestMedia.make(size: size, seed: TestMedia.seed(seed))
+        let file = scratch.path("video.bin")
+        try TestMedia.write(media, to: file)
+        let attachment = try cli.ok(["attach", id, file.path])
+        let vault = try Vault.open(at: cli.vault, passphrase: SecureBytes(Array(cli.passphrase.utf8)))
+        let info = try #require(try vault.resolveRecord(id).attachments.first)
+        return (cli, id, media, attachment, vault, info)
+    }
+
     func attachments(_ cli: CLIRunner, _ id: String, _ extra: [String] = []) throws -> [[String: Any]] {
         try JSONSerialization.jsonObject(with: Data(try cli.ok(["attachments", id, "--json"] + extra).utf8))
             as? [[String: Any]] ?? []
@@ -280,15 +294,9 @@ final class Background {
 
     @Test func tamperedSwappedTruncatedAndMissingChunksAreReportedAsSuch() throws {
         let scratch = try Scratch()
-        let (cli, id) = try vaultWithTestimony(scratch)
-        let media = TestMedia.make(size: 4 * 1_048_576 + 10, seed: TestMedia.seed("damagedChunks"))
-        let file = scratch.path("video.bin")
-        try TestMedia.write(media, to: file)
-        let attachment = try cli.ok(["attach", id, file.path])
+        let (cli, id, media, attachment, vault, info) = try vaultWithVideo(
+            scratch, size: 4 * 1_048_576 + 10, seed: "damagedChunks")
         // The chunk files in file order, as the signed change lists them.
-        let vault = try Vault.open(at: cli.vault, passphrase: SecureBytes(Array(cli.passphrase.utf8)))
-        let state = try vault.resolveRecord(id)
-        let info = try #require(state.attachments.first)
         let urls = try vault.chunkAddresses(of: info).map { vault.chunkStore.url(for: $0) }
         #expect(urls.count == 5)
         let originals = try urls.map { try Data(contentsOf: $0) }
@@ -336,13 +344,8 @@ final class Background {
     /// refused before any of it is handed on; `verify` names it.
     @Test func aChunkResealedOverOtherContentByAKeyHolderIsNeverExtracted() throws {
         let scratch = try Scratch()
-        let (cli, id) = try vaultWithTestimony(scratch)
-        let media = TestMedia.make(size: 3 * 1_048_576 + 5, seed: TestMedia.seed("resealedChunk"))
-        let file = scratch.path("video.bin")
-        try TestMedia.write(media, to: file)
-        let attachment = try cli.ok(["attach", id, file.path])
-        let vault = try Vault.open(at: cli.vault, passphrase: SecureBytes(Array(cli.passphrase.utf8)))
-        let info = try #require(try vault.resolveRecord(id).attachments.first)
+        let (cli, id, media, attachment, vault, info) = try vaultWithVideo(
+            scratch, size: 3 * 1_048_576 + 5, seed: "resealedChunk")
         let addresses = try vault.chunkAddresses(of: info)
         let keys = try #require(vault.chunkKeys(epoch: info.epoch))
         // Chunk 2's place, its length, other bytes: sealed with the vault's own chunk keys under chunk 2's address.
