@@ -612,29 +612,21 @@ public final class PostgresRelayStorage: RelayStorage {
         try await run("read envelopes") {
             try await connection { db in
                 guard try await Self.vaultExists(db, vaultID, logger) else { throw Self.unknown }
+                guard limit > 0 else { return [] }
                 var bytes = 0
-                return try await Self.bodies(
-                    db, vaultID, author: author, after: seq, limit: limit, bytes: &bytes, budget: byteBudget, logger)
+                var out: [[UInt8]] = []
+                for try await body in try await db.execute(
+                    EnvelopesStatement(
+                        vaultID: vaultID, author: author, after: seq, limit: limit, byteBudget: byteBudget),
+                    logger: logger)
+                {
+                    if bytes > 0 && bytes + body.count > byteBudget { break }
+                    bytes += body.count
+                    out.append(Array(body))
+                }
+                return out
             }
         }
-    }
-
-    private static func bodies(
-        _ db: PostgresConnection, _ vaultID: [UInt8], author: DeviceID, after seq: UInt64, limit: Int,
-        bytes: inout Int, budget: Int, _ logger: Logger
-    ) async throws -> [[UInt8]] {
-        guard limit > 0 else { return [] }
-        var out: [[UInt8]] = []
-        for try await body in try await db.execute(
-            EnvelopesStatement(
-                vaultID: vaultID, author: author, after: seq, limit: limit, byteBudget: budget - bytes),
-            logger: logger)
-        {
-            if bytes > 0 && bytes + body.count > budget { break }
-            bytes += body.count
-            out.append(Array(body))
-        }
-        return out
     }
 
     public func missing(vaultID: [UInt8], for vector: [DeviceID: ChainHead], limit: Int, byteBudget: Int) async throws
