@@ -12,7 +12,10 @@ struct AgeInteropTests {
     static let age = "/usr/bin/age"
     static let ageKeygen = "/usr/bin/age-keygen"
     static let python = "/usr/bin/env"
-    static let sizes = [0, 1, 65536, 65537, 200_000]
+    /// Empty, one byte, one chunk exactly, one byte more; and written in one call, several full chunks (sealed on the
+    /// cores together, ``AgeEncryptor/parallelChunks`` at a time): 3 exactly (the last full chunk marked last), one
+    /// more than a batch, and 2.5 batches ending on a chunk's edge.
+    static let sizes = [0, 1, 65536, 65537, 200_000, 3 * 65536, 16 * 65536 + 1, 40 * 65536]
     static let passphrase = "correct horse battery staple"
 
     /// Answers every passphrase prompt of the command it runs, through a pseudo-terminal.

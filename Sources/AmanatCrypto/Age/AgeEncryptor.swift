@@ -1,4 +1,5 @@
 import CSodium
+import Dispatch
 
 /// Streaming age v1 encryption: writes the header at once, then one 64 KiB payload chunk at a time.
 ///
@@ -10,6 +11,9 @@ import CSodium
 /// ```
 /// Memory stays at about one chunk whatever the input size. After ``finish()`` or any error the encryptor refuses
 /// further use; the output written so far is then not a valid age file.
+///
+/// A write that brings several full chunks seals them on the cores at once, up to ``parallelChunks`` at a time,
+/// straight from the caller's bytes: the output is the same bytes as sealing them one by one.
 public final class AgeEncryptor {
     private enum State { case open, finished, failed }
 
@@ -57,24 +61,58 @@ public final class AgeEncryptor {
         }
     }
 
+    /// Full chunks sealed at once on the cores when one write brings more than that (1 MiB of plaintext).
+    public static let parallelChunks = 16
+
     /// Encrypts more plaintext; full chunks are written out as soon as more data follows them.
     public func write(_ bytes: [UInt8]) throws {
         guard state == .open else { throw AgeError(.invalidUse, "The age encryptor is finished or has failed.") }
         do {
-            var index = 0
-            while index < bytes.count {
-                if buffer.count == AgeStream.chunkSize {
+            try bytes.withUnsafeBytes { input in
+                let chunkSize = AgeStream.chunkSize
+                var index = 0
+                if !buffer.isEmpty {
+                    index = min(chunkSize - buffer.count, input.count)
+                    buffer += input[0..<index]
                     // More data follows a full chunk, so that chunk is not the last one.
+                    guard index < input.count else { return }
                     try flush(last: false)
                 }
-                let take = min(AgeStream.chunkSize - buffer.count, bytes.count - index)
-                buffer += bytes[index..<(index + take)]
-                index += take
+                // Full chunks of the input that more data follows, sealed where they lie.
+                while input.count - index > chunkSize {
+                    let count = min(Self.parallelChunks, (input.count - index - 1) / chunkSize)
+                    try emit(try sealFollowedChunks(UnsafeRawBufferPointer(rebasing: input[index...]), count: count))
+                    index += count * chunkSize
+                }
+                // At most one chunk is left: it may be the last one, so it waits for what comes next.
+                buffer += input[index...]
             }
         } catch {
             state = .failed
             throw error
         }
+    }
+
+    /// The first `count` full chunks of `input`, none of them the last, sealed on the cores into one array.
+    private func sealFollowedChunks(_ input: UnsafeRawBufferPointer, count: Int) throws -> [UInt8] {
+        guard counter <= UInt64.max - UInt64(count) else {
+            throw AgeError(.invalidUse, "The age payload is too long: the chunk counter would overflow.")
+        }
+        let first = counter
+        let sealedSize = AgeStream.encryptedChunkSize
+        let sealed = [UInt8](unsafeUninitializedCapacity: count * sealedSize) { out, initialized in
+            let shared = SealJob(input: input, output: UnsafeMutableRawBufferPointer(out), key: payloadKey)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                let plaintext = UnsafeRawBufferPointer(
+                    rebasing: shared.input[(i * AgeStream.chunkSize)..<((i + 1) * AgeStream.chunkSize)])
+                AgeStream.seal(
+                    plaintext, into: UnsafeMutableRawBufferPointer(rebasing: shared.output[(i * sealedSize)...]),
+                    key: shared.key, nonce: AgeStream.chunkNonce(counter: first + UInt64(i), last: false))
+            }
+            initialized = count * sealedSize
+        }
+        counter += UInt64(count)
+        return sealed
     }
 
     /// Encrypts the final chunk and, if armored, writes the END line; the file is complete afterwards.
@@ -115,4 +153,12 @@ public final class AgeEncryptor {
         }
         return out
     }
+}
+
+/// What the threads sealing chunks share: they only read `input` and `key`, and each writes its own part of `output`.
+private struct SealJob: @unchecked Sendable {
+    // @unchecked Sendable: the buffers outlive `concurrentPerform`, and no two threads write the same bytes.
+    let input: UnsafeRawBufferPointer
+    let output: UnsafeMutableRawBufferPointer
+    let key: SecureBytes
 }

@@ -38,6 +38,22 @@ enum AgeStream {
         return out
     }
 
+    /// ChaCha20-Poly1305 encryption of `plaintext` into the first `plaintext.count + tagSize` bytes of `output`.
+    static func seal(
+        _ plaintext: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, key: SecureBytes,
+        nonce: [UInt8]
+    ) {
+        precondition(output.count >= plaintext.count + tagSize, "the sealed chunk does not fit its place")
+        var outLength: UInt64 = 0
+        key.withUnsafePointer { k in
+            _ = crypto_aead_chacha20poly1305_ietf_encrypt(
+                output.baseAddress!.assumingMemoryBound(to: UInt8.self), &outLength,
+                plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count), nil, 0, nil, nonce,
+                k
+            )
+        }
+    }
+
     /// ChaCha20-Poly1305 decryption into a new array; nil if the tag does not verify.
     static func open(_ ciphertext: ArraySlice<UInt8>, key: SecureBytes, nonce: [UInt8]) -> [UInt8]? {
         guard ciphertext.count >= tagSize else { return nil }
