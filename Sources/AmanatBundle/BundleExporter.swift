@@ -45,15 +45,17 @@ public enum BundleExporter {
         let limit = UInt64(JSONValue.maximumInteger)
         let millis = now.timeIntervalSince1970 < 0 ? 0 : UInt64(now.timeIntervalSince1970 * 1000)
         let exportedAt = min(millis, limit)
-        // A few records at a time: their histories are read and opened here, then their documents (JSON, base64 of
-        // the custody envelopes) are written on both cores. Memory holds one batch's histories.
+        // The chain links of the envelopes read for the records, so that the chain files do not read them again.
+        var links: [DeviceSeq: ChainLink] = [:]
+        // A few records at a time: their histories are read and opened on both cores (the database reads take turns),
+        // then their documents (JSON, base64 of the custody envelopes) are written on both cores. Memory holds one
+        // batch's histories.
         let sorted = records.sorted(by: { $0.id < $1.id })
         for start in stride(from: 0, to: sorted.count, by: documentBatch) {
-            let batch = sorted[start..<min(start + documentBatch, sorted.count)]
-            var histories: [[(envelope: Envelope, change: AuthoredChange)]] = []
+            let batch = Array(sorted[start..<min(start + documentBatch, sorted.count)])
+            let histories = try ParallelResults.map(batch.count) { try vault.history(of: batch[$0]) }
             var custody: [[BundleEnvelopeItem]] = []
-            for state in batch {
-                let changes = try vault.history(of: state)
+            for (state, changes) in zip(batch, histories) {
                 var items: [BundleEnvelopeItem] = []
                 for (envelope, authored) in changes {
                     guard let key = vault.key(epoch: envelope.header.keyEpoch) else {
@@ -72,9 +74,9 @@ public enum BundleExporter {
                             device: authored.author, seq: authored.seq, hash: envelope.hash,
                             envelopeKey: envelopeKey.copyBytes(), envelope: envelope.encoded()))
                     lastSeq[authored.author] = max(lastSeq[authored.author] ?? 0, authored.seq)
+                    links[DeviceSeq(device: authored.author, seq: authored.seq)] = ChainLink(envelope)
                 }
                 items.sort { DeviceSeq(device: $0.device, seq: $0.seq) < DeviceSeq(device: $1.device, seq: $1.seq) }
-                histories.append(changes)
                 custody.append(items)
                 manifestRecords.append(
                     BundleManifest.Record(
@@ -84,14 +86,13 @@ public enum BundleExporter {
                             $0.path.utf8.lexicographicallyPrecedes($1.path.utf8)
                         }))
             }
-            let states = Array(batch)
-            let documents = try ParallelResults.map(states.count) { i in
+            let documents = try ParallelResults.map(batch.count) { i in
                 (
-                    try RecordDocument(state: states[i], changes: histories[i], exportedAtMillis: exportedAt).encoded,
-                    CustodyDocument(record: states[i].id, envelopes: custody[i]).json.canonical
+                    try RecordDocument(state: batch[i], changes: histories[i], exportedAtMillis: exportedAt).encoded,
+                    CustodyDocument(record: batch[i].id, envelopes: custody[i]).json.canonical
                 )
             }
-            for (state, (record, custody)) in zip(states, documents) {
+            for (state, (record, custody)) in zip(batch, documents) {
                 recordFiles.append(("records/\(state.id.hex).json", record))
                 custodyFiles.append(("custody/\(state.id.hex).json", custody))
             }
@@ -124,16 +125,27 @@ public enum BundleExporter {
         for (device, seq) in lastSeq.sorted(by: { $0.key < $1.key }) {
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(seq) * ChainLink.length)
+            let gap = StoreError(
+                .damaged, "The vault is damaged: the log of device \(device.hex.prefix(12)) has a gap.")
             var after: UInt64 = 0
             while after < seq {
-                let batch = try vault.envelopes(of: device, after: after, limit: min(1000, Int(seq - after)))
-                guard let last = batch.last else { break }
-                for envelope in batch { bytes += ChainLink(envelope).encoded }
-                after = last.header.seq
-            }
-            guard after == seq else {
-                throw StoreError(
-                    .damaged, "The vault is damaged: the log of device \(device.hex.prefix(12)) has a gap.")
+                if let link = links[DeviceSeq(device: device, seq: after + 1)] {
+                    bytes += link.encoded
+                    after += 1
+                    continue
+                }
+                // The next run of links not read for the records (up to 1000), read from the log.
+                var run: UInt64 = 1
+                while run < 1000, after + run < seq, links[DeviceSeq(device: device, seq: after + run + 1)] == nil {
+                    run += 1
+                }
+                let before = after
+                for envelope in try vault.envelopes(of: device, after: after, limit: Int(run)) {
+                    guard envelope.header.seq == after + 1 else { throw gap }
+                    bytes += ChainLink(envelope).encoded
+                    after += 1
+                }
+                guard after > before else { throw gap }
             }
             let name = vault.memberName(device).flatMap { $0.utf8.count <= SealedName.maximumLength ? $0 : nil }
             let entry = BundleManifest.Device(device: device, links: seq, name: name)
@@ -289,9 +301,9 @@ public enum BundleExporter {
         _ archive: TarArchive, attachments: [(record: RecordID, info: AttachmentInfo, path: String)], vault: Vault,
         stripped: [String: StrippedCopy] = [:], write: ([UInt8]) throws -> Void
     ) throws {
-        var documents = archive.encoded()
-        documents.removeLast(1024)  // the end-of-archive marker comes after the attachments
-        var total = documents.count + 1024
+        // The documents as `TarArchive.encoded()` lays them out, written file by file rather than copied into one
+        // array first; the end-of-archive marker comes after the attachments.
+        var total = archive.entries.reduce(1024) { $0 + 512 + ($1.contents.count + 511) / 512 * 512 }
         func size(_ item: (record: RecordID, info: AttachmentInfo, path: String)) -> UInt64 {
             stripped[item.info.id]?.size ?? item.info.size
         }
@@ -302,7 +314,12 @@ public enum BundleExporter {
             }
             total = Int(sum)
         }
-        try write(documents)
+        for entry in archive.entries {
+            try write(TarArchive.header(path: entry.path, size: entry.contents.count))
+            try write(entry.contents)
+            let remainder = entry.contents.count % 512
+            if remainder != 0 { try write([UInt8](repeating: 0, count: 512 - remainder)) }
+        }
         for item in attachments {
             try write(TarArchive.header(path: item.path, size: Int(size(item))))
             if let copy = stripped[item.info.id],

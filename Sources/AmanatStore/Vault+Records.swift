@@ -437,7 +437,8 @@ extension Vault {
         }
     }
 
-    /// The decrypted changes that made `state`, in (stamp, author, seq) order.
+    /// The decrypted changes that made `state`, in (stamp, author, seq) order. It only reads, so several threads may
+    /// call it at once (an export reads a batch of records' histories on both cores); their database reads take turns.
     public func history(of state: RecordState) throws -> [(envelope: Envelope, change: AuthoredChange)] {
         try state.changes.map { ref in
             guard let envelope = try envelope(author: ref.author, seq: ref.seq) else {

@@ -3,6 +3,7 @@ import AmanatCrypto
 import AmanatStore
 import AmanatTestSupport
 import Foundation
+import GRDB
 import Testing
 
 /// Runs a shell pipeline (for the real `age` and `tar` tools) and returns status and stdout.
@@ -158,6 +159,28 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         #expect(empty.status == 2, "\(empty.stderr)")
         #expect(empty.stderr.contains("Left out 2 testimonies"))
         #expect(!FileManager.default.fileExists(atPath: none))
+    }
+
+    /// The chain files hold every link of each device's log. Export reads the links of the exported records' envelopes
+    /// once, with their histories, and the others from the log: one missing there (the statement's envelope, deleted
+    /// from the vault's database with plain SQLite) refuses the export, and no bundle is left.
+    @Test func aGapInTheLogBetweenExportedRecordsRefusesTheExport() throws {
+        let f = try Fixture()
+        let seq = try #require(
+            try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8))).allStates()
+                .first { $0.id.hex == f.statement }?.changes.first?.seq)
+        let database = try DatabaseQueue(path: f.cli.vault.appendingPathComponent(Vault.databaseFileName).path)
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM envelope WHERE seq = ?", arguments: [Int64(seq)])
+            #expect(db.changesCount == 1)
+        }
+        try database.close()
+        let out = f.scratch.path("gap.age").path
+        let r = try f.cli.run(["export", "--out", out, "--recipient", f.recipient, "--kind", "testimony"])
+        #expect(r.status == 65, "\(r.stderr)")
+        #expect(r.stderr.contains("has a gap"), "\(r.stderr)")
+        #expect(
+            !FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
     }
 
     /// The fabricated bundle of an outsider who knows the team's vault id, built end to end and encrypted with age:
