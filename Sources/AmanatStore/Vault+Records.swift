@@ -44,8 +44,7 @@ extension Vault {
 
     func saveState(_ db: Database, _ state: RecordState) throws {
         let slot = slot(for: state.id)
-        let statement = try db.cachedStatement(
-            sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body")
+        let statement = try db.cachedStatement(sql: Self.saveRowSQL)
         let now = wallClock()
         if let future = state.earliestFutureStamp(nowMillis: now) { try noteFutureStamp(db, future) }
         let plain = StoredRow.encodeState(state, paddingBlock: Self.rowPaddingBlock, nowMillis: now)
@@ -139,20 +138,110 @@ extension Vault {
     /// Makes many changes in one transaction (bulk import, benchmarks); the clock and chain head are read once.
     /// A nil record id makes a new record, with the id its change derives (Protocol/membership.md §6). Returns
     /// the record id of each item.
+    ///
+    /// The changes are sealed and signed on a second thread, ``BatchSealer/chunk`` at a time, while this thread
+    /// writes the chunk before into the database: the chain makes each envelope wait for the one before it, but the
+    /// database's work does not have to wait for the cryptography (Docs/architecture.md, "Bulk writes").
     @discardableResult
     public func commitBatch(_ items: [(RecordID?, [RecordOperation])]) throws -> [RecordID] {
         try mapErrors {
             try database.write { db in
                 var writer = try LocalWriter(vault: self, db: db)
-                var ids: [RecordID] = []
-                ids.reserveCapacity(items.count)
-                for (id, ops) in items {
-                    let record = id ?? writer.nextRecordID
-                    _ = try writer.commit(record: record, operations: { _ in ops })
-                    ids.append(record)
+                var next = writer.head.seq
+                let ids = items.map { item in
+                    next += 1
+                    return item.0 ?? RecordID.derived(author: writer.me, seq: next)
                 }
+                // The states the batch starts from, read here: the database is this thread's.
+                var states: [RecordID: RecordState] = [:]
+                for case let id? in items.map(\.0) where states[id] == nil {
+                    if let state = try loadState(db, id: id) { states[id] = state }
+                }
+                let sealer = BatchSealer(vault: self, clock: writer.clock, head: writer.head, states: states)
+                let work = OrderedWork<Result<[SealedChange], any Error>>()
+                let changes = Array(zip(ids, items.map(\.1)))
+                func submit(_ start: Int) {
+                    let part = Array(changes[start..<min(start + BatchSealer.chunk, changes.count)])
+                    work.submit { Result { try sealer.seal(part) } }
+                }
+                if !changes.isEmpty { submit(0) }
+                for start in stride(from: 0, to: changes.count, by: BatchSealer.chunk) {
+                    // One chunk in flight at a time: the next one continues the chain where this one ends.
+                    let sealed = try work.next().get()
+                    if start + BatchSealer.chunk < changes.count { submit(start + BatchSealer.chunk) }
+                    do {
+                        for change in sealed {
+                            try insertEnvelope(db, change.envelope)
+                            if let future = change.futureStamp { try noteFutureStamp(db, future) }
+                            try db.cachedStatement(sql: Self.saveRowSQL).execute(arguments: [change.slot, change.row])
+                        }
+                    } catch {
+                        _ = work.drain()
+                        throw error
+                    }
+                }
+                writer.clock = sealer.clock
+                writer.head = sealer.head
                 try writer.finish()
                 return ids
+            }
+        }
+    }
+
+    /// The statement that stores a record's projection row.
+    static let saveRowSQL =
+        "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body"
+
+    /// A change sealed by a ``BatchSealer``, ready to be written: its envelope and its record's new projection row.
+    struct SealedChange: Sendable {
+        let envelope: Envelope
+        let slot: Data
+        let row: Data
+        /// The earliest future stamp of the record's displayed values, if any (``noteFutureStamp(_:_:)``).
+        let futureStamp: UInt64?
+    }
+
+    /// Seals a batch's changes in order, one chunk at a time on whichever thread runs it, continuing this device's
+    /// clock and chain; it never touches the database (the states it starts from are read before).
+    final class BatchSealer: @unchecked Sendable {
+        // @unchecked Sendable: one chunk is sealed at a time (``commitBatch(_:)`` submits the next one only after the
+        // one before ended), and the owner reads `clock` and `head` only after the last; the vault is only read.
+        static let chunk = 64
+        let vault: Vault
+        let me: DeviceID
+        var clock: HybridLogicalClock
+        var head: ChainHead
+        var states: [RecordID: RecordState]
+
+        init(vault: Vault, clock: HybridLogicalClock, head: ChainHead, states: [RecordID: RecordState]) {
+            self.vault = vault
+            me = vault.deviceID
+            self.clock = clock
+            self.head = head
+            self.states = states
+        }
+
+        /// Seals `changes` as this device's next envelopes, as ``LocalWriter/commit(record:operations:)`` does.
+        func seal(_ changes: [(RecordID, [RecordOperation])]) throws -> [SealedChange] {
+            try changes.map { record, ops in
+                let stamp = clock.tick(wallMillis: vault.wallClock())
+                let change = Change(record: record, timestamp: stamp, operations: ops)
+                let seq = head.seq + 1
+                let authored = AuthoredChange(author: me, seq: seq, change: change)
+                if let reason = vault.heldReason(authored) { throw LocalWriter.refusal(reason, vault: vault) }
+                let envelope = try Envelope.seal(
+                    change, vaultID: vault.vaultID, key: vault.writeKey, signer: vault.keyring.device, seq: seq,
+                    previousHash: head.hash)
+                head = ChainHead(seq: seq, hash: envelope.hash)
+                var state = states[record] ?? RecordState(id: record)
+                state.apply(authored)
+                states[record] = state
+                let now = vault.wallClock()
+                let slot = vault.slot(for: record)
+                let plain = StoredRow.encodeState(state, paddingBlock: Vault.rowPaddingBlock, nowMillis: now)
+                return SealedChange(
+                    envelope: envelope, slot: slot, row: try vault.sealRow(plain, associatedData: Array(slot)),
+                    futureStamp: state.earliestFutureStamp(nowMillis: now))
             }
         }
     }
@@ -185,17 +274,7 @@ extension Vault {
             let change = Change(record: record, timestamp: stamp, operations: ops)
             let seq = head.seq + 1
             let authoredChange = AuthoredChange(author: me, seq: seq, change: change)
-            if let reason = vault.heldReason(authoredChange) {
-                switch reason {
-                case .notCreator:
-                    throw StoreError(.invalid, "A record can only be created by the change whose id it derives.")
-                default:
-                    throw StoreError(
-                        .notAllowed,
-                        "This device cannot change records: it is \(vault.describeSelf()). A coordinator decides roles."
-                    )
-                }
-            }
+            if let reason = vault.heldReason(authoredChange) { throw Self.refusal(reason, vault: vault) }
             let envelope = try Envelope.seal(
                 change, vaultID: vault.vaultID, key: vault.writeKey, signer: vault.keyring.device, seq: seq,
                 previousHash: head.hash)
@@ -206,6 +285,18 @@ extension Vault {
             state.apply(authored)
             try vault.saveState(db, state)
             return authored
+        }
+
+        /// Why this device may not make a change that its membership holds back.
+        static func refusal(_ reason: HeldReason, vault: Vault) -> StoreError {
+            switch reason {
+            case .notCreator:
+                StoreError(.invalid, "A record can only be created by the change whose id it derives.")
+            default:
+                StoreError(
+                    .notAllowed,
+                    "This device cannot change records: it is \(vault.describeSelf()). A coordinator decides roles.")
+            }
         }
 
         /// Appends a membership entry as this device's next envelope.
