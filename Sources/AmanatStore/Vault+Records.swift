@@ -152,9 +152,10 @@ extension Vault {
                     next += 1
                     return item.0 ?? RecordID.derived(author: writer.me, seq: next)
                 }
-                // The states the batch starts from, read here: the database is this thread's.
+                // The states the batch starts from, read here: the database is this thread's. A new record's too: a
+                // member may have changed a record under the id this device's next change derives before it exists.
                 var states: [RecordID: RecordState] = [:]
-                for case let id? in items.map(\.0) where states[id] == nil {
+                for id in Set(ids) {
                     if let state = try loadState(db, id: id) { states[id] = state }
                 }
                 let sealer = BatchSealer(vault: self, clock: writer.clock, head: writer.head, states: states)
@@ -529,7 +530,8 @@ extension Vault {
     }
 
     /// The decrypted changes that made `state`, in (stamp, author, seq) order. It only reads, so several threads may
-    /// call it at once (an export reads a batch of records' histories on both cores); their database reads take turns.
+    /// call it at once while no thread changes the vault (an export reads a batch of records' histories on both
+    /// cores); their database reads take turns.
     public func history(of state: RecordState) throws -> [(envelope: Envelope, change: AuthoredChange)] {
         try state.changes.map { ref in
             guard let envelope = try envelope(author: ref.author, seq: ref.seq) else {

@@ -86,4 +86,25 @@ import Testing
         #expect(next == [RecordID.derived(author: vault.deviceID, seq: startSeq + 1)])
         try Self.expectVault(vault, titles: [kept: ["kept"], next[0]: ["n"]], tags: [:], headSeq: startSeq + 1)
     }
+
+    /// A record's id derives from its creating change (this device, the next seq), so another member can change it
+    /// before it exists: a new record of a batch starts from the row that change left, as a single commit does.
+    @Test func aNewRecordOfABatchKeepsWhatAnotherMemberWroteUnderItsIdFirst() throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        try exchange(a, b)
+        let next = try #require(try a.versionVector()[a.deviceID]).seq + 1
+        let id = RecordID.derived(author: a.deviceID, seq: next)
+        try b.commit(record: id, operations: { _ in [.addTag("early")] })
+        try exchange(b, a)
+        let created = try a.commitBatch([
+            (nil, [.create(kind: "statement"), .set(field: "title", value: "t", pred: [])])
+        ])
+        #expect(created == [id])
+        let state = try #require(try a.allStates().first { $0.id == id })
+        #expect(state.tags == ["early"])
+        #expect(state.values["title"]?.map(\.value) == ["t"])
+        #expect(try a.verify().problems == [])
+    }
 }
