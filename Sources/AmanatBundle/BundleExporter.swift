@@ -46,7 +46,7 @@ public enum BundleExporter {
         let millis = now.timeIntervalSince1970 < 0 ? 0 : UInt64(now.timeIntervalSince1970 * 1000)
         let exportedAt = min(millis, limit)
         // The chain links of the envelopes read for the records, so that the chain files do not read them again.
-        var links: [DeviceSeq: ChainLink] = [:]
+        var links: [DeviceSeq: [UInt8]] = [:]
         // A few records at a time: their histories are read and opened on both cores (the database reads take turns),
         // then their documents (JSON, base64 of the custody envelopes) are written on both cores. Memory holds one
         // batch's histories.
@@ -74,7 +74,7 @@ public enum BundleExporter {
                             device: authored.author, seq: authored.seq, hash: envelope.hash,
                             envelopeKey: envelopeKey.copyBytes(), envelope: envelope.encoded()))
                     lastSeq[authored.author] = max(lastSeq[authored.author] ?? 0, authored.seq)
-                    links[DeviceSeq(device: authored.author, seq: authored.seq)] = ChainLink(envelope)
+                    links[DeviceSeq(device: authored.author, seq: authored.seq)] = ChainLink(envelope).encoded
                 }
                 items.sort { DeviceSeq(device: $0.device, seq: $0.seq) < DeviceSeq(device: $1.device, seq: $1.seq) }
                 custody.append(items)
@@ -130,7 +130,7 @@ public enum BundleExporter {
             var after: UInt64 = 0
             while after < seq {
                 if let link = links[DeviceSeq(device: device, seq: after + 1)] {
-                    bytes += link.encoded
+                    bytes += link
                     after += 1
                     continue
                 }
