@@ -242,22 +242,47 @@ extension Vault {
         try reloadMembership(db)
     }
 
-    /// Applies new record changes of the log to the projection, each only if the membership allows it.
+    /// Applies new record changes of the log to the projection, each only if the membership allows it. The records'
+    /// rows are read here and opened on every core, and their new rows sealed on every core and written here: each
+    /// row has its own nonce and slot, so they are independent (the database is this thread's alone).
     private func apply(_ db: Database, _ changes: [AuthoredChange]) throws {
-        var states: [RecordID: RecordState] = [:]
         var clock = try loadClock(db)
         var refusedCreates: [DeviceID: Int] = [:]
+        var allowed: [AuthoredChange] = []
+        var ids: [RecordID] = []
+        var index: [RecordID: Int] = [:]
         for authored in changes {
             clock.observe(authored.change.timestamp, wallMillis: wallClock())
             if let reason = heldReason(authored) {
                 if reason == .notCreator { refusedCreates[authored.author, default: 0] += 1 }
                 continue
             }
-            let id = authored.change.record
-            if states[id] == nil { states[id] = try loadState(db, id: id) ?? RecordState(id: id) }
-            states[id]!.apply(authored)
+            allowed.append(authored)
+            if index[authored.change.record] == nil {
+                index[authored.change.record] = ids.count
+                ids.append(authored.change.record)
+            }
         }
-        for state in states.values { try saveState(db, state) }
+        let select = try db.cachedStatement(sql: "SELECT body FROM record WHERE slot = ?")
+        let stored = try ids.map { id in
+            let slot = slot(for: id)
+            return (slot: slot, body: try Data.fetchOne(select, arguments: [slot]))
+        }
+        var states = try ParallelResults.map(ids.count) { i in
+            try stored[i].body.map { try decodeState($0, slot: stored[i].slot) } ?? RecordState(id: ids[i])
+        }
+        for authored in allowed { states[index[authored.change.record]!].apply(authored) }
+        let now = wallClock()
+        let rows = try ParallelResults.map(states.count) { i in
+            try sealRow(
+                StoredRow.encodeState(states[i], paddingBlock: Self.rowPaddingBlock, nowMillis: now),
+                associatedData: Array(stored[i].slot))
+        }
+        let save = try db.cachedStatement(sql: Self.saveRowSQL)
+        for (i, state) in states.enumerated() {
+            if let future = state.earliestFutureStamp(nowMillis: now) { try noteFutureStamp(db, future) }
+            try save.execute(arguments: [stored[i].slot, rows[i]])
+        }
         if !changes.isEmpty { try saveClock(db, clock) }
         if !refusedCreates.isEmpty {
             try saveRefusedCreates(db, try loadRefusedCreates(db).merging(refusedCreates, uniquingKeysWith: +))
