@@ -209,14 +209,12 @@ extension Vault {
         // one before ended), and the owner reads `clock` and `head` only after the last; the vault is only read.
         static let chunk = 64
         let vault: Vault
-        let me: DeviceID
         var clock: HybridLogicalClock
         var head: ChainHead
         var states: [RecordID: RecordState]
 
         init(vault: Vault, clock: HybridLogicalClock, head: ChainHead, states: [RecordID: RecordState]) {
             self.vault = vault
-            me = vault.deviceID
             self.clock = clock
             self.head = head
             self.states = states
@@ -225,15 +223,8 @@ extension Vault {
         /// Seals `changes` as this device's next envelopes, as ``LocalWriter/commit(record:operations:)`` does.
         func seal(_ changes: [(RecordID, [RecordOperation])]) throws -> [SealedChange] {
             try changes.map { record, ops in
-                let stamp = clock.tick(wallMillis: vault.wallClock())
-                let change = Change(record: record, timestamp: stamp, operations: ops)
-                let seq = head.seq + 1
-                let authored = AuthoredChange(author: me, seq: seq, change: change)
-                if let reason = vault.heldReason(authored) { throw LocalWriter.refusal(reason, vault: vault) }
-                let envelope = try Envelope.seal(
-                    change, vaultID: vault.vaultID, key: vault.writeKey, signer: vault.keyring.device, seq: seq,
-                    previousHash: head.hash)
-                head = ChainHead(seq: seq, hash: envelope.hash)
+                let (authored, envelope) = try LocalWriter.sealNext(
+                    record: record, operations: ops, vault: vault, clock: &clock, head: &head)
                 var state = states[record] ?? RecordState(id: record)
                 state.apply(authored)
                 states[record] = state
@@ -270,22 +261,31 @@ extension Vault {
             -> AuthoredChange
         {
             let current = try vault.loadState(db, id: record)
-            let ops = try operations(current)
-            let stamp = clock.tick(wallMillis: vault.wallClock())
-            let change = Change(record: record, timestamp: stamp, operations: ops)
-            let seq = head.seq + 1
-            let authoredChange = AuthoredChange(author: me, seq: seq, change: change)
-            if let reason = vault.heldReason(authoredChange) { throw Self.refusal(reason, vault: vault) }
-            let envelope = try Envelope.seal(
-                change, vaultID: vault.vaultID, key: vault.writeKey, signer: vault.keyring.device, seq: seq,
-                previousHash: head.hash)
+            let (authored, envelope) = try Self.sealNext(
+                record: record, operations: try operations(current), vault: vault, clock: &clock, head: &head)
             try vault.insertEnvelope(db, envelope)
-            head = ChainHead(seq: seq, hash: envelope.hash)
-            let authored = AuthoredChange(author: me, seq: seq, change: change)
             var state = current ?? RecordState(id: record)
             state.apply(authored)
             try vault.saveState(db, state)
             return authored
+        }
+
+        /// Stamps `operations` as this device's next change to `record`, checks that its membership allows it, and
+        /// seals and signs it after `head`, which it advances.
+        static func sealNext(
+            record: RecordID, operations: [RecordOperation], vault: Vault, clock: inout HybridLogicalClock,
+            head: inout ChainHead
+        ) throws -> (AuthoredChange, Envelope) {
+            let stamp = clock.tick(wallMillis: vault.wallClock())
+            let change = Change(record: record, timestamp: stamp, operations: operations)
+            let seq = head.seq + 1
+            let authored = AuthoredChange(author: vault.deviceID, seq: seq, change: change)
+            if let reason = vault.heldReason(authored) { throw refusal(reason, vault: vault) }
+            let envelope = try Envelope.seal(
+                change, vaultID: vault.vaultID, key: vault.writeKey, signer: vault.keyring.device, seq: seq,
+                previousHash: head.hash)
+            head = ChainHead(seq: seq, hash: envelope.hash)
+            return (authored, envelope)
         }
 
         /// Why this device may not make a change that its membership holds back.
