@@ -9,11 +9,11 @@ import Dispatch
 /// try encryptor.write(part2)
 /// try encryptor.finish()
 /// ```
-/// Memory stays at about one chunk whatever the input size. After ``finish()`` or any error the encryptor refuses
-/// further use; the output written so far is then not a valid age file.
-///
-/// A write that brings several full chunks seals them on the cores at once, up to ``parallelChunks`` at a time,
-/// straight from the caller's bytes: the output is the same bytes as sealing them one by one.
+/// Memory stays bounded whatever the input size: one chunk of plaintext waits in the buffer, and a write that brings
+/// several full chunks seals them on the cores at once, up to ``parallelChunks`` at a time, straight from the
+/// caller's bytes (the output is the same bytes as sealing them one by one, written in pieces of up to that many
+/// chunks). After ``finish()`` or any error the encryptor refuses further use; the output written so far is then not
+/// a valid age file.
 public final class AgeEncryptor {
     private enum State { case open, finished, failed }
 
