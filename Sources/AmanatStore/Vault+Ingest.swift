@@ -263,10 +263,9 @@ extension Vault {
                 ids.append(authored.change.record)
             }
         }
-        let select = try db.cachedStatement(sql: "SELECT body FROM record WHERE slot = ?")
         let stored = try ids.map { id in
             let slot = slot(for: id)
-            return (slot: slot, body: try Data.fetchOne(select, arguments: [slot]))
+            return (slot: slot, body: try storedRow(db, slot: slot))
         }
         var states = try ParallelResults.map(ids.count) { i in
             try stored[i].body.map { try decodeState($0, slot: stored[i].slot) } ?? RecordState(id: ids[i])
@@ -274,15 +273,9 @@ extension Vault {
         for authored in allowed { states[index[authored.change.record]!].apply(authored) }
         let now = wallClock()
         let rows = try ParallelResults.map(states.count) { i in
-            try sealRow(
-                StoredRow.encodeState(states[i], paddingBlock: Self.rowPaddingBlock, nowMillis: now),
-                associatedData: Array(stored[i].slot))
+            try sealedRow(states[i], slot: stored[i].slot, nowMillis: now)
         }
-        let save = try db.cachedStatement(sql: Self.saveRowSQL)
-        for (i, state) in states.enumerated() {
-            if let future = state.earliestFutureStamp(nowMillis: now) { try noteFutureStamp(db, future) }
-            try save.execute(arguments: [stored[i].slot, rows[i]])
-        }
+        for (i, row) in rows.enumerated() { try storeRow(db, slot: stored[i].slot, row) }
         if !changes.isEmpty { try saveClock(db, clock) }
         if !refusedCreates.isEmpty {
             try saveRefusedCreates(db, try loadRefusedCreates(db).merging(refusedCreates, uniquingKeysWith: +))

@@ -22,9 +22,12 @@ extension Vault {
 
     func loadState(_ db: Database, id: RecordID) throws -> RecordState? {
         let slot = slot(for: id)
-        let statement = try db.cachedStatement(sql: "SELECT body FROM record WHERE slot = ?")
-        guard let body = try Data.fetchOne(statement, arguments: [slot]) else { return nil }
-        return try decodeState(body, slot: slot)
+        return try storedRow(db, slot: slot).map { try decodeState($0, slot: slot) }
+    }
+
+    /// The sealed projection row stored under `slot`, if any.
+    func storedRow(_ db: Database, slot: Data) throws -> Data? {
+        try Data.fetchOne(db.cachedStatement(sql: "SELECT body FROM record WHERE slot = ?"), arguments: [slot])
     }
 
     /// Projection rows are padded with zeros to a multiple of this many bytes (Protocol/storage.md §3). A row holds
@@ -44,11 +47,30 @@ extension Vault {
 
     func saveState(_ db: Database, _ state: RecordState) throws {
         let slot = slot(for: state.id)
-        let statement = try db.cachedStatement(sql: Self.saveRowSQL)
-        let now = wallClock()
-        if let future = state.earliestFutureStamp(nowMillis: now) { try noteFutureStamp(db, future) }
+        try storeRow(db, slot: slot, try sealedRow(state, slot: slot, nowMillis: wallClock()))
+    }
+
+    /// A record's projection row as `now` displays it, sealed, with the earliest future stamp among its values
+    /// (``noteFutureStamp(_:_:)``). It only reads the vault, so the cores can seal several rows at once.
+    func sealedRow(_ state: RecordState, slot: Data, nowMillis now: UInt64) throws -> SealedRow {
         let plain = StoredRow.encodeState(state, paddingBlock: Self.rowPaddingBlock, nowMillis: now)
-        try statement.execute(arguments: [slot, try sealRow(plain, associatedData: Array(slot))])
+        return SealedRow(
+            body: try sealRow(plain, associatedData: Array(slot)),
+            futureStamp: state.earliestFutureStamp(nowMillis: now))
+    }
+
+    /// Stores a sealed projection row under `slot`, noting its future stamp first.
+    func storeRow(_ db: Database, slot: Data, _ row: SealedRow) throws {
+        if let future = row.futureStamp { try noteFutureStamp(db, future) }
+        try db.cachedStatement(
+            sql: "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body"
+        ).execute(arguments: [slot, row.body])
+    }
+
+    /// A sealed projection row and the earliest future stamp of its record's values (``sealedRow(_:slot:nowMillis:)``).
+    struct SealedRow: Sendable {
+        let body: Data
+        let futureStamp: UInt64?
     }
 
     /// Remembers the earliest wall time of a displayed-value candidate stamped beyond this device's horizon: when
@@ -173,8 +195,7 @@ extension Vault {
                     do {
                         for change in sealed {
                             try insertEnvelope(db, change.envelope)
-                            if let future = change.futureStamp { try noteFutureStamp(db, future) }
-                            try db.cachedStatement(sql: Self.saveRowSQL).execute(arguments: [change.slot, change.row])
+                            try storeRow(db, slot: change.slot, change.row)
                         }
                     } catch {
                         _ = work.drain()
@@ -189,17 +210,11 @@ extension Vault {
         }
     }
 
-    /// The statement that stores a record's projection row.
-    static let saveRowSQL =
-        "INSERT INTO record(slot, body) VALUES (?, ?) ON CONFLICT(slot) DO UPDATE SET body = excluded.body"
-
     /// A change sealed by a ``BatchSealer``, ready to be written: its envelope and its record's new projection row.
     struct SealedChange: Sendable {
         let envelope: Envelope
         let slot: Data
-        let row: Data
-        /// The earliest future stamp of the record's displayed values, if any (``noteFutureStamp(_:_:)``).
-        let futureStamp: UInt64?
+        let row: SealedRow
     }
 
     /// Seals a batch's changes in order, one chunk at a time on whichever thread runs it, continuing this device's
@@ -228,12 +243,10 @@ extension Vault {
                 var state = states[record] ?? RecordState(id: record)
                 state.apply(authored)
                 states[record] = state
-                let now = vault.wallClock()
                 let slot = vault.slot(for: record)
-                let plain = StoredRow.encodeState(state, paddingBlock: Vault.rowPaddingBlock, nowMillis: now)
                 return SealedChange(
-                    envelope: envelope, slot: slot, row: try vault.sealRow(plain, associatedData: Array(slot)),
-                    futureStamp: state.earliestFutureStamp(nowMillis: now))
+                    envelope: envelope, slot: slot,
+                    row: try vault.sealedRow(state, slot: slot, nowMillis: vault.wallClock()))
             }
         }
     }
