@@ -28,14 +28,10 @@ enum AgeStream {
 
     /// ChaCha20-Poly1305 encryption of `plaintext` (no associated data).
     static func seal(_ plaintext: UnsafeRawBufferPointer, key: SecureBytes, nonce: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: plaintext.count + tagSize)
-        var outLength: UInt64 = 0
-        key.withUnsafePointer { k in
-            _ = crypto_aead_chacha20poly1305_ietf_encrypt(
-                &out, &outLength, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
-                nil, 0, nil, nonce, k)
+        [UInt8](unsafeUninitializedCapacity: plaintext.count + tagSize) { out, initialized in
+            seal(plaintext, into: UnsafeMutableRawBufferPointer(out), key: key, nonce: nonce)
+            initialized = plaintext.count + tagSize
         }
-        return out
     }
 
     /// ChaCha20-Poly1305 encryption of `plaintext` into the first `plaintext.count + tagSize` bytes of `output`.
