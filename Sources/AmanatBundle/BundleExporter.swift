@@ -147,6 +147,7 @@ public enum BundleExporter {
                 }
                 guard after > before else { throw gap }
             }
+            try checkChain(bytes, of: device, vaultID: vault.vaultID)
             let name = vault.memberName(device).flatMap { $0.utf8.count <= SealedName.maximumLength ? $0 : nil }
             let entry = BundleManifest.Device(device: device, links: seq, name: name)
             chainFiles.append((entry.chain, bytes))
@@ -180,6 +181,34 @@ public enum BundleExporter {
         archive.add("membership.json", membership)
         for (path, bytes) in recordFiles + custodyFiles + chainFiles { archive.add(path, bytes) }
         return archive
+    }
+
+    /// Checks that the links of a device's chain file follow one another from its first change and that the last
+    /// one's signature holds, as `bundle verify` will (one signature: each header names the hash of the link before
+    /// it). A stored envelope that was altered or replaced (which `amanat verify` reports) is refused here, rather
+    /// than exported into a bundle that no verifier accepts.
+    static func checkChain(_ bytes: [UInt8], of device: DeviceID, vaultID: [UInt8]) throws {
+        var previous = ChainHead.empty
+        var last: ChainLink?
+        for start in stride(from: 0, to: bytes.count, by: ChainLink.length) {
+            let link = try? ChainLink(decoding: bytes[start..<min(start + ChainLink.length, bytes.count)])
+            guard let link, link.header.author == device, link.header.vaultID == vaultID,
+                link.header.seq == previous.seq + 1, link.header.previousHash == previous.hash
+            else {
+                throw StoreError(
+                    .damaged,
+                    "The vault is damaged: change \(previous.seq + 1) of device \(device.hex.prefix(12)) is not the one its device signed in its chain; run `amanat verify`."
+                )
+            }
+            previous = ChainHead(seq: link.header.seq, hash: link.hash)
+            last = link
+        }
+        guard last?.hasValidSignature ?? true else {
+            throw StoreError(
+                .damaged,
+                "The vault is damaged: the signature on change \(previous.seq) of device \(device.hex.prefix(12)) does not hold; run `amanat verify`."
+            )
+        }
     }
 
     /// The file name of an attachment in a bundle: `attachments/<record id>/<first 12 of attachment id>.<ext>`, with an

@@ -183,6 +183,30 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
             !FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
     }
 
+    /// A stored envelope altered on the disk, of a record that is not exported, is still a link of its device's chain
+    /// file: export refuses it (the next link no longer names its hash) rather than writing a bundle that fails
+    /// `bundle verify`.
+    @Test func anAlteredEnvelopeOutsideTheSelectionRefusesTheExport() throws {
+        let f = try Fixture()
+        let seq = try #require(
+            try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8))).allStates()
+                .first { $0.id.hex == f.statement }?.changes.first?.seq)
+        let database = try DatabaseQueue(path: f.cli.vault.appendingPathComponent(Vault.databaseFileName).path)
+        try database.write { db in
+            var body = try #require(
+                try Data.fetchOne(db, sql: "SELECT body FROM envelope WHERE seq = ?", arguments: [Int64(seq)]))
+            body[body.count - 100] ^= 0x01  // a byte of the ciphertext, before the 64-byte signature
+            try db.execute(sql: "UPDATE envelope SET body = ? WHERE seq = ?", arguments: [body, Int64(seq)])
+        }
+        try database.close()
+        let out = f.scratch.path("altered.age").path
+        let r = try f.cli.run(["export", "--out", out, "--recipient", f.recipient, "--kind", "testimony"])
+        #expect(r.status == 65, "\(r.stderr)")
+        #expect(r.stderr.contains("is not the one its device signed"), "\(r.stderr)")
+        #expect(
+            !FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
+    }
+
     /// The fabricated bundle of an outsider who knows the team's vault id, built end to end and encrypted with age:
     /// `bundle verify` reports it unproven (or refuses it when it names a team device as exporter), and `import`
     /// refuses it and leaves the receiving vault exactly as it was.
