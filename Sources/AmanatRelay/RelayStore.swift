@@ -356,14 +356,7 @@ public final class RelayStore: @unchecked Sendable {
 
     private static func vector(_ db: Database) throws -> [DeviceID: ChainHead] {
         var vector: [DeviceID: ChainHead] = [:]
-        for row in try Row.fetchAll(
-            db,
-            sql: """
-                SELECT e.author, e.seq, e.hash FROM envelope e
-                JOIN (SELECT author, MAX(seq) AS seq FROM envelope GROUP BY author) m
-                  ON e.author = m.author AND e.seq = m.seq
-                """)
-        {
+        for row in try Row.fetchAll(db.cachedStatement(sql: Vault.chainHeadsSQL("envelope"))) {
             vector[try DeviceID(Array(row.untrusted("author", as: Data.self)))] = ChainHead(
                 seq: UInt64(clamping: try row.untrusted("seq", as: Int64.self)),
                 hash: Array(try row.untrusted("hash", as: Data.self)))

@@ -1,3 +1,4 @@
+import AmanatCore
 import GRDB
 
 /// The database schema and its migrations (Protocol/storage.md §2).
@@ -49,6 +50,18 @@ enum Schema {
                     ) WITHOUT ROWID;
                     """)
         }
+        // The envelopes stored without their content (purged wire form, Protocol/envelope.md §7) are looked for at
+        // every sync, to restore what a carrier still has in full (Protocol/storage.md §3). A partial index holds
+        // only those, so the look-up no longer reads every envelope of the vault. Nothing else changes: a vault
+        // opened by the release before ignores it, and SQLite keeps it current for every writer.
+        migrator.registerMigration("v3-without-content-index") { db in
+            try db.execute(sql: "CREATE INDEX envelope_without_content ON envelope(author, seq) \(withoutContent)")
+        }
         return migrator
     }
+
+    /// The condition that picks envelopes stored in their purged wire form, written the same way in the partial
+    /// index and in every query meant to use it (SQLite uses a partial index only for a query whose condition
+    /// implies the index's).
+    static let withoutContent = "WHERE length(body) = \(Envelope.purgedLength)"
 }

@@ -123,7 +123,7 @@ extension Vault {
         //    The record changes are opened on every core first; this thread then only places them.
         let opened = openAll(fresh.filter { !$0.isAuthority && !$0.isPurged && !admitted.isPurged($0) })
         var newInLog: [AuthoredChange] = []
-        var keptApartTotal = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM held") ?? 0
+        var keptApartTotal = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM held")) ?? 0
         for run in runs {
             var known = admitted.isKnown(run.author)
             if known && run.apart.seq > 0 { try promoteHeld(db, author: run.author) }
@@ -340,7 +340,8 @@ extension Vault {
         let bodies: [Data] = try mapErrors {
             try database.read { db in
                 try Data.fetchAll(
-                    db, sql: "SELECT body FROM envelope WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    db.cachedStatement(
+                        sql: "SELECT body FROM envelope WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?"),
                     arguments: [Data(author.bytes), Int64(clamping: seq), limit])
             }
         }

@@ -184,19 +184,11 @@ extension Vault {
 
     /// The authorization digest the projection was last built with.
     func storedAuthorization(_ db: Database) throws -> [UInt8]? {
-        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'authorization'") else {
-            return nil
-        }
-        return try openRow(body, associatedData: Array("authorization".utf8), what: "the membership digest")
+        try localValue(db, "authorization", what: "the membership digest")
     }
 
     func saveAuthorization(_ db: Database) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO local(key, body) VALUES ('authorization', ?)
-                ON CONFLICT(key) DO UPDATE SET body = excluded.body
-                """,
-            arguments: [try sealRow(projectionDigest, associatedData: Array("authorization".utf8))])
+        try saveLocalValue(db, "authorization", projectionDigest)
     }
 
     /// At open: upgrades a first-release keyring and vault, loads the membership, and rebuilds the projection if
@@ -266,7 +258,7 @@ extension Vault {
     @discardableResult
     func promoteHeld(_ db: Database) throws -> Bool {
         var moved = false
-        for data in try Data.fetchAll(db, sql: "SELECT DISTINCT author FROM held") {
+        for data in try Data.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT author FROM held")) {
             guard let author = try? DeviceID(Array(data)), membership.isKnown(author) else { continue }
             if try promoteHeld(db, author: author) { moved = true }
         }
@@ -345,11 +337,8 @@ extension Vault {
     /// Per device, how many of its changes are held back for creating a record they may not create: known only
     /// by decrypting, so counted when changes are applied and kept (sealed) for `status`.
     func loadRefusedCreates(_ db: Database) throws -> [DeviceID: Int] {
-        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'refused_creates'") else {
-            return [:]
-        }
-        return try StoredRow.decodeRefusedCreates(
-            openRow(body, associatedData: Array("refused_creates".utf8), what: "a counter"))
+        guard let value = try localValue(db, "refused_creates", what: "a counter") else { return [:] }
+        return try StoredRow.decodeRefusedCreates(value)
     }
 
     func saveRefusedCreates(_ db: Database, _ counts: [DeviceID: Int]) throws {
@@ -359,10 +348,7 @@ extension Vault {
             w.write(raw: device.bytes)
             w.write(varint: UInt64(count))
         }
-        try db.execute(
-            sql:
-                "INSERT INTO local(key, body) VALUES ('refused_creates', ?) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
-            arguments: [try sealRow(w.bytes, associatedData: Array("refused_creates".utf8))])
+        try saveLocalValue(db, "refused_creates", w.bytes)
     }
 
     /// Why a record change is held back under the current membership, or nil if it is applied.

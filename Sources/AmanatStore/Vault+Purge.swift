@@ -184,15 +184,7 @@ extension Vault {
                 var w = ByteWriter()
                 w.write(raw: last.author.bytes)
                 w.write(bigEndian: last.seq)
-                let sealed = try sealRow(w.bytes, associatedData: Array("restore_cursor".utf8))
-                try database.write { db in
-                    try db.execute(
-                        sql: """
-                            INSERT INTO local(key, body) VALUES ('restore_cursor', ?)
-                            ON CONFLICT(key) DO UPDATE SET body = excluded.body
-                            """,
-                        arguments: [sealed])
-                }
+                try database.write { db in try saveLocalValue(db, "restore_cursor", w.bytes) }
             }
             return window
         }
@@ -201,8 +193,8 @@ extension Vault {
     /// Every change without content that no purge names, in (author, seq) order.
     func withoutContent(_ db: Database) throws -> [(author: DeviceID, seq: UInt64)] {
         var found: [(author: DeviceID, seq: UInt64)] = []
-        let rows = try Row.fetchCursor(
-            db, sql: "SELECT body FROM envelope WHERE length(body) = ?", arguments: [Envelope.purgedLength])
+        // Through the partial index of such envelopes (Schema): only they are read.
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT body FROM envelope \(Schema.withoutContent)"))
         while let row = try rows.next() {
             guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)), envelope.isPurged,
                 !membership.isPurged(envelope)
@@ -214,11 +206,8 @@ extension Vault {
 
     /// Where the last ``nextChangesWithoutContent(limit:available:)`` stopped.
     func storedRestoreCursor(_ db: Database) throws -> (author: DeviceID, seq: UInt64)? {
-        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'restore_cursor'") else {
-            return nil
-        }
-        var r = ByteReader(
-            try openRow(body, associatedData: Array("restore_cursor".utf8), what: "the restore position"))
+        guard let value = try localValue(db, "restore_cursor", what: "the restore position") else { return nil }
+        var r = ByteReader(value)
         let author = try DeviceID(try r.read(count: 32))
         return (author, try r.read(bigEndian: UInt64.self))
     }

@@ -79,16 +79,29 @@ extension Vault {
         if let stored = try storedFutureStamp(db), stored <= wallMillis { return }
         var w = ByteWriter()
         w.write(bigEndian: wallMillis)
-        try db.execute(
-            sql:
-                "INSERT INTO local(key, body) VALUES ('future', ?) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
-            arguments: [try sealRow(w.bytes, associatedData: Array("future".utf8))])
+        try saveLocalValue(db, "future", w.bytes)
     }
 
     func storedFutureStamp(_ db: Database) throws -> UInt64? {
-        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'future'") else { return nil }
-        var r = ByteReader(try openRow(body, associatedData: Array("future".utf8), what: "the clock"))
+        guard let value = try localValue(db, "future", what: "the clock") else { return nil }
+        var r = ByteReader(value)
         return try r.read(bigEndian: UInt64.self)
+    }
+
+    /// The opened value of the sealed `local` row `key` (Protocol/storage.md §3: sealed under the local key with
+    /// `key` as associated data), or nil when there is none. Read at every command, so the statement is prepared
+    /// once per connection.
+    func localValue(_ db: Database, _ key: String, what: String) throws -> [UInt8]? {
+        let statement = try db.cachedStatement(sql: "SELECT body FROM local WHERE key = ?")
+        guard let body = try Data.fetchOne(statement, arguments: [key]) else { return nil }
+        return try openRow(body, associatedData: Array(key.utf8), what: what)
+    }
+
+    /// Seals `value` as the `local` row `key`, replacing what it held.
+    func saveLocalValue(_ db: Database, _ key: String, _ value: [UInt8]) throws {
+        try db.cachedStatement(
+            sql: "INSERT INTO local(key, body) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET body = excluded.body"
+        ).execute(arguments: [key, try sealRow(value, associatedData: Array(key.utf8))])
     }
 
     /// Whether a stamp that was from the future when the projection was built has come within the horizon.
@@ -104,20 +117,15 @@ extension Vault {
     }
 
     func loadClock(_ db: Database) throws -> HybridLogicalClock {
-        guard let body = try Data.fetchOne(db, sql: "SELECT body FROM local WHERE key = 'clock'") else {
-            return HybridLogicalClock()
-        }
-        return HybridLogicalClock(
-            last: try StoredRow.decodeClock(openRow(body, associatedData: Array("clock".utf8), what: "the clock")))
+        guard let value = try localValue(db, "clock", what: "the clock") else { return HybridLogicalClock() }
+        return HybridLogicalClock(last: try StoredRow.decodeClock(value))
     }
 
     func saveClock(_ db: Database, _ clock: HybridLogicalClock) throws {
         var w = ByteWriter()
         w.write(bigEndian: clock.last.wallMillis)
         w.write(bigEndian: clock.last.counter)
-        try db.execute(
-            sql: "INSERT INTO local(key, body) VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE SET body = excluded.body",
-            arguments: [try sealRow(w.bytes, associatedData: Array("clock".utf8))])
+        try saveLocalValue(db, "clock", w.bytes)
     }
 
     func head(_ db: Database, author: DeviceID) throws -> ChainHead {
@@ -527,11 +535,13 @@ extension Vault {
 
     /// The envelope of (`author`, `seq`), decoded.
     public func envelope(author: DeviceID, seq: UInt64) throws -> Envelope? {
+        // No stored seq is beyond Int64 (SQLite's integers).
+        guard let stored = Int64(exactly: seq) else { return nil }
         let body: Data? = try mapErrors {
             try database.read { db in
                 try Data.fetchOne(
-                    db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?",
-                    arguments: [Data(author.bytes), Int64(seq)])
+                    db.cachedStatement(sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?"),
+                    arguments: [Data(author.bytes), stored])
             }
         }
         guard let body else { return nil }
