@@ -281,11 +281,18 @@ public final class SQLiteRelayStorage: RelayStorage {
         let vaults = try await blocking { store.vaultIDs() }
         var totals = RelayTotals()
         totals.vaults = vaults.count
+        let usage = chunkUsage
         for vault in vaults {
+            // Opening a vault's file (the first time) and measuring its chunk folder block: on NIO's thread pool, off
+            // the event loops, like every other file access here.
+            let chunkBytes = try await blocking {
+                _ = try store.registeredKey(of: vault)
+                return usage.usedOrMeasure(vault: Hex.encode(vault), store: store.chunkStore(vaultID: vault))
+            }
             let (count, bytes) = try await store.envelopeTotals(vaultID: vault)
             totals.envelopes += count
             totals.envelopeBytes += bytes
-            totals.chunkBytes += chunkUsage.usedOrMeasure(vault: Hex.encode(vault), store: chunkStore(vaultID: vault))
+            totals.chunkBytes += chunkBytes
         }
         return totals
     }
