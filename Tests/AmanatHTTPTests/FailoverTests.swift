@@ -11,34 +11,6 @@ import Testing
 /// `amanat sync URL1 URL2`: a sync through several relays over one database goes on through the next relay when one
 /// dies (``FailoverCarrier``).
 @Suite struct FailoverTests {
-    /// Waits until `counter` reaches `value`, failing after `seconds`.
-    func wait(for counter: Counter, toReach value: Int, seconds: Double = 180) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while counter.value < value {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("the sync did not reach \(value) within \(seconds) s (at \(counter.value))")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
-    /// Syncs the vault in `directory` through a failover carrier over `urls`, reporting progress in `progress`.
-    func failoverSync(_ directory: URL, _ urls: [String], progress: Counter) -> Task<(SyncReport, [String]), Error> {
-        Task {
-            let vault = try Vault.open(at: directory, passphrase: passphrase)
-            return try await FailoverCarrier.with(
-                urls: urls, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
-                options: testOptions(attempts: 3)
-            ) { carrier in
-                let report = try await ExchangeSession(vault: vault, carrier: carrier, batchSize: 100).run {
-                    progress.set($0.done)
-                }
-                return (report, carrier.failovers.map(\.to))
-            }
-        }
-    }
-
     @Test func oneRelayKilledDuringALargeSyncTheClientFinishesThroughTheOther() async throws {
         let dir = try TemporaryDirectory()
         let spec = try testStorage(.postgres, dir.path("relay"))
@@ -52,7 +24,7 @@ import Testing
         // Push in batches of 100 through relay a, which is stopped for good a third of the way.
         let progress = Counter()
         let pusher = failoverSync(team[0].directory, [a.url, b.url], progress: progress)
-        try await wait(for: progress, toReach: 1500)
+        #expect(try await progress.wait(toReach: 1500), "the sync did not reach 1500 changes")
         await a.stop()
         let (pushed, pushFailovers) = try await pusher.value
         #expect(pushFailovers == [b.url], "the sync went on through b")
@@ -64,7 +36,7 @@ import Testing
         let c = try await TestRelay.start(spec)
         progress.set(0)
         let puller = failoverSync(team[1].directory, [c.url, b.url], progress: progress)
-        try await wait(for: progress, toReach: 2000)
+        #expect(try await progress.wait(toReach: 2000), "the sync did not reach 2000 changes")
         await c.stop()
         let (pulled, pullFailovers) = try await puller.value
         #expect(pullFailovers == [b.url])

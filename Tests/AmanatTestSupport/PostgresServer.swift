@@ -74,7 +74,16 @@ public final class PostgresTestServer: Sendable {
         try start(certificateNames: names)
     }
 
-    private static func start(certificateNames: String = "IP:127.0.0.1") throws -> PostgresTestServer {
+    /// A server of its own with PostgreSQL's durable defaults (every commit's WAL flushed to the disk, full-page
+    /// writes), as an operator runs it, for the load test (`make load`): the shared server skips them to keep the
+    /// tests fast. The caller stops it (``stop()``), and the watchdog does if the process dies.
+    public static func startDurable() throws -> PostgresTestServer {
+        try start(durable: true)
+    }
+
+    private static func start(certificateNames: String = "IP:127.0.0.1", durable: Bool = false) throws
+        -> PostgresTestServer
+    {
         guard let bin = serverPrograms() else {
             throw PostgresUnavailable(
                 reason:
@@ -134,7 +143,9 @@ public final class PostgresTestServer: Sendable {
                 "pg_ctl",
                 [
                     "-D", folder + "/data", "-l", folder + "/log", "-w", "-t", "60", "-o",
-                    "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c ssl=on -c ssl_cert_file=\(folder)/server.crt -c ssl_key_file=\(folder)/server.key",
+                    "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1"
+                        + (durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+                        + " -c max_connections=300 -c ssl=on -c ssl_cert_file=\(folder)/server.crt -c ssl_key_file=\(folder)/server.key",
                     "start",
                 ], deadline: 90)
         } catch {

@@ -36,3 +36,19 @@ public func relaySync(
         try await ExchangeSession(vault: vault, carrier: $0, batchSize: batchSize).run(progress: progress)
     }
 }
+
+/// Syncs the vault in `directory` through a failover carrier over `urls`, reporting progress in `progress`.
+public func failoverSync(_ directory: URL, _ urls: [String], progress: Counter) -> Task<(SyncReport, [String]), Error> {
+    Task {
+        let vault = try Vault.open(at: directory, passphrase: passphrase)
+        return try await FailoverCarrier.with(
+            urls: urls, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
+            options: testOptions(attempts: 3)
+        ) { carrier in
+            let report = try await ExchangeSession(vault: vault, carrier: carrier, batchSize: 100).run {
+                progress.set($0.done)
+            }
+            return (report, carrier.failovers.map(\.to))
+        }
+    }
+}

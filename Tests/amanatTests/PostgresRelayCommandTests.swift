@@ -1,3 +1,5 @@
+import AmanatCore
+import AmanatStore
 import AmanatTestSupport
 import Foundation
 import Testing
@@ -72,6 +74,143 @@ import Testing
         #expect(none.stderr.contains("None of the 2 relays can be reached"), "\(none.stderr)")
     }
 
+    /// Two `amanat serve` processes over one database; the one a large sync goes through is killed (SIGKILL) in the
+    /// middle of it, cutting off the requests in flight, once while a replica pushes and once while another pulls.
+    /// Each sync finishes through the other relay, and the result is that of a sync with no failure: every change
+    /// stored once, the relays' heads equal to the writer's, and the puller's state equal to the writer's.
+    @Test func aRelayKilledInTheMiddleOfALargeSyncLeavesTheRestToTheOther() async throws {
+        let (server, database, password) = try database()
+        let environment = ["AMANAT_DATABASE_PASSWORD": password]
+        func relay() throws -> ServeProcess {
+            try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        }
+        let (one, two, three) = (try relay(), try relay(), try relay())
+        defer {
+            for relay in [one, two, three] { relay.kill9() }
+        }
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        _ = try team[0].commitBatch(
+            (0..<5000).map { i in (nil, [.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]) })
+        let total = try team[0].changeCount()  // 5000 records and the two membership entries
+        let name = String(database.split(separator: "/").last?.split(separator: "?").first ?? "")
+        func stored() throws -> Int {
+            let out = try server.psql("SELECT count(*) FROM relay_envelope", database: name)
+            return out.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.first ?? -1
+        }
+
+        // The push goes through `one` in batches of 100; `one` dies a third of the way.
+        let progress = Counter()
+        let pusher = failoverSync(team[0].directory, [one.url, two.url], progress: progress)
+        #expect(try await progress.wait(toReach: 1500), "the push did not reach 1500 changes")
+        one.kill9()
+        let storedAtKill = try stored()
+        let (pushed, pushFailovers) = try await pusher.value
+        #expect(storedAtKill < total, "the relay was killed before the push ended (\(storedAtKill) of \(total))")
+        #expect(pushFailovers == [two.url], "the push went on through the second relay")
+        #expect(pushed.pushed <= total)
+        #expect(try stored() == total, "nothing lost, nothing stored twice")
+
+        // The pull goes through `three`, killed in the middle too; `two` finishes it.
+        progress.set(0)
+        let puller = failoverSync(team[1].directory, [three.url, two.url], progress: progress)
+        #expect(try await progress.wait(toReach: 2000), "the pull did not reach 2000 changes")
+        three.kill9()
+        let (pulled, pullFailovers) = try await puller.value
+        #expect(pullFailovers == [two.url], "the pull went on through the second relay")
+        #expect(pulled.pulled <= total)
+        let b = try Vault.open(at: team[1].directory, passphrase: passphrase)
+        #expect(try b.changeCount() == total + 1, "every change, and b's own join")
+        #expect(try b.status().stateDigest == team[0].status().stateDigest)
+        #expect(try b.verify().problems == [])
+        // b's join reaches the relay and a; then both replicas and the database hold the same, each change once.
+        try await relaySync(b, two.url)
+        try await relaySync(team[0], two.url)
+        #expect(try team[0].status().stateDigest == b.status().stateDigest)
+        #expect(try stored() == total + 1)
+        let (status, log) = two.stop()
+        #expect(status == 0, "\(log)")
+    }
+
+    /// `--quota` over PostgreSQL: relays sharing a database share each vault's quota, summed by the database under
+    /// the vault's row lock, so a second relay does not take what the first refused.
+    @Test func relaysOverOneDatabaseShareEachVaultsQuota() throws {
+        let scratch = try Scratch()
+        let (server, database, password) = try database()
+        let name = String(database.split(separator: "/").last?.split(separator: "?").first ?? "")
+        let environment = ["AMANAT_DATABASE_PASSWORD": password]
+        func relay() throws -> ServeProcess {
+            try ServeProcess(
+                arguments: ["serve", "--port", "0", "--database", database, "--quota", "3MiB"], environment: environment
+            )
+        }
+        let (one, two) = (try relay(), try relay())
+        defer {
+            one.kill9()
+            two.kill9()
+        }
+        func storedChunks() throws -> [Int] {
+            let out = try server.psql(
+                "SELECT count(*), COALESCE(sum(length(sealed)), 0) FROM relay_chunk", database: name)
+            let row = out.split(separator: "\n").first { $0.contains("|") && !$0.contains("count") } ?? ""
+            return row.split(separator: "|").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        let a = scratch.runner("a")
+        try a.initialize(name: "field laptop")
+        let id = try a.ok(["add", "testimony", "--witness", "W-PG-QUOTA", "--narrative-file", samplePath])
+        let file = scratch.path("recording.bin")
+        try TestMedia.write(TestMedia.make(size: 5 * 1_048_576, seed: TestMedia.seed("pg quota")), to: file)
+        _ = try a.ok(["attach", id, file.path])
+
+        let first = try a.run(["sync", one.url])
+        #expect(first.status == 74, "\(first.stderr)")
+        #expect(first.stderr.contains("reached the relay's quota of 3 MiB"), "\(first.stderr)")
+        let afterFirst = try storedChunks()
+        #expect(afterFirst.count == 2 && afterFirst[0] == 2, "two 1 MiB chunks fit under 3 MiB: \(afterFirst)")
+        #expect(afterFirst.count == 2 && afterFirst[1] <= 3 * 1_048_576, "\(afterFirst)")
+
+        // The other relay counts the same stored chunks: it refuses the third as well, and stores nothing more.
+        let second = try a.run(["sync", two.url])
+        #expect(second.status == 74, "\(second.stderr)")
+        #expect(second.stderr.contains("reached the relay's quota of 3 MiB"), "\(second.stderr)")
+        #expect(second.stderr.contains("3 attachment chunks") && second.stderr.contains("could not be written"))
+        #expect(try storedChunks() == afterFirst)
+    }
+
+    /// Relays create and migrate the schema themselves: two started at the same moment on an empty database
+    /// leave one schema of the current version (the migration holds an advisory lock), and a database a newer relay
+    /// made is refused with one sentence before anything is served.
+    @Test func relaysStartingTogetherMigrateOnceAndANewerSchemaIsRefused() throws {
+        let (server, database, password) = try database()
+        let name = String(database.split(separator: "/").last?.split(separator: "?").first ?? "")
+        let environment = ["AMANAT_DATABASE_PASSWORD": password]
+        let started = ResultBox<ServeProcess>()
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            started.set(
+                i,
+                Result {
+                    try ServeProcess(
+                        arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+                })
+        }
+        let relays = try (0..<2).map { try started.get($0) }
+        defer {
+            for relay in relays { relay.kill9() }
+        }
+        let schema = try server.psql("SELECT version FROM amanat_relay_schema", database: name)
+        #expect(schema.contains("(1 row)") && schema.contains(" 1\n"), "\(schema)")
+        for relay in relays { #expect(relay.process.isRunning) }
+
+        try server.psql("UPDATE amanat_relay_schema SET version = 99", database: name)
+        let scratch = try Scratch()
+        var admin = scratch.runner("x")
+        admin.environment["AMANAT_DATABASE_PASSWORD"] = password
+        let newer = try admin.run(["serve", "--port", "0", "--database", database], withVault: false)
+        #expect(newer.status == 65, "\(newer.stderr)")
+        #expect(newer.stderr.contains("was made by a newer relay (schema 99)"), "\(newer.stderr)")
+        #expect(newer.stderr.split(separator: "\n").count == 1, "\(newer.stderr)")
+    }
+
     @Test func badDatabaseOptionsAreRefusedWithOneSentence() throws {
         let scratch = try Scratch()
         let (_, database, _) = try database()
@@ -114,4 +253,15 @@ import Testing
         #expect(mixed.status == 64, "\(mixed.stderr)")
         #expect(mixed.stderr.contains("Only relay URLs can be given together"), "\(mixed.stderr)")
     }
+}
+
+/// Results set from several threads, read once they are all in.
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private var results: [Int: Result<T, any Error>] = [:]
+
+    func set(_ index: Int, _ result: Result<T, any Error>) { lock.withLock { results[index] = result } }
+
+    func get(_ index: Int) throws -> T { try lock.withLock { results[index] }!.get() }
 }
