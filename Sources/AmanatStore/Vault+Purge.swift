@@ -190,11 +190,14 @@ extension Vault {
         }
     }
 
+    /// The envelopes stored in their purged wire form, read through their partial index (``Schema``): its condition
+    /// is written as a literal, since SQLite does not use a partial index for a bound `length(body) = ?`.
+    package static let withoutContentQuery = "SELECT body FROM envelope \(Schema.withoutContent)"
+
     /// Every change without content that no purge names, in (author, seq) order.
     func withoutContent(_ db: Database) throws -> [(author: DeviceID, seq: UInt64)] {
         var found: [(author: DeviceID, seq: UInt64)] = []
-        // Through the partial index of such envelopes (Schema): only they are read.
-        let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT body FROM envelope \(Schema.withoutContent)"))
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: Self.withoutContentQuery))
         while let row = try rows.next() {
             guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)), envelope.isPurged,
                 !membership.isPurged(envelope)

@@ -95,10 +95,15 @@ extension Vault {
     /// scan of the primary key, one descent to find the next author and one to its last envelope, so its cost grows
     /// with the number of devices, not of envelopes. A sync asks for it every time; `GROUP BY author` read every
     /// envelope of the vault instead (98 ms an up-to-date sync of 100,000 records, Docs/performance.md).
+    ///
+    /// The first author is sought above -∞ rather than taken first in order: SQLite sorts a NULL first, and a NULL
+    /// author (possible only in a file edited by hand, since the column is NOT NULL, which is also why SQLite drops an
+    /// `IS NOT NULL` test) would otherwise end the scan at once and hide every chain. Any other value, number, text or
+    /// blob, sorts above -∞, so the scan visits every author `GROUP BY` did.
     package static func chainHeadsSQL(_ table: String) -> String {
         """
         WITH RECURSIVE authors(author) AS (
-          SELECT (SELECT author FROM \(table) ORDER BY author LIMIT 1)
+          SELECT (SELECT author FROM \(table) WHERE author > -9e999 ORDER BY author LIMIT 1)
           UNION ALL
           SELECT (SELECT author FROM \(table) WHERE author > authors.author ORDER BY author LIMIT 1)
           FROM authors WHERE authors.author IS NOT NULL
@@ -114,10 +119,16 @@ extension Vault {
         var vector: [DeviceID: ChainHead] = [:]
         let rows = try Row.fetchAll(db.cachedStatement(sql: chainHeadsSQL(table)))
         for row in rows {
-            guard let author = try? DeviceID(Array(row["author"] as Data)) else {
+            // A file edited by hand may hold any type in any column: decoded without trapping.
+            guard let data = try? row.untrusted("author", as: Data.self), let author = try? DeviceID(Array(data)) else {
                 throw StoreError(.damaged, "The vault is damaged: a stored device id is not 32 bytes.")
             }
-            vector[author] = ChainHead(seq: UInt64(row["seq"] as Int64), hash: Array(row["hash"] as Data))
+            guard let seq = try? row.untrusted("seq", as: Int64.self), let stored = UInt64(exactly: seq),
+                let hash = try? row.untrusted("hash", as: Data.self)
+            else {
+                throw StoreError(.damaged, "The vault is damaged: a stored chain head is not a seq and a hash.")
+            }
+            vector[author] = ChainHead(seq: stored, hash: Array(hash))
         }
         return vector
     }

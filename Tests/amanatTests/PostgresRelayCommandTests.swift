@@ -74,20 +74,23 @@ import Testing
         #expect(none.stderr.contains("None of the 2 relays can be reached"), "\(none.stderr)")
     }
 
-    /// Two `amanat serve` processes over one database; the one a large sync goes through is killed (SIGKILL) in the
-    /// middle of it, cutting off the requests in flight, once while a replica pushes and once while another pulls.
-    /// Each sync finishes through the other relay, and the result is that of a sync with no failure: every change
-    /// stored once, the relays' heads equal to the writer's, and the puller's state equal to the writer's.
+    /// `amanat serve` processes over one database; the one a large sync goes through is killed (SIGKILL) while the
+    /// sync goes on, once while a replica pushes and once while another pulls. Each sync finishes through the other
+    /// relay, and the result is that of a sync with no failure: every change stored once, and the puller's state
+    /// equal to the writer's. (The syncs end by themselves: the carrier gives up on a relay after 3 attempts of at
+    /// most 2 s to connect.)
     @Test func aRelayKilledInTheMiddleOfALargeSyncLeavesTheRestToTheOther() async throws {
         let (server, database, password) = try database()
         let environment = ["AMANAT_DATABASE_PASSWORD": password]
         func relay() throws -> ServeProcess {
             try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
         }
-        let (one, two, three) = (try relay(), try relay(), try relay())
-        defer {
-            for relay in [one, two, three] { relay.kill9() }
-        }
+        let one = try relay()
+        defer { one.kill9() }
+        let two = try relay()
+        defer { two.kill9() }
+        let three = try relay()
+        defer { three.kill9() }
         let dir = try TemporaryDirectory()
         let team = try makeTeam(2, in: dir)
         _ = try team[0].commitBatch(
@@ -103,8 +106,8 @@ import Testing
         let progress = Counter()
         let pusher = failoverSync(team[0].directory, [one.url, two.url], progress: progress)
         #expect(try await progress.wait(toReach: 1500), "the push did not reach 1500 changes")
-        one.kill9()
         let storedAtKill = try stored()
+        one.kill9()
         let (pushed, pushFailovers) = try await pusher.value
         #expect(storedAtKill < total, "the relay was killed before the push ended (\(storedAtKill) of \(total))")
         #expect(pushFailovers == [two.url], "the push went on through the second relay")
@@ -132,8 +135,8 @@ import Testing
         #expect(status == 0, "\(log)")
     }
 
-    /// `--quota` over PostgreSQL: relays sharing a database share each vault's quota, summed by the database under
-    /// the vault's row lock, so a second relay does not take what the first refused.
+    /// `--quota` over PostgreSQL: relays sharing a database share each vault's quota, summed by the database from
+    /// what it stores, so a second relay does not take what the first refused.
     @Test func relaysOverOneDatabaseShareEachVaultsQuota() throws {
         let scratch = try Scratch()
         let (server, database, password) = try database()
@@ -144,11 +147,10 @@ import Testing
                 arguments: ["serve", "--port", "0", "--database", database, "--quota", "3MiB"], environment: environment
             )
         }
-        let (one, two) = (try relay(), try relay())
-        defer {
-            one.kill9()
-            two.kill9()
-        }
+        let one = try relay()
+        defer { one.kill9() }
+        let two = try relay()
+        defer { two.kill9() }
         func storedChunks() throws -> [Int] {
             let out = try server.psql(
                 "SELECT count(*), COALESCE(sum(length(sealed)), 0) FROM relay_chunk", database: name)
@@ -177,9 +179,9 @@ import Testing
         #expect(try storedChunks() == afterFirst)
     }
 
-    /// Relays create and migrate the schema themselves: two started at the same moment on an empty database
-    /// leave one schema of the current version (the migration holds an advisory lock), and a database a newer relay
-    /// made is refused with one sentence before anything is served.
+    /// Relays create and migrate the schema themselves: two started at once on an empty database both come up and
+    /// leave one schema of the current version, and a database a newer relay made is refused with one sentence
+    /// before anything is served.
     @Test func relaysStartingTogetherMigrateOnceAndANewerSchemaIsRefused() throws {
         let (server, database, password) = try database()
         let name = String(database.split(separator: "/").last?.split(separator: "?").first ?? "")
@@ -193,22 +195,38 @@ import Testing
                         arguments: ["serve", "--port", "0", "--database", database], environment: environment)
                 })
         }
-        let relays = try (0..<2).map { try started.get($0) }
+        let results = (0..<2).map { started.result($0) }
         defer {
-            for relay in relays { relay.kill9() }
+            for case .success(let relay) in results { relay.kill9() }
         }
+        let relays = try results.map { try $0.get() }
         let schema = try server.psql("SELECT version FROM amanat_relay_schema", database: name)
         #expect(schema.contains("(1 row)") && schema.contains(" 1\n"), "\(schema)")
         for relay in relays { #expect(relay.process.isRunning) }
 
         try server.psql("UPDATE amanat_relay_schema SET version = 99", database: name)
         let scratch = try Scratch()
-        var admin = scratch.runner("x")
-        admin.environment["AMANAT_DATABASE_PASSWORD"] = password
-        let newer = try admin.run(["serve", "--port", "0", "--database", database], withVault: false)
-        #expect(newer.status == 65, "\(newer.stderr)")
-        #expect(newer.stderr.contains("was made by a newer relay (schema 99)"), "\(newer.stderr)")
-        #expect(newer.stderr.split(separator: "\n").count == 1, "\(newer.stderr)")
+        // Run with a deadline: a relay that wrongly accepted the schema would serve until killed.
+        let newer = Process()
+        newer.executableURL = CLIRunner.binary
+        newer.arguments = ["serve", "--port", "0", "--database", database]
+        newer.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let errors = scratch.path("newer.err")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        newer.standardError = try FileHandle(forWritingTo: errors)
+        newer.standardOutput = FileHandle.nullDevice
+        newer.standardInput = FileHandle.nullDevice
+        try newer.run()
+        let deadline = Date().addingTimeInterval(60)
+        while newer.isRunning && Date() < deadline { usleep(20_000) }
+        let ranOn = newer.isRunning
+        if ranOn { kill(newer.processIdentifier, SIGKILL) }
+        newer.waitUntilExit()
+        let said = try String(contentsOf: errors, encoding: .utf8)
+        #expect(!ranOn, "the relay served a database of a newer schema: \(said)")
+        #expect(newer.terminationStatus == 65, "\(said)")
+        #expect(said.contains("was made by a newer relay (schema 99)"), "\(said)")
+        #expect(said.split(separator: "\n").count == 1, "\(said)")
     }
 
     @Test func badDatabaseOptionsAreRefusedWithOneSentence() throws {
@@ -263,5 +281,7 @@ final class ResultBox<T: Sendable>: @unchecked Sendable {
 
     func set(_ index: Int, _ result: Result<T, any Error>) { lock.withLock { results[index] = result } }
 
-    func get(_ index: Int) throws -> T { try lock.withLock { results[index] }!.get() }
+    func result(_ index: Int) -> Result<T, any Error> {
+        lock.withLock { results[index] } ?? .failure(CLIFailure(description: "no result for \(index)"))
+    }
 }
