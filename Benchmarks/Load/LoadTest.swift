@@ -213,7 +213,8 @@ struct LoadTest {
             }
         } catch {
             print("could not prepare the vaults: \(error)")
-            return
+            await relays.stop()
+            exit(1)
         }
         let figures = Figures()
         // Every client first creates its vault (Argon2 is slow on purpose); the timed phase starts when all are ready.
@@ -318,12 +319,17 @@ final class Relays: @unchecked Sendable {
     private let inProcess: RunningRelay?
     private let storage: (any RelayStorage)?
     private let processes: [Process]
+    private let database: PostgresTestServer?
 
-    private init(urls: [String], inProcess: RunningRelay?, storage: (any RelayStorage)?, processes: [Process]) {
+    private init(
+        urls: [String], inProcess: RunningRelay?, storage: (any RelayStorage)?, processes: [Process],
+        database: PostgresTestServer? = nil
+    ) {
         self.urls = urls
         self.inProcess = inProcess
         self.storage = storage
         self.processes = processes
+        self.database = database
     }
 
     static func sqlite(_ work: URL, logger: Logger) async throws -> Relays {
@@ -339,12 +345,26 @@ final class Relays: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: amanat) else {
             throw LoadError(message: "\(amanat) is not built (swift build -c release --product amanat)")
         }
-        let server = try PostgresTestServer.shared.get()
-        let location = try server.makeDatabase()
+        // A server with PostgreSQL's durable defaults, as an operator runs it (the tests' shared server skips the
+        // flushes): every request commits its nonce, so each waits for its WAL to reach the disk.
+        let server = try PostgresTestServer.startDurable()
+        let location: PostgresLocation
+        do {
+            location = try server.makeDatabase()
+        } catch {
+            server.stop()
+            throw error
+        }
         var processes: [Process] = []
         var urls: [String] = []
         for _ in 0..<2 {
-            let port = try PostgresTestServer.freePort()
+            let port: Int
+            do {
+                port = try PostgresTestServer.freePort()
+            } catch {
+                await Relays(urls: urls, inProcess: nil, storage: nil, processes: processes, database: server).stop()
+                throw error
+            }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: amanat)
             process.arguments = [
@@ -356,11 +376,16 @@ final class Relays: @unchecked Sendable {
             environment["AMANAT_DATABASE_PASSWORD"] = location.password
             process.environment = environment
             process.standardInput = FileHandle.nullDevice
-            try process.run()
+            do {
+                try process.run()
+            } catch {
+                await Relays(urls: urls, inProcess: nil, storage: nil, processes: processes, database: server).stop()
+                throw error
+            }
             processes.append(process)
             urls.append("http://127.0.0.1:\(port)")
         }
-        let relays = Relays(urls: urls, inProcess: nil, storage: nil, processes: processes)
+        let relays = Relays(urls: urls, inProcess: nil, storage: nil, processes: processes, database: server)
         // Both answer their health route within 60 seconds, or the run stops.
         let deadline = ContinuousClock.now + .seconds(60)
         for url in urls {
@@ -382,7 +407,7 @@ final class Relays: @unchecked Sendable {
         return status == 200
     }
 
-    /// Stops every relay: SIGTERM, then SIGKILL after 20 seconds.
+    /// Stops every relay (SIGTERM, then SIGKILL after 20 seconds), then the database server if there is one.
     func stop() async {
         await inProcess?.stop()
         await storage?.close()
@@ -392,6 +417,7 @@ final class Relays: @unchecked Sendable {
             while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
+        database?.stop()
     }
 }
 
