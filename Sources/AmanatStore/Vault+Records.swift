@@ -556,17 +556,24 @@ extension Vault {
     /// call it at once while no thread changes the vault (an export reads a batch of records' histories on both
     /// cores); their database reads take turns.
     public func history(of state: RecordState) throws -> [(envelope: Envelope, change: AuthoredChange)] {
-        try state.changes.map { ref in
+        let record = "record \(state.id.hex.prefix(12))"
+        return try state.changes.map { ref in
+            let change = "change \(ref.seq) of device \(ref.author.hex.prefix(12))"
             guard let envelope = try envelope(author: ref.author, seq: ref.seq) else {
-                throw StoreError(.damaged, "The vault is damaged: a change of this record is missing from the log.")
+                throw StoreError(
+                    .damaged,
+                    "The vault is damaged: \(change), which made \(record), is missing from the log. Run `amanat verify`."
+                )
             }
             guard let key = key(epoch: envelope.header.keyEpoch) else {
-                throw StoreError(.damaged, "A change of this record uses a key epoch this device lacks.")
+                throw StoreError(.damaged, "The \(change), which made \(record), uses a key epoch this device lacks.")
             }
             do {
                 return (envelope, try envelope.openAuthored(with: key))
             } catch {
-                throw StoreError(.damaged, "The vault is damaged: a change of this record does not decrypt.")
+                throw StoreError(
+                    .damaged,
+                    "The vault is damaged: \(change), which made \(record), does not decrypt. Run `amanat verify`.")
             }
         }
     }

@@ -30,7 +30,7 @@ extension Amanat {
             let (vault, current) = try options.openKeepingPassphrase()
             let new = try Passphrase.read(
                 file: newPassphraseFile, prompt: "New passphrase: ", confirm: true,
-                environmentVariable: "AMANAT_NEW_PASSPHRASE")
+                environmentVariable: "AMANAT_NEW_PASSPHRASE", fileOption: "--new-passphrase-file")
             guard !new.constantTimeEquals(current) else {
                 throw CLIError(.usage, "The new passphrase is the one the vault already has; nothing was changed.")
             }

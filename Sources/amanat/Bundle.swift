@@ -31,7 +31,7 @@ struct BundleKeyOptions: ParsableArguments {
         if passphrase {
             let secret = try Passphrase.read(
                 file: nil, prompt: "Passphrase of the bundle: ", confirm: false,
-                environmentVariable: "AMANAT_BUNDLE_PASSPHRASE")
+                environmentVariable: "AMANAT_BUNDLE_PASSPHRASE", fileOption: nil)
             return [try AgeScryptIdentity(passphrase: secret)]
         }
         guard let identity else {
@@ -267,7 +267,7 @@ extension Amanat {
             if report.outcome != .damaged { printProvenance(report) }
             try finish(report)
             print(
-                "\nok: \(report.records.count) records, \(report.chainLinks) signed changes in the custody chains verified; every signer is proven a member of vault \(report.vaultID.map(VaultFingerprint.of) ?? "?")"
+                "\nok: \(report.records.count) record\(report.records.count == 1 ? "" : "s"), \(report.chainLinks) signed change\(report.chainLinks == 1 ? "" : "s") in the custody chains verified; every signer is proven a member of vault \(report.vaultID.map(VaultFingerprint.of) ?? "?")"
             )
         }
     }

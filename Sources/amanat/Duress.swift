@@ -82,7 +82,7 @@ extension Amanat {
             let vault = try options.open()
             let secret = try Passphrase.read(
                 file: duressFile, prompt: "Duress passphrase: ", confirm: true,
-                environmentVariable: "AMANAT_DURESS_PASSPHRASE")
+                environmentVariable: "AMANAT_DURESS_PASSPHRASE", fileOption: "--duress-file")
             if let decoyURL {
                 // The decoy opens with the duress passphrase, or it would not open at the checkpoint either.
                 do {

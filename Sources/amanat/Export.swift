@@ -149,7 +149,7 @@ extension Amanat {
             if passphrase {
                 let secret = try Passphrase.read(
                     file: nil, prompt: "Passphrase for the bundle: ", confirm: true,
-                    environmentVariable: "AMANAT_BUNDLE_PASSPHRASE")
+                    environmentVariable: "AMANAT_BUNDLE_PASSPHRASE", fileOption: nil)
                 recipients = [try AgeScryptRecipient(passphrase: secret)]
             }
             let url = URL(fileURLWithPath: out)

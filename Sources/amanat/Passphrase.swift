@@ -8,9 +8,11 @@ import Foundation
 /// Reading the passphrase without leaving copies of it around.
 enum Passphrase {
     /// Reads the passphrase from `file`, else `AMANAT_PASSPHRASE` (which is then wiped and removed from the
-    /// environment), else the terminal with echo off.
+    /// environment), else the terminal with echo off. `fileOption` is the option that gives `file`, named when no
+    /// terminal can ask (nil where the command has none).
     static func read(
-        file: String?, prompt: String, confirm: Bool, environmentVariable: String = "AMANAT_PASSPHRASE"
+        file: String?, prompt: String, confirm: Bool, environmentVariable: String = "AMANAT_PASSPHRASE",
+        fileOption: String? = "--passphrase-file"
     ) throws -> SecureBytes {
         if file == "-" { return try nonEmpty(try lineOfStandardInput()) }
         if let file {
@@ -26,8 +28,8 @@ enum Passphrase {
             return try nonEmpty(secret)
         }
         guard isatty(STDIN_FILENO) == 1 else {
-            throw CLIError(
-                .usage, "No passphrase: no terminal to ask at; set \(environmentVariable) or pass a passphrase file.")
+            let file = fileOption.map { " or give \($0) FILE" } ?? ""
+            throw CLIError(.usage, "No passphrase: no terminal to ask at; set \(environmentVariable)\(file).")
         }
         let first = try prompted(prompt)
         if confirm {

@@ -183,6 +183,29 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
             !FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
     }
 
+    /// The change that made an exported record, deleted from the vault's database: the refusal names the change and
+    /// the record, so the person knows which record to check, and no bundle is left.
+    @Test func aMissingChangeOfAnExportedRecordIsNamedWithItsRecord() throws {
+        let f = try Fixture()
+        let vault = try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8)))
+        let change = try #require(try vault.allStates().first { $0.id.hex == f.statement }?.changes.first)
+        let database = try DatabaseQueue(path: f.cli.vault.appendingPathComponent(Vault.databaseFileName).path)
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM envelope WHERE seq = ?", arguments: [Int64(change.seq)])
+            #expect(db.changesCount == 1)
+        }
+        try database.close()
+        let out = f.scratch.path("missing.age").path
+        let r = try f.cli.run(["export", "--out", out, "--recipient", f.recipient, "--id", f.statement])
+        #expect(r.status == 65, "\(r.stderr)")
+        #expect(
+            r.stderr.contains(
+                "change \(change.seq) of device \(change.author.hex.prefix(12)), which made record \(f.statement.prefix(12)), is missing from the log"
+            ), "\(r.stderr)")
+        #expect(
+            !FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
+    }
+
     /// A stored envelope altered on the disk, of a record that is not exported, is still a link of its device's chain
     /// file: export refuses it (the next link no longer names its hash) rather than writing a bundle that fails
     /// `bundle verify`.
@@ -289,6 +312,19 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         let wrong = try runner.run(["bundle", "verify", out, "--passphrase"], withVault: false)
         #expect(wrong.status == 77, "\(wrong.stderr)")
         #expect(try f.cli.run(["export", "--out", out, "--passphrase", "--recipient", f.recipient]).status == 64)
+        // With no terminal to ask at and no AMANAT_BUNDLE_PASSPHRASE, the sentence names only what can be given:
+        // neither command reads the bundle's passphrase from a file.
+        let other = f.scratch.path("q.age").path
+        for (args, vault) in [
+            (["export", "--out", other, "--passphrase", "--id", f.statement], true),
+            (["bundle", "verify", out, "--passphrase"], false),
+        ] {
+            let none = try f.cli.run(args, withVault: vault)
+            #expect(none.status == 64, "\(none.stderr)")
+            #expect(
+                none.stderr.hasSuffix("no terminal to ask at; set AMANAT_BUNDLE_PASSPHRASE.\n"), "\(none.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: other))
     }
 
     @Test func damagedBundlesAreRefusedAndNothingIsExtracted() throws {
