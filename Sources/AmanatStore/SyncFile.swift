@@ -403,4 +403,17 @@ extension Row {
         guard let value = try? decode(Value.self, forColumn: column) else { throw UntrustedRowError(column: column) }
         return value
     }
+
+    /// The integer stored in `column`, or nil when it holds anything else (a NULL, text, a blob, or a REAL, even a
+    /// whole one: a file edited by hand, which GRDB's decoders would convert).
+    package func storedInteger(_ column: String) -> Int64? {
+        if case .int64(let value) = (self[column] as DatabaseValue).storage { return value }
+        return nil
+    }
+
+    /// The bytes stored as a BLOB in `column`, or nil when it holds anything else.
+    package func storedBlob(_ column: String) -> [UInt8]? {
+        if case .blob(let value) = (self[column] as DatabaseValue).storage { return Array(value) }
+        return nil
+    }
 }

@@ -335,23 +335,32 @@ extension Vault {
         result.forks.append(ForkReport(device: envelope.header.author, seq: envelope.header.seq))
     }
 
-    /// Up to `limit` of this vault's envelopes of `author` with seq greater than `seq`, in seq order.
+    /// Up to `limit` of this vault's envelopes of `author` with seq greater than `seq`, in seq order. Each is the
+    /// envelope its row says it is (author and seq): a row edited on the disk is damage, never an envelope handed
+    /// on under another place (a sync would otherwise ask for the same rows again and again).
     public func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) throws -> [Envelope] {
-        let bodies: [Data] = try mapErrors {
+        let rows: [(seq: Int64?, body: [UInt8]?)] = try mapErrors {
             try database.read { db in
-                try Data.fetchAll(
+                try Row.fetchAll(
                     db.cachedStatement(
-                        sql: "SELECT body FROM envelope WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?"),
-                    arguments: [Data(author.bytes), Int64(clamping: seq), limit])
+                        sql: "SELECT seq, body FROM envelope WHERE author = ? AND seq > ? ORDER BY seq LIMIT ?"),
+                    arguments: [Data(author.bytes), Int64(clamping: seq), limit]
+                ).map { ($0.storedInteger("seq"), $0.storedBlob("body")) }
             }
         }
-        return try bodies.map { body in
-            do {
-                return try Envelope(decoding: Array(body))
-            } catch {
+        return try rows.map { row in
+            guard let body = row.body, let envelope = try? Envelope(decoding: body) else {
                 throw StoreError(
                     .damaged, "The vault is damaged: a stored envelope does not decode. Run `amanat verify`.")
             }
+            guard envelope.header.author == author, let stored = row.seq, envelope.header.seq == UInt64(exactly: stored)
+            else {
+                throw StoreError(
+                    .damaged,
+                    "The vault is damaged: the envelope stored as change \(row.seq.map(String.init) ?? "?") of device \(author.hex.prefix(12)) is another one. Run `amanat verify`."
+                )
+            }
+            return envelope
         }
     }
 }

@@ -805,8 +805,11 @@ extension Vault {
                         WHERE NOT EXISTS (SELECT 1 FROM authority a WHERE a.author = e.author AND a.seq = e.seq)
                         """
                 ).compactMap { row in
-                    guard let device = try? DeviceID(Array(row["author"] as Data)) else { return nil }
-                    return (device, UInt64(row["seq"] as Int64))
+                    // A row edited by hand is `verify`'s to report; it is no held-back change.
+                    guard let bytes = row.storedBlob("author"), let device = try? DeviceID(bytes),
+                        let seq = row.storedInteger("seq").flatMap(UInt64.init(exactly:))
+                    else { return nil }
+                    return (device, seq)
                 }
             }
         }

@@ -120,15 +120,15 @@ extension Vault {
         let rows = try Row.fetchAll(db.cachedStatement(sql: chainHeadsSQL(table)))
         for row in rows {
             // A file edited by hand may hold any type in any column: decoded without trapping.
-            guard let data = try? row.untrusted("author", as: Data.self), let author = try? DeviceID(Array(data)) else {
+            guard let data = row.storedBlob("author"), let author = try? DeviceID(data) else {
                 throw StoreError(.damaged, "The vault is damaged: a stored device id is not 32 bytes.")
             }
-            guard let seq = try? row.untrusted("seq", as: Int64.self), let stored = UInt64(exactly: seq),
-                let hash = try? row.untrusted("hash", as: Data.self)
+            guard let seq = row.storedInteger("seq"), let stored = UInt64(exactly: seq),
+                let hash = row.storedBlob("hash")
             else {
                 throw StoreError(.damaged, "The vault is damaged: a stored chain head is not a seq and a hash.")
             }
-            vector[author] = ChainHead(seq: stored, hash: Array(hash))
+            vector[author] = ChainHead(seq: stored, hash: hash)
         }
         return vector
     }
@@ -187,26 +187,31 @@ extension Vault {
         var purged = 0
         var withoutContent = 0
         let purgedRecords = purgedRecordIDs()
-        let rows: [Row] = try mapErrors {
+        // Each column as it is stored: a file edited by hand may hold any type anywhere, and that is damage to
+        // report, never a value to convert or a trap.
+        let rows: [(author: [UInt8]?, seq: Int64?, hash: [UInt8]?, body: [UInt8]?)] = try mapErrors {
             try database.read { db in
-                try Row.fetchAll(db, sql: "SELECT author, seq, hash, body FROM envelope ORDER BY author, seq")
+                try Row.fetchAll(db, sql: "SELECT author, seq, hash, body FROM envelope ORDER BY author, seq").map {
+                    ($0.storedBlob("author"), $0.storedInteger("seq"), $0.storedBlob("hash"), $0.storedBlob("body"))
+                }
             }
         }
         var index = 0
         while index < rows.count {
-            let author = Array(rows[index]["author"] as Data)
+            let stored = rows[index].author
+            let author = stored ?? []
             var run: [Envelope] = []
             var broken = false
-            while index < rows.count, Array(rows[index]["author"] as Data) == author {
+            while index < rows.count, rows[index].author == stored {
                 let row = rows[index]
                 index += 1
                 guard !broken else { continue }
-                guard let envelope = try? Envelope(decoding: Array(row["body"] as Data)),
-                    envelope.header.author.bytes == author, envelope.header.seq == UInt64(row["seq"] as Int64),
-                    envelope.hash == Array(row["hash"] as Data)
+                guard let body = row.body, let envelope = try? Envelope(decoding: body),
+                    envelope.header.author.bytes == author, let seq = row.seq,
+                    envelope.header.seq == UInt64(exactly: seq), envelope.hash == row.hash
                 else {
                     problems.append(
-                        "Change \(row["seq"] as Int64) of device \(Hex.encode(author).prefix(12)) is damaged in the database."
+                        "Change \(row.seq.map(String.init) ?? "?") of device \(Hex.encode(author).prefix(12)) is damaged in the database."
                     )
                     broken = true
                     continue

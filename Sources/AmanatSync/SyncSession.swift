@@ -144,6 +144,13 @@ public struct SyncSession {
             while after < head.seq {
                 let batch = try vault.envelopes(of: author, after: after, limit: batchSize)
                 guard let last = batch.last else { break }
+                // Each batch starts after the last one; a vault whose rows say otherwise is damaged (never a loop).
+                guard last.header.seq > after else {
+                    throw StoreError(
+                        .damaged,
+                        "The vault is damaged: the log of device \(author.hex.prefix(12)) does not go on after change \(after). Run `amanat verify`."
+                    )
+                }
                 report.pushed += try await carrier.push(batch)
                 pushedTotal += batch.count
                 pushedBytes += batch.reduce(0) { $0 + $1.encodedLength }

@@ -35,7 +35,9 @@ struct CLIRunner {
 
     /// Runs `amanat --vault VAULT args…` with the passphrase in the environment.
     @discardableResult
-    func run(_ args: [String], stdin: String? = nil, withVault: Bool = true) throws -> Result {
+    /// Runs `amanat ARGS`; with `deadline`, a command still running after that many seconds is killed (SIGKILL), so
+    /// a command that would hang ends the test with a wrong status instead.
+    func run(_ args: [String], stdin: String? = nil, withVault: Bool = true, deadline: Double? = nil) throws -> Result {
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = (withVault ? ["--vault", vault.path] : []) + args
@@ -47,6 +49,10 @@ struct CLIRunner {
         let input = Pipe()
         process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        if let deadline { DispatchQueue.global().asyncAfter(deadline: .now() + deadline, execute: watchdog) }
+        defer { watchdog.cancel() }
         if let stdin {
             try input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8))
             try input.fileHandleForWriting.close()
