@@ -23,9 +23,11 @@ import Testing
 
         // Push in batches of 100 through relay a, which is stopped for good a third of the way.
         let progress = Counter()
-        let pusher = failoverSync(team[0].directory, [a.url, b.url], progress: progress)
-        #expect(try await progress.wait(toReach: 1500), "the sync did not reach 1500 changes")
+        let pushPause = SyncPause(at: 1500)
+        let pusher = failoverSync(team[0].directory, [a.url, b.url], progress: progress, pause: pushPause)
+        #expect(pushPause.waitUntilReached(), "the sync did not reach 1500 changes")
         await a.stop()
+        pushPause.release()
         let (pushed, pushFailovers) = try await pusher.value
         #expect(pushFailovers == [b.url], "the sync went on through b")
         #expect(pushed.pushed <= total)
@@ -35,9 +37,11 @@ import Testing
         // Pull into the second replica through a new relay c, stopped in the middle too; b finishes.
         let c = try await TestRelay.start(spec)
         progress.set(0)
-        let puller = failoverSync(team[1].directory, [c.url, b.url], progress: progress)
-        #expect(try await progress.wait(toReach: 2000), "the sync did not reach 2000 changes")
+        let pullPause = SyncPause(at: 2000)
+        let puller = failoverSync(team[1].directory, [c.url, b.url], progress: progress, pause: pullPause)
+        #expect(pullPause.waitUntilReached(), "the sync did not reach 2000 changes")
         await c.stop()
+        pullPause.release()
         let (pulled, pullFailovers) = try await puller.value
         #expect(pullFailovers == [b.url])
         #expect(pulled.pulled <= total)

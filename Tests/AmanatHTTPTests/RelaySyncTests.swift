@@ -187,9 +187,9 @@ import Testing
         }
         // It gives up after its three attempts instead of retrying for ever. By the schedule that is at most 6.2 s
         // (three 2 s connect timeouts and two short backoffs; a refused loopback connection is immediate). The bound
-        // is a deadline, not a speed: a clean-clone CI run with a build beside it once took 12.7 s against an
-        // earlier bound of 10 s.
-        #expect(ContinuousClock.now - started < .seconds(60))
+        // is a deadline, not a speed: with the whole suite running beside builds on two cores, the test's task
+        // waited for a thread for most of a minute (12.7 s against a bound of 10 s once, 63 s against 60 s later).
+        #expect(ContinuousClock.now - started < .seconds(300))
     }
 }
 

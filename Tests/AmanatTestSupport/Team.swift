@@ -79,14 +79,4 @@ public final class Counter: @unchecked Sendable {
 
     /// The value.
     public var value: Int { lock.withLock { count } }
-
-    /// Waits until the value reaches `target`, at most `seconds`; returns whether it did.
-    public func wait(toReach target: Int, seconds: Double = 180) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while value < target {
-            guard ContinuousClock.now < deadline else { return false }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        return true
-    }
 }

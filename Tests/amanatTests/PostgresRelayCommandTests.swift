@@ -102,12 +102,14 @@ import Testing
             return out.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.first ?? -1
         }
 
-        // The push goes through `one` in batches of 100; `one` dies a third of the way.
+        // The push goes through `one` in batches of 100; `one` dies a third of the way, while the push holds still.
         let progress = Counter()
-        let pusher = failoverSync(team[0].directory, [one.url, two.url], progress: progress)
-        #expect(try await progress.wait(toReach: 1500), "the push did not reach 1500 changes")
+        let pushPause = SyncPause(at: 1500)
+        let pusher = failoverSync(team[0].directory, [one.url, two.url], progress: progress, pause: pushPause)
+        #expect(pushPause.waitUntilReached(), "the push did not reach 1500 changes")
         let storedAtKill = try stored()
         one.kill9()
+        pushPause.release()
         let (pushed, pushFailovers) = try await pusher.value
         #expect(storedAtKill < total, "the relay was killed before the push ended (\(storedAtKill) of \(total))")
         #expect(pushFailovers == [two.url], "the push went on through the second relay")
@@ -116,9 +118,11 @@ import Testing
 
         // The pull goes through `three`, killed in the middle too; `two` finishes it.
         progress.set(0)
-        let puller = failoverSync(team[1].directory, [three.url, two.url], progress: progress)
-        #expect(try await progress.wait(toReach: 2000), "the pull did not reach 2000 changes")
+        let pullPause = SyncPause(at: 2000)
+        let puller = failoverSync(team[1].directory, [three.url, two.url], progress: progress, pause: pullPause)
+        #expect(pullPause.waitUntilReached(), "the pull did not reach 2000 changes")
         three.kill9()
+        pullPause.release()
         let (pulled, pullFailovers) = try await puller.value
         #expect(pullFailovers == [two.url], "the pull went on through the second relay")
         #expect(pulled.pulled <= total)
