@@ -25,7 +25,7 @@ import Testing
         let progress = Counter()
         let pushPause = SyncPause(at: 1500)
         let pusher = failoverSync(team[0].directory, [a.url, b.url], progress: progress, pause: pushPause)
-        #expect(pushPause.waitUntilReached(), "the sync did not reach 1500 changes")
+        #expect(await pushPause.reached(), "the sync did not reach 1500 changes")
         await a.stop()
         pushPause.release()
         let (pushed, pushFailovers) = try await pusher.value
@@ -39,7 +39,7 @@ import Testing
         progress.set(0)
         let pullPause = SyncPause(at: 2000)
         let puller = failoverSync(team[1].directory, [c.url, b.url], progress: progress, pause: pullPause)
-        #expect(pullPause.waitUntilReached(), "the sync did not reach 2000 changes")
+        #expect(await pullPause.reached(), "the sync did not reach 2000 changes")
         await c.stop()
         pullPause.release()
         let (pulled, pullFailovers) = try await puller.value

@@ -58,7 +58,6 @@ public final class SyncPause: @unchecked Sendable {
     private let at: Int
     private let lock = NSLock()
     private var fired = false
-    private let reached = DispatchSemaphore(value: 0)
     private let resumed = DispatchSemaphore(value: 0)
 
     public init(at: Int) { self.at = at }
@@ -74,12 +73,19 @@ public final class SyncPause: @unchecked Sendable {
                     }()
             })
         else { return }
-        reached.signal()
         _ = resumed.wait(timeout: .now() + 600)
     }
 
-    /// Waits at most `seconds` for the sync to reach the pause; returns whether it did.
-    public func waitUntilReached(seconds: Double = 600) -> Bool { reached.wait(timeout: .now() + seconds) == .success }
+    /// Waits at most `seconds` for the sync to reach the pause; returns whether it did. It sleeps between looks
+    /// instead of blocking its thread: the suite's in-process relays answer on the same shared threads.
+    public func reached(within seconds: Double = 600) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while !lock.withLock({ fired }) {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
 
     /// Lets the sync go on.
     public func release() { resumed.signal() }

@@ -106,7 +106,7 @@ import Testing
         let progress = Counter()
         let pushPause = SyncPause(at: 1500)
         let pusher = failoverSync(team[0].directory, [one.url, two.url], progress: progress, pause: pushPause)
-        #expect(pushPause.waitUntilReached(), "the push did not reach 1500 changes")
+        #expect(await pushPause.reached(), "the push did not reach 1500 changes")
         let storedAtKill = try stored()
         one.kill9()
         pushPause.release()
@@ -120,7 +120,7 @@ import Testing
         progress.set(0)
         let pullPause = SyncPause(at: 2000)
         let puller = failoverSync(team[1].directory, [three.url, two.url], progress: progress, pause: pullPause)
-        #expect(pullPause.waitUntilReached(), "the pull did not reach 2000 changes")
+        #expect(await pullPause.reached(), "the pull did not reach 2000 changes")
         three.kill9()
         pullPause.release()
         let (pulled, pullFailovers) = try await puller.value
