@@ -1,4 +1,5 @@
 import AmanatBundle
+import AmanatCore
 import AmanatCrypto
 import AmanatStore
 import AmanatTestSupport
@@ -161,20 +162,30 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         #expect(!FileManager.default.fileExists(atPath: none))
     }
 
+    /// The change that created the fixture's statement.
+    func statementsFirstChange(_ f: Fixture) throws -> ChangeRef {
+        let vault = try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8)))
+        return try #require(try vault.allStates().first { $0.id.hex == f.statement }?.changes.first)
+    }
+
+    /// Deletes `change`'s envelope from the vault's database with plain SQLite, as someone with the disk could.
+    func deleteEnvelope(of change: ChangeRef, in f: Fixture) throws {
+        let database = try DatabaseQueue(path: f.cli.vault.appendingPathComponent(Vault.databaseFileName).path)
+        try database.write { db in
+            try db.execute(
+                sql: "DELETE FROM envelope WHERE author = ? AND seq = ?",
+                arguments: [Data(change.author.bytes), Int64(change.seq)])
+            #expect(db.changesCount == 1)
+        }
+        try database.close()
+    }
+
     /// The chain files hold every link of each device's log. Export reads the links of the exported records' envelopes
     /// once, with their histories, and the others from the log: one missing there (the statement's envelope, deleted
     /// from the vault's database with plain SQLite) refuses the export, and no bundle is left.
     @Test func aGapInTheLogBetweenExportedRecordsRefusesTheExport() throws {
         let f = try Fixture()
-        let seq = try #require(
-            try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8))).allStates()
-                .first { $0.id.hex == f.statement }?.changes.first?.seq)
-        let database = try DatabaseQueue(path: f.cli.vault.appendingPathComponent(Vault.databaseFileName).path)
-        try database.write { db in
-            try db.execute(sql: "DELETE FROM envelope WHERE seq = ?", arguments: [Int64(seq)])
-            #expect(db.changesCount == 1)
-        }
-        try database.close()
+        try deleteEnvelope(of: try statementsFirstChange(f), in: f)
         let out = f.scratch.path("gap.age").path
         let r = try f.cli.run(["export", "--out", out, "--recipient", f.recipient, "--kind", "testimony"])
         #expect(r.status == 65, "\(r.stderr)")
@@ -187,14 +198,8 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
     /// the record, so the person knows which record to check, and no bundle is left.
     @Test func aMissingChangeOfAnExportedRecordIsNamedWithItsRecord() throws {
         let f = try Fixture()
-        let vault = try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8)))
-        let change = try #require(try vault.allStates().first { $0.id.hex == f.statement }?.changes.first)
-        let database = try DatabaseQueue(path: f.cli.vault.appendingPathComponent(Vault.databaseFileName).path)
-        try database.write { db in
-            try db.execute(sql: "DELETE FROM envelope WHERE seq = ?", arguments: [Int64(change.seq)])
-            #expect(db.changesCount == 1)
-        }
-        try database.close()
+        let change = try statementsFirstChange(f)
+        try deleteEnvelope(of: change, in: f)
         let out = f.scratch.path("missing.age").path
         let r = try f.cli.run(["export", "--out", out, "--recipient", f.recipient, "--id", f.statement])
         #expect(r.status == 65, "\(r.stderr)")
@@ -211,9 +216,7 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
     /// `bundle verify`.
     @Test func anAlteredEnvelopeOutsideTheSelectionRefusesTheExport() throws {
         let f = try Fixture()
-        let seq = try #require(
-            try Vault.open(at: f.cli.vault, passphrase: SecureBytes(Array(f.cli.passphrase.utf8))).allStates()
-                .first { $0.id.hex == f.statement }?.changes.first?.seq)
+        let seq = try statementsFirstChange(f).seq
         let database = try DatabaseQueue(path: f.cli.vault.appendingPathComponent(Vault.databaseFileName).path)
         try database.write { db in
             var body = try #require(

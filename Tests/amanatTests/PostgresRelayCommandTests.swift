@@ -9,13 +9,14 @@ import Testing
 @Suite struct PostgresRelayCommandTests {
     /// A new database, or the test cancelled (skipped, with the reason) when PostgreSQL cannot run here and CI does
     /// not require it.
-    func database() throws -> (PostgresTestServer, String, String) {
+    /// Returns the server, the database's URL, its password and its name.
+    func database() throws -> (PostgresTestServer, String, String, String) {
         do {
             let server = try PostgresTestServer.shared.get()
             let location = try server.makeDatabase()
             let url =
                 "postgres://\(location.user)@127.0.0.1:\(location.port)/\(location.database)?sslmode=disable"
-            return (server, url, location.password ?? "")
+            return (server, url, location.password ?? "", location.database)
         } catch let error as PostgresUnavailable where !postgresRequired {
             FileHandle.standardError.write(
                 Data("SKIPPED: \(Test.current?.name ?? "a PostgreSQL test"): \(error.reason)\n".utf8))
@@ -25,7 +26,7 @@ import Testing
 
     @Test func aTeamSyncsThroughTwoRelaysAndFinishesThroughTheSecondWhenTheFirstIsKilled() throws {
         let scratch = try Scratch()
-        let (_, database, password) = try database()
+        let (_, database, password, _) = try database()
         let environment = ["AMANAT_DATABASE_PASSWORD": password]
         let one = try ServeProcess(
             arguments: ["serve", "--port", "0", "--database", database], environment: environment)
@@ -80,7 +81,7 @@ import Testing
     /// equal to the writer's. (The syncs end by themselves: the carrier gives up on a relay after 3 attempts of at
     /// most 2 s to connect.)
     @Test func aRelayKilledInTheMiddleOfALargeSyncLeavesTheRestToTheOther() async throws {
-        let (server, database, password) = try database()
+        let (server, database, password, name) = try database()
         let environment = ["AMANAT_DATABASE_PASSWORD": password]
         func relay() throws -> ServeProcess {
             try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
@@ -96,7 +97,6 @@ import Testing
         _ = try team[0].commitBatch(
             (0..<5000).map { i in (nil, [.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]) })
         let total = try team[0].changeCount()  // 5000 records and the two membership entries
-        let name = String(database.split(separator: "/").last?.split(separator: "?").first ?? "")
         func stored() throws -> Int {
             let out = try server.psql("SELECT count(*) FROM relay_envelope", database: name)
             return out.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.first ?? -1
@@ -143,8 +143,7 @@ import Testing
     /// what it stores, so a second relay does not take what the first refused.
     @Test func relaysOverOneDatabaseShareEachVaultsQuota() throws {
         let scratch = try Scratch()
-        let (server, database, password) = try database()
-        let name = String(database.split(separator: "/").last?.split(separator: "?").first ?? "")
+        let (server, database, password, name) = try database()
         let environment = ["AMANAT_DATABASE_PASSWORD": password]
         func relay() throws -> ServeProcess {
             try ServeProcess(
@@ -187,8 +186,7 @@ import Testing
     /// leave one schema of the current version, and a database a newer relay made is refused with one sentence
     /// before anything is served.
     @Test func relaysStartingTogetherMigrateOnceAndANewerSchemaIsRefused() throws {
-        let (server, database, password) = try database()
-        let name = String(database.split(separator: "/").last?.split(separator: "?").first ?? "")
+        let (server, database, password, name) = try database()
         let environment = ["AMANAT_DATABASE_PASSWORD": password]
         let started = ResultBox<ServeProcess>()
         DispatchQueue.concurrentPerform(iterations: 2) { i in
@@ -235,7 +233,7 @@ import Testing
 
     @Test func badDatabaseOptionsAreRefusedWithOneSentence() throws {
         let scratch = try Scratch()
-        let (_, database, _) = try database()
+        let (_, database, _, _) = try database()
         let runner = scratch.runner("relay")
         let cases: [([String], [String: String], Int32, String)] = [
             (
