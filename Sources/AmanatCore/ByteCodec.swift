@@ -24,6 +24,12 @@ public struct ByteWriter: Sendable {
         withUnsafeBytes(of: &v) { bytes.append(contentsOf: $0) }
     }
 
+    /// Appends a record id's 16 bytes.
+    public mutating func write(recordID: RecordID) {
+        write(bigEndian: recordID.high)
+        write(bigEndian: recordID.low)
+    }
+
     /// Appends an unsigned LEB128 varint.
     public mutating func write(varint value: UInt64) {
         var v = value
@@ -82,8 +88,19 @@ public struct ByteReader {
 
     /// Reads a big-endian fixed-width unsigned integer.
     public mutating func read<T: FixedWidthInteger & UnsignedInteger>(bigEndian type: T.Type) throws -> T {
-        let raw = try read(count: MemoryLayout<T>.size)
-        return raw.reduce(T(0)) { $0 << 8 | T($1) }
+        let size = MemoryLayout<T>.size
+        guard size <= bytes.count - offset else { throw CoreError(.malformed, "The data ends too early.") }
+        defer { offset += size }
+        // Byte by byte from the buffer: reading an array first allocated one for every number.
+        var value = T(0)
+        for byte in bytes[offset..<offset + size] { value = value << 8 | T(byte) }
+        return value
+    }
+
+    /// Reads a 16-byte record id.
+    public mutating func readRecordID() throws -> RecordID {
+        let high = try read(bigEndian: UInt64.self)
+        return RecordID(high: high, low: try read(bigEndian: UInt64.self))
     }
 
     /// Reads a minimal unsigned LEB128 varint of at most 10 bytes.

@@ -10,7 +10,7 @@ extension Change {
     public func encoded(padded: Bool = true) -> [UInt8] {
         var w = ByteWriter(capacity: 128)
         w.write(Self.formatVersion)
-        w.write(raw: record.bytes)
+        w.write(recordID: record)
         w.write(bigEndian: timestamp.wallMillis)
         w.write(bigEndian: timestamp.counter)
         w.write(varint: UInt64(operations.count))
@@ -32,7 +32,7 @@ extension Change {
             throw CoreError(
                 .unsupportedVersion, "This change was written by a newer version of Amanat (format \(version)).")
         }
-        record = try RecordID(r.read(count: 16))
+        record = try r.readRecordID()
         timestamp = HLCTimestamp(
             wallMillis: try r.read(bigEndian: UInt64.self), counter: try r.read(bigEndian: UInt32.self))
         let count = try r.readCount()
@@ -86,7 +86,7 @@ extension RecordOperation {
         case .origin(let vault, let record):
             w.write(Tag.origin.rawValue)
             w.write(raw: vault)
-            w.write(raw: record.bytes)
+            w.write(recordID: record)
         case .custody(let envelope, let key):
             w.write(Tag.custody.rawValue)
             w.write(lengthPrefixed: envelope)
@@ -111,7 +111,7 @@ extension RecordOperation {
         case .removeTag: self = .removeTag(try r.readString(), observed: try Self.decodeIDs(&r))
         case .delete: self = .delete(observed: try Self.decodeIDs(&r))
         case .seal: self = .seal(contentHash: try r.read(count: 32))
-        case .origin: self = .origin(vault: try r.read(count: 16), record: try RecordID(r.read(count: 16)))
+        case .origin: self = .origin(vault: try r.read(count: 16), record: try r.readRecordID())
         case .custody:
             let envelope = try r.readLengthPrefixed()
             let key = try r.readLengthPrefixed()

@@ -266,7 +266,7 @@ public struct SealedNote: Hashable, Sendable {
         }
         var w = ByteWriter(capacity: 64 + text.count)
         w.write(bigEndian: UInt16(text.count))
-        w.write(raw: record.bytes)
+        w.write(recordID: record)
         w.write(raw: text)
         var plain = w.bytes
         plain.append(contentsOf: repeatElement(0, count: (64 - plain.count % 64) % 64))

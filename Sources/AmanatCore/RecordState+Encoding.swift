@@ -10,7 +10,7 @@ extension RecordState {
     public func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: 256)
         w.write(Self.formatVersion)
-        w.write(raw: id.bytes)
+        w.write(recordID: id)
         if let op = creationOp {
             w.write(1)
             op.encode(into: &w)
@@ -67,7 +67,7 @@ extension RecordState {
                 w.write(1)
                 origin.op.encode(into: &w)
                 w.write(raw: origin.vault)
-                w.write(raw: origin.record.bytes)
+                w.write(recordID: origin.record)
             } else {
                 w.write(0)
             }
@@ -111,7 +111,7 @@ extension RecordState {
         guard try r.readByte() == Self.formatVersion else {
             throw CoreError(.unsupportedVersion, "A stored record was written by a newer version of Amanat.")
         }
-        self.init(id: try RecordID(r.read(count: 16)))
+        self.init(id: try r.readRecordID())
         if try Self.readFlag(&r) {
             creationOp = try OpID(from: &r)
             creationKind = try r.readString()
@@ -152,7 +152,7 @@ extension RecordState {
         if !r.isAtEnd {
             if try Self.readFlag(&r) {
                 origin = OriginInfo(
-                    op: try OpID(from: &r), vault: try r.read(count: 16), record: try RecordID(r.read(count: 16)))
+                    op: try OpID(from: &r), vault: try r.read(count: 16), record: try r.readRecordID())
             }
             for _ in 0..<(try r.readCount(minimumElementSize: 2)) {
                 custody.insert(CustodyItem(envelope: try r.readLengthPrefixed(), key: try r.readLengthPrefixed()))
@@ -208,9 +208,39 @@ extension RecordState {
 }
 
 extension Array where Element == RecordState {
-    /// The states in record-id order. Ids are sorted, not states: a state is a large value, and sorting 100k of
-    /// them copied each several times (most of `amanat status` on such a vault, and of every chunk sync).
-    public func sortedByID() -> [RecordState] { indices.sorted { self[$0].id < self[$1].id }.map { self[$0] } }
+    /// The states in record-id order (`sorted(byID:)`).
+    public func sortedByID() -> [RecordState] { sorted(byID: \.id) }
+}
+
+extension Array {
+    /// The elements in the order of their record ids (`sortByID`).
+    @inlinable public func sorted(byID id: (Element) -> RecordID) -> [Element] {
+        var copy = self
+        copy.sortByID(id)
+        return copy
+    }
+
+    /// Puts the elements in the order of their record ids. Ids are sorted, not elements: a state or a view is a
+    /// large value, and sorting 100k of them moved each several times (most of `amanat status` on such a vault).
+    /// The elements are then swapped into place along the permutation's cycles, never copied: a copy touches every
+    /// string and dictionary an element holds to count a reference. Inlinable, so that it is compiled for the
+    /// caller's element type: the generic version copied each element to swap it.
+    @inlinable public mutating func sortByID(_ id: (Element) -> RecordID) {
+        var order = indices.map { (id: id(self[$0]), index: $0) }
+        order.sort { $0.id < $1.id }
+        // source[i]: where the element that belongs at i is now.
+        var source = order.map(\.index)
+        for start in source.indices {
+            var i = start
+            while source[i] != start {
+                let next = source[i]
+                swapAt(i, next)
+                source[i] = i
+                i = next
+            }
+            source[i] = i
+        }
+    }
 }
 
 /// The digest two replicas compare to prove they converged.

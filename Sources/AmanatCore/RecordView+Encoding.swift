@@ -3,7 +3,7 @@
 extension RecordView {
     /// Encodes `view` (nil for a record that is not visible) of the record `id`.
     public static func encode(_ view: RecordView?, id: RecordID, into w: inout ByteWriter) {
-        w.write(raw: id.bytes)
+        w.write(recordID: id)
         guard let view else {
             w.write(0)
             return
@@ -25,7 +25,7 @@ extension RecordView {
 
     /// Decodes a view written by ``encode(_:id:into:)``; nil for a record that is not visible.
     public static func decode(from r: inout ByteReader) throws -> RecordView? {
-        let id = try RecordID(r.read(count: 16))
+        let id = try r.readRecordID()
         let flags = try r.readByte()
         guard flags & 1 == 1 else { return nil }
         let kind = try r.readString()
