@@ -163,7 +163,8 @@ enum CryptoLimit {
         return Double(changes) / time
     }
 
-    /// B9, per record: its row's view section opened (XChaCha20-Poly1305). Returns the seconds for `records` rows.
+    /// B9, per record: one row of `rowSize` bytes opened (XChaCha20-Poly1305), on one core. Returns the seconds for
+    /// `records` rows.
     static func list(records: Int, rowSize: Int) throws -> Double {
         let key = SecureBytes(Sodium.randomBytes(32))
         let nonce = AEAD.randomNonce()
