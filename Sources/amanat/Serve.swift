@@ -62,6 +62,8 @@ extension Amanat {
         var databasePasswordFile: String?
         @Option(help: "The most vaults the relay registers.") var maxVaults = 1000
         @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+        @Option(help: "Log lines as text (the default) or json: one JSON object per line, for a log collector.")
+        var logFormat = "text"
         @Option(help: "Register new vaults only with the code in this file (created with a random code when missing).")
         var registrationCodeFile: String?
         @Option(help: "Seconds after which a connection on which nothing arrives is closed.") var idleTimeout = 30
@@ -74,6 +76,9 @@ extension Amanat {
             guard (0...65535).contains(port) else { throw ValidationError("The port must be between 0 and 65535.") }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("Unknown log level \(logLevel).")
+            }
+            guard ["text", "json"].contains(logFormat) else {
+                throw ValidationError("--log-format takes text or json, not \"\(logFormat)\".")
             }
             guard database == nil || data == nil else {
                 throw ValidationError("Give --data or --database, not both.")
@@ -111,18 +116,23 @@ extension Amanat {
                 directory = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".amanat-relay")
             }
             let level = Logger.Level(rawValue: logLevel) ?? .info
+            let json = logFormat == "json"
             LoggingSystem.bootstrap { label in
+                guard !json else { return JSONLogHandler(label: label, level: level) }
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = level
                 return handler
             }
-            let code = try registrationCodeFile.map(Self.registrationCode(file:))
+            let logger = Logger(label: "amanat.relay")
+            // What the relay says to its operator: a plain line, or with --log-format json an event like the others,
+            // so that every line a collector reads is JSON.
+            let say: @Sendable (String) -> Void = { text in json ? logger.notice("\(text)") : note(text) }
+            let code = try registrationCodeFile.map { try Self.registrationCode(file: $0, say: say) }
             if code == nil && !["127.0.0.1", "::1", "localhost"].contains(host) {
-                note(
+                say(
                     "Warning: without --registration-code-file, anyone who can reach this relay can register vaults and fill it."
                 )
             }
-            let logger = Logger(label: "amanat.relay")
             let storage = try await openStorage(directory: directory, logger: logger)
             var relay = RelayServer(storage: storage, logger: logger, registrationCode: code)
             relay.idleTimeout = .seconds(idleTimeout)
@@ -133,9 +143,7 @@ extension Amanat {
             do {
                 try await relay.serve(host: host, port: port) { bound in
                     started.mark()
-                    note(
-                        "Relay listening on http://\(shownHost):\(bound) (\(storage.summary)); stop it with Ctrl-C."
-                    )
+                    say("Relay listening on http://\(shownHost):\(bound) (\(storage.summary)); stop it with Ctrl-C.")
                 }
             } catch {
                 await storage.close()
@@ -155,7 +163,7 @@ extension Amanat {
                 throw error
             }
             await storage.close()
-            note("Relay stopped.")
+            say("Relay stopped.")
         }
 
         /// The storage: the PostgreSQL database of --database, else SQLite files in `directory`.
@@ -192,7 +200,7 @@ extension Amanat {
 
         /// The registration code in `file`; when the file does not exist, a new random code written to it (mode 0600,
         /// never overwriting), and its path (not the code) said on stderr.
-        static func registrationCode(file: String) throws -> String {
+        static func registrationCode(file: String, say: (String) -> Void = { note($0) }) throws -> String {
             let descriptor = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             if descriptor >= 0 {
                 let code = RelayStore.newRegistrationCode()
@@ -205,7 +213,7 @@ extension Amanat {
                     throw CLIError(.io, "Could not write the registration code to \(file).")
                 }
                 // The file only: stderr often ends in a journal kept longer and read more widely than a 0600 file.
-                note(
+                say(
                     "New registration code written to \(file) (readable by this user only); a team's first sync must present it."
                 )
                 return code

@@ -134,6 +134,65 @@ final class ServeProcess: @unchecked Sendable {
         }
     }
 
+    /// `--log-format json`, for a log collector: every line on stderr is one JSON event, the relay's notices
+    /// included; a client's quote, newline or brace stays inside its event; and no event holds vault content.
+    @Test func withLogFormatJSONEveryLineIsOneEventAndNoneHoldsContent() throws {
+        let scratch = try Scratch()
+        let (a, _) = try makePair(scratch)
+        let relay = try ServeProcess(
+            data: scratch.path("relay"), extra: ["--log-format", "json", "--log-level", "debug"])
+        _ = try a.ok([
+            "add", "testimony", "--witness", "W-SECRET-4711", "--narrative-file", samplePath, "--location", "Kabul",
+        ])
+        let synced = try a.run(["sync", "--create", relay.url])
+        #expect(synced.status == 0, "\(synced.stderr)")
+        // A path that would end the line and open an event of its own if it were written as text.
+        let path = "/v1/vaults/%22%0A%5C%7B%22level%22:%22critical%22%7D"
+        let connection = try RawConnection(port: relay.port)
+        #expect(connection.write(Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8), within: 2))
+        _ = connection.readUntilClosed(within: 5)
+        let (status, log) = relay.stop()
+        #expect(status == 0, "\(log)")
+
+        var events: [[String: Any]] = []
+        for line in log.split(separator: "\n") {
+            guard let event = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                Issue.record("a line is not one JSON object: \(line)")
+                continue
+            }
+            #expect(event["time"] is String && event["label"] is String && event["message"] is String, "\(line)")
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            #expect(levels.contains(event["level"] as? String ?? ""), "\(line)")
+            events.append(event)
+        }
+        func metadata(_ event: [String: Any]) -> [String: Any] { event["metadata"] as? [String: Any] ?? [:] }
+        let messages = events.compactMap { $0["message"] as? String }
+        #expect(messages.contains { $0.hasPrefix("Relay listening on http://127.0.0.1:\(relay.port) ") }, "\(log)")
+        #expect(messages.last == "Relay stopped.", "\(log)")
+        // The sync: a registration and a stored batch, each with its request id and the vault's first 8 hex digits.
+        for message in ["registered vault", "stored"] {
+            let event = events.first { $0["message"] as? String == message }
+            #expect((metadata(event ?? [:])["vault"] as? String)?.count == 8, "\(message): \(log)")
+            #expect(metadata(event ?? [:])["hb.request.id"] is String, "\(message): \(log)")
+        }
+        // The refusal names the path as sent, escapes intact, in its own field; no client text became an event.
+        let refusal = events.first { metadata($0)["path"] as? String == path }
+        #expect(metadata(refusal ?? [:])["status"] as? String == "404", "\(log)")
+        #expect(!events.contains { $0["level"] as? String == "critical" }, "\(log)")
+        for phrase in ["shaking the bloody hands", "W-SECRET-4711", "Kabul"] {
+            #expect(!log.contains(phrase), "the log holds \(phrase)")
+        }
+    }
+
+    @Test func anUnknownLogFormatIsAUsageError() throws {
+        let scratch = try Scratch()
+        let result = try scratch.runner("a").run(
+            ["serve", "--port", "0", "--data", scratch.path("relay").path, "--log-format", "xml"], withVault: false,
+            deadline: 30)
+        #expect(result.status == 64, "\(result.stderr)")
+        #expect(result.stderr.contains("--log-format takes text or json, not \"xml\"."), "\(result.stderr)")
+    }
+
     @Test func anUnreachableRelayExitsWithStatus69AndOneSentence() throws {
         let scratch = try Scratch()
         let a = scratch.runner("a")
