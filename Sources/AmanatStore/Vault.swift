@@ -210,7 +210,16 @@ public final class Vault {
                     try db.execute(sql: "PRAGMA journal_mode = WAL")
                     try db.execute(sql: "PRAGMA synchronous = FULL")
                 }
-                try Schema.migrator.migrate(queue)
+                do {
+                    try Schema.migrator.migrate(queue)
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_ERROR {
+                    // Our own statements on a schema of our own: one that fails ("already exists", "no such
+                    // column") meets a schema someone else edited.
+                    throw StoreError(
+                        .damaged,
+                        "The vault is damaged: its database schema cannot be brought up to date (\(error.message ?? "SQL error")). Restore it from a backup."
+                    )
+                }
                 return queue
             }
         } catch let error as StoreError {

@@ -88,4 +88,26 @@ import Testing
             #expect(r.status == 0 || (r.status == 65 && refusal(r).lines == 1), "\(what), \(command): \(r.stderr)")
         }
     }
+
+    /// An object planted under the name a migration creates, with the migration marked as not yet run: opening the
+    /// vault meets "already exists". That is damage (65, one sentence), not an I/O failure, and nothing is changed.
+    @Test func anObjectPlantedWhereAMigrationCreatesOneIsDamage() throws {
+        let scratch = try Scratch()
+        let a = scratch.runner("a")
+        try a.initialize(name: "field laptop")
+        let database = try DatabaseQueue(path: a.vault.appendingPathComponent(Vault.databaseFileName).path)
+        try database.write { db in
+            try db.execute(sql: "DROP INDEX envelope_without_content")
+            try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = 'v3-without-content-index'")
+            try db.execute(sql: "CREATE TABLE envelope_without_content(planted)")
+        }
+        try database.close()
+        let before = try Data(contentsOf: a.vault.appendingPathComponent(Vault.databaseFileName))
+        for command in [["list"], ["status"], ["verify"]] {
+            let r = try a.run(command, deadline: 60)
+            #expect(r.status == 65 && refusal(r).lines == 1, "\(command): \(r.stderr)")
+            #expect(r.stderr.contains("its database schema cannot be brought up to date"), "\(command): \(r.stderr)")
+        }
+        #expect(try Data(contentsOf: a.vault.appendingPathComponent(Vault.databaseFileName)) == before)
+    }
 }
