@@ -213,12 +213,17 @@ public final class Vault {
                 do {
                     try Schema.migrator.migrate(queue)
                 } catch let error as DatabaseError where error.resultCode == .SQLITE_ERROR {
-                    // Our own statements on a schema of our own: one that fails ("already exists", "no such
-                    // column") meets a schema someone else edited.
-                    throw StoreError(
-                        .damaged,
-                        "The vault is damaged: its database schema cannot be brought up to date (\(error.message ?? "SQL error")). Restore it from a backup."
-                    )
+                    // GRDB reads the applied migrations before it runs the missing ones: another process opening the
+                    // vault at the same moment may have run the same one in between ("already exists"). Read them
+                    // again once; our own statements failing a second time meet a schema someone else edited.
+                    do {
+                        try Schema.migrator.migrate(queue)
+                    } catch let again as DatabaseError where again.resultCode == .SQLITE_ERROR {
+                        throw StoreError(
+                            .damaged,
+                            "The vault is damaged: its database schema cannot be brought up to date (\(again.message ?? error.message ?? "SQL error")). Restore it from a backup."
+                        )
+                    }
                 }
                 return queue
             }

@@ -67,6 +67,13 @@ struct JSONLogHandler: LogHandler {
                 while offset < bytes.count {
                     let n = Glibc.write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
                     if n < 0 && errno == EINTR { continue }
+                    if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        // A non-blocking stderr that is full: wait for room (1 s at most each time) rather than leave
+                        // half a line for the next event to be glued to.
+                        var descriptor = pollfd(fd: STDERR_FILENO, events: Int16(POLLOUT), revents: 0)
+                        if poll(&descriptor, 1, 1000) > 0 { continue }
+                        return
+                    }
                     guard n > 0 else { return }
                     offset += n
                 }

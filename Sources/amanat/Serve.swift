@@ -124,13 +124,18 @@ extension Amanat {
                 return handler
             }
             let logger = Logger(label: "amanat.relay")
-            // What the relay says to its operator: a plain line, or with --log-format json an event like the others,
-            // so that every line a collector reads is JSON.
-            let say: @Sendable (String) -> Void = { text in json ? logger.notice("\(text)") : note(text) }
-            let code = try registrationCodeFile.map { try Self.registrationCode(file: $0, say: say) }
+            // What the relay says to its operator, whatever --log-level: a plain line, or with --log-format json an
+            // event like the others, so that every line a collector reads is JSON.
+            let say: @Sendable (String, Logger.Level) -> Void = { text, level in
+                guard json else { return note(text) }
+                JSONLogHandler.write(
+                    JSONLogHandler.line(time: Date(), level: level, label: logger.label, message: text, metadata: [:]))
+            }
+            let code = try registrationCodeFile.map { try Self.registrationCode(file: $0) { say($0, .notice) } }
             if code == nil && !["127.0.0.1", "::1", "localhost"].contains(host) {
                 say(
-                    "Warning: without --registration-code-file, anyone who can reach this relay can register vaults and fill it."
+                    "Warning: without --registration-code-file, anyone who can reach this relay can register vaults and fill it.",
+                    .warning
                 )
             }
             let storage = try await openStorage(directory: directory, logger: logger)
@@ -143,7 +148,9 @@ extension Amanat {
             do {
                 try await relay.serve(host: host, port: port) { bound in
                     started.mark()
-                    say("Relay listening on http://\(shownHost):\(bound) (\(storage.summary)); stop it with Ctrl-C.")
+                    say(
+                        "Relay listening on http://\(shownHost):\(bound) (\(storage.summary)); stop it with Ctrl-C.",
+                        .notice)
                 }
             } catch {
                 await storage.close()
@@ -163,7 +170,7 @@ extension Amanat {
                 throw error
             }
             await storage.close()
-            say("Relay stopped.")
+            say("Relay stopped.", .notice)
         }
 
         /// The storage: the PostgreSQL database of --database, else SQLite files in `directory`.

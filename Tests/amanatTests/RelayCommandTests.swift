@@ -32,6 +32,11 @@ final class ServeProcess: @unchecked Sendable {
         process.standardInput = FileHandle.nullDevice
         handle = pipe.fileHandleForReading
         try process.run()
+        // A relay that never says where it listens is killed after a minute, so the loop below ends (and throws).
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
+        defer { watchdog.cancel() }
         var seen = Data()
         var found: Int?
         while found == nil {
@@ -85,15 +90,7 @@ final class ServeProcess: @unchecked Sendable {
 }
 
 @Suite struct RelayCommandTests {
-    func makePair(_ scratch: Scratch) throws -> (CLIRunner, CLIRunner) {
-        let a = scratch.runner("a")
-        try a.initialize(name: "hub laptop")
-        let invitation = scratch.path("invite.amanat").path
-        let code = try a.ok(["invite", "--out", invitation])
-        let b = scratch.runner("b")
-        _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "coordinator"])
-        return (a, b)
-    }
+    func makePair(_ scratch: Scratch) throws -> (CLIRunner, CLIRunner) { try scratch.pair(founder: "hub laptop") }
 
     @Test func serveAndSyncOverHTTPEndToEnd() throws {
         let scratch = try Scratch()
@@ -182,6 +179,21 @@ final class ServeProcess: @unchecked Sendable {
         for phrase in ["shaking the bloody hands", "W-SECRET-4711", "Kabul"] {
             #expect(!log.contains(phrase), "the log holds \(phrase)")
         }
+
+        // The relay's notices to its operator are there whatever --log-level, as in text mode.
+        let quiet = try ServeProcess(
+            data: scratch.path("relay2"),
+            extra: [
+                "--log-format", "json", "--log-level", "error", "--registration-code-file", scratch.path("code").path,
+            ])
+        let (_, quietLog) = quiet.stop()
+        let notices = quietLog.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        #expect(notices.count == quietLog.split(separator: "\n").count, "\(quietLog)")
+        let said = notices.compactMap { $0["message"] as? String }
+        #expect(said.contains { $0.hasPrefix("New registration code written to ") }, "\(quietLog)")
+        #expect(said.contains { $0.hasPrefix("Relay listening on ") } && said.last == "Relay stopped.", "\(quietLog)")
     }
 
     @Test func anUnknownLogFormatIsAUsageError() throws {
