@@ -140,11 +140,7 @@ final class Background {
     /// A vault, its invitation and a second device joined to it.
     func pair(_ scratch: Scratch) throws -> (CLIRunner, CLIRunner, String) {
         let (a, id) = try vaultWithTestimony(scratch)
-        let invitation = scratch.path("invite.amanat").path
-        let code = try a.ok(["invite", "--out", invitation])
-        let b = scratch.runner("b")
-        _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "office laptop"])
-        return (a, b, id)
+        return (a, try scratch.join("b", invitedBy: a, deviceName: "office laptop"), id)
     }
 
     @Test func attachListExtractShowHistoryAndDetach() throws {

@@ -15,11 +15,7 @@ import AmanatTestSupport
         let a = scratch.runner("a")
         try a.initialize(name: "field laptop")
         let id = try a.ok(["add", "testimony", "--witness", "W-017", "--narrative-file", samplePath])
-        let invitation = scratch.path("invite.amanat").path
-        let code = try a.ok(["invite", "--out", invitation])
-        let b = scratch.runner("b")
-        _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "office laptop"])
-        return (a, b, id)
+        return (a, try scratch.join("b", invitedBy: a, deviceName: "office laptop"), id)
     }
 
     /// The number in "N chunks pushed" / "N chunks pulled" of a sync's stderr.

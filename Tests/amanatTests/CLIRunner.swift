@@ -126,6 +126,26 @@ final class Scratch {
 
     /// A runner on a vault named `name` inside this directory.
     func runner(_ name: String = "vault") -> CLIRunner { CLIRunner(vault: path(name)) }
+
+    /// A new device in folder `folder`, named `deviceName`, joined to `inviter`'s vault with an invitation written to
+    /// `invitation` (with `role`, when given) and its code.
+    func join(
+        _ folder: String, invitedBy inviter: CLIRunner, deviceName: String, role: String? = nil,
+        invitation: String = "invite.amanat"
+    ) throws -> CLIRunner {
+        let file = path(invitation).path
+        let code = try inviter.ok(["invite", "--out", file] + (role.map { ["--role", $0] } ?? []))
+        let device = runner(folder)
+        _ = try device.ok(["join", file, "--code", code, "--kdf", "interactive", "--device-name", deviceName])
+        return device
+    }
+
+    /// Two devices of one new vault: "a" founded it (device `founder`), "b" joined it (device `joiner`).
+    func pair(founder: String = "field laptop", joiner: String = "coordinator") throws -> (CLIRunner, CLIRunner) {
+        let a = runner("a")
+        try a.initialize(name: founder)
+        return (a, try join("b", invitedBy: a, deviceName: joiner))
+    }
 }
 
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

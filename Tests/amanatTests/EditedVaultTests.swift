@@ -11,12 +11,7 @@ import Testing
 @Suite struct EditedVaultTests {
     /// Two devices of one vault that shared their changes through `stick`, and the first one's device id in hex.
     func team(_ scratch: Scratch) throws -> (CLIRunner, CLIRunner, String, String) {
-        let a = scratch.runner("a")
-        try a.initialize(name: "field laptop")
-        let invitation = scratch.path("invite.amanat").path
-        let code = try a.ok(["invite", "--out", invitation])
-        let b = scratch.runner("b")
-        _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "office"])
+        let (a, b) = try scratch.pair(joiner: "office")
         for i in 0..<3 { _ = try a.ok(["add", "statement", "--title", "statement \(i)", "--body", "text \(i)"]) }
         let stick = scratch.path("team.amanat-sync").path
         _ = try a.ok(["sync", "--create", stick])

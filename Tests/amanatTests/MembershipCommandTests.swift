@@ -119,11 +119,7 @@ import Testing
     func join(_ scratch: Scratch, _ dir: String, invitedBy inviter: CLIRunner, name: String, role: String = "member")
         throws -> CLIRunner
     {
-        let invitation = scratch.path("invite-\(dir).amanat").path
-        let code = try inviter.ok(["invite", "--out", invitation, "--role", role])
-        let runner = scratch.runner(dir)
-        _ = try runner.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", name])
-        return runner
+        try scratch.join(dir, invitedBy: inviter, deviceName: name, role: role, invitation: "invite-\(dir).amanat")
     }
 
     /// `show`, `show --json`, `history` and `verify` of record `id` on `runner` tell the truth: the real narrative,

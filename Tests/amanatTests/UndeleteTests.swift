@@ -4,15 +4,7 @@ import Testing
 /// `delete` says how to undo it; `undelete`, `list --deleted`, `show --deleted`, `history` and `export --id` work on
 /// deleted records; an undelete merges like any change (issue 12, item 1).
 @Suite struct UndeleteTests {
-    func makePair(_ scratch: Scratch) throws -> (CLIRunner, CLIRunner) {
-        let a = scratch.runner("a")
-        try a.initialize(name: "field laptop")
-        let invitation = scratch.path("invite.amanat").path
-        let code = try a.ok(["invite", "--out", invitation])
-        let b = scratch.runner("b")
-        _ = try b.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "coordinator"])
-        return (a, b)
-    }
+    func makePair(_ scratch: Scratch) throws -> (CLIRunner, CLIRunner) { try scratch.pair() }
 
     @Test func deleteSaysHowToUndoAndEveryReadingCommandStillFindsTheRecord() throws {
         let scratch = try Scratch()
