@@ -642,7 +642,8 @@ struct RowBlock: Sendable {
 
     mutating func append(slot: UnsafeRawBufferPointer?, body: UnsafeRawBufferPointer?) throws {
         guard let slot, let body else {
-            throw StoreError(.damaged, "The vault is damaged: a stored record has no content.")
+            throw StoreError(
+                .damaged, "The vault is damaged: a stored record is not a sealed row. Run `amanat verify`.")
         }
         let start = bytes.count
         bytes.append(contentsOf: slot)
