@@ -62,7 +62,7 @@ extension Amanat {
         var databasePasswordFile: String?
         @Option(help: "The most vaults the relay registers.") var maxVaults = 1000
         @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
-        @Option(help: "Log lines as text (the default) or json: one JSON object per line, for a log collector.")
+        @Option(help: "Log lines as text or json (one JSON object per line, for a log collector).")
         var logFormat = "text"
         @Option(help: "Register new vaults only with the code in this file (created with a random code when missing).")
         var registrationCodeFile: String?
