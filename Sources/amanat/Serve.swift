@@ -131,46 +131,59 @@ extension Amanat {
                 JSONLogHandler.write(
                     JSONLogHandler.line(time: Date(), level: level, label: logger.label, message: text, metadata: [:]))
             }
-            let code = try registrationCodeFile.map { try Self.registrationCode(file: $0) { say($0, .notice) } }
-            if code == nil && !["127.0.0.1", "::1", "localhost"].contains(host) {
-                say(
-                    "Warning: without --registration-code-file, anyone who can reach this relay can register vaults and fill it.",
-                    .warning
-                )
-            }
-            let storage = try await openStorage(directory: directory, logger: logger)
-            var relay = RelayServer(storage: storage, logger: logger, registrationCode: code)
-            relay.idleTimeout = .seconds(idleTimeout)
-            relay.maxConnectionsPerAddress = maxConnectionsPerAddress
-            relay.chunkQuota = quotaBytes
-            let shownHost = host.contains(":") ? "[\(host)]" : host
-            let started = Started()
             do {
-                try await relay.serve(host: host, port: port) { bound in
-                    started.mark()
+                let code = try registrationCodeFile.map { try Self.registrationCode(file: $0) { say($0, .notice) } }
+                if code == nil && !["127.0.0.1", "::1", "localhost"].contains(host) {
                     say(
-                        "Relay listening on http://\(shownHost):\(bound) (\(storage.summary)); stop it with Ctrl-C.",
-                        .notice)
+                        "Warning: without --registration-code-file, anyone who can reach this relay can register vaults and fill it.",
+                        .warning
+                    )
                 }
-            } catch {
+                let storage = try await openStorage(directory: directory, logger: logger)
+                var relay = RelayServer(storage: storage, logger: logger, registrationCode: code)
+                relay.idleTimeout = .seconds(idleTimeout)
+                relay.maxConnectionsPerAddress = maxConnectionsPerAddress
+                relay.chunkQuota = quotaBytes
+                let shownHost = host.contains(":") ? "[\(host)]" : host
+                let started = Started()
+                do {
+                    try await relay.serve(host: host, port: port) { bound in
+                        started.mark()
+                        say(
+                            "Relay listening on http://\(shownHost):\(bound) (\(storage.summary)); stop it with Ctrl-C.",
+                            .notice)
+                    }
+                } catch {
+                    await storage.close()
+                    if !started.value {
+                        // The system's reason, by its errno: a port in use, an address not on this machine, a port
+                        // below 1024 without the right to it.
+                        let code = (error as? IOError)?.errnoCode
+                        let reason =
+                            switch code {
+                            case EADDRINUSE: "another program is using that port"
+                            case EADDRNOTAVAIL:
+                                "\(host) is not an address of this machine (try 0.0.0.0 for all of them)"
+                            case EACCES, EPERM: "this user may not use port \(port) (ports below 1024 need privileges)"
+                            default: "\(error)"
+                            }
+                        throw CLIError(.io, "Could not listen on \(shownHost):\(port): \(reason).")
+                    }
+                    throw error
+                }
                 await storage.close()
-                if !started.value {
-                    // The system's reason, by its errno: a port in use, an address not on this machine, a port
-                    // below 1024 without the right to it.
-                    let code = (error as? IOError)?.errnoCode
-                    let reason =
-                        switch code {
-                        case EADDRINUSE: "another program is using that port"
-                        case EADDRNOTAVAIL: "\(host) is not an address of this machine (try 0.0.0.0 for all of them)"
-                        case EACCES, EPERM: "this user may not use port \(port) (ports below 1024 need privileges)"
-                        default: "\(error)"
-                        }
-                    throw CLIError(.io, "Could not listen on \(shownHost):\(port): \(reason).")
-                }
-                throw error
+                say("Relay stopped.", .notice)
+            } catch {
+                // With --log-format json the failure is an event too, so the collector's last line is JSON: the same
+                // one sentence and exit status, said once.
+                guard json else { throw error }
+                let (status, message) = describe(error)
+                JSONLogHandler.write(
+                    JSONLogHandler.line(
+                        time: Date(), level: .critical, label: logger.label, message: message,
+                        metadata: ["exit": "\(status.rawValue)"]))
+                throw ExitCode(status.rawValue)
             }
-            await storage.close()
-            say("Relay stopped.", .notice)
         }
 
         /// The storage: the PostgreSQL database of --database, else SQLite files in `directory`.

@@ -231,6 +231,20 @@ final class ServeProcess: @unchecked Sendable {
             ["serve", "--port", "\(relay.port)", "--data", scratch.path("relay2").path], withVault: false)
         #expect(r.status == 74, "\(r.stderr)")
         #expect(r.stderr.contains("Could not listen"))
+        // With --log-format json the failure is one more JSON event, with the same sentence and exit status, and
+        // every line stays JSON.
+        let json = try other.run(
+            ["serve", "--port", "\(relay.port)", "--data", scratch.path("relay3").path, "--log-format", "json"],
+            withVault: false, deadline: 60)
+        #expect(json.status == 74, "\(json.stderr)")
+        let events = json.stderr.split(separator: "\n").map {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        #expect(!events.isEmpty && events.allSatisfy { $0 != nil }, "\(json.stderr)")
+        let failure = events.last??.filter { ["level", "message", "metadata"].contains($0.key) }
+        #expect(failure?["level"] as? String == "critical", "\(json.stderr)")
+        #expect((failure?["message"] as? String)?.hasPrefix("Could not listen on 127.0.0.1:\(relay.port)") == true)
+        #expect((failure?["metadata"] as? [String: Any])?["exit"] as? String == "74", "\(json.stderr)")
         _ = relay.stop()
     }
 }
