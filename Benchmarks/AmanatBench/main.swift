@@ -240,10 +240,14 @@ if runs("B9") {
     // The same number of rows, each the size of a record's state plus a nonce and tag: what a plain store keeps for
     // the same records. The vault's rows are larger (the view repeats the displayed values, then padding): the read
     // of rows of their stored size is a figure beside it, to tell what the extra bytes cost from the rest.
+    /// The best of four reads of `n` plain rows of `rowSize` bytes, in a file of their own.
+    func plainRead(_ file: String, rowSize: Int) throws -> Double {
+        let plain = try PlainBaseline(url: root.appendingPathComponent(file))
+        try plain.insert(randomRows(n, bodySize: rowSize), perTransaction: 5000)
+        return try (0..<4).map { _ in try seconds { _ = try plain.readAll() } }.min()!
+    }
     let encryptedRowSize = try vault.allStates().first.map { $0.encoded().count + 40 } ?? 300
-    let plain = try PlainBaseline(url: root.appendingPathComponent("b9-plain.sqlite"))
-    try plain.insert(randomRows(n, bodySize: encryptedRowSize), perTransaction: 5000)
-    let baseline = try (0..<4).map { _ in try seconds { _ = try plain.readAll() } }.min()!
+    let baseline = try plainRead("b9-plain.sqlite", rowSize: encryptedRowSize)
     var readOnly = Configuration()
     readOnly.readonly = true
     let storedRowSize =
@@ -251,9 +255,7 @@ if runs("B9") {
             path: root.appendingPathComponent("b9").appendingPathComponent(Vault.databaseFileName).path,
             configuration: readOnly
         ).read { try Int.fetchOne($0, sql: "SELECT CAST(avg(length(body)) AS INTEGER) FROM record") } ?? 0
-    let stored = try PlainBaseline(url: root.appendingPathComponent("b9-plain-stored-size.sqlite"))
-    try stored.insert(randomRows(n, bodySize: storedRowSize), perTransaction: 5000)
-    let storedBaseline = try (0..<4).map { _ in try seconds { _ = try stored.readAll() } }.min()!
+    let storedBaseline = try plainRead("b9-plain-stored-size.sqlite", rowSize: storedRowSize)
     let limit = try CryptoLimit.list(records: n, rowSize: encryptedRowSize)
     let ratio = amanat / baseline
     let fraction = limit / amanat

@@ -26,9 +26,15 @@ struct JSONLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         Self.write(
-            Self.line(time: Date(), level: event.level, label: label, message: "\(event.message)", metadata: merged))
+            level: event.level, label: label, message: "\(event.message)",
+            metadata: metadata.merging(event.metadata ?? [:]) { $1 })
+    }
+
+    /// Writes one event stamped now, whatever the log level: the handler's events, and the relay's notices to its
+    /// operator.
+    static func write(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata = [:]) {
+        write(line(time: Date(), level: level, label: label, message: message, metadata: metadata))
     }
 
     /// One event's line, newline included.

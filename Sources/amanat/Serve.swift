@@ -128,8 +128,7 @@ extension Amanat {
             // event like the others, so that every line a collector reads is JSON.
             let say: @Sendable (String, Logger.Level) -> Void = { text, level in
                 guard json else { return note(text) }
-                JSONLogHandler.write(
-                    JSONLogHandler.line(time: Date(), level: level, label: logger.label, message: text, metadata: [:]))
+                JSONLogHandler.write(level: level, label: logger.label, message: text)
             }
             do {
                 let code = try registrationCodeFile.map { try Self.registrationCode(file: $0) { say($0, .notice) } }
@@ -179,9 +178,7 @@ extension Amanat {
                 guard json else { throw error }
                 let (status, message) = describe(error)
                 JSONLogHandler.write(
-                    JSONLogHandler.line(
-                        time: Date(), level: .critical, label: logger.label, message: message,
-                        metadata: ["exit": "\(status.rawValue)"]))
+                    level: .critical, label: logger.label, message: message, metadata: ["exit": "\(status.rawValue)"])
                 throw ExitCode(status.rawValue)
             }
         }
