@@ -147,7 +147,7 @@ let package = Package(
             dependencies: [
                 "AmanatTestSupport", "AmanatWire",
                 "AmanatHTTP", "AmanatRelay", "AmanatSync", "AmanatStore", "AmanatCore", "AmanatCrypto",
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -68,7 +68,7 @@ public final class FailoverCarrier: ExchangeCarrier, ChunkCarrier, @unchecked Se
     public var served: [String] { lock.withLock { answered.map { carriers[$0].name } } }
 
     /// Runs `request` on the current relay, then on each other one in turn while they cannot be reached.
-    private func run<T>(_ request: (HTTPCarrier) async throws -> T) async throws -> T {
+    private nonisolated(nonsending) func run<T>(_ request: (HTTPCarrier) async throws -> T) async throws -> T {
         let start = lock.withLock { current }
         var lastError: RelayClientError?
         for step in 0..<carriers.count {
@@ -102,6 +102,18 @@ public final class FailoverCarrier: ExchangeCarrier, ChunkCarrier, @unchecked Se
     }
 
     public func push(_ envelopes: [Envelope]) async throws -> Int { try await run { try await $0.push(envelopes) } }
+
+    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
+        limit: Int, fullCopy: (Envelope) throws -> Envelope?
+    ) async throws
+        -> [Envelope]
+    {
+        try await run { try await $0.fullCopiesOfCopiesWithoutContent(limit: limit, fullCopy: fullCopy) }
+    }
+
+    public func putBackContent(_ envelopes: [Envelope]) async throws -> Int {
+        try await run { try await $0.putBackContent(envelopes) }
+    }
 
     public func exchange(vector: [DeviceID: ChainHead], push: [Envelope], limit: Int) async throws -> ExchangeResult {
         try await run { try await $0.exchange(vector: vector, push: push, limit: limit) }

@@ -93,6 +93,19 @@ public struct HTTPCarrier: ExchangeCarrier {
     private let client: HTTPClient
     private let ownsClient: Bool
     private let pathPrefix: String
+    /// How many copies without content the last vector answer announced (http-api.md §11).
+    private let announced = Announced()
+
+    /// The count a vector answer's `Amanat-Without-Content` header gave, kept for the sync that read it.
+    private final class Announced: @unchecked Sendable {
+        // @unchecked Sendable: `count` is only read and written under `lock`.
+        private let lock = NSLock()
+        private var stored = 0
+        var count: Int {
+            get { lock.withLock { stored } }
+            set { lock.withLock { stored = newValue } }
+        }
+    }
 
     /// Creates a carrier for the relay at `url` (`http://host:port` or `https://…`).
     public init(
@@ -160,8 +173,84 @@ public struct HTTPCarrier: ExchangeCarrier {
     // MARK: Carrier
 
     public func versionVector() async throws -> [DeviceID: ChainHead] {
-        let body = try await registeringIfNeeded { try await send("GET", vaultPath + "/vector") }
-        return try decode { try RelayWire.decodeVector(body) }
+        var count = 0
+        let body = try await registeringIfNeeded {
+            let answer = try await exchangeAnswer("GET", vaultPath + "/vector", body: [])
+            count = try withoutContentCount(answer.withoutContent)
+            return answer.body
+        }
+        let vector = try decode { try RelayWire.decodeVector(body) }
+        announced.count = count
+        return vector
+    }
+
+    /// The vector answer's `Amanat-Without-Content` (0 when absent); anything but a number from 1 to
+    /// ``RelayWire/withoutContentLimit`` is refused.
+    private func withoutContentCount(_ values: [String]) throws -> Int {
+        guard let value = values.first else { return 0 }
+        guard values.count == 1, value.count <= 3, value.allSatisfy({ $0 >= "0" && $0 <= "9" }), let count = Int(value),
+            (1...RelayWire.withoutContentLimit).contains(count)
+        else {
+            throw RelayClientError(
+                .badResponse,
+                "The relay at \(baseURL) announced copies without content in a form this client does not understand.")
+        }
+        return count
+    }
+
+    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
+        limit: Int, fullCopy: (Envelope) throws -> Envelope?
+    ) async throws
+        -> [Envelope]
+    {
+        guard announced.count > 0, limit > 0 else { return [] }
+        let body = try await send("GET", vaultPath + "/without-content")
+        let list = try decode { try RelayWire.decodeEnvelopeList(body) }
+        guard list.count <= RelayWire.withoutContentLimit,
+            list.allSatisfy({ $0.isPurged && $0.header.vaultID == vaultID })
+        else {
+            throw RelayClientError(
+                .badResponse, "The relay at \(baseURL) listed copies without content that are not such copies.")
+        }
+        return Array(try list.compactMap(fullCopy).prefix(limit))
+    }
+
+    public func putBackContent(_ envelopes: [Envelope]) async throws -> Int {
+        var restored = 0
+        for chunk in Self.requests(envelopes) {
+            let answer = try await send(
+                "POST", vaultPath + "/without-content", body: RelayWire.encodeEnvelopeList(chunk))
+            guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any],
+                let count = object["restored"] as? Int, count >= 0, count <= chunk.count
+            else {
+                throw RelayClientError(
+                    .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
+            }
+            restored += count
+        }
+        return restored
+    }
+
+    /// Wire forms in requests of at most ``RelayWire/batchBytes`` (one envelope always goes) and
+    /// ``RelayWire/maxEnvelopesPerMessage`` envelopes.
+    static func requests(_ envelopes: [Envelope]) -> [[[UInt8]]] {
+        var requests: [[[UInt8]]] = []
+        var chunk: [[UInt8]] = []
+        var bytes = 0
+        for envelope in envelopes {
+            let wire = envelope.encoded()
+            if !chunk.isEmpty
+                && (bytes + wire.count > RelayWire.batchBytes || chunk.count == RelayWire.maxEnvelopesPerMessage)
+            {
+                requests.append(chunk)
+                chunk = []
+                bytes = 0
+            }
+            chunk.append(wire)
+            bytes += wire.count
+        }
+        if !chunk.isEmpty { requests.append(chunk) }
+        return requests
     }
 
     public func envelopes(of author: DeviceID, after seq: UInt64, limit: Int) async throws -> [Envelope] {
@@ -177,17 +266,7 @@ public struct HTTPCarrier: ExchangeCarrier {
 
     public func push(_ envelopes: [Envelope]) async throws -> Int {
         var stored = 0
-        var index = 0
-        while index < envelopes.count {
-            var chunk: [[UInt8]] = []
-            var bytes = 0
-            while index < envelopes.count, chunk.count < RelayWire.maxEnvelopesPerMessage {
-                let wire = envelopes[index].encoded()
-                if !chunk.isEmpty && bytes + wire.count > RelayWire.batchBytes { break }
-                chunk.append(wire)
-                bytes += wire.count
-                index += 1
-            }
+        for chunk in Self.requests(envelopes) {
             let body = RelayWire.encodeEnvelopeList(chunk)
             let answer = try await registeringIfNeeded { try await send("POST", vaultPath + "/envelopes", body: body) }
             guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any],
@@ -267,6 +346,19 @@ public struct HTTPCarrier: ExchangeCarrier {
 
     /// Sends a signed request with retries; returns the status and body of a 2xx answer.
     func exchangeRaw(_ method: String, _ path: String, body: [UInt8]) async throws -> (Int, [UInt8]) {
+        let answer = try await exchangeAnswer(method, path, body: body)
+        return (answer.status, answer.body)
+    }
+
+    /// A 2xx answer: its status, body and `Amanat-Without-Content` header values.
+    struct Answer {
+        var status: Int
+        var body: [UInt8]
+        var withoutContent: [String]
+    }
+
+    /// Sends a signed request with retries; returns the 2xx answer.
+    func exchangeAnswer(_ method: String, _ path: String, body: [UInt8]) async throws -> Answer {
         var delay = options.initialBackoff
         var attempt = 1
         while true {
@@ -296,7 +388,7 @@ public struct HTTPCarrier: ExchangeCarrier {
         var answered = false
     }
 
-    private func attemptOnce(_ method: String, _ path: String, body: [UInt8]) async throws -> (Int, [UInt8]) {
+    private func attemptOnce(_ method: String, _ path: String, body: [UInt8]) async throws -> Answer {
         let signedPath = pathPrefix + path
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
@@ -311,10 +403,12 @@ public struct HTTPCarrier: ExchangeCarrier {
         }
         let status: Int
         let answer: [UInt8]
+        let withoutContent: [String]
         do {
             let response = try await client.execute(
                 request, timeout: .nanoseconds(Int64(options.requestTimeout.nanoseconds)))
             status = Int(response.status.code)
+            withoutContent = response.headers[RelayWire.Header.withoutContent]
             var buffer = try await response.body.collect(upTo: RelayWire.maxResponseBytes)
             answer = buffer.readBytes(length: buffer.readableBytes) ?? []
         } catch is NIOTooManyBytesError {
@@ -327,9 +421,10 @@ public struct HTTPCarrier: ExchangeCarrier {
         }
         switch status {
         case 200..<300:
-            return (status, answer)
+            return Answer(status: status, body: answer, withoutContent: withoutContent)
         case 404 where path.contains("/chunks/"):
-            return (status, [])  // the relay does not hold that chunk: an answer, not a failure
+            // The relay does not hold that chunk: an answer, not a failure.
+            return Answer(status: status, body: [], withoutContent: withoutContent)
         case 507:
             throw CarrierFullError(
                 message: Self.errorMessage(answer) ?? "The relay at \(baseURL) has no room left for this vault.")

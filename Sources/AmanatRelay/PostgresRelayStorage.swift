@@ -137,7 +137,7 @@ public struct PostgresLocation: Sendable, Equatable {
 /// transaction-scoped advisory locks.
 public final class PostgresRelayStorage: RelayStorage {
     /// The schema version this build creates and reads (`amanat_relay_schema.version`).
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// The database.
     public let location: PostgresLocation
@@ -306,7 +306,12 @@ public final class PostgresRelayStorage: RelayStorage {
         );
         ALTER TABLE relay_envelope ALTER COLUMN body SET STORAGE EXTERNAL;
         ALTER TABLE relay_chunk ALTER COLUMN sealed SET STORAGE EXTERNAL
+        """,
+        // 1 → 2: the envelopes held in their purged form, for the copies without content (http-api.md §11).
         """
+        CREATE INDEX relay_envelope_without_content ON relay_envelope (vault, author, seq)
+            WHERE octet_length(body) = 225
+        """,
     ]
 
     /// The advisory lock keys (transaction-scoped): one for migrations, one for registrations.
@@ -850,6 +855,61 @@ public final class PostgresRelayStorage: RelayStorage {
                     }
                 }
                 return result
+            }
+        }
+    }
+
+    // MARK: Copies without content
+
+    public func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]] {
+        try await run("list copies without content") {
+            try await connection { db in
+                let membership = try await currentMembership(db, vaultID: vaultID).0
+                var found: [[UInt8]] = []
+                // The partial index `relay_envelope_without_content` holds only rows of the purged form's length.
+                for try await body in try await db.query(
+                    """
+                    SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND octet_length(body) = 225
+                    AND NOT authority ORDER BY author, seq
+                    """, logger: logger
+                ).decode(Data.self) where found.count < limit {
+                    if RelayStore.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
+                }
+                return found
+            }
+        }
+    }
+
+    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {
+        let wanted = envelopes.filter { $0.header.vaultID == vaultID && !$0.isPurged && !$0.isAuthority }
+        return try await run("put back content") {
+            try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
+                // The vault's row lock: no purge from any relay process lands between the check and the update.
+                try await Self.lockVault(db, vaultID, logger)
+                guard !wanted.isEmpty else { return 0 }
+                let membership = try await currentMembership(db, vaultID: vaultID).0
+                var restored = 0
+                for envelope in wanted {
+                    let author = Data(envelope.header.author.bytes)
+                    let seq = Int64(clamping: envelope.header.seq)
+                    var held: Data?
+                    for try await body in try await db.query(
+                        """
+                        SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND author = \(author)
+                        AND seq = \(seq)
+                        """, logger: logger
+                    ).decode(Data.self) {
+                        held = body
+                    }
+                    guard let held, RelayStore.putsBack(envelope, over: held, membership: membership) else { continue }
+                    try await db.query(
+                        """
+                        UPDATE relay_envelope SET body = \(Data(envelope.encoded())) WHERE vault = \(Data(vaultID))
+                        AND author = \(author) AND seq = \(seq)
+                        """, logger: logger)
+                    restored += 1
+                }
+                return restored
             }
         }
     }

@@ -64,6 +64,8 @@ extension HTTPField.Name {
     static let amanatDevice = Self(RelayWire.Header.device)!
     /// `Amanat-Device-Signature`: the device's signature of the canonical request.
     static let amanatDeviceSignature = Self(RelayWire.Header.deviceSignature)!
+    /// `Amanat-Without-Content` (on a vector answer).
+    static let amanatWithoutContent = Self(RelayWire.Header.withoutContent)!
 }
 
 /// Authenticates every signed route before its handler runs: the vault id in the path, the four headers, the

@@ -23,13 +23,17 @@ public enum RelayRoute: String, CaseIterable, Sendable {
     case fetchChunk
     /// `PUT /v1/vaults/{vault}/chunks/{chunk}`: stores one sealed chunk (507 when the vault's quota is full).
     case storeChunk
+    /// `GET /v1/vaults/{vault}/without-content`: the copies the relay holds without content that no purge names.
+    case listWithoutContent
+    /// `POST /v1/vaults/{vault}/without-content`: full copies that put their content back.
+    case putBackContent
 
     /// The HTTP method.
     public var method: String {
         switch self {
-        case .health, .metrics, .vector, .fetchEnvelopes, .fetchChunk: "GET"
+        case .health, .metrics, .vector, .fetchEnvelopes, .fetchChunk, .listWithoutContent: "GET"
         case .register, .storeChunk: "PUT"
-        case .pushEnvelopes, .exchange, .heldChunks: "POST"
+        case .pushEnvelopes, .exchange, .heldChunks, .putBackContent: "POST"
         }
     }
 
@@ -44,6 +48,7 @@ public enum RelayRoute: String, CaseIterable, Sendable {
         case .exchange: "/v1/vaults/{vault}/exchange"
         case .heldChunks: "/v1/vaults/{vault}/chunks"
         case .fetchChunk, .storeChunk: "/v1/vaults/{vault}/chunks/{chunk}"
+        case .listWithoutContent, .putBackContent: "/v1/vaults/{vault}/without-content"
         }
     }
 

@@ -139,6 +139,8 @@ public struct RelayServer: Sendable {
         case .heldChunks: { _, context in try await heldChunks(context) }
         case .fetchChunk: { _, context in try await fetchChunk(context) }
         case .storeChunk: { _, context in try await storeChunk(context) }
+        case .listWithoutContent: { _, context in try await listWithoutContent(context) }
+        case .putBackContent: { _, context in try await putBackContent(context) }
         }
     }
 
@@ -184,7 +186,29 @@ public struct RelayServer: Sendable {
         } else {
             vector = try await store.versionVector(vaultID: request.vaultID)
         }
-        return Self.binary(RelayWire.encodeVector(vector))
+        var response = Self.binary(RelayWire.encodeVector(vector))
+        let stripped = try await store.copiesWithoutContent(
+            vaultID: request.vaultID, limit: RelayWire.withoutContentLimit)
+        if !stripped.isEmpty { response.headers[.amanatWithoutContent] = "\(stripped.count)" }
+        return response
+    }
+
+    /// `GET …/without-content`: the copies held without content that no purge names, as an envelope list.
+    private func listWithoutContent(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        try Self.expectEmpty(request.body)
+        let bodies = try await store.copiesWithoutContent(
+            vaultID: request.vaultID, limit: RelayWire.withoutContentLimit)
+        return Self.binary(RelayWire.encodeEnvelopeList(bodies))
+    }
+
+    /// `POST …/without-content`: full copies that put back the content of copies held without it.
+    private func putBackContent(_ context: RelayRequestContext) async throws -> Response {
+        let request = try context.vault()
+        let envelopes = try Self.decode { try RelayWire.decodeEnvelopeList(request.body) }
+        let restored = try await store.putBackContent(vaultID: request.vaultID, envelopes: envelopes)
+        if restored > 0 { context.logger.info("content put back", metadata: ["envelopes": "\(restored)"]) }
+        return Self.json(.ok, #"{"restored":\#(restored)}"#)
     }
 
     /// `GET …/envelopes?author=…&after=…&limit=…`.

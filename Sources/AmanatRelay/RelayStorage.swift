@@ -42,6 +42,13 @@ public protocol RelayStorage: Sendable {
     func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult
     /// The vault's membership as read from the authority envelopes held.
     func membership(vaultID: [UInt8]) async throws -> MembershipState
+    /// Up to `limit` wire forms of envelopes held in their purged form that no purge the relay holds names — copies a
+    /// carrier or a member stripped (Protocol/http-api.md §11) — in (author, seq) order.
+    func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]]
+    /// Puts back the content of copies held without content (Protocol/http-api.md §11): each full envelope whose held
+    /// copy is in purged form with the same hash, that no held purge names, replaces it. Anything else is skipped.
+    /// Returns how many were put back.
+    func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int
     /// Admits a signed request to a registered vault (Protocol/http-api.md §3): the vault is held, `key` is its
     /// registered relay key, and the nonce is new — recorded now, and only when the key is the vault's. Then the
     /// vault's membership, for the device check.
@@ -208,6 +215,14 @@ public final class SQLiteRelayStorage: RelayStorage {
 
     public func membership(vaultID: [UInt8]) async throws -> MembershipState {
         try await store.membership(vaultID: vaultID)
+    }
+
+    public func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]] {
+        try await store.copiesWithoutContent(vaultID: vaultID, limit: limit)
+    }
+
+    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {
+        try await store.putBackContent(vaultID: vaultID, envelopes: envelopes)
     }
 
     /// The folder of a vault's attachment chunks: `DATA/<vault id>.chunks/`, opaque sealed blobs.

@@ -79,6 +79,9 @@ public final class RelayStore: @unchecked Sendable {
 
     /// The format version in each file's `meta` table.
     public static let formatVersion = 1
+    /// The envelopes held in their purged form (225 bytes), for ``copiesWithoutContent(vaultID:limit:)``.
+    static let withoutContentIndex =
+        "CREATE INDEX IF NOT EXISTS envelope_without_content ON envelope(author, seq) WHERE length(body) = 225"
     /// The file name suffix of a vault file.
     public static let fileSuffix = ".relay"
 
@@ -178,6 +181,10 @@ public final class RelayStore: @unchecked Sendable {
         guard format == formatVersion, stored.map(Array.init) == vaultID, let key, key.count == 32 else {
             throw StoreError(
                 .damaged, "The relay file \(url.lastPathComponent) is damaged or belongs to another vault.")
+        }
+        // Added after the first release: a file made before it gets the index when it is first opened.
+        try Vault.mapErrors(file: "relay file", at: url) {
+            try pool.write { db in try db.execute(sql: withoutContentIndex) }
         }
         return VaultFile(pool: pool, key: Array(key))
     }
@@ -299,6 +306,7 @@ public final class RelayStore: @unchecked Sendable {
                             ) WITHOUT ROWID;
                             CREATE INDEX nonce_expires ON nonce(expires);
                             """)
+                    try db.execute(sql: withoutContentIndex)
                     try db.execute(sql: "INSERT INTO meta VALUES ('format', ?)", arguments: [formatVersion])
                     try db.execute(sql: "INSERT INTO meta VALUES ('vault_id', ?)", arguments: [Data(vaultID)])
                     try db.execute(sql: "INSERT INTO meta VALUES ('relay_key', ?)", arguments: [Data(key)])
@@ -620,6 +628,71 @@ public final class RelayStore: @unchecked Sendable {
             !envelope.isAuthority, envelope.ciphertextHash == target.ciphertextHash
         else { return nil }
         return Data(envelope.purged().encoded())
+    }
+
+    // MARK: Copies without content
+
+    /// Whether a held body is a copy without content that the relay would take the content back for: the purged form
+    /// of a record envelope that no purge in `membership` names. Both relay storages decide by it.
+    static func isStrippedCopy(_ body: Data, membership: MembershipState) -> Bool {
+        guard body.count == Envelope.purgedLength, let envelope = try? Envelope(decoding: Array(body)),
+            envelope.isPurged, !envelope.isAuthority
+        else { return false }
+        return !membership.isPurged(envelope)
+    }
+
+    /// Whether `envelope` may replace a held copy whose body is `held`: the held copy is without content
+    /// (``isStrippedCopy(_:membership:)``), `envelope` is full and has the same hash — the same header and signature,
+    /// and a ciphertext with the hash the signature covers. Both relay storages decide by it.
+    static func putsBack(_ envelope: Envelope, over held: Data, membership: MembershipState) -> Bool {
+        guard !envelope.isPurged, !envelope.isAuthority, isStrippedCopy(held, membership: membership),
+            let stored = try? Envelope(decoding: Array(held))
+        else { return false }
+        return stored.hash == envelope.hash && !membership.isPurged(envelope)
+    }
+
+    public func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]] {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        let membership = try await membership(vaultID: vaultID)
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
+            try await file.pool.read { db in
+                // The partial index `envelope_without_content` holds only rows of the purged form's length.
+                let cursor = try Data.fetchCursor(
+                    db, sql: "SELECT body FROM envelope WHERE length(body) = 225 ORDER BY author, seq")
+                var found: [[UInt8]] = []
+                while found.count < limit, let body = try cursor.next() {
+                    if Self.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
+                }
+                return found
+            }
+        }
+    }
+
+    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {
+        guard let file = try vaultFile(vaultID) else { throw Self.unknown }
+        guard !envelopes.isEmpty else { return 0 }
+        return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
+            try await file.pool.write { db in
+                // In the writer, so no purge can land between the check and the update.
+                let membership = try Self.membership(db, vaultID: vaultID, adding: [])
+                var restored = 0
+                for envelope in envelopes where envelope.header.vaultID == vaultID {
+                    let key: StatementArguments = [
+                        Data(envelope.header.author.bytes), Int64(clamping: envelope.header.seq),
+                    ]
+                    guard
+                        let held = try Data.fetchOne(
+                            db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?", arguments: key),
+                        Self.putsBack(envelope, over: held, membership: membership)
+                    else { continue }
+                    try db.execute(
+                        sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?",
+                        arguments: [Data(envelope.encoded())] + key)
+                    restored += 1
+                }
+                return restored
+            }
+        }
     }
 
     // MARK: Membership

@@ -337,13 +337,55 @@ public final class SyncFile: @unchecked Sendable {
     /// were replaced. The caller (a vault) decided that a coordinator's purge names them.
     @discardableResult
     public func replaceWithPurged(_ envelopes: [Envelope]) throws -> Int {
+        try replaceRows(with: envelopes.filter(\.isPurged), holdingPurgedForm: false)
+    }
+
+    /// Of the envelopes the file holds in their purged form, in file order, the full copies `fullCopy` gives (nil:
+    /// none), up to `limit`. A file cannot evaluate a purge: the caller (a vault) decides, by holding a full copy
+    /// that no purge it knows names, which purged forms are copies a member stripped (Protocol/sync-file.md §6).
+    public func fullCopiesOfCopiesWithoutContent(limit: Int, fullCopy: (Envelope) throws -> Envelope?) throws
+        -> [Envelope]
+    {
+        try mapErrors {
+            try database.read { db in
+                var found: [Envelope] = []
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: """
+                        SELECT e.id, e.body, d.key FROM envelope e JOIN device d ON d.id = e.id >> \(Self.seqBits)
+                        WHERE length(e.body) = \(Envelope.purgedLength) ORDER BY e.id
+                        """)
+                while found.count < limit, let row = try rows.next() {
+                    // A damaged row is not this vault's to mend here: it is skipped (a pull refuses it, `verify`
+                    // reports it), so a hostile file cannot end a sync that already pulled and pushed.
+                    guard
+                        let stripped = try? Self.decode(
+                            row.untrusted("body"), author: row.untrusted("key"),
+                            seq: row.untrusted("id", as: Int64.self) & Self.seqMask, in: url)
+                    else { continue }
+                    if let full = try fullCopy(stripped) { found.append(full) }
+                }
+                return found
+            }
+        }
+    }
+
+    /// Puts back content: each full envelope replaces the file's copy of it when that copy is its purged form (same
+    /// author, seq and hash). Returns how many were put back. The caller (a vault) decided that no purge names them.
+    @discardableResult
+    public func putBackContent(_ envelopes: [Envelope]) throws -> Int {
+        try replaceRows(with: envelopes.filter { !$0.isPurged }, holdingPurgedForm: true)
+    }
+
+    /// Replaces, in one transaction, the row of each envelope whose held copy is the same envelope (same author, seq
+    /// and hash) in the other form: purged when `holdingPurgedForm`, else full. Returns how many were replaced.
+    private func replaceRows(with envelopes: [Envelope], holdingPurgedForm: Bool) throws -> Int {
         guard !isReadOnly else { throw StoreError(.io, "The sync file \(url.path) is read-only.") }
-        let purged = envelopes.filter(\.isPurged)
-        guard !purged.isEmpty else { return 0 }
+        guard !envelopes.isEmpty else { return 0 }
         return try mapErrors {
             try database.write { db in
                 var replaced = 0
-                for envelope in purged {
+                for envelope in envelopes {
                     let key = Data(envelope.header.author.bytes)
                     guard envelope.header.seq <= UInt64(Self.seqMask),
                         let device = try Int64.fetchOne(
@@ -354,10 +396,12 @@ public final class SyncFile: @unchecked Sendable {
                     guard
                         let sized = try Row.fetchOne(
                             db, sql: "SELECT id, length(body) AS n FROM envelope WHERE id = ?", arguments: [id]),
-                        try Self.checkedLength(sized, id: id, author: key) != Envelope.purgedLength,
+                        try (Self.checkedLength(sized, id: id, author: key) == Envelope.purgedLength)
+                            == holdingPurgedForm,
                         let body = try Data.fetchOne(
                             db, sql: "SELECT body FROM envelope WHERE id = ?", arguments: [id]),
-                        let stored = try? Envelope(decoding: Array(body)), stored.hash == envelope.hash
+                        let stored = try? Envelope(decoding: Array(body)), stored.isPurged == holdingPurgedForm,
+                        stored.hash == envelope.hash
                     else { continue }
                     try db.execute(
                         sql: "UPDATE envelope SET body = ? WHERE id = ?", arguments: [Data(envelope.encoded()), id])

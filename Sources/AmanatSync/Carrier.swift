@@ -15,6 +15,13 @@ public protocol Carrier: Sendable {
     func push(_ envelopes: [Envelope]) async throws -> Int
     /// Replaces the carrier's copies of purged envelopes by their purged forms and removes purged chunks.
     func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int
+    /// Of the envelopes the carrier holds in their purged form that it would take content back for, in (author, seq)
+    /// order, the full copies `fullCopy` gives (nil: none), up to `limit` of them (Protocol/sync.md §2, step 6).
+    nonisolated(nonsending) func fullCopiesOfCopiesWithoutContent(limit: Int, fullCopy: (Envelope) throws -> Envelope?)
+        async throws
+        -> [Envelope]
+    /// Gives the carrier full copies of envelopes it holds without content; returns how many it put back.
+    func putBackContent(_ envelopes: [Envelope]) async throws -> Int
 }
 
 extension Carrier {
@@ -22,4 +29,14 @@ extension Carrier {
     /// (a sync file, which cannot evaluate membership, is told by a vault that did). A relay applies purges itself
     /// when it stores the purge entry, so by default nothing is done. Returns how many envelopes were replaced.
     public func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int { 0 }
+
+    /// A carrier that cannot say which copies it holds without content lists none.
+    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
+        limit: Int, fullCopy: (Envelope) throws -> Envelope?
+    ) async throws
+        -> [Envelope]
+    { [] }
+
+    /// A carrier that lists none is given none.
+    public func putBackContent(_ envelopes: [Envelope]) async throws -> Int { 0 }
 }

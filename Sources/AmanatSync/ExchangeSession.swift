@@ -81,6 +81,7 @@ public struct ExchangeSession {
         let toPush = cursors.reduce(0) { VersionVectors.saturatingSum($0, Int(clamping: $1.target - $1.after)) }
         var toPull = VersionVectors.count(theirs, beyond: ours)
         try await VersionVectors.restoreContent(vault: vault, carrier: carrier, theirs: theirs, report: &report)
+        if pushing { try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report) }
         // Nothing to push and nothing to pull (forks were checked above): one round trip is the whole sync.
         if cursors.isEmpty && toPull == 0 { return report }
         var pushedCount = 0

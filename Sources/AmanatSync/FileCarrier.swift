@@ -30,4 +30,18 @@ public struct FileCarrier: Carrier {
         if !chunks.isEmpty { chunkStore.remove(chunks) }
         return replaced
     }
+
+    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
+        limit: Int, fullCopy: (Envelope) throws -> Envelope?
+    ) async throws
+        -> [Envelope]
+    {
+        guard canWrite else { return [] }
+        return try file.fullCopiesOfCopiesWithoutContent(limit: limit, fullCopy: fullCopy)
+    }
+
+    public func putBackContent(_ envelopes: [Envelope]) async throws -> Int {
+        guard canWrite else { return 0 }
+        return try file.putBackContent(envelopes)
+    }
 }

@@ -46,6 +46,8 @@ public struct SyncReport: Sendable, Equatable {
     public var restored = 0
     /// The carrier's copies of purged changes replaced by their purged forms (a sync file).
     public var purgedOnCarrier = 0
+    /// The carrier's copies without content (stripped) whose content this vault put back.
+    public var restoredOnCarrier = 0
 
     /// An empty report.
     public init() {}
@@ -158,6 +160,7 @@ public struct SyncSession {
                 after = last.header.seq
             }
         }
+        try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report)
         // A purge this vault knows reaches the carrier's older copies too (an authority decided by the vault).
         if !vault.membership.purges.isEmpty {
             report.purgedOnCarrier = try await carrier.applyPurges(

@@ -50,4 +50,23 @@ enum VersionVectors {
         }
         report.restored += try vault.restoreContent(found)
     }
+
+    /// Gives the carrier the vault's full copies of envelopes the carrier holds without content — a member pushed
+    /// them stripped before their author synced — where no purge known here names them (the vault then holds them
+    /// without content too): at most ``RelayWire``'s 256 per sync (Protocol/sync.md §2, step 6).
+    nonisolated(nonsending) static func putBackOnCarrier(vault: Vault, carrier: any Carrier, report: inout SyncReport)
+        async throws
+    {
+        guard carrier.canWrite else { return }
+        let membership = vault.membership
+        let full = try await carrier.fullCopiesOfCopiesWithoutContent(limit: 256) { stripped in
+            guard stripped.isPurged, stripped.header.vaultID == vault.vaultID,
+                let mine = try vault.envelope(author: stripped.header.author, seq: stripped.header.seq),
+                !mine.isPurged, mine.hash == stripped.hash, !membership.isPurged(mine)
+            else { return nil }
+            return mine
+        }
+        guard !full.isEmpty else { return }
+        report.restoredOnCarrier += try await carrier.putBackContent(full)
+    }
 }

@@ -31,7 +31,13 @@ public enum RelayWire {
         public static let device = "amanat-device"
         /// The device key's signature (128 hex digits) of the same canonical request.
         public static let deviceSignature = "amanat-device-signature"
+        /// On a vector answer: how many copies without content the relay holds (1 to ``withoutContentLimit``; absent
+        /// when none), so a client asks for them only then (http-api.md §11).
+        public static let withoutContent = "amanat-without-content"
     }
+
+    /// The most copies without content a relay lists at once, and a client puts back in one sync (http-api.md §11).
+    public static let withoutContentLimit = 256
 
     /// The MIME type of binary bodies.
     public static let binaryType = "application/vnd.amanat.relay-v1"

@@ -283,6 +283,11 @@ func summarize(_ report: SyncReport, with target: String, vault: Vault) {
             "Put back the content of \(report.restored) change\(report.restored == 1 ? "" : "s") that had arrived without it (no purge names them)."
         )
     }
+    if report.restoredOnCarrier > 0 {
+        note(
+            "Put back on \(target) the content of \(report.restoredOnCarrier) change\(report.restoredOnCarrier == 1 ? "" : "s") it held without it."
+        )
+    }
     if report.withoutContent > 0 {
         note(
             "WARNING: \(report.withoutContent) change\(report.withoutContent == 1 ? "" : "s") arrived without content and no purge known here names \(report.withoutContent == 1 ? "it" : "them"); a later sync with a device that has the content puts it back (`amanat verify` counts them)."

@@ -12,7 +12,9 @@ import Foundation
 ///
 /// It answers `GET …/vector` with ``vector``, the first `POST …/exchange` with ``exchange`` and later ones with
 /// ``laterExchange`` (an empty answer unless set), `GET …/envelopes?author=…&after=…` with the matching envelopes of
-/// ``envelopes``, and anything else with 404. What clients push is read and ignored.
+/// ``envelopes``, `GET …/without-content` with ``withoutContent`` (when set; the vector answer then carries
+/// ``vectorHeaders``), and anything else with 404. What clients push is read and ignored; pushes to
+/// `…/without-content` are counted (``putBacks``).
 public final class HostileRelay: @unchecked Sendable {
     // @unchecked Sendable: the answers never change after init; `exchanges` is guarded by `lock`.
     /// The port it listens on.
@@ -22,16 +24,24 @@ public final class HostileRelay: @unchecked Sendable {
     private let exchange: [UInt8]
     private let laterExchange: [UInt8]
     private let envelopes: [Envelope]
+    private let vectorHeaders: [String]
+    private let withoutContent: [UInt8]?
     private let lock = NSLock()
     private var exchanges = 0
+    private var putBackCount = 0
+
+    /// How many requests put content back (`POST …/without-content`).
+    public var putBacks: Int { lock.withLock { putBackCount } }
 
     /// A relay that announces `vector` and answers the first exchange with `exchange` (raw bodies).
     public init(
         vector: [UInt8], exchange: [UInt8],
         laterExchange: [UInt8] = RelayWire.ExchangeResponse(stored: 0, remaining: 0, diverged: [], envelopes: [])
             .encoded(),
-        envelopes: [Envelope] = []
+        envelopes: [Envelope] = [], vectorHeaders: [String] = [], withoutContent: [UInt8]? = nil
     ) throws {
+        self.vectorHeaders = vectorHeaders
+        self.withoutContent = withoutContent
         self.vector = vector
         self.exchange = exchange
         self.laterExchange = laterExchange
@@ -97,8 +107,9 @@ public final class HostileRelay: @unchecked Sendable {
             let line = String(decoding: pending.prefix { $0 != 0x0d }, as: UTF8.self)
             pending.removeFirst(headerEnd! + contentLength)
             let (status, body) = respond(to: line)
+            let extra = line.contains("/vector") ? vectorHeaders.map { $0 + "\r\n" }.joined() : ""
             let head =
-                "HTTP/1.1 \(status)\r\ncontent-type: \(RelayWire.binaryType)\r\ncontent-length: \(body.count)\r\n\r\n"
+                "HTTP/1.1 \(status)\r\ncontent-type: \(RelayWire.binaryType)\r\ncontent-length: \(body.count)\r\n\(extra)\r\n"
             let out = Array(head.utf8) + body
             var offset = 0
             while offset < out.count {
@@ -114,6 +125,11 @@ public final class HostileRelay: @unchecked Sendable {
         guard parts.count >= 2 else { return ("400 Bad Request", []) }
         let (method, target) = (parts[0], parts[1])
         if method == "GET" && target.contains("/vector") { return ("200 OK", vector) }
+        if target.hasSuffix("/without-content"), let withoutContent {
+            guard method == "POST" else { return ("200 OK", withoutContent) }
+            lock.withLock { putBackCount += 1 }
+            return ("200 OK", Array(#"{"restored":0}"#.utf8))
+        }
         if method == "POST" && target.contains("/exchange") {
             let first = lock.withLock {
                 exchanges += 1

@@ -442,22 +442,20 @@ import Testing
         #expect(try b.run(["verify"]).status == 0)
     }
 
-    // MARK: Open: a stripped copy on a carrier is never put back
+    // MARK: A stripped copy on a carrier is put back
 
-    /// A courier strips record changes on a stick; a member pulls them (stored without content) and pushes them to
-    /// the relay before their author does. The relay then holds them stripped for good: the author's full copy is a
-    /// duplicate by hash, and neither a relay nor a sync file has a way to receive content put back, so a replica
-    /// that syncs only with the relay never gets the content.
-    @Test(.disabled("open: carriers never get stripped content put back (reported, needs a protocol change)"))
-    func aStrippedChangeOnTheRelayIsPutBackWhenItsAuthorSyncs() throws {
-        let scratch = try Scratch()
+    /// A team where a courier stripped A's new testimony on a stick and B pulled it (stored without content): B is
+    /// about to push it, stripped, to a carrier before A does.
+    func strippedTestimony(_ scratch: Scratch, witness: String) throws -> (
+        a: CLIRunner, b: CLIRunner, c: CLIRunner, id: String
+    ) {
         let (a, b, c) = try purgeTests.team(scratch)
         let stick = scratch.path("s.amanat-sync").path
         _ = try a.ok(["sync", stick, "--create"])
         _ = try b.ok(["sync", stick])
         _ = try c.ok(["sync", stick])
         _ = try a.ok(["sync", stick])
-        let id = try purgeTests.testimony(a, ["--witness", "W-901"])
+        let id = try purgeTests.testimony(a, ["--witness", witness])
         let hostile = scratch.path("hostile.amanat-sync")
         do {
             let vault = try PurgeTests.open(a)
@@ -465,12 +463,51 @@ import Testing
             try writeSyncFile(hostile, vaultID: vault.vaultID, envelopes)
         }
         _ = try b.ok(["sync", hostile.path])
-        let relayData = scratch.path("relay")
-        let relay = try ServeProcess(data: relayData)
+        return (a, b, c, id)
+    }
+
+    /// After B pushed the stripped copies to `carrier`: A's sync puts the content back and says so, C (which syncs
+    /// only with `carrier`) gets the testimony whole, and A's next sync has nothing more to put back.
+    func expectPutBack(
+        on carrier: String, _ s: (a: CLIRunner, b: CLIRunner, c: CLIRunner, id: String),
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let put = try s.a.run(["sync", carrier])
+        #expect(
+            put.status == 0 && put.stderr.contains("Put back on \(carrier) the content of 1 change"), "\(put.stderr)",
+            sourceLocation: sourceLocation)
+        let synced = try s.c.run(["sync", carrier])
+        #expect(
+            synced.status == 0 && !synced.stderr.contains("without content"), "\(synced.stderr)",
+            sourceLocation: sourceLocation)
+        #expect(try purgeTests.ids(s.c).contains(s.id), "C never gets the testimony", sourceLocation: sourceLocation)
+        let again = try s.a.run(["sync", carrier])
+        #expect(
+            again.status == 0 && !again.stderr.contains("Put back"), "\(again.stderr)", sourceLocation: sourceLocation)
+    }
+
+    /// A courier strips record changes on a stick; a member pulls them (stored without content) and pushes them to
+    /// the relay before their author does. The author's full copies are duplicates by hash, so without a way to put
+    /// content back the relay would hold them stripped for good, and a replica that syncs only with the relay would
+    /// never get the testimony. The relay announces the copies it holds without content; the author's sync puts
+    /// them back (Protocol/sync.md §2, step 6).
+    @Test func aStrippedChangeOnTheRelayIsPutBackWhenItsAuthorSyncs() throws {
+        let scratch = try Scratch()
+        let s = try strippedTestimony(scratch, witness: "W-901")
+        let relay = try ServeProcess(data: scratch.path("relay"))
         defer { _ = relay.stop() }
-        _ = try b.ok(["sync", relay.url])
-        _ = try a.ok(["sync", relay.url])
-        _ = try c.ok(["sync", relay.url])
-        #expect(try purgeTests.ids(c).contains(id), "C never gets the testimony")
+        _ = try s.b.ok(["sync", relay.url])
+        try expectPutBack(on: relay.url, s)
+    }
+
+    /// The same through a stick: a member who pulled stripped copies writes them to the team's sync file before their
+    /// author does; the author's next sync with the file puts the content back, and a new reader of the file gets
+    /// the testimony.
+    @Test func aStrippedChangeOnASyncFileIsPutBackWhenItsAuthorSyncs() throws {
+        let scratch = try Scratch()
+        let s = try strippedTestimony(scratch, witness: "W-902")
+        let team = scratch.path("team.amanat-sync").path
+        _ = try s.b.ok(["sync", team, "--create"])
+        try expectPutBack(on: team, s)
     }
 }

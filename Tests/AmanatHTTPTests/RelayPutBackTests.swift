@@ -1,0 +1,241 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatHTTP
+import AmanatRelay
+import AmanatStore
+import AmanatSync
+import AmanatTestSupport
+import AmanatWire
+import Foundation
+import GRDB
+import Testing
+
+/// Copies without content on a relay (Protocol/http-api.md §11, sync.md §2 step 6): a member who received record
+/// changes stripped (a courier removed their ciphertext) pushes them to the relay before their author does. The
+/// relay announces such copies; the author's next sync gives it the content back, so a replica that syncs only with
+/// the relay still gets every testimony. Nothing a purge names ever comes back.
+@Suite struct RelayPutBackTests {
+    /// A team of three where `b` holds `a`'s record changes without content (as a stripped stick gave them) and
+    /// pushed them, stripped, to the relay before `a` synced there.
+    struct Scene {
+        let dir: TemporaryDirectory
+        let spec: TestStorage
+        let relay: TestRelay
+        let a: Vault
+        let b: Vault
+        let c: Vault
+        let record: RecordID
+        /// `a`'s record changes, as `a` holds them (in full).
+        let full: [Envelope]
+
+        init(_ kind: RelayStorageKind, prepare: (TestStorage) throws -> Void = { _ in }) async throws {
+            dir = try TemporaryDirectory()
+            spec = try testStorage(kind, dir.path("relay"))
+            try prepare(spec)
+            relay = try await TestRelay.start(spec)
+            let team = try makeTeam(3, in: dir)
+            (a, b, c) = (team[0], team[1], team[2])
+            record = try a.createRecord(
+                kind: "testimony", fields: [("witness", "W-311"), ("summary", "Taken from the clinic at night")],
+                tags: [], seal: false)
+            _ = try a.commit(record: record) { _ in [.set(field: "location", value: "Herat", pred: [])] }
+            full = try a.envelopes(of: a.deviceID, after: 0, limit: 1000).filter { !$0.isAuthority }
+            let stripped = try b.ingest(
+                try a.envelopes(of: a.deviceID, after: 0, limit: 1000).map {
+                    $0.isAuthority ? $0 : $0.purged()
+                })
+            #expect(stripped.withoutContent == full.count, "\(stripped)")
+            try await relaySync(b, relay.url)
+        }
+
+        /// What the relay holds of `a`'s chain, decoded.
+        func held() async throws -> [Envelope] {
+            try await relay.storage.envelopes(
+                vaultID: a.vaultID, author: a.deviceID, after: 0, limit: 1000, byteBudget: 1 << 24
+            ).map { try Envelope(decoding: $0) }
+        }
+
+        /// The relay's copies without content, as it would list them.
+        func listed() async throws -> [Envelope] {
+            try await relay.storage.copiesWithoutContent(vaultID: a.vaultID, limit: 1000).map {
+                try Envelope(decoding: $0)
+            }
+        }
+    }
+
+    @Test(arguments: RelayStorageKind.allCases)
+    func theAuthorsSyncPutsBackWhatAMemberPushedStripped(_ kind: RelayStorageKind) async throws {
+        let s = try await Scene(kind)
+        #expect(try await s.listed().map(\.hash) == s.full.map(\.hash), "the relay lists its stripped copies")
+        #expect(try await s.held().filter(\.isPurged).count == s.full.count)
+
+        let put = try await relaySync(s.a, s.relay.url)
+        #expect(put.restoredOnCarrier == s.full.count, "\(put)")
+        #expect(try await s.held().allSatisfy { !$0.isPurged }, "the relay still holds a stripped copy")
+        #expect(try await s.held().filter { !$0.isAuthority }.map { $0.encoded() } == s.full.map { $0.encoded() })
+        #expect(try await s.listed().isEmpty)
+
+        // C syncs only with the relay and gets the testimony whole.
+        let got = try await relaySync(s.c, s.relay.url)
+        #expect(got.withoutContent == 0, "\(got)")
+        #expect(try s.c.resolveRecord(s.record.hex).view?.fields["witness"] == "W-311")
+        // B gets its content back from the relay too (sync.md §2 step 5).
+        _ = try await relaySync(s.b, s.relay.url)
+        #expect(try s.b.changesWithoutContent().isEmpty)
+        #expect(try s.b.resolveRecord(s.record.hex).view?.fields["location"] == "Herat")
+        // Nothing is announced any more: the next sync puts nothing back.
+        #expect(try await relaySync(s.a, s.relay.url).restoredOnCarrier == 0)
+        await s.relay.stop()
+    }
+
+    @Test(arguments: RelayStorageKind.allCases)
+    func aCopyWhoseCiphertextDiffersIsNotPutBack(_ kind: RelayStorageKind) async throws {
+        let s = try await Scene(kind)
+        // A member forges "content" for a stripped copy: the same header and signature over another ciphertext. Its
+        // hash differs from the one the relay holds, so nothing changes.
+        let forged = s.full.map { envelope in
+            var ciphertext = envelope.ciphertext
+            ciphertext[0] ^= 0x01
+            return Envelope(header: envelope.header, ciphertext: ciphertext, signature: envelope.signature)
+        }
+        let restored = try await HTTPCarrier.with(
+            url: s.relay.url, vaultID: s.b.vaultID, key: s.b.relaySigningKey, device: s.b.keyring.device,
+            options: testOptions()
+        ) { try await $0.putBackContent(forged) }
+        #expect(restored == 0)
+        #expect(try await s.held().filter(\.isPurged).count == s.full.count)
+        #expect(try await s.listed().count == s.full.count)
+        await s.relay.stop()
+    }
+
+    @Test(arguments: RelayStorageKind.allCases)
+    func nothingAPurgeNamesIsPutBack(_ kind: RelayStorageKind) async throws {
+        let s = try await Scene(kind)
+        _ = try await relaySync(s.a, s.relay.url)
+        let traces = try RelayPurgeTests.traces(of: s.record, in: s.a)
+        #expect(
+            traces.found(in: try s.spec.rawContents()).count == s.full.count, "the relay holds the record's changes")
+
+        _ = try s.a.purge(record: s.record, reason: "consent withdrawn")
+        _ = try await relaySync(s.a, s.relay.url)
+        #expect(traces.found(in: try s.spec.rawContents()) == [], "the relay kept what the purge destroyed")
+        // The purged copies are not copies without content: they are neither listed nor announced.
+        #expect(try await s.listed().isEmpty)
+        #expect(try await relaySync(s.c, s.relay.url).restoredOnCarrier == 0)
+
+        // B kept the full copies it had before; it offers them back. The relay holds a purge naming each: refused.
+        // Over PostgreSQL B offers them to a second relay process too, which never saw the purge go by: it reads the
+        // purges from the database.
+        let second = kind == .postgres ? try await TestRelay.start(s.spec) : nil
+        for url in [s.relay.url] + (second.map { [$0.url] } ?? []) {
+            let restored = try await HTTPCarrier.with(
+                url: url, vaultID: s.b.vaultID, key: s.b.relaySigningKey, device: s.b.keyring.device,
+                options: testOptions()
+            ) { try await $0.putBackContent(s.full) }
+            #expect(restored == 0, "\(url)")
+        }
+        #expect(traces.found(in: try s.spec.rawContents()) == [], "a purged change came back")
+        await second?.stop()
+        await s.relay.stop()
+    }
+
+    /// A relay file made before copies without content were announced has no index for them: it gets one when it is
+    /// opened, and put-back works on it. A PostgreSQL database of schema 1 is migrated to schema 2 the same way.
+    @Test(arguments: RelayStorageKind.allCases)
+    func storageOfThePreviousReleaseIsBroughtUpToDate(_ kind: RelayStorageKind) async throws {
+        let first = try await Scene(kind) { spec in
+            guard let location = spec.location else { return }
+            // The schema version 1 exactly as the previous release created it (Tests/Fixtures).
+            let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Fixtures/relay-postgres-schema-1.sql")
+            try PostgresTestServer.shared.get().psql(
+                try String(contentsOf: fixture, encoding: .utf8), database: location.database)
+        }
+        if let location = first.spec.location {
+            let server = try PostgresTestServer.shared.get()
+            let version = try server.psql("SELECT version FROM amanat_relay_schema", database: location.database)
+            #expect(version.contains(" 2\n") && version.contains("(1 row)"), "\(version)")
+            let index = try server.psql(
+                "SELECT indexname FROM pg_indexes WHERE indexname = 'relay_envelope_without_content'",
+                database: location.database)
+            #expect(index.contains("(1 row)"), "\(index)")
+            #expect(try await relaySync(first.a, first.relay.url).restoredOnCarrier == first.full.count)
+            await first.relay.stop()
+            return
+        }
+        // SQLite: drop the index as a previous release's file lacks it, then open the folder again.
+        await first.relay.stop()
+        let file = try #require(
+            try FileManager.default.contentsOfDirectory(at: first.spec.data, includingPropertiesForKeys: nil).first {
+                $0.pathExtension == "relay"
+            })
+        let queue = try DatabaseQueue(path: file.path)
+        try await queue.write { try $0.execute(sql: "DROP INDEX envelope_without_content") }
+        try queue.close()
+        let reopened = try await TestRelay.start(first.spec)
+        #expect(try await relaySync(first.a, reopened.url).restoredOnCarrier == first.full.count)
+        let indexes = try await DatabaseQueue(path: file.path).read {
+            try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        #expect(indexes.contains("envelope_without_content"), "\(indexes)")
+        await reopened.stop()
+    }
+
+    // MARK: A hostile relay
+
+    /// A relay that announces copies without content in a form no relay writes, or lists envelopes that are not
+    /// such copies: the sync ends with one sentence and the vault is unchanged. A list of real copies without content
+    /// gets the vault's full copies, nothing else.
+    @Test func aHostileRelaysAnnouncementsAreCheckedBeforeAnythingIsSent() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        _ = try a.createRecord(kind: "testimony", fields: [("witness", "W-5")], tags: [], seal: false)
+        let mine = try a.envelopes(of: a.deviceID, after: 0, limit: 1000)
+        let heads = [a.deviceID: ChainHead(seq: mine.last!.header.seq, hash: mine.last!.hash)]
+        let vector = RelayWire.encodeVector(heads)
+        let empty = RelayWire.ExchangeResponse(stored: 0, remaining: 0, diverged: [], envelopes: []).encoded()
+        let recordChange = try #require(mine.first { !$0.isAuthority })
+        let otherVault = try makeTeam(1, in: dir, prefix: "o")[0]
+        _ = try otherVault.createRecord(kind: "testimony", fields: [("witness", "W-7")], tags: [], seal: false)
+        let foreign = try #require(
+            try otherVault.envelopes(of: otherVault.deviceID, after: 0, limit: 1000).last)
+
+        let refused: [(String, [String], [Envelope])] = [
+            ("too many", ["amanat-without-content: 9999"], [recordChange.purged()]),
+            ("not a number", ["amanat-without-content: 1e2"], [recordChange.purged()]),
+            ("zero", ["amanat-without-content: 0"], []),
+            ("twice", ["amanat-without-content: 1", "amanat-without-content: 1"], [recordChange.purged()]),
+            ("a full envelope", ["amanat-without-content: 1"], [recordChange]),
+            ("another vault's copy", ["amanat-without-content: 1"], [foreign.purged()]),
+        ]
+        for (what, headers, listed) in refused {
+            let digest = try a.status().stateDigest
+            let relay = try HostileRelay(
+                vector: vector, exchange: empty, vectorHeaders: headers,
+                withoutContent: RelayWire.encodeEnvelopeList(listed.map { $0.encoded() }))
+            do {
+                let report = try await relaySync(a, relay.url, options: testOptions(attempts: 1))
+                Issue.record("\(what): accepted (\(report))")
+            } catch let error as RelayClientError {
+                #expect(error.code == .badResponse, "\(what): \(error)")
+                #expect(error.message.contains("without content"), "\(what): \(error.message)")
+                #expect(!error.message.contains("\n"))
+            }
+            #expect(relay.putBacks == 0, "\(what): content was sent")
+            #expect(try a.status().stateDigest == digest, "\(what)")
+        }
+
+        // An honest-looking list: the copy of a change the vault holds in full gets it; a copy of a change it does
+        // not hold (B's) gets nothing, so with only that listed, nothing is sent.
+        _ = try b.createRecord(kind: "testimony", fields: [("witness", "W-6")], tags: [], seal: false)
+        let bChange = try #require(try b.envelopes(of: b.deviceID, after: 0, limit: 1000).last)
+        for (listed, sends) in [([recordChange.purged()], 1), ([bChange.purged()], 0)] {
+            let relay = try HostileRelay(
+                vector: vector, exchange: empty, vectorHeaders: ["amanat-without-content: 1"],
+                withoutContent: RelayWire.encodeEnvelopeList(listed.map { $0.encoded() }))
+            _ = try await relaySync(a, relay.url, options: testOptions(attempts: 1))
+            #expect(relay.putBacks == sends)
+        }
+    }
+}
