@@ -103,12 +103,10 @@ public final class FailoverCarrier: ExchangeCarrier, ChunkCarrier, @unchecked Se
 
     public func push(_ envelopes: [Envelope]) async throws -> Int { try await run { try await $0.push(envelopes) } }
 
-    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
-        limit: Int, fullCopy: (Envelope) throws -> Envelope?
-    ) async throws
-        -> [Envelope]
+    nonisolated(nonsending) public func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool)
+        async throws -> [Envelope]
     {
-        try await run { try await $0.fullCopiesOfCopiesWithoutContent(limit: limit, fullCopy: fullCopy) }
+        try await run { try await $0.copiesWithoutContent(limit: limit, wanted: wanted) }
     }
 
     public func putBackContent(_ envelopes: [Envelope]) async throws -> Int {

@@ -198,21 +198,27 @@ public struct HTTPCarrier: ExchangeCarrier {
         return count
     }
 
-    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
-        limit: Int, fullCopy: (Envelope) throws -> Envelope?
-    ) async throws
-        -> [Envelope]
+    nonisolated(nonsending) public func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool)
+        async throws -> [Envelope]
     {
         guard announced.count > 0, limit > 0 else { return [] }
         let body = try await send("GET", vaultPath + "/without-content")
         let list = try decode { try RelayWire.decodeEnvelopeList(body) }
-        guard list.count <= RelayWire.withoutContentLimit,
+        // Each listed once: a relay that repeats one would have this device load its full copy again and again.
+        let distinct = Set(list.map { ChainPlace(author: $0.header.author, seq: $0.header.seq) })
+        guard list.count <= RelayWire.withoutContentLimit, distinct.count == list.count,
             list.allSatisfy({ $0.isPurged && $0.header.vaultID == vaultID })
         else {
             throw RelayClientError(
                 .badResponse, "The relay at \(baseURL) listed copies without content that are not such copies.")
         }
-        return Array(try list.compactMap(fullCopy).prefix(limit))
+        return Array(try list.filter(wanted).prefix(limit))
+    }
+
+    /// An envelope's place in its author's chain.
+    private struct ChainPlace: Hashable {
+        var author: DeviceID
+        var seq: UInt64
     }
 
     public func putBackContent(_ envelopes: [Envelope]) async throws -> Int {

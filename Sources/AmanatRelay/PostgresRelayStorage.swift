@@ -310,7 +310,7 @@ public final class PostgresRelayStorage: RelayStorage {
         // 1 → 2: the envelopes held in their purged form, for the copies without content (http-api.md §11).
         """
         CREATE INDEX relay_envelope_without_content ON relay_envelope (vault, author, seq)
-            WHERE octet_length(body) = 225
+            WHERE \(purgedFormCondition)
         """,
     ]
 
@@ -861,23 +861,52 @@ public final class PostgresRelayStorage: RelayStorage {
 
     // MARK: Copies without content
 
+    /// Which bodies are purged forms (225 bytes, "AMNP" after the header): the predicate of the partial index
+    /// `relay_envelope_without_content` and of every query that reads through it.
+    static let purgedFormCondition =
+        "octet_length(body) = 225 AND substring(body from 126 for 4) = '\\x414d4e50'::bytea"
+
     public func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]] {
         try await run("list copies without content") {
             try await connection { db in
                 let membership = try await currentMembership(db, vaultID: vaultID).0
+                let rows = RelayStore.listingRows(limit, membership)
+                // Through the partial index `relay_envelope_without_content`: only purged forms are read.
+                var total = 0
+                for try await n in try await db.query(
+                    PostgresQuery(
+                        unsafeSQL:
+                            "SELECT count(*) FROM relay_envelope WHERE vault = $1 AND \(Self.purgedFormCondition)",
+                        binds: try Self.binds(Data(vaultID))),
+                    logger: logger
+                ).decode(Int64.self) {
+                    total = Int(clamping: n)
+                }
                 var found: [[UInt8]] = []
-                // The partial index `relay_envelope_without_content` holds only rows of the purged form's length.
-                for try await body in try await db.query(
-                    """
-                    SELECT body FROM relay_envelope WHERE vault = \(Data(vaultID)) AND octet_length(body) = 225
-                    AND NOT authority ORDER BY author, seq
-                    """, logger: logger
-                ).decode(Data.self) where found.count < limit {
-                    if RelayStore.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
+                for window in RelayStore.listingWindows(total: total, rows: rows) {
+                    for try await body in try await db.query(
+                        PostgresQuery(
+                            unsafeSQL: """
+                                SELECT body FROM relay_envelope WHERE vault = $1 AND \(Self.purgedFormCondition)
+                                ORDER BY author, seq LIMIT $2 OFFSET $3
+                                """,
+                            binds: try Self.binds(Data(vaultID), Int64(window.rows), Int64(window.offset))),
+                        logger: logger
+                    ).decode(Data.self) where found.count < limit {
+                        if RelayStore.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
+                    }
                 }
                 return found
             }
         }
+    }
+
+    /// Bindings for an unnamed statement: a vault id, then numbers.
+    private static func binds(_ vault: Data, _ numbers: Int64...) throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1 + numbers.count)
+        try bindings.append(vault)
+        for number in numbers { bindings.append(number) }
+        return bindings
     }
 
     public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {

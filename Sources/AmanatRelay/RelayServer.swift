@@ -206,6 +206,10 @@ public struct RelayServer: Sendable {
     private func putBackContent(_ context: RelayRequestContext) async throws -> Response {
         let request = try context.vault()
         let envelopes = try Self.decode { try RelayWire.decodeEnvelopeList(request.body) }
+        guard envelopes.count <= RelayWire.withoutContentLimit else {
+            throw RelayHTTPError(
+                .badRequest, "At most \(RelayWire.withoutContentLimit) copies are put back in one request.")
+        }
         let restored = try await store.putBackContent(vaultID: request.vaultID, envelopes: envelopes)
         if restored > 0 { context.logger.info("content put back", metadata: ["envelopes": "\(restored)"]) }
         return Self.json(.ok, #"{"restored":\#(restored)}"#)

@@ -79,9 +79,12 @@ public final class RelayStore: @unchecked Sendable {
 
     /// The format version in each file's `meta` table.
     public static let formatVersion = 1
-    /// The envelopes held in their purged form (225 bytes), for ``copiesWithoutContent(vaultID:limit:)``.
+    /// Which bodies are purged forms (225 bytes, "AMNP" after the header): the predicate of the partial index
+    /// `envelope_without_content` and of every query that reads through it.
+    static let purgedFormCondition = "length(body) = 225 AND substr(body, 126, 4) = x'414D4E50'"
+    /// The envelopes held in their purged form, for ``copiesWithoutContent(vaultID:limit:)``.
     static let withoutContentIndex =
-        "CREATE INDEX IF NOT EXISTS envelope_without_content ON envelope(author, seq) WHERE length(body) = 225"
+        "CREATE INDEX IF NOT EXISTS envelope_without_content ON envelope(author, seq) WHERE \(purgedFormCondition)"
     /// The file name suffix of a vault file.
     public static let fileSuffix = ".relay"
 
@@ -182,9 +185,15 @@ public final class RelayStore: @unchecked Sendable {
             throw StoreError(
                 .damaged, "The relay file \(url.lastPathComponent) is damaged or belongs to another vault.")
         }
-        // Added after the first release: a file made before it gets the index when it is first opened.
+        // Added after the first release: a file made before it gets the index when this process first opens it (a
+        // one-time build that reads the whole file); a file that has it is only read here.
         try Vault.mapErrors(file: "relay file", at: url) {
-            try pool.write { db in try db.execute(sql: withoutContentIndex) }
+            let indexed = try pool.read { db in
+                try Bool.fetchOne(
+                    db, sql: "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'envelope_without_content'")
+                    ?? false
+            }
+            if !indexed { try pool.write { db in try db.execute(sql: withoutContentIndex) } }
         }
         return VaultFile(pool: pool, key: Array(key))
     }
@@ -651,17 +660,42 @@ public final class RelayStore: @unchecked Sendable {
         return stored.hash == envelope.hash && !membership.isPurged(envelope)
     }
 
+    /// The two windows of a listing of copies without content, as (offset, rows) in (author, seq) order over the
+    /// `total` purged forms held: from a random offset on, then from the start up to that offset (a wrap-around).
+    /// Copies nobody can fill (their content is lost, or their author pushed them stripped on purpose) then never
+    /// keep the others from being listed, whatever their number: each sync sees another part of them.
+    static func listingWindows(total: Int, rows: Int) -> [(offset: Int, rows: Int)] {
+        guard total > 0, rows > 0 else { return [] }
+        let start = total > rows ? Int.random(in: 0..<total) : 0
+        return [(start, rows), (0, min(rows, start))].filter { $0.rows > 0 }
+    }
+
+    /// How many rows a listing reads to find `limit` copies without content: the purged forms that held purges name
+    /// come in among them, at most one per target.
+    static func listingRows(_ limit: Int, _ membership: MembershipState) -> Int {
+        membership.purges.reduce(limit) { $0 + $1.purge.targets.count }
+    }
+
     public func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]] {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
         let membership = try await membership(vaultID: vaultID)
+        let rows = Self.listingRows(limit, membership)
         return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.read { db in
-                // The partial index `envelope_without_content` holds only rows of the purged form's length.
-                let cursor = try Data.fetchCursor(
-                    db, sql: "SELECT body FROM envelope WHERE length(body) = 225 ORDER BY author, seq")
+                // Through the partial index `envelope_without_content`: only purged forms are read.
+                let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM envelope WHERE \(Self.purgedFormCondition)")
                 var found: [[UInt8]] = []
-                while found.count < limit, let body = try cursor.next() {
-                    if Self.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
+                for window in Self.listingWindows(total: total ?? 0, rows: rows) {
+                    let bodies = try Data.fetchAll(
+                        db,
+                        sql: """
+                            SELECT body FROM envelope WHERE \(Self.purgedFormCondition)
+                            ORDER BY author, seq LIMIT ? OFFSET ?
+                            """,
+                        arguments: [window.rows, window.offset])
+                    for body in bodies where found.count < limit {
+                        if Self.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
+                    }
                 }
                 return found
             }

@@ -340,12 +340,10 @@ public final class SyncFile: @unchecked Sendable {
         try replaceRows(with: envelopes.filter(\.isPurged), holdingPurgedForm: false)
     }
 
-    /// Of the envelopes the file holds in their purged form, in file order, the full copies `fullCopy` gives (nil:
-    /// none), up to `limit`. A file cannot evaluate a purge: the caller (a vault) decides, by holding a full copy
-    /// that no purge it knows names, which purged forms are copies a member stripped (Protocol/sync-file.md §6).
-    public func fullCopiesOfCopiesWithoutContent(limit: Int, fullCopy: (Envelope) throws -> Envelope?) throws
-        -> [Envelope]
-    {
+    /// Up to `limit` of the envelopes the file holds in their purged form that `wanted` accepts, in file order. A file
+    /// cannot evaluate a purge: the caller (a vault) decides, by holding a full copy that no purge it knows names,
+    /// which purged forms are copies a member stripped (Protocol/sync-file.md §6).
+    public func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool) throws -> [Envelope] {
         try mapErrors {
             try database.read { db in
                 var found: [Envelope] = []
@@ -363,7 +361,7 @@ public final class SyncFile: @unchecked Sendable {
                             row.untrusted("body"), author: row.untrusted("key"),
                             seq: row.untrusted("id", as: Int64.self) & Self.seqMask, in: url)
                     else { continue }
-                    if let full = try fullCopy(stripped) { found.append(full) }
+                    if try wanted(stripped) { found.append(stripped) }
                 }
                 return found
             }

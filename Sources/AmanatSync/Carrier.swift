@@ -15,10 +15,10 @@ public protocol Carrier: Sendable {
     func push(_ envelopes: [Envelope]) async throws -> Int
     /// Replaces the carrier's copies of purged envelopes by their purged forms and removes purged chunks.
     func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int
-    /// Of the envelopes the carrier holds in their purged form that it would take content back for, in (author, seq)
-    /// order, the full copies `fullCopy` gives (nil: none), up to `limit` of them (Protocol/sync.md §2, step 6).
-    nonisolated(nonsending) func fullCopiesOfCopiesWithoutContent(limit: Int, fullCopy: (Envelope) throws -> Envelope?)
-        async throws
+    /// Up to `limit` of the envelopes the carrier holds in their purged form and would take content back for, each
+    /// one `wanted` accepts, as purged forms (Protocol/sync.md §2, step 6). A relay offers at most 256 at a time, a
+    /// sync file all of its own.
+    nonisolated(nonsending) func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool) async throws
         -> [Envelope]
     /// Gives the carrier full copies of envelopes it holds without content; returns how many it put back.
     func putBackContent(_ envelopes: [Envelope]) async throws -> Int
@@ -31,10 +31,8 @@ extension Carrier {
     public func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int { 0 }
 
     /// A carrier that cannot say which copies it holds without content lists none.
-    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
-        limit: Int, fullCopy: (Envelope) throws -> Envelope?
-    ) async throws
-        -> [Envelope]
+    nonisolated(nonsending) public func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool)
+        async throws -> [Envelope]
     { [] }
 
     /// A carrier that lists none is given none.

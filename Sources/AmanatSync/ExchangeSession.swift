@@ -81,9 +81,11 @@ public struct ExchangeSession {
         let toPush = cursors.reduce(0) { VersionVectors.saturatingSum($0, Int(clamping: $1.target - $1.after)) }
         var toPull = VersionVectors.count(theirs, beyond: ours)
         try await VersionVectors.restoreContent(vault: vault, carrier: carrier, theirs: theirs, report: &report)
-        if pushing { try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report) }
         // Nothing to push and nothing to pull (forks were checked above): one round trip is the whole sync.
-        if cursors.isEmpty && toPull == 0 { return report }
+        if cursors.isEmpty && toPull == 0 {
+            if pushing { try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report) }
+            return report
+        }
         var pushedCount = 0
         var pulledCount = 0
         var pushedBytes = 0
@@ -155,6 +157,8 @@ public struct ExchangeSession {
             // next sync starts again from the vectors).
             if batch.isEmpty && !advanced { break }
         }
+        // After the pull: a purge the relay holds is known here by now, so nothing it destroyed is offered back.
+        if pushing { try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report) }
         return report
     }
 }

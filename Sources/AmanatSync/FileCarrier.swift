@@ -31,13 +31,11 @@ public struct FileCarrier: Carrier {
         return replaced
     }
 
-    nonisolated(nonsending) public func fullCopiesOfCopiesWithoutContent(
-        limit: Int, fullCopy: (Envelope) throws -> Envelope?
-    ) async throws
-        -> [Envelope]
+    nonisolated(nonsending) public func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool)
+        async throws -> [Envelope]
     {
         guard canWrite else { return [] }
-        return try file.fullCopiesOfCopiesWithoutContent(limit: limit, fullCopy: fullCopy)
+        return try file.copiesWithoutContent(limit: limit, wanted: wanted)
     }
 
     public func putBackContent(_ envelopes: [Envelope]) async throws -> Int {

@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatStore
+import AmanatWire
 
 /// The comparisons of version vectors that both sync sessions make (Protocol/sync.md §2).
 enum VersionVectors {
@@ -53,20 +54,34 @@ enum VersionVectors {
 
     /// Gives the carrier the vault's full copies of envelopes the carrier holds without content — a member pushed
     /// them stripped before their author synced — where no purge known here names them (the vault then holds them
-    /// without content too): at most ``RelayWire``'s 256 per sync (Protocol/sync.md §2, step 6).
+    /// without content too): at most 256 per sync, sent in requests of about 4 MiB (Protocol/sync.md §2, step 6).
+    /// Runs after the pull, so a purge the carrier holds is known here first.
     nonisolated(nonsending) static func putBackOnCarrier(vault: Vault, carrier: any Carrier, report: inout SyncReport)
         async throws
     {
         guard carrier.canWrite else { return }
         let membership = vault.membership
-        let full = try await carrier.fullCopiesOfCopiesWithoutContent(limit: 256) { stripped in
+        func fullCopy(of stripped: Envelope) throws -> Envelope? {
             guard stripped.isPurged, stripped.header.vaultID == vault.vaultID,
                 let mine = try vault.envelope(author: stripped.header.author, seq: stripped.header.seq),
                 !mine.isPurged, mine.hash == stripped.hash, !membership.isPurged(mine)
             else { return nil }
             return mine
         }
-        guard !full.isEmpty else { return }
-        report.restoredOnCarrier += try await carrier.putBackContent(full)
+        let listed = try await carrier.copiesWithoutContent(limit: 256) { try fullCopy(of: $0) != nil }
+        // One batch in memory at a time: a full copy may be up to 8 MiB.
+        var batch: [Envelope] = []
+        var bytes = 0
+        for stripped in listed {
+            guard let full = try fullCopy(of: stripped) else { continue }
+            if !batch.isEmpty && bytes + full.encodedLength > RelayWire.batchBytes {
+                report.restoredOnCarrier += try await carrier.putBackContent(batch)
+                batch = []
+                bytes = 0
+            }
+            batch.append(full)
+            bytes += full.encodedLength
+        }
+        if !batch.isEmpty { report.restoredOnCarrier += try await carrier.putBackContent(batch) }
     }
 }

@@ -116,6 +116,10 @@ import Testing
         #expect(
             traces.found(in: try s.spec.rawContents()).count == s.full.count, "the relay holds the record's changes")
 
+        // Over PostgreSQL a second relay process serves the vault before the purge (its membership is cached then),
+        // and B later offers the purged content to it: it must read the purge from the database.
+        let second = kind == .postgres ? try await TestRelay.start(s.spec) : nil
+        if let second { _ = try await relaySync(s.c, second.url) }
         _ = try s.a.purge(record: s.record, reason: "consent withdrawn")
         _ = try await relaySync(s.a, s.relay.url)
         #expect(traces.found(in: try s.spec.rawContents()) == [], "the relay kept what the purge destroyed")
@@ -124,9 +128,6 @@ import Testing
         #expect(try await relaySync(s.c, s.relay.url).restoredOnCarrier == 0)
 
         // B kept the full copies it had before; it offers them back. The relay holds a purge naming each: refused.
-        // Over PostgreSQL B offers them to a second relay process too, which never saw the purge go by: it reads the
-        // purges from the database.
-        let second = kind == .postgres ? try await TestRelay.start(s.spec) : nil
         for url in [s.relay.url] + (second.map { [$0.url] } ?? []) {
             let restored = try await HTTPCarrier.with(
                 url: url, vaultID: s.b.vaultID, key: s.b.relaySigningKey, device: s.b.keyring.device,
@@ -137,6 +138,74 @@ import Testing
         #expect(traces.found(in: try s.spec.rawContents()) == [], "a purged change came back")
         await second?.stop()
         await s.relay.stop()
+    }
+
+    /// A change to the record a coordinator purged, written by B before B learned of the purge (a late change), reaches
+    /// C after C did: C drops its content on arrival and pushes it without content. No purge names it, so the relay
+    /// lists it. B then syncs with the relay: B must learn the purge (and drop its own late change) before it offers
+    /// anything back, or the relay would hold content of a purged record again.
+    @Test(arguments: RelayStorageKind.allCases)
+    func aLateChangeToAPurgedRecordIsNotPutBack(_ kind: RelayStorageKind) async throws {
+        let dir = try TemporaryDirectory()
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
+        let team = try makeTeam(3, in: dir)
+        let (a, b, c) = (team[0], team[1], team[2])
+        let record = try a.createRecord(kind: "testimony", fields: [("witness", "W-412")], tags: [], seal: false)
+        for vault in [a, b, c] { try await relaySync(vault, relay.url) }
+
+        let before = try #require(try b.versionVector()[b.deviceID])
+        _ = try b.commit(record: record) { _ in [.set(field: "location", value: "Kabul, Karte Seh", pred: [])] }
+        let late = try b.envelopes(of: b.deviceID, after: before.seq, limit: 1)
+        let traces = try RelayPurgeTests.traces(of: record, in: b, author: b.deviceID)
+        #expect(late.count == 1 && traces.slices.count == 1)
+
+        _ = try a.purge(record: record, reason: "consent withdrawn")
+        try await relaySync(a, relay.url)
+        try await relaySync(c, relay.url)
+        let arrived = try c.ingest(late)
+        #expect(arrived.purgedOnArrival == 1, "\(arrived)")
+        try await relaySync(c, relay.url)
+        #expect(try await relay.storage.copiesWithoutContent(vaultID: a.vaultID, limit: 256).count == 1)
+
+        let report = try await relaySync(b, relay.url)
+        #expect(report.restoredOnCarrier == 0, "\(report)")
+        #expect(traces.found(in: try spec.rawContents()) == [], "the relay holds the late change's content")
+        await relay.stop()
+    }
+
+    /// With more copies without content than one listing holds, each listing starts at a random place and wraps
+    /// around: it always holds 256 distinct copies (a listing that did not wrap would hold fewer when it starts near the
+    /// end), and over listings every copy comes up, so copies nobody can fill never keep the others out.
+    @Test(arguments: RelayStorageKind.allCases)
+    func aListingOfManyCopiesWrapsAround(_ kind: RelayStorageKind) async throws {
+        let dir = try TemporaryDirectory()
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        for i in 0..<300 {
+            _ = try a.createRecord(kind: "testimony", fields: [("witness", "W-\(i)")], tags: [], seal: false)
+        }
+        let log = try a.envelopes(of: a.deviceID, after: 0, limit: 10_000)
+        _ = try b.ingest(log.map { $0.isAuthority ? $0 : $0.purged() })
+        try await relaySync(b, relay.url)
+        let stripped = Set(log.filter { !$0.isAuthority }.map(\.hash))
+        #expect(stripped.count == 300)
+        var seen: Set<[UInt8]> = []
+        for _ in 0..<24 {
+            let listed = try await relay.storage.copiesWithoutContent(vaultID: a.vaultID, limit: 256).map {
+                try Envelope(decoding: $0).hash
+            }
+            #expect(listed.count == 256 && Set(listed).count == 256 && Set(listed).isSubset(of: stripped))
+            seen.formUnion(listed)
+        }
+        // 24 listings of 256 from random places miss a given copy with probability below 10^-16.
+        #expect(seen.count == stripped.count, "listings from random places never reached some copies")
+        #expect(try await relaySync(a, relay.url).restoredOnCarrier == 256)
+        #expect(try await relaySync(a, relay.url).restoredOnCarrier == 44)
+        #expect(try await relay.storage.copiesWithoutContent(vaultID: a.vaultID, limit: 256).isEmpty)
+        await relay.stop()
     }
 
     /// A relay file made before copies without content were announced has no index for them: it gets one when it is
@@ -206,6 +275,7 @@ import Testing
             ("not a number", ["amanat-without-content: 1e2"], [recordChange.purged()]),
             ("zero", ["amanat-without-content: 0"], []),
             ("twice", ["amanat-without-content: 1", "amanat-without-content: 1"], [recordChange.purged()]),
+            ("the same copy twice", ["amanat-without-content: 2"], [recordChange.purged(), recordChange.purged()]),
             ("a full envelope", ["amanat-without-content: 1"], [recordChange]),
             ("another vault's copy", ["amanat-without-content: 1"], [foreign.purged()]),
         ]
