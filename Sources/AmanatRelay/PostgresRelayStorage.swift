@@ -539,34 +539,47 @@ public final class PostgresRelayStorage: RelayStorage {
     public func admitWithVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64)
         async throws -> (RelayAdmission, [DeviceID: ChainHead])
     {
+        let (admission, vector, _) = try await admit(
+            vaultID: vaultID, key: key, nonce: nonce, expires: expires, now: now, withVector: true)
+        return (admission, vector)
+    }
+
+    /// The admission, the vector and whether the vault holds any purged form, in the same statement: a vector answer
+    /// of a vault without one needs no other statement.
+    public func admitForVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64)
+        async throws -> (RelayAdmission, [DeviceID: ChainHead], mayHoldCopiesWithoutContent: Bool)
+    {
         try await admit(vaultID: vaultID, key: key, nonce: nonce, expires: expires, now: now, withVector: true)
     }
 
     private func admit(
         vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64, withVector: Bool
-    ) async throws -> (RelayAdmission, [DeviceID: ChainHead]) {
+    ) async throws -> (RelayAdmission, [DeviceID: ChainHead], mayHoldCopiesWithoutContent: Bool) {
         try await run("admit a request") {
             try await connection { db in
                 if nonceSweep.due(now) {
                     try await db.query("DELETE FROM relay_nonce WHERE expires < \(now)", logger: logger)
                 }
-                var found: (registered: Data, fresh: Int64, authorities: Int64)?
+                var found: (registered: Data, fresh: Int64, authorities: Int64, purgedForms: Int64)?
                 var vector: [DeviceID: ChainHead] = [:]
-                for try await (kind, registered, fresh, authorities, author, seq, hash) in try await db.execute(
-                    AdmitStatement(vaultID: vaultID, nonce: nonce, expires: expires, key: key, withVector: withVector),
-                    logger: logger)
+                for try await (kind, registered, fresh, authorities, purgedForms, author, seq, hash)
+                    in try await db
+                    .execute(
+                        AdmitStatement(
+                            vaultID: vaultID, nonce: nonce, expires: expires, key: key, withVector: withVector),
+                        logger: logger)
                 {
-                    if kind == 0, let registered, let fresh, let authorities {
-                        found = (registered, fresh, authorities)
+                    if kind == 0, let registered, let fresh, let authorities, let purgedForms {
+                        found = (registered, fresh, authorities, purgedForms)
                     } else if kind == 1, let author, let seq, let hash {
                         vector[try DeviceID(Array(author))] = ChainHead(seq: UInt64(clamping: seq), hash: Array(hash))
                     }
                 }
-                guard let found else { return (RelayAdmission.unknownVault, [:]) }
-                guard Array(found.registered) == key else { return (.otherKey, [:]) }
-                guard found.fresh == 1 else { return (.replayed, [:]) }
+                guard let found else { return (RelayAdmission.unknownVault, [:], false) }
+                guard Array(found.registered) == key else { return (.otherKey, [:], false) }
+                guard found.fresh == 1 else { return (.replayed, [:], false) }
                 let membership = try await currentMembership(db, vaultID: vaultID, authorities: found.authorities).0
-                return (.admitted(membership), vector)
+                return (.admitted(membership), vector, found.purgedForms > 0)
             }
         }
     }

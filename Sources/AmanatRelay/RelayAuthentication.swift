@@ -16,6 +16,8 @@ public struct RelayRequestContext: RequestContext {
     public var authenticated: AuthenticatedRequest?
     /// The vault's vector, read with the admission on the route that answers it (`GET …/vector`).
     public var vector: [DeviceID: ChainHead]?
+    /// False when the admission found that the vault holds no purged form, so the vector answer lists none.
+    public var mayHoldCopiesWithoutContent = true
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -132,7 +134,7 @@ struct RelayAuthentication: RouterMiddleware {
             let admission: RelayAdmission
             if readsVector {
                 let vector: [DeviceID: ChainHead]
-                (admission, vector) = try await server.store.admitWithVector(
+                (admission, vector, context.mayHoldCopiesWithoutContent) = try await server.store.admitForVector(
                     vaultID: vaultID, key: auth.key, nonce: auth.nonce, expires: expires, now: now)
                 context.vector = vector
             } else {

@@ -187,9 +187,11 @@ public struct RelayServer: Sendable {
             vector = try await store.versionVector(vaultID: request.vaultID)
         }
         var response = Self.binary(RelayWire.encodeVector(vector))
-        let stripped = try await store.copiesWithoutContent(
-            vaultID: request.vaultID, limit: RelayWire.withoutContentLimit)
-        if !stripped.isEmpty { response.headers[.amanatWithoutContent] = "\(stripped.count)" }
+        if context.mayHoldCopiesWithoutContent {
+            let stripped = try await store.copiesWithoutContent(
+                vaultID: request.vaultID, limit: RelayWire.withoutContentLimit)
+            if !stripped.isEmpty { response.headers[.amanatWithoutContent] = "\(stripped.count)" }
+        }
         return response
     }
 

@@ -58,6 +58,10 @@ public protocol RelayStorage: Sendable {
     /// `GET …/vector` answers.
     func admitWithVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
         -> (RelayAdmission, [DeviceID: ChainHead])
+    /// ``admitWithVector(vaultID:key:nonce:expires:now:)`` and whether the vault may hold copies without content
+    /// (false only when it holds no purged form at all: the vector answer then needs no listing).
+    func admitForVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
+        -> (RelayAdmission, [DeviceID: ChainHead], mayHoldCopiesWithoutContent: Bool)
 
     /// Which of the listed chunks (address, sealed length) are held, in the order asked.
     func heldChunks(vaultID: [UInt8], _ wanted: [(address: [UInt8], sealedLength: Int)]) async throws -> [[UInt8]]
@@ -95,6 +99,15 @@ extension RelayStorage {
         guard registered == key else { return .otherKey }
         guard try await useNonce(vaultID: vaultID, nonce: nonce, expires: expires, now: now) else { return .replayed }
         return .admitted(try await membership(vaultID: vaultID))
+    }
+
+    /// The admission and the vector; whether copies without content are held is left to the listing.
+    public func admitForVector(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64)
+        async throws -> (RelayAdmission, [DeviceID: ChainHead], mayHoldCopiesWithoutContent: Bool)
+    {
+        let (admission, vector) = try await admitWithVector(
+            vaultID: vaultID, key: key, nonce: nonce, expires: expires, now: now)
+        return (admission, vector, true)
     }
 
     /// The admission, then the vector.
