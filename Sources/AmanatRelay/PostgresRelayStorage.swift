@@ -881,7 +881,9 @@ public final class PostgresRelayStorage: RelayStorage {
 
     public func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]] {
         try await run("list copies without content") {
-            try await connection { db in
+            // One snapshot for the count and both windows, so that no row is read twice or missed for a write that
+            // commits in between (the listing also takes each envelope once).
+            try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { db in
                 let membership = try await currentMembership(db, vaultID: vaultID).0
                 let rows = RelayStore.listingRows(limit, membership)
                 // Through the partial index `relay_envelope_without_content`: only purged forms are read.
@@ -895,7 +897,7 @@ public final class PostgresRelayStorage: RelayStorage {
                 ).decode(Int64.self) {
                     total = Int(clamping: n)
                 }
-                var found: [[UInt8]] = []
+                var listing = RelayStore.StrippedListing(membership: membership, limit: limit)
                 for window in RelayStore.listingWindows(total: total, rows: rows) {
                     for try await body in try await db.query(
                         PostgresQuery(
@@ -905,11 +907,11 @@ public final class PostgresRelayStorage: RelayStorage {
                                 """,
                             binds: try Self.binds(Data(vaultID), Int64(window.rows), Int64(window.offset))),
                         logger: logger
-                    ).decode(Data.self) where found.count < limit {
-                        if RelayStore.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
+                    ).decode(Data.self) {
+                        listing.offer(body)
                     }
                 }
-                return found
+                return listing.found
             }
         }
     }

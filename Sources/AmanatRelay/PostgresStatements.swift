@@ -37,8 +37,9 @@ extension RelayStatement {
 }
 
 /// The vault's relay key, whether the nonce was recorded now (only for that key: 1, else 0), the number of
-/// authority envelopes held and, when $5 is true, the number of purged forms held (through the partial index
-/// `relay_envelope_without_content`; 0 otherwise) (kind 0; no such row when the vault is not held); then, when $5 is
+/// authority envelopes held and, when $5 is true and the key is the vault's, whether it holds a purged form (1, else
+/// 0: one entry of the partial index `relay_envelope_without_content` looked up) (kind 0; no such row when the vault
+/// is not held); then, when $5 is
 /// true and the key is the vault's, each author's head (kind 1): `GET …/vector` is answered by the statement that
 /// admits it, and needs no other unless the vault holds a purged form (http-api.md §11).
 struct AdmitStatement: RelayStatement {
@@ -51,8 +52,8 @@ struct AdmitStatement: RelayStatement {
         ), \(headsOfVault(when: "$5 AND EXISTS (SELECT 1 FROM v WHERE relay_key = $4)"))
         SELECT 0::int4 AS kind, v.relay_key, (SELECT count(*) FROM n) AS fresh,
             (SELECT count(*) FROM relay_envelope WHERE vault = $1 AND authority) AS authorities,
-            (SELECT count(*) FROM relay_envelope WHERE vault = $1 AND $5
-                AND \(PostgresRelayStorage.purgedFormCondition)) AS purged_forms,
+            (SELECT count(*) FROM (SELECT 1 FROM relay_envelope WHERE vault = $1 AND $5 AND v.relay_key = $4
+                AND \(PostgresRelayStorage.purgedFormCondition) LIMIT 1) x) AS purged_forms,
             NULL::bytea AS author, NULL::int8 AS seq, NULL::bytea AS hash
         FROM v
         UNION ALL

@@ -664,10 +664,37 @@ public final class RelayStore: @unchecked Sendable {
     /// `total` purged forms held: from a random offset on, then from the start up to that offset (a wrap-around).
     /// Copies nobody can fill (their content is lost, or their author pushed them stripped on purpose) then never
     /// keep the others from being listed, whatever their number: each sync sees another part of them.
+    /// Together they read at most `rows` rows, never one twice.
     static func listingWindows(total: Int, rows: Int) -> [(offset: Int, rows: Int)] {
         guard total > 0, rows > 0 else { return [] }
         let start = total > rows ? Int.random(in: 0..<total) : 0
-        return [(start, rows), (0, min(rows, start))].filter { $0.rows > 0 }
+        let first = min(rows, total - start)
+        return [(start, first), (0, min(start, rows - first))].filter { $0.rows > 0 }
+    }
+
+    /// The copies without content a listing collects from the purged forms it reads: each envelope once (a listing
+    /// read in several statements may meet a row twice when others' writes move it between them), at most `limit`.
+    struct StrippedListing {
+        let membership: MembershipState
+        let limit: Int
+        private(set) var found: [[UInt8]] = []
+        private var seen: Set<[UInt8]> = []
+
+        init(membership: MembershipState, limit: Int) {
+            self.membership = membership
+            self.limit = limit
+        }
+
+        /// Whether the listing wants more rows.
+        var wantsMore: Bool { found.count < limit }
+
+        /// Takes a purged form read from the storage.
+        mutating func offer(_ body: Data) {
+            guard wantsMore, RelayStore.isStrippedCopy(body, membership: membership),
+                seen.insert(Array(body.prefix(EnvelopeHeader.length))).inserted
+            else { return }
+            found.append(Array(body))
+        }
     }
 
     /// How many rows a listing reads to find `limit` copies without content: the purged forms that held purges name
@@ -684,20 +711,19 @@ public final class RelayStore: @unchecked Sendable {
             try await file.pool.read { db in
                 // Through the partial index `envelope_without_content`: only purged forms are read.
                 let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM envelope WHERE \(Self.purgedFormCondition)")
-                var found: [[UInt8]] = []
+                var listing = StrippedListing(membership: membership, limit: limit)
                 for window in Self.listingWindows(total: total ?? 0, rows: rows) {
-                    let bodies = try Data.fetchAll(
+                    // A cursor, left once `limit` copies are found.
+                    let cursor = try Data.fetchCursor(
                         db,
                         sql: """
                             SELECT body FROM envelope WHERE \(Self.purgedFormCondition)
                             ORDER BY author, seq LIMIT ? OFFSET ?
                             """,
                         arguments: [window.rows, window.offset])
-                    for body in bodies where found.count < limit {
-                        if Self.isStrippedCopy(body, membership: membership) { found.append(Array(body)) }
-                    }
+                    while listing.wantsMore, let body = try cursor.next() { listing.offer(body) }
                 }
-                return found
+                return listing.found
             }
         }
     }

@@ -144,11 +144,19 @@ extension Vault {
 
     /// After a transaction that applied purges: removes the purged attachment chunks (overwritten first) and
     /// truncates the write-ahead log, whose frames held the replaced pages (freed pages are zeroed by
-    /// `secure_delete`). Idempotent.
+    /// `secure_delete`). Idempotent. Another process reading the vault (`amanat shell`) keeps the log busy: the
+    /// truncation is tried again for up to a second; past that, the next purge or the last connection to close
+    /// clears it.
     func finishPurges() {
         guard !membership.purges.isEmpty else { return }
         chunkStore.remove(membership.purges.flatMap(\.purge.chunks))
-        try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        for _ in 0..<50 {
+            let busy = try? database.writeWithoutTransaction { db in
+                try Int.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") ?? 1
+            }
+            if busy == 0 { return }
+            usleep(20_000)
+        }
     }
 
     /// Stored envelopes that arrived without their ciphertext although no purge this vault knows names them: a

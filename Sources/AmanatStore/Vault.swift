@@ -205,8 +205,8 @@ public final class Vault {
             // A checkpoint every 8192 pages (32 MiB of log) instead of SQLite's 1000: an import or a batch of inserts
             // rewrites projection rows whose keys are random by design, and each page it touches again before the
             // checkpoint is copied into the database once instead of once per batch (B1, B2: about 10 % faster,
-            // Docs/performance.md). The log holds sealed pages only, like the database; closing the vault and every
-            // purge (`wal_checkpoint(TRUNCATE)`) still empty it.
+            // Docs/performance.md). The log holds sealed pages only, like the database; every purge truncates it
+            // (`wal_checkpoint(TRUNCATE)`), and the last connection to close cleanly removes it.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 8192")
         }
         do {

@@ -16,8 +16,8 @@ public protocol Carrier: Sendable {
     /// Replaces the carrier's copies of purged envelopes by their purged forms and removes purged chunks.
     func applyPurges(envelopes: [Envelope], chunks: [[UInt8]]) async throws -> Int
     /// Up to `limit` of the envelopes the carrier holds in their purged form and would take content back for, each
-    /// one `wanted` accepts, as purged forms (Protocol/sync.md §2, step 6). A relay offers at most 256 at a time, a
-    /// sync file all of its own.
+    /// one `wanted` accepts, as purged forms (Protocol/sync.md §2, step 6). A relay lists at most 256 at a time
+    /// (`wanted` then picks among them); a sync file reads all of its own until `limit` are wanted.
     nonisolated(nonsending) func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool) async throws
         -> [Envelope]
     /// Gives the carrier full copies of envelopes it holds without content; returns how many it put back.

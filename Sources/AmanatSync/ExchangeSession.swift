@@ -83,7 +83,9 @@ public struct ExchangeSession {
         try await VersionVectors.restoreContent(vault: vault, carrier: carrier, theirs: theirs, report: &report)
         // Nothing to push and nothing to pull (forks were checked above): one round trip is the whole sync.
         if cursors.isEmpty && toPull == 0 {
-            if pushing { try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report) }
+            if pushing && blocked.isEmpty {
+                try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report)
+            }
             return report
         }
         var pushedCount = 0
@@ -91,6 +93,8 @@ public struct ExchangeSession {
         var pushedBytes = 0
         var pulledBytes = 0
         var reportedDivergence = blocked  // forks already handled above
+        // Set when the loop ends with nothing left to pull and no fork met: only then is anything put back.
+        var pullComplete = false
 
         while true {
             // Fill one push batch across authors, bounded in count and bytes.
@@ -152,13 +156,18 @@ public struct ExchangeSession {
             }
             if advanced { ours = try vault.syncVector() }
 
-            if cursors.isEmpty && result.remaining == 0 { break }
+            if cursors.isEmpty && result.remaining == 0 {
+                pullComplete = reportedDivergence == blocked && report.forks.isEmpty
+                break
+            }
             // Nothing moved in either direction although the carrier announces more: stop instead of looping (the
             // next sync starts again from the vectors).
             if batch.isEmpty && !advanced { break }
         }
-        // After the pull: a purge the relay holds is known here by now, so nothing it destroyed is offered back.
-        if pushing { try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report) }
+        // After a complete pull: a purge the relay holds is known here by now, so nothing it destroyed is offered back.
+        if pushing && pullComplete && blocked.isEmpty {
+            try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report)
+        }
         return report
     }
 }

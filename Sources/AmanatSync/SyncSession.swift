@@ -97,6 +97,8 @@ public struct SyncSession {
         }
         var pulled = 0
         var pulledBytes = 0
+        // Whether the pull took everything the carrier's vector announced, with no fork on the way (before it or in it).
+        var pullComplete = forked.isEmpty
         while !cursors.isEmpty {
             var batch: [Envelope] = []
             var bytes = 0
@@ -115,13 +117,17 @@ public struct SyncSession {
                 }
                 index += 1
             }
-            if batch.isEmpty { break }
+            if batch.isEmpty {
+                pullComplete = false
+                break
+            }
             let result = try vault.ingest(batch)
             report.pulled += result.applied
             report.keptApart += result.keptApart
             report.withoutContent += result.withoutContent
             report.duplicates += result.duplicates
             report.add(forks: result.forks)
+            if !result.forks.isEmpty { pullComplete = false }
             let forked = Set(result.forks.map(\.device))
             cursors.removeAll { $0.after >= $0.target || forked.contains($0.author) }
             pulled += batch.count
@@ -160,7 +166,7 @@ public struct SyncSession {
                 after = last.header.seq
             }
         }
-        try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report)
+        if pullComplete { try await VersionVectors.putBackOnCarrier(vault: vault, carrier: carrier, report: &report) }
         // A purge this vault knows reaches the carrier's older copies too (an authority decided by the vault).
         if !vault.membership.purges.isEmpty {
             report.purgedOnCarrier = try await carrier.applyPurges(

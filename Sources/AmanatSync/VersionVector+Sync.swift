@@ -54,8 +54,9 @@ enum VersionVectors {
 
     /// Gives the carrier the vault's full copies of envelopes the carrier holds without content — a member pushed
     /// them stripped before their author synced — where no purge known here names them (the vault then holds them
-    /// without content too): at most 256 per sync, sent in requests of about 4 MiB (Protocol/sync.md §2, step 6).
-    /// Runs after the pull, so a purge the carrier holds is known here first.
+    /// without content too): at most 256 per sync, sent in requests of about 4 MiB, at most 4 of them, and none more
+    /// once one is not taken (Protocol/sync.md §2, step 6). Runs only after a pull that took all the carrier had and
+    /// met no fork, so a purge the carrier holds is known here first.
     nonisolated(nonsending) static func putBackOnCarrier(vault: Vault, carrier: any Carrier, report: inout SyncReport)
         async throws
     {
@@ -69,19 +70,27 @@ enum VersionVectors {
             return mine
         }
         let listed = try await carrier.copiesWithoutContent(limit: 256) { try fullCopy(of: $0) != nil }
-        // One batch in memory at a time: a full copy may be up to 8 MiB.
+        // One batch in memory at a time: a full copy may be up to 8 MiB. A carrier that takes none of a batch (a relay
+        // that lists what it then refuses) is given nothing more in this sync, and no sync sends more than 4 batches.
         var batch: [Envelope] = []
         var bytes = 0
+        var sent = 0
+        func send() async throws -> Bool {
+            let restored = try await carrier.putBackContent(batch)
+            report.restoredOnCarrier += restored
+            sent += 1
+            batch = []
+            bytes = 0
+            return restored > 0 && sent < 4
+        }
         for stripped in listed {
             guard let full = try fullCopy(of: stripped) else { continue }
             if !batch.isEmpty && bytes + full.encodedLength > RelayWire.batchBytes {
-                report.restoredOnCarrier += try await carrier.putBackContent(batch)
-                batch = []
-                bytes = 0
+                guard try await send() else { return }
             }
             batch.append(full)
             bytes += full.encodedLength
         }
-        if !batch.isEmpty { report.restoredOnCarrier += try await carrier.putBackContent(batch) }
+        if !batch.isEmpty { _ = try await send() }
     }
 }

@@ -296,6 +296,32 @@ import Testing
             #expect(try a.status().stateDigest == digest, "\(what)")
         }
 
+        // A relay that lists copies and then takes none: the first request of full copies (about 4 MiB) is the last
+        // of the sync, however many were listed.
+        let large = try (0..<3).map { i in
+            let id = try a.createRecord(
+                kind: "testimony", fields: [("narrative", String(repeating: "testimony \(i) ", count: 250_000))],
+                tags: [], seal: false)
+            return try #require(try a.history(of: try a.resolveRecord(id.hex)).first?.0)
+        }
+        #expect(large.allSatisfy { $0.encodedLength > 2_000_000 })
+        let refusing = try HostileRelay(
+            vector: vector, exchange: empty, vectorHeaders: ["amanat-without-content: 3"],
+            withoutContent: RelayWire.encodeEnvelopeList(large.map { $0.purged().encoded() }))
+        _ = try await relaySync(a, refusing.url, options: testOptions(attempts: 1))
+        #expect(refusing.putBacks == 1, "a relay that took nothing was given more")
+
+        // A relay whose chain of A differs from A's own at its head (a fork, as far as A can tell): the pull did not
+        // take everything the relay holds, so a purge may lie beyond it; nothing is put back in that sync.
+        let forkedVector = RelayWire.encodeVector([
+            a.deviceID: ChainHead(seq: mine.last!.header.seq, hash: Array(repeating: 7, count: 32))
+        ])
+        let forking = try HostileRelay(
+            vector: forkedVector, exchange: empty, vectorHeaders: ["amanat-without-content: 1"],
+            withoutContent: RelayWire.encodeEnvelopeList([recordChange.purged().encoded()]))
+        _ = try? await relaySync(a, forking.url, options: testOptions(attempts: 1))
+        #expect(forking.putBacks == 0, "content was offered after a pull that met a fork")
+
         // An honest-looking list: the copy of a change the vault holds in full gets it; a copy of a change it does
         // not hold (B's) gets nothing, so with only that listed, nothing is sent.
         _ = try b.createRecord(kind: "testimony", fields: [("witness", "W-6")], tags: [], seal: false)
