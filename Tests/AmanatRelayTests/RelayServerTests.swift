@@ -205,6 +205,12 @@ struct Setup {
                 ("POST", "/exchange", Array(exchange.prefix(5)), 400),
                 ("POST", "/exchange", [], 400),
                 ("GET", "/envelopes?author=zz&after=0", [], 400),
+                ("POST", "/without-content", [1, 2, 3], 400),
+                ("POST", "/without-content", Array(valid.dropLast(7)), 400),
+                (
+                    "POST", "/without-content",
+                    RelayWire.encodeEnvelopeList(Array(repeating: mine[0].encoded(), count: 257)), 400
+                ),
                 ("GET", "/envelopes?author=\(s.team[0].deviceID.hex)&after=-1", [], 400),
             ]
             // Misbehaving requests arrive at the same time.
