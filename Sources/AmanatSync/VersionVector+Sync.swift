@@ -38,18 +38,47 @@ enum VersionVectors {
     }
 
     /// Puts back content the vault holds without (envelopes that arrived purged while no purge known here names
-    /// them) from full copies the carrier has: at most 256 per sync, each fetched alone, taking turns across syncs
-    /// among those the carrier holds (``Vault/nextChangesWithoutContent(limit:available:)``).
+    /// them) from full copies the carrier has: at most 256 per sync, taking turns across syncs among those the
+    /// carrier holds (``Vault/nextChangesWithoutContent(limit:available:)``). Consecutive changes of one author are
+    /// fetched together (one request a run, more when the run passes one answer's 4 MiB); what comes back is kept
+    /// only for the changes asked for, each once, and handed to the vault in batches of about 4 MiB, so a carrier
+    /// that answers with more than it was asked for fills no memory.
     nonisolated(nonsending) static func restoreContent(
         vault: Vault, carrier: any Carrier, theirs: [DeviceID: ChainHead], report: inout SyncReport
     ) async throws {
-        var found: [Envelope] = []
+        var runs: [(author: DeviceID, seqs: [UInt64])] = []
         for (author, seq) in try vault.nextChangesWithoutContent(limit: 256, available: theirs) {
-            found += try await carrier.envelopes(of: author, after: seq - 1, limit: 1).filter {
-                $0.header.author == author && $0.header.seq == seq && !$0.isPurged
+            if let last = runs.last, last.author == author, last.seqs.last.map({ $0 &+ 1 }) == seq {
+                runs[runs.count - 1].seqs.append(seq)
+            } else {
+                runs.append((author, [seq]))
             }
         }
-        report.restored += try vault.restoreContent(found)
+        var batch: [Envelope] = []
+        var bytes = 0
+        for run in runs {
+            var wanted = Set(run.seqs)
+            var after: UInt64 = 0
+            // Each request starts at the next change still wanted after the previous start: at most one a change.
+            while let next = run.seqs.first(where: { wanted.contains($0) && $0 > after }) {
+                let got = try await carrier.envelopes(
+                    of: run.author, after: next - 1, limit: Int(run.seqs.last! - next + 1))
+                for envelope in got
+                where envelope.header.author == run.author && !envelope.isPurged
+                    && wanted.remove(envelope.header.seq) != nil
+                {
+                    batch.append(envelope)
+                    bytes += envelope.encodedLength
+                    if bytes >= RelayWire.batchBytes {
+                        report.restored += try vault.restoreContent(batch)
+                        batch = []
+                        bytes = 0
+                    }
+                }
+                after = next
+            }
+        }
+        if !batch.isEmpty { report.restored += try vault.restoreContent(batch) }
     }
 
     /// Gives the carrier the vault's full copies of envelopes the carrier holds without content — a member pushed
