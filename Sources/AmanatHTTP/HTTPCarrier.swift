@@ -202,7 +202,7 @@ public struct HTTPCarrier: ExchangeCarrier {
         async throws -> [Envelope]
     {
         guard announced.count > 0, limit > 0 else { return [] }
-        let body = try await send("GET", vaultPath + "/without-content")
+        let body = try await exchangeAnswer("GET", vaultPath + "/without-content", body: [], extra: true).body
         let list = try decode { try RelayWire.decodeEnvelopeList(body) }
         // Each listed once: a relay that repeats one would have this device load its full copy again and again.
         let distinct = Set(list.map { ChainPlace(author: $0.header.author, seq: $0.header.seq) })
@@ -215,6 +215,11 @@ public struct HTTPCarrier: ExchangeCarrier {
         return Array(try list.filter(wanted).prefix(limit))
     }
 
+    /// The answer to a put-back (`{"restored":N}`).
+    private struct PutBackAnswer: Decodable {
+        var restored: Int
+    }
+
     /// An envelope's place in its author's chain.
     private struct ChainPlace: Hashable {
         var author: DeviceID
@@ -224,10 +229,12 @@ public struct HTTPCarrier: ExchangeCarrier {
     public func putBackContent(_ envelopes: [Envelope]) async throws -> Int {
         var restored = 0
         for chunk in Self.requests(envelopes) {
-            let answer = try await send(
-                "POST", vaultPath + "/without-content", body: RelayWire.encodeEnvelopeList(chunk))
-            guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any],
-                let count = object["restored"] as? Int, count >= 0, count <= chunk.count
+            let answer = try await exchangeAnswer(
+                "POST", vaultPath + "/without-content", body: RelayWire.encodeEnvelopeList(chunk), extra: true
+            ).body
+            // JSONDecoder, not JSONSerialization: `true` is not a count.
+            guard let count = try? JSONDecoder().decode(PutBackAnswer.self, from: Data(answer)).restored, count >= 0,
+                count <= chunk.count
             else {
                 throw RelayClientError(
                     .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
@@ -364,14 +371,17 @@ public struct HTTPCarrier: ExchangeCarrier {
     }
 
     /// Sends a signed request with retries; returns the 2xx answer.
-    func exchangeAnswer(_ method: String, _ path: String, body: [UInt8]) async throws -> Answer {
+    /// `extra`: a request that is an extra to the sync (copies without content, http-api.md §11) is tried once, with
+    /// at most 30 s for its answer: a relay that stalls it cannot hold the sync for the retries' ten minutes.
+    func exchangeAnswer(_ method: String, _ path: String, body: [UInt8], extra: Bool = false) async throws -> Answer {
         var delay = options.initialBackoff
         var attempt = 1
         while true {
             do {
-                return try await attemptOnce(method, path, body: body)
+                return try await attemptOnce(
+                    method, path, body: body, timeout: extra ? min(options.requestTimeout, .seconds(30)) : nil)
             } catch let error as Transient {
-                guard attempt < max(1, options.attempts) else {
+                guard attempt < (extra ? 1 : max(1, options.attempts)) else {
                     throw RelayClientError(
                         .unavailable,
                         error.answered
@@ -394,7 +404,9 @@ public struct HTTPCarrier: ExchangeCarrier {
         var answered = false
     }
 
-    private func attemptOnce(_ method: String, _ path: String, body: [UInt8]) async throws -> Answer {
+    private func attemptOnce(_ method: String, _ path: String, body: [UInt8], timeout: Duration? = nil) async throws
+        -> Answer
+    {
         let signedPath = pathPrefix + path
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
@@ -412,7 +424,7 @@ public struct HTTPCarrier: ExchangeCarrier {
         let withoutContent: [String]
         do {
             let response = try await client.execute(
-                request, timeout: .nanoseconds(Int64(options.requestTimeout.nanoseconds)))
+                request, timeout: .nanoseconds(Int64((timeout ?? options.requestTimeout).nanoseconds)))
             status = Int(response.status.code)
             withoutContent = response.headers[RelayWire.Header.withoutContent]
             var buffer = try await response.body.collect(upTo: RelayWire.maxResponseBytes)
@@ -506,7 +518,11 @@ public struct HTTPCarrier: ExchangeCarrier {
         do {
             return try body()
         } catch let error as CoreError {
-            throw RelayClientError(.badResponse, "The relay at \(baseURL) sent a malformed answer: \(error.message)")
+            // One sentence: the reader's own sentence becomes the reason in brackets.
+            var reason = error.message
+            if reason.hasSuffix(".") { reason.removeLast() }
+            if let first = reason.first { reason = first.lowercased() + reason.dropFirst() }
+            throw RelayClientError(.badResponse, "The relay at \(baseURL) sent a malformed answer (\(reason)).")
         }
     }
 }

@@ -48,6 +48,9 @@ public struct SyncReport: Sendable, Equatable {
     public var purgedOnCarrier = 0
     /// The carrier's copies without content (stripped) whose content this vault put back.
     public var restoredOnCarrier = 0
+    /// Why putting content back on the carrier stopped, when it failed (an extra to the sync: the sync itself went
+    /// through, and the next one tries again).
+    public var putBackProblem: String?
 
     /// An empty report.
     public init() {}

@@ -86,7 +86,22 @@ enum VersionVectors {
     /// without content too): at most 256 per sync, sent in requests of about 4 MiB, at most 4 of them, and none more
     /// once one is not taken (Protocol/sync.md §2, step 6). Runs only after a pull that took all the carrier had and
     /// met no fork, so a purge the carrier holds is known here first.
+    ///
+    /// An extra to a sync that has already pulled and pushed: a failure here (a relay that stalls or garbles these
+    /// requests, a full stick) is reported in ``SyncReport/putBackProblem``, never as the sync's failure.
     nonisolated(nonsending) static func putBackOnCarrier(vault: Vault, carrier: any Carrier, report: inout SyncReport)
+        async throws
+    {
+        do {
+            try await putBack(vault: vault, carrier: carrier, report: &report)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            report.putBackProblem = String(describing: error)
+        }
+    }
+
+    private nonisolated(nonsending) static func putBack(vault: Vault, carrier: any Carrier, report: inout SyncReport)
         async throws
     {
         guard carrier.canWrite else { return }

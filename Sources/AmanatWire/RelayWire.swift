@@ -281,7 +281,7 @@ public enum RelayWire {
 
     static func readMagic(_ magic: [UInt8], _ r: inout ByteReader, what: String) throws {
         guard try r.read(count: 4) == magic, try r.readByte() == formatVersion else {
-            throw CoreError(.malformed, "The body is not a \(what) of relay format 1.")
+            throw CoreError(.malformed, "The body is not a relay format 1 \(what).")
         }
     }
 

@@ -283,6 +283,13 @@ func summarize(_ report: SyncReport, with target: String, vault: Vault) {
             "Put back the content of \(report.restored) change\(report.restored == 1 ? "" : "s") that had arrived without it (no purge names them)."
         )
     }
+    if let problem = report.putBackProblem {
+        var reason = problem
+        if reason.hasSuffix(".") { reason.removeLast() }
+        note(
+            "WARNING: the content of changes \(target) holds without it was not put back (\(TerminalText.escape(reason))); the sync itself went through, and the next one tries again."
+        )
+    }
     if report.restoredOnCarrier > 0 {
         note(
             "Put back on \(target) the content of \(report.restoredOnCarrier) change\(report.restoredOnCarrier == 1 ? "" : "s") it held without it."

@@ -13,8 +13,8 @@ import Foundation
 /// It answers `GET …/vector` with ``vector``, the first `POST …/exchange` with ``exchange`` and later ones with
 /// ``laterExchange`` (an empty answer unless set), `GET …/envelopes?author=…&after=…` with the matching envelopes of
 /// ``envelopes``, `GET …/without-content` with ``withoutContent`` (when set; the vector answer then carries
-/// ``vectorHeaders``), and anything else with 404. What clients push is read and ignored; pushes to
-/// `…/without-content` are counted (``putBacks``).
+/// ``vectorHeaders``; after 5 s when it ``stallsListing``), and anything else with 404. What clients push is read and
+/// ignored; pushes to `…/without-content` are counted (``putBacks``) and answered with ``putBackAnswer``.
 public final class HostileRelay: @unchecked Sendable {
     // @unchecked Sendable: the answers never change after init; `exchanges` is guarded by `lock`.
     /// The port it listens on.
@@ -26,9 +26,15 @@ public final class HostileRelay: @unchecked Sendable {
     private let envelopes: [Envelope]
     private let vectorHeaders: [String]
     private let withoutContent: [UInt8]?
+    private let putBackAnswer: String
+    private let stallsListing: Bool
     private let lock = NSLock()
     private var exchanges = 0
     private var putBackCount = 0
+    private var listingCount = 0
+
+    /// How many requests asked for the copies without content (`GET …/without-content`).
+    public var listings: Int { lock.withLock { listingCount } }
 
     /// How many requests put content back (`POST …/without-content`).
     public var putBacks: Int { lock.withLock { putBackCount } }
@@ -38,8 +44,11 @@ public final class HostileRelay: @unchecked Sendable {
         vector: [UInt8], exchange: [UInt8],
         laterExchange: [UInt8] = RelayWire.ExchangeResponse(stored: 0, remaining: 0, diverged: [], envelopes: [])
             .encoded(),
-        envelopes: [Envelope] = [], vectorHeaders: [String] = [], withoutContent: [UInt8]? = nil
+        envelopes: [Envelope] = [], vectorHeaders: [String] = [], withoutContent: [UInt8]? = nil,
+        putBackAnswer: String = #"{"restored":0}"#, stallsListing: Bool = false
     ) throws {
+        self.putBackAnswer = putBackAnswer
+        self.stallsListing = stallsListing
         self.vectorHeaders = vectorHeaders
         self.withoutContent = withoutContent
         self.vector = vector
@@ -126,9 +135,14 @@ public final class HostileRelay: @unchecked Sendable {
         let (method, target) = (parts[0], parts[1])
         if method == "GET" && target.contains("/vector") { return ("200 OK", vector) }
         if target.hasSuffix("/without-content"), let withoutContent {
-            guard method == "POST" else { return ("200 OK", withoutContent) }
+            guard method == "POST" else {
+                lock.withLock { listingCount += 1 }
+                // A stalled listing: answered only after 5 s, past the client's deadline for it in the tests.
+                if stallsListing { sleep(5) }
+                return ("200 OK", withoutContent)
+            }
             lock.withLock { putBackCount += 1 }
-            return ("200 OK", Array(#"{"restored":0}"#.utf8))
+            return ("200 OK", Array(putBackAnswer.utf8))
         }
         if method == "POST" && target.contains("/exchange") {
             let first = lock.withLock {
