@@ -641,23 +641,22 @@ public final class RelayStore: @unchecked Sendable {
 
     // MARK: Copies without content
 
-    /// Whether a held body is a copy without content that the relay would take the content back for: the purged form
-    /// of a record envelope that no purge in `membership` names. Both relay storages decide by it.
-    static func isStrippedCopy(_ body: Data, membership: MembershipState) -> Bool {
+    /// A held body decoded, when it is a copy without content that the relay would take the content back for: the
+    /// purged form of a record envelope that no purge in `membership` names. Both relay storages decide by it.
+    static func strippedCopy(_ body: Data, membership: MembershipState) -> Envelope? {
         guard body.count == Envelope.purgedLength, let envelope = try? Envelope(decoding: Array(body)),
-            envelope.isPurged, !envelope.isAuthority
-        else { return false }
-        return !membership.isPurged(envelope)
+            envelope.isPurged, !envelope.isAuthority, !membership.isPurged(envelope)
+        else { return nil }
+        return envelope
     }
 
     /// Whether `envelope` may replace a held copy whose body is `held`: the held copy is without content
-    /// (``isStrippedCopy(_:membership:)``), `envelope` is full and has the same hash — the same header and signature,
-    /// and a ciphertext with the hash the signature covers. Both relay storages decide by it.
+    /// (``strippedCopy(_:membership:)``), `envelope` is full and has the same hash — the same header and signature,
+    /// and a ciphertext with the hash the signature covers, so the purges that name one name the other. Both relay
+    /// storages decide by it.
     static func putsBack(_ envelope: Envelope, over held: Data, membership: MembershipState) -> Bool {
-        guard !envelope.isPurged, !envelope.isAuthority, isStrippedCopy(held, membership: membership),
-            let stored = try? Envelope(decoding: Array(held))
-        else { return false }
-        return stored.hash == envelope.hash && !membership.isPurged(envelope)
+        guard !envelope.isPurged, let stored = strippedCopy(held, membership: membership) else { return false }
+        return stored.hash == envelope.hash
     }
 
     /// The two windows of a listing of copies without content, as (offset, rows) in (author, seq) order over the
@@ -690,7 +689,7 @@ public final class RelayStore: @unchecked Sendable {
 
         /// Takes a purged form read from the storage.
         mutating func offer(_ body: Data) {
-            guard wantsMore, RelayStore.isStrippedCopy(body, membership: membership),
+            guard wantsMore, RelayStore.strippedCopy(body, membership: membership) != nil,
                 seen.insert(Array(body.prefix(EnvelopeHeader.length))).inserted
             else { return }
             found.append(Array(body))
