@@ -215,9 +215,24 @@ public struct HTTPCarrier: ExchangeCarrier {
         return Array(try list.filter(wanted).prefix(limit))
     }
 
+    /// The answer to a push (`{"stored":N,"duplicates":N}`).
+    private struct PushAnswer: Decodable {
+        var stored: Int
+    }
+
     /// The answer to a put-back (`{"restored":N}`).
     private struct PutBackAnswer: Decodable {
         var restored: Int
+    }
+
+    /// A relay's JSON answer, decoded with JSONDecoder rather than read through JSONSerialization, where `true`
+    /// passes for the number 1; anything else is an answer this client does not understand.
+    private func decodeAnswer<Answer: Decodable>(_ type: Answer.Type, _ answer: [UInt8]) throws -> Answer {
+        guard let decoded = try? JSONDecoder().decode(type, from: Data(answer)) else {
+            throw RelayClientError(
+                .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
+        }
+        return decoded
     }
 
     /// An envelope's place in its author's chain.
@@ -232,10 +247,8 @@ public struct HTTPCarrier: ExchangeCarrier {
             let answer = try await exchangeAnswer(
                 "POST", vaultPath + "/without-content", body: RelayWire.encodeEnvelopeList(chunk), extra: true
             ).body
-            // JSONDecoder, not JSONSerialization: `true` is not a count.
-            guard let count = try? JSONDecoder().decode(PutBackAnswer.self, from: Data(answer)).restored, count >= 0,
-                count <= chunk.count
-            else {
+            let count = try decodeAnswer(PutBackAnswer.self, answer).restored
+            guard count >= 0, count <= chunk.count else {
                 throw RelayClientError(
                     .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
             }
@@ -282,13 +295,7 @@ public struct HTTPCarrier: ExchangeCarrier {
         for chunk in Self.requests(envelopes) {
             let body = RelayWire.encodeEnvelopeList(chunk)
             let answer = try await registeringIfNeeded { try await send("POST", vaultPath + "/envelopes", body: body) }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(answer)) as? [String: Any],
-                let count = object["stored"] as? Int
-            else {
-                throw RelayClientError(
-                    .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
-            }
-            stored += count
+            stored += try decodeAnswer(PushAnswer.self, answer).stored
         }
         return stored
     }
