@@ -73,76 +73,19 @@ import Testing
     @Test func aForkPushedToBothRelaysAtOnceStoresOneChainAndTheOtherIsRefusedWith409() async throws {
         let dir = try TemporaryDirectory()
         let (_, a, b) = try await twoRelays(dir)
-        let clients = [RelayHTTPClient(baseURL: a.url), RelayHTTPClient(baseURL: b.url)]
-        let team = try makeTeam(1, in: dir)
-        let original = team[0]
-        _ = try original.createRecord(kind: "statement", fields: [("title", "first")], tags: [], seal: false)
-        try await relaySync(original, a.url)
-        let base = "/v1/vaults/\(Hex.encode(original.vaultID))/envelopes"
-        // Several rounds: in each, a cloned laptop and the original sign a different change with the same number, and
-        // the two are pushed to the two relays at the same moment.
-        for round in 0..<4 {
-            let clone = try cloneVault(original, to: dir.path("clone\(round)"))
-            let held = try #require(try original.versionVector()[original.deviceID]).seq
-            _ = try original.createRecord(kind: "statement", fields: [("title", "o\(round)")], tags: [], seal: false)
-            _ = try clone.createRecord(kind: "statement", fields: [("title", "c\(round)")], tags: [], seal: false)
-            let mine = try original.envelopes(of: original.deviceID, after: held, limit: 10)
-            let theirs = try clone.envelopes(of: clone.deviceID, after: held, limit: 10)
-            #expect(mine.count == 1 && theirs.count == 1 && mine[0].hash != theirs[0].hash)
-            let bodies = [mine, theirs].map { RelayWire.encodeEnvelopeList($0.map { $0.encoded() }) }
-            let key = original.relaySigningKey
-            let first = round % 2
-            let statuses = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
-                for side in 0..<2 {
-                    let client = clients[(side + first) % 2]
-                    let body = bodies[side]
-                    group.addTask { (side, try await client.sendSigned("POST", base, key: key, body: body).status) }
-                }
-                var statuses = [0, 0]
-                for try await (side, status) in group { statuses[side] = status }
-                return statuses
-            }
-            #expect(statuses.sorted() == [200, 409], "round \(round): \(statuses)")
-            let winner = statuses[0] == 200 ? mine[0] : theirs[0]
-            for relay in [a, b] {
-                let vector = try await relay.storage.versionVector(vaultID: original.vaultID)
-                #expect(vector[original.deviceID] == ChainHead(seq: winner.header.seq, hash: winner.hash))
-            }
-            // When the clone's chain won, the original is the forked replica: the rounds end there.
-            if statuses[0] != 200 { break }
-        }
-        for client in clients { await client.shutdown() }
+        let rounds = try await raceAFork(urls: [a.url, b.url], in: dir)
         await a.stop()
         await b.stop()
+        let problems = oneChainProblems(rounds)
+        #expect(problems.isEmpty, "\(problems)")
     }
 
     @Test func aNonceReplayedToTheOtherRelayIsRefusedWith401() async throws {
         let dir = try TemporaryDirectory()
         let (_, a, b) = try await twoRelays(dir)
-        let team = try makeTeam(2, in: dir)
-        _ = try team[0].createRecord(kind: "statement", fields: [("title", "first")], tags: [], seal: false)
-        try await relaySync(team[0], a.url)
-        let clients = [RelayHTTPClient(baseURL: a.url), RelayHTTPClient(baseURL: b.url)]
-        let vector = "/v1/vaults/\(Hex.encode(team[0].vaultID))/vector"
-        let key = team[1].relaySigningKey
-        for (first, second) in [(0, 1), (1, 0)] {
-            let headers = RelayHTTPClient.signedHeaders(key: key, method: "GET", path: vector, body: [])
-            #expect(try await clients[first].send("GET", vector, headers: headers).status == 200)
-            let replay = try await clients[second].send("GET", vector, headers: headers)
-            #expect(replay.status == 401)
-            #expect(replay.errorMessage?.contains("replayed") == true, "\(replay.errorMessage ?? "")")
-        }
-        // A push replayed to the other relay changes nothing either.
-        _ = try team[0].createRecord(kind: "statement", fields: [("title", "second")], tags: [], seal: false)
-        let pushPath = "/v1/vaults/\(Hex.encode(team[0].vaultID))/envelopes"
-        let body = RelayWire.encodeEnvelopeList(
-            try team[0].envelopes(of: team[0].deviceID, after: 0, limit: 100).map { $0.encoded() })
-        let headers = RelayHTTPClient.signedHeaders(
-            key: team[0].relaySigningKey, method: "POST", path: pushPath, body: body)
-        #expect(try await clients[0].send("POST", pushPath, headers: headers, body: body).status == 200)
-        #expect(try await clients[1].send("POST", pushPath, headers: headers, body: body).status == 401)
-        for client in clients { await client.shutdown() }
+        let replays = try await replayANonce(urls: [a.url, b.url], in: dir)
         await a.stop()
         await b.stop()
+        #expect(replays.problems.isEmpty, "\(replays.problems)")
     }
 }

@@ -75,6 +75,29 @@ import Testing
         #expect(none.stderr.contains("None of the 2 relays can be reached"), "\(none.stderr)")
     }
 
+    /// Two `amanat serve` processes over one database, nothing shared but the database: a fork of one device pushed
+    /// to both at the same moment stores one chain, the other push refused with 409 by whichever saw it second; a
+    /// request replayed to the other process is refused with 401 (Protocol/relay-postgres.md §3).
+    @Test func twoServeProcessesStoreOneChainOfAForkAndRefuseARequestReplayedFromTheOther() async throws {
+        let (_, database, password, _) = try database()
+        let environment = ["AMANAT_DATABASE_PASSWORD": password]
+        let one = try ServeProcess(
+            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        defer { one.kill9() }
+        let two = try ServeProcess(
+            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        defer { two.kill9() }
+        let rounds = try await raceAFork(urls: [one.url, two.url], in: TemporaryDirectory(prefix: "fork"))
+        let problems = oneChainProblems(rounds)
+        #expect(problems.isEmpty, "\(problems)")
+        let replays = try await replayANonce(urls: [one.url, two.url], in: TemporaryDirectory(prefix: "nonce"))
+        #expect(replays.problems.isEmpty, "\(replays.problems)")
+        for relay in [one, two] {
+            let (status, log) = relay.stop()
+            #expect(status == 0, "\(log)")
+        }
+    }
+
     /// `amanat serve` processes over one database; the one a large sync goes through is killed (SIGKILL) while the
     /// sync goes on, once while a replica pushes and once while another pulls. Each sync finishes through the other
     /// relay, and the result is that of a sync with no failure: every change stored once, and the puller's state
@@ -134,6 +157,61 @@ import Testing
         try await relaySync(b, two.url)
         try await relaySync(team[0], two.url)
         #expect(try team[0].status().stateDigest == b.status().stateDigest)
+        #expect(try stored() == total + 1)
+        let (status, log) = two.stop()
+        #expect(status == 0, "\(log)")
+    }
+
+    /// A relay that dies between its commit and its answer: the client was never told that the batch it sent was
+    /// stored (a proxy in front of the relay drops that answer and stops, then the relay is killed). The client
+    /// sends the batch again through the other relay over the same database, which takes it as what it already
+    /// holds: every change is stored once, and a replica that pulls ends equal to the writer, as after a sync with
+    /// no failure.
+    @Test func aPushStoredByARelayThatDiedBeforeAnsweringIsStoredOnceThroughTheOther() async throws {
+        let (server, database, password, name) = try database()
+        let environment = ["AMANAT_DATABASE_PASSWORD": password]
+        func relay() throws -> ServeProcess {
+            try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        }
+        let one = try relay()
+        defer { one.kill9() }
+        let two = try relay()
+        defer { two.kill9() }
+        let proxy = try AnswerDroppingProxy(upstreamPort: one.port)
+        defer { proxy.stop() }
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        _ = try team[0].commitBatch(
+            (0..<3000).map { i in (nil, [.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]) })
+        let total = try team[0].changeCount()
+        func stored() throws -> Int {
+            let out = try server.psql("SELECT count(*) FROM relay_envelope", database: name)
+            return out.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.first ?? -1
+        }
+
+        let progress = Counter()
+        let pause = SyncPause(at: 1000)
+        let pusher = failoverSync(team[0].directory, [proxy.url, two.url], progress: progress, pause: pause)
+        #expect(await pause.reached(), "the push did not reach 1000 changes")
+        let told = progress.value
+        proxy.arm()
+        pause.release()
+        #expect(await proxy.droppedAnAnswer(), "no answer was dropped")
+        let storedAtDrop = try stored()
+        one.kill9()
+        let (pushed, failovers) = try await pusher.value
+        #expect(
+            storedAtDrop > told,
+            "the relay stored the batch whose answer was lost (\(storedAtDrop) stored, the client was told of \(told))")
+        #expect(failovers == [two.url], "the push went on through the second relay")
+        #expect(pushed.pushed <= total)
+        #expect(try stored() == total, "nothing lost, nothing stored twice")
+
+        let b = try Vault.open(at: team[1].directory, passphrase: passphrase)
+        try await relaySync(b, two.url)
+        #expect(try b.changeCount() == total + 1, "every change, and b's own join")
+        #expect(try b.status().stateDigest == team[0].status().stateDigest)
+        #expect(try b.verify().problems == [])
         #expect(try stored() == total + 1)
         let (status, log) = two.stop()
         #expect(status == 0, "\(log)")
