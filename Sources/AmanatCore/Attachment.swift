@@ -350,6 +350,21 @@ public struct ChunkKeys: Sendable {
         return nil
     }
 
+    /// Whether the sealed chunk that must be `address` with `length` plaintext bytes is intact as far as its AEAD
+    /// tag says, without decrypting it: the header names `address`, the length is right and the tag authenticates.
+    /// What a device checks before it sends a chunk it holds (Protocol/attachments.md §8): a chunk damaged on its
+    /// disk would otherwise fill the carrier's place for that address, and every member would refuse it there.
+    public func authenticates(_ sealed: [UInt8], address: [UInt8], length: Int) -> Bool {
+        guard sealed.count == Self.overhead + length, sealed.starts(with: Self.magic), sealed[4] == Self.version,
+            sealed[5..<Self.headerLength].elementsEqual(address)
+        else { return false }
+        return sealed.withUnsafeBytes {
+            AEAD.authenticates(
+                UnsafeRawBufferPointer(rebasing: $0[Self.headerLength...]),
+                additionalData: Self.associatedData(address), nonce: address[0..<AEAD.nonceLength], key: encryptionKey)
+        }
+    }
+
     private func openCiphertext(_ ciphertext: UnsafeRawBufferPointer, address: [UInt8]) throws -> [UInt8] {
         try AEAD.open(
             ciphertext, additionalData: Self.associatedData(address), nonce: address[0..<AEAD.nonceLength],

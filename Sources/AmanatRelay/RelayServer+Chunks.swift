@@ -64,9 +64,11 @@ extension RelayServer {
             return Self.json(.ok, #"{"stored":false}"#)
         case .overQuota:
             let quota = chunkQuota ?? 0
+            // Whole MiB when it is some (the usual `--quota 20G`), else bytes: `--quota 500k` is not "0 MiB".
+            let size = quota >= 1_048_576 && quota % 1_048_576 == 0 ? "\(quota / 1_048_576) MiB" : "\(quota) bytes"
             throw RelayHTTPError(
                 Self.insufficientStorage,
-                "This vault's attachments on the relay have reached the relay's quota of \(quota / 1_048_576) MiB; ask its operator for a larger --quota."
+                "This vault's attachments on the relay have reached the relay's quota of \(size); ask its operator for a larger --quota."
             )
         case .stored:
             metrics.storedChunk(bytes: body.count)

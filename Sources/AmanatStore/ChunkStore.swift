@@ -289,6 +289,24 @@ public struct ChunkStore: Sendable {
         }
     }
 
+    /// The file a damaged chunk of `address` is set aside to: `ab/cdef….damaged`, beside its place.
+    public func damagedURL(for address: [UInt8]) -> URL {
+        let url = url(for: address)
+        return url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + ".damaged")
+    }
+
+    /// Moves the stored chunk of `address` aside (``damagedURL(for:)``, replacing an earlier one there) because it
+    /// did not authenticate: the address then counts as missing, so `status` and `attachments` say so and the next
+    /// sync or fetch brings a good copy. The damaged bytes are kept, not destroyed: `purge` removes them with the
+    /// chunk (``remove(_:)``).
+    public func setAside(_ address: [UInt8]) throws {
+        let url = url(for: address)
+        guard rename(url.path, damagedURL(for: address).path) == 0 else {
+            throw AtomicFile.ioError(errno, "could not set aside the damaged chunk \(url.path)")
+        }
+        AtomicFile.syncDirectory(url.deletingLastPathComponent())
+    }
+
     /// Removes the chunks of `addresses` (the one function that destroys attachment content: `purge` calls it).
     /// Each file is overwritten with zeros and fsynced before it is unlinked; returns how many were removed.
     @discardableResult
@@ -296,23 +314,32 @@ public struct ChunkStore: Sendable {
         var removed = 0
         for address in addresses {
             let url = url(for: address)
-            guard let length = storedLength(address) else { continue }
-            let fd = open(url.path, O_WRONLY)
-            if fd >= 0 {
-                let zeros = [UInt8](repeating: 0, count: min(length, 1 << 20))
-                var done = 0
-                while done < length {
-                    let n = zeros.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, min(zeros.count, length - done)) }
-                    if n <= 0 { break }
-                    done += n
-                }
-                _ = fsync(fd)
-                close(fd)
-            }
-            if unlink(url.path) == 0 { removed += 1 }
+            if Self.overwriteAndUnlink(url) { removed += 1 }
+            // A copy set aside as damaged goes with it: ciphertext of the same content.
+            _ = Self.overwriteAndUnlink(damagedURL(for: address))
             AtomicFile.syncDirectory(url.deletingLastPathComponent())
         }
         return removed
+    }
+
+    /// Overwrites the regular file at `url` with zeros, fsyncs and unlinks it; whether there was one to remove.
+    static func overwriteAndUnlink(_ url: URL) -> Bool {
+        var info = stat()
+        guard lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
+        let length = Int(info.st_size)
+        let fd = open(url.path, O_WRONLY)
+        if fd >= 0 {
+            let zeros = [UInt8](repeating: 0, count: min(length, 1 << 20))
+            var done = 0
+            while done < length {
+                let n = zeros.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, min(zeros.count, length - done)) }
+                if n <= 0 { break }
+                done += n
+            }
+            _ = fsync(fd)
+            close(fd)
+        }
+        return unlink(url.path) == 0
     }
 
     /// Unlinks the chunks of `addresses` without overwriting them first: for chunks an attach wrote and then gave up

@@ -69,6 +69,11 @@ public struct ChunkSyncReport: Sendable, Equatable {
     public var refused = 0
     /// Attachments left out by the size limit.
     public var skippedAttachments = 0
+    /// Of those, the ones not complete on this device.
+    public var skippedIncomplete = 0
+    /// Chunks this device held that did not authenticate when it was about to send them: not sent, set aside
+    /// (``ChunkStore/setAside(_:)``) and counted as missing, so a carrier holding a good copy gives it back.
+    public var damaged = 0
     /// Attachments not complete on this device after the sync.
     public var incompleteAttachments = 0
     /// Chunks still missing on this device, and their plaintext bytes.
@@ -85,6 +90,7 @@ public struct ChunkSyncReport: Sendable, Equatable {
 
     public static func == (a: ChunkSyncReport, b: ChunkSyncReport) -> Bool {
         a.pulled == b.pulled && a.pushed == b.pushed && a.refused == b.refused && a.missingChunks == b.missingChunks
+            && a.damaged == b.damaged
             && a.pulledBytes == b.pulledBytes && a.pushedBytes == b.pushedBytes
             && a.carrierFull?.chunks == b.carrierFull?.chunks
     }
@@ -117,13 +123,20 @@ public struct ChunkSync {
         var length: Int
     }
 
+    /// A chunk this device holds, with what checking it before it is sent needs.
+    struct Held {
+        var ref: ChunkRef
+        var keys: ChunkKeys
+        var length: Int
+    }
+
     /// Runs the chunk sync; `progress` gets (chunks done, chunks to do) after each chunk.
     public nonisolated(nonsending) func run(progress: (Int, Int) -> Void = { _, _ in }) async throws
         -> ChunkSyncReport
     {
         var report = ChunkSyncReport()
         var missing: [String: Needed] = [:]
-        var held: [String: ChunkRef] = [:]
+        var held: [String: Held] = [:]
         let store = vault.chunkStore
         store.sweepTemporaryFiles()
         for state in try vault.allStates().sortedByID() {
@@ -131,6 +144,8 @@ public struct ChunkSync {
             for info in state.allAttachments {
                 if let limit = options.maximumAttachmentSize, info.size > limit {
                     report.skippedAttachments += 1
+                    let presence = try vault.presence(of: info)
+                    if presence.present < presence.total { report.skippedIncomplete += 1 }
                     continue
                 }
                 guard let keys = vault.chunkKeys(epoch: info.epoch) else { continue }
@@ -139,7 +154,7 @@ public struct ChunkSync {
                     let ref = ChunkRef(address: address, sealedLength: length + ChunkKeys.overhead)
                     let hex = Hex.encode(address)
                     if store.has(address, sealedLength: ref.sealedLength) {
-                        held[hex] = ref
+                        held[hex] = Held(ref: ref, keys: keys, length: length)
                     } else {
                         missing[hex] = Needed(ref: ref, keys: keys, length: length)
                     }
@@ -177,14 +192,24 @@ public struct ChunkSync {
             var unsentBytes: UInt64 = 0
             for start in stride(from: 0, to: mine.count, by: batchSize) {
                 let batch = mine[start..<min(start + batchSize, mine.count)].compactMap { held[$0] }
-                let there = full ? [] : try await carrier.heldChunks(batch)
-                for ref in batch where !there.contains(ref.address) {
+                let there = full ? [] : try await carrier.heldChunks(batch.map(\.ref))
+                for chunk in batch where !there.contains(chunk.ref.address) {
+                    let ref = chunk.ref
                     if full {
                         unsent += 1
                         unsentBytes += UInt64(ref.sealedLength)
                         continue
                     }
                     guard let sealed = try store.read(ref.address) else { continue }
+                    // A chunk damaged on this disk would take the carrier's place for its address for good.
+                    guard chunk.keys.authenticates(sealed, address: ref.address, length: chunk.length) else {
+                        try store.setAside(ref.address)
+                        report.damaged += 1
+                        missing[Hex.encode(ref.address)] = Needed(ref: ref, keys: chunk.keys, length: chunk.length)
+                        done += 1
+                        progress(done, total)
+                        continue
+                    }
                     do {
                         try await carrier.storeChunk(ref.address, sealed: sealed)
                         report.pushed += 1

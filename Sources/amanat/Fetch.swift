@@ -72,21 +72,40 @@ func summarizeChunks(_ report: ChunkSyncReport, with target: String, pulledOnly:
         "Attachments: \(report.pulled) chunk\(report.pulled == 1 ? "" : "s") pulled (\(Size.text(report.pulledBytes)))"
     if !pulledOnly { line += ", \(report.pushed) pushed (\(Size.text(report.pushedBytes)))" }
     if report.missingChunks == 0 {
-        line += "; every attachment is complete here."
+        line +=
+            report.skippedIncomplete > 0
+            ? "; every attachment within --max-attachment-size is complete here."
+            : "; every attachment is complete here."
     } else {
         line +=
             "; \(report.incompleteAttachments) attachment\(report.incompleteAttachments == 1 ? " is" : "s are") still incomplete here (\(report.missingChunks) chunk\(report.missingChunks == 1 ? "" : "s"), \(Size.text(report.missingBytes)) missing)."
     }
     if report.skippedAttachments > 0 {
         line +=
-            " \(report.skippedAttachments) attachment\(report.skippedAttachments == 1 ? " was" : "s were") over --max-attachment-size and left for `amanat fetch`."
+            " \(report.skippedAttachments) attachment\(report.skippedAttachments == 1 ? " was" : "s were") over --max-attachment-size and left for `amanat fetch`"
+            + (report.skippedIncomplete > 0 ? " (\(report.skippedIncomplete) not complete here)." : ".")
     }
     note(line)
+    if report.damaged > 0 {
+        note(
+            "WARNING: \(report.damaged) attachment chunk\(report.damaged == 1 ? "" : "s") stored here did not authenticate (damaged on this disk) and \(report.damaged == 1 ? "was" : "were") not sent; \(report.damaged == 1 ? "it is" : "they are") set aside and counted as missing, so a sync or `amanat fetch` with a carrier that holds \(report.damaged == 1 ? "it" : "them") brings a good copy. Run `amanat verify`."
+        )
+    }
     if report.refused > 0 {
         note(
             "WARNING: \(report.refused) chunk\(report.refused == 1 ? "" : "s") offered by \(target) did not open as the chunk \(report.refused == 1 ? "its" : "their") address names (altered or swapped); not stored."
         )
     }
+}
+
+/// After a sync with `--no-attachments`: one line saying how many attachments are not complete here, if any, so
+/// that a text-only sync is never taken for one that brought the media too.
+func summarizeSkippedChunks(_ vault: Vault) throws {
+    guard let counts = try vault.attachmentSummary(), counts.partial + counts.missing > 0 else { return }
+    let incomplete = counts.partial + counts.missing
+    note(
+        "Attachments were not synced (--no-attachments): \(incomplete) of \(counts.total) attachment\(counts.total == 1 ? " is" : "s are") not complete here (\(Size.text(counts.missingBytes)) missing); a sync without --no-attachments or `amanat fetch ID TARGET` brings \(incomplete == 1 ? "it" : "them")."
+    )
 }
 
 /// The error for a carrier that filled up during a chunk push.

@@ -111,7 +111,7 @@ extension Amanat {
                     return (text, chunks, (served.isEmpty ? [carrier.name] : served).joined(separator: " and "))
                 }
                 summarize(report, with: target, vault: vault)
-                if let chunks { summarizeChunks(chunks, with: target) }
+                if let chunks { summarizeChunks(chunks, with: target) } else { try summarizeSkippedChunks(vault) }
                 try Arrivals(
                     before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                     pushed: report.pushed
@@ -134,7 +134,11 @@ extension Amanat {
                 options.push = carrier.canWrite
                 chunks = try await ChunkSync(vault: vault, carrier: carrier, options: options).run()
             }
-            if let chunks { summarizeChunks(chunks, with: target, pulledOnly: !carrier.canWrite) }
+            if let chunks {
+                summarizeChunks(chunks, with: target, pulledOnly: !carrier.canWrite)
+            } else {
+                try summarizeSkippedChunks(vault)
+            }
             try Arrivals(
                 before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                 pushed: report.pullOnly ? nil : report.pushed

@@ -44,6 +44,25 @@ struct AEADTests {
         #expect(a != b)
     }
 
+    @Test("authenticates checks the tag of the known answer without decrypting, and refuses every bit flipped")
+    func authenticatesWithoutDecrypting() throws {
+        let key = SecureBytes(Self.key)
+        let aad = try unhex(Self.additionalData)
+        let sealed = try unhex(Self.ciphertext + Self.tag)
+        func check(_ bytes: [UInt8], _ aad: [UInt8], _ nonce: [UInt8], _ key: SecureBytes) -> Bool {
+            bytes.withUnsafeBytes { AEAD.authenticates($0, additionalData: aad, nonce: nonce[...], key: key) }
+        }
+        #expect(check(sealed, aad, Self.nonce, key))
+        for index in sealed.indices {
+            #expect(!check(flipping(sealed, byte: index, bit: index % 8), aad, Self.nonce, key), "byte \(index)")
+        }
+        #expect(!check(sealed, aad + [0], Self.nonce, key))
+        #expect(!check(sealed, aad, flipping(Self.nonce, byte: 0, bit: 0), key))
+        #expect(!check(sealed, aad, Self.nonce, SecureBytes(flipping(Self.key, byte: 0, bit: 0))))
+        #expect(!check(Array(sealed.prefix(AEAD.tagLength - 1)), aad, Self.nonce, key))
+        #expect(!check(sealed, aad, Array(Self.nonce.prefix(23)), key))
+    }
+
     @Test("every kind of alteration fails with .authenticationFailed")
     func alterationsFail() throws {
         let key = SecureBytes(Self.key)

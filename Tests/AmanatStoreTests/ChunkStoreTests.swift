@@ -10,6 +10,37 @@ import Testing
     /// Chunks written from page-aligned memory (whole pages with O_DIRECT, the last partial page through the page
     /// cache) and from ordinary arrays read back byte for byte and open, whatever their length; on tmpfs too
     /// (which takes O_DIRECT on recent kernels and refused it on older ones).
+    /// A chunk that does not authenticate (one bit flipped on the disk) is set aside: its address then counts as
+    /// missing, the damaged bytes stay beside it, and `purge`'s removal destroys them with the chunk.
+    @Test func aDamagedChunkIsSetAsideAsMissingAndRemovedWithItsAddress() throws {
+        let dir = try TemporaryDirectory()
+        let store = ChunkStore(root: dir.url.appendingPathComponent("chunks"))
+        let keys = ChunkKeys(VaultKey(epoch: 1, root: SecureBytes.random(count: 32)))
+        let plaintext = Sodium.randomBytes(5000)
+        let (address, sealed) = try keys.seal(plaintext)
+        #expect(keys.authenticates(sealed, address: address, length: plaintext.count))
+        for index in [0, 4, 5, 36, 37, sealed.count / 2, sealed.count - 1] {
+            var damaged = sealed
+            damaged[index] ^= 0x01
+            #expect(!keys.authenticates(damaged, address: address, length: plaintext.count), "byte \(index)")
+        }
+        #expect(!keys.authenticates(sealed, address: address, length: plaintext.count + 1))
+        #expect(!keys.authenticates(Array(sealed.dropLast()), address: address, length: plaintext.count))
+        var otherAddress = address
+        otherAddress[31] ^= 0x01
+        #expect(!keys.authenticates(sealed, address: otherAddress, length: plaintext.count))
+
+        try store.write(address, sealed: sealed)
+        try store.setAside(address)
+        #expect(!store.has(address, sealedLength: sealed.count))
+        #expect(store.addresses().isEmpty)
+        #expect(try Data(contentsOf: store.damagedURL(for: address)) == Data(sealed))
+        try store.write(address, sealed: sealed)
+        #expect(store.remove([address]) == 1)
+        #expect(!FileManager.default.fileExists(atPath: store.damagedURL(for: address).path))
+        #expect(!store.has(address, sealedLength: sealed.count))
+    }
+
     @Test func chunksWrittenWithAndWithoutODirectReadBackExactly() throws {
         let dir = try TemporaryDirectory()
         var roots = [dir.url.appendingPathComponent("chunks")]

@@ -44,9 +44,12 @@ enum TestMedia {
         var found: [String] = []
         let needle = Data(marker)
         for root in roots {
+            // A plain file is scanned itself (on Linux, `enumerator(at:)` gives an empty listing for one).
+            var isFolder: ObjCBool = false
             let files =
-                FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL }
-                ?? [root]
+                FileManager.default.fileExists(atPath: root.path, isDirectory: &isFolder) && isFolder.boolValue
+                ? FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL }
+                    ?? [] : [root]
             for file in files {
                 var isDirectory: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isDirectory),
@@ -459,12 +462,20 @@ final class Background {
         _ = try c.ok(["join", invitation, "--code", code, "--kdf", "interactive", "--device-name", "third"])
         let textOnly = try c.run(["sync", stick, "--no-attachments"])
         #expect(textOnly.status == 0 && !textOnly.stderr.contains("Attachments:"), "\(textOnly.stderr)")
+        #expect(
+            textOnly.stderr.contains(
+                "Attachments were not synced (--no-attachments): 2 of 2 attachments are not complete here"),
+            "\(textOnly.stderr)")
         let listed = try attachments(c, id)
         #expect(listed.count == 2 && listed.allSatisfy { $0["state"] as? String == "missing" })
         let status = try c.run(["status"])
         #expect(status.stdout.contains("attachments:  2 (0 complete, 0 partial, 2 missing"), "\(status.stdout)")
         let limited = try c.run(["sync", stick, "--max-attachment-size", "1M"])
-        #expect(limited.stderr.contains("2 attachments were over --max-attachment-size"), "\(limited.stderr)")
+        #expect(
+            limited.stderr.contains(
+                "every attachment within --max-attachment-size is complete here. 2 attachments were over --max-attachment-size and left for `amanat fetch` (2 not complete here)."
+            ), "\(limited.stderr)")
+        #expect(!limited.stderr.contains("every attachment is complete"), "\(limited.stderr)")
         #expect(TestMedia.chunkFiles(c.vault.appendingPathComponent("chunks")) == 0)
         let fetched = try c.run(["fetch", String(id.prefix(8)), stick])
         #expect(fetched.status == 0 && fetched.stderr.contains("3 chunks pulled"), "\(fetched.stderr)")
@@ -475,6 +486,51 @@ final class Background {
         #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
         #expect(try c.ok(["status"]).contains("attachments:  2 (2 complete, 0 partial, 0 missing)"))
         #expect(TestMedia.leaks(in: [a.vault, b.vault, c.vault, scratch.path("team.amanat-sync.chunks")]).isEmpty)
+    }
+
+    /// One bit flipped in a chunk on b's disk: b's sync to a new stick does not send that chunk (a carrier that took
+    /// it would hold a copy every member refuses, in the place of the good one, for good). b sets it aside, says so
+    /// and counts the attachment as partial; a's next sync sends the good copy, and b gets it back from the stick.
+    @Test func aChunkDamagedOnADiskIsNotSentAndAGoodCopyComesBack() throws {
+        let scratch = try Scratch()
+        let (a, b, id) = try pair(scratch)
+        let media = TestMedia.make(size: 3 * 1_048_576, seed: TestMedia.seed("damagedOnDisk"))
+        let file = scratch.path("video.bin")
+        try TestMedia.write(media, to: file)
+        let attachment = try a.ok(["attach", id, file.path])
+        let first = scratch.path("first.amanat-sync").path
+        _ = try a.ok(["sync", first, "--create"])
+        _ = try b.ok(["sync", first])
+        let chunks = b.vault.appendingPathComponent("chunks")
+        let store = ChunkStore(root: chunks)
+        let address = try #require(store.addresses().sorted { $0.lexicographicallyPrecedes($1) }.first)
+        var bytes = try Data(contentsOf: store.url(for: address))
+        bytes[bytes.count / 2] ^= 0x10
+        try bytes.write(to: store.url(for: address))
+
+        let second = scratch.path("second.amanat-sync").path
+        let sent = try b.run(["sync", second, "--create"])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stderr.contains("2 pushed"), "\(sent.stderr)")
+        #expect(
+            sent.stderr.contains("WARNING: 1 attachment chunk stored here did not authenticate (damaged on this disk)"),
+            "\(sent.stderr)")
+        #expect(
+            sent.stderr.contains("1 attachment is still incomplete here (1 chunk, 1.0 MiB missing)"), "\(sent.stderr)")
+        let onStick = ChunkStore(root: URL(fileURLWithPath: second + ".chunks"))
+        #expect(!onStick.addresses().contains(address), "the damaged chunk reached the stick")
+        #expect(FileManager.default.fileExists(atPath: store.damagedURL(for: address).path))
+        #expect(try attachments(b, id).first?["state"] as? String == "partial")
+
+        let repaired = try a.run(["sync", second])
+        #expect(repaired.stderr.contains("1 pushed"), "\(repaired.stderr)")
+        let back = try b.run(["sync", second])
+        #expect(back.stderr.contains("1 chunk pulled"), "\(back.stderr)")
+        #expect(back.stderr.contains("every attachment is complete here"), "\(back.stderr)")
+        let out = scratch.path("out.bin")
+        _ = try b.ok(["extract", id, attachment, "--out", out.path])
+        #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
+        #expect(try b.run(["verify"]).status == 0)
     }
 
     @Test(.enabled(if: TinyDisk.available, "mounting a tmpfs needs root"))

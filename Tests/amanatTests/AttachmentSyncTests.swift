@@ -153,6 +153,12 @@ import AmanatTestSupport
         #expect(TestMedia.chunkFiles(relayData.appendingPathComponent(try vaultHex(a) + ".chunks")) == 2)
         let (_, log) = relay.stop()
         #expect(!log.contains("W-017"))
+        // A quota below a MiB is stated in bytes, not as "0 MiB".
+        let small = try ServeProcess(data: scratch.path("small-relay"), extra: ["--quota", "500k"])
+        let refused = try a.run(["sync", small.url])
+        #expect(refused.status == 74, "\(refused.stderr)")
+        #expect(refused.stderr.contains("reached the relay's quota of 512000 bytes"), "\(refused.stderr)")
+        _ = small.stop()
         for (quota, sentence) in [
             ("lots", "--quota takes a size"), ("1.5G", "--quota takes a size"), ("3MiBB", "--quota takes a size"),
             ("0", "--quota 0 would refuse every attachment"),
