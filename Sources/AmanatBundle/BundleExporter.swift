@@ -10,6 +10,10 @@ import Foundation
 /// let plaintext = BundleExporter.padded(archive.encoded())
 /// ```
 public enum BundleExporter {
+    /// The folder of a bundle's attachment files (Protocol/bundle.md): the only files a reader may take by their
+    /// hash alone, without holding their bytes.
+    public static let attachmentFolder = "attachments"
+
     /// A testimony's consent as the manifest states it (Protocol/bundle.md §4.1): `conflict` when its consent field
     /// has several visible values, the value when it is `share`, `anonymised` or `restricted`, otherwise `unset`.
     public static func consent(of state: RecordState) -> String? {
@@ -220,7 +224,7 @@ public enum BundleExporter {
                 "video/quicktime": "mov", "audio/mp4": "m4a", "audio/mpeg": "mp3", "audio/ogg": "ogg",
                 "audio/wav": "wav", "application/pdf": "pdf",
             ][attachment.mediaType] ?? "bin"
-        return "attachments/\(record.hex)/\(attachment.id.prefix(12)).\(ext)"
+        return "\(attachmentFolder)/\(record.hex)/\(attachment.id.prefix(12)).\(ext)"
     }
 
     /// The manifest entries of the listed attachments of `states` (detached ones are not exported).

@@ -171,7 +171,7 @@ public enum BundleVerifier {
                 }
             }
             guard manifest.files.contains(where: { $0.path == a.path && $0.sha256 == a.sha256 }),
-                archive.file(a.path)?.count == Int(a.size)
+                let file = archive.entry(a.path), UInt64(file.size) == a.size
             else {
                 return a.stripped == nil
                     ? "the file \(a.path) of attachment \(a.attachment.prefix(12)) is missing or is not the one its signed change states."
@@ -234,14 +234,16 @@ public enum BundleVerifier {
 
         // 3. Every file is listed with its SHA-256, and nothing else is present.
         // Paths as UTF-8 bytes: a Set<String> would take `é` and `e` + U+0301 for one path (canonical equivalence).
+        // Documents have fixed paths outside attachments/ (the manifest's parser refuses any other), so a file read
+        // by its hash alone (``TarArchive/Summary``) is never one the steps below need the bytes of.
         var listed: Set<[UInt8]> = []
         for file in manifest.files {
             listed.insert(Array(file.path.utf8))
-            guard let bytes = archive.file(file.path) else {
+            guard let entry = archive.entry(file.path) else {
                 report.problems.append("\(file.path) is missing from the bundle.")
                 continue
             }
-            if SHA256.hash(bytes) != file.sha256 {
+            if entry.sha256 != file.sha256 {
                 report.problems.append("\(file.path) was altered: its SHA-256 is not the one the manifest states.")
             }
         }
@@ -500,8 +502,26 @@ public enum BundleVerifier {
     public static func open(
         _ file: [UInt8], identities: [any AgeIdentity], expectVault: [UInt8]? = nil
     ) throws -> (archive: TarArchive, report: BundleReport) {
-        let archive = try TarArchive(decoding: try AgeDecryption.decrypt(file, identities: identities))
+        let archive = try decryptArchive(input: AgeMemorySource(file), identities: identities)
         return (archive, verify(archive, expectVault: expectVault))
+    }
+
+    /// Whether a bundle's file at `path` is an attachment file, read by its hash and size alone.
+    public static func isAttachmentPath(_ path: String) -> Bool {
+        path.hasPrefix(BundleExporter.attachmentFolder + "/")
+    }
+
+    /// Decrypts an age bundle read from `input` and parses its archive as it streams, so that a bundle of any size
+    /// is read in bounded memory: the attachment files (``isAttachmentPath(_:)``) are kept as their SHA-256 and
+    /// size, their bytes handed to `sink` (if any) and dropped; every other file (the documents, small) is kept.
+    /// Throws `AgeError` when the file does not decrypt, `BundleError` when the archive is malformed. When it
+    /// throws, `sink` may have been given bytes that authenticated before the failure: the caller discards them.
+    public static func decryptArchive(
+        input: some AgeByteSource, identities: [any AgeIdentity], sink: ((TarArchive.Event) throws -> Void)? = nil
+    ) throws -> TarArchive {
+        var decoder = TarArchive.Decoder(summarising: isAttachmentPath, sink: sink)
+        try AgeDecryption.decrypt(input: input, identities: identities) { try decoder.feed($0[...]) }
+        return try decoder.finish()
     }
 
     static func verifyLegacy(_ archive: TarArchive, expectVault: [UInt8]?) -> BundleReport {
@@ -532,7 +552,29 @@ public enum BundleVerifier {
             var isDirectory: ObjCBool = false
             let full = url.appendingPathComponent(path)
             guard fm.fileExists(atPath: full.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
-            guard TarArchive.isSafePath(path), let data = fm.contents(atPath: full.path) else {
+            guard TarArchive.isSafePath(path) else {
+                throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+            }
+            if isAttachmentPath(path) {
+                // Hashed as it is read, never held whole (a recording may be larger than the memory).
+                guard let handle = FileHandle(forReadingAtPath: full.path) else {
+                    throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+                }
+                defer { try? handle.close() }
+                let hasher = SHA256.Hasher()
+                var size = 0
+                do {
+                    while let piece = try handle.read(upToCount: 1 << 20), !piece.isEmpty {
+                        piece.withUnsafeBytes { hasher.update($0) }
+                        size += piece.count
+                    }
+                } catch {
+                    throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+                }
+                archive.entries.append(.init(path: path, summary: .init(sha256: hasher.finalize(), size: size)))
+                continue
+            }
+            guard let data = fm.contents(atPath: full.path) else {
                 throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
             }
             archive.add(path, Array(data))

@@ -1,3 +1,5 @@
+import AmanatCrypto
+
 /// A minimal POSIX ustar archive writer and a strict reader (Protocol/bundle.md §2).
 ///
 /// Only regular files with relative, normalised paths of at most 100 bytes are written or accepted, so an
@@ -7,13 +9,41 @@ public struct TarArchive: Sendable, Equatable {
     public struct Entry: Sendable, Equatable {
         /// The relative path, such as `records/3f9a….json`.
         public var path: String
-        /// The file's bytes.
+        /// The file's bytes; empty when the file was read as a ``Summary`` only.
         public var contents: [UInt8]
+        /// For a file read without keeping its bytes (an attachment: ``Decoder``), its SHA-256 and size.
+        public var summary: Summary?
 
         /// Creates an entry.
         public init(path: String, contents: [UInt8]) {
             self.path = path
             self.contents = contents
+        }
+
+        /// Creates an entry known by its SHA-256 and size alone.
+        public init(path: String, summary: Summary) {
+            self.path = path
+            self.contents = []
+            self.summary = summary
+        }
+
+        /// The file's size in bytes.
+        public var size: Int { summary?.size ?? contents.count }
+        /// The file's SHA-256.
+        public var sha256: [UInt8] { summary?.sha256 ?? SHA256.hash(contents) }
+    }
+
+    /// What is kept of a file read without its bytes: enough to verify it against a manifest.
+    public struct Summary: Sendable, Equatable {
+        /// The SHA-256 of the file's bytes.
+        public var sha256: [UInt8]
+        /// Its size in bytes.
+        public var size: Int
+
+        /// Creates a summary.
+        public init(sha256: [UInt8], size: Int) {
+            self.sha256 = sha256
+            self.size = size
         }
     }
 
@@ -30,7 +60,11 @@ public struct TarArchive: Sendable, Equatable {
 
     /// The file at `path`, if present. Paths are compared as UTF-8 bytes, never up to Unicode canonical equivalence
     /// (Swift's `==` on strings): `é` and `e` + U+0301 are two files, as they are on disk and to any other reader.
-    public func file(_ path: String) -> [UInt8]? { entries.first { $0.path.utf8.elementsEqual(path.utf8) }?.contents }
+    /// A file read as a ``Summary`` has no bytes here: nil.
+    public func file(_ path: String) -> [UInt8]? { entry(path).flatMap { $0.summary == nil ? $0.contents : nil } }
+
+    /// The entry at `path`, if present (paths compared as UTF-8 bytes, as in ``file(_:)``).
+    public func entry(_ path: String) -> Entry? { entries.first { $0.path.utf8.elementsEqual(path.utf8) } }
 
     /// Whether `path` is safe to write under a folder: relative, no `.` or `..` parts, no empty parts, ≤ 100 bytes.
     public static func isSafePath(_ path: String) -> Bool {
@@ -88,52 +122,145 @@ public struct TarArchive: Sendable, Equatable {
 
     /// Parses ustar bytes strictly; bytes after the end-of-archive marker must all be zero (Padmé padding).
     public init(decoding bytes: [UInt8]) throws {
-        func fail(_ why: String) -> BundleError {
+        var decoder = Decoder()
+        try decoder.feed(bytes[...])
+        self = try decoder.finish()
+    }
+
+    /// What a ``Decoder`` tells its sink about a file it reads without keeping its bytes.
+    public enum Event {
+        /// A file begins.
+        case start(path: String, size: Int)
+        /// The next bytes of that file.
+        case bytes(ArraySlice<UInt8>)
+        /// The file ended (after all its bytes).
+        case end
+    }
+
+    /// A strict ustar reader fed the archive piece by piece, so that an archive never has to be held whole: the
+    /// files `summarising` selects (a bundle's attachments, which may be gigabytes) are hashed as they pass and
+    /// kept as a ``Summary``, their bytes handed to `sink` (which may write them to a file) and then dropped. Every
+    /// other file is kept in memory. It accepts and refuses exactly what ``init(decoding:)`` does.
+    public struct Decoder {
+        private let summarising: (String) -> Bool
+        private let sink: ((Event) throws -> Void)?
+        private var archive = TarArchive()
+        private var header: [UInt8] = []
+        /// The file being read: its path, size, bytes still to come, and its bytes or its hasher.
+        private var file: (path: String, size: Int, remaining: Int, contents: [UInt8], hasher: SHA256.Hasher?)?
+        /// Bytes of padding after the last file still to skip.
+        private var padding = 0
+        /// Whether the end-of-archive marker was read: everything after it must be zero.
+        private var ended = false
+
+        /// A decoder keeping every file in memory except those `summarising` selects, whose bytes go to `sink`.
+        public init(summarising: @escaping (String) -> Bool = { _ in false }, sink: ((Event) throws -> Void)? = nil) {
+            self.summarising = summarising
+            self.sink = sink
+        }
+
+        private static func fail(_ why: String) -> BundleError {
             BundleError(.malformedArchive, "The bundle's archive is malformed: \(why).")
         }
-        var offset = 0
-        while true {
-            guard offset + 512 <= bytes.count else { throw fail("it ends before its end-of-archive marker") }
-            let header = Array(bytes[offset..<offset + 512])
-            if header.allSatisfy({ $0 == 0 }) {
-                guard bytes[offset...].allSatisfy({ $0 == 0 }) else {
-                    throw fail("data follows the end-of-archive marker")
+
+        /// Reads the next bytes of the archive.
+        public mutating func feed(_ bytes: ArraySlice<UInt8>) throws {
+            var rest = bytes
+            while !rest.isEmpty {
+                if ended {
+                    guard rest.allSatisfy({ $0 == 0 }) else {
+                        throw Self.fail("data follows the end-of-archive marker")
+                    }
+                    return
                 }
+                if var current = file {
+                    file = nil  // so that `current.contents` grows in place, not copied at every piece
+                    let part = rest.prefix(current.remaining)
+                    rest = rest.dropFirst(part.count)
+                    current.remaining -= part.count
+                    if let hasher = current.hasher {
+                        part.withUnsafeBytes { hasher.update($0) }
+                        try sink?(.bytes(part))
+                    } else {
+                        current.contents += part
+                    }
+                    file = current
+                    if current.remaining == 0 { try endFile() }
+                    continue
+                }
+                if padding > 0 {
+                    let skipped = min(padding, rest.count)
+                    rest = rest.dropFirst(skipped)
+                    padding -= skipped
+                    continue
+                }
+                let part = rest.prefix(512 - header.count)
+                rest = rest.dropFirst(part.count)
+                header += part
+                if header.count == 512 { try startFile() }
+            }
+        }
+
+        /// The archive, once every byte was fed; throws if it ended early.
+        public mutating func finish() throws -> TarArchive {
+            guard file == nil else { throw Self.fail("a file is truncated") }
+            guard ended else { throw Self.fail("it ends before its end-of-archive marker") }
+            return archive
+        }
+
+        private mutating func startFile() throws {
+            let header = self.header
+            self.header = []
+            if header.allSatisfy({ $0 == 0 }) {
+                ended = true
                 return
             }
             var sum = 0
             for (i, b) in header.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
-            guard let stored = Self.octal(header[148..<156]), stored == sum else {
-                throw fail("a header checksum is wrong")
+            guard let stored = TarArchive.octal(header[148..<156]), stored == sum else {
+                throw Self.fail("a header checksum is wrong")
             }
             // Exactly the forms bundle.md §2 names (magic `ustar\0`, type `0`), as every other reader checks them: a
             // GNU magic or an old-style NUL type is refused, so no archive verifies here and fails elsewhere.
             guard Array(header[257..<263]) == Array("ustar".utf8) + [0] else {
-                throw fail("it is not a ustar archive")
+                throw Self.fail("it is not a ustar archive")
             }
-            guard header[156] == UInt8(ascii: "0") else { throw fail("it holds something other than plain files") }
-            guard header[345..<500].allSatisfy({ $0 == 0 }) else { throw fail("it uses long path prefixes") }
+            guard header[156] == UInt8(ascii: "0") else { throw Self.fail("it holds something other than plain files") }
+            guard header[345..<500].allSatisfy({ $0 == 0 }) else { throw Self.fail("it uses long path prefixes") }
             let nameBytes = header[0..<100].prefix { $0 != 0 }
             guard header[nameBytes.count..<100].allSatisfy({ $0 == 0 }) else {
-                throw fail("a file name holds bytes after its end")
+                throw Self.fail("a file name holds bytes after its end")
             }
-            guard let path = String(validating: Array(nameBytes), as: UTF8.self), Self.isSafePath(path) else {
-                throw fail("a file has an unsafe path")
+            guard let path = String(validating: Array(nameBytes), as: UTF8.self), TarArchive.isSafePath(path) else {
+                throw Self.fail("a file has an unsafe path")
             }
-            guard let size = Self.octal(header[124..<136]), size >= 0 else { throw fail("a file size is unreadable") }
-            let start = offset + 512
-            guard size <= bytes.count - start else { throw fail("a file is truncated") }
-            guard !entries.contains(where: { $0.path.utf8.elementsEqual(path.utf8) }) else {
-                throw fail("\(path) appears twice")
+            guard let size = TarArchive.octal(header[124..<136]), size >= 0 else {
+                throw Self.fail("a file size is unreadable")
             }
-            entries.append(Entry(path: path, contents: Array(bytes[start..<start + size])))
-            offset = start + (size + 511) / 512 * 512
+            guard archive.entry(path) == nil else { throw Self.fail("\(path) appears twice") }
+            let summarised = summarising(path)
+            if summarised { try sink?(.start(path: path, size: size)) }
+            file = (path, size, size, [], summarised ? SHA256.Hasher() : nil)
+            if size == 0 { try endFile() }
+        }
+
+        private mutating func endFile() throws {
+            guard let current = file else { return }
+            file = nil
+            padding = (512 - current.size % 512) % 512
+            if let hasher = current.hasher {
+                try sink?(.end)
+                archive.entries.append(
+                    Entry(path: current.path, summary: Summary(sha256: hasher.finalize(), size: current.size)))
+            } else {
+                archive.entries.append(Entry(path: current.path, contents: current.contents))
+            }
         }
     }
 
     /// A numeric field: optional leading spaces, octal digits, then only NUL or space to the end of the field (so
     /// nothing after a terminator is silently ignored, and a sign, prefix or separator is refused).
-    private static func octal(_ field: ArraySlice<UInt8>) -> Int? {
+    static func octal(_ field: ArraySlice<UInt8>) -> Int? {
         let rest = field.drop { $0 == UInt8(ascii: " ") }
         let digits = rest.prefix { (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }
         guard !digits.isEmpty, digits.count <= 20,

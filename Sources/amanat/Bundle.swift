@@ -56,16 +56,33 @@ struct BundleKeyOptions: ParsableArguments {
         }
     }
 
-    /// Decrypts the bundle at `path` and parses its archive; `vault` gives this device's vault, if any, for its
-    /// own bundle key.
-    func decryptArchive(_ path: String, vault: () throws -> Vault?) throws -> TarArchive {
-        let identities = try identities(vault: vault)
-        guard let data = FileManager.default.contents(atPath: path) else {
+    /// Decrypts the bundle at `path` and parses its archive as it streams (attachment files kept as their SHA-256
+    /// and size, their bytes given to `sink`: ``BundleVerifier/decryptArchive(input:identities:sink:)``), so a
+    /// bundle of any size is read in bounded memory; `vault` gives this device's vault, if any, for its own bundle
+    /// key.
+    func decryptArchive(
+        _ path: String, vault: () throws -> Vault?, sink: ((TarArchive.Event) throws -> Void)? = nil
+    ) throws -> TarArchive {
+        try decryptArchive(path, identities: try identities(vault: vault), sink: sink)
+    }
+
+    /// ``decryptArchive(_:vault:sink:)`` with the identities already chosen.
+    func decryptArchive(
+        _ path: String, identities: [any AgeIdentity], sink: ((TarArchive.Event) throws -> Void)? = nil
+    ) throws -> TarArchive {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
             throw CLIError(.noInput, "The bundle \(path) cannot be read.")
         }
-        let plaintext: [UInt8]
+        defer { try? handle.close() }
+        let source = AgeClosureSource { count in
+            do {
+                return Array(try handle.read(upToCount: count) ?? Data())
+            } catch {
+                throw CLIError(.io, "The bundle \(path) cannot be read (\(OutputFolder.reason(error))).")
+            }
+        }
         do {
-            plaintext = try AgeDecryption.decrypt(Array(data), identities: identities)
+            return try BundleVerifier.decryptArchive(input: source, identities: identities, sink: sink)
         } catch let error as AgeError {
             switch error.code {
             case .noMatch:
@@ -84,9 +101,6 @@ struct BundleKeyOptions: ParsableArguments {
             case .outOfMemory: throw CLIError(.io, error.message)
             default: throw CLIError(.damaged, "The bundle is damaged or was altered: \(error.message)")
             }
-        }
-        do {
-            return try TarArchive(decoding: plaintext)
         } catch let error as BundleError {
             throw CLIError(.damaged, error.message)
         }
@@ -302,7 +316,9 @@ extension Amanat {
             let expected = try expectedVault(expectVault)
             let fm = FileManager.default
             try OutputFolder.check(out)
-            let archive = try key.decryptArchive(path, vault: options.openIfPresent)
+            // The passphrase, if any, is asked once: the attachments are read in a second pass.
+            let identities = try key.identities(vault: options.openIfPresent)
+            let archive = try key.decryptArchive(path, identities: identities)
             let report = BundleVerifier.verify(archive, expectVault: expected)
             if json, report.outcome == .damaged || (report.outcome == .unproven && !acceptUnproven) {
                 var refused = BundleJSON(report)
@@ -311,8 +327,9 @@ extension Amanat {
             }
             try finish(report, acceptUnproven: acceptUnproven)
             let root = URL(fileURLWithPath: out)
-            for entry in archive.entries {
-                let url = root.appendingPathComponent(entry.path)
+            var written: [URL] = []
+            func create(_ relative: String) throws -> URL {
+                let url = root.appendingPathComponent(relative)
                 do {
                     try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
                 } catch {
@@ -321,12 +338,26 @@ extension Amanat {
                         "The folder \(url.deletingLastPathComponent().path) cannot be created: \(OutputFolder.reason(error))."
                     )
                 }
-                guard
-                    fm.createFile(
-                        atPath: url.path, contents: Data(entry.contents), attributes: [.posixPermissions: 0o600])
-                else {
+                guard fm.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
                     throw CLIError(.io, "\(url.path) cannot be written (\(String(cString: strerror(errno)))).")
                 }
+                written.append(url)
+                return url
+            }
+            do {
+                for entry in archive.entries where entry.summary == nil {
+                    let url = try create(entry.path)
+                    guard fm.createFile(atPath: url.path, contents: Data(entry.contents)) else {
+                        throw CLIError(.io, "\(url.path) cannot be written (\(String(cString: strerror(errno)))).")
+                    }
+                }
+                if archive.entries.contains(where: { $0.summary != nil }) {
+                    try writeAttachments(of: archive, identities: identities, create: create)
+                }
+            } catch {
+                // Nothing of a bundle that could not be opened whole stays.
+                for url in written { try? fm.removeItem(at: url) }
+                throw error
             }
             if json {
                 var opened = BundleJSON(report)
@@ -337,6 +368,41 @@ extension Amanat {
             }
             printProvenance(report)
             print("\nok: verified and extracted \(archive.entries.count) files to \(out)")
+        }
+
+        /// Decrypts the bundle a second time and writes its attachment files as they stream, each compared with the
+        /// hash and size the verified first reading found: a bundle file replaced between the two readings is
+        /// refused (and the caller removes what was written).
+        func writeAttachments(
+            of verified: TarArchive, identities: [any AgeIdentity], create: (String) throws -> URL
+        ) throws {
+            var current: (handle: FileHandle, path: String)?
+            let changed = CLIError(
+                .damaged, "The bundle \(path) changed while it was being opened; nothing was extracted.")
+            let second = try withoutActuallyEscaping(create) { create in
+                try key.decryptArchive(path, identities: identities) { event in
+                    switch event {
+                    case .start(let file, _):
+                        let url = try create(file)
+                        guard let handle = FileHandle(forWritingAtPath: url.path) else {
+                            throw CLIError(.io, "\(url.path) cannot be written (\(String(cString: strerror(errno)))).")
+                        }
+                        current = (handle, url.path)
+                    case .bytes(let bytes):
+                        guard let file = current else { throw changed }
+                        do {
+                            try file.handle.write(contentsOf: Data(bytes))
+                        } catch {
+                            throw CLIError(.io, "\(file.path) cannot be written (\(OutputFolder.reason(error))).")
+                        }
+                    case .end:
+                        try current?.handle.close()
+                        current = nil
+                    }
+                }
+            }
+            try? current?.handle.close()
+            guard second == verified else { throw changed }
         }
     }
 }

@@ -158,6 +158,40 @@ func testSeed() -> UInt64 {
         }
     }
 
+    /// A re-signed bundle that keeps a device's chain under attachments/, where the streaming reader takes files by
+    /// their hash alone and never holds their bytes, is refused with a sentence naming the chain: a document's path
+    /// is fixed by the manifest, so no document is ever read from there.
+    @Test func aDocumentStoredWhereAttachmentsGoIsRefusedByName() throws {
+        let f = try Fixture()
+        let archive = try f.archive(f.testimonies)
+        let manifest = try JSONValue.parse(try #require(archive.file("manifest.json")))
+        let devices = try #require(manifest["devices"]?.arrayValue)
+        let chain = try #require(devices.first?["chain"]?.stringValue)
+        let moved = "attachments/\(chain.split(separator: "/").last ?? "chain")"
+        let forged = try resignBundle(
+            archive, signer: f.vault.keyring.device, replacing: [moved: try #require(archive.file(chain))],
+            removing: [chain]
+        ) { manifest in
+            manifest.setting(
+                "devices",
+                to: .array(
+                    devices.enumerated().map {
+                        $0.offset == 0 ? $0.element.setting("chain", to: .string(moved)) : $0.element
+                    }))
+        }
+        let identity = AgeX25519Identity.generate()
+        let url = f.dir.url.appendingPathComponent("moved.age")
+        try writeAgeBundle(forged, to: url, recipient: identity.recipient.stringValue)
+        let (read, report) = try BundleVerifier.open(Array(try Data(contentsOf: url)), identities: [identity])
+        #expect(read.entry(moved)?.summary != nil, "the reader took the moved chain by its hash")
+        #expect(report.outcome == .damaged)
+        #expect(
+            report.problems == [
+                "manifest.json is not valid: the chain of device \(chain.dropFirst(7).prefix(12)) is not \(chain)."
+            ],
+            "\(report.problems)")
+    }
+
     @Test func anEditedRecordDocumentFailsAndIsNamedEvenIfReSigned() throws {
         let f = try Fixture()
         let archive = try f.archive(f.testimonies)
@@ -530,6 +564,69 @@ func testSeed() -> UInt64 {
         raw.replaceSubrange(148..<148 + 6, with: [UInt8](repeating: UInt8(ascii: "0"), count: 6 - octal.count) + octal)
         raw[154] = 0
         #expect(throws: BundleError.self) { try TarArchive(decoding: raw) }
+    }
+
+    /// The streaming reader, fed an archive in random pieces (one byte to several blocks), gives what the whole
+    /// reading gives; the attachment files it summarises come with their exact SHA-256 and size, and the sink gets
+    /// their bytes, in order, between their start and end. Damaged archives fail the same way piece by piece.
+    @Test(arguments: [UInt64(7), 8, 9])
+    func theStreamingReaderReadsAnyPiecesAsTheWholeAndSummarisesAttachments(seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        var archive = TarArchive()
+        archive.add("manifest.json", Array("{}".utf8))
+        let media = (0..<5000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        archive.add("attachments/r/1.bin", media)
+        archive.add("attachments/r/empty.bin", [])
+        archive.add("records/r.json", [UInt8](repeating: 7, count: 1025))
+        let bytes = BundleExporter.padded(archive.encoded())
+        func pieces(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+            var out: [ArraySlice<UInt8>] = []
+            var start = 0
+            while start < bytes.count {
+                let end = min(bytes.count, start + Int.random(in: 1...1600, using: &rng))
+                out.append(bytes[start..<end])
+                start = end
+            }
+            return out
+        }
+        var events: [String] = []
+        var streamed: [String: [UInt8]] = [:]
+        var current = ""
+        var decoder = TarArchive.Decoder(summarising: BundleVerifier.isAttachmentPath) { event in
+            switch event {
+            case .start(let path, let size):
+                events.append("start \(path) \(size)")
+                current = path
+                streamed[path] = []
+            case .bytes(let part): streamed[current, default: []] += part
+            case .end: events.append("end \(current)")
+            }
+        }
+        for piece in pieces(bytes) { try decoder.feed(piece) }
+        let read = try decoder.finish()
+        #expect(read.entries.map(\.path) == archive.entries.map(\.path), "seed \(seed)")
+        #expect(
+            read.file("manifest.json") == Array("{}".utf8)
+                && read.file("records/r.json") == archive.file("records/r.json"))
+        #expect(read.file("attachments/r/1.bin") == nil, "an attachment's bytes are not kept")
+        #expect(read.entry("attachments/r/1.bin")?.summary == .init(sha256: SHA256.hash(media), size: media.count))
+        #expect(read.entry("attachments/r/empty.bin")?.summary == .init(sha256: SHA256.hash([]), size: 0))
+        #expect(streamed["attachments/r/1.bin"] == media && streamed["attachments/r/empty.bin"] == [])
+        #expect(
+            events == [
+                "start attachments/r/1.bin 5000", "end attachments/r/1.bin", "start attachments/r/empty.bin 0",
+                "end attachments/r/empty.bin",
+            ], "seed \(seed)")
+        for (what, damaged) in [
+            ("trailing data", bytes + [1]), ("cut in a file", Array(bytes.prefix(1500))),
+            ("cut before the end marker", Array(archive.encoded().dropLast(1024))),
+        ] {
+            var decoder = TarArchive.Decoder(summarising: BundleVerifier.isAttachmentPath)
+            #expect(throws: BundleError.self, "\(what), seed \(seed)") {
+                for piece in pieces(damaged) { try decoder.feed(piece) }
+                _ = try decoder.finish()
+            }
+        }
     }
 
     @Test(arguments: [

@@ -7,6 +7,58 @@ import AmanatTestSupport
 /// Evidence bundles with attached files: a recipient with only `age` and `tar` gets the original files, and both
 /// verifiers tie each file to the SHA-256 its signed `attach` change states.
 @Suite struct AttachmentBundleTests {
+    /// The peak resident memory of `amanat ARGUMENTS` (no vault) in MiB and its exit status, read by a Python parent
+    /// from the kernel's accounting of its only child (`getrusage(RUSAGE_CHILDREN)`).
+    func peakMiB(_ arguments: [String]) throws -> (status: Int, mib: Double) {
+        let script = """
+            import resource, subprocess, sys
+            r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+            """
+        let (status, out) = try shell(
+            "python3 -c '\(script)' '\(CLIRunner.binary.path)' " + arguments.map { "'\($0)'" }.joined(separator: " "))
+        let fields = out.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        guard status == 0, fields.count == 2, let code = Int(fields[0]), let kib = Double(fields[1]) else {
+            throw CLIFailure(description: "could not measure \(arguments): \(out)")
+        }
+        return (code, kib / 1024)
+    }
+
+    /// A bundle holding a 192 MiB recording is verified, opened and verified again from its folder in bounded
+    /// memory: the reader streams the age file and keeps an attachment as its SHA-256 and size, writing it to the
+    /// folder in a second reading that must find the same bytes. Holding the bundle whole took 3 times its size.
+    @Test func aLargeAttachmentIsVerifiedAndOpenedInBoundedMemory() throws {
+        let scratch = try Scratch()
+        let cli = scratch.runner()
+        try cli.initialize()
+        let id = try cli.ok([
+            "add", "testimony", "--witness", "W-017", "--narrative-file", samplePath, "--consent", "share",
+        ])
+        let media = TestMedia.make(size: 192 * 1_048_576 + 77, seed: TestMedia.seed("largeBundle"))
+        let recording = scratch.path("recording.bin")
+        try TestMedia.write(media, to: recording)
+        let attachment = try cli.ok(["attach", id, recording.path])
+        try FileManager.default.removeItem(at: recording)
+        let key = scratch.path("lawyer.txt").path
+        #expect(try shell("age-keygen -o '\(key)'").0 == 0)
+        let recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bundle = scratch.path("evidence.age").path
+        _ = try cli.ok(["export", "--out", bundle, "--recipient", recipient, "--id", id])
+
+        let verified = try peakMiB(["bundle", "verify", bundle, "--identity", key])
+        #expect(verified.status == 0)
+        #expect(verified.mib < 128, "bundle verify peaked at \(verified.mib) MiB")
+        let folder = scratch.path("opened")
+        let opened = try peakMiB(["bundle", "open", bundle, "--identity", key, "--out", folder.path])
+        #expect(opened.status == 0)
+        #expect(opened.mib < 128, "bundle open peaked at \(opened.mib) MiB")
+        let file = folder.appendingPathComponent("attachments/\(id)/\(attachment.prefix(12)).bin")
+        #expect(Bytes(try Data(contentsOf: file)) == Bytes(media))
+        let fromFolder = try peakMiB(["bundle", "verify", folder.path])
+        #expect(fromFolder.status == 0)
+        #expect(fromFolder.mib < 128, "bundle verify of the folder peaked at \(fromFolder.mib) MiB")
+    }
+
     @Test func aBundleWithAttachmentsOpensWithAgeAndTarAndItsSHA256IsTheOneInCustody() throws {
         #expect(FileManager.default.isExecutableFile(atPath: "/usr/bin/age"), "install Debian's age package")
         let scratch = try Scratch()
