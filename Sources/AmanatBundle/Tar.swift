@@ -74,6 +74,11 @@ public struct TarArchive: Sendable, Equatable {
             && !path.unicodeScalars.contains { $0.value < 0x20 || $0 == "\\" }
     }
 
+    /// The largest size written as eleven octal digits and a NUL, as ustar writers usually do (8 GiB − 1).
+    public static let largestTerminatedSize = 0o77777777777
+    /// The largest size a header holds: twelve octal digits, the whole field (64 GiB − 1).
+    public static let largestSize = 0o777777777777
+
     /// The 512-byte ustar header of a regular file (Protocol/bundle.md §2).
     public static func header(path: String, size: Int, modificationTime: Int = 0) -> [UInt8] {
         precondition(isSafePath(path), "unsafe tar path")
@@ -90,7 +95,14 @@ public struct TarArchive: Sendable, Equatable {
         octal(0o644, at: 100, width: 8)
         octal(0, at: 108, width: 8)
         octal(0, at: 116, width: 8)
-        octal(size, at: 124, width: 12)
+        if size > largestTerminatedSize {
+            // Twelve digits filling the field, no terminator: what GNU tar, bsdtar and Python read for files of
+            // 8 GiB and more, up to ``largestSize`` (Protocol/bundle.md §2).
+            precondition(size <= largestSize, "a file too large for a ustar size field")
+            put(String(size, radix: 8), at: 124, width: 12)
+        } else {
+            octal(size, at: 124, width: 12)
+        }
         octal(modificationTime, at: 136, width: 12)
         header[156] = UInt8(ascii: "0")
         put("ustar", at: 257, width: 6)

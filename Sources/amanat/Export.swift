@@ -225,10 +225,10 @@ extension Amanat {
             var list: [(record: RecordID, info: AttachmentInfo, path: String)] = []
             for state in records.values {
                 for info in state.attachments {
-                    guard info.size < 1 << 33 else {
+                    guard info.size <= UInt64(TarArchive.largestSize) else {
                         throw CLIError(
                             .usage,
-                            "Attachment \(info.id.prefix(12)) of record \(state.id.hex.prefix(12)) is 8 GiB or larger, more than a bundle's tar format holds; export it with `amanat extract` instead."
+                            "Attachment \(info.id.prefix(12)) of record \(state.id.hex.prefix(12)) is 64 GiB or larger, more than a bundle's tar format holds; export it with `amanat extract` instead."
                         )
                     }
                     let presence = try vault.presence(of: info)

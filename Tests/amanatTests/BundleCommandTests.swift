@@ -65,6 +65,33 @@ func shell(_ command: String, environment: [String: String] = [:]) throws -> (In
         }
     }
 
+    /// A file of 8 GiB or more gets a size field of twelve octal digits (no terminator), which GNU tar, Python's
+    /// tarfile and Amanat's reader take for its exact size, up to 64 GiB − 1; smaller files keep eleven digits and a
+    /// NUL. (The headers alone: the files themselves would take gigabytes of disk.)
+    @Test(arguments: [0o77777777777, 0o77777777777 + 1, 10 * (1 << 30) + 3, 0o777777777777])
+    func largeFilesGetSizesThatTarAndPythonRead(size: Int) throws {
+        let scratch = try Scratch()
+        let header = TarArchive.header(path: "attachments/r/big.mp4", size: size)
+        let digits = header[124..<136].prefix { (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }.count
+        #expect(digits == (size <= TarArchive.largestTerminatedSize ? 11 : 12))
+        let file = scratch.path("big.tar")
+        try Data(header + [UInt8](repeating: 0, count: 4096)).write(to: file)
+        var parsed: Int?
+        var decoder = TarArchive.Decoder(summarising: { _ in true }) { event in
+            if case .start(_, let size) = event { parsed = size }
+        }
+        try decoder.feed(header[...])
+        #expect(parsed == size)
+        let python = try shell(
+            "python3 -c 'import sys, tarfile; print(tarfile.TarInfo.frombuf(open(sys.argv[1], \"rb\").read(512), \"utf-8\", \"strict\").size)' '\(file.path)'"
+        )
+        #expect(
+            python.0 == 0 && python.1.trimmingCharacters(in: .whitespacesAndNewlines) == String(size), "\(python.1)")
+        // GNU tar lists the file with its size before it finds the archive cut short.
+        let listed = try shell("tar tvf '\(file.path)' 2>/dev/null; true")
+        #expect(listed.1.contains(" \(size) ") && listed.1.contains("attachments/r/big.mp4"), "\(listed.1)")
+    }
+
     @Test func theStandardAgeToolOpensAnExportedBundle() throws {
         let f = try Fixture()
         let bundle = try f.export(["--recipient", f.recipient, "--tag", "women"])
