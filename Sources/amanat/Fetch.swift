@@ -13,7 +13,7 @@ extension Amanat {
             discussion: """
                 For attachments left out by `sync --no-attachments` or `--max-attachment-size`, or not complete on the \
                 carrier yet. Only missing chunks travel; each is checked before it is stored. Says what is still \
-                missing afterwards.
+                missing afterwards, and exits with status 66 when the carrier could not give every missing chunk.
 
                 Example:
                   amanat fetch 3f9a1c /media/usb/team.amanat-sync
@@ -51,6 +51,13 @@ extension Amanat {
                 report = try await ChunkSync(vault: vault, carrier: carrier, options: chunkOptions).run()
             }
             summarizeChunks(report, with: target, pulledOnly: true)
+            // A fetch that could not complete the media is not a success a script should take for one.
+            if report.missingChunks > 0 {
+                throw CLIError(
+                    .noInput,
+                    "Record \(state.id.hex.prefix(12)) still lacks \(report.missingChunks) attachment chunk\(report.missingChunks == 1 ? "" : "s") (\(Size.text(report.missingBytes))) that \(target) could not give; fetch \(report.missingChunks == 1 ? "it" : "them") from a stick or relay that holds \(report.missingChunks == 1 ? "it" : "them")."
+                )
+            }
         }
     }
 }

@@ -49,7 +49,7 @@ enum HelpTopic: String, CaseIterable {
         ),
         (
             66,
-            "Missing input: no vault there, an unreadable input file, a sync file that does not exist yet (without --create), an output folder that does not exist, or an attachment that is not complete on this device (extract, export)."
+            "Missing input: no vault there, an unreadable input file, a sync file that does not exist yet (without --create), an output folder that does not exist, or an attachment that is not complete on this device (extract, export) or that fetch could not complete."
         ),
         (
             67,

@@ -477,6 +477,14 @@ final class Background {
             ), "\(limited.stderr)")
         #expect(!limited.stderr.contains("every attachment is complete"), "\(limited.stderr)")
         #expect(TestMedia.chunkFiles(c.vault.appendingPathComponent("chunks")) == 0)
+        // A carrier without the media: the fetch says so and fails (66), so a script never takes it for done.
+        let empty = scratch.path("text-only.amanat-sync").path
+        _ = try c.ok(["sync", empty, "--create", "--no-attachments"])
+        let nothing = try c.run(["fetch", String(id.prefix(8)), empty])
+        #expect(nothing.status == 66, "\(nothing.stderr)")
+        #expect(
+            nothing.stderr.contains("still lacks 3 attachment chunks (3.0 MiB) that \(empty) could not give"),
+            "\(nothing.stderr)")
         let fetched = try c.run(["fetch", String(id.prefix(8)), stick])
         #expect(fetched.status == 0 && fetched.stderr.contains("3 chunks pulled"), "\(fetched.stderr)")
         #expect(fetched.stderr.contains("every attachment is complete here"))
