@@ -15,8 +15,9 @@ extension Amanat {
             abstract: "List a record's attachments and whether each is complete on this device.",
             discussion: """
                 Each line shows the attachment id, complete / partial / missing (chunks stored here out of all), size, \
-                media type, name and note. A partial or missing attachment arrives with the next sync, or with \
-                `amanat fetch ID` from a sync file or relay that has it.
+                media type, name and note. A partial or missing attachment is followed by where it can be had: the \
+                device that attached it holds all of it. It arrives with the next sync with a sync file or relay \
+                that device has synced with, or with `amanat fetch ID TARGET`.
 
                 Example:
                   amanat attachments 3f9a1c
@@ -45,7 +46,21 @@ extension Amanat {
             for (info, presence) in rows {
                 print(Self.line(info, presence, state: state))
                 if !info.note.isEmpty { print("    note: \(RecordText.oneLine(info.note, 100))") }
+                if presence.present != presence.total {
+                    print(TerminalText.escape("    where: \(Self.whereToGet(info, vault: vault))"))
+                }
             }
+        }
+
+        /// Where an incomplete attachment can be had: the device that attached it holds all of it (it stored every
+        /// chunk before it signed the change), so any stick or relay that device synced with since has it.
+        static func whereToGet(_ info: AttachmentInfo, vault: Vault) -> String {
+            guard info.op.device != vault.deviceID else {
+                return
+                    "attached on this device, whose copy lost chunks (damaged ones are set aside: `amanat verify`); another member's copy comes back with a sync (or `amanat fetch ID TARGET`)."
+            }
+            return
+                "attached by \(vault.deviceLabel(info.op.device)), which holds all of it: a sync with a stick or relay that device has synced with since brings it (or `amanat fetch ID TARGET`)."
         }
 
         /// One human line: id, completeness, size, type, name, metadata marks.
