@@ -2,6 +2,10 @@ import AmanatCore
 import AmanatCrypto
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A custody envelope that verified: the signed original, where its device's chain places it, its key and change.
 public struct VerifiedCustody: Sendable {
     /// The envelope as its device signed it.
@@ -549,9 +553,20 @@ public enum BundleVerifier {
             throw BundleError(.malformedArchive, "\(url.path) cannot be read.")
         }
         for path in paths.sorted() {
-            var isDirectory: ObjCBool = false
             let full = url.appendingPathComponent(path)
-            guard fm.fileExists(atPath: full.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            // Without following links: a link (to /dev/zero, to a file elsewhere), a pipe or a device is not a file
+            // a bundle holds, and reading one could block or never end.
+            var info = stat()
+            guard lstat(full.path, &info) == 0 else {
+                throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+            }
+            if info.st_mode & S_IFMT == S_IFDIR { continue }
+            guard info.st_mode & S_IFMT == S_IFREG else {
+                throw BundleError(
+                    .malformedArchive,
+                    "\(path) in \(url.path) is not a regular file (a link, a pipe or a device); a bundle holds only files."
+                )
+            }
             guard TarArchive.isSafePath(path) else {
                 throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
             }

@@ -109,6 +109,9 @@ public struct ChunkProblem: Sendable, Equatable {
     public var total: Int
     /// `missing`, `truncated`, `swapped` or `tampered`.
     public var problem: String
+    /// Whether the damaged chunk was set aside (``ChunkStore/setAside(_:)``), so that it counts as missing and a
+    /// sync or fetch brings a good copy.
+    public var setAside = false
 }
 
 /// What sealing one chunk found: stored already, or written to a temporary file awaiting its commit.
@@ -400,7 +403,14 @@ extension Vault {
 
     /// Opens every stored chunk of `info` and reports each that is missing, truncated, swapped or tampered; when all
     /// open, the SHA-256 of the whole is compared with the signed one.
-    public func checkChunks(of info: AttachmentInfo, record: RecordID) throws -> [ChunkProblem] {
+    ///
+    /// With `settingAside`, a chunk that is there but does not open (truncated, swapped, tampered) is set aside
+    /// (``ChunkStore/setAside(_:)``): it then counts as missing, so the next sync or fetch from a carrier holding a
+    /// good copy brings one, even from a carrier that already holds the address (sync sends and takes only what one
+    /// side lacks).
+    public func checkChunks(of info: AttachmentInfo, record: RecordID, settingAside: Bool = false) throws
+        -> [ChunkProblem]
+    {
         let addresses = try chunkAddresses(of: info)
         guard let keys = chunkKeys(epoch: info.epoch) else { return [] }
         let store = chunkStore
@@ -420,10 +430,12 @@ extension Vault {
                 problem = "missing"
             }
             if let problem {
-                problems.append(
-                    ChunkProblem(
-                        attachment: info.id, record: record, position: index + 1, total: addresses.count,
-                        problem: problem))
+                var found = ChunkProblem(
+                    attachment: info.id, record: record, position: index + 1, total: addresses.count, problem: problem)
+                if settingAside && problem != "missing" {
+                    found.setAside = (try? store.setAside(address)) != nil
+                }
+                problems.append(found)
             }
         }
         if problems.isEmpty && sha.finalize() != info.sha256 {
@@ -575,10 +587,12 @@ extension Vault {
     }
 
     /// Every chunk problem of every attachment of every record (`verify`).
-    public func attachmentProblems(_ states: [RecordState]) throws -> [ChunkProblem] {
+    public func attachmentProblems(_ states: [RecordState], settingAside: Bool = false) throws -> [ChunkProblem] {
         var problems: [ChunkProblem] = []
         for state in states.sortedByID() {
-            for info in state.allAttachments { problems += try checkChunks(of: info, record: state.id) }
+            for info in state.allAttachments {
+                problems += try checkChunks(of: info, record: state.id, settingAside: settingAside)
+            }
         }
         return problems
     }

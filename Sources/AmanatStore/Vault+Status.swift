@@ -172,7 +172,10 @@ extension Vault {
     /// Checks everything: SQLite integrity, every chain and every signature, every envelope decrypts, the
     /// membership log, the projection equals a replay of the log under the membership rules, and every seal
     /// matches its original content.
-    public func verify() throws -> VerifyReport {
+    ///
+    /// With `settingAsideDamagedChunks` (the `verify` command), an attachment chunk that does not open is set aside
+    /// so that the next sync or fetch replaces it (``checkChunks(of:record:settingAside:)``).
+    public func verify(settingAsideDamagedChunks: Bool = false) throws -> VerifyReport {
         var problems: [String] = []
         let integrity: [String] = try mapErrors {
             try database.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
@@ -304,7 +307,7 @@ extension Vault {
         var attachmentsChecked = 0
         var missingChunks: [ChunkProblem] = []
         if problems.isEmpty {
-            for problem in try attachmentProblems(Array(replayed.values)) {
+            for problem in try attachmentProblems(Array(replayed.values), settingAside: settingAsideDamagedChunks) {
                 if problem.problem == "missing" {
                     missingChunks.append(problem)
                 } else if problem.position == 0 {
@@ -313,7 +316,10 @@ extension Vault {
                     )
                 } else {
                     problems.append(
-                        "Record \(problem.record.hex.prefix(12)), attachment \(problem.attachment.prefix(12)): chunk \(problem.position) of \(problem.total) is \(problem.problem)."
+                        "Record \(problem.record.hex.prefix(12)), attachment \(problem.attachment.prefix(12)): chunk \(problem.position) of \(problem.total) is \(problem.problem)"
+                            + (problem.setAside
+                                ? "; it was set aside and counts as missing until a sync or `amanat fetch` brings a good copy."
+                                : ".")
                     )
                 }
             }

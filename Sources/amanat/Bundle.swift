@@ -346,17 +346,28 @@ extension Amanat {
             }
             do {
                 for entry in archive.entries where entry.summary == nil {
+                    // Through the file `create` made with mode 0600: `createFile(contents:)` would replace it with
+                    // a new file whose mode follows the umask (0644), and these documents hold the narratives.
                     let url = try create(entry.path)
-                    guard fm.createFile(atPath: url.path, contents: Data(entry.contents)) else {
-                        throw CLIError(.io, "\(url.path) cannot be written (\(String(cString: strerror(errno)))).")
+                    do {
+                        let handle = try FileHandle(forWritingTo: url)
+                        try handle.write(contentsOf: Data(entry.contents))
+                        try handle.close()
+                    } catch {
+                        throw CLIError(.io, "\(url.path) cannot be written (\(OutputFolder.reason(error))).")
                     }
                 }
                 if archive.entries.contains(where: { $0.summary != nil }) {
                     try writeAttachments(of: archive, identities: identities, create: create)
                 }
             } catch {
-                // Nothing of a bundle that could not be opened whole stays.
+                // Nothing of a bundle that could not be opened whole stays: its files, then the folders they made
+                // (deepest first; `rmdir` removes only empty ones, and the output folder was empty or new).
                 for url in written { try? fm.removeItem(at: url) }
+                let folders = (try? fm.subpathsOfDirectory(atPath: root.path)) ?? []
+                for folder in folders.sorted(by: { $0.count > $1.count }) {
+                    _ = rmdir(root.appendingPathComponent(folder).path)
+                }
                 throw error
             }
             if json {
@@ -382,7 +393,10 @@ extension Amanat {
             let second = try withoutActuallyEscaping(create) { create in
                 try key.decryptArchive(path, identities: identities) { event in
                     switch event {
-                    case .start(let file, _):
+                    case .start(let file, let size):
+                        // Only the files, of the sizes, the verified reading found: a larger file swapped in is
+                        // refused before it can fill the disk.
+                        guard verified.entry(file)?.summary?.size == size else { throw changed }
                         let url = try create(file)
                         guard let handle = FileHandle(forWritingAtPath: url.path) else {
                             throw CLIError(.io, "\(url.path) cannot be written (\(String(cString: strerror(errno)))).")

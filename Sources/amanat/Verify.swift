@@ -8,7 +8,9 @@ extension Amanat {
         static let configuration = CommandConfiguration(
             abstract: "Check the whole vault: SQLite integrity, every chain and signature, every seal, the projection.",
             discussion: """
-                Exits 0 when all is well; 65 with one line per problem otherwise.
+                Exits 0 when all is well; 65 with one line per problem otherwise. An attachment chunk that is damaged \
+                on this disk is set aside: it then counts as missing, and the next sync or fetch with a stick or \
+                relay holding a good copy brings it back.
 
                 Example:
                   amanat verify
@@ -19,7 +21,7 @@ extension Amanat {
 
         func run() throws {
             let vault = try options.open()
-            let report = try vault.verify()
+            let report = try vault.verify(settingAsideDamagedChunks: true)
             if json { try JSONOutput.print(VerifyJSON(report)) }
             for held in report.heldBack {
                 note(

@@ -54,9 +54,49 @@ import AmanatTestSupport
         #expect(opened.mib < 128, "bundle open peaked at \(opened.mib) MiB")
         let file = folder.appendingPathComponent("attachments/\(id)/\(attachment.prefix(12)).bin")
         #expect(Bytes(try Data(contentsOf: file)) == Bytes(media))
+        // Every file is readable by its owner alone: the documents hold the narratives, whatever the umask.
+        for path in try FileManager.default.subpathsOfDirectory(atPath: folder.path) {
+            let attributes = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(path).path)
+            guard attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+            #expect((attributes[.posixPermissions] as? Int) == 0o600, "\(path)")
+        }
         let fromFolder = try peakMiB(["bundle", "verify", folder.path])
         #expect(fromFolder.status == 0)
         #expect(fromFolder.mib < 128, "bundle verify of the folder peaked at \(fromFolder.mib) MiB")
+        // An opened folder whose recording is a link to an endless device is refused unread, not read forever.
+        try FileManager.default.removeItem(at: file)
+        try FileManager.default.createSymbolicLink(atPath: file.path, withDestinationPath: "/dev/zero")
+        let linked = try cli.run(["bundle", "verify", folder.path], withVault: false)
+        #expect(linked.status == 65, "\(linked.stderr)")
+        #expect(linked.stderr.contains("is not a regular file (a link, a pipe or a device)"), "\(linked.stderr)")
+    }
+
+    /// `bundle open` into a disk that fills up while it writes an attachment: one sentence, exit 74, and nothing of
+    /// the bundle stays in the output folder (no file, no folder), so no half-opened evidence is taken for whole.
+    @Test(.enabled(if: TinyDisk.available, "mounting a tmpfs needs root"))
+    func aBundleOpenThatRunsOutOfRoomLeavesNothing() throws {
+        let scratch = try Scratch()
+        let cli = scratch.runner()
+        try cli.initialize()
+        let id = try cli.ok([
+            "add", "testimony", "--witness", "W-017", "--narrative-file", samplePath, "--consent", "share",
+        ])
+        let media = TestMedia.make(size: 3 * 1_048_576, seed: TestMedia.seed("fullOpen"))
+        let recording = scratch.path("recording.bin")
+        try TestMedia.write(media, to: recording)
+        _ = try cli.ok(["attach", id, recording.path])
+        let key = scratch.path("lawyer.txt").path
+        #expect(try shell("age-keygen -o '\(key)'").0 == 0)
+        let recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bundle = scratch.path("evidence.age").path
+        _ = try cli.ok(["export", "--out", bundle, "--recipient", recipient, "--id", id])
+        let disk = try #require(TinyDisk(megabytes: 2))
+        let out = disk.url.appendingPathComponent("opened")
+        let opened = try cli.run(["bundle", "open", bundle, "--identity", key, "--out", out.path], withVault: false)
+        #expect(opened.status == 74, "\(opened.stderr)")
+        #expect(opened.stderr.hasPrefix("amanat: ") && opened.stderr.contains("cannot be written"), "\(opened.stderr)")
+        let left = (try? FileManager.default.subpathsOfDirectory(atPath: out.path)) ?? []
+        #expect(left.isEmpty, "left behind: \(left)")
     }
 
     @Test func aBundleWithAttachmentsOpensWithAgeAndTarAndItsSHA256IsTheOneInCustody() throws {

@@ -310,13 +310,25 @@ final class Background {
         let r = try cli.run(["verify"])
         #expect(r.status == 65, "\(r.stdout) \(r.stderr)")
         for phrase in [
-            "chunk 1 of 5 is tampered", "chunk 2 of 5 is swapped", "chunk 3 of 5 is truncated",
-            "is missing 1 of 5 chunks here",
+            "chunk 1 of 5 is tampered; it was set aside", "chunk 2 of 5 is swapped; it was set aside",
+            "chunk 3 of 5 is truncated; it was set aside", "is missing 1 of 5 chunks here",
         ] {
             #expect(r.stderr.contains(phrase), "\(phrase): \(r.stderr)")
         }
         #expect(r.stderr.contains("attachment \(attachment.prefix(12))"))
         #expect(try attachments(cli, id).first?["state"] as? String == "partial")
+        // Set aside, the three count as missing: the next verify says so, and a sync or fetch would bring them.
+        let again = try cli.run(["verify"])
+        #expect(again.stderr.contains("is missing 4 of 5 chunks here") && !again.stderr.contains("tampered"))
+        for url in urls[0..<3] {
+            #expect(
+                FileManager.default.fileExists(atPath: url.path + ".damaged")
+                    && !FileManager.default.fileExists(atPath: url.path))
+        }
+        // The same damage again, in place, for extract to meet.
+        try tampered.write(to: urls[0])
+        try originals[2].write(to: urls[1])
+        try originals[2].prefix(originals[2].count - 100).write(to: urls[2])
 
         // Incomplete (a truncated chunk is not there for use either): extract refuses and writes nothing.
         let out = scratch.path("out.bin")
@@ -361,6 +373,9 @@ final class Background {
         #expect(!FileManager.default.fileExists(atPath: out.path))
         let verify = try cli.run(["verify"])
         #expect(verify.status == 65 && verify.stderr.contains("chunk 2 of 4 is tampered"), "\(verify.stderr)")
+        // verify set the forged chunk aside (it counts as missing now); the key holder puts it back in its place.
+        #expect(FileManager.default.fileExists(atPath: vault.chunkStore.damagedURL(for: addresses[1]).path))
+        try Data(forged).write(to: vault.chunkStore.url(for: addresses[1]))
 
         // Into a pipe nothing written can be taken back: every chunk is checked in full before it is written, so
         // the reader gets chunk 1 and no byte of the forged chunk 2, and the pipe itself is left where it was.
@@ -539,6 +554,22 @@ final class Background {
         #expect(back.stderr.contains("1 chunk pulled"), "\(back.stderr)")
         #expect(back.stderr.contains("every attachment is complete here"), "\(back.stderr)")
         let out = scratch.path("out.bin")
+        _ = try b.ok(["extract", id, attachment, "--out", out.path])
+        #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
+        #expect(try b.run(["verify"]).status == 0)
+
+        // Damaged after the stick took it: a sync sends and takes only what one side lacks, so it cannot see it.
+        // verify finds it and sets it aside; the next sync takes the stick's good copy back.
+        try FileManager.default.removeItem(at: out)
+        var again = try Data(contentsOf: store.url(for: address))
+        again[again.count / 3] ^= 0x04
+        try again.write(to: store.url(for: address))
+        let found = try b.run(["verify"])
+        #expect(found.status == 65 && found.stderr.contains("is tampered; it was set aside"), "\(found.stderr)")
+        let healed = try b.run(["sync", second])
+        #expect(
+            healed.stderr.contains("1 chunk pulled") && healed.stderr.contains("every attachment is complete here"),
+            "\(healed.stderr)")
         _ = try b.ok(["extract", id, attachment, "--out", out.path])
         #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
         #expect(try b.run(["verify"]).status == 0)
