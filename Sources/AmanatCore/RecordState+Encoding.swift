@@ -226,19 +226,26 @@ extension Array {
     /// string and dictionary an element holds to count a reference. Inlinable, so that it is compiled for the
     /// caller's element type: the generic version copied each element to swap it.
     @inlinable public mutating func sortByID(_ id: (Element) -> RecordID) {
-        var order = indices.map { (id: id(self[$0]), index: $0) }
-        order.sort { $0.id < $1.id }
-        // source[i]: where the element that belongs at i is now.
-        var source = order.map(\.index)
-        for start in source.indices {
-            var i = start
-            while source[i] != start {
-                let next = source[i]
-                swapAt(i, next)
+        // Through the buffer: an element is read in place to take its id, and a swap moves the two elements' bytes
+        // (the array's own `swapAt` and subscript copied each element, retaining every string and dictionary of a
+        // view: a tenth of `list`'s time on 100k records).
+        withUnsafeMutableBufferPointer { elements in
+            var order: [(id: RecordID, index: Int)] = []
+            order.reserveCapacity(elements.count)
+            for index in elements.indices { order.append((id(elements[index]), index)) }
+            order.sort { $0.id < $1.id }
+            // source[i]: where the element that belongs at i is now.
+            var source = order.map(\.index)
+            for start in source.indices {
+                var i = start
+                while source[i] != start {
+                    let next = source[i]
+                    elements.swapAt(i, next)
+                    source[i] = i
+                    i = next
+                }
                 source[i] = i
-                i = next
             }
-            source[i] = i
         }
     }
 }
