@@ -164,6 +164,9 @@ public struct TarArchive: Sendable, Equatable {
         private var padding = 0
         /// Whether the end-of-archive marker was read: everything after it must be zero.
         private var ended = false
+        /// The paths read so far, as UTF-8 bytes: a set, so that a hostile archive of many small files is not a
+        /// quadratic search for duplicates.
+        private var paths: Set<[UInt8]> = []
 
         /// A decoder keeping every file in memory except those `summarising` selects, whose bytes go to `sink`.
         public init(summarising: @escaping (String) -> Bool = { _ in false }, sink: ((Event) throws -> Void)? = nil) {
@@ -249,7 +252,7 @@ public struct TarArchive: Sendable, Equatable {
             guard let size = TarArchive.octal(header[124..<136]), size >= 0 else {
                 throw Self.fail("a file size is unreadable")
             }
-            guard archive.entry(path) == nil else { throw Self.fail("\(path) appears twice") }
+            guard paths.insert(Array(path.utf8)).inserted else { throw Self.fail("\(path) appears twice") }
             let summarised = summarising(path)
             if summarised { try sink?(.start(path: path, size: size)) }
             file = (path, size, size, [], summarised ? SHA256.Hasher() : nil)

@@ -550,6 +550,16 @@ func testSeed() -> UInt64 {
         var flipped = bytes
         flipped[10] ^= 1
         #expect(throws: BundleError.self) { try TarArchive(decoding: flipped) }
+        // A path twice is refused, however far apart (compared as UTF-8 bytes: `é` and `e` + U+0301 are two).
+        var twice = TarArchive()
+        twice.add("a.txt", [1])
+        for i in 0..<300 { twice.add("f\(i)", []) }
+        twice.entries.append(.init(path: "a.txt", contents: [2]))
+        #expect(throws: BundleError.self) { try TarArchive(decoding: twice.encoded()) }
+        var equivalent = TarArchive()
+        equivalent.add("caf\u{E9}", [1])
+        equivalent.add("cafe\u{301}", [2])
+        #expect(try TarArchive(decoding: equivalent.encoded()).entries.count == 2)
         for path in ["../evil", "/etc/passwd", "a/../../b", "", "a//b", "./x"] {
             #expect(!TarArchive.isSafePath(path), "\(path)")
         }
