@@ -295,6 +295,18 @@ public struct ChunkStore: Sendable {
         return url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + ".damaged")
     }
 
+    /// How many damaged copies are set aside in the store (``setAside(_:)``).
+    public func setAsideCount() -> Int {
+        let fm = FileManager.default
+        guard let shards = try? fm.contentsOfDirectory(atPath: root.path) else { return 0 }
+        var count = 0
+        for shard in shards where shard.count == 2 {
+            let names = (try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(shard).path)) ?? []
+            count += names.filter { $0.count == 62 + ".damaged".count && $0.hasSuffix(".damaged") }.count
+        }
+        return count
+    }
+
     /// Moves the stored chunk of `address` aside (``damagedURL(for:)``, replacing an earlier one there) because it
     /// did not authenticate: the address then counts as missing, so `status` and `attachments` say so and the next
     /// sync or fetch brings a good copy. The damaged bytes are kept, not destroyed: `purge` removes them with the

@@ -73,6 +73,9 @@ public struct VerifyReport: Sendable {
     /// Changes stored without content that no purge known here names: a purge not received yet, or a carrier that
     /// stripped them; a later sync with a carrier that has them puts the content back.
     public var withoutContent: Int = 0
+    /// Damaged chunk copies set aside here (``ChunkStore/setAside(_:)``): ciphertext kept for inspection, which
+    /// `purge` destroys with its chunk.
+    public var setAsideChunks: Int = 0
 }
 
 extension Vault {
@@ -338,7 +341,7 @@ extension Vault {
         return VerifyReport(
             devices: devices, envelopes: envelopes, records: replayed.count, seals: seals, problems: problems,
             heldBack: heldBack, unreadable: unreadable, attachments: attachmentsChecked, missingChunks: missingChunks,
-            purged: purged, withoutContent: withoutContent)
+            purged: purged, withoutContent: withoutContent, setAsideChunks: chunkStore.setAsideCount())
     }
 
     private struct HeldKey: Hashable {

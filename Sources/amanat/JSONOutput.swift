@@ -112,6 +112,7 @@ struct VerifyJSON: Encodable {
     var problems: [String]
     var held_back: [Held]
     var unreadable: Int
+    var set_aside_chunks: Int
 
     init(_ report: VerifyReport) {
         ok = report.problems.isEmpty
@@ -122,6 +123,7 @@ struct VerifyJSON: Encodable {
         problems = report.problems
         held_back = report.heldBack.map { Held(device: $0.device.hex, reason: $0.reason.rawValue, changes: $0.changes) }
         unreadable = report.unreadable
+        set_aside_chunks = report.setAsideChunks
     }
 }
 

@@ -43,6 +43,11 @@ extension Amanat {
                     "WARNING: \(report.withoutContent) change\(report.withoutContent == 1 ? "" : "s") arrived without content and no purge known here names \(report.withoutContent == 1 ? "it" : "them") (a purge not received yet, or a carrier that stripped them); syncing with a device that has the content puts it back."
                 )
             }
+            if report.setAsideChunks > 0 {
+                note(
+                    "set aside: \(report.setAsideChunks) damaged attachment chunk\(report.setAsideChunks == 1 ? "" : "s") (ciphertext, kept beside the chunks as *.damaged for inspection; purge destroys them with their record)"
+                )
+            }
             var incomplete: [String: (record: String, missing: Int, total: Int)] = [:]
             for chunk in report.missingChunks {
                 incomplete[chunk.attachment, default: (chunk.record.hex, 0, chunk.total)].missing += 1

@@ -320,6 +320,7 @@ final class Background {
         // Set aside, the three count as missing: the next verify says so, and a sync or fetch would bring them.
         let again = try cli.run(["verify"])
         #expect(again.stderr.contains("is missing 4 of 5 chunks here") && !again.stderr.contains("tampered"))
+        #expect(again.stderr.contains("set aside: 3 damaged attachment chunks"), "\(again.stderr)")
         for url in urls[0..<3] {
             #expect(
                 FileManager.default.fileExists(atPath: url.path + ".damaged")
