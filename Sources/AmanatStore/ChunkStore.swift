@@ -309,8 +309,8 @@ public struct ChunkStore: Sendable {
 
     /// Moves the stored chunk of `address` aside (``damagedURL(for:)``, replacing an earlier one there) because it
     /// did not authenticate: the address then counts as missing, so `status` and `attachments` say so and the next
-    /// sync or fetch brings a good copy. The damaged bytes are kept, not destroyed: `purge` removes them with the
-    /// chunk (``remove(_:)``).
+    /// sync or fetch brings a good copy. The damaged bytes are kept, not destroyed (the latest damaged copy of each
+    /// address): `purge` removes them with the chunk (``remove(_:)``).
     public func setAside(_ address: [UInt8]) throws {
         let url = url(for: address)
         guard rename(url.path, damagedURL(for: address).path) == 0 else {

@@ -432,7 +432,7 @@ extension Vault {
             if let problem {
                 var found = ChunkProblem(
                     attachment: info.id, record: record, position: index + 1, total: addresses.count, problem: problem)
-                if settingAside && problem != "missing" {
+                if settingAside && problem != "missing", isDamagedOnItsOwnTerms(address) {
                     found.setAside = (try? store.setAside(address)) != nil
                 }
                 problems.append(found)
@@ -563,6 +563,22 @@ extension Vault {
                 .damaged,
                 "Attachment \(info.id.prefix(12)) does not match its signed SHA-256; nothing was extracted. Run `amanat verify`."
             )
+        }
+    }
+
+    /// Whether the stored chunk of `address` is damaged whatever attachment lists it: under the chunk keys of no
+    /// vault key this device holds does it open, at its own length, as the chunk of its address (AEAD, then the
+    /// keyed hash of its content). Only such a chunk is set aside. A chunk is shared by every attachment that lists
+    /// its address, and a member can sign an `attach` that lists a good chunk with another length or epoch: that
+    /// attachment's check fails, but the chunk is the other attachments' evidence and stays in place.
+    public func isDamagedOnItsOwnTerms(_ address: [UInt8]) -> Bool {
+        guard let sealed = try? chunkStore.read(address), sealed.count >= ChunkKeys.overhead else { return false }
+        return !allKeys.contains { key in
+            if case .success = ChunkKeys(key).open(sealed, address: address, length: sealed.count - ChunkKeys.overhead)
+            {
+                return true
+            }
+            return false
         }
     }
 

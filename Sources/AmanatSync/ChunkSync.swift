@@ -201,8 +201,15 @@ public struct ChunkSync {
                         continue
                     }
                     guard let sealed = try store.read(ref.address) else { continue }
-                    // A chunk damaged on this disk would take the carrier's place for its address for good.
+                    // A chunk damaged on this disk would take the carrier's place for its address for good. One
+                    // that fails only this attachment's expectation (another member listed it with another length
+                    // or epoch) is still whole, and still the evidence of the attachments it belongs to.
                     guard chunk.keys.authenticates(sealed, address: ref.address, length: chunk.length) else {
+                        guard vault.isDamagedOnItsOwnTerms(ref.address) else {
+                            done += 1
+                            progress(done, total)
+                            continue
+                        }
                         try store.setAside(ref.address)
                         report.damaged += 1
                         missing[Hex.encode(ref.address)] = Needed(ref: ref, keys: chunk.keys, length: chunk.length)

@@ -316,6 +316,7 @@ extension Amanat {
             let expected = try expectedVault(expectVault)
             let fm = FileManager.default
             try OutputFolder.check(out)
+            let outExisted = fm.fileExists(atPath: out)
             // The passphrase, if any, is asked once: the attachments are read in a second pass.
             let identities = try key.identities(vault: options.openIfPresent)
             let archive = try key.decryptArchive(path, identities: identities)
@@ -368,6 +369,7 @@ extension Amanat {
                 for folder in folders.sorted(by: { $0.count > $1.count }) {
                     _ = rmdir(root.appendingPathComponent(folder).path)
                 }
+                if !outExisted { _ = rmdir(root.path) }
                 throw error
             }
             if json {

@@ -41,6 +41,47 @@ import Testing
         #expect(!store.has(address, sealedLength: sealed.count))
     }
 
+    /// A member signs an `attach` that lists another attachment's good chunk with another chunk size: `verify` names
+    /// the chunk as not what that attachment says, but does not set it aside: whole on its own terms, it stays the
+    /// evidence of the attachment it belongs to, which is still complete and extracts.
+    @Test func aGoodChunkListedWrongByAnotherAttachmentStaysInPlace() throws {
+        let dir = try TemporaryDirectory()
+        let vault = try Vault.create(
+            at: dir.url.appendingPathComponent("v"), passphrase: SecureBytes(Array("pw".utf8)), deviceName: "a",
+            strength: .interactive)
+        let record = try vault.createRecord(kind: "testimony", fields: [("witness", "W-1")], tags: [], seal: false)
+        let media = Sodium.randomBytes(10_000)
+        let file = dir.url.appendingPathComponent("a.bin")
+        try Data(media).write(to: file)
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        var source = FileDescriptorSource(fd: handle.fileDescriptor, name: file.path)
+        let stored = try vault.storeFile(from: &source, name: "a.bin", note: "")
+        let honest = try vault.attach(record: record, spec: stored.spec)
+        let address = try #require(stored.spec.chunks.first)
+        let wrong = AttachmentSpec(
+            epoch: stored.spec.epoch, size: 4096, sha256: SHA256.hash(Array(media.prefix(4096))),
+            mediaType: "application/octet-stream", name: "b.bin", note: "", metadataFlags: 0, chunkSize: 4096,
+            chunks: [address])
+        _ = try vault.attach(record: record, spec: wrong)
+        let report = try vault.verify(settingAsideDamagedChunks: true)
+        #expect(report.problems.contains { $0.contains("chunk 1 of 1 is") }, "\(report.problems)")
+        #expect(!report.problems.contains { $0.contains("set aside") }, "\(report.problems)")
+        #expect(vault.chunkStore.has(address, sealedLength: 10_000 + ChunkKeys.overhead))
+        #expect(try vault.presence(of: honest).present == 1)
+        var out: [UInt8] = []
+        try vault.extract(honest, record: record) { out += $0 }
+        #expect(out == media)
+        // A chunk damaged on its own terms is set aside.
+        var bytes = try Data(contentsOf: vault.chunkStore.url(for: address))
+        bytes[100] ^= 1
+        try bytes.write(to: vault.chunkStore.url(for: address))
+        #expect(vault.isDamagedOnItsOwnTerms(address))
+        let again = try vault.verify(settingAsideDamagedChunks: true)
+        #expect(again.problems.contains { $0.contains("set aside") }, "\(again.problems)")
+        #expect(try vault.presence(of: honest).present == 0)
+    }
+
     @Test func chunksWrittenWithAndWithoutODirectReadBackExactly() throws {
         let dir = try TemporaryDirectory()
         var roots = [dir.url.appendingPathComponent("chunks")]
