@@ -24,6 +24,19 @@ import Testing
         }
     }
 
+    /// An `amanat serve` process over `database` (the password in its environment, never on its command line).
+    func relay(_ database: String, password: String) throws -> ServeProcess {
+        try ServeProcess(
+            arguments: ["serve", "--port", "0", "--database", database],
+            environment: ["AMANAT_DATABASE_PASSWORD": password])
+    }
+
+    /// How many envelopes the database `name` of `server` stores, counted by `psql`.
+    func storedEnvelopes(_ server: PostgresTestServer, _ name: String) throws -> Int {
+        let out = try server.psql("SELECT count(*) FROM relay_envelope", database: name)
+        return out.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.first ?? -1
+    }
+
     @Test func aTeamSyncsThroughTwoRelaysAndFinishesThroughTheSecondWhenTheFirstIsKilled() throws {
         let scratch = try Scratch()
         let (_, database, password, _) = try database()
@@ -105,10 +118,7 @@ import Testing
     /// most 2 s to connect.)
     @Test func aRelayKilledInTheMiddleOfALargeSyncLeavesTheRestToTheOther() async throws {
         let (server, database, password, name) = try database()
-        let environment = ["AMANAT_DATABASE_PASSWORD": password]
-        func relay() throws -> ServeProcess {
-            try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
-        }
+        func relay() throws -> ServeProcess { try self.relay(database, password: password) }
         let one = try relay()
         defer { one.kill9() }
         let two = try relay()
@@ -120,10 +130,7 @@ import Testing
         _ = try team[0].commitBatch(
             (0..<5000).map { i in (nil, [.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]) })
         let total = try team[0].changeCount()  // 5000 records and the two membership entries
-        func stored() throws -> Int {
-            let out = try server.psql("SELECT count(*) FROM relay_envelope", database: name)
-            return out.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.first ?? -1
-        }
+        func stored() throws -> Int { try storedEnvelopes(server, name) }
 
         // The push goes through `one` in batches of 100; `one` dies a third of the way, while the push holds still.
         let progress = Counter()
@@ -169,10 +176,7 @@ import Testing
     /// no failure.
     @Test func aPushStoredByARelayThatDiedBeforeAnsweringIsStoredOnceThroughTheOther() async throws {
         let (server, database, password, name) = try database()
-        let environment = ["AMANAT_DATABASE_PASSWORD": password]
-        func relay() throws -> ServeProcess {
-            try ServeProcess(arguments: ["serve", "--port", "0", "--database", database], environment: environment)
-        }
+        func relay() throws -> ServeProcess { try self.relay(database, password: password) }
         let one = try relay()
         defer { one.kill9() }
         let two = try relay()
@@ -184,10 +188,7 @@ import Testing
         _ = try team[0].commitBatch(
             (0..<3000).map { i in (nil, [.create(kind: "statement"), .set(field: "title", value: "s\(i)", pred: [])]) })
         let total = try team[0].changeCount()
-        func stored() throws -> Int {
-            let out = try server.psql("SELECT count(*) FROM relay_envelope", database: name)
-            return out.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.first ?? -1
-        }
+        func stored() throws -> Int { try storedEnvelopes(server, name) }
 
         let progress = Counter()
         let pause = SyncPause(at: 1000)
