@@ -586,7 +586,7 @@ public enum BundleVerifier {
                 } catch {
                     throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
                 }
-                archive.entries.append(.init(path: path, summary: .init(sha256: hasher.finalize(), size: size)))
+                archive.append(.init(path: path, summary: .init(sha256: hasher.finalize(), size: size)))
                 continue
             }
             guard let data = fm.contents(atPath: full.path) else {

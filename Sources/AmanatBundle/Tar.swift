@@ -47,15 +47,33 @@ public struct TarArchive: Sendable, Equatable {
         }
     }
 
-    /// The files, in archive order.
-    public var entries: [Entry] = []
+    private var files: [Entry] = []
+    /// Where the first file of each path is in `files`, by the path's UTF-8 bytes: a look-up is one hash, so that
+    /// reading or verifying an archive of many files is not a scan of all of them for each (a hostile bundle of a
+    /// hundred thousand files made both quadratic).
+    private var positions: [[UInt8]: Int] = [:]
+
+    /// The files, in archive order. Setting them indexes them again; ``add(_:_:)`` appends in constant time.
+    public var entries: [Entry] {
+        get { files }
+        set {
+            files = []
+            positions = [:]
+            for entry in newValue { append(entry) }
+        }
+    }
 
     /// An empty archive.
     public init() {}
 
     /// Adds a file.
-    public mutating func add(_ path: String, _ contents: [UInt8]) {
-        entries.append(Entry(path: path, contents: contents))
+    public mutating func add(_ path: String, _ contents: [UInt8]) { append(Entry(path: path, contents: contents)) }
+
+    /// Appends `entry`; a path already present keeps pointing at its first file.
+    mutating func append(_ entry: Entry) {
+        let key = Array(entry.path.utf8)
+        if positions[key] == nil { positions[key] = files.count }
+        files.append(entry)
     }
 
     /// The file at `path`, if present. Paths are compared as UTF-8 bytes, never up to Unicode canonical equivalence
@@ -64,7 +82,7 @@ public struct TarArchive: Sendable, Equatable {
     public func file(_ path: String) -> [UInt8]? { entry(path).flatMap { $0.summary == nil ? $0.contents : nil } }
 
     /// The entry at `path`, if present (paths compared as UTF-8 bytes, as in ``file(_:)``).
-    public func entry(_ path: String) -> Entry? { entries.first { $0.path.utf8.elementsEqual(path.utf8) } }
+    public func entry(_ path: String) -> Entry? { positions[Array(path.utf8)].map { files[$0] } }
 
     /// Whether `path` is safe to write under a folder: relative, no `.` or `..` parts, no empty parts, ≤ 100 bytes.
     public static func isSafePath(_ path: String) -> Bool {
@@ -164,9 +182,6 @@ public struct TarArchive: Sendable, Equatable {
         private var padding = 0
         /// Whether the end-of-archive marker was read: everything after it must be zero.
         private var ended = false
-        /// The paths read so far, as UTF-8 bytes: a set, so that a hostile archive of many small files is not a
-        /// quadratic search for duplicates.
-        private var paths: Set<[UInt8]> = []
 
         /// A decoder keeping every file in memory except those `summarising` selects, whose bytes go to `sink`.
         public init(summarising: @escaping (String) -> Bool = { _ in false }, sink: ((Event) throws -> Void)? = nil) {
@@ -252,7 +267,7 @@ public struct TarArchive: Sendable, Equatable {
             guard let size = TarArchive.octal(header[124..<136]), size >= 0 else {
                 throw Self.fail("a file size is unreadable")
             }
-            guard paths.insert(Array(path.utf8)).inserted else { throw Self.fail("\(path) appears twice") }
+            guard archive.entry(path) == nil else { throw Self.fail("\(path) appears twice") }
             let summarised = summarising(path)
             if summarised { try sink?(.start(path: path, size: size)) }
             file = (path, size, size, [], summarised ? SHA256.Hasher() : nil)
@@ -265,10 +280,10 @@ public struct TarArchive: Sendable, Equatable {
             padding = (512 - current.size % 512) % 512
             if let hasher = current.hasher {
                 try sink?(.end)
-                archive.entries.append(
+                archive.append(
                     Entry(path: current.path, summary: Summary(sha256: hasher.finalize(), size: current.size)))
             } else {
-                archive.entries.append(Entry(path: current.path, contents: current.contents))
+                archive.append(Entry(path: current.path, contents: current.contents))
             }
         }
     }
