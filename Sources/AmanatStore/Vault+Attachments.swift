@@ -419,12 +419,15 @@ extension Vault {
         for (index, address) in addresses.enumerated() {
             let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
             let problem: String?
+            var damaged = false  // there, and damaged whatever attachment lists it
             if let sealed = try? store.read(address) {
                 switch keys.open(sealed, address: address, length: length) {
                 case .success(let plaintext):
                     sha.update(plaintext)
                     problem = nil
-                case .failure(let error): problem = error.problem.rawValue
+                case .failure(let error):
+                    problem = error.problem.rawValue
+                    damaged = settingAside && isDamagedOnItsOwnTerms(sealed, address: address)
                 }
             } else {
                 problem = "missing"
@@ -432,9 +435,7 @@ extension Vault {
             if let problem {
                 var found = ChunkProblem(
                     attachment: info.id, record: record, position: index + 1, total: addresses.count, problem: problem)
-                if settingAside && problem != "missing", isDamagedOnItsOwnTerms(address) {
-                    found.setAside = (try? store.setAside(address)) != nil
-                }
+                if settingAside && damaged { found.setAside = (try? store.setAside(address)) != nil }
                 problems.append(found)
             }
         }
@@ -571,8 +572,8 @@ extension Vault {
     /// keyed hash of its content). Only such a chunk is set aside. A chunk is shared by every attachment that lists
     /// its address, and a member can sign an `attach` that lists a good chunk with another length or epoch: that
     /// attachment's check fails, but the chunk is the other attachments' evidence and stays in place.
-    public func isDamagedOnItsOwnTerms(_ address: [UInt8]) -> Bool {
-        guard let sealed = try? chunkStore.read(address), sealed.count >= ChunkKeys.overhead else { return false }
+    public func isDamagedOnItsOwnTerms(_ sealed: [UInt8], address: [UInt8]) -> Bool {
+        guard sealed.count >= ChunkKeys.overhead else { return false }
         return !allKeys.contains { key in
             if case .success = ChunkKeys(key).open(sealed, address: address, length: sealed.count - ChunkKeys.overhead)
             {

@@ -117,14 +117,9 @@ public struct ChunkSync {
         self.options = options
     }
 
-    struct Needed {
-        var ref: ChunkRef
-        var keys: ChunkKeys
-        var length: Int
-    }
-
-    /// A chunk this device holds, with what checking it before it is sent needs.
-    struct Held {
+    /// A chunk an attachment lists, with what opening or checking it needs: the keys of the attachment's epoch and
+    /// its plaintext length.
+    struct Listed {
         var ref: ChunkRef
         var keys: ChunkKeys
         var length: Int
@@ -135,8 +130,8 @@ public struct ChunkSync {
         -> ChunkSyncReport
     {
         var report = ChunkSyncReport()
-        var missing: [String: Needed] = [:]
-        var held: [String: Held] = [:]
+        var missing: [String: Listed] = [:]
+        var held: [String: Listed] = [:]
         let store = vault.chunkStore
         store.sweepTemporaryFiles()
         for state in try vault.allStates().sortedByID() {
@@ -153,10 +148,11 @@ public struct ChunkSync {
                     let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
                     let ref = ChunkRef(address: address, sealedLength: length + ChunkKeys.overhead)
                     let hex = Hex.encode(address)
+                    let listed = Listed(ref: ref, keys: keys, length: length)
                     if store.has(address, sealedLength: ref.sealedLength) {
-                        held[hex] = Held(ref: ref, keys: keys, length: length)
+                        held[hex] = listed
                     } else {
-                        missing[hex] = Needed(ref: ref, keys: keys, length: length)
+                        missing[hex] = listed
                     }
                 }
             }
@@ -205,14 +201,11 @@ public struct ChunkSync {
                     // that fails only this attachment's expectation (another member listed it with another length
                     // or epoch) is still whole, and still the evidence of the attachments it belongs to.
                     guard chunk.keys.authenticates(sealed, address: ref.address, length: chunk.length) else {
-                        guard vault.isDamagedOnItsOwnTerms(ref.address) else {
-                            done += 1
-                            progress(done, total)
-                            continue
+                        if vault.isDamagedOnItsOwnTerms(sealed, address: ref.address) {
+                            try store.setAside(ref.address)
+                            report.damaged += 1
+                            missing[Hex.encode(ref.address)] = chunk
                         }
-                        try store.setAside(ref.address)
-                        report.damaged += 1
-                        missing[Hex.encode(ref.address)] = Needed(ref: ref, keys: chunk.keys, length: chunk.length)
                         done += 1
                         progress(done, total)
                         continue

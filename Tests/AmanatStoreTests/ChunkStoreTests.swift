@@ -76,7 +76,7 @@ import Testing
         var bytes = try Data(contentsOf: vault.chunkStore.url(for: address))
         bytes[100] ^= 1
         try bytes.write(to: vault.chunkStore.url(for: address))
-        #expect(vault.isDamagedOnItsOwnTerms(address))
+        #expect(vault.isDamagedOnItsOwnTerms(Array(bytes), address: address))
         let again = try vault.verify(settingAsideDamagedChunks: true)
         #expect(again.problems.contains { $0.contains("set aside") }, "\(again.problems)")
         #expect(try vault.presence(of: honest).present == 0)
