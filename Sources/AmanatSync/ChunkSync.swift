@@ -199,13 +199,13 @@ public struct ChunkSync {
                     guard let sealed = try store.read(ref.address) else { continue }
                     // A chunk damaged on this disk would take the carrier's place for its address for good. One
                     // that fails only this attachment's expectation (another member listed it with another length
-                    // or epoch) is still whole, and still the evidence of the attachments it belongs to.
-                    guard chunk.keys.authenticates(sealed, address: ref.address, length: chunk.length) else {
-                        if vault.isDamagedOnItsOwnTerms(sealed, address: ref.address) {
-                            try store.setAside(ref.address)
-                            report.damaged += 1
-                            missing[Hex.encode(ref.address)] = chunk
-                        }
+                    // or epoch) is still whole, and still the evidence of the attachments it belongs to: it goes.
+                    if !chunk.keys.authenticates(sealed, address: ref.address, length: chunk.length),
+                        vault.isDamagedOnItsOwnTerms(sealed, address: ref.address)
+                    {
+                        try store.setAside(ref.address)
+                        report.damaged += 1
+                        missing[Hex.encode(ref.address)] = chunk
                         done += 1
                         progress(done, total)
                         continue
