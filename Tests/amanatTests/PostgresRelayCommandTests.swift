@@ -25,9 +25,9 @@ import Testing
     }
 
     /// An `amanat serve` process over `database` (the password in its environment, never on its command line).
-    func relay(_ database: String, password: String) throws -> ServeProcess {
+    func relay(_ database: String, password: String, extra: [String] = []) throws -> ServeProcess {
         try ServeProcess(
-            arguments: ["serve", "--port", "0", "--database", database],
+            arguments: ["serve", "--port", "0", "--database", database] + extra,
             environment: ["AMANAT_DATABASE_PASSWORD": password])
     }
 
@@ -40,11 +40,8 @@ import Testing
     @Test func aTeamSyncsThroughTwoRelaysAndFinishesThroughTheSecondWhenTheFirstIsKilled() throws {
         let scratch = try Scratch()
         let (_, database, password, _) = try database()
-        let environment = ["AMANAT_DATABASE_PASSWORD": password]
-        let one = try ServeProcess(
-            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
-        let two = try ServeProcess(
-            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        let one = try relay(database, password: password)
+        let two = try relay(database, password: password)
         defer {
             one.kill9()
             _ = two.stop()
@@ -93,12 +90,9 @@ import Testing
     /// request replayed to the other process is refused with 401 (Protocol/relay-postgres.md §3).
     @Test func twoServeProcessesStoreOneChainOfAForkAndRefuseARequestReplayedFromTheOther() async throws {
         let (_, database, password, _) = try database()
-        let environment = ["AMANAT_DATABASE_PASSWORD": password]
-        let one = try ServeProcess(
-            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        let one = try relay(database, password: password)
         defer { one.kill9() }
-        let two = try ServeProcess(
-            arguments: ["serve", "--port", "0", "--database", database], environment: environment)
+        let two = try relay(database, password: password)
         defer { two.kill9() }
         let rounds = try await raceAFork(urls: [one.url, two.url], in: TemporaryDirectory(prefix: "fork"))
         let problems = oneChainProblems(rounds)
@@ -223,11 +217,8 @@ import Testing
     @Test func relaysOverOneDatabaseShareEachVaultsQuota() throws {
         let scratch = try Scratch()
         let (server, database, password, name) = try database()
-        let environment = ["AMANAT_DATABASE_PASSWORD": password]
         func relay() throws -> ServeProcess {
-            try ServeProcess(
-                arguments: ["serve", "--port", "0", "--database", database, "--quota", "3MiB"], environment: environment
-            )
+            try self.relay(database, password: password, extra: ["--quota", "3MiB"])
         }
         let one = try relay()
         defer { one.kill9() }
