@@ -552,13 +552,16 @@ public enum BundleVerifier {
         guard let paths = try? fm.subpathsOfDirectory(atPath: url.path) else {
             throw BundleError(.malformedArchive, "\(url.path) cannot be read.")
         }
+        func unreadable(_ path: String) -> BundleError {
+            BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+        }
         for path in paths.sorted() {
             let full = url.appendingPathComponent(path)
             // Without following links: a link (to /dev/zero, to a file elsewhere), a pipe or a device is not a file
             // a bundle holds, and reading one could block or never end.
             var info = stat()
             guard lstat(full.path, &info) == 0 else {
-                throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+                throw unreadable(path)
             }
             if info.st_mode & S_IFMT == S_IFDIR { continue }
             guard info.st_mode & S_IFMT == S_IFREG else {
@@ -568,12 +571,12 @@ public enum BundleVerifier {
                 )
             }
             guard TarArchive.isSafePath(path) else {
-                throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+                throw unreadable(path)
             }
             if isAttachmentPath(path) {
                 // Hashed as it is read, never held whole (a recording may be larger than the memory).
                 guard let handle = FileHandle(forReadingAtPath: full.path) else {
-                    throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+                    throw unreadable(path)
                 }
                 defer { try? handle.close() }
                 let hasher = SHA256.Hasher()
@@ -584,13 +587,13 @@ public enum BundleVerifier {
                         size += piece.count
                     }
                 } catch {
-                    throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+                    throw unreadable(path)
                 }
                 archive.append(.init(path: path, summary: .init(sha256: hasher.finalize(), size: size)))
                 continue
             }
             guard let data = fm.contents(atPath: full.path) else {
-                throw BundleError(.malformedArchive, "\(path) in \(url.path) cannot be read.")
+                throw unreadable(path)
             }
             archive.add(path, Array(data))
         }

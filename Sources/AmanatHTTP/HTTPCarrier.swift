@@ -228,11 +228,13 @@ public struct HTTPCarrier: ExchangeCarrier {
     /// A relay's JSON answer, decoded with JSONDecoder rather than read through JSONSerialization, where `true`
     /// passes for the number 1; anything else is an answer this client does not understand.
     private func decodeAnswer<Answer: Decodable>(_ type: Answer.Type, _ answer: [UInt8]) throws -> Answer {
-        guard let decoded = try? JSONDecoder().decode(type, from: Data(answer)) else {
-            throw RelayClientError(
-                .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
-        }
+        guard let decoded = try? JSONDecoder().decode(type, from: Data(answer)) else { throw notUnderstood }
         return decoded
+    }
+
+    /// What an answer this client cannot use is (undecodable, or a count out of range).
+    private var notUnderstood: RelayClientError {
+        RelayClientError(.badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
     }
 
     /// An envelope's place in its author's chain.
@@ -248,10 +250,7 @@ public struct HTTPCarrier: ExchangeCarrier {
                 "POST", vaultPath + "/without-content", body: RelayWire.encodeEnvelopeList(chunk), extra: true
             ).body
             let count = try decodeAnswer(PutBackAnswer.self, answer).restored
-            guard count >= 0, count <= chunk.count else {
-                throw RelayClientError(
-                    .badResponse, "The relay at \(baseURL) sent an answer this client does not understand.")
-            }
+            guard count >= 0, count <= chunk.count else { throw notUnderstood }
             restored += count
         }
         return restored

@@ -297,14 +297,7 @@ public struct ChunkStore: Sendable {
 
     /// How many damaged copies are set aside in the store (``setAside(_:)``).
     public func setAsideCount() -> Int {
-        let fm = FileManager.default
-        guard let shards = try? fm.contentsOfDirectory(atPath: root.path) else { return 0 }
-        var count = 0
-        for shard in shards where shard.count == 2 {
-            let names = (try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(shard).path)) ?? []
-            count += names.filter { $0.count == 62 + ".damaged".count && $0.hasSuffix(".damaged") }.count
-        }
-        return count
+        names().filter { $0.name.count == 62 + ".damaged".count && $0.name.hasSuffix(".damaged") }.count
     }
 
     /// Moves the stored chunk of `address` aside (``damagedURL(for:)``, replacing an earlier one there) because it
@@ -378,18 +371,21 @@ public struct ChunkStore: Sendable {
 
     /// Every address stored, in no particular order (for tests and `status`).
     public func addresses() -> [[UInt8]] {
+        names().compactMap { file in
+            guard file.name.count == 62, let bytes = Hex.decode(file.shard + file.name), bytes.count == 32 else {
+                return nil
+            }
+            return bytes
+        }
+    }
+
+    /// Every file name in the store's shard folders (`ab/…`), with its shard.
+    private func names() -> [(shard: String, name: String)] {
         let fm = FileManager.default
         guard let shards = try? fm.contentsOfDirectory(atPath: root.path) else { return [] }
-        var found: [[UInt8]] = []
-        for shard in shards where shard.count == 2 {
-            guard let names = try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(shard).path) else {
-                continue
-            }
-            for name in names where name.count == 62 {
-                if let bytes = Hex.decode(shard + name), bytes.count == 32 { found.append(bytes) }
-            }
+        return shards.filter { $0.count == 2 }.flatMap { shard in
+            ((try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(shard).path)) ?? []).map { (shard, $0) }
         }
-        return found
     }
 }
 
