@@ -41,11 +41,6 @@ extension Vault {
         try StoredRow.decodeState(openRow(body, associatedData: Array(slot), what: "a stored record"))
     }
 
-    /// Decodes only the view section of a projection row.
-    func decodeView(_ body: Data, slot: Data) throws -> RecordView? {
-        try StoredRow.decodeView(openRow(body, associatedData: Array(slot), what: "a stored record"))
-    }
-
     func saveState(_ db: Database, _ state: RecordState) throws {
         let slot = slot(for: state.id)
         try storeRow(db, slot: slot, try sealedRow(state, slot: slot, nowMillis: wallClock()))
@@ -402,9 +397,15 @@ extension Vault {
                 try db.execute(sql: "PRAGMA cache_size = -\(Self.scanCacheKiB)")
                 defer { try? db.execute(sql: "PRAGMA cache_size = -\(Self.cacheKiB)") }
                 let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM record") ?? 0
-                var views: [RecordView] = []
-                views.reserveCapacity(count)  // growing by doubling kept the old and the new array at once
+                // Blocks of rows are opened and decoded on other threads while this one reads the next from
+                // SQLite (one thread reads SQLite), at most ``decodeAhead`` blocks at a time. Each block's views
+                // stay in memory of their own until they are moved, in id order, into the result: never copied.
                 let decode = Self.viewDecoder(key: localKey)
+                let decoding = OrderedWork<Result<ViewRun, any Error>>()
+                defer { _ = decoding.drain() }
+                var runs: [ViewRun] = []
+                runs.reserveCapacity(count / Self.decodeBlock + 1)
+                func take() throws { runs.append(try decoding.next().get()) }
                 var block = RowBlock()
                 let statement = try db.makeStatement(sql: "SELECT slot, body FROM record")
                 let cursor = try Row.fetchCursor(statement)
@@ -412,13 +413,16 @@ extension Vault {
                     // Copied straight from SQLite's buffer into the block's one array: no `Data` per column.
                     try block.append(slot: Self.blob(statement, column: 0), body: Self.blob(statement, column: 1))
                     if block.count == Self.decodeBlock {
-                        views += try decode(block)
-                        block.removeAll()
+                        let full = block
+                        decoding.submit { Result { try decode(full) } }
+                        block = RowBlock(reservingLike: full)
+                        if decoding.inFlight >= Self.decodeAhead { try take() }
                     }
                 }
-                views += try decode(block)
-                views.sortByID(\.id)
-                return views
+                let rest = block
+                decoding.submit { Result { try decode(rest) } }
+                while decoding.inFlight > 0 { try take() }
+                return ViewRun.movedInIDOrder(runs)
             }
         }
     }
@@ -437,36 +441,26 @@ extension Vault {
     /// SQLite's page cache while one pass reads the whole projection, in KiB.
     static let scanCacheKiB = 1_024
 
-    /// Rows read from SQLite before their decryption is shared out: enough to keep every core busy, few enough
-    /// that memory stays flat whatever the vault's size.
-    static let decodeBlock = 4096
+    /// Rows read from SQLite before they are handed to another thread to open and decode: small enough that the
+    /// first block's decoding starts early, large enough that handing it over costs little beside it.
+    static let decodeBlock = 1024
+    /// Blocks being opened and decoded at once while the next is read: enough to keep every core busy.
+    static let decodeAhead = 4
 
-    /// Opens and decodes the view sections of a block's rows on every core: each row is sealed on its own, so they
-    /// are independent (SQLite is read by one thread alone). Captures the key, not the vault.
-    static func viewDecoder(key: SecureBytes) -> @Sendable (RowBlock) throws -> [RecordView] {
-        let decode: @Sendable (RowBlock, Range<Int>) throws -> [RecordView] = { block, rows in
+    /// Opens and decodes the view sections of a block's rows: each row is sealed on its own, so blocks are
+    /// independent. Captures the key, not the vault.
+    static func viewDecoder(key: SecureBytes) -> @Sendable (RowBlock) throws -> ViewRun {
+        { block in
+            let run = ViewRun(capacity: block.count)
             try block.bytes.withUnsafeBytes { all in
-                var views: [RecordView] = []
-                views.reserveCapacity(rows.count)
-                for i in rows {
-                    let (slot, body) = block.ranges[i]
+                for (slot, body) in block.ranges {
                     let plain = try StoredRow.open(
                         UnsafeRawBufferPointer(rebasing: all[body]),
                         associatedData: UnsafeRawBufferPointer(rebasing: all[slot]), what: "a stored record", key: key)
-                    if let view = try StoredRow.decodeView(plain) { views.append(view) }
+                    if let view = try StoredRow.decodeView(plain) { run.append(view) }
                 }
-                return views
             }
-        }
-        return { block in
-            let parts = min(max(ProcessInfo.processInfo.activeProcessorCount, 1), max(block.count / 256, 1))
-            guard parts > 1 else { return try decode(block, 0..<block.count) }
-            let results = ParallelResults<RecordView>(parts: parts)
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let range = (block.count * part / parts)..<(block.count * (part + 1) / parts)
-                results.set(part) { try decode(block, range) }
-            }
-            return try results.joined()
+            return run
         }
     }
 
@@ -633,6 +627,55 @@ struct UncheckedBox<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
+/// Views decoded by one thread into memory of their own, with their ids beside them, so that another thread can
+/// order them and move them into one array without copying one (a copy retains every string and dictionary a view
+/// holds, and the copied-from array then releases them all: a sixth of a 100k-record `list`'s reading thread).
+final class ViewRun: @unchecked Sendable {
+    // @unchecked Sendable: filled by one thread, then handed to another through `OrderedWork`, which orders the two.
+    private let memory: UnsafeMutablePointer<RecordView>
+    private let capacity: Int
+    private(set) var ids: [RecordID] = []
+    /// The views still held here (the first `count` slots are initialised).
+    private var count = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        memory = .allocate(capacity: max(capacity, 1))
+        ids.reserveCapacity(capacity)
+    }
+
+    func append(_ view: RecordView) {
+        precondition(count < capacity, "ViewRun.append past its capacity")
+        ids.append(view.id)
+        (memory + count).initialize(to: view)
+        count += 1
+    }
+
+    /// Every view of `runs`, sorted by id (stable: equal ids keep their order), moved out of the runs.
+    static func movedInIDOrder(_ runs: [ViewRun]) -> [RecordView] {
+        var order: [(id: RecordID, run: Int32, index: Int32)] = []
+        order.reserveCapacity(runs.reduce(0) { $0 + $1.count })
+        for (r, run) in runs.enumerated() {
+            for (i, id) in run.ids.enumerated() { order.append((id, Int32(r), Int32(i))) }
+        }
+        order.sort { ($0.id, $0.run, $0.index) < ($1.id, $1.run, $1.index) }
+        let views = [RecordView](unsafeUninitializedCapacity: order.count) { buffer, initialized in
+            for (position, entry) in order.enumerated() {
+                (buffer.baseAddress! + position).initialize(to: (runs[Int(entry.run)].memory + Int(entry.index)).move())
+            }
+            initialized = order.count
+        }
+        // Every view was moved out: nothing is left to deinitialise.
+        for run in runs { run.count = 0 }
+        return views
+    }
+
+    deinit {
+        memory.deinitialize(count: count)
+        memory.deallocate()
+    }
+}
+
 /// Rows read from SQLite, kept in one array: each row's slot and sealed body are ranges of `bytes`.
 struct RowBlock: Sendable {
     private(set) var bytes: [UInt8] = []
@@ -652,8 +695,11 @@ struct RowBlock: Sendable {
         ranges.append((start..<middle, middle..<bytes.count))
     }
 
-    mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
-        ranges.removeAll(keepingCapacity: true)
+    init() {}
+
+    /// An empty block with room for as many rows and bytes as `other` holds.
+    init(reservingLike other: RowBlock) {
+        bytes.reserveCapacity(other.bytes.count)
+        ranges.reserveCapacity(other.count)
     }
 }

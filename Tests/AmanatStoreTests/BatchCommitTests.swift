@@ -59,6 +59,25 @@ import Testing
         try Self.expectVault(vault, titles: titles, tags: tags, headSeq: startSeq + 350)
     }
 
+    /// `list` reads its rows in blocks that other threads open and decode, then moves their views into id order:
+    /// every visible record comes back once, in id order, with its own fields, whichever block held it.
+    @Test func aListOfManyBlocksIsEveryVisibleRecordOnceInIDOrder() throws {
+        let dir = try TemporaryDirectory()
+        let vault = try makeVault(in: dir)
+        let count = 2 * Vault.decodeBlock + 300
+        let ids = try vault.commitBatch(
+            (0..<count).map { i in (nil, [.create(kind: "statement"), .set(field: "title", value: "t\(i)", pred: [])]) }
+        )
+        // Every seventh record deleted: its row stays, and `list` leaves it out.
+        let deleted = Set(ids.enumerated().filter { $0.offset % 7 == 3 }.map(\.element))
+        _ = try vault.commitBatch(
+            try vault.allStates().filter { deleted.contains($0.id) }.map { ($0.id, [$0.deleteOperation()]) })
+        let titles = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, "t\($0)") })
+        let listed = try vault.visibleRecords()
+        #expect(listed.map(\.id) == ids.filter { !deleted.contains($0) }.sorted())
+        #expect(listed.allSatisfy { $0.fields == ["title": titles[$0.id]!] })
+    }
+
     @Test func aChangeRefusedLateInABatchLeavesTheVaultAsItWas() throws {
         let dir = try TemporaryDirectory()
         let vault = try makeVault(in: dir)
