@@ -26,6 +26,9 @@ final class InterruptingCarrier: ChunkCarrier, @unchecked Sendable {
 
     func heldChunks(_ chunks: [ChunkRef]) async throws -> Set<[UInt8]> { try await inner.heldChunks(chunks) }
     func chunk(_ address: [UInt8]) async throws -> [UInt8]? { try await inner.chunk(address) }
+    func discardDamaged(_ address: [UInt8], copy: [UInt8]) async -> Bool {
+        await inner.discardDamaged(address, copy: copy)
+    }
     func storeChunk(_ address: [UInt8], sealed: [UInt8]) async throws {
         bytesSent += UInt64(sealed.count)
         try await inner.storeChunk(address, sealed: sealed)

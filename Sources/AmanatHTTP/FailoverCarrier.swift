@@ -126,4 +126,8 @@ public final class FailoverCarrier: ExchangeCarrier, ChunkCarrier, @unchecked Se
     public func storeChunk(_ address: [UInt8], sealed: [UInt8]) async throws {
         try await run { try await $0.storeChunk(address, sealed: sealed) }
     }
+
+    public func discardDamaged(_ address: [UInt8], copy: [UInt8]) async -> Bool {
+        (try? await run { await $0.discardDamaged(address, copy: copy) }) ?? false
+    }
 }

@@ -1183,6 +1183,25 @@ public final class PostgresRelayStorage: RelayStorage {
         }
     }
 
+    public func discardDamagedChunk(vaultID: [UInt8], address: [UInt8], sha256: [UInt8]) async throws -> Bool {
+        try await run("remove a damaged chunk") {
+            // One statement: the copy is compared and removed by the database, whichever relay stored it since.
+            for try await removed in try await client.query(
+                """
+                WITH gone AS (
+                    DELETE FROM relay_chunk
+                    WHERE vault = \(Data(vaultID)) AND address = \(Data(address)) AND sha256(sealed) = \(Data(sha256))
+                    RETURNING 1
+                )
+                SELECT count(*)::bigint FROM gone
+                """, logger: logger
+            ).decode(Int64.self) {
+                return removed > 0
+            }
+            return false
+        }
+    }
+
     // MARK: Totals
 
     public func totals() async throws -> RelayTotals {

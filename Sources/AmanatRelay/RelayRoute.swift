@@ -23,6 +23,8 @@ public enum RelayRoute: String, CaseIterable, Sendable {
     case fetchChunk
     /// `PUT /v1/vaults/{vault}/chunks/{chunk}`: stores one sealed chunk (507 when the vault's quota is full).
     case storeChunk
+    /// `POST /v1/vaults/{vault}/chunks/{chunk}/damaged`: removes the copy a member found damaged, named by its SHA-256.
+    case discardDamagedChunk
     /// `GET /v1/vaults/{vault}/without-content`: the copies the relay holds without content that no purge names.
     case listWithoutContent
     /// `POST /v1/vaults/{vault}/without-content`: full copies that put their content back.
@@ -33,7 +35,7 @@ public enum RelayRoute: String, CaseIterable, Sendable {
         switch self {
         case .health, .metrics, .vector, .fetchEnvelopes, .fetchChunk, .listWithoutContent: "GET"
         case .register, .storeChunk: "PUT"
-        case .pushEnvelopes, .exchange, .heldChunks, .putBackContent: "POST"
+        case .pushEnvelopes, .exchange, .heldChunks, .putBackContent, .discardDamagedChunk: "POST"
         }
     }
 
@@ -48,6 +50,7 @@ public enum RelayRoute: String, CaseIterable, Sendable {
         case .exchange: "/v1/vaults/{vault}/exchange"
         case .heldChunks: "/v1/vaults/{vault}/chunks"
         case .fetchChunk, .storeChunk: "/v1/vaults/{vault}/chunks/{chunk}"
+        case .discardDamagedChunk: "/v1/vaults/{vault}/chunks/{chunk}/damaged"
         case .listWithoutContent, .putBackContent: "/v1/vaults/{vault}/without-content"
         }
     }

@@ -139,6 +139,7 @@ public struct RelayServer: Sendable {
         case .heldChunks: { _, context in try await heldChunks(context) }
         case .fetchChunk: { _, context in try await fetchChunk(context) }
         case .storeChunk: { _, context in try await storeChunk(context) }
+        case .discardDamagedChunk: { _, context in try await discardDamagedChunk(context) }
         case .listWithoutContent: { _, context in try await listWithoutContent(context) }
         case .putBackContent: { _, context in try await putBackContent(context) }
         }

@@ -71,6 +71,10 @@ public protocol RelayStorage: Sendable {
     /// the vault.
     func storeChunk(vaultID: [UInt8], address: [UInt8], sealed: [UInt8], quota: UInt64?) async throws
         -> ChunkWriteOutcome
+    /// Removes the stored chunk of `address` if its SHA-256 is `sha256`, a copy a member found damaged (it does not
+    /// open as the chunk of its address under any key the member holds); returns whether it was removed. Only that
+    /// exact copy goes: one stored since, or never, stays (Protocol/http-api.md §10).
+    func discardDamagedChunk(vaultID: [UInt8], address: [UInt8], sha256: [UInt8]) async throws -> Bool
 
     /// What the relay holds in all, for the operator's metrics.
     func totals() async throws -> RelayTotals
@@ -302,6 +306,18 @@ public final class SQLiteRelayStorage: RelayStorage {
             return .purged
         }
         return outcome
+    }
+
+    public func discardDamagedChunk(vaultID: [UInt8], address: [UInt8], sha256: [UInt8]) async throws -> Bool {
+        let chunks = chunkStore(vaultID: vaultID)
+        let usage = chunkUsage
+        let vault = Hex.encode(vaultID)
+        return try await blocking {
+            guard let held = (try? chunks.read(address)) ?? nil, SHA256.hash(held) == sha256 else { return false }
+            guard chunks.remove([address]) > 0 else { return false }
+            usage.release(held.count, vault: vault)
+            return true
+        }
     }
 
     public func totals() async throws -> RelayTotals {

@@ -25,6 +25,11 @@ public protocol ChunkCarrier: Sendable {
     func chunk(_ address: [UInt8]) async throws -> [UInt8]?
     /// Stores a sealed chunk.
     func storeChunk(_ address: [UInt8], sealed: [UInt8]) async throws
+    /// Asks the carrier to drop `copy`, the bytes it gave for `address`, which are damaged on their own terms (they
+    /// do not open as the chunk of that address under any vault key this device holds): while it keeps them it says
+    /// it holds the address, and no member would send it the good copy. Returns whether the carrier dropped them;
+    /// false when it cannot (a read-only stick, a relay of an earlier release) or holds other bytes by now.
+    func discardDamaged(_ address: [UInt8], copy: [UInt8]) async -> Bool
 }
 
 /// A carrier that has no room left for another chunk (a full stick, a relay's quota: 507).
@@ -67,6 +72,9 @@ public struct ChunkSyncReport: Sendable, Equatable {
     public var pushedBytes: UInt64 = 0
     /// Chunks the carrier offered that did not open as the chunk their address names: not stored.
     public var refused = 0
+    /// Of those, the ones damaged on their own terms that the carrier dropped when asked, so that a device holding
+    /// a good copy sends it again (``ChunkCarrier/discardDamaged(_:copy:)``).
+    public var discardedOnCarrier = 0
     /// Attachments left out by the size limit.
     public var skippedAttachments = 0
     /// Of those, the ones not complete on this device.
@@ -175,6 +183,13 @@ public struct ChunkSync {
                     missing[Hex.encode(need.ref.address)] = nil
                 case .failure:
                     report.refused += 1
+                    // A copy damaged on its own terms would stay in the good copy's place on the carrier for good;
+                    // one that fails only this attachment's expectation is whole, and stays for the others.
+                    if vault.isDamagedOnItsOwnTerms(sealed, address: need.ref.address),
+                        await carrier.discardDamaged(need.ref.address, copy: sealed)
+                    {
+                        report.discardedOnCarrier += 1
+                    }
                 }
                 done += 1
                 progress(done, total)
@@ -255,6 +270,13 @@ extension FileCarrier: ChunkCarrier {
     }
 
     public func chunk(_ address: [UInt8]) async throws -> [UInt8]? { try chunkStore.read(address) }
+
+    public func discardDamaged(_ address: [UInt8], copy: [UInt8]) async -> Bool {
+        let store = chunkStore
+        // Set aside on the stick like on a vault's disk (`ab/cdef….damaged`): the address is then missing there.
+        guard canWrite, (try? store.read(address)) == copy else { return false }
+        return (try? store.setAside(address)) != nil
+    }
 
     public func storeChunk(_ address: [UInt8], sealed: [UInt8]) async throws {
         guard canWrite else { throw StoreError(.io, "The sync file \(file.url.path) is read-only.") }

@@ -576,6 +576,45 @@ final class Background {
         #expect(try b.run(["verify"]).status == 0)
     }
 
+    /// One bit flipped in a chunk on the stick after a's sync wrote it: b refuses it, and, since it is damaged on its
+    /// own terms, sets it aside on the stick and says so. The stick then lacks the address, so a's next sync sends
+    /// the good copy again, and b gets it. A stick that kept the damaged copy would say it holds the chunk for good.
+    @Test func aChunkDamagedOnTheStickIsSetAsideThereAndTheGoodCopyTravelsAgain() throws {
+        let scratch = try Scratch()
+        let (a, b, id) = try pair(scratch)
+        let media = TestMedia.make(size: 3 * 1_048_576, seed: TestMedia.seed("damagedOnStick"))
+        let file = scratch.path("video.bin")
+        try TestMedia.write(media, to: file)
+        let attachment = try a.ok(["attach", id, file.path])
+        let stick = scratch.path("team.amanat-sync").path
+        _ = try a.ok(["sync", stick, "--create"])
+        let onStick = ChunkStore(root: URL(fileURLWithPath: stick + ".chunks"))
+        let address = try #require(onStick.addresses().sorted { $0.lexicographicallyPrecedes($1) }.first)
+        var bytes = try Data(contentsOf: onStick.url(for: address))
+        bytes[bytes.count / 2] ^= 0x10
+        try bytes.write(to: onStick.url(for: address))
+
+        let refused = try b.run(["sync", stick])
+        #expect(refused.status == 0, "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains(
+                "WARNING: 1 chunk offered by \(stick) did not open as the chunk its address names (altered or swapped); not stored. It was damaged and removed from \(stick)"
+            ), "\(refused.stderr)")
+        #expect(refused.stderr.contains("(1 chunk, 1.0 MiB missing)"), "\(refused.stderr)")
+        #expect(!onStick.addresses().contains(address), "the damaged copy still stands for the chunk on the stick")
+        #expect(FileManager.default.fileExists(atPath: onStick.damagedURL(for: address).path))
+
+        let resent = try a.run(["sync", stick])
+        #expect(resent.stderr.contains("1 pushed"), "\(resent.stderr)")
+        let healed = try b.run(["sync", stick])
+        #expect(
+            healed.stderr.contains("1 chunk pulled") && healed.stderr.contains("every attachment is complete here"),
+            "\(healed.stderr)")
+        let out = scratch.path("out.bin")
+        _ = try b.ok(["extract", id, attachment, "--out", out.path])
+        #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
+    }
+
     @Test(.enabled(if: TinyDisk.available, "mounting a tmpfs needs root"))
     func aStickThatFillsUpKeepsEveryCompleteChunkAndSaysWhatIsLeft() throws {
         let scratch = try Scratch()

@@ -1,0 +1,104 @@
+import AmanatCore
+import AmanatCrypto
+import AmanatRelay
+import AmanatStore
+import AmanatSync
+import AmanatTestSupport
+import Foundation
+import Testing
+
+@testable import AmanatHTTP
+
+/// A relay's copy of a chunk damaged after it stored it (its disk, or a member's broken device that sent it): the
+/// relay says it holds the address, so nobody would send the good copy again. A member that fetches it and finds it
+/// damaged on its own terms asks the relay to drop that copy (Protocol/http-api.md §10, attachments.md §8).
+@Suite struct RelayDamagedChunkTests {
+    /// Flips one bit of the relay's stored copy of `address`, keeping its length: in its chunk files, or in its
+    /// database's row.
+    static func damage(_ spec: TestStorage, vaultID: [UInt8], address: [UInt8]) throws {
+        if let location = spec.location {
+            let changed = try PostgresTestServer.shared.get().psql(
+                "UPDATE relay_chunk SET sealed = set_byte(sealed, 100, get_byte(sealed, 100) # 16) "
+                    + "WHERE address = '\\x\(Hex.encode(address))' RETURNING length(sealed)",
+                database: location.database)
+            #expect(changed.contains("(1 row)"), "\(changed)")
+        } else {
+            let store = ChunkStore(root: spec.data.appendingPathComponent(Hex.encode(vaultID) + ".chunks"))
+            var bytes = try Data(contentsOf: store.url(for: address))
+            bytes[100] ^= 0x10
+            try bytes.write(to: store.url(for: address))
+        }
+    }
+
+    static func chunkSync(_ vault: Vault, _ url: String) async throws -> ChunkSyncReport {
+        try await HTTPCarrier.with(
+            url: url, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
+            options: testOptions()
+        ) { try await ChunkSync(vault: vault, carrier: $0).run() }
+    }
+
+    @Test(arguments: RelayStorageKind.allCases)
+    func aCopyDamagedOnTheRelayIsDroppedWhenAMemberFindsItAndTheGoodCopyTravelsAgain(_ kind: RelayStorageKind)
+        async throws
+    {
+        let dir = try TemporaryDirectory()
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        let record = try a.createRecord(kind: "testimony", fields: [("witness", "W-31")], tags: [], seal: false)
+        let media = Sodium.randomBytes(2 * 1_048_576 + 5)
+        let file = dir.path("video.bin")
+        try Data(media).write(to: file)
+        let fd = open(file.path, O_RDONLY)
+        defer { close(fd) }
+        var source = FileDescriptorSource(fd: fd, name: "video.bin")
+        let stored = try a.storeFile(from: &source, name: "video.bin", note: "")
+        let info = try a.attach(record: record, spec: stored.spec)
+        try await relaySync(a, relay.url)
+        #expect(try await Self.chunkSync(a, relay.url).pushed == 3)
+        let addresses = try a.chunkAddresses(of: info)
+        let bytesHeld = try await relay.storage.totals().chunkBytes
+        try Self.damage(spec, vaultID: a.vaultID, address: addresses[1])
+
+        // B fetches the three chunks: the damaged one is refused, and the relay drops that copy when asked.
+        try await relaySync(b, relay.url)
+        let first = try await Self.chunkSync(b, relay.url)
+        #expect(first.pulled == 2 && first.refused == 1 && first.discardedOnCarrier == 1, "\(first)")
+        #expect(first.missingChunks == 1)
+        #expect(try await relay.storage.readChunk(vaultID: a.vaultID, address: addresses[1]) == nil)
+        #expect(try await relay.storage.totals().chunkBytes < bytesHeld, "the dropped copy's bytes were not given back")
+
+        // A, who holds the good copy, sends it again at its next sync; B gets it, and the media is whole.
+        #expect(try await Self.chunkSync(a, relay.url).pushed == 1)
+        #expect(try await relay.storage.totals().chunkBytes == bytesHeld)
+        let healed = try await Self.chunkSync(b, relay.url)
+        #expect(healed.pulled == 1 && healed.refused == 0 && healed.missingChunks == 0, "\(healed)")
+        var out: [UInt8] = []
+        let state = try b.resolveRecord(record.hex)
+        try b.extract(try #require(state.attachments.first), record: record) { out += $0 }
+        #expect(out == media)
+
+        // Only the bytes a member saw go: another SHA-256 removes nothing, and a body that is not one is a 400.
+        let held = try #require(try await relay.storage.readChunk(vaultID: a.vaultID, address: addresses[0]))
+        #expect(
+            try await !relay.storage.discardDamagedChunk(
+                vaultID: a.vaultID, address: addresses[0], sha256: SHA256.hash(held + [0])))
+        #expect(try await relay.storage.readChunk(vaultID: a.vaultID, address: addresses[0]) == held)
+        let path = "/chunks/" + Hex.encode(addresses[0]) + "/damaged"
+        try await HTTPCarrier.with(
+            url: relay.url, vaultID: a.vaultID, key: a.relaySigningKey, device: a.keyring.device,
+            options: testOptions()
+        ) { carrier in
+            do {
+                _ = try await carrier.exchangeRaw(
+                    "POST", carrier.vaultPath + path, body: Array(repeating: 0, count: 31))
+                Issue.record("a body of 31 bytes was taken")
+            } catch let error as RelayClientError {
+                #expect(error.message.contains("32-byte SHA-256"), "\(error.message)")
+            }
+        }
+        #expect(try await relay.storage.readChunk(vaultID: a.vaultID, address: addresses[0]) == held)
+        await relay.stop()
+    }
+}
