@@ -137,7 +137,7 @@ public struct PostgresLocation: Sendable, Equatable {
 /// transaction-scoped advisory locks.
 public final class PostgresRelayStorage: RelayStorage {
     /// The schema version this build creates and reads (`amanat_relay_schema.version`).
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
     /// The database.
     public let location: PostgresLocation
@@ -311,6 +311,16 @@ public final class PostgresRelayStorage: RelayStorage {
         """
         CREATE INDEX relay_envelope_without_content ON relay_envelope (vault, author, seq)
             WHERE \(purgedFormCondition)
+        """,
+        // 2 → 3: copies of chunks a member found damaged, set aside (http-api.md §10), never served again.
+        """
+        CREATE TABLE relay_chunk_damaged (
+            vault bytea NOT NULL REFERENCES relay_vault(id) ON DELETE CASCADE,
+            address bytea NOT NULL CHECK (length(address) = 32),
+            sealed bytea NOT NULL,
+            PRIMARY KEY (vault, address)
+        );
+        ALTER TABLE relay_chunk_damaged ALTER COLUMN sealed SET STORAGE EXTERNAL
         """,
     ]
 
@@ -865,6 +875,11 @@ public final class PostgresRelayStorage: RelayStorage {
                         try await db.query(
                             "DELETE FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = ANY(\(addresses))",
                             logger: logger)
+                        // A copy set aside as damaged goes with it: ciphertext of the same content.
+                        try await db.query(
+                            """
+                            DELETE FROM relay_chunk_damaged WHERE vault = \(Data(vaultID)) AND address = ANY(\(addresses))
+                            """, logger: logger)
                     }
                 }
                 return result
@@ -1165,8 +1180,10 @@ public final class PostgresRelayStorage: RelayStorage {
                     var used: UInt64 = 0
                     for try await total in try await db.query(
                         """
-                        SELECT COALESCE(SUM(length(sealed)), 0)::bigint FROM relay_chunk
-                        WHERE vault = \(Data(vaultID)) AND address <> \(Data(address))
+                        SELECT (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk
+                                WHERE vault = \(Data(vaultID)) AND address <> \(Data(address)))::bigint
+                            + (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk_damaged
+                                WHERE vault = \(Data(vaultID)))::bigint
                         """, logger: logger
                     ).decode(Int64.self) {
                         used = UInt64(clamping: total)
@@ -1184,19 +1201,24 @@ public final class PostgresRelayStorage: RelayStorage {
     }
 
     public func discardDamagedChunk(vaultID: [UInt8], address: [UInt8], sha256: [UInt8]) async throws -> Bool {
-        try await run("remove a damaged chunk") {
-            // One statement: the copy is compared and removed by the database, whichever relay stored it since.
-            for try await removed in try await client.query(
+        try await run("set aside a damaged chunk") {
+            // One statement: the copy is compared and moved by the database, so a copy another relay stored since
+            // stays. Set aside, not destroyed: the relay may hold the only copy, and takes a member's word for it.
+            for try await moved in try await client.query(
                 """
-                WITH gone AS (
+                WITH taken AS (
                     DELETE FROM relay_chunk
                     WHERE vault = \(Data(vaultID)) AND address = \(Data(address)) AND sha256(sealed) = \(Data(sha256))
+                    RETURNING vault, address, sealed
+                ), kept AS (
+                    INSERT INTO relay_chunk_damaged (vault, address, sealed) SELECT vault, address, sealed FROM taken
+                    ON CONFLICT (vault, address) DO UPDATE SET sealed = EXCLUDED.sealed
                     RETURNING 1
                 )
-                SELECT count(*)::bigint FROM gone
+                SELECT count(*)::bigint FROM kept
                 """, logger: logger
             ).decode(Int64.self) {
-                return removed > 0
+                return moved > 0
             }
             return false
         }
@@ -1212,7 +1234,8 @@ public final class PostgresRelayStorage: RelayStorage {
                 SELECT (SELECT count(*) FROM relay_vault),
                        (SELECT count(*) FROM relay_envelope),
                        (SELECT COALESCE(SUM(length(body)), 0)::bigint FROM relay_envelope),
-                       (SELECT COALESCE(SUM(length(sealed)), 0)::bigint FROM relay_chunk)
+                       (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk)::bigint
+                         + (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk_damaged)::bigint
                 """, logger: logger
             ).decode((Int64, Int64, Int64, Int64).self) {
                 totals.vaults = Int(vaults)

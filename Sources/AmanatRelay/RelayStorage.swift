@@ -222,7 +222,9 @@ public final class SQLiteRelayStorage: RelayStorage {
             let usage = chunkUsage
             let vault = Hex.encode(vaultID)
             try await blocking {
-                let freed = result.purgedChunks.reduce(0) { $0 + (chunks.storedLength($1) ?? 0) }
+                let freed = result.purgedChunks.reduce(0) {
+                    $0 + (chunks.storedLength($1) ?? 0) + chunks.setAsideLength($1)
+                }
                 _ = chunks.remove(result.purgedChunks)
                 usage.release(freed, vault: vault)
             }
@@ -313,10 +315,15 @@ public final class SQLiteRelayStorage: RelayStorage {
         let usage = chunkUsage
         let vault = Hex.encode(vaultID)
         return try await blocking {
-            guard let held = (try? chunks.read(address)) ?? nil, SHA256.hash(held) == sha256 else { return false }
-            guard chunks.remove([address]) > 0 else { return false }
-            usage.release(held.count, vault: vault)
-            return true
+            // Set aside, not destroyed: the relay may hold the only copy, and it cannot tell a damaged one from a
+            // member's word. The set-aside bytes still count toward the vault's quota until a purge removes them.
+            switch try chunks.setAside(address, ifSHA256: sha256) {
+            case .setAside: return true
+            case .notHeld: return false
+            case .replacedMeanwhile(let length):
+                usage.release(length, vault: vault)
+                return false
+            }
         }
     }
 
@@ -394,6 +401,6 @@ final class ChunkUsage: @unchecked Sendable {
     }
 
     static func measure(_ store: ChunkStore) -> UInt64 {
-        store.addresses().reduce(0) { $0 + UInt64(store.storedLength($1) ?? 0) }
+        store.addresses().reduce(0) { $0 + UInt64(store.storedLength($1) ?? 0) } + store.setAsideBytes()
     }
 }

@@ -305,11 +305,98 @@ public struct ChunkStore: Sendable {
     /// sync or fetch brings a good copy. The damaged bytes are kept, not destroyed (the latest damaged copy of each
     /// address): `purge` removes them with the chunk (``remove(_:)``).
     public func setAside(_ address: [UInt8]) throws {
+        try checkFolders(of: address)
         let url = url(for: address)
         guard rename(url.path, damagedURL(for: address).path) == 0 else {
             throw AtomicFile.ioError(errno, "could not set aside the damaged chunk \(url.path)")
         }
         AtomicFile.syncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// The store's folder and the shard folder of `address` must be real folders: a symbolic link planted on a stick
+    /// would otherwise carry a rename to any folder of this laptop.
+    func checkFolders(of address: [UInt8]) throws {
+        for dir in [root, url(for: address).deletingLastPathComponent()] {
+            var info = stat()
+            guard lstat(dir.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw StoreError(
+                    .damaged,
+                    "\(dir.path) is a symbolic link or not a folder where a folder of attachment chunks belongs; nothing was moved through it."
+                )
+            }
+        }
+    }
+
+    /// What ``setAside(_:ifSHA256:)`` did.
+    public enum ConditionalSetAside: Equatable, Sendable {
+        /// The copy named was held and is set aside now; its length.
+        case setAside(Int)
+        /// No copy of the address is held, or another than the one named (it stays).
+        case notHeld
+        /// Another copy than the one named was held, and one more was stored while it was compared: the newer one
+        /// stays in its place and the compared one (of this length) is gone.
+        case replacedMeanwhile(Int)
+    }
+
+    /// Sets the stored copy of `address` aside (``damagedURL(for:)``) only if its SHA-256 is `sha256`: a copy a member
+    /// fetched from this carrier and found damaged. The copy is first moved to a name of its own, so the bytes
+    /// compared are the bytes set aside, and a copy stored meanwhile is never touched; a copy that is not the one
+    /// named goes back to its place with `link`, which never replaces a copy stored in between.
+    public func setAside(_ address: [UInt8], ifSHA256 sha256: [UInt8]) throws -> ConditionalSetAside {
+        try checkFolders(of: address)
+        try prepareTemporaryFolder()
+        let url = url(for: address)
+        let taken = root.appendingPathComponent(".tmp").appendingPathComponent(
+            "\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
+        guard rename(url.path, taken.path) == 0 else {
+            if errno == ENOENT { return .notHeld }
+            throw AtomicFile.ioError(errno, "could not set aside the damaged chunk \(url.path)")
+        }
+        var bytes: [UInt8]?
+        let fd = open(taken.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd >= 0 {
+            var info = stat()
+            if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size >= 0,
+                info.st_size <= Self.maximumSealedLength
+            {
+                bytes = try? FileDescriptorSource.read(fd, upTo: Int(info.st_size), name: taken.path)
+            }
+            close(fd)
+        }
+        if let bytes, SHA256.hash(bytes) == sha256 {
+            guard rename(taken.path, damagedURL(for: address).path) == 0 else {
+                let e = errno
+                _ = link(taken.path, url.path)
+                unlink(taken.path)
+                throw AtomicFile.ioError(e, "could not set aside the damaged chunk \(url.path)")
+            }
+            AtomicFile.syncDirectory(url.deletingLastPathComponent())
+            return .setAside(bytes.count)
+        }
+        // Not the copy named: back in its place, unless another was stored there meanwhile.
+        let back = link(taken.path, url.path) == 0
+        let length = bytes?.count ?? storedLengthOf(taken)
+        unlink(taken.path)
+        return back ? .notHeld : .replacedMeanwhile(length)
+    }
+
+    /// The length of the regular file at `url`, or 0.
+    private func storedLengthOf(_ url: URL) -> Int {
+        var info = stat()
+        return lstat(url.path, &info) == 0 ? Int(info.st_size) : 0
+    }
+
+    /// The length of the damaged copy of `address` set aside in the store, or 0.
+    public func setAsideLength(_ address: [UInt8]) -> Int { storedLengthOf(damagedURL(for: address)) }
+
+    /// The lengths of the damaged copies set aside in the store (they count toward a relay's quota until a purge).
+    public func setAsideBytes() -> UInt64 {
+        names().reduce(0) { total, file in
+            guard file.name.count == 62 + ".damaged".count, file.name.hasSuffix(".damaged") else { return total }
+            var info = stat()
+            let path = root.appendingPathComponent(file.shard).appendingPathComponent(file.name).path
+            return lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG ? total + UInt64(info.st_size) : total
+        }
     }
 
     /// Removes the chunks of `addresses` (the one function that destroys attachment content: `purge` calls it).

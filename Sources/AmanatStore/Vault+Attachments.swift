@@ -420,7 +420,17 @@ extension Vault {
             let length = AttachmentSpec.chunkLength(index: index, size: info.size, chunkSize: info.chunkSize)
             let problem: String?
             var damaged = false  // there, and damaged whatever attachment lists it
-            if let sealed = try? store.read(address) {
+            // A chunk that cannot be read is not a missing one: its file is there, and `status` counts it present.
+            let read: Result<[UInt8]?, StoreError>
+            do {
+                read = .success(try store.read(address))
+            } catch let error as StoreError {
+                read = .failure(error)
+            } catch {
+                read = .failure(StoreError(.io, "\(error)"))
+            }
+            switch read {
+            case .success(let sealed?):
                 switch keys.open(sealed, address: address, length: length) {
                 case .success(let plaintext):
                     sha.update(plaintext)
@@ -429,8 +439,14 @@ extension Vault {
                     problem = error.problem.rawValue
                     damaged = settingAside && isDamagedOnItsOwnTerms(sealed, address: address)
                 }
-            } else {
+            case .success(nil):
                 problem = "missing"
+            case .failure(let error) where error.code == .damaged:
+                // Larger than any chunk Amanat writes: no attachment's chunk, whatever lists its address.
+                problem = ChunkKeys.Problem.tampered.rawValue
+                damaged = settingAside
+            case .failure(let error):
+                problem = "unreadable (\(error.message))"
             }
             if let problem {
                 var found = ChunkProblem(

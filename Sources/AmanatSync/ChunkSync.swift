@@ -170,25 +170,35 @@ public struct ChunkSync {
         var done = 0
         // Pull: what the vault lacks and the carrier holds, each chunk opened before it is stored.
         let wanted = missing.keys.sorted()
+        var carrierDrops = true
         for start in stride(from: 0, to: wanted.count, by: batchSize) {
             let batch = wanted[start..<min(start + batchSize, wanted.count)].compactMap { missing[$0] }
             let there = try await carrier.heldChunks(batch.map(\.ref))
             for need in batch where there.contains(need.ref.address) {
                 guard let sealed = try await carrier.chunk(need.ref.address) else { continue }
+                // A chunk that fails this listing's check but is whole on its own terms (another attachment lists it
+                // with another length or epoch) is the evidence of the attachments that list it rightly: stored.
+                let whole: Bool
                 switch need.keys.open(sealed, address: need.ref.address, length: need.length) {
-                case .success:
+                case .success: whole = true
+                case .failure: whole = !vault.isDamagedOnItsOwnTerms(sealed, address: need.ref.address)
+                }
+                if whole {
                     try store.write(need.ref.address, sealed: sealed)
                     report.pulled += 1
                     report.pulledBytes += UInt64(sealed.count)
                     missing[Hex.encode(need.ref.address)] = nil
-                case .failure:
+                } else {
                     report.refused += 1
-                    // A copy damaged on its own terms would stay in the good copy's place on the carrier for good;
-                    // one that fails only this attachment's expectation is whole, and stays for the others.
-                    if vault.isDamagedOnItsOwnTerms(sealed, address: need.ref.address),
-                        await carrier.discardDamaged(need.ref.address, copy: sealed)
-                    {
-                        report.discardedOnCarrier += 1
+                    // Damaged on its own terms, it would stay in the good copy's place on the carrier for good.
+                    // A carrier that could not drop one (read-only, an earlier relay, no answer) is not asked again
+                    // in this sync: each question to a relay that does not answer costs up to 30 s.
+                    if carrierDrops {
+                        if await carrier.discardDamaged(need.ref.address, copy: sealed) {
+                            report.discardedOnCarrier += 1
+                        } else {
+                            carrierDrops = false
+                        }
                     }
                 }
                 done += 1
@@ -272,10 +282,10 @@ extension FileCarrier: ChunkCarrier {
     public func chunk(_ address: [UInt8]) async throws -> [UInt8]? { try chunkStore.read(address) }
 
     public func discardDamaged(_ address: [UInt8], copy: [UInt8]) async -> Bool {
-        let store = chunkStore
         // Set aside on the stick like on a vault's disk (`ab/cdef….damaged`): the address is then missing there.
-        guard canWrite, (try? store.read(address)) == copy else { return false }
-        return (try? store.setAside(address)) != nil
+        guard canWrite else { return false }
+        if case .setAside? = try? chunkStore.setAside(address, ifSHA256: SHA256.hash(copy)) { return true }
+        return false
     }
 
     public func storeChunk(_ address: [UInt8], sealed: [UInt8]) async throws {

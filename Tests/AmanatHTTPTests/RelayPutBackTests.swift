@@ -209,7 +209,8 @@ import Testing
     }
 
     /// A relay file made before copies without content were announced has no index for them: it gets one when it is
-    /// opened, and put-back works on it. A PostgreSQL database of schema 1 is migrated to schema 2 the same way.
+    /// opened, and put-back works on it. A PostgreSQL database of schema 1 is migrated to schema 3 the same way
+    /// (2 added that index, 3 the table of chunk copies set aside as damaged).
     @Test(arguments: RelayStorageKind.allCases)
     func storageOfThePreviousReleaseIsBroughtUpToDate(_ kind: RelayStorageKind) async throws {
         let first = try await Scene(kind) { spec in
@@ -223,7 +224,10 @@ import Testing
         if let location = first.spec.location {
             let server = try PostgresTestServer.shared.get()
             let version = try server.psql("SELECT version FROM amanat_relay_schema", database: location.database)
-            #expect(version.contains(" 2\n") && version.contains("(1 row)"), "\(version)")
+            #expect(version.contains(" 3\n") && version.contains("(1 row)"), "\(version)")
+            let damaged = try server.psql(
+                "SELECT count(*) FROM relay_chunk_damaged", database: location.database)
+            #expect(damaged.contains(" 0\n"), "\(damaged)")
             let index = try server.psql(
                 "SELECT indexname FROM pg_indexes WHERE indexname = 'relay_envelope_without_content'",
                 database: location.database)

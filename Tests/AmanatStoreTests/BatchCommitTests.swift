@@ -2,6 +2,7 @@ import AmanatCore
 import AmanatCrypto
 import AmanatTestSupport
 import Foundation
+import GRDB
 import Testing
 
 @testable import AmanatStore
@@ -64,7 +65,8 @@ import Testing
     @Test func aListOfManyBlocksIsEveryVisibleRecordOnceInIDOrder() throws {
         let dir = try TemporaryDirectory()
         let vault = try makeVault(in: dir)
-        let count = 2 * Vault.decodeBlock + 300
+        // More blocks than are decoded at once, so that reading waits on decoding.
+        let count = (Vault.decodeAhead + 2) * Vault.decodeBlock + 300
         let ids = try vault.commitBatch(
             (0..<count).map { i in (nil, [.create(kind: "statement"), .set(field: "title", value: "t\(i)", pred: [])]) }
         )
@@ -76,6 +78,28 @@ import Testing
         let listed = try vault.visibleRecords()
         #expect(listed.map(\.id) == ids.filter { !deleted.contains($0) }.sorted())
         #expect(listed.allSatisfy { $0.fields == ["title": titles[$0.id]!] })
+
+        // A row damaged in the middle of the scan: the list stops with one sentence, and the blocks in flight are
+        // waited for and freed; put back, the same list again.
+        let (slot, body) = try vault.database.read { db in
+            let row = try #require(try Row.fetchOne(db, sql: "SELECT slot, body FROM record LIMIT 1 OFFSET 3000"))
+            return (row["slot"] as Data, row["body"] as Data)
+        }
+        var damaged = body
+        damaged[damaged.count / 2] ^= 0x01
+        try vault.database.write { db in
+            try db.execute(sql: "UPDATE record SET body = ? WHERE slot = ?", arguments: [damaged, slot])
+        }
+        do {
+            _ = try vault.visibleRecords()
+            Issue.record("a damaged row was listed")
+        } catch let error as StoreError {
+            #expect(error.code == .damaged && error.message.contains("does not decrypt"), "\(error.message)")
+        }
+        try vault.database.write { db in
+            try db.execute(sql: "UPDATE record SET body = ? WHERE slot = ?", arguments: [body, slot])
+        }
+        #expect(try vault.visibleRecords() == listed)
     }
 
     @Test func aChangeRefusedLateInABatchLeavesTheVaultAsItWas() throws {

@@ -10,10 +10,11 @@ import Testing
     /// A member signs a second `attach` that lists the first attachment's good chunk under another key epoch (the
     /// vault's key was rotated when a member was revoked). That attachment cannot open the chunk, but the chunk is
     /// whole on its own terms: a sync still sends it, so the first attachment reaches the carrier, and nothing is
-    /// set aside. Only a chunk damaged on its own terms stays.
+    /// set aside. Only a chunk damaged on its own terms stays. Another member pulling it stores it, and never asks
+    /// the carrier to drop it.
     @Test func aGoodChunkListedWrongByAnotherAttachmentIsStillSent() async throws {
         let dir = try TemporaryDirectory()
-        let team = try makeTeam(2, in: dir)
+        let team = try makeTeam(3, in: dir)
         let vault = team[0]
         let record = try vault.createRecord(kind: "testimony", fields: [("witness", "W-1")], tags: [], seal: false)
         let media = Sodium.randomBytes(10_000)
@@ -25,7 +26,7 @@ import Testing
         let stored = try vault.storeFile(from: &source, name: "a.bin", note: "")
         _ = try vault.attach(record: record, spec: stored.spec)
         let address = try #require(stored.spec.chunks.first)
-        for member in [team[1], vault] { try await fileSync(member, dir.path("join.sync")) }
+        for member in [team[1], team[2], vault] { try await fileSync(member, dir.path("join.sync")) }
         try vault.revoke(team[1].deviceID)
         let epochs = vault.allKeys.map(\.epoch)
         let other = try #require(epochs.first { $0 != stored.spec.epoch }, "no second key epoch: \(epochs)")
@@ -41,5 +42,18 @@ import Testing
         #expect(report.pushed == 1 && report.damaged == 0, "\(report)")
         #expect(carrier.chunkStore.has(address, sealedLength: 10_000 + ChunkKeys.overhead))
         #expect(vault.chunkStore.has(address, sealedLength: 10_000 + ChunkKeys.overhead), "the chunk stays in place")
+
+        // A third member pulls it: whichever listing it checks it against, the chunk is whole on its own terms, so
+        // it is stored (the first attachment is complete there), and the carrier is never asked to drop it.
+        let third = team[2]
+        _ = try await SyncSession(vault: third, carrier: carrier).run()
+        let pulled = try await ChunkSync(vault: third, carrier: carrier).run()
+        #expect(pulled.pulled == 1 && pulled.refused == 0 && pulled.discardedOnCarrier == 0, "\(pulled)")
+        #expect(third.chunkStore.has(address, sealedLength: 10_000 + ChunkKeys.overhead))
+        #expect(carrier.chunkStore.has(address, sealedLength: 10_000 + ChunkKeys.overhead))
+        let first = try #require(try third.resolveRecord(record.hex).attachments.first { $0.name == "a.bin" })
+        var out: [UInt8] = []
+        try third.extract(first, record: record) { out += $0 }
+        #expect(out == media)
     }
 }

@@ -306,27 +306,32 @@ final class Background {
         try originals[2].write(to: urls[1])  // chunk 3's bytes where chunk 2 belongs
         try originals[2].prefix(originals[2].count - 100).write(to: urls[2])  // cut short
         try FileManager.default.removeItem(at: urls[4])  // gone
+        // Larger than any chunk: it cannot be read as one, and it is no chunk of any address (not a missing one).
+        try Data(count: 5 * 1_048_576).write(to: urls[3])
 
         let r = try cli.run(["verify"])
         #expect(r.status == 65, "\(r.stdout) \(r.stderr)")
         for phrase in [
             "chunk 1 of 5 is tampered; it was set aside", "chunk 2 of 5 is swapped; it was set aside",
-            "chunk 3 of 5 is truncated; it was set aside", "is missing 1 of 5 chunks here",
+            "chunk 3 of 5 is truncated; it was set aside", "chunk 4 of 5 is tampered; it was set aside",
+            "is missing 1 of 5 chunks here",
         ] {
             #expect(r.stderr.contains(phrase), "\(phrase): \(r.stderr)")
         }
         #expect(r.stderr.contains("attachment \(attachment.prefix(12))"))
-        #expect(try attachments(cli, id).first?["state"] as? String == "partial")
-        // Set aside, the three count as missing: the next verify says so, and a sync or fetch would bring them.
+        // Set aside, the four count as missing, with the fifth: the next verify says so, and a sync or fetch would
+        // bring them.
+        #expect(try attachments(cli, id).first?["state"] as? String == "missing")
         let again = try cli.run(["verify"])
-        #expect(again.stderr.contains("is missing 4 of 5 chunks here") && !again.stderr.contains("tampered"))
-        #expect(again.stderr.contains("set aside: 3 damaged attachment chunks"), "\(again.stderr)")
-        for url in urls[0..<3] {
+        #expect(again.stderr.contains("is missing 5 of 5 chunks here") && !again.stderr.contains("tampered"))
+        #expect(again.stderr.contains("set aside: 4 damaged attachment chunks"), "\(again.stderr)")
+        for url in urls[0..<4] {
             #expect(
                 FileManager.default.fileExists(atPath: url.path + ".damaged")
                     && !FileManager.default.fileExists(atPath: url.path))
         }
-        // The same damage again, in place, for extract to meet.
+        // The same damage again, in place, for extract to meet (the fourth chunk put right).
+        try originals[3].write(to: urls[3])
         try tampered.write(to: urls[0])
         try originals[2].write(to: urls[1])
         try originals[2].prefix(originals[2].count - 100).write(to: urls[2])
@@ -613,6 +618,35 @@ final class Background {
         let out = scratch.path("out.bin")
         _ = try b.ok(["extract", id, attachment, "--out", out.path])
         #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
+    }
+
+    /// A hostile stick whose shard folder is a symbolic link to a folder of this laptop, holding a damaged copy
+    /// there: b refuses the copy and does not set anything aside through the link (the file outside the stick stays
+    /// under its name).
+    @Test func aDamagedCopyBehindALinkedFolderOnTheStickIsNotMovedThroughIt() throws {
+        let scratch = try Scratch()
+        let (a, b, id) = try pair(scratch)
+        let file = scratch.path("photo.bin")
+        try TestMedia.write(TestMedia.make(size: 100_000, seed: TestMedia.seed("linkedShard")), to: file)
+        _ = try a.ok(["attach", id, file.path])
+        let stick = scratch.path("team.amanat-sync").path
+        _ = try a.ok(["sync", stick, "--create"])
+        let onStick = ChunkStore(root: URL(fileURLWithPath: stick + ".chunks"))
+        let address = try #require(onStick.addresses().first)
+        let shard = onStick.url(for: address).deletingLastPathComponent()
+        let elsewhere = scratch.path("laptop-folder")
+        try FileManager.default.moveItem(at: shard, to: elsewhere)
+        try FileManager.default.createSymbolicLink(at: shard, withDestinationURL: elsewhere)
+        let outside = elsewhere.appendingPathComponent(onStick.url(for: address).lastPathComponent)
+        var bytes = try Data(contentsOf: outside)
+        bytes[bytes.count / 2] ^= 0x10
+        try bytes.write(to: outside)
+
+        let r = try b.run(["sync", stick])
+        #expect(r.stderr.contains("did not open as the chunk its address names"), "\(r.stderr)")
+        #expect(!r.stderr.contains("removed from"), "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: outside.path), "a file outside the stick was moved")
+        #expect(!FileManager.default.fileExists(atPath: outside.path + ".damaged"))
     }
 
     @Test(.enabled(if: TinyDisk.available, "mounting a tmpfs needs root"))
