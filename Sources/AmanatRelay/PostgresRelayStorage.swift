@@ -317,8 +317,9 @@ public final class PostgresRelayStorage: RelayStorage {
         CREATE TABLE relay_chunk_damaged (
             vault bytea NOT NULL REFERENCES relay_vault(id) ON DELETE CASCADE,
             address bytea NOT NULL CHECK (length(address) = 32),
+            sha256 bytea NOT NULL CHECK (length(sha256) = 32),
             sealed bytea NOT NULL,
-            PRIMARY KEY (vault, address)
+            PRIMARY KEY (vault, address, sha256)
         );
         ALTER TABLE relay_chunk_damaged ALTER COLUMN sealed SET STORAGE EXTERNAL
         """,
@@ -1167,11 +1168,13 @@ public final class PostgresRelayStorage: RelayStorage {
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock makes the quota a decision of the database, whichever relay stores.
                 try await Self.lockVault(db, vaultID, logger)
+                var heldOtherLength = false
                 for try await length in try await db.query(
                     "SELECT length(sealed) FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
                     logger: logger
                 ).decode(Int32.self) {
                     if Int(length) == sealed.count { return .alreadyHeld }
+                    heldOtherLength = true
                 }
                 // Under the vault's row lock a purge cannot be stored meanwhile, by this relay or another.
                 let membership = try await currentMembership(db, vaultID: vaultID).0
@@ -1190,10 +1193,23 @@ public final class PostgresRelayStorage: RelayStorage {
                     }
                     if used + UInt64(sealed.count) > quota { return .overQuota(used: used) }
                 }
+                if heldOtherLength {
+                    // A copy of another length (truncated, or sent by a hostile member) is set aside, never replaced:
+                    // it may be the only good one, under a member's word that it is not.
+                    try await db.query(
+                        """
+                        WITH old AS (
+                            DELETE FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))
+                            RETURNING vault, address, sealed
+                        )
+                        INSERT INTO relay_chunk_damaged (vault, address, sha256, sealed)
+                        SELECT vault, address, sha256(sealed), sealed FROM old
+                        ON CONFLICT DO NOTHING
+                        """, logger: logger)
+                }
                 try await db.query(
                     """
                     INSERT INTO relay_chunk (vault, address, sealed) VALUES (\(Data(vaultID)), \(Data(address)), \(ByteBuffer(bytes: sealed)))
-                    ON CONFLICT (vault, address) DO UPDATE SET sealed = EXCLUDED.sealed
                     """, logger: logger)
                 return .stored
             }
@@ -1211,11 +1227,11 @@ public final class PostgresRelayStorage: RelayStorage {
                     WHERE vault = \(Data(vaultID)) AND address = \(Data(address)) AND sha256(sealed) = \(Data(sha256))
                     RETURNING vault, address, sealed
                 ), kept AS (
-                    INSERT INTO relay_chunk_damaged (vault, address, sealed) SELECT vault, address, sealed FROM taken
-                    ON CONFLICT (vault, address) DO UPDATE SET sealed = EXCLUDED.sealed
-                    RETURNING 1
+                    INSERT INTO relay_chunk_damaged (vault, address, sha256, sealed)
+                    SELECT vault, address, sha256(sealed), sealed FROM taken
+                    ON CONFLICT DO NOTHING
                 )
-                SELECT count(*)::bigint FROM kept
+                SELECT count(*)::bigint FROM taken
                 """, logger: logger
             ).decode(Int64.self) {
                 return moved > 0

@@ -23,7 +23,8 @@ public enum RelayRoute: String, CaseIterable, Sendable {
     case fetchChunk
     /// `PUT /v1/vaults/{vault}/chunks/{chunk}`: stores one sealed chunk (507 when the vault's quota is full).
     case storeChunk
-    /// `POST /v1/vaults/{vault}/chunks/{chunk}/damaged`: removes the copy a member found damaged, named by its SHA-256.
+    /// `POST /v1/vaults/{vault}/chunks/{chunk}/damaged`: sets aside the copy a member found damaged, named by its
+    /// SHA-256 (kept, never served again).
     case discardDamagedChunk
     /// `GET /v1/vaults/{vault}/without-content`: the copies the relay holds without content that no purge names.
     case listWithoutContent

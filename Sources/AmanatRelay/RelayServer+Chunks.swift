@@ -78,18 +78,19 @@ extension RelayServer {
     }
 
     /// `POST …/chunks/{chunk}/damaged`: the SHA-256 of the copy a member fetched and found damaged (32 bytes) in;
-    /// that copy is removed if it is still the one held, so the next member holding a good copy sends it again.
-    /// The relay cannot open a chunk, so it takes a member's word; a member could only make the chunk travel again.
+    /// that copy is set aside (kept, never served) if it is still the one held, so the next member holding a good copy
+    /// sends it again. The relay cannot open a chunk, so it takes a member's word, and keeps the bytes: a member can
+    /// make a chunk travel once more, never destroy it.
     func discardDamagedChunk(_ context: RelayRequestContext) async throws -> Response {
         let request = try context.vault()
         let address = try Self.chunkAddress(context)
         guard request.body.count == 32 else {
             throw RelayHTTPError(.badRequest, "The body must be the 32-byte SHA-256 of the damaged copy.")
         }
-        let removed = try await store.discardDamagedChunk(
+        let setAside = try await store.discardDamagedChunk(
             vaultID: request.vaultID, address: address, sha256: Array(request.body))
-        if removed { context.logger.warning("removed a chunk a member found damaged") }
-        return Self.json(.ok, #"{"discarded":\#(removed)}"#)
+        if setAside { context.logger.warning("set aside a chunk a member found damaged") }
+        return Self.json(.ok, #"{"discarded":\#(setAside)}"#)
     }
 
     static func chunkAddress(_ context: RelayRequestContext) throws -> [UInt8] {

@@ -71,9 +71,10 @@ public protocol RelayStorage: Sendable {
     /// the vault.
     func storeChunk(vaultID: [UInt8], address: [UInt8], sealed: [UInt8], quota: UInt64?) async throws
         -> ChunkWriteOutcome
-    /// Removes the stored chunk of `address` if its SHA-256 is `sha256`, a copy a member found damaged (it does not
-    /// open as the chunk of its address under any key the member holds); returns whether it was removed. Only that
-    /// exact copy goes: one stored since, or never, stays (Protocol/http-api.md §10).
+    /// Sets the stored chunk of `address` aside if its SHA-256 is `sha256`, a copy a member found damaged (it does
+    /// not open as the chunk of its address under any key the member holds): kept, never served again, counted in
+    /// the quota, removed by a purge. Returns whether it was set aside. Only that exact copy is: one stored since
+    /// stays (Protocol/http-api.md §10).
     func discardDamagedChunk(vaultID: [UInt8], address: [UInt8], sha256: [UInt8]) async throws -> Bool
 
     /// What the relay holds in all, for the operator's metrics.
@@ -286,6 +287,9 @@ public final class SQLiteRelayStorage: RelayStorage {
                 return .overQuota(used: usage.used(vault: vault))
             }
             let written: Bool
+            // A copy of another length held here is set aside by the write, and stays counted; one set aside with
+            // the same content already is there once: what the disk holds for the address is what counts.
+            let before = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
             do {
                 written = try chunks.write(address, sealed: sealed)
             } catch {
@@ -297,6 +301,8 @@ public final class SQLiteRelayStorage: RelayStorage {
                 usage.release(sealed.count, vault: vault)
                 return .alreadyHeld
             }
+            let added = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address) - before
+            if added < sealed.count { usage.release(sealed.count - max(added, 0), vault: vault) }
             return .stored
         }
         // A purge stored while this chunk was being written removed the chunks before this one was there: look
@@ -312,19 +318,28 @@ public final class SQLiteRelayStorage: RelayStorage {
 
     public func discardDamagedChunk(vaultID: [UInt8], address: [UInt8], sha256: [UInt8]) async throws -> Bool {
         let chunks = chunkStore(vaultID: vaultID)
+        // Set aside, not destroyed: the relay may hold the only copy, and it cannot tell a damaged one from a
+        // member's word. The bytes still count toward the vault's quota until a purge removes them.
         let usage = chunkUsage
         let vault = Hex.encode(vaultID)
-        return try await blocking {
-            // Set aside, not destroyed: the relay may hold the only copy, and it cannot tell a damaged one from a
-            // member's word. The set-aside bytes still count toward the vault's quota until a purge removes them.
-            switch try chunks.setAside(address, ifSHA256: sha256) {
-            case .setAside: return true
-            case .notHeld: return false
-            case .replacedMeanwhile(let length):
-                usage.release(length, vault: vault)
-                return false
+        let setAside = try await blocking {
+            // A copy set aside with the same content already is kept once: what the disk holds is what counts.
+            let before = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+            let setAside = try chunks.setAside(address, ifSHA256: sha256)
+            let after = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+            if after < before { usage.release(before - after, vault: vault) }
+            return setAside
+        }
+        // A purge stored while the copy was being checked found nothing in its place: remove it now, so a purged
+        // chunk never outlives the purge (as a store does).
+        if try await purgedChunks(vaultID).contains(address) {
+            try await blocking {
+                let freed = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+                _ = chunks.remove([address])
+                usage.release(freed, vault: vault)
             }
         }
+        return setAside
     }
 
     public func totals() async throws -> RelayTotals {

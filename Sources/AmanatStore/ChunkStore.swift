@@ -133,6 +133,11 @@ public struct ChunkStore: Sendable {
         let shard = target.deletingLastPathComponent()
         let temporary = root.appendingPathComponent(".tmp")
         for dir in [root, shard, temporary] { try Self.makeFolder(dir) }
+        // A copy of another length held here (truncated, or sent by a hostile member) is set aside, never replaced:
+        // on a carrier it may be the only good one, under a member's word that it is not.
+        if let held = try? read(address), held.count != sealed.count {
+            _ = rename(target.path, setAsideURL(for: address, sha256: SHA256.hash(held)).path)
+        }
         let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
         let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else { throw AtomicFile.ioError(errno, "could not create \(temp.path)") }
@@ -295,15 +300,22 @@ public struct ChunkStore: Sendable {
         return url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + ".damaged")
     }
 
-    /// How many damaged copies are set aside in the store (``setAside(_:)``).
-    public func setAsideCount() -> Int {
-        names().filter { $0.name.count == 62 + ".damaged".count && $0.name.hasSuffix(".damaged") }.count
+    /// How many damaged copies are set aside in the store (``setAside(_:)``, ``setAside(_:ifSHA256:)``).
+    public func setAsideCount() -> Int { names().filter { Self.isSetAsideName($0.name) }.count }
+
+    /// `cdef….damaged`, `cdef….damaged-<16 hex>` or `cdef….checking-<16 hex>` (a check a process did not finish).
+    static func isSetAsideName(_ name: String) -> Bool {
+        guard name.count > 62 else { return false }
+        let rest = name.dropFirst(62)
+        return rest == ".damaged" || (rest.count == 25 && rest.hasPrefix(".damaged-"))
+            || (rest.count == 26 && rest.hasPrefix(".checking-"))
     }
 
     /// Moves the stored chunk of `address` aside (``damagedURL(for:)``, replacing an earlier one there) because it
     /// did not authenticate: the address then counts as missing, so `status` and `attachments` say so and the next
     /// sync or fetch brings a good copy. The damaged bytes are kept, not destroyed (the latest damaged copy of each
-    /// address): `purge` removes them with the chunk (``remove(_:)``).
+    /// address): `purge` removes them with the chunk (``remove(_:)``). For this device's own store, which checked the
+    /// copy itself; a carrier sets aside on a member's word with ``setAside(_:ifSHA256:)``, which never replaces one.
     public func setAside(_ address: [UInt8]) throws {
         try checkFolders(of: address)
         let url = url(for: address)
@@ -327,31 +339,29 @@ public struct ChunkStore: Sendable {
         }
     }
 
-    /// What ``setAside(_:ifSHA256:)`` did.
-    public enum ConditionalSetAside: Equatable, Sendable {
-        /// The copy named was held and is set aside now; its length.
-        case setAside(Int)
-        /// No copy of the address is held, or another than the one named (it stays).
-        case notHeld
-        /// Another copy than the one named was held, and one more was stored while it was compared: the newer one
-        /// stays in its place and the compared one (of this length) is gone.
-        case replacedMeanwhile(Int)
+    /// Where a carrier keeps a copy of `address` it set aside: `ab/cdef….damaged-<the first 8 bytes of its SHA-256 in
+    /// hex>`, one per content, so that setting one aside never replaces another (a carrier sets aside on a member's
+    /// word, and the copy may be the only good one).
+    public func setAsideURL(for address: [UInt8], sha256: [UInt8]) -> URL {
+        URL(fileURLWithPath: url(for: address).path + ".damaged-" + Hex.encode(Array(sha256.prefix(8))))
     }
 
-    /// Sets the stored copy of `address` aside (``damagedURL(for:)``) only if its SHA-256 is `sha256`: a copy a member
-    /// fetched from this carrier and found damaged. The copy is first moved to a name of its own, so the bytes
-    /// compared are the bytes set aside, and a copy stored meanwhile is never touched; a copy that is not the one
-    /// named goes back to its place with `link`, which never replaces a copy stored in between.
-    public func setAside(_ address: [UInt8], ifSHA256 sha256: [UInt8]) throws -> ConditionalSetAside {
+    /// Sets the stored copy of `address` aside (``setAsideURL(for:sha256:)``) only if its SHA-256 is `sha256`: a copy
+    /// a member fetched from this carrier and found damaged. Nothing is ever deleted: the copy is first moved to a
+    /// name of its own beside its place (so the bytes compared are the bytes set aside, and a copy stored meanwhile
+    /// is never touched); one that is not the copy named goes back to its place with `link`, which never replaces a
+    /// copy stored in between (that one stays, and the other is set aside too), or with `rename` on a file system
+    /// without hard links (FAT). A process killed in between leaves it under `….checking-…`, kept and not served.
+    /// Returns whether the copy named was set aside.
+    public func setAside(_ address: [UInt8], ifSHA256 sha256: [UInt8]) throws -> Bool {
         try checkFolders(of: address)
-        try prepareTemporaryFolder()
         let url = url(for: address)
-        let taken = root.appendingPathComponent(".tmp").appendingPathComponent(
-            "\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
+        let taken = URL(fileURLWithPath: url.path + ".checking-\(Hex.encode(Sodium.randomBytes(8)))")
         guard rename(url.path, taken.path) == 0 else {
-            if errno == ENOENT { return .notHeld }
+            if errno == ENOENT { return false }
             throw AtomicFile.ioError(errno, "could not set aside the damaged chunk \(url.path)")
         }
+        defer { AtomicFile.syncDirectory(url.deletingLastPathComponent()) }
         var bytes: [UInt8]?
         let fd = open(taken.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         if fd >= 0 {
@@ -363,21 +373,30 @@ public struct ChunkStore: Sendable {
             }
             close(fd)
         }
-        if let bytes, SHA256.hash(bytes) == sha256 {
-            guard rename(taken.path, damagedURL(for: address).path) == 0 else {
+        let digest = bytes.map(SHA256.hash)
+        if let digest, digest == sha256 {
+            guard rename(taken.path, setAsideURL(for: address, sha256: digest).path) == 0 else {
                 let e = errno
-                _ = link(taken.path, url.path)
-                unlink(taken.path)
+                putBack(taken, to: url, digest: digest, address: address)
                 throw AtomicFile.ioError(e, "could not set aside the damaged chunk \(url.path)")
             }
-            AtomicFile.syncDirectory(url.deletingLastPathComponent())
-            return .setAside(bytes.count)
+            return true
         }
-        // Not the copy named: back in its place, unless another was stored there meanwhile.
-        let back = link(taken.path, url.path) == 0
-        let length = bytes?.count ?? storedLengthOf(taken)
-        unlink(taken.path)
-        return back ? .notHeld : .replacedMeanwhile(length)
+        putBack(taken, to: url, digest: digest, address: address)
+        return false
+    }
+
+    /// Puts a copy taken aside for checking back in its place, unless one was stored there meanwhile: then it is set
+    /// aside under its own content (never deleted); a file whose content could not be read stays where it is.
+    private func putBack(_ taken: URL, to url: URL, digest: [UInt8]?, address: [UInt8]) {
+        if link(taken.path, url.path) == 0 {
+            unlink(taken.path)  // the same file is in its place again
+        } else if errno == EEXIST {
+            if let digest { _ = rename(taken.path, setAsideURL(for: address, sha256: digest).path) }
+        } else {
+            // No hard links here (FAT, exFAT): back by renaming, which would replace a copy stored in this instant.
+            _ = rename(taken.path, url.path)
+        }
     }
 
     /// The length of the regular file at `url`, or 0.
@@ -386,16 +405,22 @@ public struct ChunkStore: Sendable {
         return lstat(url.path, &info) == 0 ? Int(info.st_size) : 0
     }
 
-    /// The length of the damaged copy of `address` set aside in the store, or 0.
-    public func setAsideLength(_ address: [UInt8]) -> Int { storedLengthOf(damagedURL(for: address)) }
+    /// The lengths of every copy of `address` set aside in the store (``isSetAsideName(_:)``), or 0.
+    public func setAsideLength(_ address: [UInt8]) -> Int {
+        let url = url(for: address)
+        let shard = url.deletingLastPathComponent()
+        return ((try? FileManager.default.contentsOfDirectory(atPath: shard.path)) ?? []).reduce(0) { total, name in
+            name.hasPrefix(url.lastPathComponent) && Self.isSetAsideName(name)
+                ? total + storedLengthOf(shard.appendingPathComponent(name)) : total
+        }
+    }
 
-    /// The lengths of the damaged copies set aside in the store (they count toward a relay's quota until a purge).
+    /// The lengths of the copies set aside in the store (they count toward a relay's quota until a purge).
     public func setAsideBytes() -> UInt64 {
         names().reduce(0) { total, file in
-            guard file.name.count == 62 + ".damaged".count, file.name.hasSuffix(".damaged") else { return total }
-            var info = stat()
-            let path = root.appendingPathComponent(file.shard).appendingPathComponent(file.name).path
-            return lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG ? total + UInt64(info.st_size) : total
+            guard Self.isSetAsideName(file.name) else { return total }
+            return total
+                + UInt64(storedLengthOf(root.appendingPathComponent(file.shard).appendingPathComponent(file.name)))
         }
     }
 
@@ -407,9 +432,13 @@ public struct ChunkStore: Sendable {
         for address in addresses {
             let url = url(for: address)
             if Self.overwriteAndUnlink(url) { removed += 1 }
-            // A copy set aside as damaged goes with it: ciphertext of the same content.
-            _ = Self.overwriteAndUnlink(damagedURL(for: address))
-            AtomicFile.syncDirectory(url.deletingLastPathComponent())
+            // Every copy set aside goes with it (``isSetAsideName(_:)``): ciphertext of the same address.
+            let shard = url.deletingLastPathComponent()
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: shard.path)) ?? []
+            where name.hasPrefix(url.lastPathComponent) && Self.isSetAsideName(name) {
+                _ = Self.overwriteAndUnlink(shard.appendingPathComponent(name))
+            }
+            AtomicFile.syncDirectory(shard)
         }
         return removed
     }

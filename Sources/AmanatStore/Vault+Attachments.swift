@@ -589,8 +589,14 @@ extension Vault {
     /// its address, and a member can sign an `attach` that lists a good chunk with another length or epoch: that
     /// attachment's check fails, but the chunk is the other attachments' evidence and stays in place.
     public func isDamagedOnItsOwnTerms(_ sealed: [UInt8], address: [UInt8]) -> Bool {
+        !opensOnItsOwnTerms(sealed, address: address)
+    }
+
+    /// Whether `sealed` opens as the chunk of `address`, at its own length, under the chunk keys of some vault key
+    /// this device holds: a whole chunk, whichever attachment lists it and how (too short to hold a chunk: no).
+    public func opensOnItsOwnTerms(_ sealed: [UInt8], address: [UInt8]) -> Bool {
         guard sealed.count >= ChunkKeys.overhead else { return false }
-        return !allKeys.contains { key in
+        return allKeys.contains { key in
             if case .success = ChunkKeys(key).open(sealed, address: address, length: sealed.count - ChunkKeys.overhead)
             {
                 return true

@@ -181,7 +181,7 @@ public struct ChunkSync {
                 let whole: Bool
                 switch need.keys.open(sealed, address: need.ref.address, length: need.length) {
                 case .success: whole = true
-                case .failure: whole = !vault.isDamagedOnItsOwnTerms(sealed, address: need.ref.address)
+                case .failure: whole = vault.opensOnItsOwnTerms(sealed, address: need.ref.address)
                 }
                 if whole {
                     try store.write(need.ref.address, sealed: sealed)
@@ -284,8 +284,7 @@ extension FileCarrier: ChunkCarrier {
     public func discardDamaged(_ address: [UInt8], copy: [UInt8]) async -> Bool {
         // Set aside on the stick like on a vault's disk (`ab/cdef….damaged`): the address is then missing there.
         guard canWrite else { return false }
-        if case .setAside? = try? chunkStore.setAside(address, ifSHA256: SHA256.hash(copy)) { return true }
-        return false
+        return (try? chunkStore.setAside(address, ifSHA256: SHA256.hash(copy))) ?? false
     }
 
     public func storeChunk(_ address: [UInt8], sealed: [UInt8]) async throws {

@@ -103,7 +103,7 @@ func summarizeChunks(_ report: ChunkSyncReport, with target: String, pulledOnly:
             "WARNING: \(report.refused) chunk\(report.refused == 1 ? "" : "s") offered by \(target) did not open as the chunk \(report.refused == 1 ? "its" : "their") address names (altered or swapped); not stored."
                 + (report.discardedOnCarrier == 0
                     ? ""
-                    : " \(report.discardedOnCarrier == report.refused ? (report.refused == 1 ? "It was" : "They were") : "\(report.discardedOnCarrier) of them were") damaged and removed from \(target), so a device holding a good copy sends it again at its next sync with it.")
+                    : " \(report.discardedOnCarrier == report.refused ? (report.refused == 1 ? "It was" : "They were") : "\(report.discardedOnCarrier) of them were") damaged and set aside on \(target), so a device holding a good copy sends it again at its next sync with it.")
         )
     }
 }

@@ -34,8 +34,11 @@ import Testing
     static func setAsideCopies(_ spec: TestStorage, vaultID: [UInt8]) throws -> Int {
         if let location = spec.location {
             let rows = try PostgresTestServer.shared.get().psql(
-                "SELECT address FROM relay_chunk_damaged", database: location.database)
-            return rows.contains("(1 row)") ? 1 : (rows.contains("(0 rows)") ? 0 : -1)
+                "SELECT 'copies=' || count(*) FROM relay_chunk_damaged", database: location.database)
+            return rows.split(separator: "\n").lazy.compactMap { line in
+                line.trimmingCharacters(in: .whitespaces).hasPrefix("copies=")
+                    ? Int(line.trimmingCharacters(in: .whitespaces).dropFirst("copies=".count)) : nil
+            }.first ?? -1
         }
         return ChunkStore(root: spec.data.appendingPathComponent(Hex.encode(vaultID) + ".chunks")).setAsideCount()
     }
@@ -45,6 +48,55 @@ import Testing
             url: url, vaultID: vault.vaultID, key: vault.relaySigningKey, device: vault.keyring.device,
             options: testOptions()
         ) { try await ChunkSync(vault: vault, carrier: $0).run() }
+    }
+
+    /// A hostile member, with the relay key, through the relay's own routes: it says the good copy is damaged, sends
+    /// junk of another length under the address, and says the junk is damaged too. Nothing is destroyed: both copies
+    /// are kept aside (and counted), and the holder's next sync serves the chunk again.
+    @Test(arguments: RelayStorageKind.allCases)
+    func aHostileMemberCanMakeAChunkTravelAgainButNeverDestroyIt(_ kind: RelayStorageKind) async throws {
+        let dir = try TemporaryDirectory()
+        let spec = try testStorage(kind, dir.path("relay"))
+        let relay = try await TestRelay.start(spec)
+        let team = try makeTeam(2, in: dir)
+        let (a, hostile) = (team[0], team[1])
+        let record = try a.createRecord(kind: "testimony", fields: [("witness", "W-32")], tags: [], seal: false)
+        let file = dir.path("photo.bin")
+        try Data(Sodium.randomBytes(40_000)).write(to: file)
+        let fd = open(file.path, O_RDONLY)
+        defer { close(fd) }
+        var source = FileDescriptorSource(fd: fd, name: "photo.bin")
+        let stored = try a.storeFile(from: &source, name: "photo.bin", note: "")
+        _ = try a.attach(record: record, spec: stored.spec)
+        try await relaySync(a, relay.url)
+        #expect(try await Self.chunkSync(a, relay.url).pushed == 1)
+        let address = try #require(stored.spec.chunks.first)
+        let good = try #require(try a.chunkStore.read(address))
+        let held = try await relay.storage.totals().chunkBytes
+
+        try await relaySync(hostile, relay.url)
+        let junk = Array(good.prefix(ChunkKeys.headerLength)) + Sodium.randomBytes(1000)
+        try await HTTPCarrier.with(
+            url: relay.url, vaultID: hostile.vaultID, key: hostile.relaySigningKey, device: hostile.keyring.device,
+            options: testOptions()
+        ) { carrier in
+            #expect(await carrier.discardDamaged(address, copy: good), "the relay did not take the member's word")
+            try await carrier.storeChunk(address, sealed: junk)
+            #expect(try await carrier.chunk(address) == junk)
+            #expect(await carrier.discardDamaged(address, copy: junk))
+            // Junk of another length over a copy held: the held one is set aside, not replaced.
+            try await carrier.storeChunk(address, sealed: junk)
+            try await carrier.storeChunk(address, sealed: junk + [0])
+        }
+        #expect(try Self.setAsideCopies(spec, vaultID: a.vaultID) == 2)
+        let kept = try await relay.storage.totals().chunkBytes
+        #expect(kept == held + 2 * UInt64(junk.count) + 1, "every copy set aside still counts")
+
+        // The holder's next sync sends the chunk again (the relay holds another length), and a member gets it.
+        #expect(try await Self.chunkSync(a, relay.url).pushed == 1)
+        #expect(try await relay.storage.readChunk(vaultID: a.vaultID, address: address) == good)
+        #expect(try Self.setAsideCopies(spec, vaultID: a.vaultID) == 3)
+        await relay.stop()
     }
 
     @Test(arguments: RelayStorageKind.allCases)

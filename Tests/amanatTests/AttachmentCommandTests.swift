@@ -603,11 +603,14 @@ final class Background {
         #expect(refused.status == 0, "\(refused.stderr)")
         #expect(
             refused.stderr.contains(
-                "WARNING: 1 chunk offered by \(stick) did not open as the chunk its address names (altered or swapped); not stored. It was damaged and removed from \(stick)"
+                "WARNING: 1 chunk offered by \(stick) did not open as the chunk its address names (altered or swapped); not stored. It was damaged and set aside on \(stick)"
             ), "\(refused.stderr)")
         #expect(refused.stderr.contains("(1 chunk, 1.0 MiB missing)"), "\(refused.stderr)")
         #expect(!onStick.addresses().contains(address), "the damaged copy still stands for the chunk on the stick")
-        #expect(FileManager.default.fileExists(atPath: onStick.damagedURL(for: address).path))
+        let damagedBytes = Array(bytes)
+        #expect(
+            try Data(contentsOf: onStick.setAsideURL(for: address, sha256: SHA256.hash(damagedBytes)))
+                == Data(damagedBytes), "the stick's copy was not kept aside")
 
         let resent = try a.run(["sync", stick])
         #expect(resent.stderr.contains("1 pushed"), "\(resent.stderr)")
@@ -644,7 +647,7 @@ final class Background {
 
         let r = try b.run(["sync", stick])
         #expect(r.stderr.contains("did not open as the chunk its address names"), "\(r.stderr)")
-        #expect(!r.stderr.contains("removed from"), "\(r.stderr)")
+        #expect(!r.stderr.contains("set aside on"), "\(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: outside.path), "a file outside the stick was moved")
         #expect(!FileManager.default.fileExists(atPath: outside.path + ".damaged"))
     }
