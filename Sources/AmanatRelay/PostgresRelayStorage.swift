@@ -1184,7 +1184,7 @@ public final class PostgresRelayStorage: RelayStorage {
                     for try await total in try await db.query(
                         """
                         SELECT (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk
-                                WHERE vault = \(Data(vaultID)) AND address <> \(Data(address)))::bigint
+                                WHERE vault = \(Data(vaultID)))::bigint
                             + (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk_damaged
                                 WHERE vault = \(Data(vaultID)))::bigint
                         """, logger: logger

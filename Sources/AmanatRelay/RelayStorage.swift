@@ -161,6 +161,10 @@ public final class SQLiteRelayStorage: RelayStorage {
     public let store: RelayStore
     /// Bytes of chunks stored per vault, counted once from the disk and then kept up to date.
     let chunkUsage = ChunkUsage()
+    /// One lock per stripe of chunk addresses: a store, a set-aside and a purge's removal of one address never run
+    /// at once (each reads what is held and then moves it: two at once could move a copy over another). This process
+    /// alone serves the folder (http-api.md §6).
+    let addressLocks = (0..<64).map { _ in NSLock() }
 
     /// Storage over a data folder (created when missing).
     public convenience init(directory: URL, maxVaults: Int = 1000) throws {
@@ -222,12 +226,16 @@ public final class SQLiteRelayStorage: RelayStorage {
             let chunks = chunkStore(vaultID: vaultID)
             let usage = chunkUsage
             let vault = Hex.encode(vaultID)
+            let locks = addressLocks
             try await blocking {
-                let freed = result.purgedChunks.reduce(0) {
-                    $0 + (chunks.storedLength($1) ?? 0) + chunks.setAsideLength($1)
+                for address in result.purgedChunks {
+                    let lock = locks[Int(address.first ?? 0) % locks.count]
+                    lock.lock()
+                    defer { lock.unlock() }
+                    let freed = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+                    _ = chunks.remove([address])
+                    usage.release(freed, vault: vault)
                 }
-                _ = chunks.remove(result.purgedChunks)
-                usage.release(freed, vault: vault)
             }
         }
         return result
@@ -281,7 +289,10 @@ public final class SQLiteRelayStorage: RelayStorage {
         let usage = chunkUsage
         let vault = Hex.encode(vaultID)
         if try await purgedChunks(vaultID).contains(address) { return .purged }
+        let lock = addressLock(address)
         let outcome: ChunkWriteOutcome = try await blocking {
+            lock.lock()
+            defer { lock.unlock() }
             if chunks.has(address, sealedLength: sealed.count) { return .alreadyHeld }
             guard usage.reserve(sealed.count, vault: vault, store: chunks, quota: quota) else {
                 return .overQuota(used: usage.used(vault: vault))
@@ -309,7 +320,11 @@ public final class SQLiteRelayStorage: RelayStorage {
         // again now that it is, so a purged chunk never outlives the purge.
         if outcome == .stored, try await purgedChunks(vaultID).contains(address) {
             try await blocking {
-                if chunks.remove([address]) > 0 { usage.release(sealed.count, vault: vault) }
+                lock.lock()
+                defer { lock.unlock() }
+                let freed = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+                _ = chunks.remove([address])
+                usage.release(freed, vault: vault)
             }
             return .purged
         }
@@ -322,7 +337,10 @@ public final class SQLiteRelayStorage: RelayStorage {
         // member's word. The bytes still count toward the vault's quota until a purge removes them.
         let usage = chunkUsage
         let vault = Hex.encode(vaultID)
+        let lock = addressLock(address)
         let setAside = try await blocking {
+            lock.lock()
+            defer { lock.unlock() }
             // A copy set aside with the same content already is kept once: what the disk holds is what counts.
             let before = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
             let setAside = try chunks.setAside(address, ifSHA256: sha256)
@@ -334,6 +352,8 @@ public final class SQLiteRelayStorage: RelayStorage {
         // chunk never outlives the purge (as a store does).
         if try await purgedChunks(vaultID).contains(address) {
             try await blocking {
+                lock.lock()
+                defer { lock.unlock() }
                 let freed = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
                 _ = chunks.remove([address])
                 usage.release(freed, vault: vault)
@@ -341,6 +361,9 @@ public final class SQLiteRelayStorage: RelayStorage {
         }
         return setAside
     }
+
+    /// The lock of `address`'s stripe (``addressLocks``).
+    func addressLock(_ address: [UInt8]) -> NSLock { addressLocks[Int(address.first ?? 0) % addressLocks.count] }
 
     public func totals() async throws -> RelayTotals {
         let store = store

@@ -134,9 +134,10 @@ public struct ChunkStore: Sendable {
         let temporary = root.appendingPathComponent(".tmp")
         for dir in [root, shard, temporary] { try Self.makeFolder(dir) }
         // A copy of another length held here (truncated, or sent by a hostile member) is set aside, never replaced:
-        // on a carrier it may be the only good one, under a member's word that it is not.
+        // on a carrier it may be the only good one, under a member's word that it is not. A relay runs one write of
+        // an address at a time (``SQLiteRelayStorage``), so what was read is what is moved.
         if let held = try? read(address), held.count != sealed.count {
-            _ = rename(target.path, setAsideURL(for: address, sha256: SHA256.hash(held)).path)
+            try keepAside(target, sha256: SHA256.hash(held), address: address)
         }
         let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
         let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
@@ -303,11 +304,12 @@ public struct ChunkStore: Sendable {
     /// How many damaged copies are set aside in the store (``setAside(_:)``, ``setAside(_:ifSHA256:)``).
     public func setAsideCount() -> Int { names().filter { Self.isSetAsideName($0.name) }.count }
 
-    /// `cdef….damaged`, `cdef….damaged-<16 hex>` or `cdef….checking-<16 hex>` (a check a process did not finish).
+    /// `cdef….damaged`, `cdef….damaged-<SHA-256, 64 hex>` or `cdef….checking-<16 hex>` (a check a process did not
+    /// finish).
     static func isSetAsideName(_ name: String) -> Bool {
         guard name.count > 62 else { return false }
         let rest = name.dropFirst(62)
-        return rest == ".damaged" || (rest.count == 25 && rest.hasPrefix(".damaged-"))
+        return rest == ".damaged" || (rest.count == 73 && rest.hasPrefix(".damaged-"))
             || (rest.count == 26 && rest.hasPrefix(".checking-"))
     }
 
@@ -339,11 +341,23 @@ public struct ChunkStore: Sendable {
         }
     }
 
-    /// Where a carrier keeps a copy of `address` it set aside: `ab/cdef….damaged-<the first 8 bytes of its SHA-256 in
-    /// hex>`, one per content, so that setting one aside never replaces another (a carrier sets aside on a member's
-    /// word, and the copy may be the only good one).
+    /// Where a carrier keeps a copy of `address` it set aside: `ab/cdef….damaged-<its SHA-256 in hex>`, one per
+    /// content, so that setting one aside never replaces another (a carrier sets aside on a member's word, and the
+    /// copy may be the only good one).
     public func setAsideURL(for address: [UInt8], sha256: [UInt8]) -> URL {
-        URL(fileURLWithPath: url(for: address).path + ".damaged-" + Hex.encode(Array(sha256.prefix(8))))
+        URL(fileURLWithPath: url(for: address).path + ".damaged-" + Hex.encode(sha256))
+    }
+
+    /// Moves the file at `from` (whose content has the SHA-256 `sha256`) to ``setAsideURL(for:sha256:)``, never
+    /// replacing a file there: one there already has the same content (the full SHA-256 names it), so this copy
+    /// goes. On a file system without hard links (FAT), by renaming.
+    func keepAside(_ from: URL, sha256: [UInt8], address: [UInt8]) throws {
+        let aside = setAsideURL(for: address, sha256: sha256)
+        if link(from.path, aside.path) == 0 || errno == EEXIST {
+            unlink(from.path)
+        } else if rename(from.path, aside.path) != 0 {
+            throw AtomicFile.ioError(errno, "could not set aside the chunk \(from.path)")
+        }
     }
 
     /// Sets the stored copy of `address` aside (``setAsideURL(for:sha256:)``) only if its SHA-256 is `sha256`: a copy
@@ -363,7 +377,7 @@ public struct ChunkStore: Sendable {
         }
         defer { AtomicFile.syncDirectory(url.deletingLastPathComponent()) }
         var bytes: [UInt8]?
-        let fd = open(taken.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let fd = open(taken.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         if fd >= 0 {
             var info = stat()
             if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size >= 0,
@@ -375,10 +389,11 @@ public struct ChunkStore: Sendable {
         }
         let digest = bytes.map(SHA256.hash)
         if let digest, digest == sha256 {
-            guard rename(taken.path, setAsideURL(for: address, sha256: digest).path) == 0 else {
-                let e = errno
+            do {
+                try keepAside(taken, sha256: digest, address: address)
+            } catch {
                 putBack(taken, to: url, digest: digest, address: address)
-                throw AtomicFile.ioError(e, "could not set aside the damaged chunk \(url.path)")
+                throw error
             }
             return true
         }
@@ -392,7 +407,7 @@ public struct ChunkStore: Sendable {
         if link(taken.path, url.path) == 0 {
             unlink(taken.path)  // the same file is in its place again
         } else if errno == EEXIST {
-            if let digest { _ = rename(taken.path, setAsideURL(for: address, sha256: digest).path) }
+            if let digest { try? keepAside(taken, sha256: digest, address: address) }
         } else {
             // No hard links here (FAT, exFAT): back by renaming, which would replace a copy stored in this instant.
             _ = rename(taken.path, url.path)

@@ -138,8 +138,11 @@ public struct ChunkSync {
         -> ChunkSyncReport
     {
         var report = ChunkSyncReport()
-        var missing: [String: Listed] = [:]
-        var held: [String: Listed] = [:]
+        // Every distinct way the attachments list each address (its length and key epoch): a member can sign an
+        // `attach` that lists another's chunk with another length or epoch, and that listing must not hide the
+        // chunk from the attachments that list it rightly (a query with its length only would find it nowhere).
+        var listings: [String: [Listed]] = [:]
+        var order: [String] = []
         let store = vault.chunkStore
         store.sweepTemporaryFiles()
         for state in try vault.allStates().sortedByID() {
@@ -157,12 +160,24 @@ public struct ChunkSync {
                     let ref = ChunkRef(address: address, sealedLength: length + ChunkKeys.overhead)
                     let hex = Hex.encode(address)
                     let listed = Listed(ref: ref, keys: keys, length: length)
-                    if store.has(address, sealedLength: ref.sealedLength) {
-                        held[hex] = listed
-                    } else {
-                        missing[hex] = listed
+                    if listings[hex] == nil { order.append(hex) }
+                    if !(listings[hex] ?? []).contains(where: { $0.length == length && $0.keys.epoch == keys.epoch }) {
+                        listings[hex, default: []].append(listed)
                     }
                 }
+            }
+        }
+        // Held: stored here at the length one of its listings gives it; missing otherwise, with every listing.
+        var missing: [String: [Listed]] = [:]
+        var held: [String: Listed] = [:]
+        for hex in order {
+            let list = listings[hex] ?? []
+            guard let first = list.first else { continue }
+            let stored = store.storedLength(first.ref.address)
+            if let match = list.first(where: { $0.ref.sealedLength == stored }) {
+                held[hex] = match
+            } else {
+                missing[hex] = list
             }
         }
         let total = missing.count + held.count
@@ -173,28 +188,32 @@ public struct ChunkSync {
         var carrierDrops = true
         for start in stride(from: 0, to: wanted.count, by: batchSize) {
             let batch = wanted[start..<min(start + batchSize, wanted.count)].compactMap { missing[$0] }
-            let there = try await carrier.heldChunks(batch.map(\.ref))
-            for need in batch where there.contains(need.ref.address) {
-                guard let sealed = try await carrier.chunk(need.ref.address) else { continue }
-                // A chunk that fails this listing's check but is whole on its own terms (another attachment lists it
-                // with another length or epoch) is the evidence of the attachments that list it rightly: stored.
-                let whole: Bool
-                switch need.keys.open(sealed, address: need.ref.address, length: need.length) {
-                case .success: whole = true
-                case .failure: whole = vault.opensOnItsOwnTerms(sealed, address: need.ref.address)
-                }
+            // Asked at every length listed; the carrier answers the addresses it holds at one of them.
+            let there = try await carrier.heldChunks(batch.flatMap { $0.map(\.ref) })
+            for list in batch {
+                guard let address = list.first?.ref.address, there.contains(address) else { continue }
+                guard let sealed = try await carrier.chunk(address) else { continue }
+                // Whole when it opens as one of its listings says, or as the chunk of its address at its own length
+                // under some vault key held here (the evidence of the attachments that list it rightly): stored.
+                let whole =
+                    list.contains { listed in
+                        if case .success = listed.keys.open(sealed, address: address, length: listed.length) {
+                            return true
+                        }
+                        return false
+                    } || vault.opensOnItsOwnTerms(sealed, address: address)
                 if whole {
-                    try store.write(need.ref.address, sealed: sealed)
+                    try store.write(address, sealed: sealed)
                     report.pulled += 1
                     report.pulledBytes += UInt64(sealed.count)
-                    missing[Hex.encode(need.ref.address)] = nil
+                    missing[Hex.encode(address)] = nil
                 } else {
                     report.refused += 1
                     // Damaged on its own terms, it would stay in the good copy's place on the carrier for good.
                     // A carrier that could not drop one (read-only, an earlier relay, no answer) is not asked again
                     // in this sync: each question to a relay that does not answer costs up to 30 s.
                     if carrierDrops {
-                        if await carrier.discardDamaged(need.ref.address, copy: sealed) {
+                        if await carrier.discardDamaged(address, copy: sealed) {
                             report.discardedOnCarrier += 1
                         } else {
                             carrierDrops = false
@@ -230,7 +249,7 @@ public struct ChunkSync {
                     {
                         try store.setAside(ref.address)
                         report.damaged += 1
-                        missing[Hex.encode(ref.address)] = chunk
+                        missing[Hex.encode(ref.address)] = [chunk]
                         done += 1
                         progress(done, total)
                         continue
@@ -251,18 +270,31 @@ public struct ChunkSync {
             }
             if full { report.carrierFull = (unsent, unsentBytes) }
         }
-        report.missingChunks = missing.count
-        report.missingBytes = missing.values.reduce(0) { $0 + UInt64($1.length) }
-        if !missing.isEmpty {
+        // What is still missing here, as `status` counts it: each listing's chunk at the length it gives (a listing
+        // of another length than the chunk's stays missing, and its attachment incomplete).
+        var lacking: Set<String> = []
+        for hex in order {
+            guard let list = listings[hex], let first = list.first else { continue }
+            let stored = store.storedLength(first.ref.address)
+            for listed in list where listed.ref.sealedLength != stored {
+                guard lacking.insert("\(hex):\(listed.length)").inserted else { continue }
+                report.missingChunks += 1
+                report.missingBytes += UInt64(listed.length)
+            }
+        }
+        if !lacking.isEmpty {
             // Count the attachments that still lack a chunk.
-            let lacking = Set(missing.keys)
             for state in try vault.allStates() {
                 if let records = options.records, !records.contains(state.id) { continue }
                 for info in state.allAttachments {
                     if let limit = options.maximumAttachmentSize, info.size > limit { continue }
-                    if try vault.chunkAddresses(of: info).contains(where: { lacking.contains(Hex.encode($0)) }) {
-                        report.incompleteAttachments += 1
+                    let addresses = try vault.chunkAddresses(of: info)
+                    let incomplete = addresses.enumerated().contains { index, address in
+                        let length = AttachmentSpec.chunkLength(
+                            index: index, size: info.size, chunkSize: info.chunkSize)
+                        return lacking.contains("\(Hex.encode(address)):\(length)")
                     }
+                    if incomplete { report.incompleteAttachments += 1 }
                 }
             }
         }
