@@ -313,7 +313,7 @@ public final class SQLiteRelayStorage: RelayStorage {
                 return .alreadyHeld
             }
             let added = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address) - before
-            if added < sealed.count { usage.release(sealed.count - max(added, 0), vault: vault) }
+            if added < sealed.count { usage.release(sealed.count - added, vault: vault) }
             return .stored
         }
         // A purge stored while this chunk was being written removed the chunks before this one was there: look

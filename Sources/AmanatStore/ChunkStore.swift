@@ -136,8 +136,12 @@ public struct ChunkStore: Sendable {
         // A copy of another length held here (truncated, or sent by a hostile member) is set aside, never replaced:
         // on a carrier it may be the only good one, under a member's word that it is not. A relay runs one write of
         // an address at a time (``SQLiteRelayStorage``), so what was read is what is moved.
-        if let held = try? read(address), held.count != sealed.count {
-            try keepAside(target, sha256: SHA256.hash(held), address: address)
+        if let length = storedLength(address), length != sealed.count {
+            do {
+                if let held = try read(address) { try keepAside(target, sha256: SHA256.hash(held), address: address) }
+            } catch let error as StoreError where error.code == .damaged {
+                // Larger than any chunk Amanat writes: no copy of any chunk, replaced below.
+            }
         }
         let temp = temporary.appendingPathComponent("\(getpid())-\(Hex.encode(Sodium.randomBytes(8)))")
         let fd = open(temp.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)

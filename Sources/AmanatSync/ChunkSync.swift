@@ -203,9 +203,10 @@ public struct ChunkSync {
                         return false
                     } || vault.opensOnItsOwnTerms(sealed, address: address)
                 if whole {
-                    try store.write(address, sealed: sealed)
-                    report.pulled += 1
-                    report.pulledBytes += UInt64(sealed.count)
+                    if try store.write(address, sealed: sealed) {
+                        report.pulled += 1
+                        report.pulledBytes += UInt64(sealed.count)
+                    }
                     missing[Hex.encode(address)] = nil
                 } else {
                     report.refused += 1

@@ -45,7 +45,7 @@ extension Amanat {
             }
             if report.setAsideChunks > 0 {
                 note(
-                    "set aside: \(report.setAsideChunks) damaged attachment chunk\(report.setAsideChunks == 1 ? "" : "s") (ciphertext, kept beside the chunks as *.damaged for inspection; purge destroys them with their record)"
+                    "set aside: \(report.setAsideChunks) damaged attachment chunk\(report.setAsideChunks == 1 ? "" : "s") (ciphertext, kept beside the chunks as *.damaged* for inspection; purge destroys them with their record)"
                 )
             }
             var incomplete: [String: (record: String, missing: Int, total: Int)] = [:]
