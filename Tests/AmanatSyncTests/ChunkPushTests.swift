@@ -101,4 +101,64 @@ import Testing
         let again = try await ChunkSync(vault: third, carrier: carrier).run()
         #expect(again.pulled == 0 && again.pushed == 0 && again.refused == 0, "\(again)")
     }
+
+    /// A read-only stick holding two damaged copies: both are refused, neither is moved, and the stick is asked to set
+    /// one aside only once in the sync (a carrier that could not is not asked again: over a relay that does not
+    /// answer, each question would cost up to 30 s).
+    @Test func aCarrierThatCannotSetACopyAsideIsAskedOncePerSync() async throws {
+        let dir = try TemporaryDirectory()
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        let record = try a.createRecord(kind: "testimony", fields: [("witness", "W-3")], tags: [], seal: false)
+        let file = dir.path("a.bin")
+        try Data(Sodium.randomBytes(3 * Int(AttachmentSpec.defaultChunkSize))).write(to: file)
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        var source = FileDescriptorSource(fd: handle.fileDescriptor, name: file.path)
+        let stored = try a.storeFile(from: &source, name: "a.bin", note: "")
+        _ = try a.attach(record: record, spec: stored.spec)
+        let stick = dir.path("team.amanat-sync")
+        let writable = try FileCarrier(url: stick, vaultID: a.vaultID)
+        _ = try await SyncSession(vault: a, carrier: writable).run()
+        #expect(try await ChunkSync(vault: a, carrier: writable).run().pushed == 3)
+        _ = try await SyncSession(vault: b, carrier: writable).run()
+        var damaged: [URL: Data] = [:]
+        for address in stored.spec.chunks.prefix(2) {
+            let url = writable.chunkStore.url(for: address)
+            var bytes = try Data(contentsOf: url)
+            bytes[bytes.count / 2] ^= 0x08
+            try bytes.write(to: url)
+            damaged[url] = bytes
+        }
+
+        let counting = DiscardCountingCarrier(try FileCarrier(url: stick, vaultID: a.vaultID, readOnly: true))
+        let report = try await ChunkSync(vault: b, carrier: counting).run()
+        #expect(report.pulled == 1 && report.refused == 2 && report.discardedOnCarrier == 0, "\(report)")
+        #expect(counting.discardRequests == 1)
+        for (url, bytes) in damaged { #expect(try Data(contentsOf: url) == bytes, "a read-only stick was changed") }
+        #expect(writable.chunkStore.setAsideCount() == 0)
+    }
+}
+
+/// A real carrier with its requests to set a copy aside counted.
+final class DiscardCountingCarrier: ChunkCarrier, @unchecked Sendable {
+    // @unchecked Sendable: one sync at a time uses it; the count is guarded by `lock`.
+    let inner: any ChunkCarrier
+    private let lock = NSLock()
+    private var discards = 0
+
+    init(_ inner: any ChunkCarrier) { self.inner = inner }
+
+    /// How many times the sync asked to set a copy aside.
+    var discardRequests: Int { lock.withLock { discards } }
+
+    func heldChunks(_ chunks: [ChunkRef]) async throws -> Set<[UInt8]> { try await inner.heldChunks(chunks) }
+    func chunk(_ address: [UInt8]) async throws -> [UInt8]? { try await inner.chunk(address) }
+    func storeChunk(_ address: [UInt8], sealed: [UInt8]) async throws {
+        try await inner.storeChunk(address, sealed: sealed)
+    }
+    func discardDamaged(_ address: [UInt8], copy: [UInt8]) async -> Bool {
+        lock.withLock { discards += 1 }
+        return await inner.discardDamaged(address, copy: copy)
+    }
 }
