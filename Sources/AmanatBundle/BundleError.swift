@@ -14,6 +14,8 @@ public struct BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case nothingSigned
         /// `export --strip-location` cannot remove the location of an attached file (Protocol/attachments.md §9).
         case cannotStrip
+        /// The bundle's documents are more than this process may hold in memory to check them (``TarArchive/documentBudget``).
+        case tooLarge
     }
 
     /// The kind of failure.

@@ -548,6 +548,7 @@ public enum BundleVerifier {
     /// Reads an extracted bundle folder back into an archive (for verifying a bundle that was opened).
     public static func archive(fromDirectory url: URL) throws -> TarArchive {
         var archive = TarArchive()
+        var documentBytes = 0
         let fm = FileManager.default
         guard let paths = try? fm.subpathsOfDirectory(atPath: url.path) else {
             throw BundleError(.malformedArchive, "\(url.path) cannot be read.")
@@ -592,6 +593,11 @@ public enum BundleVerifier {
                 archive.append(.init(path: path, summary: .init(sha256: hasher.finalize(), size: size)))
                 continue
             }
+            // Documents are read whole to be checked: within the budget a bundle's archive is read with.
+            guard Int(info.st_size) <= TarArchive.documentBudget - documentBytes else {
+                throw TarArchive.tooLarge(TarArchive.documentBudget)
+            }
+            documentBytes += Int(info.st_size)
             guard let data = fm.contents(atPath: full.path) else {
                 throw unreadable(path)
             }

@@ -1,4 +1,8 @@
 import AmanatCrypto
+import Foundation
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A minimal POSIX ustar archive writer and a strict reader (Protocol/bundle.md §2).
 ///
@@ -157,6 +161,30 @@ public struct TarArchive: Sendable, Equatable {
         self = try decoder.finish()
     }
 
+    /// The most bytes of a bundle's documents (its files outside `attachments/`, which are read whole to be checked)
+    /// a reader keeps in memory: a quarter of what this process may use — the machine's memory, or less when
+    /// `ulimit -d` or `ulimit -v` says so — and never less than 64 MiB. A crafted bundle with a document of many
+    /// gigabytes is then refused with one sentence instead of exhausting the memory (Protocol/bundle.md §7).
+    public static let documentBudget: Int = {
+        var limit = UInt64(max(sysconf(Int32(_SC_PHYS_PAGES)), 0)) &* UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 0))
+        if limit == 0 { limit = UInt64(Int.max) }
+        for resource in [RLIMIT_DATA, RLIMIT_AS] {
+            var bound = rlimit()
+            if getrlimit(__rlimit_resource_t(resource.rawValue), &bound) == 0, bound.rlim_cur != rlim_t.max {
+                limit = min(limit, UInt64(bound.rlim_cur))
+            }
+        }
+        return Int(clamping: max(limit / 4, 64 << 20))
+    }()
+
+    /// The refusal of a bundle whose documents pass `limit` bytes.
+    static func tooLarge(_ limit: Int) -> BundleError {
+        BundleError(
+            .tooLarge,
+            "The bundle's documents (its files outside attachments/) are larger than the \(limit >> 20) MiB this machine lets amanat hold to check them; nothing was written. Check it on a machine with more memory."
+        )
+    }
+
     /// What a ``Decoder`` tells its sink about a file it reads without keeping its bytes.
     public enum Event {
         /// A file begins.
@@ -174,6 +202,9 @@ public struct TarArchive: Sendable, Equatable {
     public struct Decoder {
         private let summarising: (String) -> Bool
         private let sink: ((Event) throws -> Void)?
+        private let documentLimit: Int
+        /// Bytes of the files kept in memory so far (every file but those `summarising` selects).
+        private var documentBytes = 0
         private var archive = TarArchive()
         private var header: [UInt8] = []
         /// The file being read: its path, size, bytes still to come, and its bytes or its hasher.
@@ -184,9 +215,15 @@ public struct TarArchive: Sendable, Equatable {
         private var ended = false
 
         /// A decoder keeping every file in memory except those `summarising` selects, whose bytes go to `sink`.
-        public init(summarising: @escaping (String) -> Bool = { _ in false }, sink: ((Event) throws -> Void)? = nil) {
+        /// At most `documentLimit` bytes of those files are kept: a file that would pass it stops the reading at its
+        /// header, before any of its bytes are held (``TarArchive/documentBudget`` by default).
+        public init(
+            summarising: @escaping (String) -> Bool = { _ in false }, sink: ((Event) throws -> Void)? = nil,
+            documentLimit: Int = TarArchive.documentBudget
+        ) {
             self.summarising = summarising
             self.sink = sink
+            self.documentLimit = documentLimit
         }
 
         private static func fail(_ why: String) -> BundleError {
@@ -269,6 +306,10 @@ public struct TarArchive: Sendable, Equatable {
             }
             guard archive.entry(path) == nil else { throw Self.fail("\(path) appears twice") }
             let summarised = summarising(path)
+            if !summarised {
+                guard size <= documentLimit - documentBytes else { throw TarArchive.tooLarge(documentLimit) }
+                documentBytes += size
+            }
             if summarised { try sink?(.start(path: path, size: size)) }
             file = (path, size, size, [], summarised ? SHA256.Hasher() : nil)
             if size == 0 { try endFile() }

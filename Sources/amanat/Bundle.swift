@@ -102,7 +102,8 @@ struct BundleKeyOptions: ParsableArguments {
             default: throw CLIError(.damaged, "The bundle is damaged or was altered: \(error.message)")
             }
         } catch let error as BundleError {
-            throw CLIError(.damaged, error.message)
+            // Too large for this machine's memory is not damage (the same bundle checks on a larger machine).
+            throw CLIError(error.code == .tooLarge ? .io : .damaged, error.message)
         }
     }
 }

@@ -69,6 +69,7 @@ func describe(_ error: Error) -> (CLIError.Status, String) {
             case .emptySelection: .noMatch
             case .nothingSigned: .usage
             case .malformedArchive, .malformedDocument, .verificationFailed, .cannotStrip: .damaged
+            case .tooLarge: .io
             }
         return (status, e.message)
     case let e as SchemaError:

@@ -1,3 +1,4 @@
+import AmanatBundle
 import AmanatCrypto
 import AmanatStore
 import Foundation
@@ -69,6 +70,40 @@ import AmanatTestSupport
         let linked = try cli.run(["bundle", "verify", folder.path], withVault: false)
         #expect(linked.status == 65, "\(linked.stderr)")
         #expect(linked.stderr.contains("is not a regular file (a link, a pipe or a device)"), "\(linked.stderr)")
+    }
+
+    /// A crafted bundle whose README is 300 MiB, read by a process allowed 256 MiB of data (`ulimit -d`, as on a
+    /// small laptop): the reader refuses it at the file's header, with one sentence and exit 74, instead of running out
+    /// of memory (a crash) while it holds the file. The same for an opened folder holding such a file.
+    @Test func aBundleWhoseDocumentsPassTheMemoryLimitIsRefusedAtTheirHeader() throws {
+        let scratch = try Scratch()
+        let key = scratch.path("lawyer.txt").path
+        #expect(try shell("age-keygen -o '\(key)'").0 == 0)
+        let recipient = try shell("age-keygen -y '\(key)'").1.trimmingCharacters(in: .whitespacesAndNewlines)
+        var archive = TarArchive()
+        archive.add("README.txt", [UInt8](repeating: 0x61, count: 300 << 20))
+        let bundle = scratch.path("crafted.age")
+        try writeAgeBundle(archive, to: bundle, recipient: recipient)
+        archive = TarArchive()
+        let binary = CLIRunner.binary.path
+        let refusal = "larger than the 64 MiB this machine lets amanat hold to check them"
+        for command in ["bundle verify", "bundle open --out '\(scratch.path("out").path)'", "import"] {
+            let (status, output) = try shell(
+                "ulimit -d 262144; exec '\(binary)' \(command) '\(bundle.path)' --identity '\(key)' 2>&1",
+                environment: ["AMANAT_VAULT": scratch.path("no-vault").path, "AMANAT_PASSPHRASE": "unused passphrase"])
+            #expect(status == 74 && output.contains(refusal), "\(command): \(status) \(output)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("out").path))
+
+        let folder = scratch.path("opened")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let readme = folder.appendingPathComponent("README.txt")
+        _ = FileManager.default.createFile(atPath: readme.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: readme)
+        try handle.truncate(atOffset: 300 << 20)
+        try handle.close()
+        let (status, output) = try shell("ulimit -d 262144; exec '\(binary)' bundle verify '\(folder.path)' 2>&1")
+        #expect(status == 74 && output.contains(refusal), "\(status) \(output)")
     }
 
     /// `bundle open` into a disk that fills up while it writes an attachment: one sentence, exit 74, and nothing of
