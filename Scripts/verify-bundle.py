@@ -62,6 +62,36 @@ class Malformed(Exception):
     """Bytes that do not have the form the specification requires."""
 
 
+ATTACHMENTS = "attachments/"
+
+
+class Summary:
+    """An attached file as verification needs it: its SHA-256 and size (bundle.md §7), so that a
+    recording of many gigabytes is hashed as it streams and never held. len() is its size."""
+
+    def __init__(self, sha256_hex, size):
+        self.sha256, self.size = sha256_hex, size
+
+    def __len__(self):
+        return self.size
+
+
+def summarise(read, size, chunk=1 << 20):
+    """Hashes `size` bytes given by read(n) a piece at a time; Malformed if they end early."""
+    digest, left = hashlib.sha256(), size
+    while left:
+        piece = read(min(chunk, left))
+        if not piece:
+            raise Malformed("the archive is truncated")
+        digest.update(piece)
+        left -= len(piece)
+    return Summary(digest.hexdigest(), size)
+
+
+def sha256_of(data):
+    return data.sha256 if isinstance(data, Summary) else hashlib.sha256(data).hexdigest()
+
+
 # ----------------------------------------------------------------------------------------------
 # Cryptographic primitives (envelope.md §3-§5), all from libsodium through PyNaCl or hashlib.
 # ----------------------------------------------------------------------------------------------
@@ -737,7 +767,7 @@ def check_files(files, manifest, report):
     for path, digest in listed.items():
         if path not in files:
             report.problem(f"{path} is listed in the manifest but missing")
-        elif hashlib.sha256(files[path]).hexdigest() != digest:
+        elif sha256_of(files[path]) != digest:
             report.problem(f"{path} does not match its SHA-256 in the manifest (it was altered)")
     for path in sorted(set(files) - set(listed) - {"manifest.json", "manifest.sig"}):
         report.problem(f"{path} is in the bundle but not in the manifest")
@@ -1408,7 +1438,10 @@ def read_folder(root):
                 files[relative] = None
             else:
                 with open(path, "rb") as handle:
-                    files[relative] = handle.read()
+                    if relative.startswith(ATTACHMENTS):
+                        files[relative] = summarise(handle.read, os.fstat(handle.fileno()).st_size)
+                    else:
+                        files[relative] = handle.read()
     return files
 
 
@@ -1421,18 +1454,37 @@ def octal_field(field):
     return int(match.group(1), 8)
 
 
-def read_ustar(data):
-    """bundle.md §2: regular files with relative paths without `.`/`..`/empty parts, no duplicate
-    paths, correct header checksums, two zero blocks, then only zero bytes (the Padmé padding)."""
-    files, pos = {}, 0
+def read_exactly(stream, n):
+    """n bytes of the stream, or fewer at its end."""
+    parts, left = [], n
+    while left:
+        piece = stream.read(left)
+        if not piece:
+            break
+        parts.append(piece)
+        left -= len(piece)
+    return b"".join(parts)
+
+
+def read_ustar(stream):
+    """bundle.md §2, read as the archive streams: regular files with relative paths without
+    `.`/`..`/empty parts, no duplicate paths, correct header checksums, two zero blocks, then only
+    zero bytes (the Padmé padding). Files under attachments/ are kept as their SHA-256 and size."""
+    files = {}
     while True:
-        if pos + 512 > len(data):
+        block = read_exactly(stream, 512)
+        if len(block) < 512:
             raise Malformed("the archive ends without its end marker")
-        block = data[pos:pos + 512]
         if not any(block):
-            if any(data[pos:]) or len(data) < pos + 1024:
+            second = read_exactly(stream, 512)
+            if len(second) < 512 or any(second):
                 raise Malformed("non-zero bytes after the end marker, or no second zero block")
-            return files
+            while True:
+                rest = stream.read(1 << 20)
+                if not rest:
+                    return files
+                if any(rest):
+                    raise Malformed("non-zero bytes after the end marker, or no second zero block")
         if octal_field(block[148:156]) != sum(block[:148]) + 32 * 8 + sum(block[156:]):
             raise Malformed("a header checksum is wrong")
         if block[156:157] != b"0" or block[257:263] != b"ustar\0" or any(block[345:500]):
@@ -1445,20 +1497,45 @@ def read_ustar(data):
                 or any(c < " " or c == "\\" for c in name)):
             raise Malformed(f"a bad or duplicate path {name!r}")
         size = octal_field(block[124:136])
-        if pos + 512 + size > len(data):
+        if name.startswith(ATTACHMENTS):
+            files[name] = summarise(lambda n: stream.read(n), size)
+        else:
+            files[name] = read_exactly(stream, size)
+            if len(files[name]) < size:
+                raise Malformed("the archive is truncated")
+        padding = (size + 511) // 512 * 512 - size
+        if len(read_exactly(stream, padding)) < padding:
             raise Malformed("the archive is truncated")
-        files[name] = data[pos + 512:pos + 512 + size]
-        pos += 512 + (size + 511) // 512 * 512
 
 
-def decrypt_with_age(path, identity):
-    result = subprocess.run(["age", "-d", "-i", identity, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, timeout=600)
-    if result.returncode != 0:
-        message = result.stderr.decode("utf-8", "replace").strip()
+def read_age_bundle(path, identity):
+    """Decrypts with the age tool and reads the archive as it streams out (bounded memory whatever the
+    attachments' sizes). Returns (files, status, message): files is None when age failed (its message
+    wins over what the truncated stream looked like) or the archive is malformed."""
+    process = subprocess.Popen(["age", "-d", "-i", identity, path], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    files, malformed = None, None
+    try:
+        files = read_ustar(process.stdout)
+    except (Malformed, ValueError, UnicodeDecodeError) as error:
+        malformed = error
+    finally:
+        process.stdout.close()  # age stops at once if the archive was refused early
+        try:
+            errors = process.stderr.read()
+            process.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            errors = b"timed out"
+    if process.returncode != 0 and not (malformed is not None and process.returncode < 0):
+        message = errors.decode("utf-8", "replace").strip()
         status = EXIT_NO_KEY if "no identity matched" in message else EXIT_NOT_INTACT
         return None, status, f"age could not decrypt {path}: {message}"
-    return result.stdout, EXIT_OK, ""
+    if malformed is not None:
+        return None, EXIT_NOT_INTACT, f"PROBLEM: the decrypted bundle is not a valid archive (bundle.md §2): " \
+                                      f"{shown(malformed)}"
+    return files, EXIT_OK, ""
 
 
 def main(argv):
@@ -1489,19 +1566,17 @@ def main(argv):
             print(f"no such identity file: {shown(args.identity)}", file=sys.stderr)
             return EXIT_NO_INPUT
         try:
-            plaintext, status, message = decrypt_with_age(args.bundle, args.identity)
+            files, status, message = read_age_bundle(args.bundle, args.identity)
         except FileNotFoundError:
             print("decrypting an .age file needs the age tool (apt-get install age)", file=sys.stderr)
             return EXIT_USAGE
-        if plaintext is None:
-            print(shown(message), file=sys.stderr)
+        if files is None:
+            if message.startswith("PROBLEM: "):
+                print(message)
+                print("NOT INTACT")
+            else:
+                print(shown(message), file=sys.stderr)
             return status
-        try:
-            files = read_ustar(plaintext)
-        except (Malformed, ValueError, UnicodeDecodeError) as error:
-            print(f"PROBLEM: the decrypted bundle is not a valid archive (bundle.md §2): {shown(error)}")
-            print("NOT INTACT")
-            return EXIT_NOT_INTACT
     else:
         print(f"no such file or folder: {shown(args.bundle)}", file=sys.stderr)
         return EXIT_NO_INPUT

@@ -10,14 +10,16 @@ import AmanatTestSupport
 @Suite struct AttachmentBundleTests {
     /// The peak resident memory of `amanat ARGUMENTS` (no vault) in MiB and its exit status, read by a Python parent
     /// from the kernel's accounting of its only child (`getrusage(RUSAGE_CHILDREN)`).
-    func peakMiB(_ arguments: [String]) throws -> (status: Int, mib: Double) {
+    func peakMiB(_ arguments: [String], program: [String] = [CLIRunner.binary.path]) throws -> (
+        status: Int, mib: Double
+    ) {
         let script = """
             import resource, subprocess, sys
             r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
             """
         let (status, out) = try shell(
-            "python3 -c '\(script)' '\(CLIRunner.binary.path)' " + arguments.map { "'\($0)'" }.joined(separator: " "))
+            "python3 -c '\(script)' " + (program + arguments).map { "'\($0)'" }.joined(separator: " "))
         let fields = out.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
         guard status == 0, fields.count == 2, let code = Int(fields[0]), let kib = Double(fields[1]) else {
             throw CLIFailure(description: "could not measure \(arguments): \(out)")
@@ -49,6 +51,13 @@ import AmanatTestSupport
         let verified = try peakMiB(["bundle", "verify", bundle, "--identity", key])
         #expect(verified.status == 0)
         #expect(verified.mib < 128, "bundle verify peaked at \(verified.mib) MiB")
+        // The independent Python verifier streams it too: `age -d` into its own ustar reader, which hashes the
+        // recording as it passes (it held the whole decrypted bundle, and then the recording again).
+        let python = try #require(PythonVerifier.python, "python3 with PyNaCl (make setup installs it)")
+        let script = repositoryRoot.appendingPathComponent("Scripts/verify-bundle.py").path
+        let independent = try peakMiB([bundle, "--identity", key], program: [python, script])
+        #expect(independent.status == 0)
+        #expect(independent.mib < 128, "the Python verifier peaked at \(independent.mib) MiB")
         let folder = scratch.path("opened")
         let opened = try peakMiB(["bundle", "open", bundle, "--identity", key, "--out", folder.path])
         #expect(opened.status == 0)
