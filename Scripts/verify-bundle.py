@@ -30,6 +30,7 @@ Exit status (the same as `amanat bundle verify`, bundle.md §7):
   64  usage error
   66  no such file or folder
   69  a bundle of format 1, which this verifier does not check (use `amanat bundle verify`)
+  74  its documents are larger than this machine lets the verifier hold in memory (bundle.md §7)
   77  age could not decrypt the file with the identity given
 """
 
@@ -54,8 +55,8 @@ try:
 except ImportError:  # pragma: no cover - reported to the user
     sys.exit("verify-bundle.py needs PyNaCl: apt-get install python3-nacl (or pip install pynacl)")
 
-EXIT_OK, EXIT_UNPROVEN, EXIT_USAGE, EXIT_NOT_INTACT, EXIT_NO_INPUT, EXIT_UNSUPPORTED, EXIT_NO_KEY = (
-    0, 3, 64, 65, 66, 69, 77)
+EXIT_OK, EXIT_UNPROVEN, EXIT_USAGE, EXIT_NOT_INTACT, EXIT_NO_INPUT, EXIT_UNSUPPORTED, EXIT_TOO_LARGE, EXIT_NO_KEY = (
+    0, 3, 64, 65, 66, 69, 74, 77)
 
 
 class Malformed(Exception):
@@ -65,9 +66,49 @@ class Malformed(Exception):
 ATTACHMENTS = "attachments/"
 
 
+class TooLarge(Exception):
+    """The bundle's documents pass what this process may hold in memory (bundle.md §7)."""
+
+
+def document_budget():
+    """A quarter of the memory this process may use (the machine's, or less under ulimit -d/-v or a
+    cgroup's memory.max), and never less than 64 MiB: the same rule as `amanat bundle verify`."""
+    limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        import resource
+        for which in (resource.RLIMIT_DATA, resource.RLIMIT_AS):
+            soft = resource.getrlimit(which)[0]
+            if soft != resource.RLIM_INFINITY:
+                limit = min(limit, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as handle:
+            limit = min(limit, int(handle.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return max(limit // 4, 64 << 20)
+
+
+class Budget:
+    """What the documents held so far cost: each file its header and path, and a document its bytes."""
+    __slots__ = ("left", "limit")
+
+    def __init__(self):
+        self.limit = self.left = document_budget()
+
+    def spend(self, amount):
+        if amount > self.left:
+            raise TooLarge(f"the bundle's documents (its files outside attachments/) are larger than the "
+                           f"{self.limit >> 20} MiB this machine lets the verifier hold to check them; check it on "
+                           "a machine with more memory")
+        self.left -= amount
+
+
 class Summary:
     """An attached file as verification needs it: its SHA-256 and size (bundle.md §7), so that a
     recording of many gigabytes is hashed as it streams and never held. len() is its size."""
+    __slots__ = ("sha256", "size")
 
     def __init__(self, sha256_hex, size):
         self.sha256, self.size = sha256_hex, size
@@ -86,6 +127,18 @@ def summarise(read, size, chunk=1 << 20):
         digest.update(piece)
         left -= len(piece)
     return Summary(digest.hexdigest(), size)
+
+
+def summarise_to_end(read, chunk=1 << 20):
+    """Hashes everything read(n) gives, to its end (a file that grows or shrinks while it is read is
+    hashed as it was read)."""
+    digest, size = hashlib.sha256(), 0
+    while True:
+        piece = read(chunk)
+        if not piece:
+            return Summary(digest.hexdigest(), size)
+        digest.update(piece)
+        size += len(piece)
 
 
 def sha256_of(data):
@@ -1429,18 +1482,20 @@ def verify_bundle(files, expected_vault=None):
 def read_folder(root):
     """Every regular file under the folder, by its relative path with `/`. A link or anything other
     than a regular file or folder is reported as a problem by returning it with `None` contents."""
-    files = {}
+    files, budget = {}, Budget()
     for directory, folders, names in os.walk(root, followlinks=False):
         for name in names + [f for f in folders if os.path.islink(os.path.join(directory, f))]:
             path = os.path.join(directory, name)
             relative = os.path.relpath(path, root).replace(os.sep, "/")
+            budget.spend(512 + len(relative.encode("utf-8", "surrogateescape")))
             if os.path.islink(path) or not os.path.isfile(path):
                 files[relative] = None
             else:
                 with open(path, "rb") as handle:
                     if relative.startswith(ATTACHMENTS):
-                        files[relative] = summarise(handle.read, os.fstat(handle.fileno()).st_size)
+                        files[relative] = summarise_to_end(handle.read)
                     else:
+                        budget.spend(os.fstat(handle.fileno()).st_size)
                         files[relative] = handle.read()
     return files
 
@@ -1455,10 +1510,11 @@ def octal_field(field):
 
 
 def read_exactly(stream, n):
-    """n bytes of the stream, or fewer at its end."""
+    """n bytes of the stream, or fewer at its end; read a MiB at a time (a read of n bytes would first
+    allocate all of them, whatever the stream holds)."""
     parts, left = [], n
     while left:
-        piece = stream.read(left)
+        piece = stream.read(min(left, 1 << 20))
         if not piece:
             break
         parts.append(piece)
@@ -1470,7 +1526,7 @@ def read_ustar(stream):
     """bundle.md §2, read as the archive streams: regular files with relative paths without
     `.`/`..`/empty parts, no duplicate paths, correct header checksums, two zero blocks, then only
     zero bytes (the Padmé padding). Files under attachments/ are kept as their SHA-256 and size."""
-    files = {}
+    files, budget = {}, Budget()
     while True:
         block = read_exactly(stream, 512)
         if len(block) < 512:
@@ -1497,6 +1553,7 @@ def read_ustar(stream):
                 or any(c < " " or c == "\\" for c in name)):
             raise Malformed(f"a bad or duplicate path {name!r}")
         size = octal_field(block[124:136])
+        budget.spend(512 + len(raw_name) + (0 if name.startswith(ATTACHMENTS) else size))
         if name.startswith(ATTACHMENTS):
             files[name] = summarise(lambda n: stream.read(n), size)
         else:
@@ -1519,6 +1576,10 @@ def read_age_bundle(path, identity):
         files = read_ustar(process.stdout)
     except (Malformed, ValueError, UnicodeDecodeError) as error:
         malformed = error
+    except TooLarge:
+        process.kill()
+        process.wait()
+        raise
     finally:
         process.stdout.close()  # age stops at once if the archive was refused early
         try:
@@ -1555,6 +1616,15 @@ def main(argv):
         if expected is None:
             print("--expect-vault needs a vault fingerprint: 32 hex digits, with or without dashes", file=sys.stderr)
             return EXIT_USAGE
+    try:
+        return verify_path(args, expected)
+    except (TooLarge, MemoryError) as error:
+        reason = str(error) if isinstance(error, TooLarge) else "this machine ran out of memory checking it"
+        print(f"the bundle cannot be checked here: {reason}", file=sys.stderr)
+        return EXIT_TOO_LARGE
+
+
+def verify_path(args, expected):
     if os.path.isdir(args.bundle):
         files = read_folder(args.bundle)
     elif os.path.isfile(args.bundle):

@@ -168,14 +168,33 @@ public struct TarArchive: Sendable, Equatable {
     public static let documentBudget: Int = {
         var limit = UInt64(max(sysconf(Int32(_SC_PHYS_PAGES)), 0)) &* UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 0))
         if limit == 0 { limit = UInt64(Int.max) }
-        for resource in [RLIMIT_DATA, RLIMIT_AS] {
-            var bound = rlimit()
-            if getrlimit(__rlimit_resource_t(resource.rawValue), &bound) == 0, bound.rlim_cur != rlim_t.max {
-                limit = min(limit, UInt64(bound.rlim_cur))
+        #if os(Linux)
+            for resource in [RLIMIT_DATA, RLIMIT_AS] {
+                var bound = rlimit()
+                if getrlimit(__rlimit_resource_t(resource.rawValue), &bound) == 0, bound.rlim_cur != rlim_t.max {
+                    limit = min(limit, UInt64(bound.rlim_cur))
+                }
             }
-        }
+            // A container's or a systemd unit's memory limit (cgroup v2), which the machine's memory does not show.
+            if let text = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
+                let bytes = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            {
+                limit = min(limit, bytes)
+            }
+        #else
+            for resource in [RLIMIT_DATA, RLIMIT_AS] {
+                var bound = rlimit()
+                if getrlimit(resource, &bound) == 0, bound.rlim_cur != RLIM_INFINITY {
+                    limit = min(limit, UInt64(bound.rlim_cur))
+                }
+            }
+        #endif
         return Int(clamping: max(limit / 4, 64 << 20))
     }()
+
+    /// What each file costs against ``documentBudget`` besides its contents (its header, path and index entry): a
+    /// bundle of a million empty files must not be free.
+    static let entryCost = 512
 
     /// The refusal of a bundle whose documents pass `limit` bytes.
     static func tooLarge(_ limit: Int) -> BundleError {
@@ -211,8 +230,10 @@ public struct TarArchive: Sendable, Equatable {
         private var file: (path: String, size: Int, remaining: Int, contents: [UInt8], hasher: SHA256.Hasher?)?
         /// Bytes of padding after the last file still to skip.
         private var padding = 0
-        /// Whether the end-of-archive marker was read: everything after it must be zero.
+        /// Whether the end-of-archive marker's first block was read: everything after it must be zero.
         private var ended = false
+        /// Zero bytes read after that block: the marker's second block and the padding.
+        private var zerosAfterEnd = 0
 
         /// A decoder keeping every file in memory except those `summarising` selects, whose bytes go to `sink`.
         /// At most `documentLimit` bytes of those files are kept: a file that would pass it stops the reading at its
@@ -238,6 +259,7 @@ public struct TarArchive: Sendable, Equatable {
                     guard rest.allSatisfy({ $0 == 0 }) else {
                         throw Self.fail("data follows the end-of-archive marker")
                     }
+                    zerosAfterEnd += rest.count
                     return
                 }
                 if var current = file {
@@ -271,7 +293,8 @@ public struct TarArchive: Sendable, Equatable {
         /// The archive, once every byte was fed; throws if it ended early.
         public mutating func finish() throws -> TarArchive {
             guard file == nil else { throw Self.fail("a file is truncated") }
-            guard ended else { throw Self.fail("it ends before its end-of-archive marker") }
+            // The marker is two zero blocks (bundle.md §2): one, then the end of the data, is an archive cut short.
+            guard ended, zerosAfterEnd >= 512 else { throw Self.fail("it ends before its end-of-archive marker") }
             return archive
         }
 
@@ -306,10 +329,9 @@ public struct TarArchive: Sendable, Equatable {
             }
             guard archive.entry(path) == nil else { throw Self.fail("\(path) appears twice") }
             let summarised = summarising(path)
-            if !summarised {
-                guard size <= documentLimit - documentBytes else { throw TarArchive.tooLarge(documentLimit) }
-                documentBytes += size
-            }
+            let cost = TarArchive.entryCost + path.utf8.count + (summarised ? 0 : size)
+            guard cost <= documentLimit - documentBytes else { throw TarArchive.tooLarge(documentLimit) }
+            documentBytes += cost
             if summarised { try sink?(.start(path: path, size: size)) }
             file = (path, size, size, [], summarised ? SHA256.Hasher() : nil)
             if size == 0 { try endFile() }

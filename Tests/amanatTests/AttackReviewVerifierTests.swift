@@ -103,6 +103,25 @@ struct AttackReviewVerifierTests {
         #expect(v.swift == 65, "checksum-tail: \(v.output)")
     }
 
+    /// A tiny crafted bundle whose README header declares 64 GiB − 1 bytes: both verifiers refuse it at the header
+    /// with exit 74 (the Python one asked for the whole size in one read and died with a traceback). An archive that
+    /// ends after the first of its two zero blocks is refused by both (Swift took it, Python refused it).
+    @Test func aHugeDeclaredDocumentAndAHalfEndMarkerGetTheSameVerdictFromBothVerifiers() throws {
+        let s = try Setting()
+        let plain = s.archive.encoded()
+        let huge = Self.withFirstHeader(plain) { header in
+            for (i, b) in "777777777777".utf8.enumerated() { header[124 + i] = b }
+        }
+        let v = try s.verdicts(try s.bundle("huge.age", plaintext: Array(huge.prefix(4096))))
+        #expect(v.swift == 74 && v.python == 74, "\(v.output)")
+        #expect(!v.output.contains("Traceback"), "\(v.output)")
+        // The archive with its second zero block cut off, and no padding after it.
+        #expect(plain.suffix(1024).allSatisfy { $0 == 0 })
+        let half = try s.verdicts(try s.bundle("half-marker.age", plaintext: Array(plain.dropLast(512))))
+        #expect(half.swift == half.python, "the verifiers disagree: \(half.output)")
+        #expect(half.swift == 65, "\(half.output)")
+    }
+
     /// A signed manifest lists `notes/é.txt` (U+00E9) while the archive holds `notes/é.txt` spelled e + U+0301:
     /// two different paths as bytes, on disk and to Python, but one path to Swift's `==` on strings, so the Swift
     /// verifier found the "listed" file, and the Python verifier found it missing.
