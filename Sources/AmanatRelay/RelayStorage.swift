@@ -229,12 +229,7 @@ public final class SQLiteRelayStorage: RelayStorage {
             let locks = addressLocks
             try await blocking {
                 for address in result.purgedChunks {
-                    let lock = locks[Int(address.first ?? 0) % locks.count]
-                    lock.lock()
-                    defer { lock.unlock() }
-                    let freed = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
-                    _ = chunks.remove([address])
-                    usage.release(freed, vault: vault)
+                    Self.removeEveryCopy(address, chunks: chunks, usage: usage, vault: vault, locks: locks)
                 }
             }
         }
@@ -300,7 +295,7 @@ public final class SQLiteRelayStorage: RelayStorage {
             let written: Bool
             // A copy of another length held here is set aside by the write, and stays counted; one set aside with
             // the same content already is there once: what the disk holds for the address is what counts.
-            let before = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+            let before = chunks.lengthOnDisk(of: address)
             do {
                 written = try chunks.write(address, sealed: sealed)
             } catch {
@@ -312,19 +307,16 @@ public final class SQLiteRelayStorage: RelayStorage {
                 usage.release(sealed.count, vault: vault)
                 return .alreadyHeld
             }
-            let added = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address) - before
+            let added = chunks.lengthOnDisk(of: address) - before
             if added < sealed.count { usage.release(sealed.count - added, vault: vault) }
             return .stored
         }
         // A purge stored while this chunk was being written removed the chunks before this one was there: look
         // again now that it is, so a purged chunk never outlives the purge.
         if outcome == .stored, try await purgedChunks(vaultID).contains(address) {
+            let locks = addressLocks
             try await blocking {
-                lock.lock()
-                defer { lock.unlock() }
-                let freed = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
-                _ = chunks.remove([address])
-                usage.release(freed, vault: vault)
+                Self.removeEveryCopy(address, chunks: chunks, usage: usage, vault: vault, locks: locks)
             }
             return .purged
         }
@@ -342,28 +334,40 @@ public final class SQLiteRelayStorage: RelayStorage {
             lock.lock()
             defer { lock.unlock() }
             // A copy set aside with the same content already is kept once: what the disk holds is what counts.
-            let before = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+            let before = chunks.lengthOnDisk(of: address)
             let setAside = try chunks.setAside(address, ifSHA256: sha256)
-            let after = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
+            let after = chunks.lengthOnDisk(of: address)
             if after < before { usage.release(before - after, vault: vault) }
             return setAside
         }
         // A purge stored while the copy was being checked found nothing in its place: remove it now, so a purged
         // chunk never outlives the purge (as a store does).
         if try await purgedChunks(vaultID).contains(address) {
+            let locks = addressLocks
             try await blocking {
-                lock.lock()
-                defer { lock.unlock() }
-                let freed = (chunks.storedLength(address) ?? 0) + chunks.setAsideLength(address)
-                _ = chunks.remove([address])
-                usage.release(freed, vault: vault)
+                Self.removeEveryCopy(address, chunks: chunks, usage: usage, vault: vault, locks: locks)
             }
         }
         return setAside
     }
 
     /// The lock of `address`'s stripe (``addressLocks``).
-    func addressLock(_ address: [UInt8]) -> NSLock { addressLocks[Int(address.first ?? 0) % addressLocks.count] }
+    func addressLock(_ address: [UInt8]) -> NSLock { Self.lock(of: address, in: addressLocks) }
+
+    static func lock(of address: [UInt8], in locks: [NSLock]) -> NSLock { locks[Int(address.first ?? 0) % locks.count] }
+
+    /// Under `address`'s lock, removes its copy and every copy set aside (a purge names it), and gives their bytes back
+    /// to the vault's usage. Blocking: on the thread pool.
+    static func removeEveryCopy(
+        _ address: [UInt8], chunks: ChunkStore, usage: ChunkUsage, vault: String, locks: [NSLock]
+    ) {
+        let lock = lock(of: address, in: locks)
+        lock.lock()
+        defer { lock.unlock() }
+        let freed = chunks.lengthOnDisk(of: address)
+        _ = chunks.remove([address])
+        usage.release(freed, vault: vault)
+    }
 
     public func totals() async throws -> RelayTotals {
         let store = store

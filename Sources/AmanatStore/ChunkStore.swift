@@ -434,6 +434,9 @@ public struct ChunkStore: Sendable {
         }
     }
 
+    /// What the store holds for `address` on the disk: its copy, if any, and every copy set aside.
+    public func lengthOnDisk(of address: [UInt8]) -> Int { (storedLength(address) ?? 0) + setAsideLength(address) }
+
     /// The lengths of the copies set aside in the store (they count toward a relay's quota until a purge).
     public func setAsideBytes() -> UInt64 {
         names().reduce(0) { total, file in

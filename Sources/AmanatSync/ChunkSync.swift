@@ -207,7 +207,6 @@ public struct ChunkSync {
                         report.pulled += 1
                         report.pulledBytes += UInt64(sealed.count)
                     }
-                    missing[Hex.encode(address)] = nil
                 } else {
                     report.refused += 1
                     // Damaged on its own terms, it would stay in the good copy's place on the carrier for good.
@@ -250,7 +249,6 @@ public struct ChunkSync {
                     {
                         try store.setAside(ref.address)
                         report.damaged += 1
-                        missing[Hex.encode(ref.address)] = [chunk]
                         done += 1
                         progress(done, total)
                         continue
