@@ -61,12 +61,7 @@ import Testing
         let (a, b) = (team[0], team[1])
         let kept = try a.createRecord(kind: "testimony", fields: [("witness", "W-kept")], tags: [], seal: false)
         let record = try a.createRecord(kind: "testimony", fields: [("witness", "W-77")], tags: [], seal: false)
-        let media = dir.path("video.bin")
-        try Data(Sodium.randomBytes(1_048_576 + 5)).write(to: media)
-        let fd = open(media.path, O_RDONLY)
-        defer { close(fd) }
-        var source = FileDescriptorSource(fd: fd, name: "video.bin")
-        let stored = try a.storeFile(from: &source, name: "video.bin", note: "")
+        let stored = try a.storeTestFile(Sodium.randomBytes(1_048_576 + 5), name: "video.bin", in: dir)
         _ = try a.attach(record: record, spec: stored.spec)
         try await relaySync(a, relay.url)
         _ = try await HTTPCarrier.with(

@@ -51,12 +51,7 @@ import Testing
             strength: .interactive)
         let record = try vault.createRecord(kind: "testimony", fields: [("witness", "W-1")], tags: [], seal: false)
         let media = Sodium.randomBytes(10_000)
-        let file = dir.url.appendingPathComponent("a.bin")
-        try Data(media).write(to: file)
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        var source = FileDescriptorSource(fd: handle.fileDescriptor, name: file.path)
-        let stored = try vault.storeFile(from: &source, name: "a.bin", note: "")
+        let stored = try vault.storeTestFile(media, name: "a.bin", in: dir)
         let honest = try vault.attach(record: record, spec: stored.spec)
         let address = try #require(stored.spec.chunks.first)
         let wrong = AttachmentSpec(

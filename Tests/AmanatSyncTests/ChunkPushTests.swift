@@ -18,12 +18,7 @@ import Testing
         let vault = team[0]
         let record = try vault.createRecord(kind: "testimony", fields: [("witness", "W-1")], tags: [], seal: false)
         let media = Sodium.randomBytes(10_000)
-        let file = dir.path("a.bin")
-        try Data(media).write(to: file)
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        var source = FileDescriptorSource(fd: handle.fileDescriptor, name: file.path)
-        let stored = try vault.storeFile(from: &source, name: "a.bin", note: "")
+        let stored = try vault.storeTestFile(media, name: "a.bin", in: dir)
         _ = try vault.attach(record: record, spec: stored.spec)
         let address = try #require(stored.spec.chunks.first)
         for member in [team[1], team[2], vault] { try await fileSync(member, dir.path("join.sync")) }
@@ -66,12 +61,7 @@ import Testing
         let (a, hostile, third) = (team[0], team[1], team[2])
         let record = try a.createRecord(kind: "testimony", fields: [("witness", "W-2")], tags: [], seal: false)
         let media = Sodium.randomBytes(10_000)
-        let file = dir.path("a.bin")
-        try Data(media).write(to: file)
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        var source = FileDescriptorSource(fd: handle.fileDescriptor, name: file.path)
-        let stored = try a.storeFile(from: &source, name: "a.bin", note: "")
+        let stored = try a.storeTestFile(media, name: "a.bin", in: dir)
         _ = try a.attach(record: record, spec: stored.spec)
         let address = try #require(stored.spec.chunks.first)
         let stick = dir.path("team.amanat-sync")
@@ -110,12 +100,8 @@ import Testing
         let team = try makeTeam(2, in: dir)
         let (a, b) = (team[0], team[1])
         let record = try a.createRecord(kind: "testimony", fields: [("witness", "W-3")], tags: [], seal: false)
-        let file = dir.path("a.bin")
-        try Data(Sodium.randomBytes(3 * Int(AttachmentSpec.defaultChunkSize))).write(to: file)
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        var source = FileDescriptorSource(fd: handle.fileDescriptor, name: file.path)
-        let stored = try a.storeFile(from: &source, name: "a.bin", note: "")
+        let stored = try a.storeTestFile(
+            Sodium.randomBytes(3 * Int(AttachmentSpec.defaultChunkSize)), name: "a.bin", in: dir)
         _ = try a.attach(record: record, spec: stored.spec)
         let stick = dir.path("team.amanat-sync")
         let writable = try FileCarrier(url: stick, vaultID: a.vaultID)

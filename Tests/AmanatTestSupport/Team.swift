@@ -80,3 +80,16 @@ public final class Counter: @unchecked Sendable {
     /// The value.
     public var value: Int { lock.withLock { count } }
 }
+
+extension Vault {
+    /// Stores `bytes` as an attachment's chunks (``storeFile(from:name:note:chunkSize:inspect:progress:)``), read
+    /// from a file `name` written to `dir`, as `amanat attach` reads one.
+    public func storeTestFile(_ bytes: [UInt8], name: String, in dir: TemporaryDirectory) throws -> StoredFile {
+        let file = dir.path(name)
+        try Data(bytes).write(to: file)
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        var source = FileDescriptorSource(fd: handle.fileDescriptor, name: file.path)
+        return try storeFile(from: &source, name: name, note: "")
+    }
+}
