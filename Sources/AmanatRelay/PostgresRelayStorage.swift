@@ -137,7 +137,7 @@ public struct PostgresLocation: Sendable, Equatable {
 /// transaction-scoped advisory locks.
 public final class PostgresRelayStorage: RelayStorage {
     /// The schema version this build creates and reads (`amanat_relay_schema.version`).
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
 
     /// The database.
     public let location: PostgresLocation
@@ -273,8 +273,9 @@ public final class PostgresRelayStorage: RelayStorage {
 
     // MARK: Schema
 
-    /// Each migration brings the schema from its index to the next version, in one transaction.
-    static let migrations: [String] = [
+    /// Each migration brings the schema from its index to the next version, in one transaction: its statements, in
+    /// order.
+    static let migrations: [[String]] = [
         """
         CREATE TABLE relay_vault (
             id bytea PRIMARY KEY CHECK (length(id) = 16),
@@ -306,12 +307,12 @@ public final class PostgresRelayStorage: RelayStorage {
         );
         ALTER TABLE relay_envelope ALTER COLUMN body SET STORAGE EXTERNAL;
         ALTER TABLE relay_chunk ALTER COLUMN sealed SET STORAGE EXTERNAL
-        """,
+        """.components(separatedBy: ";\n"),
         // 1 → 2: the envelopes held in their purged form, for the copies without content (http-api.md §11).
         """
         CREATE INDEX relay_envelope_without_content ON relay_envelope (vault, author, seq)
             WHERE \(purgedFormCondition)
-        """,
+        """.components(separatedBy: ";\n"),
         // 2 → 3: copies of chunks a member found damaged, set aside (http-api.md §10), never served again.
         """
         CREATE TABLE relay_chunk_damaged (
@@ -322,8 +323,66 @@ public final class PostgresRelayStorage: RelayStorage {
             PRIMARY KEY (vault, address, sha256)
         );
         ALTER TABLE relay_chunk_damaged ALTER COLUMN sealed SET STORAGE EXTERNAL
-        """,
+        """.components(separatedBy: ";\n"),
+        // 3 → 4: each vault's bytes of envelopes and of chunks, for `--quota`, kept by the database itself. The
+        // triggers come before the first count, and lock their tables until the migration commits: no row is missed.
+        [
+            """
+            ALTER TABLE relay_vault ADD COLUMN envelope_bytes bigint NOT NULL DEFAULT 0,
+                ADD COLUMN chunk_bytes bigint NOT NULL DEFAULT 0
+            """,
+            countingFunction("amanat_count_envelope_bytes", column: "body", counter: "envelope_bytes"),
+            countingFunction("amanat_count_chunk_bytes", column: "sealed", counter: "chunk_bytes"),
+        ] + countingTriggers("relay_envelope", function: "amanat_count_envelope_bytes")
+            + countingTriggers("relay_chunk", function: "amanat_count_chunk_bytes")
+            + countingTriggers("relay_chunk_damaged", function: "amanat_count_chunk_bytes") + [
+                """
+                UPDATE relay_vault v SET
+                    envelope_bytes = COALESCE((SELECT sum(octet_length(body)) FROM relay_envelope e WHERE e.vault = v.id), 0),
+                    chunk_bytes = COALESCE((SELECT sum(octet_length(sealed)) FROM relay_chunk c WHERE c.vault = v.id), 0)
+                        + COALESCE((SELECT sum(octet_length(sealed)) FROM relay_chunk_damaged d WHERE d.vault = v.id), 0)
+                """
+            ],
     ]
+
+    /// A trigger function that keeps `relay_vault.<counter>` equal to the bytes of `column` in the rows of the
+    /// table it fires on, per vault: once per statement, from the statement's transition tables (`gone`, `added`).
+    static func countingFunction(_ name: String, column: String, counter: String) -> String {
+        """
+        CREATE FUNCTION \(name)() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP <> 'INSERT' THEN
+                UPDATE relay_vault v SET \(counter) = v.\(counter) - t.bytes
+                FROM (SELECT vault, sum(octet_length(\(column)))::bigint AS bytes FROM gone GROUP BY vault) t
+                WHERE v.id = t.vault;
+            END IF;
+            IF TG_OP <> 'DELETE' THEN
+                UPDATE relay_vault v SET \(counter) = v.\(counter) + t.bytes
+                FROM (SELECT vault, sum(octet_length(\(column)))::bigint AS bytes FROM added GROUP BY vault) t
+                WHERE v.id = t.vault;
+            END IF;
+            RETURN NULL;
+        END $$;
+        """
+    }
+
+    /// The three statement triggers (insert, update, delete) of `table` that run `function`.
+    static func countingTriggers(_ table: String, function: String) -> [String] {
+        [
+            """
+            CREATE TRIGGER \(table)_counted_insert AFTER INSERT ON \(table) REFERENCING NEW TABLE AS added
+                FOR EACH STATEMENT EXECUTE FUNCTION \(function)()
+            """,
+            """
+            CREATE TRIGGER \(table)_counted_update AFTER UPDATE ON \(table) REFERENCING OLD TABLE AS gone
+                NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION \(function)()
+            """,
+            """
+            CREATE TRIGGER \(table)_counted_delete AFTER DELETE ON \(table) REFERENCING OLD TABLE AS gone
+                FOR EACH STATEMENT EXECUTE FUNCTION \(function)()
+            """,
+        ]
+    }
 
     /// The advisory lock keys (transaction-scoped): one for migrations, one for registrations.
     static let migrationLock: Int64 = 0x616d_616e_6174_0001
@@ -331,7 +390,9 @@ public final class PostgresRelayStorage: RelayStorage {
 
     private func migrate() async throws {
         try await run("prepare the database") {
-            try await client.withTransaction(logger: logger) { db in
+            // READ COMMITTED whatever the database's default: the count of migration 4 must see every row committed
+            // before its triggers took their tables' locks, not a snapshot from before them.
+            try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 try await db.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
                 try await db.query(
                     "CREATE TABLE IF NOT EXISTS amanat_relay_schema (version integer NOT NULL)", logger: logger)
@@ -348,7 +409,7 @@ public final class PostgresRelayStorage: RelayStorage {
                     )
                 }
                 for index in version..<Self.schemaVersion {
-                    for statement in Self.migrations[index].components(separatedBy: ";\n") {
+                    for statement in Self.migrations[index] {
                         try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
                 }
@@ -771,7 +832,7 @@ public final class PostgresRelayStorage: RelayStorage {
 
     // MARK: Writing
 
-    public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
+    public func store(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64?) async throws -> RelayStoreResult {
         guard !envelopes.isEmpty else {
             guard try await registeredKey(of: vaultID) != nil else { throw Self.unknown }
             return RelayStoreResult()
@@ -790,7 +851,7 @@ public final class PostgresRelayStorage: RelayStorage {
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock serialises every push to this vault across all relay processes: the heads
                 // read below cannot change until this transaction ends.
-                try await Self.lockVault(db, vaultID, logger)
+                let used = try await Self.lockVault(db, vaultID, logger).envelopes
                 var result = RelayStoreResult()
                 var accepted: [(DeviceID, [Envelope])] = []
                 let (heads, authorities) = try await Self.heads(db, vaultID, of: runs.map(\.0), logger)
@@ -854,6 +915,13 @@ public final class PostgresRelayStorage: RelayStorage {
                         if named { result.purged += 1 }
                         bodies.append(ByteBuffer(bytes: body))
                     }
+                }
+                // The vault's count cannot change meanwhile: its row lock is held (and a trigger adds these rows).
+                if let refusal = EnvelopeQuota.refusal(
+                    used: used, adding: result.bytes, quota: quota,
+                    byCoordinators: EnvelopeQuota.byCoordinators(accepted, membership))
+                {
+                    throw refusal
                 }
                 if !authors.isEmpty {
                     _ = try await db.execute(
@@ -940,12 +1008,13 @@ public final class PostgresRelayStorage: RelayStorage {
         return bindings
     }
 
-    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {
+    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64?) async throws -> Int {
         let wanted = envelopes.filter { $0.header.vaultID == vaultID && !$0.isPurged && !$0.isAuthority }
         return try await run("put back content") {
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
-                // The vault's row lock: no purge from any relay process lands between the check and the update.
-                try await Self.lockVault(db, vaultID, logger)
+                // The vault's row lock: no purge from any relay process lands between the check and the update, and
+                // the count read with it stays the vault's until the transaction ends.
+                var used = try await Self.lockVault(db, vaultID, logger).envelopes
                 guard !wanted.isEmpty else { return 0 }
                 let membership = try await currentMembership(db, vaultID: vaultID).0
                 var restored = 0
@@ -962,11 +1031,18 @@ public final class PostgresRelayStorage: RelayStorage {
                         held = body
                     }
                     guard let held, RelayStore.putsBack(envelope, over: held, membership: membership) else { continue }
+                    let body = envelope.encoded()
+                    guard
+                        EnvelopeQuota.allowsPutBack(
+                            used: used, growth: body.count - held.count, quota: quota,
+                            byCoordinator: membership.isCoordinator(envelope.header.author, at: envelope.header.seq))
+                    else { continue }
                     try await db.query(
                         """
-                        UPDATE relay_envelope SET body = \(Data(envelope.encoded())) WHERE vault = \(Data(vaultID))
+                        UPDATE relay_envelope SET body = \(Data(body)) WHERE vault = \(Data(vaultID))
                         AND author = \(author) AND seq = \(seq)
                         """, logger: logger)
+                    used += UInt64(max(body.count - held.count, 0))
                     restored += 1
                 }
                 return restored
@@ -1006,12 +1082,18 @@ public final class PostgresRelayStorage: RelayStorage {
     /// `READ COMMITTED`, whatever default isolation the operator set: each later statement then sees what the previous
     /// holder of the lock committed (a purge, a head), where a `REPEATABLE READ` snapshot would be taken before the
     /// wait.
-    private static func lockVault(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws {
-        var locked = false
-        for try await _ in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger) {
-            locked = true
+    /// Returns the bytes of the vault's envelopes and of its chunks as the database keeps them (schema 4).
+    @discardableResult
+    private static func lockVault(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws
+        -> (envelopes: UInt64, chunks: UInt64)
+    {
+        var used: (envelopes: UInt64, chunks: UInt64)?
+        for try await (envelopes, chunks) in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger)
+        {
+            used = (UInt64(clamping: envelopes), UInt64(clamping: chunks))
         }
-        guard locked else { throw unknown }
+        guard let used else { throw unknown }
+        return used
     }
 
     /// The heads of `authors` (absent: none held) and the number of authority envelopes held, in one statement.
@@ -1167,7 +1249,7 @@ public final class PostgresRelayStorage: RelayStorage {
         try await run("store a chunk") {
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock makes the quota a decision of the database, whichever relay stores.
-                try await Self.lockVault(db, vaultID, logger)
+                let used = try await Self.lockVault(db, vaultID, logger).chunks
                 var heldOtherLength = false
                 for try await length in try await db.query(
                     "SELECT length(sealed) FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
@@ -1179,20 +1261,7 @@ public final class PostgresRelayStorage: RelayStorage {
                 // Under the vault's row lock a purge cannot be stored meanwhile, by this relay or another.
                 let membership = try await currentMembership(db, vaultID: vaultID).0
                 if membership.purges.contains(where: { $0.purge.chunks.contains(address) }) { return .purged }
-                if let quota {
-                    var used: UInt64 = 0
-                    for try await total in try await db.query(
-                        """
-                        SELECT (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk
-                                WHERE vault = \(Data(vaultID)))::bigint
-                            + (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk_damaged
-                                WHERE vault = \(Data(vaultID)))::bigint
-                        """, logger: logger
-                    ).decode(Int64.self) {
-                        used = UInt64(clamping: total)
-                    }
-                    if used + UInt64(sealed.count) > quota { return .overQuota(used: used) }
-                }
+                if let quota, used + UInt64(sealed.count) > quota { return .overQuota(used: used) }
                 if heldOtherLength {
                     // A copy of another length (truncated, or sent by a hostile member) is set aside, never replaced:
                     // it may be the only good one, under a member's word that it is not.
@@ -1218,25 +1287,30 @@ public final class PostgresRelayStorage: RelayStorage {
 
     public func discardDamagedChunk(vaultID: [UInt8], address: [UInt8], sha256: [UInt8]) async throws -> Bool {
         try await run("set aside a damaged chunk") {
-            // One statement: the copy is compared and moved by the database, so a copy another relay stored since
-            // stays. Set aside, not destroyed: the relay may hold the only copy, and takes a member's word for it.
-            for try await moved in try await client.query(
-                """
-                WITH taken AS (
-                    DELETE FROM relay_chunk
-                    WHERE vault = \(Data(vaultID)) AND address = \(Data(address)) AND sha256(sealed) = \(Data(sha256))
-                    RETURNING vault, address, sealed
-                ), kept AS (
-                    INSERT INTO relay_chunk_damaged (vault, address, sha256, sealed)
-                    SELECT vault, address, sha256(sealed), sealed FROM taken
-                    ON CONFLICT DO NOTHING
-                )
-                SELECT count(*)::bigint FROM taken
-                """, logger: logger
-            ).decode(Int64.self) {
-                return moved > 0
+            try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
+                // The vault's row lock first, as every other write of chunks takes it: the counting trigger updates that
+                // row, and taking it after the chunk's row would deadlock with a store or a purge of the same address.
+                try await Self.lockVault(db, vaultID, logger)
+                // One statement: the copy is compared and moved by the database, so a copy another relay stored since
+                // stays. Set aside, not destroyed: the relay may hold the only copy, and takes a member's word for it.
+                for try await moved in try await db.query(
+                    """
+                    WITH taken AS (
+                        DELETE FROM relay_chunk
+                        WHERE vault = \(Data(vaultID)) AND address = \(Data(address)) AND sha256(sealed) = \(Data(sha256))
+                        RETURNING vault, address, sealed
+                    ), kept AS (
+                        INSERT INTO relay_chunk_damaged (vault, address, sha256, sealed)
+                        SELECT vault, address, sha256(sealed), sealed FROM taken
+                        ON CONFLICT DO NOTHING
+                    )
+                    SELECT count(*)::bigint FROM taken
+                    """, logger: logger
+                ).decode(Int64.self) {
+                    return moved > 0
+                }
+                return false
             }
-            return false
         }
     }
 
@@ -1244,14 +1318,14 @@ public final class PostgresRelayStorage: RelayStorage {
 
     public func totals() async throws -> RelayTotals {
         try await run("count what the relay holds") {
+            // The bytes as schema 4's triggers keep them per vault: a scrape of /metrics reads no body.
             var totals = RelayTotals()
             for try await (vaults, envelopes, envelopeBytes, chunkBytes) in try await client.query(
                 """
                 SELECT (SELECT count(*) FROM relay_vault),
                        (SELECT count(*) FROM relay_envelope),
-                       (SELECT COALESCE(SUM(length(body)), 0)::bigint FROM relay_envelope),
-                       (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk)::bigint
-                         + (SELECT COALESCE(SUM(length(sealed)), 0) FROM relay_chunk_damaged)::bigint
+                       (SELECT COALESCE(sum(envelope_bytes), 0)::bigint FROM relay_vault),
+                       (SELECT COALESCE(sum(chunk_bytes), 0)::bigint FROM relay_vault)
                 """, logger: logger
             ).decode((Int64, Int64, Int64, Int64).self) {
                 totals.vaults = Int(vaults)

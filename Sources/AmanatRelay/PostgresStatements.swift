@@ -136,8 +136,9 @@ struct BodiesStatement: RelayStatement {
 /// Takes the vault's row lock (one row when the vault is held).
 struct LockVaultStatement: RelayStatement {
     static let name = "amanat_lock_vault"
-    static let sql = "SELECT 1 FROM relay_vault WHERE id = $1 FOR NO KEY UPDATE"
-    typealias Row = Int32
+    static let sql = "SELECT envelope_bytes, chunk_bytes FROM relay_vault WHERE id = $1 FOR NO KEY UPDATE"
+    /// The bytes of the vault's envelopes and of its chunks (schema 4: kept by triggers, relay-postgres.md §1).
+    typealias Row = (Int64, Int64)
     let bindings: PostgresBindings
 
     init(vaultID: [UInt8]) throws {

@@ -55,7 +55,7 @@ extension RelayServer {
         let outcome: ChunkWriteOutcome
         do {
             outcome = try await store.storeChunk(
-                vaultID: request.vaultID, address: address, sealed: body, quota: chunkQuota)
+                vaultID: request.vaultID, address: address, sealed: body, quota: quota)
         } catch let error as StoreError where error.code == .diskFull {
             throw RelayHTTPError(Self.insufficientStorage, "The relay's disk is full; ask its operator to free space.")
         }
@@ -63,12 +63,9 @@ extension RelayServer {
         case .alreadyHeld, .purged:
             return Self.json(.ok, #"{"stored":false}"#)
         case .overQuota:
-            let quota = chunkQuota ?? 0
-            // Whole MiB when it is some (the usual `--quota 20G`), else bytes: `--quota 500k` is not "0 MiB".
-            let size = quota >= 1_048_576 && quota % 1_048_576 == 0 ? "\(quota / 1_048_576) MiB" : "\(quota) bytes"
             throw RelayHTTPError(
                 Self.insufficientStorage,
-                "This vault's attachments on the relay have reached the relay's quota of \(size); ask its operator for a larger --quota."
+                "This vault's attachments on the relay have reached the relay's quota of \(quotaText(quota ?? 0)); ask its operator for a larger --quota."
             )
         case .stored:
             metrics.storedChunk(bytes: body.count)

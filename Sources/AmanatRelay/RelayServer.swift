@@ -55,9 +55,10 @@ public struct RelayServer: Sendable {
     public var maxConnectionsPerAddress = Self.defaultMaxConnectionsPerAddress
     /// The default of ``maxConnectionsPerAddress``.
     public static let defaultMaxConnectionsPerAddress = 32
-    /// The most bytes of attachment chunks one vault may store (`amanat serve --quota`); nil: no limit. A chunk
-    /// that would pass it is answered 507. The storage decides it (for PostgreSQL, in the database).
-    public var chunkQuota: UInt64?
+    /// The most bytes of envelopes, and apart from them of attachment chunks, one vault may store (`amanat serve
+    /// --quota`); nil: no limit. A push or a chunk that would pass it is answered 507 (a push of coordinators' changes
+    /// only is always stored: ``EnvelopeQuota``). The storage decides it (for PostgreSQL, in the database).
+    public var quota: UInt64?
     /// The operator's metrics (`GET /metrics`).
     public let metrics = RelayMetrics()
 
@@ -213,7 +214,7 @@ public struct RelayServer: Sendable {
             throw RelayHTTPError(
                 .badRequest, "At most \(RelayWire.withoutContentLimit) copies are put back in one request.")
         }
-        let restored = try await store.putBackContent(vaultID: request.vaultID, envelopes: envelopes)
+        let restored = try await store.putBackContent(vaultID: request.vaultID, envelopes: envelopes, quota: quota)
         if restored > 0 { context.logger.info("content put back", metadata: ["envelopes": "\(restored)"]) }
         return Self.json(.ok, #"{"restored":\#(restored)}"#)
     }
@@ -270,7 +271,7 @@ public struct RelayServer: Sendable {
     private func storeCounted(_ envelopes: [Envelope], _ request: AuthenticatedRequest, _ context: RelayRequestContext)
         async throws -> RelayStoreResult
     {
-        let result = try await store.store(vaultID: request.vaultID, envelopes: envelopes)
+        let result = try await store.store(vaultID: request.vaultID, envelopes: envelopes, quota: quota)
         if result.stored > 0 {
             metrics.stored(envelopes: result.stored, bytes: result.bytes)
             context.logger.info("stored", metadata: ["envelopes": "\(result.stored)"])
@@ -341,7 +342,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             case .keyMismatch: status = .forbidden
             case .fork: status = .conflict
             case .refused: status = .unprocessableContent
-            case .full: status = .init(code: 507, reasonPhrase: "Insufficient Storage")
+            case .full, .overQuota: status = .init(code: 507, reasonPhrase: "Insufficient Storage")
             }
             message = error.message
         } catch let error as StoreError {

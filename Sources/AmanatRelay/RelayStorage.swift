@@ -38,8 +38,9 @@ public protocol RelayStorage: Sendable {
     func count(vaultID: [UInt8]) async throws -> Int
     /// Verifies and stores pushed envelopes, all or nothing (``RelayStore/store(vaultID:envelopes:)``). An envelope a
     /// held purge names is stored in its purged form; a purge among the new entries replaces what it names by the
-    /// purged form and removes the chunks it lists (Protocol/membership.md §12).
-    func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult
+    /// purged form and removes the chunks it lists (Protocol/membership.md §12). Throws `overQuota` when the push would
+    /// take the vault's envelopes past `quota` bytes (``EnvelopeQuota``).
+    func store(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64?) async throws -> RelayStoreResult
     /// The vault's membership as read from the authority envelopes held.
     func membership(vaultID: [UInt8]) async throws -> MembershipState
     /// Up to `limit` wire forms of envelopes held in their purged form that no purge the relay holds names — copies a
@@ -47,8 +48,9 @@ public protocol RelayStorage: Sendable {
     func copiesWithoutContent(vaultID: [UInt8], limit: Int) async throws -> [[UInt8]]
     /// Puts back the content of copies held without content (Protocol/http-api.md §11): each full envelope whose held
     /// copy is in purged form with the same hash, that no held purge names, replaces it. Anything else is skipped.
-    /// Returns how many were put back.
-    func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int
+    /// Returns how many were put back. A copy whose content would take the vault's envelopes past `quota` stays
+    /// without content, unless its author is a coordinator (``EnvelopeQuota/allowsPutBack(used:growth:quota:byCoordinator:)``).
+    func putBackContent(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64?) async throws -> Int
     /// Admits a signed request to a registered vault (Protocol/http-api.md §3): the vault is held, `key` is its
     /// registered relay key, and the nonce is new — recorded now, and only when the key is the vault's. Then the
     /// vault's membership, for the device check.
@@ -96,6 +98,16 @@ public enum RelayAdmission: Sendable {
 }
 
 extension RelayStorage {
+    /// Puts content back with no quota.
+    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {
+        try await putBackContent(vaultID: vaultID, envelopes: envelopes, quota: nil)
+    }
+
+    /// Stores pushed envelopes with no quota.
+    public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
+        try await store(vaultID: vaultID, envelopes: envelopes, quota: nil)
+    }
+
     /// The checks one after the other, for a storage where each is a local read.
     public func admit(vaultID: [UInt8], key: [UInt8], nonce: [UInt8], expires: Int64, now: Int64) async throws
         -> RelayAdmission
@@ -218,8 +230,8 @@ public final class SQLiteRelayStorage: RelayStorage {
 
     public func count(vaultID: [UInt8]) async throws -> Int { try await store.count(vaultID: vaultID) }
 
-    public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
-        let result = try await store.store(vaultID: vaultID, envelopes: envelopes)
+    public func store(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64?) async throws -> RelayStoreResult {
+        let result = try await store.store(vaultID: vaultID, envelopes: envelopes, quota: quota)
         if !result.purgedChunks.isEmpty {
             // The chunks a stored purge destroys are overwritten, then removed, and their bytes given back to the
             // vault's usage.
@@ -244,8 +256,8 @@ public final class SQLiteRelayStorage: RelayStorage {
         try await store.copiesWithoutContent(vaultID: vaultID, limit: limit)
     }
 
-    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {
-        try await store.putBackContent(vaultID: vaultID, envelopes: envelopes)
+    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64?) async throws -> Int {
+        try await store.putBackContent(vaultID: vaultID, envelopes: envelopes, quota: quota)
     }
 
     /// The folder of a vault's attachment chunks: `DATA/<vault id>.chunks/`, opaque sealed blobs.

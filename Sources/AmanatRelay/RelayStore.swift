@@ -19,6 +19,8 @@ public struct RelayStoreError: Error, Equatable, Sendable, CustomStringConvertib
         case refused
         /// The relay holds as many vaults as it is allowed to.
         case full
+        /// Storing the pushed envelopes would take the vault's records past the relay's `--quota`.
+        case overQuota
     }
 
     /// The kind of refusal.
@@ -33,6 +35,46 @@ public struct RelayStoreError: Error, Equatable, Sendable, CustomStringConvertib
     }
 
     public var description: String { message }
+}
+
+/// The relay's `--quota`, in a sentence: whole MiB when it is some (the usual `--quota 20G`), else bytes
+/// (`--quota 500k` is not "0 MiB").
+func quotaText(_ quota: UInt64) -> String {
+    quota >= 1_048_576 && quota % 1_048_576 == 0 ? "\(quota / 1_048_576) MiB" : "\(quota) bytes"
+}
+
+/// What a vault may store on a relay under `--quota` (Protocol/http-api.md §5, §10, §11): its envelopes and its attachment
+/// chunks are counted apart, each up to the quota, so attachments that fill it never stop a record's text.
+enum EnvelopeQuota {
+    /// The refusal of a push that adds `adding` bytes of envelopes to a vault holding `used`, or nil when it may be
+    /// stored. A push made only of coordinators' changes is always stored (and counted): a revocation or a purge must
+    /// reach the relay even when a member filled the quota.
+    static func refusal(used: UInt64, adding: Int, quota: UInt64?, byCoordinators: Bool) -> RelayStoreError? {
+        guard let quota, adding > 0, !byCoordinators else { return nil }
+        let (total, overflow) = used.addingReportingOverflow(UInt64(adding))
+        guard overflow || total > quota else { return nil }
+        return RelayStoreError(
+            .overQuota,
+            "This vault's records on the relay have reached the relay's quota of \(quotaText(quota)); ask its operator for a larger --quota."
+        )
+    }
+
+    /// Whether content put back (Protocol/http-api.md §11) that grows the vault's envelopes from `used` by `growth`
+    /// bytes may be: within the quota, or a coordinator's change. Otherwise that copy stays without content here (a
+    /// member could else push its changes stripped, within the quota, and then their content past it).
+    static func allowsPutBack(used: UInt64, growth: Int, quota: UInt64?, byCoordinator: Bool) -> Bool {
+        guard let quota, growth > 0, !byCoordinator else { return true }
+        let (total, overflow) = used.addingReportingOverflow(UInt64(growth))
+        return !overflow && total <= quota
+    }
+
+    /// Whether every accepted envelope is a change of a device that is a coordinator at its seq.
+    static func byCoordinators(_ accepted: [(DeviceID, [Envelope])], _ membership: MembershipState) -> Bool {
+        membership.isEstablished
+            && accepted.allSatisfy { author, run in
+                run.allSatisfy { membership.isCoordinator(author, at: $0.header.seq) }
+            }
+    }
 }
 
 /// What storing a batch of pushed envelopes did.
@@ -101,10 +143,14 @@ public final class RelayStore: @unchecked Sendable {
     private var membershipWrites: [String: UInt64] = [:]
 
     final class VaultFile: @unchecked Sendable {
-        // @unchecked Sendable: `lastPrune` is only read and written inside the pool's serialised writer.
+        // @unchecked Sendable: `lastPrune` and `envelopeBytes` are only read and written inside the pool's
+        // serialised writer.
         let pool: DatabasePool
         let key: [UInt8]
         var lastPrune: Int64 = 0
+        /// Bytes of the envelopes held, for `--quota`: summed once, then kept up to date by each push; nil when
+        /// unknown (not summed yet, or after a purge, a put-back or a rolled-back push).
+        var envelopeBytes: UInt64?
 
         init(pool: DatabasePool, key: [UInt8]) {
             self.pool = pool
@@ -485,8 +531,11 @@ public final class RelayStore: @unchecked Sendable {
     /// Per author, an envelope the relay holds is a duplicate when identical and a **fork** when different (throws
     /// `fork`); the rest must continue the stored head as `ChainVerifier.verifyRun` requires: this vault's id, no
     /// gap, linked hashes, a valid signature (else throws `refused`; a genuinely signed first envelope that does
-    /// not link to the head is a fork too). The relay cannot decrypt, so it checks no more than that.
-    public func store(vaultID: [UInt8], envelopes: [Envelope]) async throws -> RelayStoreResult {
+    /// not link to the head is a fork too). The relay cannot decrypt, so it checks no more than that. A push that would
+    /// take the vault's envelopes past `quota` bytes throws `overQuota` (``EnvelopeQuota``).
+    public func store(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64? = nil) async throws
+        -> RelayStoreResult
+    {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
         guard !envelopes.isEmpty else { return RelayStoreResult() }
         var byAuthor: [DeviceID: [Envelope]] = [:]
@@ -500,7 +549,7 @@ public final class RelayStore: @unchecked Sendable {
             ($0.key, $0.value.sorted { $0.header.seq < $1.header.seq })
         }
         do {
-            let result = try await store(file, vaultID: vaultID, runs: runs)
+            let result = try await store(file, vaultID: vaultID, runs: runs, quota: quota)
             if result.purged > 0 {
                 // The replaced pages' old frames leave the write-ahead log (freed pages are zeroed: secure_delete).
                 // A reader holding an older snapshot makes the checkpoint answer "busy": try again for a while.
@@ -528,8 +577,8 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
-    private func store(_ file: VaultFile, vaultID: [UInt8], runs: [(DeviceID, [Envelope])]) async throws
-        -> RelayStoreResult
+    private func store(_ file: VaultFile, vaultID: [UInt8], runs: [(DeviceID, [Envelope])], quota: UInt64?)
+        async throws -> RelayStoreResult
     {
         try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.write { db in
@@ -578,21 +627,41 @@ public final class RelayStore: @unchecked Sendable {
                     result.refused = fresh.count - kept.count
                     if result.refused > 0 { membership = try Self.membership(db, vaultID: vaultID, adding: kept) }
                 }
+                var rows: [(DeviceID, Envelope, body: [UInt8], named: Bool)] = []
                 for (author, run) in accepted {
                     for envelope in run {
                         // A purge already names it: only its purged form is stored (Protocol/membership.md §3.11).
                         let named = !envelope.isPurged && membership.isPurged(envelope)
-                        let body = named ? envelope.purged().encoded() : envelope.encoded()
-                        try db.execute(
-                            sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
-                            arguments: [
-                                Data(author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash),
-                                Data(body),
-                            ])
-                        result.stored += 1
-                        result.bytes += body.count
-                        if named { result.purged += 1 }
+                        rows.append((author, envelope, named ? envelope.purged().encoded() : envelope.encoded(), named))
                     }
+                }
+                let adding = rows.reduce(0) { $0 + $1.body.count }
+                // Counted only under a quota: summed at the first push after the file is opened, then kept here.
+                var used: UInt64 = 0
+                if quota != nil {
+                    if let known = file.envelopeBytes {
+                        used = known
+                    } else {
+                        let sum = try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(length(body)), 0) FROM envelope")
+                        used = UInt64(clamping: sum ?? 0)
+                    }
+                }
+                if let refusal = EnvelopeQuota.refusal(
+                    used: used, adding: adding, quota: quota,
+                    byCoordinators: EnvelopeQuota.byCoordinators(accepted, membership))
+                {
+                    file.envelopeBytes = used
+                    throw refusal
+                }
+                for (author, envelope, body, named) in rows {
+                    try db.execute(
+                        sql: "INSERT INTO envelope(author, seq, hash, body) VALUES (?, ?, ?, ?)",
+                        arguments: [
+                            Data(author.bytes), Int64(clamping: envelope.header.seq), Data(envelope.hash), Data(body),
+                        ])
+                    result.stored += 1
+                    result.bytes += body.count
+                    if named { result.purged += 1 }
                 }
                 // A purge among the new entries: the relay destroys the ciphertext of what it names.
                 let newPurges = membership.purges.filter { grant in
@@ -601,6 +670,13 @@ public final class RelayStore: @unchecked Sendable {
                 for grant in newPurges {
                     result.purged += try Self.applyPurge(db, grant.purge)
                     result.purgedChunks += grant.purge.chunks
+                }
+                // The count is known again once this transaction commits (a purge shrank bodies: summed again at the
+                // next push), and unknown should it roll back.
+                file.envelopeBytes = nil
+                if quota != nil && newPurges.isEmpty {
+                    let total = used + UInt64(adding)
+                    db.afterNextTransaction { _ in file.envelopeBytes = total }
                 }
                 // Writes are serialised by the pool, so the cache is updated in the order the batches commit.
                 self.lock.withLock {
@@ -727,13 +803,21 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
-    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope]) async throws -> Int {
+    public func putBackContent(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64? = nil) async throws -> Int {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
         guard !envelopes.isEmpty else { return 0 }
         return try await Vault.mapErrorsAsync(file: "relay file", at: fileURL(vaultID)) {
             try await file.pool.write { db in
                 // In the writer, so no purge can land between the check and the update.
                 let membership = try Self.membership(db, vaultID: vaultID, adding: [])
+                var used: UInt64 = 0
+                if quota != nil {
+                    used =
+                        try file.envelopeBytes
+                        ?? UInt64(
+                            clamping: Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(length(body)), 0) FROM envelope")
+                                ?? 0)
+                }
                 var restored = 0
                 for envelope in envelopes where envelope.header.vaultID == vaultID {
                     let key: StatementArguments = [
@@ -744,9 +828,17 @@ public final class RelayStore: @unchecked Sendable {
                             db, sql: "SELECT body FROM envelope WHERE author = ? AND seq = ?", arguments: key),
                         Self.putsBack(envelope, over: held, membership: membership)
                     else { continue }
+                    let body = envelope.encoded()
+                    guard
+                        EnvelopeQuota.allowsPutBack(
+                            used: used, growth: body.count - held.count, quota: quota,
+                            byCoordinator: membership.isCoordinator(envelope.header.author, at: envelope.header.seq))
+                    else { continue }
                     try db.execute(
-                        sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?",
-                        arguments: [Data(envelope.encoded())] + key)
+                        sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?", arguments: [Data(body)] + key)
+                    used += UInt64(max(body.count - held.count, 0))
+                    // Summed again at the next push under a quota (this transaction may still roll back).
+                    file.envelopeBytes = nil
                     restored += 1
                 }
                 return restored

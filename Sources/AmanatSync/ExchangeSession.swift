@@ -95,13 +95,18 @@ public struct ExchangeSession {
         var reportedDivergence = blocked  // forks already handled above
         // Set when the loop ends with nothing left to pull and no fork met: only then is anything put back.
         var pullComplete = false
+        // Set once the carrier refused a batch for want of room: each batch then holds one author's changes.
+        var oneAuthorPerBatch = false
 
         while true {
+            let unsent = cursors
             // Fill one push batch across authors, bounded in count and bytes.
             var batch: [Envelope] = []
             var bytes = 0
             var index = 0
-            while index < cursors.count, batch.count < batchSize, bytes < batchBytes {
+            while index < cursors.count, batch.count < batchSize, bytes < batchBytes,
+                !(oneAuthorPerBatch && !batch.isEmpty)
+            {
                 let cursor = cursors[index]
                 let got = try vault.envelopes(
                     of: cursor.author, after: cursor.after,
@@ -121,7 +126,24 @@ public struct ExchangeSession {
             }
             cursors.removeAll { $0.after >= $0.target }
 
-            let result = try await carrier.exchange(vector: ours, push: batch, limit: batchSize)
+            let result: ExchangeResult
+            do {
+                result = try await carrier.exchange(vector: ours, push: batch, limit: batchSize)
+            } catch let error as CarrierFullError where !batch.isEmpty {
+                // No room for this vault's records (a relay's --quota), and nothing of the batch was stored. Each
+                // author's changes then go on their own (a coordinator's are always stored: a revocation or a purge
+                // must get through; another's may still fit); an author refused on its own is not pushed further in
+                // this sync, and the pull goes on (http-api.md §8).
+                report.carrierFullReason = error.message
+                let authors = Set(batch.map(\.header.author))
+                let refused = oneAuthorPerBatch || authors.count == 1 ? authors : []
+                oneAuthorPerBatch = true
+                cursors = unsent.filter { !refused.contains($0.author) }
+                report.unpushed = unsent.filter { refused.contains($0.author) }.reduce(report.unpushed) {
+                    VersionVectors.saturatingSum($0, Int(clamping: $1.target - $1.after))
+                }
+                continue
+            }
             report.pushed += result.stored
             pushedCount += batch.count
             pushedBytes += bytes

@@ -51,6 +51,11 @@ public struct SyncReport: Sendable, Equatable {
     /// Why putting content back on the carrier stopped, when it failed (an extra to the sync: the sync itself went
     /// through, and the next one tries again).
     public var putBackProblem: String?
+    /// The carrier's sentence when it had no room for this vault's records (a relay's `--quota`: 507); the pull went
+    /// on without pushing.
+    public var carrierFullReason: String?
+    /// Changes not pushed because the carrier had no room for them; they stay here and go at a later sync.
+    public var unpushed = 0
 
     /// An empty report.
     public init() {}

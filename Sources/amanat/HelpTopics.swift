@@ -65,7 +65,7 @@ enum HelpTopic: String, CaseIterable {
         ),
         (
             74,
-            "Input/output error, a full disk (or an attach that would leave it under 32 MiB free), a read-only or full USB stick, media that did not fit on the stick or in the relay's --quota, or a wipe that could not destroy every file; the message names the path."
+            "Input/output error, a full disk (or an attach that would leave it under 32 MiB free), a read-only or full USB stick, media that did not fit on the stick or in the relay's --quota, records past the relay's --quota, or a wipe that could not destroy every file; the message names the path."
         ),
         (75, "The vault is busy in another amanat process."),
         (

@@ -69,7 +69,10 @@ extension Amanat {
         @Option(help: "Seconds after which a connection on which nothing arrives is closed.") var idleTimeout = 30
         @Option(help: "The most connections one client address may hold open at once.")
         var maxConnectionsPerAddress = RelayServer.defaultMaxConnectionsPerAddress
-        @Option(help: "The most attachment bytes one vault may store (500M, 20G); a fuller vault is answered 507.")
+        @Option(
+            help:
+                "What one vault may store (500M, 20G): this much of records and, apart, of attachments; more is answered 507."
+        )
         var quota: String?
 
         func validate() throws {
@@ -105,7 +108,9 @@ extension Amanat {
             }
             if quotaBytes == 0 {
                 throw CLIError(
-                    .usage, "--quota 0 would refuse every attachment; give a size such as 20G, or leave --quota out.")
+                    .usage,
+                    "--quota 0 would refuse every record and attachment; give a size such as 20G, or leave --quota out."
+                )
             }
             let directory: URL
             if let data {
@@ -142,7 +147,7 @@ extension Amanat {
                 var relay = RelayServer(storage: storage, logger: logger, registrationCode: code)
                 relay.idleTimeout = .seconds(idleTimeout)
                 relay.maxConnectionsPerAddress = maxConnectionsPerAddress
-                relay.chunkQuota = quotaBytes
+                relay.quota = quotaBytes
                 let shownHost = host.contains(":") ? "[\(host)]" : host
                 let started = Started()
                 do {

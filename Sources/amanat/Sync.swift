@@ -116,7 +116,12 @@ extension Amanat {
                     before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                     pushed: report.pushed
                 ).with(report, target: target, vault: vault).report(json: json)
-                if let chunks, let full = carrierFullError(chunks, target: target) { throw full }
+                let chunksFull = chunks.flatMap { carrierFullError($0, target: target) }
+                if let full = recordsFullError(report) {
+                    if let chunksFull { note("WARNING: \(chunksFull.message)") }
+                    throw full
+                }
+                if let chunksFull { throw chunksFull }
                 return
             }
             let url = URL(fileURLWithPath: target)
@@ -257,12 +262,23 @@ extension Amanat {
     }
 }
 
-/// Prints progress on stderr for syncs of more than one batch.
 /// Says, on a terminal, that the relay did not answer and when the next attempt is.
 @Sendable func sayRetry(_ reason: String, _ delay: Duration) {
     let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
     sharedProgress.say(
         "Relay not answering (\(TerminalText.escape(reason))), retrying in \(String(format: seconds < 1 ? "%.2g" : "%.0f", seconds)) s…"
+    )
+}
+
+/// The sync's failure when the carrier had no room for this vault's records (a relay's `--quota`): exit 74, after
+/// everything else the sync did was said.
+func recordsFullError(_ report: SyncReport) -> CLIError? {
+    guard var reason = report.carrierFullReason else { return nil }
+    if reason.hasSuffix(".") { reason.removeLast() }
+    let n = report.unpushed
+    return CLIError(
+        .io,
+        "\(TerminalText.escape(reason)): \(n) change\(n == 1 ? " was" : "s were") not sent (kept in this vault, for the next sync), and the pull went on."
     )
 }
 

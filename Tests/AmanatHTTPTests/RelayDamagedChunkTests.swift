@@ -91,6 +91,7 @@ import Testing
         #expect(try await Self.chunkSync(a, relay.url).pushed == 1)
         #expect(try await relay.storage.readChunk(vaultID: a.vaultID, address: address) == good)
         #expect(try Self.setAsideCopies(spec, vaultID: a.vaultID) == 3)
+        #expect(try RelayQuotaTests.countsAgree(spec), "a copy moved aside is still counted, once")
         await relay.stop()
     }
 

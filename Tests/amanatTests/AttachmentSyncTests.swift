@@ -2,6 +2,7 @@ import AmanatCore
 import AmanatCrypto
 import AmanatStore
 import Foundation
+import GRDB
 import Testing
 import AmanatTestSupport
 
@@ -161,12 +162,40 @@ import AmanatTestSupport
         _ = small.stop()
         for (quota, sentence) in [
             ("lots", "--quota takes a size"), ("1.5G", "--quota takes a size"), ("3MiBB", "--quota takes a size"),
-            ("0", "--quota 0 would refuse every attachment"),
+            ("0", "--quota 0 would refuse every record and attachment"),
         ] {
             let bad = try a.run(["serve", "--quota", quota, "--data", relayData.path], withVault: false)
             #expect(bad.status == 64 && bad.stderr.hasPrefix("amanat: ") && bad.stderr.contains(sentence), "\(quota)")
             #expect(bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
         }
+    }
+
+    /// `--quota` bounds a vault's records too: a member's sync whose changes would pass it stores none of them, still
+    /// pulls, and ends with exit 74 and one sentence; the relay's log and storage never see the refused text.
+    @Test func aRelayQuotaRefusesAMembersRecordsPastItAndTheSyncStillPulls() throws {
+        let scratch = try Scratch()
+        let (a, b, id) = try pair(scratch)
+        let relayData = scratch.path("relay")
+        let relay = try ServeProcess(data: relayData, extra: ["--quota", "64k"])
+        _ = try a.ok(["sync", relay.url])
+        let long = scratch.path("long.txt")
+        try Data(Hex.encode(Sodium.randomBytes(50_000)).utf8).write(to: long)
+        _ = try b.ok(["add", "testimony", "--witness", "W-QUOTA-9", "--narrative-file", long.path])
+        let r = try b.run(["sync", relay.url])
+        #expect(r.status == 74, "\(r.stderr)")
+        #expect(
+            r.stderr.contains("This vault's records on the relay have reached the relay's quota of 65536 bytes"),
+            "\(r.stderr)")
+        #expect(r.stderr.contains("were not sent (kept in this vault, for the next sync)"), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").filter { $0.hasPrefix("amanat: ") }.count == 1, "\(r.stderr)")
+        #expect(try b.ok(["show", id]).contains("W-017"), "the pull stopped with the push")
+        let (_, log) = relay.stop()
+        #expect(!log.contains("W-QUOTA-9"))
+        let held = try FileManager.default.contentsOfDirectory(atPath: relayData.path).filter { $0.hasSuffix(".relay") }
+        #expect(held.count == 1)
+        let pool = try DatabaseQueue(path: relayData.appendingPathComponent(held[0]).path)
+        let bytes = try pool.read { try Int.fetchOne($0, sql: "SELECT COALESCE(SUM(length(body)), 0) FROM envelope") }
+        #expect((bytes ?? 0) < 65536, "the refused record was stored")
     }
 
     func vaultHex(_ cli: CLIRunner) throws -> String {

@@ -273,7 +273,7 @@ import Testing
         }
         let relays = try results.map { try $0.get() }
         let schema = try server.psql("SELECT version FROM amanat_relay_schema", database: name)
-        #expect(schema.contains("(1 row)") && schema.contains(" 3\n"), "\(schema)")
+        #expect(schema.contains("(1 row)") && schema.contains(" 4\n"), "\(schema)")
         for relay in relays { #expect(relay.process.isRunning) }
 
         try server.psql("UPDATE amanat_relay_schema SET version = 99", database: name)
