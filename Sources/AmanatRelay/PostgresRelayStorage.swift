@@ -324,12 +324,16 @@ public final class PostgresRelayStorage: RelayStorage {
         );
         ALTER TABLE relay_chunk_damaged ALTER COLUMN sealed SET STORAGE EXTERNAL
         """.components(separatedBy: ";\n"),
-        // 3 → 4: each vault's bytes of envelopes and of chunks, for `--quota`, kept by the database itself. The
+        // 3 → 4: each vault's bytes of envelopes and of chunks, for `--quota`, kept by the database itself in a table
+        // of their own (every request reads `relay_vault`; a row rewritten at every push would slow them all). The
         // triggers come before the first count, and lock their tables until the migration commits: no row is missed.
         [
             """
-            ALTER TABLE relay_vault ADD COLUMN envelope_bytes bigint NOT NULL DEFAULT 0,
-                ADD COLUMN chunk_bytes bigint NOT NULL DEFAULT 0
+            CREATE TABLE relay_vault_usage (
+                vault bytea PRIMARY KEY REFERENCES relay_vault(id) ON DELETE CASCADE,
+                envelope_bytes bigint NOT NULL DEFAULT 0,
+                chunk_bytes bigint NOT NULL DEFAULT 0
+            )
             """,
             countingFunction("amanat_count_envelope_bytes", column: "body", counter: "envelope_bytes"),
             countingFunction("amanat_count_chunk_bytes", column: "sealed", counter: "chunk_bytes"),
@@ -337,29 +341,30 @@ public final class PostgresRelayStorage: RelayStorage {
             + countingTriggers("relay_chunk", function: "amanat_count_chunk_bytes")
             + countingTriggers("relay_chunk_damaged", function: "amanat_count_chunk_bytes") + [
                 """
-                UPDATE relay_vault v SET
-                    envelope_bytes = COALESCE((SELECT sum(octet_length(body)) FROM relay_envelope e WHERE e.vault = v.id), 0),
-                    chunk_bytes = COALESCE((SELECT sum(octet_length(sealed)) FROM relay_chunk c WHERE c.vault = v.id), 0)
+                INSERT INTO relay_vault_usage (vault, envelope_bytes, chunk_bytes) SELECT v.id,
+                    COALESCE((SELECT sum(octet_length(body)) FROM relay_envelope e WHERE e.vault = v.id), 0),
+                    COALESCE((SELECT sum(octet_length(sealed)) FROM relay_chunk c WHERE c.vault = v.id), 0)
                         + COALESCE((SELECT sum(octet_length(sealed)) FROM relay_chunk_damaged d WHERE d.vault = v.id), 0)
+                FROM relay_vault v
                 """
             ],
     ]
 
-    /// A trigger function that keeps `relay_vault.<counter>` equal to the bytes of `column` in the rows of the
+    /// A trigger function that keeps `relay_vault_usage.<counter>` equal to the bytes of `column` in the rows of the
     /// table it fires on, per vault: once per statement, from the statement's transition tables (`gone`, `added`).
     static func countingFunction(_ name: String, column: String, counter: String) -> String {
         """
         CREATE FUNCTION \(name)() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF TG_OP <> 'INSERT' THEN
-                UPDATE relay_vault v SET \(counter) = v.\(counter) - t.bytes
+                UPDATE relay_vault_usage u SET \(counter) = u.\(counter) - t.bytes
                 FROM (SELECT vault, sum(octet_length(\(column)))::bigint AS bytes FROM gone GROUP BY vault) t
-                WHERE v.id = t.vault;
+                WHERE u.vault = t.vault;
             END IF;
             IF TG_OP <> 'DELETE' THEN
-                UPDATE relay_vault v SET \(counter) = v.\(counter) + t.bytes
-                FROM (SELECT vault, sum(octet_length(\(column)))::bigint AS bytes FROM added GROUP BY vault) t
-                WHERE v.id = t.vault;
+                INSERT INTO relay_vault_usage AS u (vault, \(counter))
+                SELECT vault, sum(octet_length(\(column)))::bigint FROM added GROUP BY vault
+                ON CONFLICT (vault) DO UPDATE SET \(counter) = u.\(counter) + EXCLUDED.\(counter);
             END IF;
             RETURN NULL;
         END $$;
@@ -1324,8 +1329,8 @@ public final class PostgresRelayStorage: RelayStorage {
                 """
                 SELECT (SELECT count(*) FROM relay_vault),
                        (SELECT count(*) FROM relay_envelope),
-                       (SELECT COALESCE(sum(envelope_bytes), 0)::bigint FROM relay_vault),
-                       (SELECT COALESCE(sum(chunk_bytes), 0)::bigint FROM relay_vault)
+                       (SELECT COALESCE(sum(envelope_bytes), 0)::bigint FROM relay_vault_usage),
+                       (SELECT COALESCE(sum(chunk_bytes), 0)::bigint FROM relay_vault_usage)
                 """, logger: logger
             ).decode((Int64, Int64, Int64, Int64).self) {
                 totals.vaults = Int(vaults)

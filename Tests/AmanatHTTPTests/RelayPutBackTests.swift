@@ -239,14 +239,14 @@ import Testing
             // from the rows when a relay of this release starts.
             _ = try server.psql(
                 """
-                ALTER TABLE relay_vault DROP COLUMN envelope_bytes, DROP COLUMN chunk_bytes;
+                DROP TABLE relay_vault_usage;
                 DROP FUNCTION amanat_count_envelope_bytes() CASCADE;
                 DROP FUNCTION amanat_count_chunk_bytes() CASCADE;
                 UPDATE amanat_relay_schema SET version = 3;
                 """, database: location.database)
             let again = try await TestRelay.start(first.spec)
             let counted = try server.psql(
-                "SELECT 'bytes=' || envelope_bytes FROM relay_vault", database: location.database)
+                "SELECT 'bytes=' || envelope_bytes FROM relay_vault_usage", database: location.database)
             #expect(!counted.contains("bytes=0\n") && counted.contains("(1 row)"), "\(counted)")
             #expect(try RelayQuotaTests.countsAgree(first.spec))
             _ = try first.a.createRecord(kind: "testimony", fields: [("witness", "W-U4")], tags: [], seal: false)

@@ -26,10 +26,11 @@ import Testing
         guard let location = spec.location else { return true }
         let answer = try PostgresTestServer.shared.get().psql(
             """
-            SELECT 'agree=' || bool_and(envelope_bytes = COALESCE((SELECT sum(octet_length(body)) FROM relay_envelope e
-                WHERE e.vault = v.id), 0) AND chunk_bytes = COALESCE((SELECT sum(octet_length(sealed)) FROM relay_chunk c
-                WHERE c.vault = v.id), 0) + COALESCE((SELECT sum(octet_length(sealed)) FROM relay_chunk_damaged d
-                WHERE d.vault = v.id), 0)) FROM relay_vault v
+            SELECT 'agree=' || bool_and(COALESCE(u.envelope_bytes, 0) = COALESCE((SELECT sum(octet_length(body))
+                FROM relay_envelope e WHERE e.vault = v.id), 0) AND COALESCE(u.chunk_bytes, 0) = COALESCE((SELECT
+                sum(octet_length(sealed)) FROM relay_chunk c WHERE c.vault = v.id), 0) + COALESCE((SELECT
+                sum(octet_length(sealed)) FROM relay_chunk_damaged d WHERE d.vault = v.id), 0))
+            FROM relay_vault v LEFT JOIN relay_vault_usage u ON u.vault = v.id
             """, database: location.database)
         return answer.contains("agree=true")
     }
