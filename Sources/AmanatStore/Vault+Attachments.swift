@@ -572,8 +572,11 @@ extension Vault {
             while submitted < addresses.count && opening.inFlight < Self.chunksInFlight { submitNext() }
             let length = try opening.next().get()
             let plain = UnsafeRawBufferPointer(rebasing: slots.buffers(index % slots.count).plain[0..<length])
-            sha.update(plain)
-            try body(plain)
+            // The chunk is hashed while it is handed on (a write to the disk, mostly waiting for it): both only read
+            // it, and both are done before its slot is used again.
+            _ = try ParallelResults.map(2) { part in
+                if part == 0 { sha.update(plain) } else { try body(plain) }
+            }
         }
         guard sha.finalize() == info.sha256 else {
             throw StoreError(

@@ -179,6 +179,10 @@ final class Background {
         try Data("other".utf8).write(to: out)
         _ = try cli.ok(["extract", id, String(attachment.prefix(8)), "--out", out.path, "--force"])
         #expect(Bytes(try Data(contentsOf: out)) == Bytes(media))
+        // A write that fails (a full disk; /dev/full refuses every byte) stops the extract with one sentence.
+        let full = try cli.run(["extract", id, String(attachment.prefix(8)), "--out", "/dev/full", "--force"])
+        #expect(full.status == 74 && full.stderr.hasPrefix("amanat: "), "\(full.status) \(full.stderr)")
+        #expect(full.stderr.contains("/dev/full") && !full.stderr.contains("Wrote"), "\(full.stderr)")
 
         #expect(try cli.ok(["show", id]).contains("attachment: \(attachment.prefix(12))  complete"))
         #expect(try cli.ok(["history", id]).contains("attached interview.bin"))
