@@ -116,12 +116,15 @@ extension Amanat {
                     before: before, after: try Arrivals.snapshot(vault), vault: vault, pulled: report.pulled,
                     pushed: report.pushed
                 ).with(report, target: target, vault: vault).report(json: json)
-                let chunksFull = chunks.flatMap { carrierFullError($0, target: target) }
                 if let full = recordsFullError(report) {
-                    if let chunksFull { note("WARNING: \(chunksFull.message)") }
+                    if let unsent = chunks?.carrierFull {
+                        note(
+                            "WARNING: \(unsent.chunks) attachment chunk\(unsent.chunks == 1 ? "" : "s") (\(Size.text(unsent.bytes))) did not fit on \(target) either; they go at a later sync."
+                        )
+                    }
                     throw full
                 }
-                if let chunksFull { throw chunksFull }
+                if let chunks, let full = carrierFullError(chunks, target: target) { throw full }
                 return
             }
             let url = URL(fileURLWithPath: target)

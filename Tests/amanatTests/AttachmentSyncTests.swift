@@ -180,7 +180,10 @@ import AmanatTestSupport
         _ = try a.ok(["sync", relay.url])
         let long = scratch.path("long.txt")
         try Data(Hex.encode(Sodium.randomBytes(50_000)).utf8).write(to: long)
-        _ = try b.ok(["add", "testimony", "--witness", "W-QUOTA-9", "--narrative-file", long.path])
+        let record = try b.ok(["add", "testimony", "--witness", "W-QUOTA-9", "--narrative-file", long.path])
+        let media = scratch.path("photo.bin")
+        try TestMedia.write(TestMedia.make(size: 200_000, seed: TestMedia.seed("records quota")), to: media)
+        _ = try b.ok(["attach", record, media.path])
         let r = try b.run(["sync", relay.url])
         #expect(r.status == 74, "\(r.stderr)")
         #expect(
@@ -188,6 +191,9 @@ import AmanatTestSupport
             "\(r.stderr)")
         #expect(r.stderr.contains("were not sent (kept in this vault, for the next sync)"), "\(r.stderr)")
         #expect(r.stderr.split(separator: "\n").filter { $0.hasPrefix("amanat: ") }.count == 1, "\(r.stderr)")
+        // Its media did not fit either: said as a warning beside the one failure, never "all the text got there".
+        #expect(r.stderr.contains("1 attachment chunk (") && r.stderr.contains("either"), "\(r.stderr)")
+        #expect(!r.stderr.contains("all the text got there"), "\(r.stderr)")
         #expect(try b.ok(["show", id]).contains("W-017"), "the pull stopped with the push")
         let (_, log) = relay.stop()
         #expect(!log.contains("W-QUOTA-9"))
