@@ -856,7 +856,8 @@ public final class PostgresRelayStorage: RelayStorage {
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock serialises every push to this vault across all relay processes: the heads
                 // read below cannot change until this transaction ends.
-                let used = try await Self.lockVault(db, vaultID, logger).envelopes
+                try await Self.lockVault(db, vaultID, logger)
+                let used = quota == nil ? 0 : try await Self.usage(db, vaultID, logger).envelopes
                 var result = RelayStoreResult()
                 var accepted: [(DeviceID, [Envelope])] = []
                 let (heads, authorities) = try await Self.heads(db, vaultID, of: runs.map(\.0), logger)
@@ -1019,7 +1020,8 @@ public final class PostgresRelayStorage: RelayStorage {
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock: no purge from any relay process lands between the check and the update, and
                 // the count read with it stays the vault's until the transaction ends.
-                var used = try await Self.lockVault(db, vaultID, logger).envelopes
+                try await Self.lockVault(db, vaultID, logger)
+                var used = quota == nil ? 0 : try await Self.usage(db, vaultID, logger).envelopes
                 guard !wanted.isEmpty else { return 0 }
                 let membership = try await currentMembership(db, vaultID: vaultID).0
                 var restored = 0
@@ -1087,18 +1089,26 @@ public final class PostgresRelayStorage: RelayStorage {
     /// `READ COMMITTED`, whatever default isolation the operator set: each later statement then sees what the previous
     /// holder of the lock committed (a purge, a head), where a `REPEATABLE READ` snapshot would be taken before the
     /// wait.
-    /// Returns the bytes of the vault's envelopes and of its chunks as the database keeps them (schema 4).
-    @discardableResult
-    private static func lockVault(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws
+    private static func lockVault(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws {
+        var locked = false
+        for try await _ in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger) {
+            locked = true
+        }
+        guard locked else { throw unknown }
+    }
+
+    /// The bytes of the vault's envelopes and of its chunks as the database keeps them (schema 4), for `--quota`:
+    /// read under the vault's row lock, in a statement of its own. The statement that took the lock read with the
+    /// snapshot it began with, before it waited; this one sees what the previous holder of the lock committed.
+    private static func usage(_ db: PostgresConnection, _ vaultID: [UInt8], _ logger: Logger) async throws
         -> (envelopes: UInt64, chunks: UInt64)
     {
-        var used: (envelopes: UInt64, chunks: UInt64)?
-        for try await (envelopes, chunks) in try await db.execute(LockVaultStatement(vaultID: vaultID), logger: logger)
-        {
-            used = (UInt64(clamping: envelopes), UInt64(clamping: chunks))
+        for try await (envelopes, chunks) in try await db.query(
+            "SELECT envelope_bytes, chunk_bytes FROM relay_vault_usage WHERE vault = \(Data(vaultID))", logger: logger
+        ).decode((Int64, Int64).self) {
+            return (UInt64(clamping: envelopes), UInt64(clamping: chunks))
         }
-        guard let used else { throw unknown }
-        return used
+        return (0, 0)
     }
 
     /// The heads of `authors` (absent: none held) and the number of authority envelopes held, in one statement.
@@ -1254,7 +1264,7 @@ public final class PostgresRelayStorage: RelayStorage {
         try await run("store a chunk") {
             try await transaction("BEGIN ISOLATION LEVEL READ COMMITTED") { db in
                 // The vault's row lock makes the quota a decision of the database, whichever relay stores.
-                let used = try await Self.lockVault(db, vaultID, logger).chunks
+                try await Self.lockVault(db, vaultID, logger)
                 var heldOtherLength = false
                 for try await length in try await db.query(
                     "SELECT length(sealed) FROM relay_chunk WHERE vault = \(Data(vaultID)) AND address = \(Data(address))",
@@ -1266,7 +1276,10 @@ public final class PostgresRelayStorage: RelayStorage {
                 // Under the vault's row lock a purge cannot be stored meanwhile, by this relay or another.
                 let membership = try await currentMembership(db, vaultID: vaultID).0
                 if membership.purges.contains(where: { $0.purge.chunks.contains(address) }) { return .purged }
-                if let quota, used + UInt64(sealed.count) > quota { return .overQuota(used: used) }
+                if let quota {
+                    let used = try await Self.usage(db, vaultID, logger).chunks
+                    if used + UInt64(sealed.count) > quota { return .overQuota(used: used) }
+                }
                 if heldOtherLength {
                     // A copy of another length (truncated, or sent by a hostile member) is set aside, never replaced:
                     // it may be the only good one, under a member's word that it is not.

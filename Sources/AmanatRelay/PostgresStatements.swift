@@ -136,12 +136,8 @@ struct BodiesStatement: RelayStatement {
 /// Takes the vault's row lock (one row when the vault is held).
 struct LockVaultStatement: RelayStatement {
     static let name = "amanat_lock_vault"
-    static let sql = """
-        SELECT COALESCE(u.envelope_bytes, 0), COALESCE(u.chunk_bytes, 0)
-        FROM relay_vault v LEFT JOIN relay_vault_usage u ON u.vault = v.id WHERE v.id = $1 FOR NO KEY UPDATE OF v
-        """
-    /// The bytes of the vault's envelopes and of its chunks (schema 4: kept by triggers, relay-postgres.md §1).
-    typealias Row = (Int64, Int64)
+    static let sql = "SELECT 1 FROM relay_vault WHERE id = $1 FOR NO KEY UPDATE"
+    typealias Row = Int32
     let bindings: PostgresBindings
 
     init(vaultID: [UInt8]) throws {

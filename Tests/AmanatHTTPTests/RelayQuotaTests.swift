@@ -101,6 +101,45 @@ import Testing
         await relay.stop()
     }
 
+    /// Over PostgreSQL, a push that waited for the vault's row lock checks the counts its holder committed meanwhile.
+    /// Another transaction holds the lock while it raises the vault's count to near the quota (what a push through
+    /// another relay does); the member's push, which fits the count from before, waits, and is then refused.
+    @Test func aPushThatWaitedForTheVaultsLockSeesTheCountCommittedMeanwhile() async throws {
+        let dir = try TemporaryDirectory()
+        let spec = try testStorage(.postgres, dir.path("relay"))
+        let location = try #require(spec.location)
+        let relay = try await TestRelay.start(spec) { $0.quota = Self.quota }
+        let team = try makeTeam(2, in: dir)
+        let (a, b) = (team[0], team[1])
+        try await relaySync(a, relay.url)
+        try await relaySync(b, relay.url)
+        _ = try Self.bigRecord(b, "W-L1")
+        let server = try PostgresTestServer.shared.get()
+        let holder = Task.detached {
+            try server.psql(
+                """
+                BEGIN;
+                SELECT 1 FROM relay_vault FOR NO KEY UPDATE;
+                UPDATE relay_vault_usage SET envelope_bytes = \(Self.quota - 1000);
+                SELECT pg_sleep(3);
+                COMMIT;
+                """, database: location.database)
+        }
+        // Until the holder is asleep with the lock (at most 30 s).
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let sleeping = try server.psql(
+                "SELECT 'n=' || count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND state = 'active'"
+                    + " AND pid <> pg_backend_pid()", database: location.database)
+            if sleeping.contains("n=1") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let report = try await relaySync(b, relay.url)
+        _ = try await holder.value
+        #expect(report.pushed == 0 && report.carrierFullReason != nil, "\(report)")
+        await relay.stop()
+    }
+
     /// A hostile member pushes its large changes stripped of their content (225 bytes each, within the quota), then
     /// puts their content back through `POST …/without-content`: the content that would pass the quota is not put
     /// back. A coordinator's is.
