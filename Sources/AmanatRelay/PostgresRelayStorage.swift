@@ -1021,7 +1021,8 @@ public final class PostgresRelayStorage: RelayStorage {
                 // The vault's row lock: no purge from any relay process lands between the check and the update, and
                 // the count read with it stays the vault's until the transaction ends.
                 try await Self.lockVault(db, vaultID, logger)
-                var used = quota == nil ? 0 : try await Self.usage(db, vaultID, logger).envelopes
+                var budget = EnvelopeQuota.PutBackBudget(
+                    quota: quota, used: quota == nil ? 0 : try await Self.usage(db, vaultID, logger).envelopes)
                 guard !wanted.isEmpty else { return 0 }
                 let membership = try await currentMembership(db, vaultID: vaultID).0
                 var restored = 0
@@ -1039,17 +1040,12 @@ public final class PostgresRelayStorage: RelayStorage {
                     }
                     guard let held, RelayStore.putsBack(envelope, over: held, membership: membership) else { continue }
                     let body = envelope.encoded()
-                    guard
-                        EnvelopeQuota.allowsPutBack(
-                            used: used, growth: body.count - held.count, quota: quota,
-                            byCoordinator: membership.isCoordinator(envelope.header.author, at: envelope.header.seq))
-                    else { continue }
+                    guard budget.admits(envelope, body: body, replacing: held, membership: membership) else { continue }
                     try await db.query(
                         """
                         UPDATE relay_envelope SET body = \(Data(body)) WHERE vault = \(Data(vaultID))
                         AND author = \(author) AND seq = \(seq)
                         """, logger: logger)
-                    used += UInt64(max(body.count - held.count, 0))
                     restored += 1
                 }
                 return restored

@@ -49,7 +49,7 @@ public protocol RelayStorage: Sendable {
     /// Puts back the content of copies held without content (Protocol/http-api.md §11): each full envelope whose held
     /// copy is in purged form with the same hash, that no held purge names, replaces it. Anything else is skipped.
     /// Returns how many were put back. A copy whose content would take the vault's envelopes past `quota` stays
-    /// without content, unless its author is a coordinator (``EnvelopeQuota/allowsPutBack(used:growth:quota:byCoordinator:)``).
+    /// without content, unless its author is a coordinator (``EnvelopeQuota/PutBackBudget``).
     func putBackContent(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64?) async throws -> Int
     /// Admits a signed request to a registered vault (Protocol/http-api.md §3): the vault is held, `key` is its
     /// registered relay key, and the nonce is new — recorded now, and only when the key is the vault's. Then the

@@ -50,22 +50,43 @@ enum EnvelopeQuota {
     /// stored. A push made only of coordinators' changes is always stored (and counted): a revocation or a purge must
     /// reach the relay even when a member filled the quota.
     static func refusal(used: UInt64, adding: Int, quota: UInt64?, byCoordinators: Bool) -> RelayStoreError? {
-        guard let quota, adding > 0, !byCoordinators else { return nil }
-        let (total, overflow) = used.addingReportingOverflow(UInt64(adding))
-        guard overflow || total > quota else { return nil }
+        guard let quota, !byCoordinators, !fits(used: used, adding: adding, quota: quota) else { return nil }
         return RelayStoreError(
             .overQuota,
             "This vault's records on the relay have reached the relay's quota of \(quotaText(quota)); ask its operator for a larger --quota."
         )
     }
 
-    /// Whether content put back (Protocol/http-api.md §11) that grows the vault's envelopes from `used` by `growth`
-    /// bytes may be: within the quota, or a coordinator's change. Otherwise that copy stays without content here (a
-    /// member could else push its changes stripped, within the quota, and then their content past it).
-    static func allowsPutBack(used: UInt64, growth: Int, quota: UInt64?, byCoordinator: Bool) -> Bool {
-        guard let quota, growth > 0, !byCoordinator else { return true }
-        let (total, overflow) = used.addingReportingOverflow(UInt64(growth))
+    /// Whether `adding` more bytes leave a vault holding `used` within `quota` (nothing added always does).
+    static func fits(used: UInt64, adding: Int, quota: UInt64) -> Bool {
+        guard adding > 0 else { return true }
+        let (total, overflow) = used.addingReportingOverflow(UInt64(adding))
         return !overflow && total <= quota
+    }
+
+    /// The room content put back (Protocol/http-api.md §11) may take in one request: what the vault's envelopes use,
+    /// grown by each copy put back. A copy whose content would pass the quota stays without content, unless its
+    /// author is a coordinator (a member could else push its changes stripped, within the quota, and then their
+    /// content past it).
+    struct PutBackBudget {
+        /// The quota; nil: no limit.
+        let quota: UInt64?
+        /// Bytes the vault's envelopes use, with what this request put back so far.
+        var used: UInt64
+
+        /// Whether `envelope` may replace `held`, its copy without content; when it may, its growth is counted.
+        mutating func admits(_ envelope: Envelope, body: [UInt8], replacing held: Data, membership: MembershipState)
+            -> Bool
+        {
+            let growth = body.count - held.count
+            if let quota, !membership.isCoordinator(envelope.header.author, at: envelope.header.seq),
+                !EnvelopeQuota.fits(used: used, adding: growth, quota: quota)
+            {
+                return false
+            }
+            used += UInt64(max(growth, 0))
+            return true
+        }
     }
 
     /// Whether every accepted envelope is a change of a device that is a coordinator at its seq.
@@ -636,16 +657,7 @@ public final class RelayStore: @unchecked Sendable {
                     }
                 }
                 let adding = rows.reduce(0) { $0 + $1.body.count }
-                // Counted only under a quota: summed at the first push after the file is opened, then kept here.
-                var used: UInt64 = 0
-                if quota != nil {
-                    if let known = file.envelopeBytes {
-                        used = known
-                    } else {
-                        let sum = try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(length(body)), 0) FROM envelope")
-                        used = UInt64(clamping: sum ?? 0)
-                    }
-                }
+                let used = quota == nil ? 0 : try Self.envelopeBytes(db, file)
                 if let refusal = EnvelopeQuota.refusal(
                     used: used, adding: adding, quota: quota,
                     byCoordinators: EnvelopeQuota.byCoordinators(accepted, membership))
@@ -803,6 +815,13 @@ public final class RelayStore: @unchecked Sendable {
         }
     }
 
+    /// Bytes of the envelopes a vault's file holds, for `--quota`: summed at the first need after the file is opened,
+    /// then kept in ``VaultFile/envelopeBytes`` by the writer. Call only inside the pool's writer.
+    private static func envelopeBytes(_ db: Database, _ file: VaultFile) throws -> UInt64 {
+        if let known = file.envelopeBytes { return known }
+        return UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(length(body)), 0) FROM envelope") ?? 0)
+    }
+
     public func putBackContent(vaultID: [UInt8], envelopes: [Envelope], quota: UInt64? = nil) async throws -> Int {
         guard let file = try vaultFile(vaultID) else { throw Self.unknown }
         guard !envelopes.isEmpty else { return 0 }
@@ -810,14 +829,8 @@ public final class RelayStore: @unchecked Sendable {
             try await file.pool.write { db in
                 // In the writer, so no purge can land between the check and the update.
                 let membership = try Self.membership(db, vaultID: vaultID, adding: [])
-                var used: UInt64 = 0
-                if quota != nil {
-                    used =
-                        try file.envelopeBytes
-                        ?? UInt64(
-                            clamping: Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(length(body)), 0) FROM envelope")
-                                ?? 0)
-                }
+                var budget = EnvelopeQuota.PutBackBudget(
+                    quota: quota, used: quota == nil ? 0 : try Self.envelopeBytes(db, file))
                 var restored = 0
                 for envelope in envelopes where envelope.header.vaultID == vaultID {
                     let key: StatementArguments = [
@@ -829,14 +842,9 @@ public final class RelayStore: @unchecked Sendable {
                         Self.putsBack(envelope, over: held, membership: membership)
                     else { continue }
                     let body = envelope.encoded()
-                    guard
-                        EnvelopeQuota.allowsPutBack(
-                            used: used, growth: body.count - held.count, quota: quota,
-                            byCoordinator: membership.isCoordinator(envelope.header.author, at: envelope.header.seq))
-                    else { continue }
+                    guard budget.admits(envelope, body: body, replacing: held, membership: membership) else { continue }
                     try db.execute(
                         sql: "UPDATE envelope SET body = ? WHERE author = ? AND seq = ?", arguments: [Data(body)] + key)
-                    used += UInt64(max(body.count - held.count, 0))
                     // Summed again at the next push under a quota (this transaction may still roll back).
                     file.envelopeBytes = nil
                     restored += 1
