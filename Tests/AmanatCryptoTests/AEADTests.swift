@@ -186,7 +186,9 @@ struct AEADBufferTests {
         let key = SecureBytes.random(count: AEAD.keyLength)
         let nonce = Sodium.randomBytes(AEAD.nonceLength)
         let ad = Array("amanat/chunk/v1".utf8)
-        for length in [0, 1, 4095, 65_537] {
+        // From 16 KiB on, the buffer forms go through BoringSSL and the array forms through libsodium (AEAD.swift,
+        // LargeMessages): each side of that threshold, and a whole attachment chunk, must give the same bytes.
+        for length in [0, 1, 4095, 16_383, 16_384, 16_385, 65_537, (1 << 20) + 3] {
             let plaintext = Sodium.randomBytes(length)
             let expected = try AEAD.seal(plaintext, additionalData: ad, nonce: nonce, key: key)
             var out = [UInt8](repeating: 0, count: length + AEAD.tagLength)
