@@ -262,26 +262,28 @@ public enum AEAD {
     }
 }
 
-/// XChaCha20-Poly1305 of large messages (attachment chunks, from ``LargeMessages/threshold`` bytes) through
-/// BoringSSL's `EVP_aead_xchacha20_poly1305`, the same construction as libsodium's
-/// `crypto_aead_xchacha20poly1305_ietf` (HChaCha20 subkey, then RFC 8439 ChaCha20-Poly1305): the bytes are identical,
-/// which a test checks against libsodium at every size around the threshold. Where swift-crypto builds no BoringSSL
-/// (Apple platforms use CryptoKit), both functions answer nil and the caller uses libsodium.
+/// ChaCha20-Poly1305 of large messages (from ``LargeMessages/threshold`` bytes: attachment chunks, age payload chunks)
+/// through BoringSSL's `EVP_aead_xchacha20_poly1305` (24-byte nonces: the same construction as libsodium's
+/// `crypto_aead_xchacha20poly1305_ietf`, an HChaCha20 subkey then RFC 8439) or `EVP_aead_chacha20_poly1305` (12-byte
+/// nonces: RFC 8439, libsodium's `crypto_aead_chacha20poly1305_ietf`). The bytes are identical, which tests check
+/// against libsodium at every size around the threshold and against the `age` tool. Where swift-crypto builds no
+/// BoringSSL (Apple platforms use CryptoKit), both functions answer nil and the caller uses libsodium.
 enum LargeMessages {
     /// Below this, libsodium: a row or an envelope is a few hundred bytes, where setting up BoringSSL's context
     /// costs as much as it saves.
     static let threshold = 16 << 10
 
-    /// Seals `count` bytes into `out` (`count` + 16: ciphertext ‖ tag); nil without BoringSSL, else whether it sealed.
+    /// Seals `count` bytes into `out` (`count` + 16: ciphertext ‖ tag) under a 32-byte key and a nonce of
+    /// `nonceLength` bytes (24 or 12); nil without BoringSSL, else whether it sealed.
     static func seal(
         _ plaintext: UnsafePointer<UInt8>, count: Int, additionalData: [UInt8], nonce: UnsafePointer<UInt8>,
-        key: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>
+        nonceLength: Int = AEAD.nonceLength, key: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>
     ) -> Bool? {
         #if canImport(CCryptoBoringSSL)
-            withContext(key: key) { context in
+            withContext(key: key, nonceLength: nonceLength) { context in
                 var tagLength = 0
                 return CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
-                    context, out, out + count, &tagLength, AEAD.tagLength, nonce, AEAD.nonceLength, plaintext, count,
+                    context, out, out + count, &tagLength, AEAD.tagLength, nonce, nonceLength, plaintext, count,
                     nil, 0, additionalData, additionalData.count) == 1 && tagLength == AEAD.tagLength
             }
         #else
@@ -293,12 +295,13 @@ enum LargeMessages {
     /// BoringSSL, else whether they authenticated (when not, `out` holds unauthenticated bytes the caller zeroes).
     static func open(
         _ ciphertext: UnsafePointer<UInt8>, count: Int, additionalData: UnsafePointer<UInt8>?, additionalCount: Int,
-        nonce: UnsafePointer<UInt8>, key: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>
+        nonce: UnsafePointer<UInt8>, nonceLength: Int = AEAD.nonceLength, key: UnsafePointer<UInt8>,
+        into out: UnsafeMutablePointer<UInt8>
     ) -> Bool? {
         #if canImport(CCryptoBoringSSL)
-            withContext(key: key) { context in
+            withContext(key: key, nonceLength: nonceLength) { context in
                 CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
-                    context, out, nonce, AEAD.nonceLength, ciphertext, count, ciphertext + count, AEAD.tagLength,
+                    context, out, nonce, nonceLength, ciphertext, count, ciphertext + count, AEAD.tagLength,
                     additionalData, additionalCount) == 1
             }
         #else
@@ -307,19 +310,23 @@ enum LargeMessages {
     }
 
     #if canImport(CCryptoBoringSSL)
-        /// Runs `body` with a BoringSSL context holding a copy of `key`, wiped afterwards.
+        /// Runs `body` with a BoringSSL context holding a copy of `key`, wiped afterwards: XChaCha20-Poly1305 for
+        /// 24-byte nonces, ChaCha20-Poly1305 for 12-byte ones.
         private static func withContext(
-            key: UnsafePointer<UInt8>, _ body: (UnsafeMutablePointer<EVP_AEAD_CTX>) -> Bool
+            key: UnsafePointer<UInt8>, nonceLength: Int, _ body: (UnsafeMutablePointer<EVP_AEAD_CTX>) -> Bool
         ) -> Bool {
+            let aead: OpaquePointer
+            switch nonceLength {
+            case 24: aead = CCryptoBoringSSL_EVP_aead_xchacha20_poly1305()
+            case 12: aead = CCryptoBoringSSL_EVP_aead_chacha20_poly1305()
+            default: return false
+            }
             var context = EVP_AEAD_CTX()
             defer {
                 CCryptoBoringSSL_EVP_AEAD_CTX_cleanup(&context)
                 withUnsafeMutableBytes(of: &context) { sodium_memzero($0.baseAddress, $0.count) }
             }
-            guard
-                CCryptoBoringSSL_EVP_AEAD_CTX_init(
-                    &context, CCryptoBoringSSL_EVP_aead_xchacha20_poly1305(), key, AEAD.keyLength, AEAD.tagLength,
-                    nil) == 1
+            guard CCryptoBoringSSL_EVP_AEAD_CTX_init(&context, aead, key, AEAD.keyLength, AEAD.tagLength, nil) == 1
             else { return false }
             return body(&context)
         }

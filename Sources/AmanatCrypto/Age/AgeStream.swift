@@ -42,6 +42,15 @@ enum AgeStream {
         precondition(output.count >= plaintext.count + tagSize, "the sealed chunk does not fit its place")
         var outLength: UInt64 = 0
         key.withUnsafePointer { k in
+            // A full chunk (64 KiB) through BoringSSL's one-pass assembly (AEAD.swift, LargeMessages).
+            if plaintext.count >= LargeMessages.threshold, let input = plaintext.baseAddress,
+                LargeMessages.seal(
+                    input.assumingMemoryBound(to: UInt8.self), count: plaintext.count, additionalData: [],
+                    nonce: nonce, nonceLength: 12, key: k,
+                    into: output.baseAddress!.assumingMemoryBound(to: UInt8.self)) == true
+            {
+                return
+            }
             _ = crypto_aead_chacha20poly1305_ietf_encrypt(
                 output.baseAddress!.assumingMemoryBound(to: UInt8.self), &outLength,
                 plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count), nil, 0, nil, nonce,
@@ -58,7 +67,20 @@ enum AgeStream {
         let rc = ciphertext.withUnsafeBufferPointer { c -> Int32 in
             guard let base = c.baseAddress else { return -1 }
             return key.withUnsafePointer { k in
-                crypto_aead_chacha20poly1305_ietf_decrypt(
+                let length = c.count - tagSize
+                if length >= LargeMessages.threshold,
+                    let opened = out.withUnsafeMutableBufferPointer({ o in
+                        let opened = LargeMessages.open(
+                            base, count: length, additionalData: nil, additionalCount: 0, nonce: nonce,
+                            nonceLength: 12, key: k, into: o.baseAddress!)
+                        // BoringSSL decrypts while it authenticates: nothing unauthenticated is kept.
+                        if opened == false { o.update(repeating: 0) }
+                        return opened
+                    })
+                {
+                    return opened ? 0 : -1
+                }
+                return crypto_aead_chacha20poly1305_ietf_decrypt(
                     &out, &outLength, nil, base, UInt64(c.count), nil, 0, nonce, k)
             }
         }
