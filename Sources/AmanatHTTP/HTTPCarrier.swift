@@ -95,6 +95,19 @@ public struct HTTPCarrier: ExchangeCarrier {
     private let pathPrefix: String
     /// How many copies without content the last vector answer announced (http-api.md §11).
     private let announced = Announced()
+    /// Whether requests carry the hex headers: only after a relay refused the compact `Amanat-Auth` (http-api.md §3).
+    private let hexHeaders = Flag()
+
+    /// A flag shared by the copies of this carrier.
+    private final class Flag: @unchecked Sendable {
+        // @unchecked Sendable: `value` is only read and written under `lock`.
+        private let lock = NSLock()
+        private var stored = false
+        var value: Bool {
+            get { lock.withLock { stored } }
+            set { lock.withLock { stored = newValue } }
+        }
+    }
 
     /// The count a vector answer's `Amanat-Without-Content` header gave, kept for the sync that read it.
     private final class Announced: @unchecked Sendable {
@@ -386,6 +399,11 @@ public struct HTTPCarrier: ExchangeCarrier {
             do {
                 return try await attemptOnce(
                     method, path, body: body, timeout: extra ? min(options.requestTimeout, .seconds(30)) : nil)
+            } catch let error as RelayClientError where error.code == .unauthorized && !hexHeaders.value {
+                // A relay older than `Amanat-Auth` refuses it as unsigned (http-api.md §3): this carrier signs with
+                // the hex headers from now on, and the request goes again at once (nothing was stored). A relay that
+                // refuses the hex form too says why, and that answer is final.
+                hexHeaders.value = true
             } catch let error as Transient {
                 guard attempt < (extra ? 1 : max(1, options.attempts)) else {
                     throw RelayClientError(
@@ -417,7 +435,8 @@ public struct HTTPCarrier: ExchangeCarrier {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
         for (name, value) in RelayWire.signatureHeaders(
-            key: key, method: method, pathAndQuery: signedPath, body: body, timestamp: options.now(), device: device)
+            key: key, method: method, pathAndQuery: signedPath, body: body, timestamp: options.now(), device: device,
+            compact: !hexHeaders.value)
         {
             request.headers.add(name: name, value: value)
         }

@@ -57,14 +57,16 @@ public final class RelayHTTPClient: Sendable {
         return Answer(status: Int(response.status.code), body: buffer.readBytes(length: buffer.readableBytes) ?? [])
     }
 
-    /// The authentication headers for a request signed with `key` (`timestamp` defaults to now).
+    /// The authentication headers for a request signed with `key` (`timestamp` defaults to now): the hex headers,
+    /// or `Amanat-Auth` with `compact`.
     public static func signedHeaders(
         key: SigningKeyPair, method: String, path: String, body: [UInt8], timestamp: Int64? = nil,
-        device: SigningKeyPair? = nil
+        nonce: [UInt8] = Sodium.randomBytes(16), device: SigningKeyPair? = nil, compact: Bool = false
     ) -> [(String, String)] {
         RelayWire.signatureHeaders(
             key: key, method: method, pathAndQuery: path, body: body,
-            timestamp: timestamp ?? Int64(Date().timeIntervalSince1970), device: device)
+            timestamp: timestamp ?? Int64(Date().timeIntervalSince1970), nonce: nonce, device: device,
+            compact: compact)
     }
 
     /// Sends a request signed with `key` (and `device`, when given).

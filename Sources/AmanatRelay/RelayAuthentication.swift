@@ -66,6 +66,8 @@ extension HTTPField.Name {
     static let amanatDevice = Self(RelayWire.Header.device)!
     /// `Amanat-Device-Signature`: the device's signature of the canonical request.
     static let amanatDeviceSignature = Self(RelayWire.Header.deviceSignature)!
+    /// `Amanat-Auth`: the compact form of the five above.
+    static let amanatAuth = Self(RelayWire.Header.auth)!
     /// `Amanat-Without-Content` (on a vector answer).
     static let amanatWithoutContent = Self(RelayWire.Header.withoutContent)!
 }
@@ -174,7 +176,7 @@ struct RelayAuthentication: RouterMiddleware {
     }
 }
 
-/// The authentication headers of a request, parsed (Protocol/http-api.md §3).
+/// The authentication headers of a request, parsed (Protocol/http-api.md §3): the hex headers, or `Amanat-Auth`.
 struct Authentication {
     var key: [UInt8]
     var timestamp: Int64
@@ -186,6 +188,11 @@ struct Authentication {
     var deviceSignature: [UInt8]?
 
     init(headers: HTTPFields) throws {
+        let compact = headers[values: .amanatAuth]
+        guard compact.isEmpty else {
+            self = try Self.compact(compact, headers: headers)
+            return
+        }
         guard let keyHex = headers[.amanatKey], let stamp = headers[.amanatTimestamp],
             let nonceHex = headers[.amanatNonce], let signatureHex = headers[.amanatSignature]
         else {
@@ -219,5 +226,45 @@ struct Authentication {
         default:
             throw RelayHTTPError(.unauthorized, "The request names a device without its signature, or the reverse.")
         }
+    }
+}
+
+extension Authentication {
+    /// The one `Amanat-Auth` header: once, alone (none of the hex headers beside it), of the right length.
+    fileprivate static func compact(_ values: [String], headers: HTTPFields) throws -> Authentication {
+        let hex: [HTTPField.Name] = [
+            .amanatKey, .amanatTimestamp, .amanatNonce, .amanatSignature, .amanatDevice, .amanatDeviceSignature,
+        ]
+        guard values.count == 1, !hex.contains(where: { headers[$0] != nil }) else {
+            throw RelayHTTPError(
+                .unauthorized, "The request carries its authentication more than once (Amanat-Auth and other headers).")
+        }
+        // A timestamp is at most 12 decimal digits in the hex form; the same bound here, before any conversion.
+        guard let auth = CompactAuthentication(values[0]), auth.timestamp < 1_000_000_000_000 else {
+            throw RelayHTTPError(.unauthorized, "The request's Amanat-Auth header is malformed.")
+        }
+        var device: DeviceID?
+        if let deviceKey = auth.deviceKey {
+            guard let id = try? DeviceID(deviceKey) else {
+                throw RelayHTTPError(.unauthorized, "The request's Amanat-Auth header is malformed.")
+            }
+            device = id
+        }
+        return Authentication(
+            key: auth.key, timestamp: Int64(auth.timestamp), nonce: auth.nonce, nonceHex: Hex.encode(auth.nonce),
+            signature: auth.signature, device: device, deviceSignature: auth.deviceSignature)
+    }
+
+    private init(
+        key: [UInt8], timestamp: Int64, nonce: [UInt8], nonceHex: String, signature: [UInt8], device: DeviceID?,
+        deviceSignature: [UInt8]?
+    ) {
+        self.key = key
+        self.timestamp = timestamp
+        self.nonce = nonce
+        self.nonceHex = nonceHex
+        self.signature = signature
+        self.device = device
+        self.deviceSignature = deviceSignature
     }
 }

@@ -1,5 +1,6 @@
 import AmanatCore
 import AmanatCrypto
+import Foundation
 
 /// The wire format of the HTTP relay, shared by the relay (AmanatRelay) and its client (AmanatHTTP)
 /// (Protocol/http-api.md). Every multi-byte integer is big-endian; every body is checked against its length.
@@ -31,6 +32,10 @@ public enum RelayWire {
         public static let device = "amanat-device"
         /// The device key's signature (128 hex digits) of the same canonical request.
         public static let deviceSignature = "amanat-device-signature"
+        /// The compact form of the authentication (http-api.md §3): the same key, timestamp, nonce and signatures
+        /// (and the device's, when named) as raw bytes in one header, base64 without padding, in place of the six
+        /// hex headers above: about 240 bytes less on every request.
+        public static let auth = "amanat-auth"
         /// On a vector answer: how many copies without content the relay holds (1 to ``withoutContentLimit``; absent
         /// when none), so a client asks for them only then (http-api.md §11).
         public static let withoutContent = "amanat-without-content"
@@ -67,14 +72,21 @@ public enum RelayWire {
         return Array(text.utf8)
     }
 
-    /// The authentication headers of a request signed with `key`, and also with `device` when given.
+    /// The authentication headers of a request signed with `key`, and also with `device` when given: the six hex
+    /// headers, or with `compact` the one `Amanat-Auth` header that carries the same values (``CompactAuthentication``).
     public static func signatureHeaders(
         key: SigningKeyPair, method: String, pathAndQuery: String, body: [UInt8], timestamp: Int64,
-        nonce: [UInt8] = Sodium.randomBytes(16), device: SigningKeyPair? = nil
+        nonce: [UInt8] = Sodium.randomBytes(16), device: SigningKeyPair? = nil, compact: Bool = false
     ) -> [(String, String)] {
         let nonceHex = Hex.encode(nonce)
         let message = canonicalRequest(
             method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonceHex, body: body)
+        if compact {
+            let auth = CompactAuthentication(
+                key: key.publicKey, timestamp: UInt64(clamping: timestamp), nonce: nonce, signature: key.sign(message),
+                device: device.map { ($0.publicKey, $0.sign(message)) })
+            return [(Header.auth, auth.encoded)]
+        }
         var headers = [
             (Header.key, Hex.encode(key.publicKey)),
             (Header.timestamp, String(timestamp)),
@@ -287,5 +299,63 @@ public enum RelayWire {
 
     static func expectEnd(_ r: ByteReader) throws {
         guard r.isAtEnd else { throw CoreError(.malformed, "The body has bytes after its end.") }
+    }
+}
+
+/// The `Amanat-Auth` header's value (Protocol/http-api.md §3): `key:32 ‖ timestamp:u64 ‖ nonce:16 ‖ signature:64`,
+/// then `device:32 ‖ device-signature:64` when the request names its device; 120 or 216 bytes, in standard base64
+/// without padding (160 or 288 characters: both lengths are multiples of three bytes, so no padding ever arises).
+/// The signatures cover the same canonical request as the hex headers' (the nonce in lower-case hex there).
+public struct CompactAuthentication: Sendable, Equatable {
+    public var key: [UInt8]
+    public var timestamp: UInt64
+    public var nonce: [UInt8]
+    public var signature: [UInt8]
+    public var deviceKey: [UInt8]?
+    public var deviceSignature: [UInt8]?
+
+    /// The values of a request's authentication.
+    public init(
+        key: [UInt8], timestamp: UInt64, nonce: [UInt8], signature: [UInt8], device: ([UInt8], [UInt8])? = nil
+    ) {
+        self.key = key
+        self.timestamp = timestamp
+        self.nonce = nonce
+        self.signature = signature
+        deviceKey = device?.0
+        deviceSignature = device?.1
+    }
+
+    /// The header's value.
+    public var encoded: String {
+        var w = ByteWriter(capacity: 216)
+        w.write(raw: key)
+        w.write(bigEndian: timestamp)
+        w.write(raw: nonce)
+        w.write(raw: signature)
+        if let deviceKey, let deviceSignature {
+            w.write(raw: deviceKey)
+            w.write(raw: deviceSignature)
+        }
+        return Data(w.bytes).base64EncodedString()
+    }
+
+    /// Parses a header's value: nil unless it is exactly 160 or 288 characters of canonical base64 (re-encoding the
+    /// bytes gives the same text).
+    public init?(_ value: String) {
+        guard value.utf8.count == 160 || value.utf8.count == 288, let data = Data(base64Encoded: value),
+            data.base64EncodedString() == value
+        else { return nil }
+        let bytes = [UInt8](data)
+        var r = ByteReader(bytes)
+        guard let key = try? r.read(count: 32), let timestamp = try? r.read(bigEndian: UInt64.self),
+            let nonce = try? r.read(count: 16), let signature = try? r.read(count: 64)
+        else { return nil }
+        self.init(key: key, timestamp: timestamp, nonce: nonce, signature: signature)
+        if bytes.count == 216 {
+            guard let device = try? r.read(count: 32), let deviceSignature = try? r.read(count: 64) else { return nil }
+            deviceKey = device
+            self.deviceSignature = deviceSignature
+        }
     }
 }

@@ -387,4 +387,34 @@ import Testing
             #expect(relay.putBacks == sends)
         }
     }
+
+    // MARK: The compact authentication header
+
+    /// A relay older than `Amanat-Auth` refuses it as unsigned: the carrier signs that request and every later one
+    /// with the hex headers, and the sync goes through. A relay that refuses both forms gets each form once.
+    @Test func aRelayThatRefusesTheCompactHeaderGetsTheHexHeaders() async throws {
+        let dir = try TemporaryDirectory()
+        let a = try makeTeam(1, in: dir)[0]
+        _ = try a.createRecord(kind: "testimony", fields: [("witness", "W-5")], tags: [], seal: false)
+        let mine = try a.envelopes(of: a.deviceID, after: 0, limit: 1000)
+        let vector = RelayWire.encodeVector([a.deviceID: ChainHead(seq: mine.last!.header.seq, hash: mine.last!.hash)])
+        let empty = RelayWire.ExchangeResponse(stored: 0, remaining: 0, diverged: [], envelopes: []).encoded()
+
+        let current = try HostileRelay(vector: vector, exchange: empty)
+        _ = try await relaySync(a, current.url, options: testOptions(attempts: 1))
+        #expect(!current.authForms.isEmpty && current.authForms.allSatisfy { $0 == "compact" }, "\(current.authForms)")
+
+        let old = try HostileRelay(vector: vector, exchange: empty, refuses: .compact)
+        _ = try await relaySync(a, old.url, options: testOptions(attempts: 1))
+        #expect(old.authForms.first == "compact", "\(old.authForms)")
+        #expect(old.authForms.count >= 2 && old.authForms.dropFirst().allSatisfy { $0 == "hex" }, "\(old.authForms)")
+
+        let refusing = try HostileRelay(vector: vector, exchange: empty, refuses: .all)
+        let digest = try a.status().stateDigest
+        await #expect(throws: RelayClientError.self) {
+            _ = try await relaySync(a, refusing.url, options: testOptions(attempts: 1))
+        }
+        #expect(refusing.authForms == ["compact", "hex"], "\(refusing.authForms)")
+        #expect(try a.status().stateDigest == digest)
+    }
 }

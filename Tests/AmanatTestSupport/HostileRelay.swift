@@ -28,10 +28,26 @@ public final class HostileRelay: @unchecked Sendable {
     private let withoutContent: [UInt8]?
     private let putBackAnswer: String
     private let stallsListing: Bool
+    private let refuses: Refusal
     private let lock = NSLock()
+    private var forms: [String] = []
     private var exchanges = 0
     private var putBackCount = 0
     private var listingCount = 0
+
+    /// Which requests a relay answers 401 with the previous release's sentence for a request without the hex
+    /// authentication headers (http-api.md §3).
+    public enum Refusal: Sendable {
+        /// None.
+        case none
+        /// Those that carry `Amanat-Auth`, as a relay older than it does.
+        case compact
+        /// Every request.
+        case all
+    }
+
+    /// The authentication form of each request in order: "compact" (`Amanat-Auth`), "hex" or "none".
+    public var authForms: [String] { lock.withLock { forms } }
 
     /// How many requests asked for the copies without content (`GET …/without-content`).
     public var listings: Int { lock.withLock { listingCount } }
@@ -45,8 +61,9 @@ public final class HostileRelay: @unchecked Sendable {
         laterExchange: [UInt8] = RelayWire.ExchangeResponse(stored: 0, remaining: 0, diverged: [], envelopes: [])
             .encoded(),
         envelopes: [Envelope] = [], vectorHeaders: [String] = [], withoutContent: [UInt8]? = nil,
-        putBackAnswer: String = #"{"restored":0}"#, stallsListing: Bool = false
+        putBackAnswer: String = #"{"restored":0}"#, stallsListing: Bool = false, refuses: Refusal = .none
     ) throws {
+        self.refuses = refuses
         self.putBackAnswer = putBackAnswer
         self.stallsListing = stallsListing
         self.vectorHeaders = vectorHeaders
@@ -114,8 +131,27 @@ public final class HostileRelay: @unchecked Sendable {
                 pending += buffer[0..<n]
             }
             let line = String(decoding: pending.prefix { $0 != 0x0d }, as: UTF8.self)
+            let requestHead = String(decoding: pending[..<headerEnd!], as: UTF8.self).lowercased()
             pending.removeFirst(headerEnd! + contentLength)
-            let (status, body) = respond(to: line)
+            let form =
+                requestHead.contains("\r\n\(RelayWire.Header.auth):")
+                ? "compact"
+                : requestHead.contains("\r\n\(RelayWire.Header.signature):") ? "hex" : "none"
+            lock.withLock { forms.append(form) }
+            let refused: Bool
+            switch refuses {
+            case .none: refused = false
+            case .compact: refused = form != "hex"
+            case .all: refused = true
+            }
+            let (status, body) =
+                refused
+                ? (
+                    "401 Unauthorized",
+                    Array(
+                        #"{"error":"The request is not signed: it needs the Amanat-Key, -Timestamp, -Nonce and -Signature headers."}"#
+                            .utf8)
+                ) : respond(to: line)
             let extra = line.contains("/vector") ? vectorHeaders.map { $0 + "\r\n" }.joined() : ""
             let head =
                 "HTTP/1.1 \(status)\r\ncontent-type: \(RelayWire.binaryType)\r\ncontent-length: \(body.count)\r\n\(extra)\r\n"
