@@ -396,13 +396,18 @@ public struct HTTPCarrier: ExchangeCarrier {
         var delay = options.initialBackoff
         var attempt = 1
         while true {
+            let compact = !hexHeaders.value
             do {
                 return try await attemptOnce(
-                    method, path, body: body, timeout: extra ? min(options.requestTimeout, .seconds(30)) : nil)
-            } catch let error as RelayClientError where error.code == .unauthorized && !hexHeaders.value {
-                // A relay older than `Amanat-Auth` refuses it as unsigned (http-api.md §3): this carrier signs with
-                // the hex headers from now on, and the request goes again at once (nothing was stored). A relay that
-                // refuses the hex form too says why, and that answer is final.
+                    method, path, body: body, compact: compact,
+                    timeout: extra ? min(options.requestTimeout, .seconds(30)) : nil)
+            } catch let error as RelayClientError
+                where compact && error.code == .unauthorized && error.message.contains(Self.notSigned)
+            {
+                // A relay older than `Amanat-Auth` (or a proxy that drops it) finds the request unsigned
+                // (http-api.md §3): this carrier signs with the hex headers from now on, and the request goes again
+                // at once (the relay refused it before reading it). Any other refusal is final, as is this one
+                // when the hex form gets it too.
                 hexHeaders.value = true
             } catch let error as Transient {
                 guard attempt < (extra ? 1 : max(1, options.attempts)) else {
@@ -428,15 +433,19 @@ public struct HTTPCarrier: ExchangeCarrier {
         var answered = false
     }
 
-    private func attemptOnce(_ method: String, _ path: String, body: [UInt8], timeout: Duration? = nil) async throws
-        -> Answer
-    {
+    /// The start of the sentence a relay answers with 401 to a request without the hex headers; from a relay older
+    /// than `Amanat-Auth`, the answer to a compact one.
+    static let notSigned = "The request is not signed"
+
+    private func attemptOnce(
+        _ method: String, _ path: String, body: [UInt8], compact: Bool, timeout: Duration? = nil
+    ) async throws -> Answer {
         let signedPath = pathPrefix + path
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
         for (name, value) in RelayWire.signatureHeaders(
             key: key, method: method, pathAndQuery: signedPath, body: body, timestamp: options.now(), device: device,
-            compact: !hexHeaders.value)
+            compact: compact)
         {
             request.headers.add(name: name, value: value)
         }

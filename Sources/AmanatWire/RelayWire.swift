@@ -81,9 +81,10 @@ public enum RelayWire {
         let nonceHex = Hex.encode(nonce)
         let message = canonicalRequest(
             method: method, pathAndQuery: pathAndQuery, timestamp: timestamp, nonce: nonceHex, body: body)
-        if compact {
+        // The compact form's timestamp is unsigned: a clock before 1970 signs with the hex headers.
+        if compact && timestamp >= 0 {
             let auth = CompactAuthentication(
-                key: key.publicKey, timestamp: UInt64(clamping: timestamp), nonce: nonce, signature: key.sign(message),
+                key: key.publicKey, timestamp: UInt64(timestamp), nonce: nonce, signature: key.sign(message),
                 device: device.map { ($0.publicKey, $0.sign(message)) })
             return [(Header.auth, auth.encoded)]
         }
@@ -343,8 +344,10 @@ public struct CompactAuthentication: Sendable, Equatable {
     /// Parses a header's value: nil unless it is exactly 160 or 288 characters of canonical base64 (re-encoding the
     /// bytes gives the same text).
     public init?(_ value: String) {
-        guard value.utf8.count == 160 || value.utf8.count == 288, let data = Data(base64Encoded: value),
-            data.base64EncodedString() == value
+        // Without "=": a padded text of 288 characters could be the canonical encoding of 214 or 215 bytes.
+        guard value.utf8.count == 160 || value.utf8.count == 288, !value.utf8.contains(UInt8(ascii: "=")),
+            let data = Data(base64Encoded: value), data.base64EncodedString() == value,
+            data.count == 120 || data.count == 216
         else { return nil }
         let bytes = [UInt8](data)
         var r = ByteReader(bytes)

@@ -391,8 +391,10 @@ import Testing
     // MARK: The compact authentication header
 
     /// A relay older than `Amanat-Auth` refuses it as unsigned: the carrier signs that request and every later one
-    /// with the hex headers, and the sync goes through. A relay that refuses both forms gets each form once.
-    @Test func aRelayThatRefusesTheCompactHeaderGetsTheHexHeaders() async throws {
+    /// with the hex headers, and the sync goes through. A relay that refuses both forms gets each form once; one that
+    /// refuses for another reason (the clock) gets no second form. Bounded in time: a client that kept switching
+    /// forms would loop against a relay that answers at once.
+    @Test(.timeLimit(.minutes(1))) func aRelayThatRefusesTheCompactHeaderGetsTheHexHeaders() async throws {
         let dir = try TemporaryDirectory()
         let a = try makeTeam(1, in: dir)[0]
         _ = try a.createRecord(kind: "testimony", fields: [("witness", "W-5")], tags: [], seal: false)
@@ -415,6 +417,11 @@ import Testing
             _ = try await relaySync(a, refusing.url, options: testOptions(attempts: 1))
         }
         #expect(refusing.authForms == ["compact", "hex"], "\(refusing.authForms)")
+        let clock = try HostileRelay(vector: vector, exchange: empty, refuses: .clock)
+        await #expect(throws: RelayClientError.self) {
+            _ = try await relaySync(a, clock.url, options: testOptions(attempts: 1))
+        }
+        #expect(clock.authForms == ["compact"], "\(clock.authForms)")
         #expect(try a.status().stateDigest == digest)
     }
 }

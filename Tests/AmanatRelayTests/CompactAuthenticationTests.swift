@@ -65,7 +65,12 @@ import Testing
             stamp.timestamp = UInt64.max
             var twelve = fresh
             twelve.timestamp = 1_000_000_000_000
+            // 288 characters that are the canonical, padded base64 of 215 bytes: a valid 120-byte form and more.
+            let padded = Data([UInt8](try #require(Data(base64Encoded: signed(compact: true)[0].1))).prefix(215))
+                .base64EncodedString()
+            #expect(padded.count == 288 && padded.hasSuffix("="))
             let malformed: [(String, [(String, String)])] = [
+                ("canonical padding", [("amanat-auth", padded)]),
                 ("short", [("amanat-auth", String(good.dropLast()))]),
                 ("long", [("amanat-auth", good + "A")]),
                 ("between", [("amanat-auth", String(good.prefix(200)))]),

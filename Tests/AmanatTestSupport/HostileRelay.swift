@@ -44,6 +44,8 @@ public final class HostileRelay: @unchecked Sendable {
         case compact
         /// Every request.
         case all
+        /// Every request, with the sentence of a clock 5 minutes off (a refusal that is not about the form).
+        case clock
     }
 
     /// The authentication form of each request in order: "compact" (`Amanat-Auth`), "hex" or "none".
@@ -142,16 +144,14 @@ public final class HostileRelay: @unchecked Sendable {
             switch refuses {
             case .none: refused = false
             case .compact: refused = form != "hex"
-            case .all: refused = true
+            case .all, .clock: refused = true
             }
+            let sentence =
+                refuses == .clock
+                ? "The request's timestamp is more than 5 minutes away from the relay's clock; check the clock."
+                : "The request is not signed: it needs the Amanat-Key, -Timestamp, -Nonce and -Signature headers."
             let (status, body) =
-                refused
-                ? (
-                    "401 Unauthorized",
-                    Array(
-                        #"{"error":"The request is not signed: it needs the Amanat-Key, -Timestamp, -Nonce and -Signature headers."}"#
-                            .utf8)
-                ) : respond(to: line)
+                refused ? ("401 Unauthorized", Array(#"{"error":"\#(sentence)"}"#.utf8)) : respond(to: line)
             let extra = line.contains("/vector") ? vectorHeaders.map { $0 + "\r\n" }.joined() : ""
             let head =
                 "HTTP/1.1 \(status)\r\ncontent-type: \(RelayWire.binaryType)\r\ncontent-length: \(body.count)\r\n\(extra)\r\n"
