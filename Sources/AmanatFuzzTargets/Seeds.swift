@@ -134,6 +134,14 @@ public enum FuzzSeeds {
             RelayWire.ExchangeResponse(
                 stored: 1, remaining: 2, diverged: [Fixed.author], envelopes: envelopes.prefix(2).map { $0.encoded() }
             ).encoded())
+        for device in [true, false] {
+            let auth = RelayWire.signatureHeaders(
+                key: vault.relaySigningKey, method: "GET",
+                pathAndQuery: "/v1/vaults/\(Hex.encode(Fixed.vaultID))/vector",
+                body: [], timestamp: 1_800_000_000, nonce: [UInt8](repeating: 7, count: 16),
+                device: device ? Fixed.signer : nil, compact: true)
+            add(.relay, device ? "valid-amanat-auth" : "valid-amanat-auth-no-device", Array(auth[0].1.utf8))
+        }
 
         // invitation: a real grant, as plaintext and as a whole file sealed with the fixed code.
         let grant = try vault.invite(role: .member, validFor: 86_400)

@@ -184,6 +184,12 @@ enum Targets {
         if (try? RelayWire.ExchangeRequest.decode(bytes)) != nil { accepted = true }
         if (try? RelayWire.ExchangeResponse.decode(bytes)) != nil { accepted = true }
         _ = RelayWire.canonicalRegistrationCode(String(decoding: bytes, as: UTF8.self))
+        // The same bytes as an `Amanat-Auth` value: what it accepts re-encodes to itself.
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let auth = CompactAuthentication(text) {
+            require(auth.encoded == text, "an Amanat-Auth value does not re-encode to itself")
+            accepted = true
+        }
         return accepted
     }
 

@@ -72,7 +72,8 @@ extension HTTPField.Name {
     static let amanatWithoutContent = Self(RelayWire.Header.withoutContent)!
 }
 
-/// Authenticates every signed route before its handler runs: the vault id in the path, the four headers, the
+/// Authenticates every signed route before its handler runs: the vault id in the path, the four headers (or
+/// `Amanat-Auth`), the
 /// timestamp window, the body (read within the size limit) and the signature over method, path, timestamp, nonce and
 /// body; then, for every route but registration, that the key is the vault's registered relay key, that the nonce
 /// is new (in the storage, so a nonce is refused by every relay sharing it) and that the device is not revoked.
@@ -166,7 +167,8 @@ struct RelayAuthentication: RouterMiddleware {
             if membership.members.values.contains(where: \.isRevoked) {
                 throw RelayHTTPError(
                     .unauthorized,
-                    "A device of this vault was revoked: requests must name their device (Amanat-Device headers).")
+                    "A device of this vault was revoked: requests must name their device (in Amanat-Auth or the Amanat-Device headers)."
+                )
             }
             return
         }
