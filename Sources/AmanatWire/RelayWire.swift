@@ -308,11 +308,17 @@ public enum RelayWire {
 /// without padding (160 or 288 characters: both lengths are multiples of three bytes, so no padding ever arises).
 /// The signatures cover the same canonical request as the hex headers' (the nonce in lower-case hex there).
 public struct CompactAuthentication: Sendable, Equatable {
+    /// The vault's relay public key (32 bytes).
     public var key: [UInt8]
+    /// Unix time in seconds (below 10^12 for a relay to accept it).
     public var timestamp: UInt64
+    /// The request's 16 random bytes.
     public var nonce: [UInt8]
+    /// The relay key's Ed25519 signature of the canonical request.
     public var signature: [UInt8]
+    /// The requesting device's public key, when the request names it.
     public var deviceKey: [UInt8]?
+    /// The device key's signature of the same canonical request.
     public var deviceSignature: [UInt8]?
 
     /// The values of a request's authentication.
