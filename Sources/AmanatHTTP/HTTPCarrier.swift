@@ -94,27 +94,18 @@ public struct HTTPCarrier: ExchangeCarrier {
     private let ownsClient: Bool
     private let pathPrefix: String
     /// How many copies without content the last vector answer announced (http-api.md §11).
-    private let announced = Announced()
+    private let announced = Shared(0)
     /// Whether requests carry the hex headers: only after a relay refused the compact `Amanat-Auth` (http-api.md §3).
-    private let hexHeaders = Flag()
+    private let hexHeaders = Shared(false)
 
-    /// A flag shared by the copies of this carrier.
-    private final class Flag: @unchecked Sendable {
-        // @unchecked Sendable: `value` is only read and written under `lock`.
+    /// A value shared by the copies of this carrier: the count a vector answer's `Amanat-Without-Content` header gave,
+    /// kept for the sync that read it; the authentication form.
+    private final class Shared<Value: Sendable>: @unchecked Sendable {
+        // @unchecked Sendable: `stored` is only read and written under `lock`.
         private let lock = NSLock()
-        private var stored = false
-        var value: Bool {
-            get { lock.withLock { stored } }
-            set { lock.withLock { stored = newValue } }
-        }
-    }
-
-    /// The count a vector answer's `Amanat-Without-Content` header gave, kept for the sync that read it.
-    private final class Announced: @unchecked Sendable {
-        // @unchecked Sendable: `count` is only read and written under `lock`.
-        private let lock = NSLock()
-        private var stored = 0
-        var count: Int {
+        private var stored: Value
+        init(_ value: Value) { stored = value }
+        var value: Value {
             get { lock.withLock { stored } }
             set { lock.withLock { stored = newValue } }
         }
@@ -193,7 +184,7 @@ public struct HTTPCarrier: ExchangeCarrier {
             return answer.body
         }
         let vector = try decode { try RelayWire.decodeVector(body) }
-        announced.count = count
+        announced.value = count
         return vector
     }
 
@@ -214,7 +205,7 @@ public struct HTTPCarrier: ExchangeCarrier {
     nonisolated(nonsending) public func copiesWithoutContent(limit: Int, wanted: (Envelope) throws -> Bool)
         async throws -> [Envelope]
     {
-        guard announced.count > 0, limit > 0 else { return [] }
+        guard announced.value > 0, limit > 0 else { return [] }
         let body = try await exchangeAnswer("GET", vaultPath + "/without-content", body: [], extra: true).body
         let list = try decode { try RelayWire.decodeEnvelopeList(body) }
         // Each listed once: a relay that repeats one would have this device load its full copy again and again.
