@@ -70,7 +70,7 @@ public enum AEAD {
         guard out.count == plaintext.count + tagLength, let outBase = out.baseAddress else {
             throw CryptoError(.invalidInput, "An encryption buffer has the wrong length.")
         }
-        if plaintext.count >= LargeMessages.threshold, let input = plaintext.baseAddress {
+        if let input = plaintext.baseAddress {
             let sealed = key.withUnsafePointer { k in
                 nonce.withUnsafeBufferPointer { n in
                     LargeMessages.seal(
@@ -191,10 +191,9 @@ public enum AEAD {
         var outLength: UInt64 = 0
         let length = count - tagLength
         let opened = key.withUnsafePointer { k in
-            if length >= LargeMessages.threshold,
-                let opened = LargeMessages.open(
-                    ciphertext, count: length, additionalData: additionalData, additionalCount: additionalCount,
-                    nonce: nonce, key: k, into: out)
+            if let opened = LargeMessages.open(
+                ciphertext, count: length, additionalData: additionalData, additionalCount: additionalCount,
+                nonce: nonce, key: k, into: out)
             {
                 return opened
             }
@@ -274,38 +273,42 @@ enum LargeMessages {
     static let threshold = 16 << 10
 
     /// Seals `count` bytes into `out` (`count` + 16: ciphertext ‖ tag) under a 32-byte key and a nonce of
-    /// `nonceLength` bytes (24 or 12); nil without BoringSSL, else whether it sealed.
+    /// `nonceLength` bytes (24 or 12); nil below ``threshold`` or without BoringSSL (the caller uses libsodium), else
+    /// whether it sealed.
     static func seal(
         _ plaintext: UnsafePointer<UInt8>, count: Int, additionalData: [UInt8], nonce: UnsafePointer<UInt8>,
         nonceLength: Int = AEAD.nonceLength, key: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>
     ) -> Bool? {
+        guard count >= threshold else { return nil }
         #if canImport(CCryptoBoringSSL)
-            withContext(key: key, nonceLength: nonceLength) { context in
+            return withContext(key: key, nonceLength: nonceLength) { context in
                 var tagLength = 0
                 return CCryptoBoringSSL_EVP_AEAD_CTX_seal_scatter(
                     context, out, out + count, &tagLength, AEAD.tagLength, nonce, nonceLength, plaintext, count,
                     nil, 0, additionalData, additionalData.count) == 1 && tagLength == AEAD.tagLength
             }
         #else
-            nil
+            return nil
         #endif
     }
 
-    /// Opens `count` bytes of ciphertext followed by their 16-byte tag into `out` (`count` bytes); nil without
-    /// BoringSSL, else whether they authenticated (when not, `out` holds unauthenticated bytes the caller zeroes).
+    /// Opens `count` bytes of ciphertext followed by their 16-byte tag into `out` (`count` bytes); nil below
+    /// ``threshold`` or without BoringSSL, else whether they authenticated (when not, `out` holds unauthenticated
+    /// bytes the caller zeroes).
     static func open(
         _ ciphertext: UnsafePointer<UInt8>, count: Int, additionalData: UnsafePointer<UInt8>?, additionalCount: Int,
         nonce: UnsafePointer<UInt8>, nonceLength: Int = AEAD.nonceLength, key: UnsafePointer<UInt8>,
         into out: UnsafeMutablePointer<UInt8>
     ) -> Bool? {
+        guard count >= threshold else { return nil }
         #if canImport(CCryptoBoringSSL)
-            withContext(key: key, nonceLength: nonceLength) { context in
+            return withContext(key: key, nonceLength: nonceLength) { context in
                 CCryptoBoringSSL_EVP_AEAD_CTX_open_gather(
                     context, out, nonce, nonceLength, ciphertext, count, ciphertext + count, AEAD.tagLength,
                     additionalData, additionalCount) == 1
             }
         #else
-            nil
+            return nil
         #endif
     }
 

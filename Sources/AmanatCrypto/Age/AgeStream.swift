@@ -43,7 +43,7 @@ enum AgeStream {
         var outLength: UInt64 = 0
         key.withUnsafePointer { k in
             // A full chunk (64 KiB) through BoringSSL's one-pass assembly (AEAD.swift, LargeMessages).
-            if plaintext.count >= LargeMessages.threshold, let input = plaintext.baseAddress,
+            if let input = plaintext.baseAddress,
                 LargeMessages.seal(
                     input.assumingMemoryBound(to: UInt8.self), count: plaintext.count, additionalData: [],
                     nonce: nonce, nonceLength: 12, key: k,
@@ -67,17 +67,16 @@ enum AgeStream {
         let rc = ciphertext.withUnsafeBufferPointer { c -> Int32 in
             guard let base = c.baseAddress else { return -1 }
             return key.withUnsafePointer { k in
-                let length = c.count - tagSize
-                if length >= LargeMessages.threshold,
-                    let opened = out.withUnsafeMutableBufferPointer({ o in
-                        let opened = LargeMessages.open(
-                            base, count: length, additionalData: nil, additionalCount: 0, nonce: nonce,
-                            nonceLength: 12, key: k, into: o.baseAddress!)
-                        // BoringSSL decrypts while it authenticates: nothing unauthenticated is kept.
-                        if opened == false { o.update(repeating: 0) }
-                        return opened
-                    })
-                {
+                if let opened = out.withUnsafeMutableBufferPointer({ o -> Bool? in
+                    // An empty chunk (an empty file's only one) may have no address; it stays with libsodium.
+                    guard let into = o.baseAddress else { return nil }
+                    let opened = LargeMessages.open(
+                        base, count: c.count - tagSize, additionalData: nil, additionalCount: 0, nonce: nonce,
+                        nonceLength: 12, key: k, into: into)
+                    // BoringSSL decrypts while it authenticates: nothing unauthenticated is kept.
+                    if opened == false { o.update(repeating: 0) }
+                    return opened
+                }) {
                     return opened ? 0 : -1
                 }
                 return crypto_aead_chacha20poly1305_ietf_decrypt(
